@@ -1,0 +1,65 @@
+"""Settings from ``BATON_`` environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "BATON_"
+
+
+class SettingsError(Exception):
+    """Start-up configuration is invalid; the message names every bad variable."""
+
+
+class RuntimeSettings(BaseSettings):
+    """What every service needs: database, broker, HTTP, consumer and outbox tuning."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: str = Field(
+        pattern=r"^postgresql(\+asyncpg)?://",
+        description="PostgreSQL URL, e.g. postgresql://user:pass@host:5432/baton",
+    )
+    kafka_bootstrap_servers: str = Field(
+        min_length=1, description="Comma-separated host:port list of Kafka brokers."
+    )
+    kafka_idempotent_producer: bool = True
+    kafka_topic_partitions: int = Field(default=6, ge=1, le=1000)
+    kafka_replication_factor: int = Field(default=1, ge=1, le=10)
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
+    kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
+    kafka_rebalance_timeout_ms: int = Field(default=30_000, ge=1_000)
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
+    consumer_max_attempts: int = Field(default=5, ge=1, le=100)
+    consumer_retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
+    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_poll_interval_ms: int = Field(default=1_000, ge=10, le=60_000)
+    shutdown_grace_seconds: float = Field(default=25.0, gt=0, le=600)
+
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+
+def env_name(field: str) -> str:
+    """Return the environment variable that sets ``field``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Return validated settings, or raise SettingsError naming each bad variable."""
+    try:
+        return settings_class()
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = str(item["loc"][0]) if item["loc"] else "?"
+            detail = "is required but not set" if item["type"] == "missing" else item["msg"]
+            problems.append(f"{env_name(field)} {detail}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,1 @@
+"""Baton's event contracts: pydantic models and their CloudEvents Kafka binding."""
