@@ -14,6 +14,7 @@ from cloudevents.core.v1.event import CloudEvent
 from schemas.events import EVENTS_BY_TOPIC, Event
 
 TYPE_PREFIX = "com.baton."
+REQUIRED_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "content-type")
 _JSON = JSONFormat()
 
 
@@ -80,8 +81,16 @@ def decode(topic: str, key: bytes | None, headers: Any, value: bytes) -> Envelop
     event_class = EVENTS_BY_TOPIC.get(topic.removesuffix(".dlq"))
     if event_class is None:
         raise EnvelopeError(f"no Baton event is published on topic {topic!r}")
+    header_map = {name: bytes(raw) for name, raw in headers or ()}
+    # The library would invent a fresh id or time for a missing header: a redelivery
+    # would then look new to the inbox, so these are required here.
+    missing = [name for name in REQUIRED_HEADERS if name not in header_map]
+    if missing:
+        raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
+    content_type = header_map["content-type"].decode(errors="replace")
+    if content_type.split(";")[0].strip() != "application/json":
+        raise EnvelopeError(f"content-type {content_type!r} is not application/json")
     try:
-        header_map = {name: bytes(raw) for name, raw in headers or ()}
         cloud_event = ce_kafka.from_binary(
             ce_kafka.KafkaMessage(headers=header_map, key=key, value=value), _JSON
         )
@@ -98,7 +107,8 @@ def decode(topic: str, key: bytes | None, headers: Any, value: bytes) -> Envelop
         event = event_class.model_validate(data)
     except ValueError as error:
         raise EnvelopeError(f"event data does not match {event_class.__name__}: {error}") from error
-    time = cloud_event.get_time() or datetime.now(UTC)
+    time = cloud_event.get_time()
+    assert time is not None  # ce_time is a required header above
     return Envelope(
         event_id=cloud_event.get_id(), source=cloud_event.get_source(), time=time, event=event
     )

@@ -1,0 +1,191 @@
+"""The consumer loop: batched, idempotent, dead-lettering, rebalance- and SIGTERM-safe."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from baton_runtime.metrics import CONSUMED, CONSUMER_BATCH_SECONDS
+from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
+from schemas.envelope import EnvelopeError, KafkaRecord, decode
+from schemas.events import dead_letter_topic
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
+BatchHook = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
+MAX_ERROR_HEADER_BYTES = 4000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often a failing message is retried, and how long to wait between tries."""
+
+    max_attempts: int
+    backoff_seconds: float
+
+    def delay(self, attempt: int) -> float:
+        """Return the wait after failed ``attempt`` (1-based): exponential with jitter."""
+        return float(self.backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.0))
+
+
+@dataclass
+class _BatchLock(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Holds a rebalance until the batch in progress has committed its offsets."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    assigned: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        async with self.lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned.set()
+
+
+class ConsumerLoop:
+    """Consumes ``handlers``' topics for one consumer group.
+
+    Each fetched batch is handled in one database transaction: per message, the
+    event id is claimed in the inbox and the handler runs inside a savepoint, so
+    a redelivered event is skipped and a failing one is undone alone. A failure
+    is retried with backoff; after the last attempt the message goes to
+    ``<topic>.dlq`` through the outbox with the error in its headers, and the
+    partition moves on. Offsets are committed only after the transaction commits.
+    """
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        group_id: str,
+        handlers: Mapping[str, Handler],
+        unit_of_work: UnitOfWorkFactory,
+        retry: RetryPolicy,
+        batch_size: int,
+        after_db_commit: Sequence[BatchHook] = (),
+    ) -> None:
+        self._consumer = consumer
+        self._group_id = group_id
+        self._handlers = dict(handlers)
+        self._unit_of_work = unit_of_work
+        self._retry = retry
+        self._batch_size = batch_size
+        self._after_db_commit = list(after_db_commit)
+        self._rebalance = _BatchLock()
+
+    @property
+    def assigned(self) -> bool:
+        """Return True once the group has given this member its partitions."""
+        return self._rebalance.assigned.is_set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Consume until ``stop`` is set, then finish the batch, commit and leave the group."""
+        self._consumer.subscribe(topics=list(self._handlers), listener=self._rebalance)
+        await self._consumer.start()
+        try:
+            while not stop.is_set():
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                if batch:
+                    async with self._rebalance.lock:
+                        await self._process_or_rewind(batch)
+        finally:
+            await self._consumer.stop()  # leaves the group so partitions move at once
+
+    async def _process_or_rewind(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Handle and commit a batch; on an infrastructure error, rewind to re-fetch it."""
+        started = time.perf_counter()
+        try:
+            offsets = await self._process(batch)
+        except Exception:
+            log.exception("batch failed before commit; re-fetching it", group=self._group_id)
+            for partition, messages in batch.items():
+                self._consumer.seek(partition, messages[0].offset)
+            await asyncio.sleep(self._retry.delay(1) + 0.5)
+            return
+        for hook in self._after_db_commit:
+            await hook(offsets)
+        await self._consumer.commit(offsets)
+        log.debug("offsets committed", offsets={f"{tp.topic}/{tp.partition}": offset
+                                                for tp, offset in offsets.items()})
+        CONSUMER_BATCH_SECONDS.observe(time.perf_counter() - started)
+
+    async def _process(
+        self, batch: dict[TopicPartition, list[ConsumerRecord]]
+    ) -> dict[TopicPartition, int]:
+        """Handle every message in one transaction and return the offsets to commit."""
+        async with self._unit_of_work() as uow:
+            for messages in batch.values():
+                for message in messages:
+                    await self._handle(uow, message)
+            await uow.commit()
+        return {partition: messages[-1].offset + 1 for partition, messages in batch.items()}
+
+    async def _handle(self, uow: UnitOfWork, message: ConsumerRecord) -> None:
+        """Handle one message inside the batch's transaction, dead-lettering it if it fails."""
+        topic = message.topic
+        try:
+            envelope = decode(topic, message.key, message.headers, message.value)
+        except EnvelopeError as error:
+            # A malformed message fails the same way every time: no retries.
+            event_id = f"undecodable:{topic}:{message.partition}:{message.offset}"
+            await self._dead_letter(uow, message, event_id, error, attempts=1)
+            return
+        handler = self._handlers[topic]
+        for attempt in range(1, self._retry.max_attempts + 1):
+            try:
+                async with uow.savepoint():
+                    if not await uow.claim(self._group_id, envelope.event_id, topic,
+                                           message.partition, message.offset):
+                        CONSUMED.labels(topic=topic, outcome="duplicate").inc()
+                        return
+                    await handler(envelope.event, uow)
+                CONSUMED.labels(topic=topic, outcome="processed").inc()
+                return
+            except Exception as error:
+                log.warning("handler failed", topic=topic, event_id=envelope.event_id,
+                            attempt=attempt, error=repr(error))
+                if attempt == self._retry.max_attempts:
+                    await self._dead_letter(uow, message, envelope.event_id, error, attempt)
+                    return
+                CONSUMED.labels(topic=topic, outcome="retried").inc()
+                await asyncio.sleep(self._retry.delay(attempt))
+
+    async def _dead_letter(self, uow: UnitOfWork, message: ConsumerRecord, event_id: str,
+                           error: Exception, attempts: int) -> None:
+        """Queue ``message`` for its dead-letter topic and mark it consumed."""
+        async with uow.savepoint():
+            if not await uow.claim(self._group_id, event_id, message.topic, message.partition,
+                                   message.offset):
+                return
+            description = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_HEADER_BYTES]
+            headers = (
+                *((name, bytes(value)) for name, value in message.headers or ()),
+                ("baton_error", description),
+                ("baton_error_type", type(error).__name__.encode()),
+                ("baton_attempts", str(attempts).encode()),
+                ("baton_consumer_group", self._group_id.encode()),
+                ("baton_original_topic", message.topic.encode()),
+                ("baton_original_partition", str(message.partition).encode()),
+                ("baton_original_offset", str(message.offset).encode()),
+            )
+            uow.emit_record(
+                KafkaRecord(
+                    topic=dead_letter_topic(message.topic),
+                    key=message.key or b"",
+                    headers=headers,
+                    value=message.value or b"",
+                )
+            )
+        CONSUMED.labels(topic=message.topic, outcome="dead_lettered").inc()
+        log.error("message dead-lettered", topic=message.topic, partition=message.partition,
+                  offset=message.offset, event_id=event_id, error=repr(error))

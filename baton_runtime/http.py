@@ -1,0 +1,87 @@
+"""The FastAPI app factory: health, readiness, metrics, request logs and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import structlog
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import Match
+
+from baton_runtime.metrics import HTTP_REQUESTS
+
+log = structlog.get_logger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+READINESS_TIMEOUT_SECONDS = 2.0
+
+
+def create_app(
+    *,
+    service: str,
+    version: str,
+    routers: Sequence[APIRouter],
+    readiness: Mapping[str, ReadinessCheck],
+) -> FastAPI:
+    """Return the service's app with /healthz, /readyz, /metrics and its routers."""
+    app = FastAPI(title=f"Baton {service}", version=version)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        summary="The database and the broker answer, and the consumer has its partitions.",
+        responses={503: {"description": "A dependency is not ready."}},
+    )
+    async def readyz() -> JSONResponse:
+        results = await asyncio.gather(*(_run_check(check) for check in readiness.values()))
+        checks = dict(zip(readiness, results, strict=True))
+        ready = all(result == "ok" for result in results)
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status_code=200 if ready else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics.",
+             response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                      ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        HTTP_REQUESTS.labels(request.method, _route_of(app, request),
+                             str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    return app
+
+
+async def _run_check(check: ReadinessCheck) -> str:
+    """Return "ok", or what went wrong, for one readiness check."""
+    try:
+        await asyncio.wait_for(check(), READINESS_TIMEOUT_SECONDS)
+    except Exception as error:
+        return f"failed: {type(error).__name__}: {error}"[:300]
+    return "ok"
+
+
+def _route_of(app: FastAPI, request: Request) -> str:
+    """Return the route template that matched, so metrics do not explode per id."""
+    for route in app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is Match.FULL:
+            return str(getattr(route, "path", "other"))
+    return "unmatched"

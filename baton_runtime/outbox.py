@@ -1,0 +1,103 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, then deletes them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton_runtime.db import PlumbingTables
+from baton_runtime.kafka import KafkaPublisher
+from baton_runtime.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
+from baton_runtime.wakeup import Wakeup
+from schemas.envelope import KafkaRecord
+
+log = structlog.get_logger(__name__)
+
+
+class OutboxRelay:
+    """Moves outbox rows to Kafka in id order, one batch per transaction.
+
+    Several replicas may run at once: ``FOR UPDATE SKIP LOCKED`` splits the rows
+    between them, and a row is held back while an earlier row with the same topic
+    and key is still unpublished in another replica's batch, so one key's events
+    keep their order. Publishing is at least once; consumers dedupe by event id.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        tables: PlumbingTables,
+        publisher: KafkaPublisher,
+        *,
+        database_url: str,
+        batch_size: int,
+        poll_interval: float,
+    ) -> None:
+        self._engine = engine
+        self._tables = tables
+        self._publisher = publisher
+        self._database_url = database_url
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        schema = tables.schema
+        self._claim = text(
+            f"""
+            WITH batch AS (
+                SELECT id FROM {schema}.outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+            )
+            SELECT o.id, o.topic, o.key, o.header_names, o.header_values, o.value
+            FROM {schema}.outbox o JOIN batch USING (id)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {schema}.outbox earlier
+                WHERE earlier.topic = o.topic AND earlier.key = o.key AND earlier.id < o.id
+                  AND earlier.id NOT IN (SELECT id FROM batch)
+            )
+            ORDER BY o.id
+            """
+        )
+        self._delete = text(f"DELETE FROM {schema}.outbox WHERE id IN :ids").bindparams(
+            bindparam("ids", expanding=True)
+        )
+
+    async def publish_batch(self) -> int:
+        """Publish one batch of pending rows and return how many were published."""
+        async with self._engine.begin() as connection:
+            rows = (await connection.execute(self._claim, {"limit": self._batch_size})).all()
+            if not rows:
+                return 0
+            records = [
+                KafkaRecord(
+                    topic=row.topic,
+                    key=bytes(row.key),
+                    headers=tuple(zip(row.header_names, map(bytes, row.header_values),
+                                      strict=True)),
+                    value=bytes(row.value),
+                )
+                for row in rows
+            ]
+            await self._publisher.send_batch(records)
+            await connection.execute(self._delete, {"ids": [row.id for row in rows]})
+        for record in records:
+            OUTBOX_PUBLISHED.labels(topic=record.topic).inc()
+        return len(records)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Publish until ``stop`` is set, woken by NOTIFY and polling as a fallback."""
+        async with Wakeup(self._database_url, self._tables.notify_channel) as wakeup:
+            while not stop.is_set():
+                try:
+                    published = await self.publish_batch()
+                except Exception:
+                    OUTBOX_RELAY_ERRORS.inc()
+                    log.exception("outbox relay batch failed; retrying")
+                    published = 0
+                if published < self._batch_size:
+                    await wakeup.wait(stop, poll_seconds=self._poll_interval)
+        # Publish what the consumer's last batch committed before the process goes.
+        with contextlib.suppress(Exception):
+            while await self.publish_batch() == self._batch_size:
+                pass

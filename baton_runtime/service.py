@@ -1,0 +1,179 @@
+"""Runs one service: HTTP API, consumer loop, outbox relay and workers in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import uvicorn
+from fastapi import APIRouter, Request
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton_runtime import db
+from baton_runtime.consumer import BatchHook, ConsumerLoop, Handler, RetryPolicy
+from baton_runtime.db import PlumbingTables
+from baton_runtime.http import ReadinessCheck, create_app
+from baton_runtime.kafka import KafkaPublisher, build_consumer
+from baton_runtime.logging import configure_logging
+from baton_runtime.outbox import OutboxRelay
+from baton_runtime.settings import RuntimeSettings, SettingsError, load_settings
+from baton_runtime.uow import UnitOfWorkFactory, unit_of_work_factory
+
+log = structlog.get_logger(__name__)
+VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class ServiceContext:
+    """What handlers' collaborators, routes and workers share inside one process."""
+
+    name: str
+    settings: Any
+    engine: AsyncEngine
+    unit_of_work: UnitOfWorkFactory
+
+
+Worker = Callable[[ServiceContext, asyncio.Event], Coroutine[Any, Any, None]]
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    """A service's wiring: the one place its handlers, routes and workers are named."""
+
+    name: str
+    settings_class: type[RuntimeSettings]
+    tables: PlumbingTables
+    migrations: Path | None
+    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    routers: Sequence[APIRouter] = ()
+    workers: Sequence[Worker] = ()
+    after_db_commit: Sequence[BatchHook] = ()
+
+    @property
+    def consumer_group(self) -> str:
+        """Return the Kafka consumer group of this service."""
+        return f"baton-{self.name}"
+
+    @property
+    def source(self) -> str:
+        """Return the CloudEvents source of events this service emits."""
+        return f"/baton/{self.name}"
+
+
+def context_of(request: Request) -> ServiceContext:
+    """Return the running service's context, for use as a FastAPI dependency."""
+    context: ServiceContext = request.app.state.context
+    return context
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the service runner owns SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) -> None:
+    """Run until SIGTERM or SIGINT, then drain: consumer, relay, HTTP, connections."""
+    engine = db.create_engine(settings.database_url, application_name=definition.name)
+    unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
+    context = ServiceContext(definition.name, settings, engine, unit_of_work)
+    publisher = KafkaPublisher(settings, client_id=definition.name)
+    await publisher.start()
+    consumer: ConsumerLoop | None = None
+    readiness: dict[str, ReadinessCheck] = {
+        "database": lambda: db.ping(engine),
+        "broker": publisher.ping,
+    }
+    if definition.handlers:
+        consumer = ConsumerLoop(
+            build_consumer(settings, definition.consumer_group, definition.name),
+            group_id=definition.consumer_group,
+            handlers=definition.handlers,
+            unit_of_work=unit_of_work,
+            retry=RetryPolicy(settings.consumer_max_attempts,
+                              settings.consumer_retry_backoff_ms / 1000),
+            batch_size=settings.consumer_batch_size,
+            after_db_commit=definition.after_db_commit,
+        )
+        readiness["consumer"] = _assigned_check(consumer)
+    app = create_app(service=definition.name, version=VERSION, routers=definition.routers,
+                     readiness=readiness)
+    app.state.context = context
+    relay = OutboxRelay(
+        engine, definition.tables, publisher,
+        database_url=settings.database_url,
+        batch_size=settings.outbox_batch_size,
+        poll_interval=settings.outbox_poll_interval_ms / 1000,
+    )
+    server = _Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
+                                    log_config=None, access_log=False, lifespan="off"))
+    consuming, relaying = asyncio.Event(), asyncio.Event()
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop_requested.set)
+
+    server_task = asyncio.create_task(server.serve(), name="http")
+    consumer_task = asyncio.create_task(
+        consumer.run(consuming) if consumer else consuming.wait(), name="consumer")
+    relay_task = asyncio.create_task(relay.run(relaying), name="outbox-relay")
+    worker_tasks = [
+        asyncio.create_task(worker(context, consuming)) for worker in definition.workers
+    ]
+    log.info("service started", port=settings.http_port, group=definition.consumer_group)
+    tasks = [server_task, consumer_task, relay_task, *worker_tasks]
+    stop_waiter = asyncio.create_task(stop_requested.wait())
+    done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    crashed = [task for task in done if task is not stop_waiter and task.exception()]
+    for task in crashed:
+        log.error("component stopped unexpectedly", component=task.get_name(),
+                  error=repr(task.exception()))
+    log.info("shutting down")
+    try:
+        async with asyncio.timeout(settings.shutdown_grace_seconds):
+            # Order matters: finish and commit the batch, publish what it wrote, then close.
+            consuming.set()
+            await asyncio.gather(consumer_task, *worker_tasks, return_exceptions=True)
+            relaying.set()
+            await asyncio.gather(relay_task, return_exceptions=True)
+            server.should_exit = True
+            await asyncio.gather(server_task, return_exceptions=True)
+    except TimeoutError:
+        log.error("shutdown grace period exceeded; exiting anyway")
+    finally:
+        stop_waiter.cancel()
+        await publisher.stop()
+        await engine.dispose()
+    if crashed:
+        raise SystemExit(1)
+
+
+def _assigned_check(consumer: ConsumerLoop) -> ReadinessCheck:
+    """Return a readiness check that passes once the consumer has its partitions."""
+
+    async def check() -> None:
+        if not consumer.assigned:
+            raise RuntimeError("waiting for the consumer group to assign partitions")
+
+    return check
+
+
+def serve(definition: ServiceDefinition) -> None:
+    """Load settings, configure logging and run the service; exit 2 on bad settings."""
+    try:
+        settings = load_settings(definition.settings_class)
+    except SettingsError as error:
+        print(f"baton {definition.name}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    configure_logging(service=definition.name, level=settings.log_level,
+                      log_format=settings.log_format)
+    asyncio.run(run_service(definition, settings))

@@ -1,0 +1,135 @@
+"""The unit of work: state, inbox row and outbox rows committed in one transaction."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import insert, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from baton_runtime.db import PlumbingTables
+from schemas.envelope import KafkaRecord, encode
+from schemas.events import Event
+
+
+class UnitOfWork:
+    """One database transaction; only ``commit`` makes its work visible.
+
+    Handlers and API routes use ``connection`` for their own tables and ``emit``
+    for outgoing events; events are written to the outbox at commit, in the same
+    transaction, and published by the relay afterwards.
+    """
+
+    def __init__(self, connection: AsyncConnection, tables: PlumbingTables, source: str) -> None:
+        self.connection = connection
+        self._tables = tables
+        self._source = source
+        self._pending: list[KafkaRecord] = []
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        await self.connection.begin()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if not self._committed and self.connection.in_transaction():
+            await self.connection.rollback()
+
+    def emit(self, event: Event) -> str:
+        """Queue ``event`` for the outbox and return its CloudEvents id."""
+        record = encode(event, source=self._source)
+        self._pending.append(record)
+        return dict(record.headers)["ce_id"].decode()
+
+    def emit_record(self, record: KafkaRecord) -> None:
+        """Queue an already encoded record, e.g. a dead letter, for the outbox."""
+        self._pending.append(record)
+
+    @property
+    def pending(self) -> Sequence[KafkaRecord]:
+        """Return the records this unit of work will write to the outbox."""
+        return tuple(self._pending)
+
+    @contextlib.asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Run a block whose database writes and emitted events are undone if it raises."""
+        mark = len(self._pending)
+        nested = await self.connection.begin_nested()
+        try:
+            yield
+        except BaseException:
+            await nested.rollback()
+            del self._pending[mark:]
+            raise
+        await nested.commit()
+
+    async def claim(self, consumer_group: str, event_id: str, topic: str, partition: int,
+                    offset: int) -> bool:
+        """Record ``event_id`` as consumed by the group; return False if it already was."""
+        inbox = self._tables.inbox
+        statement = (
+            pg_insert(inbox)
+            .values(consumer_group=consumer_group, event_id=event_id, topic=topic,
+                    partition=partition, offset=offset)
+            .on_conflict_do_nothing(index_elements=["consumer_group", "event_id"])
+            .returning(inbox.c.event_id)
+        )
+        return (await self.connection.execute(statement)).first() is not None
+
+    async def already_consumed(self, consumer_group: str, event_id: str) -> bool:
+        """Return True if the group's inbox already holds ``event_id``."""
+        inbox = self._tables.inbox
+        query = select(inbox.c.event_id).where(
+            inbox.c.consumer_group == consumer_group, inbox.c.event_id == event_id
+        )
+        return (await self.connection.execute(query)).first() is not None
+
+    async def commit(self) -> None:
+        """Write pending outbox rows, wake the relay, and commit everything at once."""
+        if self._pending:
+            await self.connection.execute(
+                insert(self._tables.outbox),
+                [
+                    {
+                        "topic": record.topic,
+                        "key": record.key,
+                        "header_names": [name for name, _ in record.headers],
+                        "header_values": [value for _, value in record.headers],
+                        "value": record.value,
+                    }
+                    for record in self._pending
+                ],
+            )
+            # Delivered by PostgreSQL only when the transaction commits.
+            await self.connection.execute(
+                text("SELECT pg_notify(:channel, '')"),
+                {"channel": self._tables.notify_channel},
+            )
+        await self.connection.commit()
+        self._committed = True
+        self._pending.clear()
+
+
+UnitOfWorkFactory = Callable[[], contextlib.AbstractAsyncContextManager[UnitOfWork]]
+
+
+def unit_of_work_factory(
+    engine: AsyncEngine, tables: PlumbingTables, source: str
+) -> UnitOfWorkFactory:
+    """Return a callable that opens a new unit of work on its own pooled connection."""
+
+    @contextlib.asynccontextmanager
+    async def open_unit_of_work() -> AsyncIterator[UnitOfWork]:
+        async with engine.connect() as connection, UnitOfWork(connection, tables, source) as uow:
+            yield uow
+
+    return open_unit_of_work

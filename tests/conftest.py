@@ -1,0 +1,59 @@
+"""Fixtures shared by every tier: real PostgreSQL and a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from baton_runtime.embedded import embedded_kafka
+from tests.support.infrastructure import (
+    FAST_GROUP_SETTINGS,
+    PostgresServer,
+    delete_baton_topics,
+    postgres_server,
+    shared_kafka_broker,
+)
+
+
+@dataclass(frozen=True)
+class Infrastructure:
+    """A fresh database and a broker of one test's own, with the settings to reach them."""
+
+    database_url: str
+    bootstrap_servers: str
+
+    def environment(self) -> dict[str, str]:
+        """Return the BATON_ variables that point a service at this infrastructure."""
+        return {
+            **FAST_GROUP_SETTINGS,
+            "BATON_DATABASE_URL": self.database_url,
+            "BATON_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+        }
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def shared_kafka() -> Iterator[str | None]:
+    with shared_kafka_broker() as servers:
+        yield servers
+
+
+@pytest.fixture
+async def infrastructure(
+    postgres: PostgresServer, shared_kafka: str | None
+) -> AsyncIterator[Infrastructure]:
+    """Give the test an empty database and a broker with no Baton topics."""
+    database_url = await postgres.create_database()
+    if shared_kafka is not None:
+        await delete_baton_topics(shared_kafka)
+        yield Infrastructure(database_url, shared_kafka)
+        return
+    with embedded_kafka() as bootstrap:
+        yield Infrastructure(database_url, bootstrap)

@@ -1,0 +1,200 @@
+"""The consumer loop against real PostgreSQL and a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.db import create_engine
+from baton_runtime.embedded import free_port
+from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
+from baton_runtime.outbox import OutboxRelay
+from baton_runtime.settings import RuntimeSettings
+from baton_runtime.uow import unit_of_work_factory
+from schemas.envelope import KafkaRecord, decode, encode
+from schemas.events import LeadCaptured, LeadScored, TouchpointType
+from tests.conftest import Infrastructure
+from tests.support import probe_service
+from tests.support.kafka import (
+    lead_captured,
+    produce,
+    read_all,
+    read_topic,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(infrastructure: Infrastructure, **overrides: object) -> RuntimeSettings:
+    """Return runtime settings pointing at the test's database and broker."""
+    values = {key.removeprefix("BATON_").lower(): value
+              for key, value in infrastructure.environment().items()}
+    return RuntimeSettings(**{**values, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def engine(infrastructure: Infrastructure) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
+    """Return the sum of the group's committed offsets on ``topic`` (0 where none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        total = 0
+        for partition in partitions:
+            total += await consumer.committed(TopicPartition(topic, partition)) or 0
+        return total
+    finally:
+        await consumer.stop()
+
+
+def start_probe(infrastructure: Infrastructure, port: int, *, kill_after_commit: bool
+                ) -> subprocess.Popen[bytes]:
+    """Start the probe service as its own process."""
+    env = {**os.environ, **infrastructure.environment(), "BATON_HTTP_PORT": str(port),
+           "BATON_LOG_FORMAT": "console", "BATON_CONSUMER_BATCH_SIZE": "10"}
+    if kill_after_commit:
+        env["PROBE_KILL_AFTER_DB_COMMIT"] = "1"
+    return subprocess.Popen([sys.executable, "-m", "tests.support.probe_service"], env=env)
+
+
+@pytest.mark.slow
+async def test_sigkill_between_database_commit_and_offset_commit_loses_and_duplicates_nothing(
+    infrastructure: Infrastructure, engine: AsyncEngine
+) -> None:
+    settings = settings_for(infrastructure)
+    await ensure_topics(settings)
+    inputs = [lead_captured(f"user{i}@example.co.jp") for i in range(40)]
+    await produce(infrastructure.bootstrap_servers, inputs)
+
+    crashing = start_probe(infrastructure, free_port(), kill_after_commit=True)
+    assert await asyncio.to_thread(crashing.wait, 60) == -signal.SIGKILL
+
+    rows_at_crash, _ = await received_counts(engine)
+    assert rows_at_crash > 0, "the first batch's database commit happened before the kill"
+    assert await committed_offsets(infrastructure.bootstrap_servers, "baton-probe",
+                                   LeadCaptured.topic) == 0, "no offset was committed"
+
+    port = free_port()
+    restarted = start_probe(infrastructure, port, kill_after_commit=False)
+    bootstrap = infrastructure.bootstrap_servers
+    try:
+        async def all_offsets_committed() -> bool:
+            return await committed_offsets(bootstrap, "baton-probe", LeadCaptured.topic) == 40
+
+        await wait_until(all_offsets_committed, 60, "the restarted probe to commit every offset")
+        assert await received_counts(engine) == (40, 40), "every lead recorded exactly once"
+        await wait_until(lambda: outbox_empty(engine), 30, "the outbox to drain")
+        outputs = await read_all(bootstrap, LeadScored.topic)
+        assert len(outputs) == 40, "exactly one lead.scored per lead.captured"
+        scored = {decode(r.topic, r.key, r.headers, r.value).event.lead_id for r in outputs}
+        assert scored == {event.lead_id for event in inputs}
+        async with httpx.AsyncClient() as client:
+            metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        assert metric_value(metrics, "lead.captured", "duplicate") == rows_at_crash, (
+            "the redelivered first batch was recognised by the inbox")
+        assert metric_value(metrics, "lead.captured", "processed") == 40 - rows_at_crash
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(restarted.wait, 30) == 0
+
+
+def metric_value(exposition: str, topic: str, outcome: str) -> float:
+    """Return baton_consumer_messages_total for one topic and outcome (0 if absent)."""
+    prefix = f'baton_consumer_messages_total{{outcome="{outcome}",topic="{topic}"}} '
+    for line in exposition.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return 0.0
+
+
+async def received_counts(engine: AsyncEngine) -> tuple[int, int]:
+    """Return (rows, distinct leads) the probe recorded."""
+    return await probe_service.received_counts(engine)
+
+
+async def outbox_empty(engine: AsyncEngine) -> bool:
+    """Return True once the probe's outbox holds no unpublished rows."""
+    async with engine.connect() as connection:
+        return (await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
+                ).scalar_one() == 0
+
+
+async def test_poison_message_goes_to_its_dead_letter_topic_and_the_partition_moves_on(
+    infrastructure: Infrastructure, engine: AsyncEngine
+) -> None:
+    settings = settings_for(infrastructure, consumer_max_attempts=3,
+                            consumer_retry_backoff_ms=10)
+    await ensure_topics(settings)
+    same_key = lead_captured("first@example.com").lead_id
+    first = lead_captured("first@example.com", lead_id=same_key)
+    poison = lead_captured("poison@example.com", lead_id=same_key)
+    good = encode(lead_captured("ok@example.com", lead_id=same_key), source="/tests")
+    garbage = KafkaRecord(topic=good.topic, key=good.key, headers=good.headers,
+                          value=b'{"not": "a lead"')
+    after = [lead_captured(f"after{i}@example.com", TouchpointType.EMAIL_OPEN, same_key)
+             for i in range(3)]
+    await produce(infrastructure.bootstrap_servers, [first, poison, garbage, good, *after])
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        build_consumer(settings, "baton-probe", "probe"),
+        group_id="baton-probe",
+        handlers=definition.handlers,
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(settings.consumer_max_attempts, 0.01),
+        batch_size=100,
+    )
+    publisher = KafkaPublisher(settings, "probe")
+    await publisher.start()
+    relay = OutboxRelay(engine, definition.tables, publisher,
+                        database_url=infrastructure.database_url, batch_size=100,
+                        poll_interval=1.0)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop.run(stop)), asyncio.create_task(relay.run(stop))]
+    try:
+        dead = await read_topic(infrastructure.bootstrap_servers, "lead.captured.dlq", 2)
+        expected = ["first@example.com", "ok@example.com",
+                    *(f"after{i}@example.com" for i in range(3))]
+        await wait_until(lambda: _emails_are(engine, expected), 30, "the five good messages")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await publisher.stop()
+
+    errors = {dict(record.headers)["baton_error_type"].decode(): dict(record.headers)
+              for record in dead}
+    assert set(errors) == {"PoisonPill", "EnvelopeError"}
+    assert errors["PoisonPill"]["baton_attempts"] == b"3"
+    assert b"poison@example.com" in errors["PoisonPill"]["baton_error"]
+    assert errors["EnvelopeError"]["baton_attempts"] == b"1"
+    assert {headers["baton_original_topic"] for headers in errors.values()} == {
+        b"lead.captured"}
+    poison_record = next(r for r in dead if dict(r.headers)["baton_error_type"] == b"PoisonPill")
+    assert decode("lead.captured.dlq", poison_record.key, poison_record.headers,
+                  poison_record.value).event == poison, "the dead letter keeps the original"
+
+
+async def _emails_are(engine: AsyncEngine, expected: list[str]) -> bool:
+    """Return True once the probe recorded exactly ``expected``, in that order."""
+    async with engine.connect() as connection:
+        rows = await connection.exec_driver_sql("SELECT email FROM probe.received ORDER BY id")
+        return [row[0] for row in rows] == expected

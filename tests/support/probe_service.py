@@ -1,0 +1,92 @@
+"""A minimal real service for runtime tests: consumes lead.captured, emits lead.scored.
+
+Run as ``python -m tests.support.probe_service``. With ``PROBE_KILL_AFTER_DB_COMMIT=1``
+it kills itself with SIGKILL right after its first batch's database commit, before
+the Kafka offset commit: the window at-least-once delivery has to survive.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from aiokafka import TopicPartition
+from sqlalchemy import Column, Integer, Table, Text, func, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton_runtime.consumer import BatchHook
+from baton_runtime.db import service_metadata
+from baton_runtime.service import ServiceDefinition, serve
+from baton_runtime.settings import RuntimeSettings
+from baton_runtime.uow import UnitOfWork
+from schemas.events import LeadCaptured, LeadScored, Tier
+
+metadata, tables = service_metadata("probe")
+received = Table(
+    "received",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", Text, nullable=False),  # deliberately not unique: duplicates must show
+    Column("email", Text, nullable=False),
+)
+POISON_PREFIX = "poison"
+
+
+class PoisonPill(ValueError):
+    """Raised by the probe handler for e-mails that start with ``poison``."""
+
+
+async def on_lead_captured(event: LeadCaptured, uow: UnitOfWork) -> None:
+    """Record the lead and emit a lead.scored for it; refuse poison pills."""
+    if event.profile.email.startswith(POISON_PREFIX):
+        raise PoisonPill(f"cannot handle {event.profile.email}")
+    await uow.connection.execute(
+        insert(received).values(lead_id=str(event.lead_id), email=event.profile.email)
+    )
+    uow.emit(
+        LeadScored(
+            lead_id=event.lead_id, scored_at=datetime.now(UTC), score=50, tier=Tier.B,
+            reasons=[], model_version="probe", profile=event.profile, account=event.account,
+            source=event.source,
+        )
+    )
+
+
+async def kill_self(_: Mapping[TopicPartition, int]) -> None:
+    """Die at once, as a crash between the database commit and the offset commit would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def definition(after_db_commit: tuple[BatchHook, ...] = ()) -> ServiceDefinition:
+    """Return the probe service's wiring."""
+    return ServiceDefinition(
+        name="probe",
+        settings_class=RuntimeSettings,
+        tables=tables,
+        migrations=None,
+        handlers={LeadCaptured.topic: on_lead_captured},
+        after_db_commit=after_db_commit,
+    )
+
+
+async def create_tables(engine: AsyncEngine) -> None:
+    """Create the probe schema and its tables."""
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("CREATE SCHEMA IF NOT EXISTS probe")
+        await connection.run_sync(metadata.create_all)
+
+
+async def received_counts(engine: AsyncEngine) -> tuple[int, int]:
+    """Return (rows, distinct leads) the probe has recorded."""
+    async with engine.connect() as connection:
+        row = (await connection.execute(
+            select(func.count(), func.count(received.c.lead_id.distinct()))
+        )).one()
+    return int(row[0]), int(row[1])
+
+
+if __name__ == "__main__":
+    hooks = (kill_self,) if os.environ.get("PROBE_KILL_AFTER_DB_COMMIT") == "1" else ()
+    serve(definition(hooks))
