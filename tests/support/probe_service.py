@@ -63,9 +63,7 @@ def definition(after_db_commit: tuple[BatchHook, ...] = ()) -> ServiceDefinition
     """Return the probe service's wiring."""
     return ServiceDefinition(
         name="probe",
-        settings_class=RuntimeSettings,
         tables=tables,
-        migrations=None,
         handlers={LeadCaptured.topic: on_lead_captured},
         after_db_commit=after_db_commit,
     )
@@ -89,4 +87,4 @@ async def received_counts(engine: AsyncEngine) -> tuple[int, int]:
 
 if __name__ == "__main__":
     hooks = (kill_self,) if os.environ.get("PROBE_KILL_AFTER_DB_COMMIT") == "1" else ()
-    serve(definition(hooks))
+    serve(RuntimeSettings, lambda _: definition(hooks))

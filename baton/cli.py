@@ -1,0 +1,73 @@
+"""The ``baton`` command: run a service, migrate, create topics, or run the whole stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from baton import registry
+from baton_runtime import migrations
+from baton_runtime.kafka import ensure_topics
+from baton_runtime.service import serve
+from baton_runtime.settings import DatabaseSettings, KafkaSettings, SettingsError, load_settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="baton", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_command = commands.add_parser("serve", help="run one service")
+    serve_command.add_argument("service", choices=registry.SERVICES)
+    migrate_command = commands.add_parser("migrate", help="apply the services' migrations")
+    migrate_command.add_argument("services", nargs="*", metavar="SERVICE",
+                                 help="only these services (default: all)")
+    commands.add_parser("topics", help="create the topics and their dead-letter topics")
+    run_command = commands.add_parser(
+        "run", help="run the whole stack, starting embedded servers for what is not configured")
+    run_command.add_argument("--base-port", type=int, default=registry.DEFAULT_BASE_PORT,
+                             help="ingest's port; the others follow (default: 8001)")
+    run_command.add_argument("--broker-port", type=int, default=19092,
+                             help="port of the embedded broker (default: 19092)")
+    return parser
+
+
+def migrate(names: list[str]) -> None:
+    """Apply every pending migration of the named services (all when none is named)."""
+    unknown = sorted(set(names) - set(registry.SERVICES))
+    if unknown:
+        raise SystemExit(f"baton migrate: unknown services {', '.join(unknown)}; "
+                         f"choose from {', '.join(registry.SERVICES)}")
+    settings = load_settings(DatabaseSettings)
+    for name in names or registry.SERVICES:
+        migrations.upgrade(registry.migrations_dir(name), settings.database_url)
+        print(f"migrated {name}")
+
+
+def create_topics() -> None:
+    """Create the missing topics and say which."""
+    created = asyncio.run(ensure_topics(load_settings(KafkaSettings)))
+    print(f"created topics: {', '.join(created)}" if created else "all topics exist")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line."""
+    arguments = _parser().parse_args(argv)
+    try:
+        if arguments.command == "serve":
+            serve(*registry.load(arguments.service))
+        elif arguments.command == "migrate":
+            migrate(arguments.services)
+        elif arguments.command == "topics":
+            create_topics()
+        elif arguments.command == "run":
+            from baton.stack import run_stack
+
+            raise SystemExit(run_stack(base_port=arguments.base_port,
+                                       broker_port=arguments.broker_port))
+    except SettingsError as error:
+        print(f"baton {arguments.command}: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
