@@ -1,4 +1,4 @@
-"""The upgrade procedure in deploy/README.md: config and migrations first, then the services.
+"""The upgrade procedure in README.md: config and migrations first, then the services.
 
 Step one applies the render with the selector below; it must carry the
 migration Job and everything it needs, and none of the services.
@@ -40,4 +40,4 @@ def test_first_step_runs_migrations_and_no_service(render: Render, overlay: str)
 
 
 def test_the_readme_uses_the_same_selector() -> None:
-    assert FIRST_STEP in (DEPLOY / "README.md").read_text(encoding="utf-8")
+    assert FIRST_STEP in (DEPLOY.parent / "README.md").read_text(encoding="utf-8")

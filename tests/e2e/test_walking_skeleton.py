@@ -41,7 +41,7 @@ async def test_a_demo_request_reaches_slack_as_a_hot_lead_alert_within_three_sec
             assert latency < 3.0, f"alert took {latency:.2f}s"
 
             blocks = [Block.parse(block) for block in message.body["blocks"]]
-            assert isinstance(blocks[0], HeaderBlock)
+            assert isinstance(blocks[0], HeaderBlock) and blocks[0].text is not None
             assert "株式会社サンプル製作所" in blocks[0].text.text
             [actions] = [block for block in blocks if isinstance(block, ActionsBlock)]
             buttons = [e for e in actions.elements if isinstance(e, ButtonElement)]

@@ -105,7 +105,8 @@ async def test_sigkill_between_database_commit_and_offset_commit_loses_and_dupli
         await wait_until(lambda: outbox_empty(engine), 30, "the outbox to drain")
         outputs = await read_all(bootstrap, LeadScored.topic)
         assert len(outputs) == 40, "exactly one lead.scored per lead.captured"
-        scored = {decode(r.topic, r.key, r.headers, r.value).event.lead_id for r in outputs}
+        scored = {decode(r.topic, r.key, r.headers, r.value).event.lead_id
+                  for r in outputs}
         assert scored == {event.lead_id for event in inputs}
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
@@ -134,8 +135,9 @@ async def received_counts(engine: AsyncEngine) -> tuple[int, int]:
 async def outbox_empty(engine: AsyncEngine) -> bool:
     """Return True once the probe's outbox holds no unpublished rows."""
     async with engine.connect() as connection:
-        return (await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
-                ).scalar_one() == 0
+        remaining: int = (await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
+                          ).scalar_one()
+        return remaining == 0
 
 
 async def test_poison_message_goes_to_its_dead_letter_topic_and_the_partition_moves_on(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -45,7 +46,7 @@ class FakeSlack:
         self.messages: list[ReceivedMessage] = []
         self.replies: list[Reply] = []
         self._arrived = asyncio.Condition()
-        self.port = free_port()
+        self.port = free_port()  # bound in running(); the gap is a few microseconds
 
     @property
     def webhook_url(self) -> str:
@@ -72,13 +73,13 @@ class FakeSlack:
     async def running(self) -> AsyncIterator[FakeSlack]:
         """Serve on the loopback address for the duration of the block."""
         app = Starlette(routes=[Route("/{path:path}", self._receive, methods=["POST"])])
-        server = uvicorn.Server(uvicorn.Config(app, host=LOOPBACK, port=self.port,
-                                               log_level="warning", lifespan="off"))
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.01)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        # Listening before serve() starts: connections wait in the backlog, no polling needed.
+        listener = socket.create_server((LOOPBACK, self.port))
+        task = asyncio.create_task(server.serve(sockets=[listener]))
         try:
             yield self
         finally:
             server.should_exit = True
             await task
+            listener.close()

@@ -1,0 +1,50 @@
+# Baton: `make run` starts the whole stack, `make test` runs every check.
+# Both install what they need: uv (from PyPI, if not on PATH) and the locked dependencies.
+
+SHELL := /bin/bash
+UV_VERSION := 0.13.9
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen --no-sync
+PYTEST_ARGS ?=
+
+.PHONY: run test test-quick lint schemas schemas-check deploy-check sync clean help
+
+help:
+	@echo "make run          the whole stack on embedded PostgreSQL and Kafka (Ctrl-C stops it)"
+	@echo "make test         lint, contracts, unit, integration, end-to-end and deploy checks"
+	@echo "make test-quick   the same without the tests marked slow"
+	@echo "make lint         ruff and mypy"
+	@echo "make schemas      regenerate JSON Schema and AsyncAPI files from the event models"
+	@echo "make deploy-check render and validate the Kubernetes manifests and the Dockerfile"
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv $(CURDIR)/.tools
+	$(CURDIR)/.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+sync: $(UV)
+	$(UV) sync --frozen --quiet
+
+run: sync
+	$(RUN) baton run
+
+lint: sync
+	$(RUN) ruff check .
+	$(RUN) mypy
+
+test: lint
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-quick: lint
+	$(RUN) pytest -m "not slow" $(PYTEST_ARGS)
+
+schemas: sync
+	$(RUN) python -m schemas.export
+
+schemas-check: sync
+	$(RUN) python -m schemas.export --check
+
+deploy-check: sync
+	bash deploy/check.sh
+
+clean:
+	rm -rf .tools .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis
