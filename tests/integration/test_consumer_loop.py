@@ -105,8 +105,8 @@ async def test_sigkill_between_database_commit_and_offset_commit_loses_and_dupli
         await wait_until(lambda: outbox_empty(engine), 30, "the outbox to drain")
         outputs = await read_all(bootstrap, LeadScored.topic)
         assert len(outputs) == 40, "exactly one lead.scored per lead.captured"
-        scored = {decode(r.topic, r.key, r.headers, r.value).event.lead_id
-                  for r in outputs}
+        decoded = [decode(r.topic, r.key, r.headers, r.value).event for r in outputs]
+        scored = {event.lead_id for event in decoded if isinstance(event, LeadScored)}
         assert scored == {event.lead_id for event in inputs}
         async with httpx.AsyncClient() as client:
             metrics = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
