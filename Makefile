@@ -7,7 +7,7 @@ UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
 PYTEST_ARGS ?=
 
-.PHONY: run test test-quick lint schemas schemas-check deploy-check sync clean help
+.PHONY: run demo bench test test-quick lint schemas schemas-check deploy-check sync clean help
 
 help:
 	@echo "make run          the whole stack on embedded PostgreSQL and Kafka (Ctrl-C stops it)"
@@ -16,6 +16,8 @@ help:
 	@echo "make lint         ruff and mypy"
 	@echo "make schemas      regenerate JSON Schema and AsyncAPI files from the event models"
 	@echo "make deploy-check render and validate the Kubernetes manifests and the Dockerfile"
+	@echo "make demo         post realistic traffic to the running stack (after make run)"
+	@echo "make bench        the benchmarks, each beside a baseline measured in the same run"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools
@@ -26,6 +28,12 @@ sync: $(UV)
 
 run: sync
 	$(RUN) baton run
+
+demo: sync
+	$(RUN) baton demo
+
+bench: sync
+	$(RUN) python -m bench
 
 lint: sync
 	$(RUN) ruff check .

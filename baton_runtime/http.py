@@ -10,6 +10,7 @@ import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.middleware import Middleware
 from starlette.routing import Match
 
 from baton_runtime.metrics import HTTP_REQUESTS
@@ -26,9 +27,10 @@ def create_app(
     version: str,
     routers: Sequence[APIRouter],
     readiness: Mapping[str, ReadinessCheck],
+    middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """Return the service's app with /healthz, /readyz, /metrics and its routers."""
-    app = FastAPI(title=f"Baton {service}", version=version)
+    app = FastAPI(title=f"Baton {service}", version=version, middleware=list(middleware))
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive.")
     async def healthz() -> dict[str, str]:

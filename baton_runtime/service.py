@@ -14,6 +14,7 @@ import structlog
 import uvicorn
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.middleware import Middleware
 
 from baton_runtime import db
 from baton_runtime.clock import Clock, system_clock
@@ -42,6 +43,7 @@ class ServiceContext:
 
 
 Worker = Callable[[ServiceContext, asyncio.Event], Coroutine[Any, Any, None]]
+StartupHook = Callable[[ServiceContext], Coroutine[Any, Any, None]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ class ServiceDefinition:
     handlers: Mapping[str, Handler] = field(default_factory=dict)
     routers: Sequence[APIRouter] = ()
     workers: Sequence[Worker] = ()
+    startup: Sequence[StartupHook] = ()
+    middleware: Sequence[Middleware] = ()
     after_db_commit: Sequence[BatchHook] = ()
     clock: Clock = system_clock
 
@@ -105,8 +109,10 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
             after_db_commit=definition.after_db_commit,
         )
         readiness["consumer"] = _assigned_check(consumer)
+    for hook in definition.startup:
+        await hook(context)  # e.g. validate configuration against the database; fail fast
     app = create_app(service=definition.name, version=VERSION, routers=definition.routers,
-                     readiness=readiness)
+                     readiness=readiness, middleware=definition.middleware)
     app.state.context = context
     relay = OutboxRelay(
         engine, definition.tables, publisher,
@@ -130,13 +136,18 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
         asyncio.create_task(worker(context, consuming)) for worker in definition.workers
     ]
     log.info("service started", port=settings.http_port, group=definition.consumer_group)
-    tasks = [server_task, consumer_task, relay_task, *worker_tasks]
     stop_waiter = asyncio.create_task(stop_requested.wait())
-    done, _ = await asyncio.wait([stop_waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    crashed = [task for task in done if task is not stop_waiter and task.exception()]
+    watched = {server_task, consumer_task, relay_task, *worker_tasks}
+    crashed: list[asyncio.Task[Any]] = []
+    while not stop_requested.is_set() and not crashed:
+        done, _ = await asyncio.wait([stop_waiter, *watched], return_when=asyncio.FIRST_COMPLETED)
+        watched -= done
+        # A worker may finish its job and return; anything else ending means trouble.
+        crashed = [task for task in done if task is not stop_waiter and (
+            task.exception() or task not in worker_tasks)]
     for task in crashed:
         log.error("component stopped unexpectedly", component=task.get_name(),
-                  error=repr(task.exception()))
+                  error=repr(task.exception()) if task.exception() else "returned")
     log.info("shutting down")
     try:
         async with asyncio.timeout(settings.shutdown_grace_seconds):
