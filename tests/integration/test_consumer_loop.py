@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -66,16 +63,6 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
         await consumer.stop()
 
 
-def start_probe(infrastructure: Infrastructure, port: int, *, kill_after_commit: bool
-                ) -> subprocess.Popen[bytes]:
-    """Start the probe service as its own process."""
-    env = {**os.environ, **infrastructure.environment(), "BATON_HTTP_PORT": str(port),
-           "BATON_LOG_FORMAT": "console", "BATON_CONSUMER_BATCH_SIZE": "10"}
-    if kill_after_commit:
-        env["PROBE_KILL_AFTER_DB_COMMIT"] = "1"
-    return subprocess.Popen([sys.executable, "-m", "tests.support.probe_service"], env=env)
-
-
 @pytest.mark.slow
 async def test_sigkill_between_database_commit_and_offset_commit_loses_and_duplicates_nothing(
     infrastructure: Infrastructure, engine: AsyncEngine
@@ -85,7 +72,8 @@ async def test_sigkill_between_database_commit_and_offset_commit_loses_and_dupli
     inputs = [lead_captured(f"user{i}@example.co.jp") for i in range(40)]
     await produce(infrastructure.bootstrap_servers, inputs)
 
-    crashing = start_probe(infrastructure, free_port(), kill_after_commit=True)
+    crashing = probe_service.spawn(infrastructure.environment(), free_port(),
+                                   kill_after_commit=True)
     assert await asyncio.to_thread(crashing.wait, 60) == -signal.SIGKILL
 
     rows_at_crash, _ = await received_counts(engine)
@@ -94,7 +82,7 @@ async def test_sigkill_between_database_commit_and_offset_commit_loses_and_dupli
                                    LeadCaptured.topic) == 0, "no offset was committed"
 
     port = free_port()
-    restarted = start_probe(infrastructure, port, kill_after_commit=False)
+    restarted = probe_service.spawn(infrastructure.environment(), port)
     bootstrap = infrastructure.bootstrap_servers
     try:
         async def all_offsets_committed() -> bool:

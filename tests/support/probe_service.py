@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -83,6 +85,16 @@ async def received_counts(engine: AsyncEngine) -> tuple[int, int]:
             select(func.count(), func.count(received.c.lead_id.distinct()))
         )).one()
     return int(row[0]), int(row[1])
+
+
+def spawn(environment: Mapping[str, str], port: int, *, kill_after_commit: bool = False,
+          batch_size: int = 10) -> subprocess.Popen[bytes]:
+    """Start the probe service as its own process with ``environment``'s BATON_ settings."""
+    env = {**os.environ, **environment, "BATON_HTTP_PORT": str(port),
+           "BATON_LOG_FORMAT": "console", "BATON_CONSUMER_BATCH_SIZE": str(batch_size)}
+    if kill_after_commit:
+        env["PROBE_KILL_AFTER_DB_COMMIT"] = "1"
+    return subprocess.Popen([sys.executable, "-m", "tests.support.probe_service"], env=env)
 
 
 if __name__ == "__main__":

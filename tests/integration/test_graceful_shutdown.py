@@ -1,0 +1,117 @@
+"""Stopping a consumer: finish the batch in hand, commit it, then leave."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.db import create_engine
+from baton_runtime.embedded import free_port
+from baton_runtime.kafka import build_consumer, ensure_topics
+from baton_runtime.settings import RuntimeSettings
+from baton_runtime.uow import UnitOfWork, unit_of_work_factory
+from schemas.events import LeadCaptured
+from tests.conftest import Infrastructure
+from tests.support import probe_service
+from tests.support.kafka import lead_captured, produce, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def settings_for(infrastructure: Infrastructure) -> RuntimeSettings:
+    values = {key.removeprefix("BATON_").lower(): value
+              for key, value in infrastructure.environment().items()}
+    return RuntimeSettings(**values)  # type: ignore[arg-type]
+
+
+async def committed_total(bootstrap: str, group: str) -> int:
+    """Return the sum of ``group``'s committed offsets on lead.captured."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(LeadCaptured.topic) or set()
+        return sum([await consumer.committed(TopicPartition(LeadCaptured.topic, p)) or 0
+                    for p in partitions])
+    finally:
+        await consumer.stop()
+
+
+async def test_a_stop_during_a_batch_finishes_and_commits_that_batch(
+    infrastructure: Infrastructure,
+) -> None:
+    settings = settings_for(infrastructure)
+    await ensure_topics(settings)
+    await produce(infrastructure.bootstrap_servers,
+                  [lead_captured(f"drain{i}@example.com") for i in range(12)])
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    handling, release = asyncio.Event(), asyncio.Event()
+
+    async def gated(event: LeadCaptured, uow: UnitOfWork) -> None:
+        handling.set()
+        await release.wait()  # the stop request arrives while we are here
+        await probe_service.on_lead_captured(event, uow)
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(build_consumer(settings, "baton-probe", "probe"), group_id="baton-probe",
+                        handlers={LeadCaptured.topic: gated},
+                        unit_of_work=unit_of_work_factory(engine, definition.tables, "/tests"),
+                        retry=RetryPolicy(1, 0.01), batch_size=100)
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    await asyncio.wait_for(handling.wait(), 30)
+    stop.set()
+    release.set()
+    await asyncio.wait_for(running, 30)
+
+    rows, _ = await probe_service.received_counts(engine)
+    await engine.dispose()
+    assert rows > 0, "the batch in hand was finished"
+    assert await committed_total(infrastructure.bootstrap_servers, "baton-probe") == rows, (
+        "and exactly its offsets were committed before leaving")
+
+
+@pytest.mark.slow
+async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
+    infrastructure: Infrastructure,
+) -> None:
+    settings = settings_for(infrastructure)
+    await ensure_topics(settings)
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    await produce(infrastructure.bootstrap_servers,
+                  [lead_captured(f"term{i}@example.com") for i in range(20)])
+    port = free_port()
+    process = probe_service.spawn(infrastructure.environment(), port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as client:
+            async def ready() -> bool:
+                try:
+                    return (await client.get(f"{base}/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            await wait_until(ready, 60, "the probe to be ready")
+            assert (await client.get(f"{base}/healthz")).json()["status"] == "ok"
+            checks = (await client.get(f"{base}/readyz")).json()["checks"]
+            assert checks == {"database": "ok", "broker": "ok", "consumer": "ok"}
+            assert "baton_consumer_messages_total" in (await client.get(f"{base}/metrics")).text
+            assert "/readyz" in (await client.get(f"{base}/openapi.json")).json()["paths"]
+
+        async def all_recorded() -> bool:
+            return await probe_service.received_counts(engine) == (20, 20)
+
+        await wait_until(all_recorded, 60, "all 20 leads to be recorded")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        exit_code = await asyncio.to_thread(process.wait, 30)
+        await engine.dispose()
+    assert exit_code == 0
+    assert await committed_total(infrastructure.bootstrap_servers, "baton-probe") == 20

@@ -1,0 +1,89 @@
+"""The outbox relay: several replicas at once keep each key's order and lose nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+
+import pytest
+
+from baton_runtime.db import create_engine
+from baton_runtime.kafka import KafkaPublisher, ensure_topics
+from baton_runtime.outbox import OutboxRelay
+from baton_runtime.settings import KafkaSettings
+from baton_runtime.uow import unit_of_work_factory
+from schemas.envelope import KafkaRecord
+from tests.conftest import Infrastructure
+from tests.support import probe_service
+from tests.support.kafka import read_all, wait_until
+
+pytestmark = pytest.mark.integration
+KEYS = [f"lead-{i}".encode() for i in range(25)]
+PER_KEY = 40
+TOPIC = "lead.captured"
+
+
+class CountingPublisher(KafkaPublisher):
+    """The real publisher, counting what it sent; a slow one pauses before each batch."""
+
+    def __init__(self, settings: KafkaSettings, client_id: str, pause: float = 0) -> None:
+        super().__init__(settings, client_id)  # type: ignore[arg-type]
+        self.sent = 0
+        self._pause = pause
+
+    async def send_batch(self, records: Sequence[KafkaRecord]) -> None:
+        # A slow replica: without the relay's hold-back, later rows would overtake these.
+        await asyncio.sleep(self._pause)
+        await super().send_batch(records)
+        self.sent += len(records)
+
+
+async def test_three_relays_publish_every_row_once_in_per_key_order(
+    infrastructure: Infrastructure,
+) -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+                             kafka_topic_partitions=3, kafka_idempotent_producer=False)
+    await ensure_topics(settings)
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    unit_of_work = unit_of_work_factory(engine, probe_service.tables, "/tests")
+    # Many small transactions interleaving keys, as concurrent handlers would write them.
+    for sequence in range(PER_KEY):
+        async with unit_of_work() as uow:
+            for key in KEYS:
+                uow.emit_record(KafkaRecord(TOPIC, key, (), b"%s:%d" % (key, sequence)))
+            await uow.commit()
+
+    publishers = [CountingPublisher(settings, f"relay-{i}", pause=0.05 if i == 0 else 0)
+                  for i in range(3)]
+    relays = [OutboxRelay(engine, probe_service.tables, publisher,
+                          database_url=infrastructure.database_url, batch_size=7,
+                          poll_interval=0.5) for publisher in publishers]
+    stop = asyncio.Event()
+    for publisher in publishers:
+        await publisher.start()
+    tasks = [asyncio.create_task(relay.run(stop)) for relay in relays]
+
+    async def drained() -> bool:
+        async with engine.connect() as connection:
+            rows = await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
+            return bool(rows.scalar_one() == 0)
+
+    try:
+        await wait_until(drained, 60, "both relays to drain the outbox")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        for publisher in publishers:
+            await publisher.stop()
+        await engine.dispose()
+
+    records = await read_all(infrastructure.bootstrap_servers, TOPIC)
+    by_key: dict[bytes, list[int]] = defaultdict(list)
+    for record in sorted(records, key=lambda r: (r.partition, r.offset)):
+        by_key[record.key].append(int(record.value.rsplit(b":", 1)[1]))
+    assert len(records) == len(KEYS) * PER_KEY, "every row published exactly once"
+    assert all(sequence == list(range(PER_KEY)) for sequence in by_key.values()), (
+        "each key's events in the order they were written")
+    assert all(publisher.sent > 0 for publisher in publishers), "every replica published"
