@@ -5,6 +5,8 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.9
 UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
 RUN := $(UV) run --frozen --no-sync
+# Trust the machine's certificate store (corporate proxies add their CA there).
+export UV_SYSTEM_CERTS ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: run demo bench test test-quick lint schemas schemas-check deploy-check sync clean help
