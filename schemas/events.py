@@ -78,6 +78,16 @@ class DealPhase(StrEnum):
     LOST = "lost"
 
 
+class ContactKind(StrEnum):
+    """How a rep reached a lead, as logged in routing."""
+
+    CALL = "call"
+    EMAIL = "email"
+    MEETING = "meeting"
+    VISIT = "visit"
+    OTHER = "other"
+
+
 ShortText = Annotated[str, Field(max_length=500)]
 Score = Annotated[int, Field(ge=0, le=100)]
 
@@ -130,6 +140,17 @@ class PartnerNotes(Contract):
     temperature: Annotated[str, Field(max_length=32)] | None = None
 
 
+class Attribution(Contract):
+    """Where a lead came from: the submitter's lead source and the UTM parameters."""
+
+    lead_source: ShortText | None = None
+    utm_source: ShortText | None = None
+    utm_medium: ShortText | None = None
+    utm_campaign: ShortText | None = None
+    utm_term: ShortText | None = None
+    utm_content: ShortText | None = None
+
+
 class ScoreReason(Contract):
     """One contribution to a score: what added or removed how many points."""
 
@@ -163,6 +184,10 @@ class LeadCaptured(Event):
     touchpoint: Touchpoint
     campaign: ShortText | None = None
     partner_notes: PartnerNotes | None = None
+    attribution: Attribution | None = None
+    consent: bool | None = Field(
+        default=None, description="Marketing consent as last stated by the lead; None if unknown."
+    )
 
 
 class LeadScored(Event):
@@ -185,6 +210,13 @@ class LeadScored(Event):
     account: Account
     source: Annotated[str, Field(max_length=100)]
     last_touchpoint: TouchpointType | None = None
+    partner: ShortText | None = Field(
+        default=None, description="The appointment-setting partner who brought the lead."
+    )
+    dormancy: Literal["active", "dormant", "excluded"] = Field(
+        default="active",
+        description="No activity for 3 months: dormant; 6 months: excluded from nurturing.",
+    )
 
 
 class LeadPromoted(Event):
@@ -207,6 +239,10 @@ class LeadPromoted(Event):
     tier: Tier
     top_reasons: list[ScoreReason] = Field(default_factory=list)
     trigger: TouchpointType | None = None
+    contact: ContactKind | None = Field(
+        default=None,
+        description="Set when the event records a contact a rep logged; the stage is unchanged.",
+    )
 
 
 class DealPhaseChanged(Event):

@@ -1,8 +1,19 @@
-"""Routing's pure rules: the lifecycle state machine and when a lead becomes an MQL."""
+"""Routing's pure rules: the lifecycle, SLA due times, assignment, BANT and the funnel."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import math
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from functools import lru_cache
+from itertools import pairwise
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
 
 from schemas.events import LifecycleStage, Tier, TouchpointType
 
@@ -20,10 +31,26 @@ ALLOWED: dict[LifecycleStage, frozenset[LifecycleStage]] = {
 }
 FAST_LANE_TRIGGERS = frozenset({TouchpointType.INQUIRY_DEMO_REQUEST,
                                 TouchpointType.INQUIRY_QUOTE_REQUEST})
-INBOUND_TEAM = "sdr"
+FAST_LANE = timedelta(minutes=5)
+SQL_FIRST_CONTACT = timedelta(hours=24)
+OWNED_ACTIVITY = timedelta(days=14)
+OWNED_STAGES = frozenset({S.SAL, S.SQL, S.OPPORTUNITY})
+REJECTABLE = frozenset({S.MQL, S.SAL, S.SQL})
 
 
-class IllegalTransition(ValueError):
+class ActionRefused(ValueError):
+    """A sales action the lead's state or the rep's team does not allow."""
+
+
+class UnknownLead(LookupError):
+    """No lead has this id."""
+
+
+class UnknownRep(LookupError):
+    """No rep has this id (or Slack user id)."""
+
+
+class IllegalTransition(ActionRefused):
     """A lifecycle move the state machine does not allow."""
 
     def __init__(self, current: LifecycleStage, target: LifecycleStage) -> None:
@@ -46,9 +73,525 @@ def promotion_for(stage: LifecycleStage, tier: Tier) -> LifecycleStage | None:
     return None
 
 
+class TeamKind(StrEnum):
+    """The three sales teams a lead is handed to."""
+
+    SDR = "sdr"
+    BDR = "bdr"
+    FIELD_SALES = "field_sales"
+
+
+INBOUND_TEAM = TeamKind.SDR
+
+
+def team_for_source(source: str, outbound_sources: Iterable[str]) -> TeamKind:
+    """Return BDR for target-account outbound sources, else the inbound SDR team."""
+    return TeamKind.BDR if source in set(outbound_sources) else INBOUND_TEAM
+
+
+# --- business time ------------------------------------------------------------------------
+
+MONDAY_TO_FRIDAY = frozenset({1, 2, 3, 4, 5})
+
+
+def known_timezone(name: str) -> str:
+    """Return ``name`` if the system knows the time zone; raise ValueError otherwise."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
+def known_holiday_calendar(country: str) -> str:
+    """Return ``country`` if the holidays package has its calendar; raise ValueError otherwise."""
+    if country not in holidays.list_supported_countries():
+        raise ValueError(f"no public holiday calendar for {country!r}; use an ISO country "
+                         "code such as JP")
+    return country
+
+
+@lru_cache(maxsize=256)
+def public_holidays(country: str, year: int) -> frozenset[date]:
+    """Return the public holidays of ``country`` (ISO 3166 code) in ``year``."""
+    return frozenset(holidays.country_holidays(country, years=year))
+
+
+@dataclass(frozen=True)
+class BusinessCalendar:
+    """Opening hours in a time zone, on working weekdays (ISO 1-7) that are not holidays."""
+
+    timezone: str = "Asia/Tokyo"
+    opens: time = time(9)
+    closes: time = time(18)
+    holidays: str | None = "JP"
+    workdays: frozenset[int] = MONDAY_TO_FRIDAY
+
+    def __post_init__(self) -> None:
+        # An unknown zone or calendar fails here, not at the first lead.
+        known_timezone(self.timezone)
+        if self.holidays is not None:
+            known_holiday_calendar(self.holidays)
+        if self.opens >= self.closes:
+            raise ValueError(f"opening time {self.opens} must be before closing {self.closes}")
+        if not self.workdays or not self.workdays <= frozenset(range(1, 8)):
+            raise ValueError("workdays must be a non-empty set of ISO weekdays 1..7")
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """Return the calendar's time zone."""
+        return ZoneInfo(self.timezone)
+
+    def is_business_day(self, day: date) -> bool:
+        """Return True on a working weekday that is not a public holiday."""
+        if day.isoweekday() not in self.workdays:
+            return False
+        return not (self.holidays and day in public_holidays(self.holidays, day.year))
+
+    def is_open(self, at: datetime) -> bool:
+        """Return True if ``at`` falls inside opening hours on a business day."""
+        local = at.astimezone(self.zone)
+        return self.is_business_day(local.date()) and self.opens <= local.time() < self.closes
+
+    def add(self, start: datetime, duration: timedelta) -> datetime:
+        """Return the moment ``duration`` of opening hours after ``start`` (in UTC)."""
+        remaining = duration
+        cursor = start.astimezone(UTC)
+        day = start.astimezone(self.zone).date()
+        while True:
+            if self.is_business_day(day):
+                # Elapsed time is measured in UTC: local wall-clock arithmetic breaks on DST.
+                opens = datetime.combine(day, self.opens, self.zone).astimezone(UTC)
+                closes = datetime.combine(day, self.closes, self.zone).astimezone(UTC)
+                begin = max(cursor, opens)
+                if begin < closes:
+                    if remaining <= closes - begin:
+                        return begin + remaining
+                    remaining -= closes - begin
+            day += timedelta(days=1)
+
+    def day_start(self, at: datetime) -> datetime:
+        """Return local midnight of the day ``at`` falls on, in UTC."""
+        local_day = at.astimezone(self.zone).date()
+        return datetime.combine(local_day, time(0), self.zone).astimezone(UTC)
+
+
 def acceptance_due(trigger: TouchpointType | None, promoted_at: datetime,
-                   accept_within: timedelta) -> datetime:
-    """Return when an MQL must be accepted: 5 minutes for demo or quote requests."""
+                   accept_within: timedelta, calendar: BusinessCalendar) -> datetime:
+    """Return when an MQL must be accepted: 5 minutes for demo or quote requests, else
+    ``accept_within`` of business time.
+
+    The fast lane is wall-clock time: a buyer who asked for a demo is waiting now.
+    """
     if trigger in FAST_LANE_TRIGGERS:
-        return promoted_at + timedelta(minutes=5)
-    return promoted_at + accept_within
+        return promoted_at + FAST_LANE
+    return calendar.add(promoted_at, accept_within)
+
+
+def due_after_move(target: LifecycleStage, now: datetime) -> datetime | None:
+    """Return when the owner must act next after a move (None when nobody must).
+
+    First contact within 24 hours of an SQL hand-off; any activity within 2 weeks
+    while a rep owns the lead. MQLs have their own rule, ``acceptance_due``.
+    """
+    if target is S.SQL:
+        return now + SQL_FIRST_CONTACT
+    if target in OWNED_STAGES:
+        return now + OWNED_ACTIVITY
+    return None
+
+
+def due_after_contact(now: datetime) -> datetime:
+    """Return when the next activity is due after a logged contact."""
+    return now + OWNED_ACTIVITY
+
+
+# --- assignment ---------------------------------------------------------------------------
+
+
+def normalised(text: str) -> str:
+    """Return ``text`` folded for comparison: NFKC (full/half width), trimmed, casefolded."""
+    return unicodedata.normalize("NFKC", text).strip().casefold()
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open interval ``[starts_at, ends_at)``, e.g. an out-of-office period."""
+
+    starts_at: datetime
+    ends_at: datetime
+
+    def covers(self, at: datetime) -> bool:
+        """Return True if ``at`` falls inside the period."""
+        return self.starts_at <= at < self.ends_at
+
+
+@dataclass(frozen=True)
+class RoutableLead:
+    """What assignment looks at: the account (None for free mail) and the territory facts."""
+
+    account_key: str | None
+    region: str | None = None
+    industry: str | None = None
+    employee_band: str | None = None
+
+
+@dataclass(frozen=True)
+class Territory:
+    """A rep's patch: an empty dimension matches anything, a set one the lead's value."""
+
+    regions: frozenset[str] = frozenset()
+    industries: frozenset[str] = frozenset()
+    employee_bands: frozenset[str] = frozenset()
+
+    @property
+    def specificity(self) -> int:
+        """Return how many dimensions the territory restricts."""
+        return sum(1 for values in self._dimensions() if values)
+
+    def matches(self, lead: RoutableLead) -> bool:
+        """Return True if the lead falls inside every restricted dimension."""
+        facts = (lead.region, lead.industry, lead.employee_band)
+        return self.specificity > 0 and all(
+            not values or (fact is not None and normalised(fact) in {normalised(v)
+                                                                     for v in values})
+            for values, fact in zip(self._dimensions(), facts, strict=True))
+
+    def describe(self) -> str:
+        """Return the territory as ``region=..., industry=...``."""
+        names = ("region", "industry", "employee_band")
+        return ", ".join(f"{name}={'|'.join(sorted(values))}"
+                         for name, values in zip(names, self._dimensions(), strict=True)
+                         if values)
+
+    def _dimensions(self) -> tuple[frozenset[str], ...]:
+        return self.regions, self.industries, self.employee_bands
+
+
+@dataclass(frozen=True)
+class Rep:
+    """A rep as assignment sees them; ``position`` is their place in the round robin."""
+
+    rep_id: str
+    team: TeamKind
+    weight: float = 1.0
+    daily_capacity: int = 20
+    hours: BusinessCalendar = field(default_factory=BusinessCalendar)
+    out_of_office: tuple[Period, ...] = ()
+    territory: Territory | None = None
+    active: bool = True
+    position: float = 0.0
+
+    @property
+    def stride(self) -> float:
+        """Return how far one lead moves the rep back in the round robin: 1 / weight."""
+        return 1.0 / self.weight
+
+
+def absent_because(rep: Rep, now: datetime) -> str | None:
+    """Return why the rep cannot take any lead now (inactive, on leave), or None."""
+    if not rep.active:
+        return "inactive"
+    leave = next((p for p in rep.out_of_office if p.covers(now)), None)
+    if leave is not None:
+        return f"out of office until {leave.ends_at.astimezone(rep.hours.zone):%Y-%m-%d %H:%M %Z}"
+    return None
+
+
+def unavailable_because(rep: Rep, now: datetime, assigned_today: int) -> str | None:
+    """Return why the round robin must skip the rep now, or None if they can take a lead."""
+    if (absent := absent_because(rep, now)) is not None:
+        return absent
+    if not rep.hours.is_open(now):
+        hours = rep.hours
+        return (f"outside working hours ({hours.opens:%H:%M}-{hours.closes:%H:%M} "
+                f"{hours.timezone})")
+    if assigned_today >= rep.daily_capacity:
+        return f"at daily capacity ({assigned_today} of {rep.daily_capacity})"
+    return None
+
+
+class Rule(StrEnum):
+    """Which assignment rule decided."""
+
+    ACCOUNT_OWNER = "account_owner"
+    TERRITORY = "territory"
+    ROUND_ROBIN = "round_robin"
+    QUEUED = "queued"
+    TAKEN = "taken"
+
+
+@dataclass(frozen=True)
+class Considered:
+    """A rep assignment looked at, and why they could not take the lead (None if they could)."""
+
+    rep_id: str
+    blocked_because: str | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Who gets the lead, by which rule and why; ``positions`` are round-robin updates."""
+
+    team: TeamKind
+    rep_id: str | None
+    rule: Rule
+    reason: str
+    considered: tuple[Considered, ...] = ()
+    positions: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def summary(self) -> str:
+        """Return the decision in a few words, for the lead.promoted reason."""
+        if self.rep_id is None:
+            return f"queued for team {self.team.value}: no rep can take it now"
+        return f"assigned to {self.rep_id} ({self.rule.value})"
+
+
+def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
+           account_owner: str | None, assigned_today: Mapping[str, int],
+           now: datetime) -> Decision:
+    """Return who in ``team`` gets the lead.
+
+    (1) The account's owner, unless inactive or on leave: continuity beats working hours
+    and capacity. (2) Territory: the reps whose territory matches most specifically.
+    (3) Weighted round robin among the team's reps who are working, present and under
+    capacity. Nobody available: the lead waits in the team's queue.
+    """
+    members = sorted((r for r in reps if r.team is team), key=lambda r: r.rep_id)
+    blocked = {r.rep_id: unavailable_because(r, now, assigned_today.get(r.rep_id, 0))
+               for r in members}
+    considered = tuple(Considered(r.rep_id, blocked[r.rep_id]) for r in members)
+    owner = next((r for r in members if r.rep_id == account_owner), None)
+    if owner is not None and absent_because(owner, now) is None:
+        although = blocked[owner.rep_id]
+        return Decision(team, owner.rep_id, Rule.ACCOUNT_OWNER,
+                        f"{owner.rep_id} owns account {lead.account_key}"
+                        + (f" (assigned although {although})" if although else ""),
+                        considered, {owner.rep_id: owner.position + owner.stride})
+    territorial = _best_territory_matches(lead, members)
+    fallback = ""
+    if territorial:
+        pool = [r for r in territorial if blocked[r.rep_id] is None]
+        described = territorial[0].territory.describe() if territorial[0].territory else ""
+        if pool:
+            return _round_robin(pool, territorial, team, Rule.TERRITORY,
+                                f"territory {described}", considered)
+        fallback = f"; territory {described} reps unavailable"
+    available = [r for r in members if blocked[r.rep_id] is None]
+    if available:
+        return _round_robin(available, members, team, Rule.ROUND_ROBIN,
+                            f"team {team.value}{fallback}", considered)
+    why = "; ".join(f"{rep_id}: {reason}" for rep_id, reason in blocked.items())
+    return Decision(team, None, Rule.QUEUED,
+                    f"no rep of team {team.value} can take it now "
+                    f"({why or 'the team has no reps'}): queued for team {team.value}",
+                    considered)
+
+
+def _best_territory_matches(lead: RoutableLead, members: Sequence[Rep]) -> list[Rep]:
+    """Return the members whose territory matches the lead most specifically."""
+    matching = [r for r in members if r.territory is not None and r.territory.matches(lead)]
+    if not matching:
+        return []
+    best = max(r.territory.specificity for r in matching if r.territory is not None)
+    return [r for r in matching if r.territory is not None and r.territory.specificity == best]
+
+
+def _round_robin(pool: Sequence[Rep], everyone: Sequence[Rep], team: TeamKind, rule: Rule,
+                 scope: str, considered: tuple[Considered, ...]) -> Decision:
+    """Return the pool's rep with the lowest position, moving them back by their stride.
+
+    Reps of the pool's scope who cannot take leads now are pulled up to the current
+    round, so that time away (leave, evenings, a full day) banks no credit: a rep back
+    from leave takes their normal turn, not a flood.
+    """
+    chosen = min(pool, key=lambda r: (r.position, r.rep_id))
+    taking = {r.rep_id for r in pool}
+    positions = {r.rep_id: chosen.position for r in everyone
+                 if r.rep_id not in taking and r.position < chosen.position}
+    positions[chosen.rep_id] = chosen.position + chosen.stride
+    names = ", ".join(r.rep_id for r in pool)
+    return Decision(team, chosen.rep_id, rule,
+                    f"weighted round robin ({scope}) among {names}", considered, positions)
+
+
+def actor_refusal(rep: Rep, lead_team: str | None) -> str | None:
+    """Return why ``rep`` may not act on a lead held by ``lead_team``, or None if they may."""
+    if not rep.active:
+        return f"rep {rep.rep_id} is inactive"
+    if lead_team is not None and rep.team.value != lead_team:
+        return f"rep {rep.rep_id} is in team {rep.team.value}; the lead is with team {lead_team}"
+    return None
+
+
+def starting_position(team_positions: Iterable[float]) -> float:
+    """Return where a rep joining a team starts: level with its front runner, never ahead."""
+    return min(team_positions, default=0.0)
+
+
+# --- qualification ------------------------------------------------------------------------
+
+
+class BantRank(StrEnum):
+    """BANT rank: A all four confirmed, B need plus two, C need plus at most one, D no need."""
+
+    A = "A"
+    B = "B"
+    C = "C"
+    D = "D"
+
+
+@dataclass(frozen=True)
+class Bant:
+    """Which of budget, authority, need and timeframe the rep confirmed."""
+
+    budget: bool
+    authority: bool
+    need: bool
+    timeframe: bool
+
+    @property
+    def rank(self) -> BantRank:
+        """Return the BANT rank."""
+        if not self.need:
+            return BantRank.D
+        others = self.budget + self.authority + self.timeframe
+        return {3: BantRank.A, 2: BantRank.B}.get(others, BantRank.C)
+
+
+def qualifies(rank: BantRank, demo_or_quote_requested: bool) -> bool:
+    """Return True if the lead becomes an SQL: rank A or B, or a demo / quote request."""
+    return rank in (BantRank.A, BantRank.B) or demo_or_quote_requested
+
+
+# --- funnel -------------------------------------------------------------------------------
+
+FUNNEL = (S.LEAD, S.MQL, S.SAL, S.SQL, S.OPPORTUNITY, S.WON)
+EXITS = (S.NURTURE, S.DISQUALIFIED, S.LOST)
+
+
+class Granularity(StrEnum):
+    """How leads are grouped in time; fiscal quarters follow the fiscal year start."""
+
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+    FISCAL_QUARTER = "fiscal_quarter"
+
+
+class Dimension(StrEnum):
+    """What funnel rows can be grouped by."""
+
+    PERIOD = "period"
+    SOURCE = "source"
+    PARTNER = "partner"
+
+
+def period_of(at: datetime, granularity: Granularity, zone: ZoneInfo,
+              fiscal_year_start: int = 4) -> str:
+    """Return the period label of ``at`` in ``zone``: 2026-11-21, 2026-W47, 2026-11, FY2026-Q3."""
+    local = at.astimezone(zone)
+    if granularity is Granularity.DAY:
+        return local.date().isoformat()
+    if granularity is Granularity.WEEK:
+        year, week, _ = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if granularity is Granularity.MONTH:
+        return f"{local:%Y-%m}"
+    months_into_year = (local.month - fiscal_year_start) % 12
+    fiscal_year = local.year if local.month >= fiscal_year_start else local.year - 1
+    return f"FY{fiscal_year}-Q{months_into_year // 3 + 1}"
+
+
+@dataclass(frozen=True)
+class Journey:
+    """One lead's path: where it came from, when it first entered each stage, first contact."""
+
+    source: str
+    partner: str | None
+    created_at: datetime
+    entered: Mapping[LifecycleStage, datetime]
+    first_contact_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Minutes from MQL to a milestone over the leads that reached it."""
+
+    leads: int
+    p50_minutes: float | None
+    p95_minutes: float | None
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """The share of leads that reached ``from_stage`` and went on to ``to_stage``."""
+
+    from_stage: LifecycleStage
+    to_stage: LifecycleStage
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class FunnelRow:
+    """Counts, conversions and speed-to-lead of one group of leads."""
+
+    group: Mapping[Dimension, str | None]
+    leads: int
+    reached: Mapping[LifecycleStage, int]
+    exited: Mapping[LifecycleStage, int]
+    conversions: tuple[Conversion, ...]
+    to_acceptance: Speed
+    to_first_contact: Speed
+
+
+def percentile(values: Sequence[float], fraction: float) -> float | None:
+    """Return the nearest-rank ``fraction`` percentile of ``values``, None if there are none."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+def _speed(samples: Sequence[float]) -> Speed:
+    return Speed(len(samples), percentile(samples, 0.5), percentile(samples, 0.95))
+
+
+def _minutes_since_mql(journey: Journey, milestone: datetime | None) -> float | None:
+    """Return minutes from first MQL to ``milestone`` (at least 0); None if either is missing."""
+    mql = journey.entered.get(S.MQL)
+    if mql is None or milestone is None:
+        return None
+    return max(0.0, (milestone - mql).total_seconds() / 60)
+
+
+def funnel_row(group: Mapping[Dimension, str | None], journeys: Sequence[Journey]) -> FunnelRow:
+    """Return the funnel of ``journeys``: every lead counts as having reached ``lead``."""
+    reached = {stage: sum(1 for j in journeys if stage is S.LEAD or stage in j.entered)
+               for stage in FUNNEL}
+    exited = {stage: sum(1 for j in journeys if stage in j.entered) for stage in EXITS}
+    conversions = tuple(
+        Conversion(before, after, reached[after] / reached[before] if reached[before] else None)
+        for before, after in pairwise(FUNNEL))
+    accepted = [m for j in journeys
+                if (m := _minutes_since_mql(j, j.entered.get(S.SAL))) is not None]
+    contacted = [m for j in journeys
+                 if (m := _minutes_since_mql(j, j.first_contact_at)) is not None]
+    return FunnelRow(group, len(journeys), reached, exited, conversions, _speed(accepted),
+                     _speed(contacted))
+
+
+def funnel(journeys: Iterable[Journey], group_by: Sequence[Dimension],
+           granularity: Granularity, zone: ZoneInfo) -> tuple[list[FunnelRow], FunnelRow]:
+    """Return one funnel row per group (sorted) and the total over every journey."""
+    groups: dict[tuple[str | None, ...], list[Journey]] = defaultdict(list)
+    everything = list(journeys)
+    for journey in everything:
+        values = {Dimension.PERIOD: period_of(journey.created_at, granularity, zone),
+                  Dimension.SOURCE: journey.source, Dimension.PARTNER: journey.partner}
+        groups[tuple(values[d] for d in group_by)].append(journey)
+    rows = [funnel_row(dict(zip(group_by, key, strict=True)), members)
+            for key, members in sorted(groups.items(),
+                                       key=lambda item: tuple(v or "" for v in item[0]))]
+    return rows, funnel_row({}, everything)

@@ -1,7 +1,9 @@
-"""Routing's event handlers and the one place a lifecycle move is made."""
+"""Routing's event handlers and sales actions; ``move`` is the one place a lead changes stage."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,6 +13,7 @@ from baton_runtime.clock import Clock
 from baton_runtime.uow import UnitOfWork
 from schemas.events import (
     Account,
+    ContactKind,
     DealPhase,
     DealPhaseChanged,
     DealRecycled,
@@ -24,46 +27,117 @@ from schemas.events import (
 )
 from services.routing import domain, store
 
+S = LifecycleStage
 TOP_REASONS = 3
+SYSTEM = "system"
+MAX_REASON = 500
+
+
+def _emit(uow: UnitOfWork, lead: Row[Any], *, from_stage: LifecycleStage,
+          to_stage: LifecycleStage, reason: str, now: datetime, owner_id: str | None,
+          team: str | None, sla_due_at: datetime | None,
+          contact: ContactKind | None = None) -> None:
+    """Emit lead.promoted for ``lead`` with its profile, score and reasons."""
+    uow.emit(LeadPromoted(
+        lead_id=lead.lead_id, occurred_at=now, from_stage=from_stage, to_stage=to_stage,
+        reason=reason[:MAX_REASON], owner_id=owner_id, team=team, sla_due_at=sla_due_at,
+        profile=LeadProfile.model_validate(lead.profile),
+        account=Account.model_validate(lead.account), score=lead.score, tier=Tier(lead.tier),
+        top_reasons=[ScoreReason.model_validate(r) for r in lead.top_reasons],
+        trigger=TouchpointType(lead.last_touchpoint) if lead.last_touchpoint else None,
+        contact=contact,
+    ))
 
 
 async def move(uow: UnitOfWork, lead: Row[Any], target: LifecycleStage, *, reason: str,
                now: datetime, owner_id: str | None, team: str | None,
-               sla_due_at: datetime | None) -> None:
+               sla_due_at: datetime | None, actor: str = SYSTEM) -> None:
     """Move ``lead`` to ``target`` (refusing illegal moves) and emit lead.promoted."""
     current = LifecycleStage(lead.stage)
     domain.check_transition(current, target)
     await store.record_transition(uow.connection, lead.lead_id, from_stage=current.value,
                                   to_stage=target.value, reason=reason, owner_id=owner_id,
-                                  team=team, occurred_at=now)
-    uow.emit(LeadPromoted(
-        lead_id=lead.lead_id, occurred_at=now, from_stage=current, to_stage=target,
-        reason=reason, owner_id=owner_id, team=team, sla_due_at=sla_due_at,
-        profile=LeadProfile.model_validate(lead.profile),
-        account=Account.model_validate(lead.account), score=lead.score, tier=Tier(lead.tier),
-        top_reasons=[ScoreReason.model_validate(r) for r in lead.top_reasons],
-        trigger=TouchpointType(lead.last_touchpoint) if lead.last_touchpoint else None,
-    ))
+                                  team=team, actor=actor, occurred_at=now)
+    _emit(uow, lead, from_stage=current, to_stage=target, reason=reason, now=now,
+          owner_id=owner_id, team=team, sla_due_at=sla_due_at)
+
+
+def _routable(lead: Row[Any]) -> domain.RoutableLead:
+    """Return what assignment needs to know about the lead."""
+    account = Account.model_validate(lead.account)
+    profile = LeadProfile.model_validate(lead.profile)
+    # Free-mail "accounts" (gmail.com, ...) group strangers: they have no owner.
+    return domain.RoutableLead(
+        account_key=None if account.free_mail else account.account_key,
+        region=profile.region, industry=profile.industry, employee_band=profile.employee_band)
+
+
+async def _record(uow: UnitOfWork, lead: Row[Any], stage: LifecycleStage,
+                  decision: domain.Decision, now: datetime) -> None:
+    """Log the decision, store round-robin positions and make the rep the account owner."""
+    await store.log_decision(uow.connection, lead.lead_id, stage.value, decision, now)
+    await store.set_positions(uow.connection, decision.positions)
+    account_key = _routable(lead).account_key
+    if decision.rep_id is not None and account_key is not None:
+        await store.set_account_owner(uow.connection, account_key, decision.team.value,
+                                      decision.rep_id, now)
+
+
+async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,
+                 stage: LifecycleStage, now: datetime) -> domain.Decision:
+    """Decide who in ``team`` gets the lead, log why, and return the decision."""
+    connection = uow.connection
+    await store.lock_team(connection, team.value)
+    reps = [store.rep_from_row(row) for row in await store.list_reps(connection, team.value)]
+    routable = _routable(lead)
+    owner = (await store.account_owner(connection, routable.account_key, team.value)
+             if routable.account_key is not None else None)
+    today = await store.assigned_since(connection,
+                                       {r.rep_id: r.hours.day_start(now) for r in reps})
+    decision = domain.assign(routable, team, reps, account_owner=owner, assigned_today=today,
+                             now=now)
+    await _record(uow, lead, stage, decision, now)
+    return decision
+
+
+async def _take(uow: UnitOfWork, lead: Row[Any], rep: domain.Rep, now: datetime,
+                how: str) -> None:
+    """Record that ``rep`` took the lead themselves (it counts against their capacity)."""
+    previous = f"assigned to {lead.owner_id}" if lead.owner_id else "from the queue"
+    decision = domain.Decision(rep.team, rep.rep_id, domain.Rule.TAKEN,
+                               f"{how} by {rep.rep_id} ({previous})")
+    await _record(uow, lead, LifecycleStage(lead.stage), decision, now)
+
+
+# --- events -------------------------------------------------------------------------------
 
 
 async def on_lead_scored(event: LeadScored, uow: UnitOfWork, *, clock: Clock,
-                         accept_within: timedelta) -> None:
-    """Keep the lead's score and promote a hot lead to MQL for the inbound team."""
+                         accept_within: timedelta, calendar: domain.BusinessCalendar,
+                         outbound_sources: Iterable[str]) -> None:
+    """Keep the lead's score; promote a hot lead to MQL and assign it in its team."""
+    now = clock()
     top = sorted(event.reasons, key=lambda r: r.points, reverse=True)[:TOP_REASONS]
     lead = await store.upsert_lead(
-        uow.connection, event.lead_id, score=event.score, tier=event.tier.value,
+        uow.connection, event.lead_id, now=now,
+        demo_or_quote_requested=event.last_touchpoint in domain.FAST_LANE_TRIGGERS,
+        score=event.score, tier=event.tier.value,
         profile=event.profile.model_dump(mode="json"),
         account=event.account.model_dump(mode="json"),
         top_reasons=[r.model_dump(mode="json") for r in top],
         last_touchpoint=event.last_touchpoint.value if event.last_touchpoint else None,
+        source=event.source, partner=event.partner,
     )
     target = domain.promotion_for(LifecycleStage(lead.stage), event.tier)
     if target is None:
         return
-    now = clock()
-    await move(uow, lead, target, reason=f"tier {event.tier.value} at score {event.score}",
-               now=now, owner_id=None, team=domain.INBOUND_TEAM,
-               sla_due_at=domain.acceptance_due(event.last_touchpoint, now, accept_within))
+    team = domain.team_for_source(event.source, outbound_sources)
+    decision = await assign(uow, lead, team, target, now)
+    await move(uow, lead, target,
+               reason=f"tier {event.tier.value} at score {event.score}; {decision.summary}",
+               now=now, owner_id=decision.rep_id, team=team.value,
+               sla_due_at=domain.acceptance_due(event.last_touchpoint, now, accept_within,
+                                                calendar))
 
 
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock) -> None:
@@ -89,5 +163,119 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
     lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
     if expected is None or lead is None or lead.stage != expected[0]:
         return
+    now = clock()
     await move(uow, lead, expected[1], reason=f"deal {event.deal_id} {event.to_phase.value}",
-               now=clock(), owner_id=lead.owner_id, team=lead.team, sla_due_at=None)
+               now=now, owner_id=lead.owner_id, team=lead.team,
+               sla_due_at=domain.due_after_move(expected[1], now))
+
+
+# --- sales actions (the API and Slack share them) -----------------------------------------
+
+
+async def _lead_and_rep(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str
+                        ) -> tuple[Row[Any], domain.Rep]:
+    """Return the locked lead and the acting rep; raise UnknownLead or UnknownRep."""
+    lead = await store.get_lead(uow.connection, lead_id, lock=True)
+    if lead is None:
+        raise domain.UnknownLead(f"no lead {lead_id}")
+    row = await store.get_rep(uow.connection, rep_id)
+    if row is None:
+        raise domain.UnknownRep(f"no rep {rep_id!r}")
+    return lead, store.rep_from_row(row)
+
+
+def _may_act(rep: domain.Rep, lead: Row[Any]) -> None:
+    """Raise ActionRefused unless ``rep`` may act on ``lead``."""
+    refusal = domain.actor_refusal(rep, lead.team)
+    if refusal is not None:
+        raise domain.ActionRefused(refusal)
+
+
+async def accept(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, *, now: datetime,
+                 actor: str) -> None:
+    """Accept an MQL for the rep (SAL); accepting it again for the same rep changes nothing."""
+    lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
+    if lead.stage == S.SAL and lead.owner_id == rep_id:
+        return
+    if lead.stage == S.SAL:
+        raise domain.ActionRefused(f"lead {lead_id} was already accepted by {lead.owner_id}")
+    _may_act(rep, lead)
+    domain.check_transition(LifecycleStage(lead.stage), S.SAL)
+    if lead.owner_id != rep_id:
+        await _take(uow, lead, rep, now, "accepted")
+    await move(uow, lead, S.SAL, reason=f"accepted by {rep_id}", now=now, owner_id=rep_id,
+               team=lead.team, sla_due_at=domain.due_after_move(S.SAL, now), actor=actor)
+
+
+async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, *,
+                 now: datetime, actor: str) -> None:
+    """Send a lead back to nurturing with the rep's reason; a rejected lead stays rejected."""
+    lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
+    if lead.stage == S.NURTURE:
+        return
+    if lead.stage not in domain.REJECTABLE:
+        raise domain.ActionRefused(
+            f"only an mql, sal or sql can be rejected; lead {lead_id} is {lead.stage}")
+    _may_act(rep, lead)
+    await move(uow, lead, S.NURTURE, reason=f"rejected by {rep_id}: {reason}", now=now,
+               owner_id=None, team=None, sla_due_at=None, actor=actor)
+
+
+async def qualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, bant: domain.Bant,
+                  demo_or_quote_requested: bool, *, now: datetime, actor: str) -> None:
+    """Qualify an accepted lead (SQL) and hand it to field sales; a repeat changes nothing."""
+    lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
+    if lead.stage == S.SQL:
+        return
+    _may_act(rep, lead)
+    domain.check_transition(LifecycleStage(lead.stage), S.SQL)
+    requested = demo_or_quote_requested or lead.demo_or_quote_requested
+    rank = bant.rank
+    if not domain.qualifies(rank, requested):
+        raise domain.ActionRefused(f"BANT rank {rank.value}: an SQL needs rank A or B, "
+                                   "or a demo or quote request")
+    await store.save_bant(uow.connection, lead_id, {
+        "budget": bant.budget, "authority": bant.authority, "need": bant.need,
+        "timeframe": bant.timeframe, "rank": rank.value, "qualified_by": rep_id})
+    decision = await assign(uow, lead, domain.TeamKind.FIELD_SALES, S.SQL, now)
+    why = f"BANT rank {rank.value}" + (", demo or quote requested" if requested else "")
+    await move(uow, lead, S.SQL, reason=f"qualified by {rep_id} ({why}); {decision.summary}",
+               now=now, owner_id=decision.rep_id, team=decision.team.value,
+               sla_due_at=domain.due_after_move(S.SQL, now), actor=actor)
+
+
+async def disqualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, *,
+                     now: datetime, actor: str) -> None:
+    """Disqualify a lead for good with the rep's reason; a repeat changes nothing."""
+    lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
+    if lead.stage == S.DISQUALIFIED:
+        return
+    _may_act(rep, lead)
+    await move(uow, lead, S.DISQUALIFIED, reason=f"disqualified by {rep_id}: {reason}",
+               now=now, owner_id=None, team=None, sla_due_at=None, actor=actor)
+
+
+async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: ContactKind,
+                      occurred_at: datetime, note: str | None, *, now: datetime) -> None:
+    """Log a contact with an accepted lead and emit it; a repeat changes nothing.
+
+    An unowned lead (waiting in its team's queue) becomes the rep's.
+    """
+    lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
+    stage = LifecycleStage(lead.stage)
+    if stage not in domain.OWNED_STAGES:
+        raise domain.ActionRefused(
+            f"contacts are logged on accepted leads (sal, sql, opportunity); "
+            f"lead {lead_id} is {stage.value}")
+    _may_act(rep, lead)
+    if not await store.add_contact(uow.connection, lead_id, rep_id=rep_id, kind=kind.value,
+                                   occurred_at=occurred_at, note=note, logged_at=now):
+        return
+    owner = lead.owner_id
+    if owner is None:
+        await _take(uow, lead, rep, now, "first contact")
+        await store.set_owner(uow.connection, lead_id, rep_id)
+        owner = rep_id
+    _emit(uow, lead, from_stage=stage, to_stage=stage,
+          reason=f"{kind.value} contact logged by {rep_id}", now=now, owner_id=owner,
+          team=lead.team, sla_due_at=domain.due_after_contact(now), contact=kind)

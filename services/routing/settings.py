@@ -2,14 +2,78 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+import re
+from datetime import time
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import NoDecode
 
 from baton_runtime.settings import RuntimeSettings
+from services.routing.domain import BusinessCalendar, known_holiday_calendar, known_timezone
+
+HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
 
 class RoutingSettings(RuntimeSettings):
-    """Routing service settings; the signing secret verifies Slack button clicks."""
+    """Routing service settings.
+
+    The signing secret verifies Slack button clicks; Slack's ``response_url`` is only
+    followed to the allowed hosts. The business calendar (time zone, hours, public
+    holidays) counts the MQL acceptance SLA and sets the funnel's periods.
+    """
 
     http_port: int = Field(default=8003, ge=1, le=65535)
     slack_signing_secret: SecretStr | None = None
-    mql_sla_minutes: int = Field(default=60, ge=1)
+    slack_response_hosts: Annotated[frozenset[str], NoDecode] = frozenset({"hooks.slack.com"})
+    slack_locale: Literal["ja", "en"] = "ja"
+    mql_sla_minutes: int = Field(default=60, ge=1, description="Business minutes to accept.")
+    routing_outbound_sources: Annotated[frozenset[str], NoDecode] = frozenset({"outbound"})
+    routing_timezone: str = "Asia/Tokyo"
+    routing_business_hours: str = "09:00-18:00"
+    routing_holidays: str = Field(default="JP", description="ISO country code, or 'none'.")
+
+    @field_validator("slack_response_hosts", "routing_outbound_sources", mode="before")
+    @classmethod
+    def comma_separated(cls, value: object) -> object:
+        """Return ``a,b,c`` as a set of trimmed, non-empty names."""
+        if isinstance(value, str):
+            return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("routing_holidays")
+    @classmethod
+    def known_country(cls, value: str) -> str:
+        """Return the country code if the holidays package knows it (or 'none')."""
+        return value if value == "none" else known_holiday_calendar(value)
+
+    @field_validator("routing_timezone")
+    @classmethod
+    def known_zone(cls, value: str) -> str:
+        """Return the time zone name if the system knows it."""
+        return known_timezone(value)
+
+    @field_validator("routing_business_hours")
+    @classmethod
+    def opening_before_closing(cls, value: str) -> str:
+        """Return ``HH:MM-HH:MM`` if both are times of day and opening comes first."""
+        opens, closes = parse_hours(value)
+        if opens >= closes:
+            raise ValueError(f"opening {opens:%H:%M} must be before closing {closes:%H:%M}")
+        return value
+
+    def business_calendar(self) -> BusinessCalendar:
+        """Return the business calendar these settings describe."""
+        opens, closes = parse_hours(self.routing_business_hours)
+        return BusinessCalendar(
+            timezone=self.routing_timezone, opens=opens, closes=closes,
+            holidays=None if self.routing_holidays == "none" else self.routing_holidays)
+
+
+def parse_hours(value: str) -> tuple[time, time]:
+    """Return the opening and closing times of ``HH:MM-HH:MM``; raise ValueError if invalid."""
+    match = HOURS.match(value)
+    if match is None:
+        raise ValueError("expected HH:MM-HH:MM")
+    hour_open, minute_open, hour_close, minute_close = map(int, match.groups())
+    return time(hour_open, minute_open), time(hour_close, minute_close)

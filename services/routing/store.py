@@ -1,17 +1,38 @@
-"""Routing's tables: each lead's lifecycle state and every transition it made."""
+"""Routing's tables: lifecycle state, transitions, teams, reps, the assignment log, contacts."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, Table, Text, func, select
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    Table,
+    Text,
+    Time,
+    UniqueConstraint,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_runtime.db import service_metadata
+from schemas.events import LifecycleStage
+from services.routing import domain
 
 metadata, plumbing = service_metadata("routing")
 
@@ -28,6 +49,11 @@ leads = Table(
     Column("account", JSONB, nullable=False),
     Column("top_reasons", JSONB, nullable=False),
     Column("last_touchpoint", Text),
+    Column("source", Text, nullable=False),
+    Column("partner", Text),
+    Column("demo_or_quote_requested", Boolean, nullable=False, server_default="false"),
+    Column("bant", JSONB),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 transitions = Table(
@@ -40,18 +66,97 @@ transitions = Table(
     Column("reason", Text, nullable=False),
     Column("owner_id", Text),
     Column("team", Text),
+    Column("actor", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
+)
+teams = Table(
+    "teams",
+    metadata,
+    Column("team", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("manager_channel", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+reps = Table(
+    "reps",
+    metadata,
+    Column("rep_id", Text, primary_key=True),
+    Column("team", Text, nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("email", Text),
+    Column("slack_user_id", Text, unique=True),
+    Column("weight", Float, nullable=False),
+    Column("daily_capacity", Integer, nullable=False),
+    Column("timezone", Text, nullable=False),
+    Column("work_starts", Time, nullable=False),
+    Column("work_ends", Time, nullable=False),
+    Column("workdays", ARRAY(Integer), nullable=False),
+    Column("holidays", Text),
+    Column("out_of_office", JSONB, nullable=False),
+    Column("territory", JSONB),
+    Column("active", Boolean, nullable=False),
+    Column("position", Float, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+assignments = Table(
+    "assignments",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("team", Text, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("rep_id", Text),
+    Column("rule", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("considered", JSONB, nullable=False),
+    Column("decided_at", DateTime(timezone=True), nullable=False),
+    Index("ix_routing_assignments_rep_decided", "rep_id", "decided_at"),
+)
+account_owners = Table(
+    "account_owners",
+    metadata,
+    Column("account_key", Text, primary_key=True),
+    Column("team", Text, primary_key=True),
+    Column("rep_id", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=False),
+    Column("rep_id", Text, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("note", Text),
+    Column("logged_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("lead_id", "rep_id", "kind", "occurred_at",
+                     name="uq_routing_contacts_once"),
+)
+slack_requests = Table(
+    "slack_requests",
+    metadata,
+    Column("signature", Text, primary_key=True),
+    Column("received_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 
-async def upsert_lead(connection: AsyncConnection, lead_id: uuid.UUID, **values: Any) -> Row[Any]:
-    """Store the lead's latest score and profile (a new lead starts in ``lead``); lock it."""
-    await connection.execute(
-        pg_insert(leads)
-        .values(lead_id=lead_id, stage="lead", **values)
-        .on_conflict_do_update(index_elements=["lead_id"], set_={**values,
-                                                                  "updated_at": func.now()})
-    )
+# --- leads --------------------------------------------------------------------------------
+
+
+async def upsert_lead(connection: AsyncConnection, lead_id: uuid.UUID, *, now: datetime,
+                      demo_or_quote_requested: bool, **values: Any) -> Row[Any]:
+    """Store the lead's latest score and profile (a new lead starts in ``lead``); lock it.
+
+    A demo or quote request, once seen, stays on the lead: it qualifies it for SQL later.
+    """
+    insert = pg_insert(leads).values(lead_id=lead_id, stage="lead", created_at=now,
+                                     demo_or_quote_requested=demo_or_quote_requested, **values)
+    await connection.execute(insert.on_conflict_do_update(
+        index_elements=["lead_id"],
+        set_={**values, "updated_at": func.now(),
+              "demo_or_quote_requested": leads.c.demo_or_quote_requested
+              | insert.excluded.demo_or_quote_requested}))
     row = await get_lead(connection, lead_id, lock=True)
     assert row is not None
     return row
@@ -68,7 +173,7 @@ async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID,
 
 async def record_transition(connection: AsyncConnection, lead_id: uuid.UUID, **values: Any
                             ) -> None:
-    """Move the lead to its new stage and log the transition."""
+    """Move the lead to its new stage and owner, and log the transition."""
     await connection.execute(
         leads.update().where(leads.c.lead_id == lead_id).values(
             stage=values["to_stage"], owner_id=values["owner_id"], team=values["team"],
@@ -77,8 +182,249 @@ async def record_transition(connection: AsyncConnection, lead_id: uuid.UUID, **v
     await connection.execute(transitions.insert().values(lead_id=lead_id, **values))
 
 
+async def set_owner(connection: AsyncConnection, lead_id: uuid.UUID, owner_id: str) -> None:
+    """Give the lead an owner without moving it (taken from the team's queue)."""
+    await connection.execute(leads.update().where(leads.c.lead_id == lead_id).values(
+        owner_id=owner_id, updated_at=func.now()))
+
+
+async def save_bant(connection: AsyncConnection, lead_id: uuid.UUID,
+                    bant: Mapping[str, Any]) -> None:
+    """Keep the BANT the rep confirmed when qualifying the lead."""
+    await connection.execute(leads.update().where(leads.c.lead_id == lead_id).values(
+        bant=dict(bant), updated_at=func.now()))
+
+
 async def history(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Row[Any]]:
     """Return the lead's transitions, oldest first."""
     rows = await connection.execute(
         select(transitions).where(transitions.c.lead_id == lead_id).order_by(transitions.c.id))
     return list(rows)
+
+
+async def queue(connection: AsyncConnection, team: str) -> list[Row[Any]]:
+    """Return the team's unowned leads with ``waiting_since`` (their last move), oldest first."""
+    waiting_since = func.max(transitions.c.occurred_at).label("waiting_since")
+    rows = await connection.execute(
+        select(leads, waiting_since)
+        .join(transitions, transitions.c.lead_id == leads.c.lead_id)
+        .where(leads.c.team == team, leads.c.owner_id.is_(None),
+               leads.c.stage.in_([LifecycleStage.MQL.value, LifecycleStage.SQL.value]))
+        .group_by(leads.c.lead_id)
+        .order_by(waiting_since, leads.c.lead_id))
+    return list(rows)
+
+
+# --- teams and reps -----------------------------------------------------------------------
+
+
+async def list_teams(connection: AsyncConnection) -> list[Row[Any]]:
+    """Return every team."""
+    return list(await connection.execute(select(teams).order_by(teams.c.team)))
+
+
+async def update_team(connection: AsyncConnection, team: str, **values: Any) -> Row[Any]:
+    """Change a team's name and manager channel; return it."""
+    row: Row[Any] | None = (await connection.execute(
+        teams.update().where(teams.c.team == team)
+        .values(**values, updated_at=func.now()).returning(teams))).first()
+    assert row is not None, f"team {team} is created by the migration"
+    return row
+
+
+async def lock_team(connection: AsyncConnection, team: str) -> None:
+    """Hold the team until commit, so that its assignments are decided one at a time."""
+    await connection.execute(select(teams.c.team).where(teams.c.team == team).with_for_update())
+
+
+async def get_rep(connection: AsyncConnection, rep_id: str) -> Row[Any] | None:
+    """Return one rep."""
+    return (await connection.execute(select(reps).where(reps.c.rep_id == rep_id))).first()
+
+
+async def rep_by_slack_user(connection: AsyncConnection, slack_user_id: str
+                            ) -> Row[Any] | None:
+    """Return the rep linked to a Slack user id."""
+    return (await connection.execute(
+        select(reps).where(reps.c.slack_user_id == slack_user_id))).first()
+
+
+async def list_reps(connection: AsyncConnection, team: str | None = None) -> list[Row[Any]]:
+    """Return the reps, of one team or all, by id."""
+    query = select(reps).order_by(reps.c.rep_id)
+    if team is not None:
+        query = query.where(reps.c.team == team)
+    return list(await connection.execute(query))
+
+
+async def team_positions(connection: AsyncConnection, team: str) -> list[float]:
+    """Return the round-robin positions of the team's active reps."""
+    rows = await connection.execute(
+        select(reps.c.position).where(reps.c.team == team, reps.c.active))
+    return [row.position for row in rows]
+
+
+async def put_rep(connection: AsyncConnection, rep_id: str, *, starting_position: float,
+                  **values: Any) -> Row[Any]:
+    """Return the rep after creating or replacing it.
+
+    A new rep, or one changing team, starts at ``starting_position`` in the round robin.
+    """
+    insert = pg_insert(reps).values(rep_id=rep_id, position=starting_position, **values)
+    row: Row[Any] | None = (await connection.execute(insert.on_conflict_do_update(
+        index_elements=["rep_id"],
+        set_={**values, "updated_at": func.now(),
+              "position": case((reps.c.team == insert.excluded.team, reps.c.position),
+                               else_=insert.excluded.position)},
+    ).returning(reps))).first()
+    assert row is not None
+    return row
+
+
+def rep_from_row(row: Row[Any]) -> domain.Rep:
+    """Return the rep as assignment sees them."""
+    territory = row.territory
+    return domain.Rep(
+        rep_id=row.rep_id, team=domain.TeamKind(row.team), weight=row.weight,
+        daily_capacity=row.daily_capacity,
+        hours=domain.BusinessCalendar(timezone=row.timezone, opens=row.work_starts,
+                                      closes=row.work_ends, holidays=row.holidays,
+                                      workdays=frozenset(row.workdays)),
+        out_of_office=tuple(domain.Period(datetime.fromisoformat(p["starts_at"]),
+                                          datetime.fromisoformat(p["ends_at"]))
+                            for p in row.out_of_office),
+        territory=None if territory is None else domain.Territory(
+            regions=frozenset(territory["regions"]),
+            industries=frozenset(territory["industries"]),
+            employee_bands=frozenset(territory["employee_bands"])),
+        active=row.active, position=row.position,
+    )
+
+
+async def set_positions(connection: AsyncConnection, positions: Mapping[str, float]) -> None:
+    """Store reps' new round-robin positions."""
+    for rep_id, position in positions.items():
+        await connection.execute(
+            reps.update().where(reps.c.rep_id == rep_id).values(position=position))
+
+
+# --- assignment ---------------------------------------------------------------------------
+
+
+async def account_owner(connection: AsyncConnection, account_key: str, team: str
+                        ) -> str | None:
+    """Return the rep who owns the account for the team, if any."""
+    return (await connection.execute(select(account_owners.c.rep_id).where(
+        account_owners.c.account_key == account_key, account_owners.c.team == team))
+    ).scalar_one_or_none()
+
+
+async def set_account_owner(connection: AsyncConnection, account_key: str, team: str,
+                            rep_id: str, now: datetime) -> None:
+    """Make ``rep_id`` the account's owner for the team."""
+    await connection.execute(
+        pg_insert(account_owners)
+        .values(account_key=account_key, team=team, rep_id=rep_id, updated_at=now)
+        .on_conflict_do_update(index_elements=["account_key", "team"],
+                               set_={"rep_id": rep_id, "updated_at": now}))
+
+
+async def assigned_since(connection: AsyncConnection, since: Mapping[str, datetime]
+                         ) -> dict[str, int]:
+    """Return how many leads each rep was given since their own moment in ``since``."""
+    if not since:
+        return {}
+    rows = await connection.execute(
+        select(assignments.c.rep_id,
+               func.count(func.distinct(assignments.c.lead_id)).label("leads"))
+        .where(or_(*(and_(assignments.c.rep_id == rep_id, assignments.c.decided_at >= moment)
+                     for rep_id, moment in since.items())))
+        .group_by(assignments.c.rep_id))
+    return {row.rep_id: row.leads for row in rows}
+
+
+async def log_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage: str,
+                       decision: domain.Decision, now: datetime) -> None:
+    """Append the decision, with its reason and every rep considered, to the log."""
+    await connection.execute(assignments.insert().values(
+        lead_id=lead_id, team=decision.team.value, stage=stage, rep_id=decision.rep_id,
+        rule=decision.rule.value, reason=decision.reason,
+        considered=[{"rep_id": c.rep_id, "blocked_because": c.blocked_because}
+                    for c in decision.considered],
+        decided_at=now))
+
+
+async def decisions(connection: AsyncConnection, *, lead_id: uuid.UUID | None = None,
+                    team: str | None = None, rep_id: str | None = None,
+                    limit: int = 100) -> list[Row[Any]]:
+    """Return logged decisions, newest first, filtered by lead, team or rep."""
+    query = select(assignments).order_by(assignments.c.id.desc()).limit(limit)
+    for column, value in ((assignments.c.lead_id, lead_id), (assignments.c.team, team),
+                          (assignments.c.rep_id, rep_id)):
+        if value is not None:
+            query = query.where(column == value)
+    return list(await connection.execute(query))
+
+
+# --- contacts and the funnel --------------------------------------------------------------
+
+
+async def add_contact(connection: AsyncConnection, lead_id: uuid.UUID, **values: Any) -> bool:
+    """Log a contact; return False if that very contact was logged before."""
+    inserted = await connection.execute(
+        pg_insert(contacts).values(lead_id=lead_id, **values)
+        .on_conflict_do_nothing(constraint="uq_routing_contacts_once")
+        .returning(contacts.c.id))
+    return inserted.first() is not None
+
+
+async def journeys(connection: AsyncConnection, *, since: datetime, until: datetime,
+                   source: str | None, partner: str | None) -> list[domain.Journey]:
+    """Return the journeys of leads first seen in ``[since, until)``."""
+    first_entry = (select(transitions.c.lead_id, transitions.c.to_stage,
+                          func.min(transitions.c.occurred_at).label("at"))
+                   .group_by(transitions.c.lead_id, transitions.c.to_stage).subquery())
+    first_contact = (select(contacts.c.lead_id, func.min(contacts.c.occurred_at).label("at"))
+                     .group_by(contacts.c.lead_id).subquery())
+    query = (
+        select(leads.c.lead_id, leads.c.source, leads.c.partner, leads.c.created_at,
+               first_contact.c.at.label("first_contact_at"),
+               func.coalesce(func.jsonb_object_agg(first_entry.c.to_stage, first_entry.c.at)
+                             .filter(first_entry.c.to_stage.is_not(None)),
+                             func.jsonb_build_object()).label("entered"))
+        .select_from(leads.outerjoin(first_entry, first_entry.c.lead_id == leads.c.lead_id)
+                     .outerjoin(first_contact, first_contact.c.lead_id == leads.c.lead_id))
+        .where(leads.c.created_at >= since, leads.c.created_at < until)
+        .group_by(leads.c.lead_id, first_contact.c.at)
+    )
+    if source is not None:
+        query = query.where(leads.c.source == source)
+    if partner is not None:
+        query = query.where(leads.c.partner == partner)
+    return [
+        domain.Journey(
+            source=row.source, partner=row.partner, created_at=row.created_at,
+            entered={LifecycleStage(stage): datetime.fromisoformat(at)
+                     for stage, at in row.entered.items()},
+            first_contact_at=row.first_contact_at)
+        for row in await connection.execute(query)
+    ]
+
+
+# --- Slack --------------------------------------------------------------------------------
+
+
+async def claim_slack_request(connection: AsyncConnection, signature: str, now: datetime,
+                              remember: timedelta) -> bool:
+    """Record a signed Slack request; return False if it was seen before (a replay).
+
+    Signatures older than ``remember`` are forgotten: Slack's timestamp check refuses
+    those requests anyway.
+    """
+    await connection.execute(
+        slack_requests.delete().where(slack_requests.c.received_at < now - remember))
+    claimed = await connection.execute(
+        pg_insert(slack_requests).values(signature=signature, received_at=now)
+        .on_conflict_do_nothing(index_elements=["signature"])
+        .returning(slack_requests.c.signature))
+    return claimed.first() is not None

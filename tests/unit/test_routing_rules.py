@@ -1,19 +1,32 @@
-"""Routing's lifecycle state machine: every legal and illegal move."""
+"""Routing's lifecycle state machine (every legal and illegal move), SLA due times in
+business time, BANT and who may act on a lead."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import product
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.events import LifecycleStage, Tier, TouchpointType
 from services.routing.domain import (
     ALLOWED,
+    Bant,
+    BantRank,
+    BusinessCalendar,
     IllegalTransition,
+    Rep,
+    TeamKind,
     acceptance_due,
+    actor_refusal,
     check_transition,
+    due_after_move,
     promotion_for,
+    qualifies,
+    team_for_source,
 )
 
 S = LifecycleStage
@@ -54,9 +67,111 @@ def test_only_hot_leads_with_marketing_become_mql(stage: LifecycleStage, tier: T
     assert promotion_for(stage, tier) == expected
 
 
-def test_demo_and_quote_requests_must_be_accepted_within_five_minutes() -> None:
-    now = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
-    hour = timedelta(hours=1)
-    assert acceptance_due(TouchpointType.INQUIRY_QUOTE_REQUEST, now, hour) == now + timedelta(
-        minutes=5)
-    assert acceptance_due(TouchpointType.PAGE_VIEW_PRICING, now, hour) == now + hour
+JST = ZoneInfo("Asia/Tokyo")
+CALENDAR = BusinessCalendar()  # 09:00-18:00 Asia/Tokyo, Monday to Friday, JP holidays
+HOUR = timedelta(hours=1)
+
+
+def jst(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2026, 11, day, hour, minute, tzinfo=JST)
+
+
+def test_demo_and_quote_requests_must_be_accepted_within_five_wall_clock_minutes() -> None:
+    friday_evening = jst(20, 17, 58)
+    for trigger in (TouchpointType.INQUIRY_QUOTE_REQUEST, TouchpointType.INQUIRY_DEMO_REQUEST):
+        assert acceptance_due(trigger, friday_evening, HOUR, CALENDAR) == (
+            friday_evening + timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(("promoted", "due"), [
+    (jst(20, 10, 0), jst(20, 11, 0)),   # Friday morning
+    (jst(20, 17, 30), jst(24, 9, 30)),  # Friday 17:30: Monday 23rd is a public holiday
+    (jst(21, 14, 0), jst(24, 10, 0)),   # Saturday
+    (jst(19, 7, 0), jst(19, 10, 0)),    # before opening
+    (jst(19, 18, 0), jst(20, 10, 0)),   # at closing
+])
+def test_other_mqls_must_be_accepted_within_one_business_hour(promoted: datetime,
+                                                              due: datetime) -> None:
+    assert acceptance_due(TouchpointType.PAGE_VIEW_PRICING, promoted, HOUR, CALENDAR) == due
+
+
+def business_minutes_between(calendar: BusinessCalendar, start: datetime, end: datetime
+                             ) -> float:
+    """Count open minutes one by one: slow, obviously right, independent of ``add``."""
+    minutes, cursor = 0.0, start
+    while cursor < end:
+        step = min(timedelta(minutes=1), end - cursor)
+        if calendar.is_open(cursor):
+            minutes += step / timedelta(minutes=1)
+        cursor += step
+    return minutes
+
+
+@settings(max_examples=60, deadline=None)
+@given(start=st.datetimes(min_value=datetime(2026, 12, 20), max_value=datetime(2027, 1, 10),
+                          timezones=st.just(UTC)),
+       minutes=st.integers(min_value=0, max_value=600))
+def test_adding_business_time_counts_only_open_minutes(start: datetime, minutes: int) -> None:
+    start = start.replace(second=0, microsecond=0)
+    due = CALENDAR.add(start, timedelta(minutes=minutes))
+    assert due >= start
+    assert business_minutes_between(CALENDAR, start, due) == minutes
+    local = due.astimezone(JST)
+    if minutes:
+        assert CALENDAR.is_business_day(local.date())
+        assert time(9) < local.time() <= time(18)
+
+
+def test_new_year_holidays_and_weekends_are_skipped() -> None:
+    new_years_eve = datetime(2026, 12, 31, 17, 0, tzinfo=JST)  # a Thursday
+    # Friday 1 January is a holiday, then a weekend: Monday the 4th.
+    assert CALENDAR.add(new_years_eve, 2 * HOUR) == datetime(2027, 1, 4, 10, 0, tzinfo=JST)
+
+
+def test_a_calendar_that_closes_before_it_opens_is_refused() -> None:
+    with pytest.raises(ValueError, match="before closing"):
+        BusinessCalendar(opens=time(18), closes=time(9))
+
+
+@pytest.mark.parametrize(("stage", "due"), [
+    (LifecycleStage.SQL, timedelta(hours=24)), (LifecycleStage.SAL, timedelta(days=14)),
+    (LifecycleStage.OPPORTUNITY, timedelta(days=14)), (LifecycleStage.NURTURE, None),
+    (LifecycleStage.DISQUALIFIED, None), (LifecycleStage.WON, None),
+])
+def test_follow_up_due_times(stage: LifecycleStage, due: timedelta | None) -> None:
+    now = jst(20, 10)
+    assert due_after_move(stage, now) == (now + due if due else None)
+
+
+@pytest.mark.parametrize(("confirmed", "rank"), [
+    ((True, True, True, True), BantRank.A),
+    ((True, True, True, False), BantRank.B), ((False, True, True, True), BantRank.B),
+    ((True, False, True, False), BantRank.C), ((False, False, True, False), BantRank.C),
+    ((True, True, False, True), BantRank.D), ((False, False, False, False), BantRank.D),
+])
+def test_bant_rank(confirmed: tuple[bool, bool, bool, bool], rank: BantRank) -> None:
+    budget, authority, need, timeframe = confirmed
+    assert Bant(budget, authority, need, timeframe).rank is rank
+
+
+@pytest.mark.parametrize(("rank", "requested", "expected"), [
+    (BantRank.A, False, True), (BantRank.B, False, True), (BantRank.C, False, False),
+    (BantRank.D, False, False), (BantRank.C, True, True), (BantRank.D, True, True),
+])
+def test_sql_needs_rank_a_or_b_or_a_demo_or_quote_request(rank: BantRank, requested: bool,
+                                                          expected: bool) -> None:
+    assert qualifies(rank, requested) is expected
+
+
+def test_outbound_sources_go_to_bdr_and_the_rest_to_sdr() -> None:
+    assert team_for_source("outbound", {"outbound"}) is TeamKind.BDR
+    assert team_for_source("web-form", {"outbound"}) is TeamKind.SDR
+
+
+def test_only_active_reps_of_the_leads_team_may_act() -> None:
+    sdr = Rep("sato", TeamKind.SDR)
+    assert actor_refusal(sdr, "sdr") is None
+    assert actor_refusal(sdr, None) is None
+    assert actor_refusal(sdr, "field_sales") == (
+        "rep sato is in team sdr; the lead is with team field_sales")
+    assert actor_refusal(Rep("sato", TeamKind.SDR, active=False), "sdr") == "rep sato is inactive"

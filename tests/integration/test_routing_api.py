@@ -1,0 +1,447 @@
+"""Routing's API and Slack actions over real PostgreSQL: assignment, sales actions, funnel."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy.engine import Connection
+
+from schemas.events import ContactKind, LeadPromoted, LifecycleStage, Tier, TouchpointType
+from services.routing import store
+from tests.integration.test_routing_harness import (
+    WEDNESDAY_10_JST,
+    Routing,
+    button_click,
+    lead_scored,
+    running_routing,
+    slack_form,
+    slack_headers,
+)
+from tests.support.fake_slack import FakeSlack
+from tests.support.infrastructure import PostgresServer
+
+pytestmark = pytest.mark.integration
+S = LifecycleStage
+
+
+@pytest.fixture
+async def routing(postgres: PostgresServer) -> AsyncIterator[Routing]:
+    async with running_routing(await postgres.create_database()) as service:
+        yield service
+
+
+async def state(routing: Routing, lead_id: uuid.UUID) -> dict[str, Any]:
+    response = await routing.client.get(f"/v1/leads/{lead_id}")
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def new_mql(routing: Routing, **changes: Any) -> uuid.UUID:
+    """Score a hot lead (it becomes an MQL) and return its id."""
+    event = lead_scored(**changes)
+    await routing.handle(event)
+    return event.lead_id
+
+
+async def act(routing: Routing, lead_id: uuid.UUID, action: str, **body: Any) -> Any:
+    return await routing.client.post(f"/v1/leads/{lead_id}/{action}", json=body)
+
+
+def field_errors(response: Any) -> set[tuple[str, ...]]:
+    """Return the locations named in a 422 response."""
+    assert response.status_code == 422, response.text
+    return {tuple(str(part) for part in item["loc"]) for item in response.json()["detail"]}
+
+
+def comparable(event: LeadPromoted) -> dict[str, Any]:
+    return event.model_dump(mode="json", exclude={"lead_id"})
+
+
+async def test_a_hot_lead_becomes_an_mql_for_the_next_rep_and_the_reason_is_logged(
+        routing: Routing) -> None:
+    await routing.put_rep("sato", slack_user_id="U0SATO1", weight=2)
+    await routing.put_rep("suzuki")
+    first, second, third = [await new_mql(routing, domain=f"company{i}.co.jp")
+                            for i in range(3)]
+    owners = [(await state(routing, lead))["owner_id"] for lead in (first, second, third)]
+    assert owners == ["sato", "suzuki", "sato"], "weight 2 takes twice the turns"
+    lead = await state(routing, first)
+    assert (lead["stage"], lead["team"]) == ("mql", "sdr")
+    [decision] = lead["assignments"]
+    assert decision["rule"] == "round_robin"
+    assert decision["reason"] == "weighted round robin (team sdr) among sato, suzuki"
+    assert decision["considered"] == [{"rep_id": "sato", "blocked_because": None},
+                                      {"rep_id": "suzuki", "blocked_because": None}]
+    mql = (await routing.promoted())[0]
+    assert (mql.from_stage, mql.to_stage, mql.owner_id, mql.team) == (S.LEAD, S.MQL, "sato",
+                                                                      "sdr")
+    assert mql.reason == "tier A at score 85; assigned to sato (round_robin)"
+    assert mql.sla_due_at == WEDNESDAY_10_JST + timedelta(hours=1), "one business hour"
+    logged = (await routing.client.get("/v1/assignments", params={"rep_id": "sato"})).json()
+    assert [d["lead_id"] for d in logged] == [str(third), str(first)]
+
+
+async def test_the_account_owner_gets_the_accounts_next_lead_but_free_mail_is_no_account(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    await routing.put_rep("suzuki")
+    await new_mql(routing, domain="sample.co.jp")  # sato, by round robin
+    await new_mql(routing, domain="other.co.jp")  # suzuki
+    again = await new_mql(routing, domain="sample.co.jp")
+    decision = (await state(routing, again))["assignments"][0]
+    assert (decision["rep_id"], decision["rule"]) == ("sato", "account_owner")
+    assert decision["reason"] == "sato owns account sample.co.jp"
+
+
+async def test_a_lead_nobody_can_take_waits_in_the_team_queue_and_says_so(
+        routing: Routing) -> None:
+    leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
+             "note": "有給休暇"}
+    await routing.put_rep("sato", out_of_office=[leave])
+    lead_id = await new_mql(routing)
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"], lead["team"]) == ("mql", None, "sdr")
+    [decision] = lead["assignments"]
+    assert decision["rule"] == "queued"
+    assert "sato: out of office until 2026-11-20 00:00 JST" in decision["reason"]
+    [event] = await routing.promoted()
+    assert event.owner_id is None
+    assert event.reason.endswith("queued for team sdr: no rep can take it now")
+    queue = (await routing.client.get("/v1/teams/sdr/queue")).json()
+    assert [(q["lead_id"], q["company"], q["waiting_since"]) for q in queue] == [
+        (str(lead_id), "株式会社サンプル製作所", "2026-11-18T01:00:00Z")]
+
+    accepted = await act(routing, lead_id, "accept", rep_id="sato")  # back early, takes it
+    assert accepted.status_code == 200, accepted.text
+    assert (await routing.client.get("/v1/teams/sdr/queue")).json() == []
+    taken = accepted.json()["assignments"][-1]
+    assert (taken["rule"], taken["reason"]) == ("taken", "accepted by sato (from the queue)")
+
+
+async def test_sales_actions_are_idempotent_and_each_emits_lead_promoted(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    await routing.put_rep("suzuki")
+    await routing.put_rep("tanaka", team="field_sales")
+    lead_id = await new_mql(routing)
+    for _ in range(2):
+        accepted = await act(routing, lead_id, "accept", rep_id="sato")
+        assert accepted.status_code == 200 and accepted.json()["stage"] == "sal"
+    taken = await act(routing, lead_id, "accept", rep_id="suzuki")
+    assert taken.status_code == 409 and "already accepted by sato" in taken.text
+
+    weak = {"rep_id": "sato", "budget": True, "authority": False, "need": True,
+            "timeframe": False}
+    refused = await act(routing, lead_id, "qualify", **weak)
+    assert refused.status_code == 409 and "BANT rank C" in refused.text
+    qualified = {**weak, "authority": True}
+    for _ in range(2):
+        response = await act(routing, lead_id, "qualify", **qualified)
+        assert response.status_code == 200, response.text
+    lead = response.json()
+    assert (lead["stage"], lead["owner_id"], lead["team"]) == ("sql", "tanaka", "field_sales")
+    assert lead["bant"]["rank"] == "B"
+
+    routing.clock.advance(timedelta(minutes=30))
+    call = {"rep_id": "tanaka", "kind": "call",
+            "occurred_at": (routing.clock.now - timedelta(minutes=5)).isoformat(),
+            "note": "決裁者と日程調整"}
+    for _ in range(2):
+        assert (await act(routing, lead_id, "contacts", **call)).status_code == 200
+    wrong_team = await act(routing, lead_id, "contacts", **{**call, "rep_id": "sato"})
+    assert wrong_team.status_code == 409 and "team sdr" in wrong_team.text
+
+    for _ in range(2):
+        gone = await act(routing, lead_id, "disqualify", rep_id="tanaka", reason="競合に決定済み")
+        assert gone.status_code == 200 and gone.json()["stage"] == "disqualified"
+    late = await act(routing, lead_id, "reject", rep_id="tanaka", reason="予算なし")
+    assert late.status_code == 409 and "disqualified" in late.text
+
+    events = await routing.promoted()
+    assert [(e.from_stage, e.to_stage) for e in events] == [
+        (S.LEAD, S.MQL), (S.MQL, S.SAL), (S.SAL, S.SQL), (S.SQL, S.SQL),
+        (S.SQL, S.DISQUALIFIED)], "one event per action, none for repeats"
+    _, sal, sql, contact, disqualified = events
+    assert (sal.owner_id, sal.team, sal.sla_due_at) == (
+        "sato", "sdr", WEDNESDAY_10_JST + timedelta(days=14))
+    assert (sql.owner_id, sql.team, sql.sla_due_at) == (
+        "tanaka", "field_sales", WEDNESDAY_10_JST + timedelta(hours=24))
+    assert sql.reason == "qualified by sato (BANT rank B); assigned to tanaka (round_robin)"
+    assert (contact.contact, contact.owner_id, contact.sla_due_at) == (
+        ContactKind.CALL, "tanaka", routing.clock.now + timedelta(days=14))
+    assert disqualified.reason == "disqualified by tanaka: 競合に決定済み"
+    assert disqualified.owner_id is None
+
+
+async def test_a_demo_request_is_due_in_five_minutes_and_qualifies_on_a_weak_bant(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    lead_id = await new_mql(routing, touchpoint=TouchpointType.INQUIRY_DEMO_REQUEST)
+    [mql] = await routing.promoted()
+    assert mql.sla_due_at == WEDNESDAY_10_JST + timedelta(minutes=5)
+    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=False,
+                          authority=False, need=True, timeframe=False)
+    assert qualified.status_code == 200, qualified.text
+    sql = (await routing.promoted())[-1]
+    assert (sql.to_stage, sql.owner_id, sql.team) == (S.SQL, None, "field_sales")
+    assert "BANT rank C, demo or quote requested" in sql.reason
+    assert sql.reason.endswith("queued for team field_sales: no rep can take it now")
+
+
+async def test_bad_actions_get_clear_errors_and_change_nothing(routing: Routing) -> None:
+    await routing.put_rep("sato")
+    lead_id = await new_mql(routing)
+    assert field_errors(await act(routing, lead_id, "accept", rep_id="nobody")) == {
+        ("body", "rep_id")}
+    assert field_errors(await act(routing, lead_id, "reject", rep_id="sato")) == {
+        ("body", "reason")}
+    assert field_errors(await act(routing, lead_id, "accept", rep_id="sato", extra=1)) == {
+        ("body", "extra")}
+    future = (routing.clock.now + timedelta(hours=1)).isoformat()
+    assert field_errors(await act(routing, lead_id, "contacts", rep_id="sato", kind="call",
+                                  occurred_at=future)) == {("body", "occurred_at")}
+    early = await act(routing, lead_id, "contacts", rep_id="sato", kind="call",
+                      occurred_at=routing.clock.now.isoformat())
+    assert early.status_code == 409 and "accepted leads" in early.text
+    illegal = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                        authority=True, need=True, timeframe=True)
+    assert illegal.status_code == 409
+    assert "cannot move from mql to sql" in illegal.json()["detail"]
+    missing = await act(routing, uuid.uuid4(), "accept", rep_id="sato")
+    assert missing.status_code == 404
+    assert (await state(routing, lead_id))["stage"] == "mql"
+    assert len(await routing.promoted()) == 1
+
+
+async def test_accepting_through_the_api_and_through_slack_gives_the_same_result(
+        routing: Routing) -> None:
+    await routing.put_rep("sato", slack_user_id="U0SATO1")
+    by_api, by_slack = await new_mql(routing), await new_mql(routing)
+    assert (await act(routing, by_api, "accept", rep_id="sato")).status_code == 200
+
+    async with FakeSlack().running() as slack:
+        response_url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
+        body = slack_form(button_click("lead.accept", by_slack, "U0SATO1", response_url))
+        started = time.perf_counter()
+        answer = await routing.client.post("/slack/actions", content=body,
+                                           headers=slack_headers(body, routing.clock.now))
+        assert answer.status_code == 200, answer.text
+        assert time.perf_counter() - started < 3.0, "Slack wants an answer within 3 s"
+        [update] = await slack.wait_for(1, timeout=5)
+
+    api_state, slack_state = await state(routing, by_api), await state(routing, by_slack)
+    for key in ("stage", "owner_id", "team"):
+        assert api_state[key] == slack_state[key]
+    assert slack_state["stage"] == "sal"
+    api_move, slack_move = api_state["history"][-1], slack_state["history"][-1]
+    assert {**api_move, "actor": None} == {**slack_move, "actor": None}
+    assert (api_move["actor"], slack_move["actor"]) == ("sato", "sato via Slack")
+    api_event, slack_event = (await routing.promoted())[-2:]
+    assert {api_event.lead_id, slack_event.lead_id} == {by_api, by_slack}
+    assert comparable(api_event) == comparable(slack_event)
+
+    assert update.path == "/actions/T0/1/abc"
+    assert update.body["replace_original"] is True
+    assert "<@U0SATO1> さんが受け入れました" in update.body["text"]
+    assert [block["block_id"] for block in update.body["blocks"][:-1]] == ["head"], (
+        "the buttons are gone, the alert is kept")
+
+
+async def test_forged_stale_and_replayed_slack_requests_are_refused(routing: Routing) -> None:
+    await routing.put_rep("sato", slack_user_id="U0SATO1")
+    lead_id = await new_mql(routing)
+    body = slack_form(button_click("lead.accept", lead_id, "U0SATO1",
+                                   "https://hooks.slack.com/actions/T0/1/abc"))
+    now = routing.clock.now
+
+    async def post(content: bytes, headers: dict[str, str]) -> Any:
+        return await routing.client.post("/slack/actions", content=content, headers=headers)
+
+    forged = await post(body, slack_headers(body, now, secret="not-the-signing-secret"))
+    assert forged.status_code == 401 and "signature does not match" in forged.text
+    other_body = slack_form(button_click("lead.accept", lead_id, "U0SOMEONE",
+                                         "https://hooks.slack.com/actions/T0/1/abc"))
+    tampered = await post(other_body, slack_headers(body, now))
+    assert tampered.status_code == 401
+    stale = await post(body, slack_headers(body, now - timedelta(minutes=6)))
+    assert stale.status_code == 401 and "5-minute window" in stale.text
+    unsigned = await post(body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert unsigned.status_code == 401
+    assert (await state(routing, lead_id))["stage"] == "mql", "nothing changed"
+
+    headers = slack_headers(body, now)
+    assert (await post(body, headers)).status_code == 200
+    routing.clock.advance(timedelta(minutes=1))
+    replayed = await post(body, headers)
+    assert replayed.status_code == 401 and "replay" in replayed.text
+    assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL]
+
+
+async def test_slack_actions_are_off_without_a_signing_secret(postgres: PostgresServer) -> None:
+    async with running_routing(await postgres.create_database(),
+                               slack_signing_secret=None) as routing:
+        body = slack_form(button_click("lead.accept", uuid.uuid4(), "U0SATO1",
+                                       "https://hooks.slack.com/actions/T0/1/abc"))
+        answer = await routing.client.post("/slack/actions", content=body,
+                                           headers=slack_headers(body, routing.clock.now))
+    assert answer.status_code == 503 and "BATON_SLACK_SIGNING_SECRET" in answer.text
+
+
+async def test_slack_clicks_that_cannot_apply_get_a_private_note_and_reject_nurtures(
+        routing: Routing) -> None:
+    await routing.put_rep("sato", slack_user_id="U0SATO1")
+    await routing.put_rep("suzuki", slack_user_id="U0SUZUKI")
+    taken, declined = await new_mql(routing), await new_mql(routing)
+    assert (await act(routing, taken, "accept", rep_id="sato")).status_code == 200
+
+    async with FakeSlack().running() as slack:
+        url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
+
+        async def click(action: str, lead_id: uuid.UUID, user: str, to: str = url) -> None:
+            body = slack_form(button_click(action, lead_id, user, to))
+            answer = await routing.client.post("/slack/actions", content=body,
+                                               headers=slack_headers(body, routing.clock.now))
+            assert answer.status_code == 200, answer.text
+            routing.clock.advance(timedelta(seconds=1))
+
+        await click("lead.accept", taken, "U0SUZUKI")
+        await click("lead.accept", taken, "U0NOBODY")
+        await click("lead.reject", declined, "U0SATO1")
+        await click("lead.reject", declined, "U0SATO1", "https://evil.example/actions")
+        notes = await slack.wait_for(3, timeout=5)
+    assert [m.body.get("response_type") for m in notes] == ["ephemeral", "ephemeral", None]
+    assert "already accepted by sato" in notes[0].body["text"]
+    assert "紐付いていません" in notes[1].body["text"]
+    assert "見送りました" in notes[2].body["text"]
+    assert len(slack.messages) == 3, "nothing was posted to the host that is not allowed"
+    lead = await state(routing, declined)
+    assert lead["stage"] == "nurture"
+    assert lead["history"][-1]["reason"] == "rejected by sato: Slack のアラートから見送り"
+
+
+async def test_reps_and_teams_are_managed_through_the_api_with_field_level_errors(
+        routing: Routing) -> None:
+    client = routing.client
+    created = await routing.put_rep(
+        "sato", slack_user_id="U0SATO1", weight=1.5, daily_capacity=12,
+        working_hours={"timezone": "Asia/Tokyo", "starts": "10:00", "ends": "19:00",
+                       "workdays": [5, 1, 2], "holidays": "JP"},
+        territory={"regions": ["関東"], "industries": [], "employee_bands": []})
+    assert created["name"] == "佐藤 花子"
+    assert created["working_hours"]["workdays"] == [1, 2, 5]
+    assert (await client.get("/v1/reps/sato")).json() == created
+    assert [r["rep_id"] for r in (await client.get("/v1/reps?team=sdr")).json()] == ["sato"]
+    assert (await client.get("/v1/reps?team=bdr")).json() == []
+    assert (await client.get("/v1/reps/nobody")).status_code == 404
+
+    def put(rep_id: str, **body: Any) -> Any:
+        return client.put(f"/v1/reps/{rep_id}", json={"name": "鈴木", "team": "sdr", **body})
+
+    cases: list[tuple[dict[str, Any], tuple[str, ...]]] = [
+        ({"working_hours": {"timezone": "Mars/Olympus"}}, ("body", "working_hours",
+                                                             "timezone")),
+        ({"working_hours": {"starts": "18:00", "ends": "09:00"}}, ("body", "working_hours")),
+        ({"working_hours": {"workdays": [1, 8]}}, ("body", "working_hours", "workdays", "1")),
+        ({"working_hours": {"holidays": "XX"}}, ("body", "working_hours", "holidays")),
+        ({"out_of_office": [{"starts_at": "2026-12-02T00:00:00+09:00",
+                             "ends_at": "2026-12-01T00:00:00+09:00"}]},
+         ("body", "out_of_office", "0")),
+        ({"weight": 0}, ("body", "weight")),
+        ({"team": "marketing"}, ("body", "team")),
+        ({"territory": {}}, ("body", "territory")),
+    ]
+    for body, location in cases:
+        assert location in field_errors(await put("suzuki", **body)), body
+    assert field_errors(await put("鈴木")) == {("path", "rep_id")}
+    taken = await put("suzuki", slack_user_id="U0SATO1")
+    assert taken.status_code == 409 and "linked to rep sato" in taken.text
+    assert (await client.get("/v1/reps/suzuki")).status_code == 404, "nothing was stored"
+
+    team = await client.put("/v1/teams/sdr", json={"name": "インサイドセールス",
+                                                    "manager_channel": "#sdr-managers"})
+    assert team.json() == {"team": "sdr", "name": "インサイドセールス",
+                           "manager_channel": "#sdr-managers"}
+    assert [t["team"] for t in (await client.get("/v1/teams")).json()] == [
+        "bdr", "field_sales", "sdr"]
+    assert field_errors(await client.put("/v1/teams/marketing", json={"name": "x"})) == {
+        ("path", "team")}
+
+
+async def test_the_funnel_counts_conversions_and_speed_to_lead(routing: Routing) -> None:
+    await routing.put_rep("sato")
+    await routing.put_rep("tanaka", team="field_sales")
+    won = await new_mql(routing)
+    rejected = await new_mql(routing, source="partner-apo", partner="アポ代行株式会社")
+    await routing.handle(lead_scored(tier=Tier.B, score=60))
+    routing.clock.advance(timedelta(minutes=30))
+    await act(routing, won, "accept", rep_id="sato")
+    await act(routing, rejected, "reject", rep_id="sato", reason="学生")
+    await act(routing, won, "qualify", rep_id="sato", budget=True, authority=True, need=True,
+              timeframe=True)
+    routing.clock.advance(timedelta(minutes=30))
+    contact = await act(routing, won, "contacts", rep_id="tanaka", kind="meeting",
+                        occurred_at=routing.clock.now.isoformat())
+    assert contact.status_code == 200, contact.text
+
+    response = await routing.client.get("/v1/funnel", params={
+        "since": "2026-11-01", "until": "2026-12-01", "group_by": ["source", "period"]})
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["timezone"] == "Asia/Tokyo"
+    groups = {(row["group"]["source"], row["group"]["period"]): row for row in report["rows"]}
+    assert set(groups) == {("partner-apo", "2026-11"), ("web-form", "2026-11")}
+    web = groups[("web-form", "2026-11")]
+    assert web["leads"] == 2
+    assert web["reached"] == {"lead": 2, "mql": 1, "sal": 1, "sql": 1, "opportunity": 0,
+                              "won": 0}
+    assert web["conversions"][0] == {"from_stage": "lead", "to_stage": "mql", "rate": 0.5}
+    assert web["speed_to_acceptance"] == {"leads": 1, "p50_minutes": 30.0, "p95_minutes": 30.0}
+    assert web["speed_to_first_contact"]["p50_minutes"] == 60.0
+    partner = groups[("partner-apo", "2026-11")]
+    assert partner["exited"]["nurture"] == 1 and partner["reached"]["sal"] == 0
+    total = report["total"]
+    assert (total["leads"], total["reached"]["mql"]) == (3, 2)
+
+    by_partner = (await routing.client.get("/v1/funnel", params={
+        "since": "2026-11-01", "until": "2026-12-01",
+        "partner": "アポ代行株式会社"})).json()
+    assert by_partner["total"]["leads"] == 1
+    empty = (await routing.client.get("/v1/funnel", params={
+        "since": "2026-10-01", "until": "2026-11-01"})).json()
+    assert empty["rows"] == [] and empty["total"]["leads"] == 0
+    assert field_errors(await routing.client.get("/v1/funnel", params={
+        "since": "2026-12-01", "until": "2026-11-01"})) == {("query", "until")}
+    assert field_errors(await routing.client.get("/v1/funnel", params={
+        "group_by": "owner"})) == {("query", "group_by", "0")}
+
+
+async def test_the_openapi_document_names_every_route_and_its_errors(routing: Routing) -> None:
+    paths = (await routing.client.get("/openapi.json")).json()["paths"]
+    assert set(paths["/slack/actions"]["post"]["responses"]) >= {"200", "401", "422", "503"}
+    for action in ("accept", "reject", "qualify", "disqualify", "contacts"):
+        assert set(paths[f"/v1/leads/{{lead_id}}/{action}"]["post"]["responses"]) >= {
+            "200", "404", "409", "422"}
+    assert {"/v1/funnel", "/v1/reps/{rep_id}", "/v1/teams/{team}/queue",
+            "/v1/assignments"} <= set(paths)
+
+
+async def test_the_store_tables_match_the_migration(routing: Routing) -> None:
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={
+            "include_schemas": True,
+            "include_name": lambda name, kind, _parent: (
+                name == "routing" if kind == "schema" else name != "alembic_version"),
+        })
+        return list(compare_metadata(context, store.metadata))
+
+    async with routing.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []

@@ -1,0 +1,230 @@
+"""Routing's assignment rules, with properties over 10,000 generated leads."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.routing.domain import (
+    BusinessCalendar,
+    Decision,
+    Period,
+    Rep,
+    RoutableLead,
+    Rule,
+    TeamKind,
+    Territory,
+    assign,
+    starting_position,
+    unavailable_because,
+)
+
+SDR = TeamKind.SDR
+WEDNESDAY_10_JST = datetime(2026, 11, 18, 1, 0, tzinfo=UTC)
+LEAD = RoutableLead(account_key="example.co.jp", region="関東", industry="製造業",
+                    employee_band="500-999")
+ALWAYS = BusinessCalendar(timezone="UTC", opens=time(0), closes=time(23, 59, 59, 999999),
+                          holidays=None, workdays=frozenset(range(1, 8)))
+LEADS = 10_000
+
+
+def rep(rep_id: str, **changes: Any) -> Rep:
+    return dataclasses.replace(Rep(rep_id, SDR, daily_capacity=LEADS), **changes)
+
+
+class Team:
+    """A team that takes leads one after another, keeping positions and daily counts."""
+
+    def __init__(self, reps: Sequence[Rep]) -> None:
+        self.reps = {r.rep_id: r for r in reps}
+        self.given: dict[tuple[str, datetime], int] = defaultdict(int)
+        self.decisions: list[tuple[datetime, Decision]] = []
+
+    def take(self, now: datetime, lead: RoutableLead = LEAD,
+             account_owner: str | None = None) -> Decision:
+        today = {r.rep_id: self.given[(r.rep_id, r.hours.day_start(now))]
+                 for r in self.reps.values()}
+        decision = assign(lead, SDR, list(self.reps.values()), account_owner=account_owner,
+                          assigned_today=today, now=now)
+        for rep_id, position in decision.positions.items():
+            self.reps[rep_id] = dataclasses.replace(self.reps[rep_id], position=position)
+        if decision.rep_id is not None:
+            chosen = self.reps[decision.rep_id]
+            self.given[(chosen.rep_id, chosen.hours.day_start(now))] += 1
+        self.decisions.append((now, decision))
+        return decision
+
+    def counts(self) -> Counter[str | None]:
+        return Counter(decision.rep_id for _, decision in self.decisions)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=5), min_size=2, max_size=6))
+def test_over_10000_leads_the_split_is_within_5_percent_of_the_weights(
+        weights: list[int]) -> None:
+    team = Team([rep(f"rep-{i}", weight=float(w), hours=ALWAYS) for i, w in enumerate(weights)])
+    for _ in range(LEADS):
+        team.take(WEDNESDAY_10_JST)
+    counts = team.counts()
+    for i, weight in enumerate(weights):
+        expected = LEADS * weight / sum(weights)
+        assert abs(counts[f"rep-{i}"] - expected) <= 0.05 * expected, (counts, weights)
+
+
+REP_SCHEDULES = st.builds(
+    lambda zone, start, length, capacity, leave_day, leave_days, weight: (
+        zone, time(start), time(start + length), capacity,
+        Period(WEDNESDAY_10_JST + timedelta(days=leave_day),
+               WEDNESDAY_10_JST + timedelta(days=leave_day + leave_days)), weight),
+    zone=st.sampled_from(["Asia/Tokyo", "America/New_York", "Europe/London", "Asia/Kolkata"]),
+    start=st.integers(min_value=0, max_value=12),
+    length=st.integers(min_value=1, max_value=11),
+    capacity=st.integers(min_value=1, max_value=40),
+    leave_day=st.integers(min_value=0, max_value=40),
+    leave_days=st.integers(min_value=0, max_value=10),
+    weight=st.sampled_from([0.5, 1.0, 2.0, 3.0]),
+)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.lists(REP_SCHEDULES, min_size=1, max_size=5))
+def test_capacity_working_hours_and_leave_are_respected_over_10000_leads(
+        schedules: list[tuple[str, time, time, int, Period, float]]) -> None:
+    team = Team([
+        rep(f"rep-{i}", weight=weight, daily_capacity=capacity, out_of_office=(leave,),
+            hours=BusinessCalendar(timezone=zone, opens=opens, closes=closes))
+        for i, (zone, opens, closes, capacity, leave, weight) in enumerate(schedules)])
+    for i in range(LEADS):
+        team.take(WEDNESDAY_10_JST + timedelta(minutes=7 * i))  # ~49 days of leads
+    given_per_day: Counter[tuple[str, datetime]] = Counter()
+    for now, decision in team.decisions:
+        if decision.rep_id is None:
+            assert decision.rule is Rule.QUEUED
+            assert all(c.blocked_because for c in decision.considered), "queued only if nobody"
+            continue
+        chosen = team.reps[decision.rep_id]
+        assert chosen.hours.is_open(now), "assigned outside working hours"
+        assert not any(p.covers(now) for p in chosen.out_of_office), "assigned on leave"
+        given_per_day[(chosen.rep_id, chosen.hours.day_start(now))] += 1
+    for (rep_id, _day), count in given_per_day.items():
+        assert count <= team.reps[rep_id].daily_capacity, "over daily capacity"
+
+
+def test_a_rep_back_from_leave_takes_their_turn_and_no_flood() -> None:
+    leave = Period(WEDNESDAY_10_JST, WEDNESDAY_10_JST + timedelta(days=1))
+    team = Team([rep("a", hours=ALWAYS), rep("b", hours=ALWAYS),
+                 rep("c", hours=ALWAYS, out_of_office=(leave,))])
+    for _ in range(3000):
+        team.take(WEDNESDAY_10_JST)
+    assert team.counts()["c"] == 0
+    before = team.counts()
+    back = WEDNESDAY_10_JST + timedelta(days=2)
+    for _ in range(3000):
+        team.take(back)
+    after = team.counts() - before
+    assert abs(after["c"] - 1000) <= 1, after
+    assert team.decisions[3000][1].rep_id == "c", "the returning rep takes the next turn"
+    assert [d.rep_id for _, d in team.decisions[3001:3004]] == ["a", "b", "c"]
+
+
+def test_a_new_rep_joins_level_with_the_team_rather_than_taking_every_lead() -> None:
+    team = Team([rep("a", hours=ALWAYS), rep("b", hours=ALWAYS)])
+    for _ in range(500):
+        team.take(WEDNESDAY_10_JST)
+    newcomer = rep("c", hours=ALWAYS,
+                   position=starting_position(r.position for r in team.reps.values()))
+    team.reps["c"] = newcomer
+    before = team.counts()
+    for _ in range(300):
+        team.take(WEDNESDAY_10_JST)
+    assert (team.counts() - before)["c"] == 100
+
+
+@settings(max_examples=200, deadline=None)
+@given(owner_blocker=st.sampled_from(["none", "hours", "capacity"]),
+       others=st.integers(min_value=0, max_value=4))
+def test_the_account_owner_wins_even_outside_hours_or_at_capacity(
+        owner_blocker: str, others: int) -> None:
+    evening = WEDNESDAY_10_JST + timedelta(hours=10)  # 20:00 in Tokyo
+    now = evening if owner_blocker == "hours" else WEDNESDAY_10_JST
+    owner = rep("owner", daily_capacity=1 if owner_blocker == "capacity" else 10,
+                position=1_000.0)  # far behind in the round robin
+    team = [owner, *(rep(f"rep-{i}", hours=ALWAYS) for i in range(others))]
+    decision = assign(LEAD, SDR, team, account_owner="owner", now=now,
+                      assigned_today={"owner": 1 if owner_blocker == "capacity" else 0})
+    assert (decision.rep_id, decision.rule) == ("owner", Rule.ACCOUNT_OWNER)
+    assert "owner owns account example.co.jp" in decision.reason
+
+
+def test_an_account_owner_on_leave_or_inactive_gives_way_to_the_round_robin() -> None:
+    leave = Period(WEDNESDAY_10_JST - timedelta(days=1), WEDNESDAY_10_JST + timedelta(days=1))
+    for owner in (rep("owner", out_of_office=(leave,)), rep("owner", active=False)):
+        decision = assign(LEAD, SDR, [owner, rep("other")], account_owner="owner",
+                          assigned_today={}, now=WEDNESDAY_10_JST)
+        assert (decision.rep_id, decision.rule) == ("other", Rule.ROUND_ROBIN)
+
+
+def test_the_most_specific_matching_territory_takes_the_lead() -> None:
+    kanto = rep("kanto", territory=Territory(regions=frozenset({"関東"})))
+    kanto_makers = rep("kanto-makers", territory=Territory(
+        regions=frozenset({"関東"}), industries=frozenset({"製造業"})))
+    kansai = rep("kansai", territory=Territory(regions=frozenset({"関西"})))
+    team = [kanto, kanto_makers, kansai, rep("anyone")]
+    decision = assign(LEAD, SDR, team, account_owner=None, assigned_today={},
+                      now=WEDNESDAY_10_JST)
+    assert (decision.rep_id, decision.rule) == ("kanto-makers", Rule.TERRITORY)
+    assert "region=関東, industry=製造業" in decision.reason
+    osaka = RoutableLead(account_key=None, region="関西")
+    assert assign(osaka, SDR, team, account_owner=None, assigned_today={},
+                  now=WEDNESDAY_10_JST).rep_id == "kansai"
+
+
+def test_territory_values_match_across_full_and_half_width_and_case() -> None:
+    territory = Territory(employee_bands=frozenset({"５００-９９９"}),
+                          industries=frozenset({"Manufacturing"}))
+    assert territory.matches(RoutableLead(None, industry=" manufacturing ",
+                                          employee_band="500-999"))
+    assert not territory.matches(RoutableLead(None, industry="manufacturing"))
+
+
+def test_unavailable_territory_reps_fall_back_to_the_team_and_say_so() -> None:
+    kanto = rep("kanto", territory=Territory(regions=frozenset({"関東"})), active=False)
+    decision = assign(LEAD, SDR, [kanto, rep("anyone")], account_owner=None,
+                      assigned_today={}, now=WEDNESDAY_10_JST)
+    assert (decision.rep_id, decision.rule) == ("anyone", Rule.ROUND_ROBIN)
+    assert "territory region=関東 reps unavailable" in decision.reason
+
+
+def test_a_lead_nobody_can_take_is_queued_with_every_reason() -> None:
+    leave = Period(WEDNESDAY_10_JST, WEDNESDAY_10_JST + timedelta(days=3))
+    team = [rep("away", out_of_office=(leave,)), rep("full", daily_capacity=2),
+            rep("gone", active=False)]
+    saturday = WEDNESDAY_10_JST + timedelta(days=3)
+    decision = assign(LEAD, SDR, team, account_owner=None, assigned_today={"full": 2},
+                      now=WEDNESDAY_10_JST)
+    assert (decision.rep_id, decision.rule) == (None, Rule.QUEUED)
+    assert decision.summary == "queued for team sdr: no rep can take it now"
+    assert "away: out of office until 2026-11-21 10:00 JST" in decision.reason
+    assert "full: at daily capacity (2 of 2)" in decision.reason
+    assert "gone: inactive" in decision.reason
+    assert [c.rep_id for c in decision.considered] == ["away", "full", "gone"]
+    assert unavailable_because(rep("x"), saturday, 0) == (
+        "outside working hours (09:00-18:00 Asia/Tokyo)")
+    empty = assign(LEAD, SDR, [], account_owner=None, assigned_today={}, now=WEDNESDAY_10_JST)
+    assert "the team has no reps" in empty.reason
+
+
+def test_working_hours_follow_the_reps_time_zone_and_public_holidays() -> None:
+    new_york = rep("ny", hours=BusinessCalendar(timezone="America/New_York", holidays="US"))
+    tokyo = rep("tokyo")
+    # 2026-11-23 is Labour Thanksgiving Day in Japan; 10:00 in New York is 00:00 in Tokyo.
+    monday_in_new_york = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
+    assert unavailable_because(new_york, monday_in_new_york, 0) is None
+    assert unavailable_because(tokyo, datetime(2026, 11, 23, 1, 0, tzinfo=UTC), 0) is not None
+    assert unavailable_because(tokyo, datetime(2026, 11, 24, 1, 0, tzinfo=UTC), 0) is None
