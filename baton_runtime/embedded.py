@@ -156,7 +156,7 @@ def embedded_postgres(
                 preexec_fn=_die_with_parent, **run_as,
             )
         assert process is not None
-        wait_for_port(port, process=process, timeout=30, log=log)
+        _wait_until_accepting(bin_dir, port, process=process, log=log)
         server = EmbeddedPostgres(port=port, data_dir=data_dir)
         _create_databases(bin_dir, server, databases)
         yield server
@@ -168,6 +168,18 @@ def embedded_postgres(
         if process is not None:
             _stop(process, signal.SIGINT)  # SIGINT is PostgreSQL's "fast" shutdown
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_until_accepting(bin_dir: Path, port: int, *, process: subprocess.Popen[bytes],
+                          log: Path, timeout: float = 30) -> None:
+    """Return once PostgreSQL accepts sessions; an open port alone may still refuse them."""
+    wait_for_port(port, process=process, timeout=timeout, log=log)
+    deadline = time.monotonic() + timeout
+    while subprocess.run([str(bin_dir / "pg_isready"), "-q", "-h", LOOPBACK, "-p", str(port)],
+                         check=False).returncode != 0:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise EmbeddedServerError(f"PostgreSQL never accepted sessions:\n{_tail(log)}")
+        time.sleep(0.05)
 
 
 def _create_databases(bin_dir: Path, server: EmbeddedPostgres, databases: tuple[str, ...]) -> None:
