@@ -31,7 +31,8 @@ def known_timezone(name: str) -> str:
 def known_holiday_country(code: str | None) -> str | None:
     """Return ``code`` if the holidays package has that country's calendar (None allowed)."""
     if code is not None and code not in holidays.list_supported_countries():
-        raise ValueError(f"no public-holiday calendar for country {code!r}")
+        raise ValueError(f"no public holiday calendar for {code!r}; use an ISO country code "
+                         "such as JP")
     return code
 
 

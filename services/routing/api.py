@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import Row
 
+from baton_runtime.business_time import known_holiday_country, known_timezone
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.uow import UnitOfWork
 from schemas.events import ContactKind, LifecycleStage
@@ -337,13 +338,13 @@ class WorkingHours(Strict):
     @classmethod
     def known_zone(cls, value: str) -> str:
         """Return the time zone name if the system knows it."""
-        return domain.known_timezone(value)
+        return known_timezone(value)
 
     @field_validator("holidays")
     @classmethod
     def known_country(cls, value: str | None) -> str | None:
         """Return the country code if the holidays package has its calendar."""
-        return None if value is None else domain.known_holiday_calendar(value)
+        return known_holiday_country(value)
 
     @field_validator("workdays")
     @classmethod

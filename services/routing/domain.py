@@ -7,14 +7,14 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
-from functools import lru_cache
 from itertools import pairwise
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
-import holidays
-
+from baton_runtime.business_time import (
+    BusinessCalendar,
+)
 from schemas.events import LifecycleStage, Tier, TouchpointType
 
 S = LifecycleStage
@@ -89,91 +89,7 @@ def team_for_source(source: str, outbound_sources: Iterable[str]) -> TeamKind:
     return TeamKind.BDR if source in set(outbound_sources) else INBOUND_TEAM
 
 
-# --- business time ------------------------------------------------------------------------
-
-MONDAY_TO_FRIDAY = frozenset({1, 2, 3, 4, 5})
-
-
-def known_timezone(name: str) -> str:
-    """Return ``name`` if the system knows the time zone; raise ValueError otherwise."""
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}") from None
-    return name
-
-
-def known_holiday_calendar(country: str) -> str:
-    """Return ``country`` if the holidays package has its calendar; raise ValueError otherwise."""
-    if country not in holidays.list_supported_countries():
-        raise ValueError(f"no public holiday calendar for {country!r}; use an ISO country "
-                         "code such as JP")
-    return country
-
-
-@lru_cache(maxsize=256)
-def public_holidays(country: str, year: int) -> frozenset[date]:
-    """Return the public holidays of ``country`` (ISO 3166 code) in ``year``."""
-    return frozenset(holidays.country_holidays(country, years=year))
-
-
-@dataclass(frozen=True)
-class BusinessCalendar:
-    """Opening hours in a time zone, on working weekdays (ISO 1-7) that are not holidays."""
-
-    timezone: str = "Asia/Tokyo"
-    opens: time = time(9)
-    closes: time = time(18)
-    holidays: str | None = "JP"
-    workdays: frozenset[int] = MONDAY_TO_FRIDAY
-
-    def __post_init__(self) -> None:
-        # An unknown zone or calendar fails here, not at the first lead.
-        known_timezone(self.timezone)
-        if self.holidays is not None:
-            known_holiday_calendar(self.holidays)
-        if self.opens >= self.closes:
-            raise ValueError(f"opening time {self.opens} must be before closing {self.closes}")
-        if not self.workdays or not self.workdays <= frozenset(range(1, 8)):
-            raise ValueError("workdays must be a non-empty set of ISO weekdays 1..7")
-
-    @property
-    def zone(self) -> ZoneInfo:
-        """Return the calendar's time zone."""
-        return ZoneInfo(self.timezone)
-
-    def is_business_day(self, day: date) -> bool:
-        """Return True on a working weekday that is not a public holiday."""
-        if day.isoweekday() not in self.workdays:
-            return False
-        return not (self.holidays and day in public_holidays(self.holidays, day.year))
-
-    def is_open(self, at: datetime) -> bool:
-        """Return True if ``at`` falls inside opening hours on a business day."""
-        local = at.astimezone(self.zone)
-        return self.is_business_day(local.date()) and self.opens <= local.time() < self.closes
-
-    def add(self, start: datetime, duration: timedelta) -> datetime:
-        """Return the moment ``duration`` of opening hours after ``start`` (in UTC)."""
-        remaining = duration
-        cursor = start.astimezone(UTC)
-        day = start.astimezone(self.zone).date()
-        while True:
-            if self.is_business_day(day):
-                # Elapsed time is measured in UTC: local wall-clock arithmetic breaks on DST.
-                opens = datetime.combine(day, self.opens, self.zone).astimezone(UTC)
-                closes = datetime.combine(day, self.closes, self.zone).astimezone(UTC)
-                begin = max(cursor, opens)
-                if begin < closes:
-                    if remaining <= closes - begin:
-                        return begin + remaining
-                    remaining -= closes - begin
-            day += timedelta(days=1)
-
-    def day_start(self, at: datetime) -> datetime:
-        """Return local midnight of the day ``at`` falls on, in UTC."""
-        local_day = at.astimezone(self.zone).date()
-        return datetime.combine(local_day, time(0), self.zone).astimezone(UTC)
+# --- business time: the shared calendar (baton_runtime.business_time) ------------------
 
 
 def acceptance_due(trigger: TouchpointType | None, promoted_at: datetime,

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from baton_runtime.business_time import BusinessCalendar
 from baton_runtime.clock import Clock
 from baton_runtime.uow import UnitOfWork
 from schemas.events import (
@@ -113,7 +114,7 @@ async def _take(uow: UnitOfWork, lead: Row[Any], rep: domain.Rep, now: datetime,
 
 
 async def on_lead_scored(event: LeadScored, uow: UnitOfWork, *, clock: Clock,
-                         accept_within: timedelta, calendar: domain.BusinessCalendar,
+                         accept_within: timedelta, calendar: BusinessCalendar,
                          outbound_sources: Iterable[str]) -> None:
     """Keep the lead's score; promote a hot lead to MQL and assign it in its team."""
     now = clock()

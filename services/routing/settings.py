@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
+from baton_runtime.business_time import BusinessCalendar, known_holiday_country, known_timezone
 from baton_runtime.settings import RuntimeSettings
-from services.routing.domain import BusinessCalendar, known_holiday_calendar, known_timezone
 
 HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -45,7 +45,9 @@ class RoutingSettings(RuntimeSettings):
     @classmethod
     def known_country(cls, value: str) -> str:
         """Return the country code if the holidays package knows it (or 'none')."""
-        return value if value == "none" else known_holiday_calendar(value)
+        if value != "none":
+            known_holiday_country(value)
+        return value
 
     @field_validator("routing_timezone")
     @classmethod

@@ -30,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton_runtime.business_time import BusinessCalendar
 from baton_runtime.db import service_metadata
 from schemas.events import LifecycleStage
 from services.routing import domain
@@ -287,7 +288,7 @@ def rep_from_row(row: Row[Any]) -> domain.Rep:
     return domain.Rep(
         rep_id=row.rep_id, team=domain.TeamKind(row.team), weight=row.weight,
         daily_capacity=row.daily_capacity,
-        hours=domain.BusinessCalendar(timezone=row.timezone, opens=row.work_starts,
+        hours=BusinessCalendar(timezone=row.timezone, opens=row.work_starts,
                                       closes=row.work_ends, holidays=row.holidays,
                                       workdays=frozenset(row.workdays)),
         out_of_office=tuple(domain.Period(datetime.fromisoformat(p["starts_at"]),

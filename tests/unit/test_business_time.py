@@ -15,8 +15,8 @@ TOKYO = ZoneInfo("Asia/Tokyo")
 JAPAN = BusinessCalendar()
 
 
-def tokyo(*parts: int) -> datetime:
-    return datetime(*parts, tzinfo=TOKYO)  # type: ignore[misc]
+def tokyo(year: int, month: int, day: int, hour: int, minute: int) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=TOKYO)
 
 
 def test_an_hour_inside_opening_hours_is_an_hour() -> None:

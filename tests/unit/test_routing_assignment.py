@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from baton_runtime.business_time import BusinessCalendar
 from services.routing.domain import (
-    BusinessCalendar,
     Decision,
     Period,
     Rep,

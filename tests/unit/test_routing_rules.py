@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from baton_runtime.business_time import BusinessCalendar
 from schemas.events import LifecycleStage, Tier, TouchpointType
 from services.routing.domain import (
     ALLOWED,
     Bant,
     BantRank,
-    BusinessCalendar,
     IllegalTransition,
     Rep,
     TeamKind,
