@@ -10,6 +10,7 @@ import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import DBAPIError
 from starlette.middleware import Middleware
 from starlette.routing import Match
 
@@ -18,6 +19,7 @@ from baton_runtime.metrics import HTTP_REQUESTS
 log = structlog.get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
@@ -58,6 +60,18 @@ def create_app(
 
     for router in routers:
         app.include_router(router)
+
+    @app.exception_handler(DBAPIError)
+    async def retryable_conflict(request: Request, error: DBAPIError) -> Response:
+        # PostgreSQL aborted the transaction to break a deadlock or keep it serializable;
+        # nothing was written, and the same request will most likely pass if repeated.
+        if getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+            log.warning("transaction aborted by the database; asking the client to retry",
+                        path=request.url.path, sqlstate=error.orig.sqlstate)  # type: ignore[union-attr]
+            return JSONResponse({"detail": "the database aborted a conflicting change; "
+                                           "nothing was written, retry the request"},
+                                status_code=503, headers={"Retry-After": "1"})
+        raise error
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]

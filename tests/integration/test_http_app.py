@@ -1,0 +1,74 @@
+"""The app factory's answers to readiness failures and database conflicts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi import APIRouter
+from sqlalchemy import text
+
+from baton_runtime.db import create_engine
+from baton_runtime.http import create_app
+from tests.conftest import Infrastructure
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_deadlock_victim_gets_503_with_retry_after_and_nothing_written(
+    infrastructure: Infrastructure,
+) -> None:
+    engine = create_engine(infrastructure.database_url)
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
+        await connection.execute(text("INSERT INTO pair VALUES (1, 0), (2, 0)"))
+    both_locked_first = asyncio.Barrier(2)
+
+    async def cross_update(first: int, second: int) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE pair SET n = n + 1 WHERE id = :i"), {"i": first})
+            await both_locked_first.wait()
+            await connection.execute(text("UPDATE pair SET n = n + 1 WHERE id = :i"),
+                                     {"i": second})
+
+    router = APIRouter()
+
+    @router.post("/left")
+    async def left() -> dict[str, str]:
+        await cross_update(1, 2)
+        return {"status": "ok"}
+
+    @router.post("/right")
+    async def right() -> dict[str, str]:
+        await cross_update(2, 1)
+        return {"status": "ok"}
+
+    app = create_app(service="test", version="0", routers=[router], readiness={})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        responses = await asyncio.gather(client.post("/left"), client.post("/right"))
+    await engine.dispose()
+    assert sorted(r.status_code for r in responses) == [200, 503]
+    [refused] = [r for r in responses if r.status_code == 503]
+    assert refused.headers["Retry-After"] == "1"
+    assert "nothing was written" in refused.json()["detail"]
+
+
+async def test_readiness_names_the_failing_dependency() -> None:
+    async def database() -> None:
+        return None
+
+    async def broker() -> None:
+        raise ConnectionError("no broker at 127.0.0.1:1")
+
+    app = create_app(service="test", version="0", routers=[],
+                     readiness={"database": database, "broker": broker})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.get("/readyz")
+        health = await client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"] == {
+        "database": "ok", "broker": "failed: ConnectionError: no broker at 127.0.0.1:1"}
+    assert health.status_code == 200
