@@ -1,44 +1,606 @@
-"""Pipeline's API: deals."""
+"""Pipeline's API: deals and their phases, holds, the forecast, targets and pipeline health."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
-from typing import Annotated
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, status
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, HTTPException, Query, status
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from baton_runtime.service import ServiceContext, context_of
 from schemas.events import DealPhase
-from services.pipeline import store
-from services.pipeline.domain import PROBABILITY
+from services.pipeline import domain, handlers, store
+from services.pipeline.domain import (
+    OPEN_PHASES,
+    Changed,
+    Deal,
+    GroupForecast,
+    GroupKey,
+    Issue,
+    PipelineRules,
+    Scope,
+)
 
-router = APIRouter(prefix="/v1", tags=["deals"])
+router = APIRouter(prefix="/v1")
+
+OwnerId = Annotated[str, Field(min_length=1, max_length=100, description="The rep's id.")]
+TeamName = Annotated[str, Field(min_length=1, max_length=100)]
+Amount = Annotated[int, Field(ge=0, le=10**15, description="In the smallest currency unit.")]
+Reason = Annotated[str, Field(min_length=1, max_length=400)]
+Note = Annotated[str, Field(min_length=1, max_length=400)]
+Notes = Annotated[str, Field(max_length=2000)]
+OpenPhase = Literal["P1", "P2", "P3", "P4", "P5"]
+
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {404: {"description": "No such deal."}}
+CHANGE_ERRORS: Responses = {
+    **NOT_FOUND,
+    409: {"description": "The deal's state does not allow the change: it is closed, the "
+                         "move goes the wrong way, or exit criteria are missing (listed "
+                         "per criterion in `detail`)."},
+    422: {"description": "Invalid body (field-level detail). Nothing was changed."},
+}
+GROUP_ERRORS: Responses = {
+    422: {"description": "Invalid query (field-level detail), e.g. both owner and team."},
+}
 
 
-class Deal(BaseModel):
-    """A deal's current phase and owner."""
+class Strict(BaseModel):
+    """A request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- bodies -------------------------------------------------------------------------------
+
+
+class NextActionBody(Strict):
+    """The rep's next step: when and what."""
+
+    due: date
+    text: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class DealCreate(Strict):
+    """A deal opened by hand in P1 (SQLs open theirs from lead.promoted)."""
+
+    lead_id: uuid.UUID
+    owner_id: OwnerId
+    team: TeamName | None = None
+    company: Annotated[str, Field(max_length=500)] | None = None
+    amount: Amount | None = None
+    expected_close_date: date | None = None
+    next_action: NextActionBody | None = None
+
+
+class CriteriaUpdate(Strict):
+    """Exit criteria to record; those left out keep their value, null clears a text."""
+
+    problem_agreed: bool = False
+    business_issue: Notes | None = None
+    problem: Notes | None = None
+    solution: Notes | None = None
+    benefit: Notes | None = None
+    demo_done: bool = False
+    proposal_sent: bool = False
+    quote_presented: bool = False
+    approval_route: Notes | None = None
+    legal_checked: bool = False
+    final_terms_agreed: bool = False
+    approval_requested: bool = False
+
+
+class DealUpdate(Strict):
+    """Fields to change; those left out keep their value, null clears one."""
+
+    amount: Amount | None = None
+    expected_close_date: date | None = None
+    next_action: NextActionBody | None = None
+    criteria: CriteriaUpdate | None = None
+
+
+class Advance(Strict):
+    """Move forward: to ``to_phase``, or to the next phase if it is left out."""
+
+    to_phase: OpenPhase | None = None
+
+
+class MoveBack(Strict):
+    """Move back to an earlier phase, with the reason."""
+
+    to_phase: OpenPhase
+    reason: Reason
+
+
+class Win(Strict):
+    """Close as won."""
+
+    note: Note | None = None
+
+
+class Lose(Strict):
+    """Close as lost; ``reason`` is one of the configured lost reasons."""
+
+    reason: Annotated[str, Field(min_length=1, max_length=100)]
+    note: Note | None = None
+
+
+class HoldBody(Strict):
+    """Keep the deal from the zombie sweep through ``until`` (inclusive)."""
+
+    until: date
+    reason: Reason
+
+
+class TargetBody(Strict):
+    """A target of a month (2026-04), fiscal quarter (FY2026-Q1) or year (FY2026)."""
+
+    period: Annotated[str, Field(min_length=1, max_length=20, examples=["FY2026-Q3"])]
+    owner_id: OwnerId | None = None
+    team: TeamName | None = None
+    amount: Amount
+
+    @model_validator(mode="after")
+    def one_group(self) -> TargetBody:
+        """Return the body if it names an owner or a team, not both."""
+        if self.owner_id is not None and self.team is not None:
+            raise ValueError("give owner_id or team, not both")
+        return self
+
+
+# --- responses ----------------------------------------------------------------------------
+
+
+class NextActionView(BaseModel):
+    """The rep's next step and when it was entered."""
+
+    due: date
+    text: str
+    entered_at: datetime | None
+
+
+class HoldView(BaseModel):
+    """The owner's hold; ``active`` is False once its end date has passed."""
+
+    until: date
+    reason: str
+    placed_at: datetime
+    active: bool
+
+
+class MissingView(BaseModel):
+    """An exit criterion not recorded yet."""
+
+    phase: DealPhase
+    field: str
+    label: str
+
+
+class DealView(BaseModel):
+    """A deal: phase, money, dates, next action, exit criteria, hold and outcome."""
 
     deal_id: uuid.UUID
     lead_id: uuid.UUID
     phase: DealPhase
     probability: int
+    is_open: bool
+    outcome: domain.Outcome | None
+    close_reason: str | None
     owner_id: str | None
+    team: str | None
     company: str | None
+    amount: int | None
+    expected_close_date: date | None
+    next_action: NextActionView | None
+    criteria: domain.ExitCriteria
+    missing_to_advance: list[MissingView] = Field(
+        description="What to record before the next phase (or won, from P5).")
+    hold: HoldView | None
     opened_at: datetime
+    phase_changed_at: datetime
+    closed_at: datetime | None
 
 
-@router.get("/deals/{deal_id}", response_model=Deal,
-            responses={404: {"description": "No such deal."}})
-async def get_deal(deal_id: uuid.UUID,
-                   context: Annotated[ServiceContext, Depends(context_of)]) -> Deal:
+class HistoryEntry(BaseModel):
+    """One change of a deal."""
+
+    action: domain.Action
+    from_phase: DealPhase | None
+    to_phase: DealPhase
+    reason: str | None
+    occurred_at: datetime
+
+
+class ForecastView(BaseModel):
+    """The fiscal year's forecast for everyone, each team and each owner."""
+
+    fiscal_year: int
+    starts: date
+    ends: date
+    fiscal_year_start_month: int
+    win_rate_lookback_days: int
+    groups: list[GroupForecast]
+
+
+class TargetView(BaseModel):
+    """A target."""
+
+    period: str
+    scope: Scope
+    name: str | None
+    amount: int
+
+
+class DealIssue(BaseModel):
+    """An open deal with a health issue, and what is wrong."""
+
+    deal_id: uuid.UUID
+    lead_id: uuid.UUID
+    owner_id: str | None
+    team: str | None
+    company: str | None
+    phase: DealPhase
+    amount: int | None
+    expected_close_date: date | None
+    phase_changed_at: datetime
+    detail: str
+
+
+class IssueList(BaseModel):
+    """How many open deals have the issue, and the longest-unmoved of them."""
+
+    total: int
+    deals: list[DealIssue]
+
+
+class Thresholds(BaseModel):
+    """The rules health was measured against."""
+
+    zombie_no_phase_change_days: int
+    zombie_no_next_action_days: int
+    stuck_phase_days: int
+
+
+class Health(BaseModel):
+    """Zombies, past-due close dates, missing or overdue next actions and stuck phases."""
+
+    as_of: datetime
+    today: date
+    thresholds: Thresholds
+    zombies: IssueList
+    past_due_close: IssueList
+    no_next_action: IssueList
+    stuck: IssueList
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+Context = Annotated[ServiceContext, Depends(context_of)]
+
+
+def _rules(context: ServiceContext) -> PipelineRules:
+    """Return the service's pipeline rules."""
+    rules: PipelineRules = context.settings.rules()
+    return rules
+
+
+def _view(deal: Deal, rules: PipelineRules, now: datetime) -> DealView:
+    """Return the API's view of a deal at ``now``."""
+    missing: list[domain.MissingCriterion] = []
+    if deal.is_open:
+        position = OPEN_PHASES.index(deal.phase)
+        target = OPEN_PHASES[position + 1] if position + 1 < len(OPEN_PHASES) else DealPhase.WON
+        missing = domain.missing_criteria(deal.phase, target, deal.criteria)
+    return DealView(
+        deal_id=deal.deal_id, lead_id=deal.lead_id, phase=deal.phase,
+        probability=deal.probability, is_open=deal.is_open, outcome=deal.outcome,
+        close_reason=deal.close_reason, owner_id=deal.owner_id, team=deal.team,
+        company=deal.company, amount=deal.amount, expected_close_date=deal.expected_close_date,
+        next_action=NextActionView(due=deal.next_action.due, text=deal.next_action.text,
+                                   entered_at=deal.next_action_entered_at)
+        if deal.next_action else None,
+        criteria=deal.criteria,
+        missing_to_advance=[MissingView(phase=m.phase, field=m.field, label=m.label)
+                            for m in missing],
+        hold=HoldView(until=deal.hold.until, reason=deal.hold.reason,
+                      placed_at=deal.hold.placed_at, active=deal.held_on(rules.today(now)))
+        if deal.hold else None,
+        opened_at=deal.opened_at, phase_changed_at=deal.phase_changed_at,
+        closed_at=deal.closed_at)
+
+
+def _http_error(error: Exception) -> HTTPException:
+    """Return the HTTP error a refused change answers with."""
+    if isinstance(error, domain.UnknownDeal):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(error))
+    if isinstance(error, domain.ExitCriteriaNotMet):
+        return HTTPException(status.HTTP_409_CONFLICT, [
+            {"loc": ["deal", "criteria", m.field],
+             "msg": f"record {m.label} to leave {m.phase.value} (towards {error.target.value})",
+             "type": "exit_criterion_missing"} for m in error.missing])
+    if isinstance(error, domain.InvalidChange):
+        return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["body", error.field], "msg": str(error), "type": "value_error"}])
+    return HTTPException(status.HTTP_409_CONFLICT, str(error))
+
+
+DealChange = Callable[[Deal, datetime], Changed | None]
+
+
+async def _change(context: ServiceContext, deal_id: uuid.UUID, change: DealChange) -> DealView:
+    """Apply a change in one unit of work and return the deal after it."""
+    now = context.clock()
+    async with context.unit_of_work() as uow:
+        try:
+            deal = await handlers.change_deal(uow, deal_id, now, lambda d: change(d, now))
+        except (domain.UnknownDeal, domain.DealRuleError) as error:
+            raise _http_error(error) from None
+        await uow.commit()
+    return _view(deal, _rules(context), now)
+
+
+def _group(owner_id: str | None, team: str | None) -> GroupKey | None:
+    """Return the group the query asks for (None for every group); 422 if both are given."""
+    if owner_id is not None and team is not None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["query", "team"], "msg": "give owner_id or team, not both",
+             "type": "value_error"}])
+    if owner_id is not None:
+        return GroupKey(Scope.OWNER, owner_id)
+    if team is not None:
+        return GroupKey(Scope.TEAM, team)
+    return None
+
+
+# --- deals --------------------------------------------------------------------------------
+
+
+@router.post("/deals", response_model=DealView, status_code=status.HTTP_201_CREATED,
+             tags=["deals"], responses={
+                 409: {"description": "The lead already has an open deal."},
+                 422: {"description": "Invalid body (field-level detail)."}})
+async def create_deal(body: DealCreate, context: Context) -> DealView:
+    """Open a deal in P1 for a lead; emits deal.phase_changed."""
+    now = context.clock()
+    opened = domain.open_deal(
+        deal_id=uuid.uuid4(), lead_id=body.lead_id, owner_id=body.owner_id, team=body.team,
+        company=body.company, now=now, reason="opened by hand", amount=body.amount,
+        expected_close_date=body.expected_close_date,
+        next_action=domain.NextAction(body.next_action.due, body.next_action.text)
+        if body.next_action else None)
+    async with context.unit_of_work() as uow:
+        try:
+            deal = await handlers.create_deal(uow, opened)
+        except domain.DealRuleError as error:
+            raise _http_error(error) from None
+        await uow.commit()
+    return _view(deal, _rules(context), now)
+
+
+@router.get("/deals/{deal_id}", response_model=DealView, responses=NOT_FOUND, tags=["deals"])
+async def get_deal(deal_id: uuid.UUID, context: Context) -> DealView:
     """Return the deal."""
     async with context.unit_of_work() as uow:
-        row = await store.get_deal(uow.connection, deal_id)
-    if row is None:
+        deal = await store.get_deal(uow.connection, deal_id)
+    if deal is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no deal {deal_id}")
-    phase = DealPhase(row.phase)
-    return Deal(deal_id=row.deal_id, lead_id=row.lead_id, phase=phase,
-                probability=PROBABILITY[phase], owner_id=row.owner_id, company=row.company,
-                opened_at=row.opened_at)
+    return _view(deal, _rules(context), context.clock())
+
+
+@router.get("/deals/{deal_id}/history", response_model=list[HistoryEntry], responses=NOT_FOUND,
+            tags=["deals"])
+async def deal_history(deal_id: uuid.UUID, context: Context) -> list[HistoryEntry]:
+    """Return every change of the deal, oldest first."""
+    async with context.unit_of_work() as uow:
+        if await store.get_deal(uow.connection, deal_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no deal {deal_id}")
+        rows = await store.history(uow.connection, deal_id)
+    return [HistoryEntry.model_validate(row, from_attributes=True) for row in rows]
+
+
+@router.get("/leads/{lead_id}/deals", response_model=list[DealView], tags=["deals"])
+async def deals_of_lead(lead_id: uuid.UUID, context: Context) -> list[DealView]:
+    """Return the lead's deals, newest first (at most one is open)."""
+    async with context.unit_of_work() as uow:
+        found = await store.deals_of_lead(uow.connection, lead_id)
+    now = context.clock()
+    return [_view(deal, _rules(context), now) for deal in found]
+
+
+@router.patch("/deals/{deal_id}", response_model=DealView, responses=CHANGE_ERRORS,
+              tags=["deals"])
+async def update_deal(deal_id: uuid.UUID, body: DealUpdate, context: Context) -> DealView:
+    """Change amount, expected close date, next action or exit criteria.
+
+    Emits deal.phase_changed (phase unchanged) unless nothing changed.
+    """
+    given = body.model_fields_set
+
+    def change(deal: Deal, now: datetime) -> Changed | None:
+        next_action = deal.next_action
+        if "next_action" in given:
+            next_action = (domain.NextAction(body.next_action.due, body.next_action.text)
+                           if body.next_action else None)
+        criteria = deal.criteria
+        if body.criteria is not None:
+            criteria = replace(criteria, **body.criteria.model_dump(exclude_unset=True))
+        return domain.update(
+            deal, now,
+            amount=body.amount if "amount" in given else deal.amount,
+            expected_close_date=body.expected_close_date if "expected_close_date" in given
+            else deal.expected_close_date,
+            next_action=next_action, criteria=criteria)
+
+    return await _change(context, deal_id, change)
+
+
+@router.post("/deals/{deal_id}/advance", response_model=DealView, responses=CHANGE_ERRORS,
+             tags=["phases"])
+async def advance_deal(deal_id: uuid.UUID, body: Advance, context: Context) -> DealView:
+    """Move the deal forward if the exit criteria of every phase it leaves are recorded."""
+    target = DealPhase(body.to_phase) if body.to_phase else None
+    return await _change(context, deal_id, lambda deal, now: domain.advance(deal, now, target))
+
+
+@router.post("/deals/{deal_id}/move-back", response_model=DealView, responses=CHANGE_ERRORS,
+             tags=["phases"])
+async def move_deal_back(deal_id: uuid.UUID, body: MoveBack, context: Context) -> DealView:
+    """Move the deal back to an earlier phase, with the reason."""
+    return await _change(context, deal_id, lambda deal, now: domain.move_back(
+        deal, now, DealPhase(body.to_phase), body.reason))
+
+
+@router.post("/deals/{deal_id}/win", response_model=DealView, responses=CHANGE_ERRORS,
+             tags=["phases"])
+async def win_deal(deal_id: uuid.UUID, body: Win, context: Context) -> DealView:
+    """Close the deal as won, once every exit criterion through P5 is recorded."""
+    return await _change(context, deal_id, lambda deal, now: domain.win(deal, now, body.note))
+
+
+@router.post("/deals/{deal_id}/lose", response_model=DealView, responses=CHANGE_ERRORS,
+             tags=["phases"])
+async def lose_deal(deal_id: uuid.UUID, body: Lose, context: Context) -> DealView:
+    """Close the deal as lost, for one of the configured lost reasons (`BATON_LOST_REASONS`)."""
+    reasons = _rules(context).lost_reasons
+    return await _change(context, deal_id, lambda deal, now: domain.lose(
+        deal, now, body.reason, reasons, body.note))
+
+
+@router.put("/deals/{deal_id}/hold", response_model=DealView, responses=CHANGE_ERRORS,
+            tags=["phases"])
+async def hold_deal(deal_id: uuid.UUID, body: HoldBody, context: Context) -> DealView:
+    """Keep the deal from the zombie sweep through an end date, for a reason."""
+    rules = _rules(context)
+    return await _change(context, deal_id, lambda deal, now: domain.place_hold(
+        deal, now, body.until, body.reason, today=rules.today(now), max_hold=rules.max_hold))
+
+
+@router.delete("/deals/{deal_id}/hold", response_model=DealView, responses=CHANGE_ERRORS,
+               tags=["phases"])
+async def release_deal_hold(deal_id: uuid.UUID, context: Context) -> DealView:
+    """End the deal's hold before its end date."""
+    rules = _rules(context)
+    return await _change(context, deal_id, lambda deal, now: domain.release_hold(
+        deal, today=rules.today(now)))
+
+
+# --- forecast and targets -----------------------------------------------------------------
+
+
+@router.get("/forecast", response_model=ForecastView, responses=GROUP_ERRORS, tags=["forecast"])
+async def get_forecast(
+    context: Context,
+    fiscal_year: Annotated[int | None, Query(ge=2000, le=2100,
+                                             description="Default: the current one.")] = None,
+    owner_id: Annotated[str | None, Query(max_length=100)] = None,
+    team: Annotated[str | None, Query(max_length=100)] = None,
+) -> ForecastView:
+    """Return the forecast by month, fiscal quarter and year, for everyone, teams and owners.
+
+    Per period: open deals, unweighted and weighted pipeline, commit (open P4 and P5),
+    won, target, coverage (pipeline / (target - won)) and the pipeline still needed at
+    the observed win rate. A deal counts in the month of its expected close date.
+    """
+    only = _group(owner_id, team)
+    rules = _rules(context)
+    now = context.clock()
+    calendar = rules.fiscal
+    year = fiscal_year or calendar.fiscal_year_of(rules.today(now))
+    span = calendar.year(year)
+    zone = rules.timezone
+    async with context.unit_of_work() as uow:
+        connection = uow.connection
+        open_slices = await store.open_slices(connection, span.starts, span.ends)
+        won_slices = await store.won_slices(
+            connection, datetime.combine(span.starts, time(), zone),
+            datetime.combine(span.ends, time(), zone), str(zone))
+        closed = await store.closed_counts(connection, now - rules.win_rate_lookback)
+        targets = await store.targets_for(connection, [p.label for p in calendar.periods(year)])
+    groups = domain.forecast(fiscal_year=year, calendar=calendar, open_slices=open_slices,
+                             won_slices=won_slices, closed=closed, targets=targets, only=only)
+    return ForecastView(fiscal_year=year, starts=span.starts, ends=span.ends,
+                        fiscal_year_start_month=calendar.start_month,
+                        win_rate_lookback_days=rules.win_rate_lookback.days, groups=groups)
+
+
+@router.put("/targets", response_model=TargetView, tags=["forecast"], responses={
+    422: {"description": "Invalid period or body (field-level detail)."}})
+async def set_target(body: TargetBody, context: Context) -> TargetView:
+    """Set the target of a period for everyone, an owner or a team (replacing any)."""
+    try:
+        period = _rules(context).fiscal.period(body.period)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["body", "period"], "msg": str(error), "type": "value_error"}]) from None
+    group = _group(body.owner_id, body.team) or GroupKey(Scope.ALL)
+    target = domain.Target(period.label, group, body.amount)
+    async with context.unit_of_work() as uow:
+        await store.save_target(uow.connection, target, at=context.clock())
+        await uow.commit()
+    return TargetView(period=target.period, scope=group.scope, name=group.name,
+                      amount=target.amount)
+
+
+@router.get("/targets", response_model=list[TargetView], tags=["forecast"],
+            responses={422: {"description": "Invalid fiscal year."}})
+async def list_targets(
+    context: Context,
+    fiscal_year: Annotated[int | None, Query(ge=2000, le=2100,
+                                             description="Default: the current one.")] = None,
+) -> list[TargetView]:
+    """Return the targets set for the fiscal year's months, quarters and the year."""
+    rules = _rules(context)
+    calendar = rules.fiscal
+    year = fiscal_year or calendar.fiscal_year_of(rules.today(context.clock()))
+    async with context.unit_of_work() as uow:
+        found = await store.targets_for(uow.connection,
+                                        [p.label for p in calendar.periods(year)])
+    return [TargetView(period=t.period, scope=t.group.scope, name=t.group.name, amount=t.amount)
+            for t in found]
+
+
+# --- pipeline health ----------------------------------------------------------------------
+
+
+@router.get("/pipeline/health", response_model=Health, responses=GROUP_ERRORS,
+            tags=["pipeline health"])
+async def pipeline_health(
+    context: Context,
+    owner_id: Annotated[str | None, Query(max_length=100)] = None,
+    team: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Deals listed per issue.")] = 100,
+) -> Health:
+    """Return zombies, past-due close dates, missing next actions and stuck phases.
+
+    Zombies are what the next sweep recycles; a next action past its date counts as
+    missing. Each list gives the total and the longest-unmoved deals.
+    """
+    group = _group(owner_id, team) or GroupKey(Scope.ALL)
+    rules = _rules(context)
+    now = context.clock()
+    cutoffs = rules.cutoffs(now)
+    lists: dict[Issue, IssueList] = {}
+    async with context.unit_of_work() as uow:
+        for issue in Issue:
+            total, found = await store.deals_with_issue(uow.connection, cutoffs, issue,
+                                                        group=group, limit=limit)
+            lists[issue] = IssueList(total=total, deals=[
+                DealIssue(deal_id=d.deal_id, lead_id=d.lead_id, owner_id=d.owner_id,
+                          team=d.team, company=d.company, phase=d.phase, amount=d.amount,
+                          expected_close_date=d.expected_close_date,
+                          phase_changed_at=d.phase_changed_at,
+                          detail=domain.issues(d, now, rules).get(issue, issue.value))
+                for d in found])
+    return Health(
+        as_of=now, today=cutoffs.today,
+        thresholds=Thresholds(
+            zombie_no_phase_change_days=rules.zombie_no_phase_change.days,
+            zombie_no_next_action_days=rules.zombie_no_next_action.days,
+            stuck_phase_days=rules.stuck_after.days),
+        zombies=lists[Issue.ZOMBIE], past_due_close=lists[Issue.PAST_DUE_CLOSE],
+        no_next_action=lists[Issue.NO_NEXT_ACTION], stuck=lists[Issue.STUCK])

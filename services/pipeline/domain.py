@@ -1,10 +1,737 @@
-"""Pipeline's pure rules: phases and their win probabilities."""
+"""Pipeline's pure rules: phases and their exit criteria, holds, zombies, health and the
+weighted forecast by month and fiscal quarter."""
 
 from __future__ import annotations
 
+import re
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
 from schemas.events import DealPhase
 
+P = DealPhase
+OPEN_PHASES: tuple[DealPhase, ...] = (P.P1, P.P2, P.P3, P.P4, P.P5)
 PROBABILITY: dict[DealPhase, int] = {
-    DealPhase.P1: 10, DealPhase.P2: 30, DealPhase.P3: 60, DealPhase.P4: 80, DealPhase.P5: 90,
-    DealPhase.WON: 100, DealPhase.LOST: 0,
+    P.P1: 10, P.P2: 30, P.P3: 60, P.P4: 80, P.P5: 90, P.WON: 100, P.LOST: 0,
 }
+COMMIT_PHASES = frozenset({P.P4, P.P5})
+REASON_MAX = 500  # the events' ShortText
+
+
+class Outcome(StrEnum):
+    """How a deal was closed."""
+
+    WON = "won"
+    LOST = "lost"
+    RECYCLED = "recycled"
+
+
+class Action(StrEnum):
+    """What a phase-history entry records."""
+
+    OPENED = "opened"
+    UPDATED = "updated"
+    ADVANCED = "advanced"
+    MOVED_BACK = "moved_back"
+    WON = "won"
+    LOST = "lost"
+    HELD = "held"
+    HOLD_RELEASED = "hold_released"
+    RECYCLED = "recycled"
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class DealRuleError(ValueError):
+    """A change the pipeline's rules refuse."""
+
+
+class UnknownDeal(LookupError):
+    """No deal has this id."""
+
+
+class DealConflict(DealRuleError):
+    """The deal's state does not allow the change (closed, wrong direction, no hold)."""
+
+
+class InvalidChange(DealRuleError):
+    """A value in the request breaks a rule; ``field`` names it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+@dataclass(frozen=True)
+class MissingCriterion:
+    """An exit criterion not yet recorded: the field to record and what it means."""
+
+    phase: DealPhase
+    field: str
+    label: str
+
+
+class ExitCriteriaNotMet(DealRuleError):
+    """The deal cannot leave its phase before these criteria are recorded."""
+
+    def __init__(self, target: DealPhase, missing: Sequence[MissingCriterion]) -> None:
+        listed = "; ".join(f"{m.label} ({m.phase.value})" for m in missing)
+        super().__init__(f"cannot move to {target.value}: record first {listed}")
+        self.target = target
+        self.missing = tuple(missing)
+
+
+# --- exit criteria ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExitCriteria:
+    """What the rep has recorded about the deal; each phase needs some of it to advance."""
+
+    problem_agreed: bool = False
+    business_issue: str | None = None
+    problem: str | None = None
+    solution: str | None = None
+    benefit: str | None = None
+    demo_done: bool = False
+    proposal_sent: bool = False
+    quote_presented: bool = False
+    approval_route: str | None = None
+    legal_checked: bool = False
+    final_terms_agreed: bool = False
+    approval_requested: bool = False
+
+    def recorded(self, name: str) -> bool:
+        """Return True if the criterion ``name`` is ticked or has non-blank text."""
+        value = getattr(self, name)
+        return value is True or (isinstance(value, str) and value.strip() != "")
+
+    def as_dict(self) -> dict[str, bool | str | None]:
+        """Return the criteria as a plain mapping (for storage)."""
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, object]) -> ExitCriteria:
+        """Return criteria from a stored mapping; unknown keys are ignored."""
+        return cls(**{k: v for k, v in values.items()  # type: ignore[arg-type]
+                      if k in CRITERIA_FIELDS})
+
+
+CRITERIA_FIELDS = frozenset(item.name for item in fields(ExitCriteria))
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One exit criterion: any of ``fields`` recorded satisfies it."""
+
+    fields: tuple[str, ...]
+    label: str
+
+
+EXIT_CRITERIA: dict[DealPhase, tuple[Requirement, ...]] = {
+    P.P1: (Requirement(("problem_agreed",), "problem agreed with the customer"),),
+    P.P2: (
+        Requirement(("business_issue",), "business issue"),
+        Requirement(("problem",), "problem"),
+        Requirement(("solution",), "solution"),
+        Requirement(("benefit",), "benefit"),
+        Requirement(("demo_done", "proposal_sent"), "demo done or proposal sent"),
+    ),
+    P.P3: (Requirement(("quote_presented",), "quote presented"),
+           Requirement(("approval_route",), "approval route")),
+    P.P4: (Requirement(("legal_checked",), "legal check"),
+           Requirement(("final_terms_agreed",), "final terms agreed")),
+    P.P5: (Requirement(("approval_requested",), "approval request submitted"),),
+}
+
+
+def missing_criteria(current: DealPhase, target: DealPhase,
+                     criteria: ExitCriteria) -> list[MissingCriterion]:
+    """Return what must be recorded to leave every phase from ``current`` up to ``target``."""
+    end = OPEN_PHASES.index(target) if target in OPEN_PHASES else len(OPEN_PHASES)
+    return [
+        MissingCriterion(phase, requirement.fields[0], requirement.label)
+        for phase in OPEN_PHASES[OPEN_PHASES.index(current):end]
+        for requirement in EXIT_CRITERIA[phase]
+        if not any(criteria.recorded(name) for name in requirement.fields)
+    ]
+
+
+# --- the deal -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NextAction:
+    """The rep's next step with the customer."""
+
+    due: date
+    text: str
+
+
+@dataclass(frozen=True)
+class Hold:
+    """The owner's exemption from the zombie sweep, through ``until`` inclusive."""
+
+    until: date
+    reason: str
+    placed_at: datetime
+
+
+@dataclass(frozen=True)
+class Deal:
+    """A deal as the rules see it."""
+
+    deal_id: uuid.UUID
+    lead_id: uuid.UUID
+    phase: DealPhase
+    owner_id: str | None
+    team: str | None
+    company: str | None
+    opened_at: datetime
+    phase_changed_at: datetime
+    amount: int | None = None
+    expected_close_date: date | None = None
+    next_action: NextAction | None = None
+    next_action_entered_at: datetime | None = None
+    criteria: ExitCriteria = ExitCriteria()
+    hold: Hold | None = None
+    closed_at: datetime | None = None
+    outcome: Outcome | None = None
+    close_reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """Return True until the deal is won, lost or recycled."""
+        return self.closed_at is None
+
+    @property
+    def probability(self) -> int:
+        """Return the win probability: the phase's, or 0 once recycled."""
+        return 0 if self.outcome is Outcome.RECYCLED else PROBABILITY[self.phase]
+
+    @property
+    def next_action_clock(self) -> datetime:
+        """Return when a next action was last entered (the opening if never)."""
+        return self.next_action_entered_at or self.opened_at
+
+    def held_on(self, day: date) -> bool:
+        """Return True if a hold covers ``day``."""
+        return self.hold is not None and self.hold.until >= day
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the phase history, and the deal.phase_changed event it becomes."""
+
+    action: Action
+    from_phase: DealPhase | None
+    to_phase: DealPhase
+    reason: str
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A deal after a change, and the change."""
+
+    deal: Deal
+    change: Change
+
+
+def _short(text: str) -> str:
+    """Return ``text`` cut to what an event's reason holds."""
+    return text if len(text) <= REASON_MAX else text[:REASON_MAX - 1] + "…"
+
+
+def _require_open(deal: Deal) -> None:
+    """Raise DealConflict if the deal is closed."""
+    if not deal.is_open:
+        closed = deal.outcome.value if deal.outcome else "closed"
+        raise DealConflict(f"deal {deal.deal_id} is closed ({closed}); it cannot change")
+
+
+def _changed(deal: Deal, action: Action, reason: str, *, before: Deal) -> Changed:
+    """Return the deal with the change that led from ``before`` to it."""
+    return Changed(deal, Change(action, before.phase, deal.phase, _short(reason)))
+
+
+def open_deal(*, deal_id: uuid.UUID, lead_id: uuid.UUID, owner_id: str | None,
+              team: str | None, company: str | None, now: datetime, reason: str,
+              amount: int | None = None, expected_close_date: date | None = None,
+              next_action: NextAction | None = None) -> Changed:
+    """Return a new deal in P1 and its opening entry."""
+    deal = Deal(deal_id=deal_id, lead_id=lead_id, phase=P.P1, owner_id=owner_id, team=team,
+                company=company, opened_at=now, phase_changed_at=now, amount=amount,
+                expected_close_date=expected_close_date, next_action=next_action,
+                next_action_entered_at=now if next_action else None)
+    return Changed(deal, Change(Action.OPENED, None, P.P1, _short(reason)))
+
+
+def update(deal: Deal, now: datetime, *, amount: int | None, expected_close_date: date | None,
+           next_action: NextAction | None, criteria: ExitCriteria) -> Changed | None:
+    """Return the deal with these values, or None if nothing changed."""
+    _require_open(deal)
+    notes = []
+    if amount != deal.amount:
+        notes.append(f"amount {_money(deal.amount)} -> {_money(amount)}")
+    if expected_close_date != deal.expected_close_date:
+        notes.append(f"expected close {expected_close_date or 'none'}")
+    if next_action != deal.next_action:
+        notes.append(f"next action {next_action.due} {next_action.text}" if next_action
+                     else "next action cleared")
+    if criteria != deal.criteria:
+        before, after = deal.criteria.as_dict(), criteria.as_dict()
+        notes.append("criteria " + ", ".join(k for k in after if after[k] != before[k]))
+    if not notes:
+        return None
+    entered = now if next_action is not None and next_action != deal.next_action else None
+    after_deal = replace(deal, amount=amount, expected_close_date=expected_close_date,
+                         next_action=next_action, criteria=criteria,
+                         next_action_entered_at=entered or deal.next_action_entered_at)
+    return _changed(after_deal, Action.UPDATED, "; ".join(notes), before=deal)
+
+
+def _money(amount: int | None) -> str:
+    """Return an amount for a history line."""
+    return "none" if amount is None else f"{amount:,}"
+
+
+def advance(deal: Deal, now: datetime, to_phase: DealPhase | None = None) -> Changed:
+    """Return the deal moved forward (to the next phase by default) if its criteria allow."""
+    _require_open(deal)
+    position = OPEN_PHASES.index(deal.phase)
+    if to_phase is None:
+        if position == len(OPEN_PHASES) - 1:
+            raise DealConflict("P5 is the last phase: close the deal as won or lost")
+        to_phase = OPEN_PHASES[position + 1]
+    if to_phase not in OPEN_PHASES or OPEN_PHASES.index(to_phase) <= position:
+        raise DealConflict(f"cannot advance from {deal.phase.value} to {to_phase.value}: "
+                           "advance goes to a later open phase")
+    missing = missing_criteria(deal.phase, to_phase, deal.criteria)
+    if missing:
+        raise ExitCriteriaNotMet(to_phase, missing)
+    return _changed(replace(deal, phase=to_phase, phase_changed_at=now), Action.ADVANCED,
+                    f"{deal.phase.value} -> {to_phase.value}: exit criteria met", before=deal)
+
+
+def move_back(deal: Deal, now: datetime, to_phase: DealPhase, reason: str) -> Changed:
+    """Return the deal moved back to an earlier phase, for ``reason``."""
+    _require_open(deal)
+    if to_phase not in OPEN_PHASES or OPEN_PHASES.index(to_phase) >= OPEN_PHASES.index(deal.phase):
+        raise DealConflict(f"cannot move back from {deal.phase.value} to {to_phase.value}: "
+                           "move back goes to an earlier open phase")
+    _require_text("reason", reason)
+    return _changed(replace(deal, phase=to_phase, phase_changed_at=now), Action.MOVED_BACK,
+                    reason, before=deal)
+
+
+def win(deal: Deal, now: datetime, note: str | None = None) -> Changed:
+    """Return the deal closed as won, once every exit criterion through P5 is recorded."""
+    _require_open(deal)
+    missing = missing_criteria(deal.phase, P.WON, deal.criteria)
+    if missing:
+        raise ExitCriteriaNotMet(P.WON, missing)
+    closed = replace(deal, phase=P.WON, phase_changed_at=now, closed_at=now,
+                     outcome=Outcome.WON, close_reason=note, hold=None)
+    return _changed(closed, Action.WON, note or "won", before=deal)
+
+
+def lose(deal: Deal, now: datetime, reason: str, lost_reasons: Sequence[str],
+         note: str | None = None) -> Changed:
+    """Return the deal closed as lost for one of ``lost_reasons``."""
+    _require_open(deal)
+    if reason not in lost_reasons:
+        raise InvalidChange("reason", f"{reason!r} is not a lost reason; "
+                                      f"use one of: {', '.join(lost_reasons)}")
+    closed = replace(deal, phase=P.LOST, phase_changed_at=now, closed_at=now,
+                     outcome=Outcome.LOST, close_reason=reason, hold=None)
+    return _changed(closed, Action.LOST, f"{reason}: {note}" if note else reason, before=deal)
+
+
+def place_hold(deal: Deal, now: datetime, until: date, reason: str, *, today: date,
+               max_hold: timedelta) -> Changed:
+    """Return the deal held (kept from the zombie sweep) through ``until``."""
+    _require_open(deal)
+    _require_text("reason", reason)
+    if until < today:
+        raise InvalidChange("until", f"the hold's end date {until} is in the past")
+    if until > today + max_hold:
+        raise InvalidChange("until", f"a hold lasts at most {max_hold.days} days "
+                                     f"(until {today + max_hold} at the latest)")
+    held = replace(deal, hold=Hold(until=until, reason=reason, placed_at=now))
+    return _changed(held, Action.HELD, f"on hold until {until}: {reason}", before=deal)
+
+
+def release_hold(deal: Deal, *, today: date) -> Changed:
+    """Return the deal without its hold."""
+    _require_open(deal)
+    if not deal.held_on(today):
+        raise DealConflict(f"deal {deal.deal_id} is not on hold")
+    return _changed(replace(deal, hold=None), Action.HOLD_RELEASED, "hold released", before=deal)
+
+
+def recycle(deal: Deal, now: datetime, reason: str) -> Changed:
+    """Return the deal closed as recycled: its lead goes back to nurturing."""
+    _require_open(deal)
+    closed = replace(deal, closed_at=now, outcome=Outcome.RECYCLED, close_reason=_short(reason))
+    return _changed(closed, Action.RECYCLED, reason, before=deal)
+
+
+def _require_text(name: str, value: str) -> None:
+    """Raise InvalidChange if ``value`` is blank."""
+    if not value.strip():
+        raise InvalidChange(name, f"{name} must not be blank")
+
+
+# --- zombies and health -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cutoffs:
+    """The instants and day the zombie and health rules compare against."""
+
+    today: date
+    phase_changed_before: datetime
+    next_action_entered_before: datetime
+    stuck_since: datetime
+
+
+@dataclass(frozen=True)
+class PipelineRules:
+    """The configurable rules: time zone, lost reasons, zombie and health thresholds."""
+
+    timezone: ZoneInfo
+    lost_reasons: tuple[str, ...]
+    zombie_no_phase_change: timedelta = timedelta(days=90)
+    zombie_no_next_action: timedelta = timedelta(days=60)
+    stuck_after: timedelta = timedelta(days=30)
+    max_hold: timedelta = timedelta(days=180)
+    win_rate_lookback: timedelta = timedelta(days=365)
+    fiscal_year_start_month: int = 4
+
+    def today(self, now: datetime) -> date:
+        """Return the business day ``now`` falls on."""
+        return now.astimezone(self.timezone).date()
+
+    def cutoffs(self, now: datetime) -> Cutoffs:
+        """Return what a deal is compared against at ``now``."""
+        return Cutoffs(today=self.today(now),
+                       phase_changed_before=now - self.zombie_no_phase_change,
+                       next_action_entered_before=now - self.zombie_no_next_action,
+                       stuck_since=now - self.stuck_after)
+
+    @property
+    def fiscal(self) -> FiscalCalendar:
+        """Return the fiscal calendar."""
+        return FiscalCalendar(self.fiscal_year_start_month)
+
+
+def zombie_reason(deal: Deal, now: datetime, rules: PipelineRules) -> str | None:
+    """Return why the sweep must recycle the deal, or None if it must not."""
+    cutoffs = rules.cutoffs(now)
+    if not deal.is_open or deal.held_on(cutoffs.today):
+        return None
+    reasons = []
+    if deal.phase_changed_at <= cutoffs.phase_changed_before:
+        reasons.append(f"no phase change for {rules.zombie_no_phase_change.days} days")
+    if deal.next_action_clock <= cutoffs.next_action_entered_before:
+        reasons.append(f"no next action entered for {rules.zombie_no_next_action.days} days")
+    return "; ".join(reasons) or None
+
+
+class Issue(StrEnum):
+    """What pipeline health reports about an open deal."""
+
+    ZOMBIE = "zombie"
+    PAST_DUE_CLOSE = "past_due_close"
+    NO_NEXT_ACTION = "no_next_action"
+    STUCK = "stuck"
+
+
+def issues(deal: Deal, now: datetime, rules: PipelineRules) -> dict[Issue, str]:
+    """Return the open deal's health issues, each with a one-line detail."""
+    if not deal.is_open:
+        return {}
+    cutoffs = rules.cutoffs(now)
+    found: dict[Issue, str] = {}
+    if reason := zombie_reason(deal, now, rules):
+        found[Issue.ZOMBIE] = reason
+    if deal.expected_close_date is not None and deal.expected_close_date < cutoffs.today:
+        found[Issue.PAST_DUE_CLOSE] = f"expected to close on {deal.expected_close_date}"
+    if deal.next_action is None:
+        found[Issue.NO_NEXT_ACTION] = "no next action"
+    elif deal.next_action.due < cutoffs.today:
+        found[Issue.NO_NEXT_ACTION] = f"next action overdue since {deal.next_action.due}"
+    if deal.phase_changed_at <= cutoffs.stuck_since:
+        days = (now - deal.phase_changed_at).days
+        found[Issue.STUCK] = f"in {deal.phase.value} for {days} days"
+    return found
+
+
+# --- the forecast -------------------------------------------------------------------------
+
+
+class PeriodKind(StrEnum):
+    """How long a forecast period is."""
+
+    MONTH = "month"
+    QUARTER = "quarter"
+    YEAR = "year"
+
+
+@dataclass(frozen=True)
+class Period:
+    """A forecast period: ``starts`` inclusive, ``ends`` exclusive."""
+
+    label: str
+    kind: PeriodKind
+    starts: date
+    ends: date
+
+    def __contains__(self, day: object) -> bool:
+        return isinstance(day, date) and self.starts <= day < self.ends
+
+
+MONTH_LABEL = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+QUARTER_LABEL = re.compile(r"^FY(\d{4})-Q([1-4])$")
+YEAR_LABEL = re.compile(r"^FY(\d{4})$")
+
+
+def _add_months(day: date, months: int) -> date:
+    """Return the first of the month ``months`` after ``day``'s month."""
+    index = day.year * 12 + day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class FiscalCalendar:
+    """Fiscal years named after the calendar year they start in (FY2026 = April 2026 on)."""
+
+    start_month: int = 4
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.start_month <= 12:
+            raise ValueError("the fiscal year starts in a month 1..12")
+
+    def fiscal_year_of(self, day: date) -> int:
+        """Return the fiscal year ``day`` belongs to."""
+        return day.year if day.month >= self.start_month else day.year - 1
+
+    def year(self, fiscal_year: int) -> Period:
+        """Return the fiscal year as a period."""
+        starts = date(fiscal_year, self.start_month, 1)
+        return Period(f"FY{fiscal_year}", PeriodKind.YEAR, starts, _add_months(starts, 12))
+
+    def quarters(self, fiscal_year: int) -> list[Period]:
+        """Return the fiscal year's four quarters."""
+        starts = self.year(fiscal_year).starts
+        return [Period(f"FY{fiscal_year}-Q{n + 1}", PeriodKind.QUARTER,
+                       _add_months(starts, 3 * n), _add_months(starts, 3 * n + 3))
+                for n in range(4)]
+
+    def months(self, fiscal_year: int) -> list[Period]:
+        """Return the fiscal year's twelve months."""
+        starts = self.year(fiscal_year).starts
+        return [Period(f"{first:%Y-%m}", PeriodKind.MONTH, first, _add_months(first, 1))
+                for first in (_add_months(starts, n) for n in range(12))]
+
+    def periods(self, fiscal_year: int) -> list[Period]:
+        """Return the year's months, then its quarters, then the year."""
+        return [*self.months(fiscal_year), *self.quarters(fiscal_year), self.year(fiscal_year)]
+
+    def period(self, label: str) -> Period:
+        """Return the period a label names (``2026-04``, ``FY2026-Q1``, ``FY2026``)."""
+        if match := MONTH_LABEL.match(label):
+            first = date(int(match[1]), int(match[2]), 1)
+            return Period(label, PeriodKind.MONTH, first, _add_months(first, 1))
+        if match := QUARTER_LABEL.match(label):
+            return self.quarters(int(match[1]))[int(match[2]) - 1]
+        if match := YEAR_LABEL.match(label):
+            return self.year(int(match[1]))
+        raise ValueError(f"{label!r} is not a period: use YYYY-MM, FYyyyy-Qn or FYyyyy")
+
+
+class Scope(StrEnum):
+    """Whose numbers a forecast group or a target is."""
+
+    ALL = "all"
+    OWNER = "owner"
+    TEAM = "team"
+
+
+@dataclass(frozen=True)
+class GroupKey:
+    """A forecast group: everyone, one owner or one team."""
+
+    scope: Scope
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Deals of one owner and team in one phase (or won), summed over one month."""
+
+    month: date
+    owner_id: str | None
+    team: str | None
+    phase: DealPhase
+    amount: int
+    deals: int
+
+
+@dataclass(frozen=True)
+class ClosedCount:
+    """How many deals of one owner and team were won and lost in the lookback window."""
+
+    owner_id: str | None
+    team: str | None
+    won: int
+    lost: int
+
+
+@dataclass(frozen=True)
+class Target:
+    """A sales target for a period, for everyone, an owner or a team."""
+
+    period: str
+    group: GroupKey
+    amount: int
+
+
+@dataclass(frozen=True)
+class PeriodForecast:
+    """One period of one group's forecast."""
+
+    period: str
+    kind: PeriodKind
+    starts: date
+    ends: date
+    deals: int
+    pipeline: int
+    weighted: int
+    commit: int
+    won: int
+    target: int | None
+    coverage: float | None
+    needed_pipeline: int | None
+
+
+@dataclass(frozen=True)
+class GroupForecast:
+    """One group's forecast over the fiscal year."""
+
+    scope: Scope
+    name: str | None
+    win_rate: float | None
+    periods: list[PeriodForecast]
+
+
+@dataclass
+class _Sums:
+    deals: int = 0
+    pipeline: int = 0
+    weighted_cents: int = 0  # amount x percent, divided by 100 only at the end
+    commit: int = 0
+    won: int = 0
+
+
+def _groups_of(owner_id: str | None, team: str | None) -> list[GroupKey]:
+    """Return every group a deal of this owner and team counts in."""
+    keys = [GroupKey(Scope.ALL)]
+    if owner_id is not None:
+        keys.append(GroupKey(Scope.OWNER, owner_id))
+    if team is not None:
+        keys.append(GroupKey(Scope.TEAM, team))
+    return keys
+
+
+def win_rates(closed: Iterable[ClosedCount]) -> dict[GroupKey, float]:
+    """Return each group's observed win rate: won / (won + lost), where any closed."""
+    counts: dict[GroupKey, list[int]] = defaultdict(lambda: [0, 0])
+    for row in closed:
+        for key in _groups_of(row.owner_id, row.team):
+            counts[key][0] += row.won
+            counts[key][1] += row.won + row.lost
+    return {key: won / total for key, (won, total) in counts.items() if total}
+
+
+def forecast(*, fiscal_year: int, calendar: FiscalCalendar, open_slices: Iterable[Slice],
+             won_slices: Iterable[Slice], closed: Iterable[ClosedCount],
+             targets: Iterable[Target], only: GroupKey | None = None) -> list[GroupForecast]:
+    """Return the forecast of every group (or ``only`` one) for the fiscal year.
+
+    Weighted = amount x phase probability; commit = open P4 and P5; coverage = open
+    pipeline / (target - won); needed pipeline = (target - won) / win rate - open
+    pipeline, at the group's observed win rate (everyone's where the group has none).
+    """
+    periods = calendar.periods(fiscal_year)
+    sums: dict[GroupKey, dict[str, _Sums]] = defaultdict(lambda: defaultdict(_Sums))
+    for item in open_slices:
+        for key in _groups_of(item.owner_id, item.team):
+            for period in periods:
+                if item.month in period:
+                    total = sums[key][period.label]
+                    total.deals += item.deals
+                    total.pipeline += item.amount
+                    total.weighted_cents += item.amount * PROBABILITY[item.phase]
+                    total.commit += item.amount if item.phase in COMMIT_PHASES else 0
+    for item in won_slices:
+        for key in _groups_of(item.owner_id, item.team):
+            for period in periods:
+                if item.month in period:
+                    sums[key][period.label].won += item.amount
+    rates = win_rates(closed)
+    goals = _resolve_targets(calendar, fiscal_year, targets)
+    keys = set(sums) | {key for key, _ in goals} | {GroupKey(Scope.ALL)}
+    if only is not None:
+        keys = {only}
+    order = {Scope.ALL: 0, Scope.TEAM: 1, Scope.OWNER: 2}
+    result = []
+    for key in sorted(keys, key=lambda k: (order[k.scope], k.name or "")):
+        rate = rates.get(key, rates.get(GroupKey(Scope.ALL)))
+        result.append(GroupForecast(
+            scope=key.scope, name=key.name, win_rate=rate,
+            periods=[_period_forecast(period, sums[key][period.label],
+                                      goals.get((key, period.label)), rate)
+                     for period in periods]))
+    return result
+
+
+def _period_forecast(period: Period, total: _Sums, target: int | None,
+                     win_rate: float | None) -> PeriodForecast:
+    """Return one period's numbers, with coverage and need where a target is set."""
+    coverage = needed = None
+    if target is not None:
+        gap = max(0, target - total.won)
+        coverage = round(total.pipeline / gap, 3) if gap else None
+        if win_rate:
+            needed = max(0, round(gap / win_rate) - total.pipeline)
+    return PeriodForecast(
+        period=period.label, kind=period.kind, starts=period.starts, ends=period.ends,
+        deals=total.deals, pipeline=total.pipeline,
+        weighted=(total.weighted_cents + 50) // 100, commit=total.commit, won=total.won,
+        target=target, coverage=coverage, needed_pipeline=needed)
+
+
+def _resolve_targets(calendar: FiscalCalendar, fiscal_year: int,
+                     targets: Iterable[Target]) -> dict[tuple[GroupKey, str], int]:
+    """Return each group's target per period; a quarter or year without one sums its parts."""
+    given = {(t.group, t.period): t.amount for t in targets}
+    resolved = dict(given)
+    parts: list[tuple[Period, list[Period]]] = [
+        (quarter, [m for m in calendar.months(fiscal_year) if m.starts in quarter])
+        for quarter in calendar.quarters(fiscal_year)]
+    parts.append((calendar.year(fiscal_year), calendar.quarters(fiscal_year)))
+    for group in {group for group, _ in given}:
+        for whole, pieces in parts:
+            if (group, whole.label) not in resolved:
+                known = [resolved[(group, p.label)] for p in pieces
+                         if (group, p.label) in resolved]
+                if known:
+                    resolved[(group, whole.label)] = sum(known)
+    return resolved

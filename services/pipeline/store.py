@@ -1,68 +1,357 @@
-"""Pipeline's tables: deals and their phase history."""
+"""Pipeline's tables: deals, their phase history and sales targets."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Table, Text, func, select
-from sqlalchemy.dialects.postgresql import UUID
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Index,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 
 from baton_runtime.db import service_metadata
+from schemas.events import DealPhase
+from services.pipeline import domain
+from services.pipeline.domain import Changed, Cutoffs, Deal, GroupKey, Issue, Scope
 
 metadata, plumbing = service_metadata("pipeline")
+UUID_ARRAY = ARRAY(UUID(as_uuid=True))
+TEXT_ARRAY = ARRAY(Text)
 
 deals = Table(
     "deals",
     metadata,
     Column("deal_id", UUID(as_uuid=True), primary_key=True),
-    Column("lead_id", UUID(as_uuid=True), nullable=False, unique=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=False),
     Column("phase", Text, nullable=False),
     Column("owner_id", Text),
+    Column("team", Text),
     Column("company", Text),
+    Column("amount", BigInteger),
+    Column("expected_close_date", Date),
+    Column("next_action_date", Date),
+    Column("next_action_text", Text),
+    Column("next_action_entered_at", DateTime(timezone=True)),
+    Column("criteria", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("hold_until", Date),
+    Column("hold_reason", Text),
+    Column("hold_placed_at", DateTime(timezone=True)),
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("phase_changed_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("outcome", Text),
+    Column("close_reason", Text),
 )
+is_open = deals.c.closed_at.is_(None)
+next_action_clock = func.coalesce(deals.c.next_action_entered_at, deals.c.opened_at)
+# One open deal per lead; a recycled lead that becomes an SQL again opens a new one.
+Index("uq_pipeline_deals_open_lead", deals.c.lead_id, unique=True, postgresql_where=is_open)
+# The zombie sweep and pipeline health look only at open deals, by these values.
+Index("ix_pipeline_deals_open_phase_changed_at", deals.c.phase_changed_at,
+      postgresql_where=is_open)
+Index("ix_pipeline_deals_open_next_action_clock", next_action_clock, postgresql_where=is_open)
+Index("ix_pipeline_deals_open_next_action_date", deals.c.next_action_date,
+      postgresql_where=is_open)
+Index("ix_pipeline_deals_open_expected_close", deals.c.expected_close_date,
+      postgresql_where=is_open)
+# Health per owner or team, longest-unmoved first.
+Index("ix_pipeline_deals_open_owner", deals.c.owner_id, deals.c.phase_changed_at,
+      postgresql_where=is_open)
+Index("ix_pipeline_deals_open_team", deals.c.team, deals.c.phase_changed_at,
+      postgresql_where=is_open)
+# The forecast's won amounts and observed win rate.
+Index("ix_pipeline_deals_closed_at", deals.c.closed_at, postgresql_where=~is_open)
+
 phase_history = Table(
     "phase_history",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("deal_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("action", Text, nullable=False),
     Column("from_phase", Text),
     Column("to_phase", Text, nullable=False),
     Column("reason", Text),
     Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+targets = Table(
+    "targets",
+    metadata,
+    Column("period", Text, primary_key=True),
+    Column("scope", Text, primary_key=True),
+    Column("name", Text, primary_key=True),  # '' for everyone
+    Column("amount", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
 
 
-async def open_deal(connection: AsyncConnection, *, deal_id: uuid.UUID, lead_id: uuid.UUID,
-                    phase: str, owner_id: str | None, company: str | None,
-                    now: datetime) -> bool:
-    """Open a deal for the lead; return False if the lead already has one."""
-    opened = await connection.execute(
-        pg_insert(deals)
-        .values(deal_id=deal_id, lead_id=lead_id, phase=phase, owner_id=owner_id,
-                company=company, opened_at=now, phase_changed_at=now)
-        .on_conflict_do_nothing(index_elements=["lead_id"])
-        .returning(deals.c.deal_id)
-    )
-    if opened.first() is None:
+# --- deals --------------------------------------------------------------------------------
+
+
+def deal_from_row(row: Row[Any]) -> Deal:
+    """Return the domain deal stored in ``row``."""
+    next_action = (domain.NextAction(row.next_action_date, row.next_action_text)
+                   if row.next_action_date is not None else None)
+    hold = (domain.Hold(row.hold_until, row.hold_reason, row.hold_placed_at)
+            if row.hold_until is not None else None)
+    return Deal(
+        deal_id=row.deal_id, lead_id=row.lead_id, phase=DealPhase(row.phase),
+        owner_id=row.owner_id, team=row.team, company=row.company, opened_at=row.opened_at,
+        phase_changed_at=row.phase_changed_at, amount=row.amount,
+        expected_close_date=row.expected_close_date, next_action=next_action,
+        next_action_entered_at=row.next_action_entered_at,
+        criteria=domain.ExitCriteria.from_dict(row.criteria), hold=hold,
+        closed_at=row.closed_at, outcome=domain.Outcome(row.outcome) if row.outcome else None,
+        close_reason=row.close_reason)
+
+
+def _values(deal: Deal) -> dict[str, Any]:
+    """Return the deal's column values."""
+    return {
+        "deal_id": deal.deal_id, "lead_id": deal.lead_id, "phase": deal.phase.value,
+        "owner_id": deal.owner_id, "team": deal.team, "company": deal.company,
+        "amount": deal.amount, "expected_close_date": deal.expected_close_date,
+        "next_action_date": deal.next_action.due if deal.next_action else None,
+        "next_action_text": deal.next_action.text if deal.next_action else None,
+        "next_action_entered_at": deal.next_action_entered_at,
+        "criteria": deal.criteria.as_dict(),
+        "hold_until": deal.hold.until if deal.hold else None,
+        "hold_reason": deal.hold.reason if deal.hold else None,
+        "hold_placed_at": deal.hold.placed_at if deal.hold else None,
+        "opened_at": deal.opened_at, "phase_changed_at": deal.phase_changed_at,
+        "closed_at": deal.closed_at, "outcome": deal.outcome.value if deal.outcome else None,
+        "close_reason": deal.close_reason,
+    }
+
+
+async def insert_deal(connection: AsyncConnection, opened: Changed) -> bool:
+    """Store a new deal and its opening entry; return False if the lead has an open deal."""
+    inserted = await connection.execute(
+        pg_insert(deals).values(_values(opened.deal))
+        .on_conflict_do_nothing(index_elements=["lead_id"], index_where=is_open)
+        .returning(deals.c.deal_id))
+    if inserted.first() is None:
         return False
-    await connection.execute(phase_history.insert().values(
-        deal_id=deal_id, from_phase=None, to_phase=phase, reason="opened from SQL",
-        occurred_at=now))
+    await add_history(connection, [opened], at=opened.deal.opened_at)
     return True
 
 
-async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID) -> Row[Any] | None:
-    """Return the deal, or None."""
-    return (await connection.execute(select(deals).where(deals.c.deal_id == deal_id))).first()
+async def open_deal_of(connection: AsyncConnection, lead_id: uuid.UUID) -> uuid.UUID | None:
+    """Return the id of the lead's open deal, or None."""
+    return (await connection.execute(
+        select(deals.c.deal_id).where(deals.c.lead_id == lead_id, is_open))).scalar_one_or_none()
 
 
-async def deal_for_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> Row[Any] | None:
-    """Return the lead's deal, or None."""
-    return (await connection.execute(select(deals).where(deals.c.lead_id == lead_id))).first()
+async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID, *,
+                   lock: bool = False) -> Deal | None:
+    """Return the deal (locked for this transaction if ``lock``), or None."""
+    query = select(deals).where(deals.c.deal_id == deal_id)
+    row = (await connection.execute(query.with_for_update() if lock else query)).first()
+    return deal_from_row(row) if row is not None else None
+
+
+async def deals_of_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Deal]:
+    """Return the lead's deals, newest first."""
+    rows = await connection.execute(select(deals).where(deals.c.lead_id == lead_id)
+                                    .order_by(deals.c.opened_at.desc()))
+    return [deal_from_row(row) for row in rows]
+
+
+async def save_change(connection: AsyncConnection, changed: Changed, *, at: datetime) -> None:
+    """Store the deal after a change, and the change in its history."""
+    values = _values(changed.deal)
+    await connection.execute(update(deals).where(deals.c.deal_id == values.pop("deal_id"))
+                             .values(values))
+    await add_history(connection, [changed], at=at)
+
+
+_ADD_HISTORY = text(
+    """
+    INSERT INTO pipeline.phase_history (deal_id, action, from_phase, to_phase, reason,
+                                        occurred_at)
+    SELECT h.deal_id, h.action, h.from_phase, h.to_phase, h.reason, :at
+    FROM unnest(:ids, :actions, :from_phases, :to_phases, :reasons)
+         AS h(deal_id, action, from_phase, to_phase, reason)
+    """
+).bindparams(bindparam("ids", type_=UUID_ARRAY), bindparam("actions", type_=TEXT_ARRAY),
+             bindparam("from_phases", type_=TEXT_ARRAY),
+             bindparam("to_phases", type_=TEXT_ARRAY), bindparam("reasons", type_=TEXT_ARRAY))
+
+
+async def add_history(connection: AsyncConnection, changes: Sequence[Changed], *,
+                      at: datetime) -> None:
+    """Append the changes to their deals' phase history, in order, in one statement."""
+    await connection.execute(_ADD_HISTORY, {
+        "at": at, "ids": [c.deal.deal_id for c in changes],
+        "actions": [c.change.action.value for c in changes],
+        "from_phases": [c.change.from_phase.value if c.change.from_phase else None
+                        for c in changes],
+        "to_phases": [c.change.to_phase.value for c in changes],
+        "reasons": [c.change.reason for c in changes]})
+
+
+async def history(connection: AsyncConnection, deal_id: uuid.UUID) -> Sequence[Row[Any]]:
+    """Return the deal's phase history, oldest first."""
+    return (await connection.execute(
+        select(phase_history).where(phase_history.c.deal_id == deal_id)
+        .order_by(phase_history.c.id))).all()
+
+
+# --- zombies and health -------------------------------------------------------------------
+
+
+def _issue_conditions(cutoffs: Cutoffs) -> dict[Issue, ColumnElement[bool]]:
+    """Return, per health issue, the SQL that picks the open deals domain.issues flags."""
+    not_held = or_(deals.c.hold_until.is_(None), deals.c.hold_until < cutoffs.today)
+    return {
+        Issue.ZOMBIE: and_(is_open, not_held, or_(
+            deals.c.phase_changed_at <= cutoffs.phase_changed_before,
+            next_action_clock <= cutoffs.next_action_entered_before)),
+        Issue.PAST_DUE_CLOSE: and_(is_open, deals.c.expected_close_date < cutoffs.today),
+        Issue.NO_NEXT_ACTION: and_(is_open, or_(deals.c.next_action_date.is_(None),
+                                             deals.c.next_action_date < cutoffs.today)),
+        Issue.STUCK: and_(is_open, deals.c.phase_changed_at <= cutoffs.stuck_since),
+    }
+
+
+async def zombie_ids(connection: AsyncConnection, cutoffs: Cutoffs) -> list[uuid.UUID]:
+    """Return the ids of every zombie deal (one pass over the open-deal indexes)."""
+    query = select(deals.c.deal_id).where(_issue_conditions(cutoffs)[Issue.ZOMBIE])
+    return list((await connection.execute(query)).scalars())
+
+
+async def claim_zombies(connection: AsyncConnection, cutoffs: Cutoffs,
+                        deal_ids: Sequence[uuid.UUID]) -> list[Deal]:
+    """Return those of ``deal_ids`` that are still zombies, locked; rows another
+    transaction holds are skipped."""
+    query = (select(deals)
+             .where(deals.c.deal_id == any_(bindparam("ids", list(deal_ids), type_=UUID_ARRAY)),
+                    _issue_conditions(cutoffs)[Issue.ZOMBIE])
+             .with_for_update(skip_locked=True))
+    return [deal_from_row(row) for row in await connection.execute(query)]
+
+
+_RECYCLE = text(
+    """
+    UPDATE pipeline.deals AS d
+    SET closed_at = :now, outcome = 'recycled', close_reason = r.reason
+    FROM unnest(:ids, :reasons) AS r(deal_id, reason)
+    WHERE d.deal_id = r.deal_id
+    """
+).bindparams(bindparam("ids", type_=UUID_ARRAY),
+             bindparam("reasons", type_=TEXT_ARRAY))
+
+
+async def save_recycled(connection: AsyncConnection, recycled: Sequence[Changed], *,
+                        at: datetime) -> None:
+    """Store many recycled deals at once, and their history entries."""
+    await connection.execute(_RECYCLE, {
+        "now": at, "ids": [c.deal.deal_id for c in recycled],
+        "reasons": [c.deal.close_reason for c in recycled]})
+    await add_history(connection, recycled, at=at)
+
+
+async def deals_with_issue(connection: AsyncConnection, cutoffs: Cutoffs, issue: Issue, *,
+                           group: GroupKey, limit: int) -> tuple[int, list[Deal]]:
+    """Return how many open deals of the group have ``issue``, and the oldest ``limit``."""
+    condition = and_(_issue_conditions(cutoffs)[issue], _group_filter(group))
+    total = (await connection.execute(select(func.count()).where(condition))).scalar_one()
+    rows = await connection.execute(
+        select(deals).where(condition).order_by(deals.c.phase_changed_at, deals.c.deal_id)
+        .limit(limit))
+    return int(total), [deal_from_row(row) for row in rows]
+
+
+def _group_filter(group: GroupKey) -> ColumnElement[bool]:
+    """Return the SQL that keeps the group's deals."""
+    if group.scope is Scope.OWNER:
+        return deals.c.owner_id == group.name
+    if group.scope is Scope.TEAM:
+        return deals.c.team == group.name
+    return literal_column("true")
+
+
+# --- the forecast -------------------------------------------------------------------------
+
+
+async def open_slices(connection: AsyncConnection, starts: date,
+                      ends: date) -> list[domain.Slice]:
+    """Return open deals closing in [starts, ends), summed by month, owner, team and phase."""
+    month = func.date_trunc("month", deals.c.expected_close_date).cast(Date).label("month")
+    query = (select(month, deals.c.owner_id, deals.c.team, deals.c.phase,
+                    func.coalesce(func.sum(deals.c.amount), 0).label("amount"),
+                    func.count().label("deals"))
+             .where(is_open, deals.c.expected_close_date >= starts,
+                    deals.c.expected_close_date < ends)
+             .group_by(month, deals.c.owner_id, deals.c.team, deals.c.phase))
+    return [domain.Slice(row.month, row.owner_id, row.team, DealPhase(row.phase),
+                         int(row.amount), row.deals)
+            for row in await connection.execute(query)]
+
+
+async def won_slices(connection: AsyncConnection, starts: datetime, ends: datetime,
+                     timezone: str) -> list[domain.Slice]:
+    """Return deals won in [starts, ends), summed by local month of closing, owner and team."""
+    month = func.date_trunc("month", func.timezone(timezone, deals.c.closed_at)).cast(Date)
+    query = (select(month.label("month"), deals.c.owner_id, deals.c.team,
+                    func.coalesce(func.sum(deals.c.amount), 0).label("amount"),
+                    func.count().label("deals"))
+             .where(~is_open, deals.c.outcome == domain.Outcome.WON.value,
+                    deals.c.closed_at >= starts, deals.c.closed_at < ends)
+             .group_by(month, deals.c.owner_id, deals.c.team))
+    return [domain.Slice(row.month, row.owner_id, row.team, DealPhase.WON, int(row.amount),
+                         row.deals)
+            for row in await connection.execute(query)]
+
+
+async def closed_counts(connection: AsyncConnection, since: datetime) -> list[domain.ClosedCount]:
+    """Return how many deals each owner and team won and lost since ``since``."""
+    won = func.count().filter(deals.c.outcome == domain.Outcome.WON.value)
+    lost = func.count().filter(deals.c.outcome == domain.Outcome.LOST.value)
+    query = (select(deals.c.owner_id, deals.c.team, won.label("won"), lost.label("lost"))
+             .where(~is_open, deals.c.closed_at >= since,
+                    deals.c.outcome.in_([domain.Outcome.WON.value, domain.Outcome.LOST.value]))
+             .group_by(deals.c.owner_id, deals.c.team))
+    return [domain.ClosedCount(row.owner_id, row.team, row.won, row.lost)
+            for row in await connection.execute(query)]
+
+
+async def save_target(connection: AsyncConnection, target: domain.Target, *,
+                      at: datetime) -> None:
+    """Set (or replace) a target."""
+    values = {"period": target.period, "scope": target.group.scope.value,
+              "name": target.group.name or "", "amount": target.amount, "updated_at": at}
+    await connection.execute(
+        pg_insert(targets).values(values)
+        .on_conflict_do_update(index_elements=["period", "scope", "name"],
+                               set_={"amount": target.amount, "updated_at": at}))
+
+
+async def targets_for(connection: AsyncConnection,
+                      periods: Sequence[str]) -> list[domain.Target]:
+    """Return the targets set for these periods."""
+    rows = await connection.execute(select(targets).where(targets.c.period.in_(periods))
+                                    .order_by(targets.c.period, targets.c.scope, targets.c.name))
+    return [domain.Target(row.period, GroupKey(Scope(row.scope), row.name or None), row.amount)
+            for row in rows]

@@ -1,0 +1,540 @@
+"""Pipeline against real PostgreSQL and a real broker: deals open from lead.promoted, the
+API moves them to won, the zombie sweep recycles them; every event is read back from the
+broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import baton.registry
+from baton_runtime import migrations
+from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.db import create_engine
+from baton_runtime.http import create_app
+from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
+from baton_runtime.outbox import OutboxRelay
+from baton_runtime.service import ServiceContext, ServiceDefinition
+from baton_runtime.uow import unit_of_work_factory
+from schemas.envelope import decode
+from schemas.events import (
+    Account,
+    DealPhase,
+    DealPhaseChanged,
+    DealRecycled,
+    Event,
+    LeadProfile,
+    LeadPromoted,
+    LifecycleStage,
+    Tier,
+)
+from services.pipeline import domain, main, store
+from services.pipeline.domain import Deal, Issue, NextAction
+from services.pipeline.settings import PipelineSettings
+from services.pipeline.sweep import sweep_zombies
+from tests.conftest import Infrastructure
+from tests.support.kafka import produce, read_all, wait_until
+
+pytestmark = pytest.mark.integration
+E = TypeVar("E", bound=Event)
+START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
+P = DealPhase
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@dataclass
+class Pipeline:
+    """The pipeline service's parts, running in this process on the test's infrastructure."""
+
+    infrastructure: Infrastructure
+    settings: PipelineSettings
+    engine: AsyncEngine
+    clock: Clock
+    definition: ServiceDefinition
+    context: ServiceContext
+    api: httpx.AsyncClient
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def events(self, event_class: type[E]) -> list[E]:
+        """Return every event of the class on its topic now, in each deal's order."""
+        records = await read_all(self.infrastructure.bootstrap_servers, event_class.topic)
+        ordered = sorted(records, key=lambda r: (r.partition, r.offset))
+        decoded = [decode(r.topic, r.key, r.headers, r.value).event for r in ordered]
+        return [event for event in decoded if isinstance(event, event_class)]
+
+    async def outbox_empty(self) -> bool:
+        """Return True once the relay has published everything."""
+        async with self.engine.connect() as connection:
+            rows = await connection.execute(select(store.plumbing.outbox.c.id).limit(1))
+            return rows.first() is None
+
+
+def pipeline_settings(infrastructure: Infrastructure, **overrides: Any) -> PipelineSettings:
+    """Return pipeline settings pointing at the test's database and broker."""
+    values = {key.removeprefix("BATON_").lower(): value
+              for key, value in infrastructure.environment().items()}
+    return PipelineSettings(**{**values, **overrides})
+
+
+@contextlib.asynccontextmanager
+async def running(infrastructure: Infrastructure, *, consume: bool = True,
+                  **overrides: Any) -> AsyncIterator[Pipeline]:
+    """Run pipeline's consumer (if ``consume``), outbox relay and API in this process."""
+    settings = pipeline_settings(infrastructure, **overrides)
+    await ensure_topics(settings)
+    await asyncio.to_thread(migrations.upgrade, baton.registry.migrations_dir("pipeline"),
+                            infrastructure.database_url)
+    engine = create_engine(infrastructure.database_url)
+    clock = Clock(START)
+    definition = main.definition(settings, clock)
+    unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
+    context = ServiceContext("pipeline", settings, engine, unit_of_work, clock)
+    app = create_app(service="pipeline", version="test", routers=definition.routers,
+                     readiness={})
+    app.state.context = context
+    publisher = KafkaPublisher(settings, "pipeline")
+    await publisher.start()
+    relay = OutboxRelay(engine, definition.tables, publisher,
+                        database_url=infrastructure.database_url, batch_size=500,
+                        poll_interval=0.2)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(relay.run(stop))]
+    if consume:
+        consumer = ConsumerLoop(
+            build_consumer(settings, definition.consumer_group, "pipeline"),
+            group_id=definition.consumer_group, handlers=definition.handlers,
+            unit_of_work=unit_of_work, retry=RetryPolicy(2, 0.01), batch_size=100)
+        tasks.append(asyncio.create_task(consumer.run(stop)))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://pipeline") as client:
+        pipeline = Pipeline(infrastructure, settings, engine, clock, definition, context,
+                            client, stop)
+        try:
+            yield pipeline
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks)
+            await publisher.stop()
+            await engine.dispose()
+
+
+def promoted(lead_id: uuid.UUID, to_stage: LifecycleStage = LifecycleStage.SQL,
+             owner_id: str = "field-sato") -> LeadPromoted:
+    """Return routing's lead.promoted for a lead handed to a field rep."""
+    return LeadPromoted(
+        lead_id=lead_id, occurred_at=START, from_stage=LifecycleStage.SAL, to_stage=to_stage,
+        reason="BANT rank A", owner_id=owner_id, team="field-east",
+        profile=LeadProfile(email="taro@example.co.jp", name="山田 太郎",
+                            company="株式会社サンプル製作所"),
+        account=Account(account_key="example.co.jp"), score=85, tier=Tier.A)
+
+
+async def deals_of(pipeline: Pipeline, lead_id: uuid.UUID) -> list[dict[str, Any]]:
+    """Return the lead's deals as the API shows them."""
+    response = await pipeline.api.get(f"/v1/leads/{lead_id}/deals")
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found
+
+
+def phase_changes(events: Sequence[DealPhaseChanged], deal_id: str) -> list[DealPhaseChanged]:
+    """Return the deal's deal.phase_changed events, in order."""
+    return [e for e in events if str(e.deal_id) == deal_id]
+
+
+# --- lead.promoted opens a deal -----------------------------------------------------------
+
+
+async def test_an_sql_from_the_broker_opens_one_deal_in_p1_for_its_field_rep(
+    infrastructure: Infrastructure,
+) -> None:
+    sql_lead, mql_lead = uuid.uuid4(), uuid.uuid4()
+    async with running(infrastructure) as pipeline:
+        # Routing may announce the same SQL twice (two event ids): still one deal.
+        await produce(infrastructure.bootstrap_servers, [
+            promoted(sql_lead), promoted(sql_lead),
+            promoted(mql_lead, to_stage=LifecycleStage.MQL)])
+
+        async def opened() -> bool:
+            return len(await deals_of(pipeline, sql_lead)) == 1
+
+        await wait_until(opened, 30, "the SQL's deal")
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        [deal] = await deals_of(pipeline, sql_lead)
+        assert (deal["phase"], deal["probability"], deal["owner_id"], deal["team"]) == (
+            "P1", 10, "field-sato", "field-east")
+        assert deal["company"] == "株式会社サンプル製作所"
+        assert await deals_of(pipeline, mql_lead) == [], "only an SQL opens a deal"
+        events = await pipeline.events(DealPhaseChanged)
+
+    assert events == [DealPhaseChanged(
+        deal_id=uuid.UUID(deal["deal_id"]), lead_id=sql_lead, occurred_at=START,
+        from_phase=None, to_phase=P.P1, probability=10, owner_id="field-sato",
+        reason="opened from SQL")]
+
+
+# --- the API takes a deal to won ----------------------------------------------------------
+
+
+async def test_the_api_takes_a_deal_from_p1_to_won_and_announces_every_change(
+    infrastructure: Infrastructure,
+) -> None:
+    lead_id = uuid.uuid4()
+    async with running(infrastructure, consume=False) as pipeline:
+        api, clock = pipeline.api, pipeline.clock
+        created = await api.post("/v1/deals", json={
+            "lead_id": str(lead_id), "owner_id": "field-sato", "team": "field-east",
+            "company": "株式会社サンプル", "amount": 12_000_000})
+        assert created.status_code == 201, created.text
+        deal_id = created.json()["deal_id"]
+        again = await api.post("/v1/deals", json={"lead_id": str(lead_id), "owner_id": "x"})
+        assert again.status_code == 409 and deal_id in again.json()["detail"]
+
+        clock.advance(days=1)
+        refused = await api.post(f"/v1/deals/{deal_id}/advance", json={})
+        assert refused.status_code == 409
+        assert refused.json()["detail"] == [{
+            "loc": ["deal", "criteria", "problem_agreed"],
+            "msg": "record problem agreed with the customer to leave P1 (towards P2)",
+            "type": "exit_criterion_missing"}]
+
+        steps: list[tuple[str, str, dict[str, Any]]] = [
+            ("PATCH", "", {"criteria": {"problem_agreed": True},
+                           "next_action": {"due": "2026-11-27", "text": "課題ヒアリング"}}),
+            ("POST", "/advance", {}),
+            ("PATCH", "", {"criteria": {
+                "business_issue": "在庫の属人化", "problem": "棚卸に3日", "solution": "在庫SaaS",
+                "benefit": "半日に短縮", "proposal_sent": True}}),
+            ("POST", "/advance", {"to_phase": "P3"}),
+            ("POST", "/move-back", {"to_phase": "P2", "reason": "決裁者が交代"}),
+            ("PATCH", "", {"criteria": {"quote_presented": True, "approval_route": "部長→役員会",
+                                        "legal_checked": True, "final_terms_agreed": True},
+                           "expected_close_date": "2027-01-29"}),
+            ("POST", "/advance", {"to_phase": "P5"}),
+            ("PATCH", "", {"criteria": {"approval_requested": True}, "amount": 15_000_000}),
+            ("POST", "/win", {"note": "稟議承認"}),
+        ]
+        for method, path, body in steps:
+            clock.advance(days=1)
+            response = await api.request(method, f"/v1/deals/{deal_id}{path}", json=body)
+            assert response.status_code == 200, (path, response.text)
+        won = response.json()
+        assert (won["phase"], won["probability"], won["outcome"], won["is_open"]) == (
+            "won", 100, "won", False)
+        assert won["criteria"]["business_issue"] == "在庫の属人化", "Japanese round-trips"
+        closed = await api.patch(f"/v1/deals/{deal_id}", json={"amount": 1})
+        assert closed.status_code == 409 and "closed" in closed.json()["detail"]
+
+        history = (await api.get(f"/v1/deals/{deal_id}/history")).json()
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        events = phase_changes(await pipeline.events(DealPhaseChanged), deal_id)
+
+    moves = [(e.from_phase, e.to_phase) for e in events]
+    assert moves == [(None, P.P1), (P.P1, P.P1), (P.P1, P.P2), (P.P2, P.P2), (P.P2, P.P3),
+                     (P.P3, P.P2), (P.P2, P.P2), (P.P2, P.P5), (P.P5, P.P5), (P.P5, P.WON)]
+    assert [(h["from_phase"], h["to_phase"]) for h in history] == [
+        (f.value if f else None, t.value) for f, t in moves], "history and events agree"
+    assert [h["action"] for h in history] == [
+        "opened", "updated", "advanced", "updated", "advanced", "moved_back", "updated",
+        "advanced", "updated", "won"]
+    assert [e.probability for e in events] == [10, 10, 30, 30, 60, 30, 30, 90, 90, 100]
+    assert all(e.lead_id == lead_id and e.owner_id == "field-sato" for e in events)
+    assert events[5].reason == "決裁者が交代"
+    assert events[1].reason == "next action 2026-11-27 課題ヒアリング; criteria problem_agreed"
+    assert (events[-1].amount, events[-1].reason, events[-1].occurred_at) == (
+        15_000_000, "稟議承認", START + timedelta(days=10))
+
+
+async def test_refused_changes_answer_4xx_with_field_detail_and_announce_nothing(
+    infrastructure: Infrastructure,
+) -> None:
+    async with running(infrastructure, consume=False) as pipeline:
+        api = pipeline.api
+        deal_id = (await api.post("/v1/deals", json={
+            "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
+        lost = await api.post(f"/v1/deals/{deal_id}/lose", json={"reason": "bad vibes"})
+        assert lost.status_code == 422
+        [error] = lost.json()["detail"]
+        assert error["loc"] == ["body", "reason"] and "no_budget" in error["msg"]
+        past = await api.put(f"/v1/deals/{deal_id}/hold",
+                             json={"until": "2026-11-19", "reason": "予算凍結"})
+        assert past.status_code == 422 and past.json()["detail"][0]["loc"] == ["body", "until"]
+        negative = await api.patch(f"/v1/deals/{deal_id}", json={"amount": -1})
+        assert negative.status_code == 422
+        assert negative.json()["detail"][0]["loc"] == ["body", "amount"]
+        unknown = await api.post(f"/v1/deals/{deal_id}/advance", json={"to_phase": "P9"})
+        assert unknown.status_code == 422
+        missing = await api.post(f"/v1/deals/{uuid.uuid4()}/win", json={})
+        assert missing.status_code == 404
+        no_hold = await api.delete(f"/v1/deals/{deal_id}/hold")
+        assert no_hold.status_code == 409 and "not on hold" in no_hold.json()["detail"]
+        same = await api.patch(f"/v1/deals/{deal_id}", json={})
+        assert same.status_code == 200
+        history = (await api.get(f"/v1/deals/{deal_id}/history")).json()
+        assert [h["action"] for h in history] == ["opened"], "nothing else was recorded"
+        lost = await api.post(f"/v1/deals/{deal_id}/lose",
+                              json={"reason": "no_budget", "note": "来期予算で再検討"})
+        assert lost.status_code == 200 and lost.json()["close_reason"] == "no_budget"
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        events = phase_changes(await pipeline.events(DealPhaseChanged), deal_id)
+    assert [(e.to_phase, e.reason) for e in events] == [
+        (P.P1, "opened by hand"), (P.LOST, "no_budget: 来期予算で再検討")]
+
+
+# --- the zombie sweep ---------------------------------------------------------------------
+
+
+async def test_the_sweep_recycles_zombies_but_not_held_deals_and_announces_their_leads(
+    infrastructure: Infrastructure,
+) -> None:
+    stale, held, busy = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    async with running(infrastructure, zombie_sweep_interval_seconds=0.1) as pipeline:
+        api, clock = pipeline.api, pipeline.clock
+        await produce(infrastructure.bootstrap_servers,
+                      [promoted(stale), promoted(held), promoted(busy)])
+
+        async def all_opened() -> bool:
+            return all([await deals_of(pipeline, lead) for lead in (stale, held, busy)])
+
+        await wait_until(all_opened, 30, "three deals")
+        [held_deal] = await deals_of(pipeline, held)
+        [busy_deal] = await deals_of(pipeline, busy)
+        clock.advance(days=59)
+        response = await api.put(f"/v1/deals/{held_deal['deal_id']}/hold",
+                                 json={"until": "2027-03-31", "reason": "先方の決算待ち"})
+        assert response.status_code == 200, response.text
+        response = await api.patch(f"/v1/deals/{busy_deal['deal_id']}", json={
+            "next_action": {"due": "2027-01-20", "text": "デモ日程調整"}})
+        assert response.status_code == 200, response.text
+        clock.advance(days=1)  # 60 days without a next action on the first deal
+
+        async def recycled(lead_id: uuid.UUID) -> bool:
+            deals = await deals_of(pipeline, lead_id)
+            return bool(deals) and deals[0]["outcome"] == "recycled"
+
+        # The worker main.py wires in, on its interval.
+        [sweeper] = pipeline.definition.workers
+        stop_sweeping = asyncio.Event()
+        sweeping = asyncio.create_task(sweeper(pipeline.context, stop_sweeping))
+        await wait_until(lambda: recycled(stale), 30, "the worker to recycle the zombie")
+        stop_sweeping.set()
+        await sweeping
+        assert not await recycled(held) and not await recycled(busy)
+
+        # Then single sweeps at chosen instants.
+        rules = pipeline.settings.rules()
+
+        async def sweep() -> int:
+            return await sweep_zombies(pipeline.context.unit_of_work, rules, clock,
+                                       batch_size=10)
+
+        clock.now = START + timedelta(days=90) - timedelta(seconds=1)
+        assert await sweep() == 0
+        clock.advance(seconds=1)
+        assert await sweep() == 1 and await recycled(busy)
+        clock.now = datetime(2027, 3, 31, 14, 59, tzinfo=UTC)  # 23:59 in Tokyo: still held
+        assert await sweep() == 0
+        clock.advance(minutes=1)
+        assert await sweep() == 1 and await recycled(held), "the hold has ended"
+
+        # The recycled lead earns SQL again later: it gets a new deal.
+        await produce(infrastructure.bootstrap_servers, [promoted(stale)])
+
+        async def reopened() -> bool:
+            return len(await deals_of(pipeline, stale)) == 2
+
+        await wait_until(reopened, 30, "a new deal for the recycled lead")
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        events = sorted(await pipeline.events(DealRecycled), key=lambda e: e.recycled_at)
+
+    assert [e.lead_id for e in events] == [stale, busy, held]
+    assert all(e.last_phase is P.P1 for e in events)
+    assert [e.reason for e in events] == [
+        "no next action entered for 60 days", "no phase change for 90 days",
+        "no phase change for 90 days; no next action entered for 60 days"]
+    assert [e.recycled_at for e in events] == [
+        START + timedelta(days=60), START + timedelta(days=90),
+        datetime(2027, 3, 31, 15, 0, tzinfo=UTC)]
+    assert str(events[2].deal_id) == held_deal["deal_id"]
+
+
+async def test_two_sweepers_at_once_recycle_each_zombie_exactly_once(
+    infrastructure: Infrastructure,
+) -> None:
+    async with running(infrastructure, consume=False) as pipeline:
+        async with pipeline.context.unit_of_work() as uow:
+            for _ in range(300):
+                opened = domain.open_deal(deal_id=uuid.uuid4(), lead_id=uuid.uuid4(),
+                                          owner_id="sato", team=None, company=None,
+                                          now=START, reason="seed")
+                assert await store.insert_deal(uow.connection, opened)
+            await uow.commit()
+        pipeline.clock.advance(days=90)
+        rules = pipeline.settings.rules()
+        counts = await asyncio.gather(*(
+            sweep_zombies(pipeline.context.unit_of_work, rules, pipeline.clock, batch_size=7)
+            for _ in range(2)))
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        events = await pipeline.events(DealRecycled)
+    assert sum(counts) == 300 and all(counts), f"both replicas swept: {counts}"
+    assert len(events) == 300
+    assert len({e.deal_id for e in events}) == 300, "no deal recycled twice"
+
+
+# --- health and forecast on the real database ---------------------------------------------
+
+
+def random_deal(rng: random.Random, now: datetime) -> Deal:
+    """Return an open deal with random ages, dates, next action and hold around ``now``."""
+    today = now.date()
+    opened_at = now - timedelta(days=rng.randint(0, 200), hours=rng.randint(0, 23))
+    entered = rng.choice([None, opened_at + (now - opened_at) * rng.random()])
+    return Deal(
+        deal_id=uuid.uuid4(), lead_id=uuid.uuid4(), phase=rng.choice(domain.OPEN_PHASES),
+        owner_id=rng.choice(["sato", "suzuki", None]), team=rng.choice(["east", None]),
+        company=None, opened_at=opened_at,
+        phase_changed_at=opened_at + (now - opened_at) * rng.random(),
+        amount=rng.choice([None, rng.randint(0, 10**8)]),
+        expected_close_date=rng.choice([None, today + timedelta(days=rng.randint(-40, 200))]),
+        next_action=None if entered is None else NextAction(
+            today + timedelta(days=rng.randint(-10, 30)), "次回訪問"),
+        next_action_entered_at=entered,
+        hold=rng.choice([None, domain.Hold(today + timedelta(days=rng.randint(-5, 5)), "x",
+                                           opened_at)]))
+
+
+@pytest.mark.slow
+async def test_health_lists_exactly_the_deals_the_rules_flag(
+    infrastructure: Infrastructure,
+) -> None:
+    rng = random.Random(6)
+    async with running(infrastructure, consume=False) as pipeline:
+        now = pipeline.clock()
+        population = [random_deal(rng, now) for _ in range(300)]
+        async with pipeline.context.unit_of_work() as uow:
+            for deal in population:
+                opened = domain.Changed(deal, domain.Change(domain.Action.OPENED, None, P.P1,
+                                                            "seed"))
+                assert await store.insert_deal(uow.connection, opened)
+            await uow.commit()
+        health = (await pipeline.api.get("/v1/pipeline/health",
+                                         params={"limit": 1000})).json()
+        sato = (await pipeline.api.get("/v1/pipeline/health",
+                                       params={"owner_id": "sato", "limit": 1000})).json()
+        both = await pipeline.api.get("/v1/pipeline/health",
+                                      params={"owner_id": "sato", "team": "east"})
+
+    rules = pipeline.settings.rules()
+    flagged = {deal.deal_id: domain.issues(deal, now, rules) for deal in population}
+    sections = {Issue.ZOMBIE: "zombies", Issue.PAST_DUE_CLOSE: "past_due_close",
+                Issue.NO_NEXT_ACTION: "no_next_action", Issue.STUCK: "stuck"}
+    for issue, section in sections.items():
+        expected = {str(i) for i, found in flagged.items() if issue in found}
+        listed = {d["deal_id"]: d["detail"] for d in health[section]["deals"]}
+        assert set(listed) == expected, issue
+        assert health[section]["total"] == len(expected)
+        assert all(listed[str(i)] == flagged[i][issue] for i in flagged if str(i) in listed)
+        assert expected, f"the population exercises {issue}"
+        assert {d["owner_id"] for d in sato[section]["deals"]} <= {"sato"}
+    assert both.status_code == 422
+
+
+async def test_the_forecast_endpoint_sums_the_stored_deals_and_targets(
+    infrastructure: Infrastructure,
+) -> None:
+    async with running(infrastructure, consume=False) as pipeline:
+        api, clock = pipeline.api, pipeline.clock
+        for owner, amount, close, phase in [("sato", 10_000_000, "2026-12-15", "P4"),
+                                            ("sato", 4_000_000, "2027-02-01", "P2"),
+                                            ("suzuki", 6_000_000, "2026-12-01", "P1")]:
+            deal_id = (await api.post("/v1/deals", json={
+                "lead_id": str(uuid.uuid4()), "owner_id": owner, "team": "east",
+                "amount": amount, "expected_close_date": close})).json()["deal_id"]
+            if phase != "P1":
+                ticks = ("problem_agreed", "demo_done", "quote_presented", "legal_checked")
+                texts = ("business_issue", "problem", "solution", "benefit", "approval_route")
+                criteria: dict[str, bool | str] = {name: True for name in ticks}
+                criteria |= {name: "記入済み" for name in texts}
+                await api.patch(f"/v1/deals/{deal_id}", json={"criteria": criteria})
+                moved = await api.post(f"/v1/deals/{deal_id}/advance", json={"to_phase": phase})
+                assert moved.status_code == 200, moved.text
+        lost_id = (await api.post("/v1/deals", json={
+            "lead_id": str(uuid.uuid4()), "owner_id": "sato", "team": "east",
+            "amount": 2_000_000})).json()["deal_id"]
+        await api.post(f"/v1/deals/{lost_id}/lose", json={"reason": "price"})
+        target = await api.put("/v1/targets", json={"period": "FY2026-Q3", "owner_id": "sato",
+                                                     "amount": 20_000_000})
+        assert target.status_code == 200, target.text
+        bad = await api.put("/v1/targets", json={"period": "2026-Q3", "amount": 1})
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "period"]
+        clock.advance(days=1)
+        response = await api.get("/v1/forecast")
+        targets = (await api.get("/v1/targets", params={"fiscal_year": 2026})).json()
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["fiscal_year"], body["starts"], body["fiscal_year_start_month"]) == (
+        2026, "2026-04-01", 4)
+    groups = {(g["scope"], g["name"]): g for g in body["groups"]}
+    q3 = {p["period"]: p for p in groups[("all", None)]["periods"]}["FY2026-Q3"]
+    assert (q3["deals"], q3["pipeline"], q3["weighted"], q3["commit"]) == (
+        2, 16_000_000, 8_600_000, 10_000_000)
+    sato = {p["period"]: p for p in groups[("owner", "sato")]["periods"]}
+    assert groups[("owner", "sato")]["win_rate"] == 0.0
+    assert (sato["FY2026-Q3"]["target"], sato["FY2026-Q3"]["coverage"]) == (20_000_000, 0.5)
+    assert sato["FY2026-Q3"]["needed_pipeline"] is None, "a 0% win rate cannot close a gap"
+    assert sato["2027-02"]["weighted"] == 1_200_000
+    assert targets == [{"period": "FY2026-Q3", "scope": "owner", "name": "sato",
+                        "amount": 20_000_000}]
+
+
+# --- schema -------------------------------------------------------------------------------
+
+
+async def test_the_migration_creates_exactly_the_tables_and_indexes_store_declares(
+    infrastructure: Infrastructure,
+) -> None:
+    await asyncio.to_thread(migrations.upgrade, baton.registry.migrations_dir("pipeline"),
+                            infrastructure.database_url)
+    engine = create_engine(infrastructure.database_url)
+
+    def differences(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={
+            "include_schemas": True,
+            "include_name": lambda name, kind, _parent: (
+                name == "pipeline" if kind == "schema" else name != "alembic_version"),
+        })
+        return list(compare_metadata(context, store.metadata))
+
+    try:
+        async with engine.connect() as connection:
+            found = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
+    assert found == []

@@ -1,0 +1,212 @@
+"""Pipeline's fiscal calendar and weighted forecast, and its settings."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from baton_runtime.settings import SettingsError, load_settings
+from schemas.events import DealPhase
+from services.pipeline.domain import (
+    ClosedCount,
+    FiscalCalendar,
+    GroupForecast,
+    GroupKey,
+    PeriodForecast,
+    PeriodKind,
+    Scope,
+    Slice,
+    Target,
+    forecast,
+    win_rates,
+)
+from services.pipeline.settings import PipelineSettings
+
+P = DealPhase
+APRIL = FiscalCalendar(4)
+
+
+def test_the_fiscal_year_starts_in_april_and_is_named_after_its_first_year() -> None:
+    year = APRIL.year(2026)
+    assert (year.label, year.starts, year.ends) == ("FY2026", date(2026, 4, 1), date(2027, 4, 1))
+    assert [(q.label, q.starts, q.ends) for q in APRIL.quarters(2026)] == [
+        ("FY2026-Q1", date(2026, 4, 1), date(2026, 7, 1)),
+        ("FY2026-Q2", date(2026, 7, 1), date(2026, 10, 1)),
+        ("FY2026-Q3", date(2026, 10, 1), date(2027, 1, 1)),
+        ("FY2026-Q4", date(2027, 1, 1), date(2027, 4, 1)),
+    ]
+    assert [m.label for m in APRIL.months(2026)][::11] == ["2026-04", "2027-03"]
+    assert APRIL.fiscal_year_of(date(2027, 3, 31)) == 2026
+    assert APRIL.fiscal_year_of(date(2027, 4, 1)) == 2027
+
+
+def test_a_january_fiscal_year_is_the_calendar_year() -> None:
+    january = FiscalCalendar(1)
+    assert (january.year(2026).starts, january.year(2026).ends) == (date(2026, 1, 1),
+                                                                    date(2027, 1, 1))
+    assert january.quarters(2026)[3].starts == date(2026, 10, 1)
+
+
+@given(start_month=st.integers(min_value=1, max_value=12),
+       day=st.dates(min_value=date(2001, 1, 1), max_value=date(2098, 12, 31)))
+def test_every_day_is_in_exactly_one_month_and_quarter_of_its_fiscal_year(
+        start_month: int, day: date) -> None:
+    calendar = FiscalCalendar(start_month)
+    fiscal_year = calendar.fiscal_year_of(day)
+    assert day in calendar.year(fiscal_year)
+    assert sum(day in m for m in calendar.months(fiscal_year)) == 1
+    assert sum(day in q for q in calendar.quarters(fiscal_year)) == 1
+    for period in calendar.periods(fiscal_year):
+        assert calendar.period(period.label) == period, "labels name their period"
+
+
+@pytest.mark.parametrize("label", ["2026-13", "FY2026-Q5", "2026/04", "Q1", ""])
+def test_a_bad_period_label_is_refused_with_the_formats(label: str) -> None:
+    with pytest.raises(ValueError, match="YYYY-MM, FYyyyy-Qn or FYyyyy"):
+        APRIL.period(label)
+
+
+def period(groups: list[GroupForecast], group: GroupKey, label: str) -> PeriodForecast:
+    """Return one period of one group."""
+    [found] = [g for g in groups if (g.scope, g.name) == (group.scope, group.name)]
+    [result] = [p for p in found.periods if p.period == label]
+    return result
+
+
+ALL = GroupKey(Scope.ALL)
+SATO = GroupKey(Scope.OWNER, "sato")
+SUZUKI = GroupKey(Scope.OWNER, "suzuki")
+EAST = GroupKey(Scope.TEAM, "east")
+OPEN = [
+    Slice(date(2026, 4, 1), "sato", "east", P.P1, 10_000_000, 2),   # weighted 1,000,000
+    Slice(date(2026, 5, 1), "sato", "east", P.P4, 5_000_000, 1),    # weighted 4,000,000
+    Slice(date(2026, 6, 1), "suzuki", "east", P.P5, 3_000_000, 1),  # weighted 2,700,000
+    Slice(date(2026, 10, 1), "suzuki", None, P.P2, 1_000_001, 1),   # weighted   300,000.3
+]
+WON = [Slice(date(2026, 5, 1), "sato", "east", P.WON, 2_000_000, 1)]
+CLOSED = [ClosedCount("sato", "east", won=1, lost=3), ClosedCount("suzuki", None, won=1, lost=0)]
+
+
+def test_forecast_sums_weighted_unweighted_commit_and_won_by_month_and_quarter() -> None:
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=WON,
+                      closed=CLOSED, targets=[])
+    q1 = period(groups, ALL, "FY2026-Q1")
+    assert (q1.kind, q1.deals, q1.pipeline, q1.weighted, q1.commit, q1.won) == (
+        PeriodKind.QUARTER, 4, 18_000_000, 7_700_000, 8_000_000, 2_000_000)
+    may = period(groups, ALL, "2026-05")
+    assert (may.pipeline, may.weighted, may.commit, may.won) == (5_000_000, 4_000_000,
+                                                                 5_000_000, 2_000_000)
+    assert period(groups, ALL, "FY2026-Q3").weighted == 300_000, "rounded once, at the end"
+    year = period(groups, ALL, "FY2026")
+    assert (year.pipeline, year.deals) == (19_000_001, 5)
+    assert (q1.target, q1.coverage, q1.needed_pipeline) == (None, None, None)
+
+
+def test_forecast_has_a_group_per_owner_and_per_team() -> None:
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=WON,
+                      closed=CLOSED, targets=[])
+    assert [(g.scope, g.name) for g in groups] == [
+        (Scope.ALL, None), (Scope.TEAM, "east"), (Scope.OWNER, "sato"),
+        (Scope.OWNER, "suzuki")]
+    assert period(groups, SATO, "FY2026-Q1").pipeline == 15_000_000
+    assert period(groups, SUZUKI, "FY2026-Q3").pipeline == 1_000_001
+    assert period(groups, EAST, "FY2026-Q3").pipeline == 0, "suzuki's teamless deal"
+    only = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=WON,
+                    closed=CLOSED, targets=[], only=SUZUKI)
+    assert [(g.scope, g.name) for g in only] == [(Scope.OWNER, "suzuki")]
+
+
+def test_win_rates_are_observed_per_group() -> None:
+    assert win_rates(CLOSED) == {ALL: 2 / 5, SATO: 1 / 4, EAST: 1 / 4, SUZUKI: 1.0}
+
+
+def test_coverage_and_pipeline_needed_at_the_observed_win_rate() -> None:
+    targets = [Target("FY2026-Q1", SATO, 12_000_000), Target("FY2026-Q1", ALL, 30_000_000)]
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=WON,
+                      closed=CLOSED, targets=targets)
+    sato = period(groups, SATO, "FY2026-Q1")
+    # 10,000,000 still to win at a 25% win rate needs 40,000,000 of pipeline; 15,000,000 exist.
+    assert (sato.target, sato.coverage, sato.needed_pipeline) == (12_000_000, 1.5, 25_000_000)
+    everyone = period(groups, ALL, "FY2026-Q1")
+    # 28,000,000 to win at 40% needs 70,000,000; 18,000,000 exist.
+    assert (everyone.coverage, everyone.needed_pipeline) == (round(18 / 28, 3), 52_000_000)
+
+
+def test_a_met_target_needs_no_more_pipeline() -> None:
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=WON,
+                      closed=CLOSED, targets=[Target("2026-05", SATO, 1_000_000)])
+    may = period(groups, SATO, "2026-05")
+    assert (may.target, may.coverage, may.needed_pipeline) == (1_000_000, None, 0)
+
+
+def test_a_group_without_closed_deals_uses_everyones_win_rate() -> None:
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=[],
+                      closed=[ClosedCount("sato", None, won=1, lost=1)],
+                      targets=[Target("FY2026-Q1", SUZUKI, 4_000_000)])
+    [suzuki] = [g for g in groups if g.name == "suzuki"]
+    assert suzuki.win_rate == 0.5
+    assert period(groups, SUZUKI, "FY2026-Q1").needed_pipeline == 8_000_000 - 3_000_000
+
+
+def test_without_any_closed_deal_the_need_is_unknown() -> None:
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=[],
+                      closed=[], targets=[Target("FY2026-Q1", ALL, 1)])
+    assert period(groups, ALL, "FY2026-Q1").needed_pipeline is None
+
+
+def test_quarters_and_the_year_sum_the_month_targets_they_lack() -> None:
+    targets = [Target("2026-04", ALL, 1_000), Target("2026-05", ALL, 2_000),
+               Target("FY2026-Q2", ALL, 10_000)]
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=[], won_slices=[],
+                      closed=[], targets=targets)
+    assert period(groups, ALL, "FY2026-Q1").target == 3_000
+    assert period(groups, ALL, "FY2026-Q2").target == 10_000, "its own target wins"
+    assert period(groups, ALL, "FY2026").target == 13_000
+    assert period(groups, ALL, "2026-06").target is None
+
+
+def test_deals_outside_the_fiscal_year_are_left_out() -> None:
+    outside = [Slice(date(2026, 3, 1), "sato", None, P.P3, 1_000, 1),
+               Slice(date(2027, 4, 1), "sato", None, P.P3, 1_000, 1)]
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=outside, won_slices=[],
+                      closed=[], targets=[])
+    assert period(groups, ALL, "FY2026").pipeline == 0
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("BATON_LOST_REASONS", "BATON_PIPELINE_TIMEZONE",
+                 "BATON_FISCAL_YEAR_START_MONTH", "BATON_ZOMBIE_NO_PHASE_CHANGE_DAYS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BATON_DATABASE_URL", "postgresql://u@localhost/baton")
+    monkeypatch.setenv("BATON_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    return monkeypatch
+
+
+def test_rules_come_from_the_variables(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("BATON_LOST_REASONS", "価格, 競合 ,時期")
+    environment.setenv("BATON_FISCAL_YEAR_START_MONTH", "1")
+    environment.setenv("BATON_ZOMBIE_NO_PHASE_CHANGE_DAYS", "45")
+    rules = load_settings(PipelineSettings).rules()
+    assert rules.lost_reasons == ("価格", "競合", "時期")
+    assert rules.fiscal.start_month == 1
+    assert rules.zombie_no_phase_change == timedelta(days=45)
+    assert rules.zombie_no_next_action == timedelta(days=60)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("BATON_LOST_REASONS", "price,price"), ("BATON_LOST_REASONS", " , "),
+    ("BATON_PIPELINE_TIMEZONE", "Mars/Olympus"), ("BATON_FISCAL_YEAR_START_MONTH", "13"),
+    ("BATON_ZOMBIE_NO_PHASE_CHANGE_DAYS", "0"),
+])
+def test_a_bad_rule_is_named_at_start_up(environment: pytest.MonkeyPatch, variable: str,
+                                         value: str) -> None:
+    environment.setenv(variable, value)
+    with pytest.raises(SettingsError, match=variable):
+        load_settings(PipelineSettings)
