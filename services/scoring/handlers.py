@@ -1,43 +1,217 @@
-"""Scoring's event handlers."""
+"""Scoring's event handlers, decay sweep and model installation: load, score, save, announce."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+
 from baton_runtime.clock import Clock
-from baton_runtime.uow import UnitOfWork
-from schemas.events import LeadCaptured, LeadScored, ScoreReason, Tier
+from baton_runtime.periodic import holds_exclusive_lock
+from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
+from schemas.events import (
+    Account,
+    DealPhaseChanged,
+    DealRecycled,
+    LeadCaptured,
+    LeadProfile,
+    LeadScored,
+    ScoreReason,
+    Tier,
+    TouchpointType,
+)
 from services.scoring import store
-from services.scoring.domain import Activity, LeadFacts, ScoringModel, score_lead
+from services.scoring.domain import (
+    Activity,
+    Colleague,
+    DealOutcome,
+    Dormancy,
+    LeadFacts,
+    Standing,
+    engages,
+    is_decision_maker,
+    outcome_of,
+    score_lead,
+)
+from services.scoring.model import ActiveModel, ModelError, ScoringModel
+
+SWEEP_LOCK = "scoring.decay-sweep"
 
 
-async def on_lead_captured(event: LeadCaptured, uow: UnitOfWork, *, model: ScoringModel,
-                           clock: Clock) -> None:
-    """Add the touchpoint to the ledger, re-score, and emit lead.scored if anything changed."""
+@dataclass(frozen=True)
+class Lead:
+    """A lead as scoring it needs it: who it is, its ledger, colleagues, what was announced."""
+
+    lead_id: uuid.UUID
+    profile: LeadProfile
+    account: Account
+    source: str
+    partner: str | None
+    last_engaged_at: datetime | None
+    baseline_at: datetime | None
+    announced: Standing | None
+    ledger: Sequence[Activity]
+    colleagues: Sequence[Colleague]
+
+
+async def load(uow: UnitOfWork, rows: Sequence[Row[Any]], model: ScoringModel,
+               now: datetime) -> list[Lead]:
+    """Return the leads of full ``leads`` rows with their ledgers and engaged colleagues."""
     connection = uow.connection
-    await store.upsert_profile(connection, event.lead_id, event.profile, event.account,
-                               event.source)
-    previous = await store.current(connection, event.lead_id, lock=True)
-    assert previous is not None  # upserted above
-    touchpoint = event.touchpoint
-    await store.add_activity(connection, event.lead_id, Activity(
-        touchpoint.type, touchpoint.occurred_at, touchpoint.asset_id, touchpoint.interacted))
-    now = clock()
-    facts = LeadFacts(title=event.profile.title, free_mail=event.account.free_mail,
-                      industry=event.profile.industry,
-                      employee_band=event.profile.employee_band)
-    result = score_lead(facts,
-                        await store.ledger(connection, event.lead_id), now, model)
-    reasons = [ScoreReason(code=r.code, label=r.label, points=r.points) for r in result.reasons]
-    await store.save_score(connection, event.lead_id, score=result.score,
-                           tier=result.tier.value,
-                           reasons=[r.model_dump(mode="json") for r in reasons],
-                           model_version=result.model_version, scored_at=now)
-    if previous.score == result.score and previous.tier == result.tier.value:
-        return
-    uow.emit(LeadScored(
-        lead_id=event.lead_id, scored_at=now, score=result.score,
-        previous_score=previous.score,
-        tier=result.tier, previous_tier=Tier(previous.tier) if previous.tier else None,
-        high_intent_signals=list(result.high_intent_signals), reasons=reasons,
-        model_version=result.model_version, profile=event.profile, account=event.account,
-        source=event.source, last_touchpoint=touchpoint.type,
-    ))
+    ledgers = await store.ledgers(connection, [row.lead_id for row in rows])
+    contacts = await store.engaged_contacts(
+        connection, {row.account_key for row in rows if row.account_key},
+        since=now - model.engagement.window)
+    return [Lead(row.lead_id, LeadProfile.model_validate(row.profile),
+                 Account.model_validate(row.account), row.source, row.partner,
+                 row.last_engaged_at, row.baseline_at, announced(row),
+                 ledgers.get(row.lead_id, []),
+                 [colleague for lead_id, colleague in contacts.get(row.account_key or "", [])
+                  if lead_id != row.lead_id])
+            for row in rows]
+
+
+def announced(row: Row[Any]) -> Standing | None:
+    """Return the standing last announced for the lead in ``row``, None if never scored."""
+    if row.score is None:
+        return None
+    return Standing(row.score, Tier(row.tier), row.surge, Dormancy(row.dormancy))
+
+
+def facts_of(profile: LeadProfile, account: Account) -> LeadFacts:
+    """Return what the model reads from a lead's profile and account."""
+    return LeadFacts(title=profile.title, free_mail=account.free_mail,
+                     industry=profile.industry, employee_band=profile.employee_band,
+                     email_domain=profile.email.rpartition("@")[2] or None,
+                     company=profile.company or account.company_name)
+
+
+async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, now: datetime,
+                  trigger: TouchpointType | None = None) -> None:
+    """Score ``leads`` at ``now``, save the results, and announce each changed standing."""
+    saved: list[dict[str, Any]] = []
+    for lead in leads:
+        result = score_lead(facts_of(lead.profile, lead.account), lead.ledger, now, model,
+                            colleagues=lead.colleagues, baseline_at=lead.baseline_at)
+        reasons = [ScoreReason(code=r.code, label=r.label, points=r.points)
+                   for r in result.reasons]
+        saved.append({
+            "lead_id": lead.lead_id, "score": result.score, "tier": result.tier.value,
+            "surge": result.surge, "dormancy": result.dormancy.value,
+            "high_intent_signals": list(result.high_intent_signals),
+            "reasons": [r.model_dump(mode="json") for r in reasons],
+            "model_version": result.model_version, "scored_at": now,
+            "next_review_at": result.next_review_at,
+            "decision_maker": is_decision_maker(lead.profile.title, model),
+            "last_engaged_at": lead.last_engaged_at,
+        })
+        if lead.announced == result.standing:
+            continue
+        previous = lead.announced
+        uow.emit(LeadScored(
+            lead_id=lead.lead_id, scored_at=now, score=result.score,
+            previous_score=previous.score if previous else None, tier=result.tier,
+            previous_tier=previous.tier if previous else None, surge=result.surge,
+            high_intent_signals=list(result.high_intent_signals), reasons=reasons,
+            model_version=result.model_version, profile=lead.profile, account=lead.account,
+            source=lead.source, last_touchpoint=trigger, partner=lead.partner,
+            dormancy=result.dormancy.value,
+        ))
+    await store.save_scores(uow.connection, saved)
+
+
+async def on_lead_captured(event: LeadCaptured, uow: UnitOfWork, *, active: ActiveModel,
+                           clock: Clock) -> None:
+    """Add the touchpoint to the ledger and re-score; tell colleagues' scores if it matters."""
+    model, now, touchpoint = active.model, clock(), event.touchpoint
+    window = model.engagement.window
+    decision_maker = is_decision_maker(event.profile.title, model)
+    recorded = await store.record_touchpoint(uow.connection, event,
+                                             decision_maker=decision_maker,
+                                             engaged_since=now - window)
+    state = recorded.state
+    was_engaged = state.last_engaged_at is not None and now - state.last_engaged_at < window
+    last_engaged_at = state.last_engaged_at
+    if engages(touchpoint.type, model) and (
+            last_engaged_at is None or touchpoint.occurred_at > last_engaged_at):
+        last_engaged_at = touchpoint.occurred_at
+    engaged = last_engaged_at is not None and now - last_engaged_at < window
+    if state.account_key and engaged and (
+            not was_engaged or decision_maker != state.decision_maker):
+        await store.ask_colleagues_for_review(uow.connection, state.account_key, event.lead_id,
+                                              now)
+    lead = Lead(event.lead_id, event.profile, event.account, event.source, state.partner,
+                last_engaged_at, state.baseline_at, announced(state), recorded.ledger,
+                recorded.colleagues)
+    await rescore(uow, [lead], model, now, trigger=touchpoint.type)
+
+
+async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork) -> None:
+    """Record the deal's phase, and its outcome once it closes, for calibration."""
+    await store.record_deal(uow.connection, deal_id=event.deal_id, lead_id=event.lead_id,
+                            phase=event.to_phase.value, outcome=outcome_of(event.to_phase),
+                            at=event.occurred_at)
+
+
+async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, active: ActiveModel,
+                           clock: Clock) -> None:
+    """Record the recycled deal and reset the lead's behaviour: it must earn MQL again."""
+    await store.record_deal(uow.connection, deal_id=event.deal_id, lead_id=event.lead_id,
+                            phase=event.last_phase.value, outcome=DealOutcome.RECYCLED,
+                            at=event.recycled_at)
+    row = await store.reset_baseline(uow.connection, event.lead_id, event.recycled_at)
+    if row is not None:  # a lead scoring never saw has no behaviour to reset
+        model, now = active.model, clock()
+        await rescore(uow, await load(uow, [row], model, now), model, now)
+
+
+async def sweep(unit_of_work: UnitOfWorkFactory, active: ActiveModel, clock: Clock,
+                batch_size: int) -> int:
+    """Re-score every lead whose review time has come; return how many were re-scored.
+
+    One replica sweeps at a time (an advisory lock); leads a consumer holds are
+    skipped, since that consumer is scoring them anyway.
+    """
+    swept = 0
+    while True:
+        async with unit_of_work() as uow:
+            if not await holds_exclusive_lock(uow.connection, SWEEP_LOCK):
+                return swept
+            model, now = active.model, clock()
+            due = await store.due_for_review(uow.connection, now, batch_size)
+            await rescore(uow, await load(uow, due, model, now), model, now)
+            await uow.commit()
+        swept += len(due)
+        if len(due) < batch_size:
+            return swept
+
+
+async def install_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel) -> None:
+    """Store the configured model unless its version is known; then use the latest one.
+
+    Raise ModelError if the version is stored with different rules: a changed model
+    needs a new version, or old scores would no longer say what produced them.
+    """
+    configured = active.model
+    async with unit_of_work() as uow:
+        if await store.add_model(uow.connection, configured.version,
+                                 configured.model_dump(mode="json")) is None:
+            stored = await store.model_version(uow.connection, configured.version)
+            if stored is None or ScoringModel.model_validate(stored.definition) != configured:
+                raise ModelError(f"scoring model version {configured.version} is already "
+                                 "stored with different rules; give the changed model a new "
+                                 "version")
+        await uow.commit()
+    await reload_model(unit_of_work, active)
+
+
+async def reload_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel) -> None:
+    """Use the model version activated last (by any replica)."""
+    async with unit_of_work() as uow:
+        latest = await store.latest_model(uow.connection)
+    if latest is not None and latest.version != active.model.version:
+        active.replace(ScoringModel.model_validate(latest.definition))

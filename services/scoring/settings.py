@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, FilePath, field_validator
 
 from baton_runtime.settings import RuntimeSettings
+from services.scoring.model import DEFAULT_MODEL_FILE, ModelError, ScoringModel, load_model
 
 
 class ScoringSettings(RuntimeSettings):
     """Scoring service settings."""
 
     http_port: int = Field(default=8002, ge=1, le=65535)
+    scoring_model_file: FilePath | None = Field(
+        default=None, description="YAML scoring model; unset means the packaged model.yaml.")
+    scoring_sweep_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+    scoring_sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
+
+    @field_validator("scoring_model_file")
+    @classmethod
+    def valid_model(cls, path: FilePath | None) -> FilePath | None:
+        """Return the path if it holds a valid scoring model (fail at start-up otherwise)."""
+        if path is not None:
+            try:
+                load_model(path)
+            except ModelError as error:
+                raise ValueError(str(error)) from None
+        return path
+
+    def scoring_model(self) -> ScoringModel:
+        """Return the configured scoring model."""
+        return load_model(self.scoring_model_file or DEFAULT_MODEL_FILE)

@@ -1,93 +1,325 @@
-"""Scoring's tables: each lead's profile and current score, and its activity ledger."""
+"""Scoring's tables: lead profiles and scores, the activity ledger, model versions, deals."""
 
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Column, DateTime, Integer, Table, Text, func, select
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    Table,
+    Text,
+    bindparam,
+    func,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql import Select
 
 from baton_runtime.db import service_metadata
-from schemas.events import Account, LeadProfile, TouchpointType
-from services.scoring.domain import Activity
+from schemas.events import Account, LeadCaptured, Tier, TouchpointType
+from services.scoring.domain import Activity, Colleague, DealOutcome, DealRecord
 
 metadata, plumbing = service_metadata("scoring")
 
-lead_scores = Table(
-    "lead_scores",
+leads = Table(
+    "leads",
     metadata,
     Column("lead_id", UUID(as_uuid=True), primary_key=True),
     Column("profile", JSONB, nullable=False),
     Column("account", JSONB, nullable=False),
     Column("source", Text, nullable=False),
+    Column("partner", Text),  # the appointment-setting partner who brought the lead, if any
+    # Set only when the account names a company: anonymous free-mail leads share no account.
+    Column("account_key", Text),
+    Column("decision_maker", Boolean, nullable=False, server_default="false"),
+    Column("last_engaged_at", DateTime(timezone=True)),
+    Column("baseline_at", DateTime(timezone=True)),
     Column("score", Integer),
     Column("tier", Text),
+    Column("surge", Boolean, nullable=False, server_default="false"),
+    Column("dormancy", Text, nullable=False, server_default="active"),
+    Column("high_intent_signals", JSONB, nullable=False, server_default="[]"),
     Column("reasons", JSONB, nullable=False, server_default="[]"),
     Column("model_version", Text),
     Column("scored_at", DateTime(timezone=True)),
+    Column("next_review_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_scoring_leads_account_engaged", "account_key", "last_engaged_at"),
+    Index("ix_scoring_leads_next_review_at", "next_review_at",
+          postgresql_where=text("next_review_at IS NOT NULL")),
 )
 activities = Table(
     "activities",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
     Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
     Column("type", Text, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("asset_id", Text),
     Column("interacted", Boolean, nullable=False, server_default="false"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+models = Table(
+    "models",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),  # activation order
+    Column("version", Text, nullable=False, unique=True),
+    Column("definition", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+deals = Table(
+    "deals",
+    metadata,
+    Column("deal_id", UUID(as_uuid=True), primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=False, index=True),
+    Column("phase", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("opened_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("changed_at", DateTime(timezone=True), nullable=False),  # of the event applied last
+    # The lead's standing when the deal was first seen: what calibration compares.
+    Column("score", Integer),
+    Column("tier", Text),
+    Column("model_version", Text),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+LEDGER = (activities.c.type, activities.c.occurred_at, activities.c.asset_id,
+          activities.c.interacted)
+STATE = (leads.c.lead_id, leads.c.partner, leads.c.account_key, leads.c.decision_maker,
+         leads.c.last_engaged_at, leads.c.baseline_at, leads.c.score, leads.c.tier,
+         leads.c.surge, leads.c.dormancy)
 
 
-async def upsert_profile(connection: AsyncConnection, lead_id: uuid.UUID, profile: LeadProfile,
-                         account: Account, source: str) -> None:
-    """Store the lead's latest profile and account, keeping its score."""
-    values = {"profile": profile.model_dump(mode="json"),
-              "account": account.model_dump(mode="json"), "source": source}
-    await connection.execute(
-        pg_insert(lead_scores)
-        .values(lead_id=lead_id, **values)
-        .on_conflict_do_update(index_elements=["lead_id"],
-                               set_={**values, "updated_at": func.now()})
-    )
+def account_key_of(account: Account) -> str | None:
+    """Return the key that groups the lead with its colleagues, None if it names no company."""
+    if account.free_mail and not account.company_name:
+        return None
+    return account.account_key
 
 
-async def add_activity(connection: AsyncConnection, lead_id: uuid.UUID,
-                       activity: Activity) -> None:
-    """Append one touchpoint to the lead's ledger."""
-    await connection.execute(
-        activities.insert().values(lead_id=lead_id, type=activity.type.value,
-                                   occurred_at=activity.occurred_at, asset_id=activity.asset_id,
-                                   interacted=activity.interacted)
-    )
+@dataclass(frozen=True)
+class Recorded:
+    """A lead right after a touchpoint was recorded: its state before, ledger and colleagues."""
+
+    state: Row[Any]
+    ledger: list[Activity]
+    colleagues: list[Colleague]
 
 
-async def ledger(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Activity]:
-    """Return the lead's activities, oldest first."""
+def _recording() -> Select[Any]:
+    """Return the statement ``record_touchpoint`` runs, built once: building costs more
+    than running it."""
+    lead_id = bindparam("lead_id", type_=leads.c.lead_id.type)
+    profile = {name: bindparam(name, type_=leads.c[name].type)
+               for name in ("profile", "account", "source", "account_key")}
+    appended = activities.insert().values(
+        lead_id=lead_id, **{column.name: bindparam(column.name, type_=column.type)
+                            for column in LEDGER}).cte("appended")
+    upsert = pg_insert(leads).values(lead_id=lead_id, partner=bindparam("partner", type_=Text),
+                                     decision_maker=bindparam("decision_maker", type_=Boolean),
+                                     **profile)
+    upserted = upsert.on_conflict_do_update(index_elements=["lead_id"], set_={
+        **profile, "partner": func.coalesce(upsert.excluded.partner, leads.c.partner),
+        "updated_at": func.now(),
+    }).returning(*STATE).cte("upserted")
+    # Both read the snapshot from before this statement: the new touchpoint is added later.
+    history = select(*(func.array_agg(column).label(column.name) for column in LEDGER)).where(
+        activities.c.lead_id == lead_id).subquery("history")
+    engaged = select(*(func.array_agg(column).label(f"colleague_{column.name}")
+                       for column in (leads.c.last_engaged_at, leads.c.decision_maker))).where(
+        leads.c.account_key == profile["account_key"], leads.c.lead_id != lead_id,
+        leads.c.last_engaged_at > bindparam("engaged_since", type_=DateTime(timezone=True)),
+    ).subquery("engaged")
+    # Each aggregate is exactly one row: joining them on TRUE adds them to the lead's row.
+    joined = upserted.join(history, true()).join(engaged, true())
+    return select(upserted, history, engaged).select_from(joined).add_cte(appended)
+
+
+RECORDING = _recording()
+
+
+async def record_touchpoint(connection: AsyncConnection, event: LeadCaptured, *,
+                            decision_maker: bool, engaged_since: datetime) -> Recorded:
+    """Store the lead's profile, append the touchpoint, and read what scoring needs.
+
+    One round trip: the state is the lead's as it was before this touchpoint (decision
+    maker included: ``save_scores`` updates it), locked until commit; the colleagues
+    are the account's other contacts engaged after ``engaged_since``.
+    """
+    touchpoint = event.touchpoint
+    row = (await connection.execute(RECORDING, {
+        "lead_id": event.lead_id, "profile": event.profile.model_dump(mode="json"),
+        "account": event.account.model_dump(mode="json"), "source": event.source,
+        "account_key": account_key_of(event.account),
+        "partner": event.partner_notes.partner if event.partner_notes else None,
+        "decision_maker": decision_maker, "engaged_since": engaged_since,
+        "type": touchpoint.type.value, "occurred_at": touchpoint.occurred_at,
+        "asset_id": touchpoint.asset_id, "interacted": touchpoint.interacted,
+    })).one()
+    ledger = [Activity(TouchpointType(kind), at, asset, interacted) for kind, at, asset, interacted
+              in zip(row.type or (), row.occurred_at or (), row.asset_id or (),
+                     row.interacted or (), strict=True)]
+    ledger.append(Activity(touchpoint.type, touchpoint.occurred_at, touchpoint.asset_id,
+                           touchpoint.interacted))
+    colleagues = [Colleague(at, decider) for at, decider in
+                  zip(row.colleague_last_engaged_at or (), row.colleague_decision_maker or (),
+                      strict=True)]
+    return Recorded(row, ledger, colleagues)
+
+
+async def ledgers(connection: AsyncConnection,
+                  lead_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Activity]]:
+    """Return each lead's activities."""
     rows = await connection.execute(
-        select(activities).where(activities.c.lead_id == lead_id)
-        .order_by(activities.c.occurred_at, activities.c.id)
+        select(activities.c.lead_id, *LEDGER).where(activities.c.lead_id.in_(lead_ids)))
+    found: dict[uuid.UUID, list[Activity]] = defaultdict(list)
+    for row in rows:
+        found[row.lead_id].append(
+            Activity(TouchpointType(row.type), row.occurred_at, row.asset_id, row.interacted))
+    return found
+
+
+async def engaged_contacts(connection: AsyncConnection, account_keys: Collection[str],
+                           since: datetime) -> dict[str, list[tuple[uuid.UUID, Colleague]]]:
+    """Return, per account, the contacts engaged after ``since`` with their lead ids."""
+    if not account_keys:
+        return {}
+    rows = await connection.execute(
+        select(leads.c.account_key, leads.c.lead_id, leads.c.last_engaged_at,
+               leads.c.decision_maker)
+        .where(leads.c.account_key.in_(account_keys), leads.c.last_engaged_at > since)
     )
-    return [Activity(TouchpointType(r.type), r.occurred_at, r.asset_id, r.interacted)
-            for r in rows]
+    found: dict[str, list[tuple[uuid.UUID, Colleague]]] = defaultdict(list)
+    for row in rows:
+        found[row.account_key].append(
+            (row.lead_id, Colleague(row.last_engaged_at, row.decision_maker)))
+    return found
 
 
-async def current(connection: AsyncConnection, lead_id: uuid.UUID,
-                  lock: bool = False) -> Row[Any] | None:
+async def ask_colleagues_for_review(connection: AsyncConnection, account_key: str,
+                                    lead_id: uuid.UUID, at: datetime) -> None:
+    """Make the sweep re-score the lead's colleagues at ``at`` (their engagement points changed).
+
+    Colleagues another transaction holds are skipped rather than waited for: waiting
+    could deadlock with that transaction, which is scoring them right now anyway.
+    """
+    colleagues = (
+        select(leads.c.lead_id)
+        .where(leads.c.account_key == account_key, leads.c.lead_id != lead_id,
+               (leads.c.next_review_at.is_(None)) | (leads.c.next_review_at > at))
+        .with_for_update(skip_locked=True)
+    )
+    await connection.execute(
+        leads.update().where(leads.c.lead_id.in_(colleagues)).values(next_review_at=at))
+
+
+SCORE_COLUMNS = ("score", "tier", "surge", "dormancy", "high_intent_signals", "reasons",
+                 "model_version", "scored_at", "next_review_at", "decision_maker",
+                 "last_engaged_at")
+SAVING = leads.update().where(leads.c.lead_id == bindparam("b_lead_id")).values(
+    {**{name: bindparam(f"b_{name}") for name in SCORE_COLUMNS}, "updated_at": func.now()})
+
+
+async def save_scores(connection: AsyncConnection, scores: Sequence[Mapping[str, Any]]) -> None:
+    """Store new scores; each mapping holds ``lead_id`` and every one of SCORE_COLUMNS."""
+    if scores:
+        await connection.execute(SAVING, [{f"b_{name}": value for name, value in row.items()}
+                                          for row in scores])
+
+
+async def lead(connection: AsyncConnection, lead_id: uuid.UUID,
+               lock: bool = False) -> Row[Any] | None:
     """Return the lead's stored profile and score, optionally locking it for update."""
-    query = select(lead_scores).where(lead_scores.c.lead_id == lead_id)
+    query = select(leads).where(leads.c.lead_id == lead_id)
     if lock:
         query = query.with_for_update()
     return (await connection.execute(query)).first()
 
 
-async def save_score(connection: AsyncConnection, lead_id: uuid.UUID, **values: Any) -> None:
-    """Store the lead's new score, tier, reasons and model version."""
-    await connection.execute(
-        lead_scores.update().where(lead_scores.c.lead_id == lead_id)
-        .values(**values, updated_at=func.now())
-    )
+async def due_for_review(connection: AsyncConnection, now: datetime,
+                         limit: int) -> Sequence[Row[Any]]:
+    """Return (and lock) up to ``limit`` leads whose review time has come, oldest first."""
+    return (await connection.execute(
+        select(leads).where(leads.c.next_review_at <= now).order_by(leads.c.next_review_at)
+        .limit(limit).with_for_update(skip_locked=True)
+    )).all()
+
+
+async def reset_baseline(connection: AsyncConnection, lead_id: uuid.UUID,
+                         at: datetime) -> Row[Any] | None:
+    """Make activities up to ``at`` stop counting for behaviour; return the lead, locked."""
+    return (await connection.execute(
+        leads.update().where(leads.c.lead_id == lead_id)
+        .values(baseline_at=func.greatest(func.coalesce(leads.c.baseline_at, at), at),
+                updated_at=func.now())
+        .returning(*leads.c)
+    )).first()
+
+
+async def record_deal(connection: AsyncConnection, *, deal_id: uuid.UUID, lead_id: uuid.UUID,
+                      phase: str, outcome: DealOutcome, at: datetime) -> None:
+    """Record a deal's phase; its first sighting keeps the lead's standing at that moment.
+
+    Phase changes and recycling come on different topics, so they may arrive out of
+    order: an event older than the one applied last changes nothing, and at the same
+    moment a closing outcome wins over an open phase.
+    """
+    def of_lead(column: Column[Any]) -> Any:
+        return select(column).where(leads.c.lead_id == lead_id).scalar_subquery()
+
+    values = {"phase": phase, "outcome": outcome.value, "changed_at": at,
+              "closed_at": None if outcome is DealOutcome.OPEN else at}
+    upsert = pg_insert(deals).values(
+        deal_id=deal_id, lead_id=lead_id, opened_at=at, score=of_lead(leads.c.score),
+        tier=of_lead(leads.c.tier), model_version=of_lead(leads.c.model_version), **values)
+    newer = upsert.excluded.changed_at > deals.c.changed_at
+    closing_at_once = ((upsert.excluded.changed_at == deals.c.changed_at)
+                       & (upsert.excluded.outcome != DealOutcome.OPEN.value))
+    await connection.execute(upsert.on_conflict_do_update(
+        index_elements=["deal_id"], set_={**values, "updated_at": func.now()},
+        where=newer | closing_at_once))
+
+
+async def deal_records(connection: AsyncConnection,
+                       model_version: str | None = None) -> list[DealRecord]:
+    """Return every deal whose lead had a score when it opened, optionally of one model."""
+    query = select(deals.c.score, deals.c.tier, deals.c.outcome).where(deals.c.score.is_not(None))
+    if model_version is not None:
+        query = query.where(deals.c.model_version == model_version)
+    return [DealRecord(row.score, Tier(row.tier), DealOutcome(row.outcome))
+            for row in await connection.execute(query)]
+
+
+async def latest_model(connection: AsyncConnection) -> Row[Any] | None:
+    """Return the model version activated last, with its definition."""
+    return (await connection.execute(
+        select(models).order_by(models.c.id.desc()).limit(1))).first()
+
+
+async def model_version(connection: AsyncConnection, version: str) -> Row[Any] | None:
+    """Return a stored model version, or None."""
+    return (await connection.execute(select(models).where(models.c.version == version))).first()
+
+
+async def add_model(connection: AsyncConnection, version: str,
+                    definition: Mapping[str, Any]) -> Row[Any] | None:
+    """Store a model version as the active one; return None if the version already exists."""
+    return (await connection.execute(
+        pg_insert(models).values(version=version, definition=definition)
+        .on_conflict_do_nothing(index_elements=["version"]).returning(*models.c)
+    )).first()

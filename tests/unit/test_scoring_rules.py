@@ -1,41 +1,65 @@
-"""Scoring's pure rules, with properties over generated ledgers."""
+"""Scoring's pure rules with the packaged model, and properties over generated ledgers."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import Tier, TouchpointType
 from services.scoring.domain import (
     Activity,
+    Colleague,
+    Dormancy,
     LeadFacts,
-    ScoringModel,
+    ScoreResult,
+    clip_score,
     decay_factor,
     score_lead,
+    seniority,
 )
+from services.scoring.model import DEFAULT_MODEL_FILE, ScoringModel, load_model
 
-MODEL = ScoringModel()
+MODEL = load_model(DEFAULT_MODEL_FILE)
 NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 T = TouchpointType
+NOBODY = LeadFacts(title=None, free_mail=False)
+MANAGER_AT_ICP = LeadFacts(title="製造部 部長", free_mail=False, industry="製造業",
+                           employee_band="500-999")
 EXEC_AT_ICP = LeadFacts(title="代表取締役", free_mail=False, industry="製造業",
                         employee_band="500-999")
+PROPERTY_RUNS = settings(max_examples=80, deadline=None)
 
 
 def at(days_ago: float, type_: TouchpointType, asset: str | None = None) -> Activity:
     return Activity(type_, NOW - timedelta(days=days_ago), asset)
 
 
+def points_by_code(result: ScoreResult) -> dict[str, float]:
+    return {reason.code: reason.points for reason in result.reasons}
+
+
+def variant(**changes: Any) -> ScoringModel:
+    """Return the packaged model with some sections' fields replaced."""
+    document = MODEL.model_dump(mode="json")
+    for section, fields in changes.items():
+        document[section] = {**document[section], **fields}
+    return ScoringModel.model_validate(document)
+
+
 def test_demo_request_from_a_manager_at_an_icp_company_is_tier_a() -> None:
-    facts = LeadFacts(title="部長", free_mail=False, industry="製造業", employee_band="500-999")
-    result = score_lead(facts, [at(0, T.INQUIRY_DEMO_REQUEST)], NOW, MODEL)
+    result = score_lead(MANAGER_AT_ICP, [at(0, T.INQUIRY_DEMO_REQUEST)], NOW, MODEL)
     assert result.score == 80
     assert result.tier is Tier.A
     assert result.high_intent_signals == ("inquiry.demo_request",)
-    assert {r.code: r.points for r in result.reasons} == {
+    assert result.model_version == MODEL.version
+    assert points_by_code(result) == {
         "fit.title.manager": 10, "fit.icp.industry": 10, "fit.icp.employee_band": 10,
         "inquiry.demo_request": 50}
+    assert "製造部 部長" in result.reasons[0].label
 
 
 def test_a_high_score_without_high_intent_is_only_tier_b() -> None:
@@ -43,34 +67,182 @@ def test_a_high_score_without_high_intent_is_only_tier_b() -> None:
               at(2, T.PAGE_VIEW_BLOG), at(3, T.APPOINTMENT_SET)]
     result = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL)
     assert result.score >= 80
+    assert result.high_intent_signals == ()
+    assert result.tier is Tier.B
+
+
+def test_each_high_intent_signal_makes_a_high_score_tier_a() -> None:
+    base = [at(3, T.APPOINTMENT_SET), at(3, T.WEBINAR_PRODUCT_DEMO)]
+    signals = {
+        "inquiry.quote_request": [at(1, T.INQUIRY_QUOTE_REQUEST)],
+        "webinar_and_downloads": [at(1, T.DOWNLOAD_BEGINNER_GUIDE, "a"),
+                                  at(1, T.DOWNLOAD_BEGINNER_GUIDE, "b")],
+        "pricing_or_case_study_views": [at(1, T.PAGE_VIEW_PRICING), at(1, T.PAGE_VIEW_PRICING),
+                                        at(2, T.PAGE_VIEW_CASE_STUDY)],
+    }
+    for signal, extra in signals.items():
+        result = score_lead(EXEC_AT_ICP, base + extra, NOW, MODEL)
+        assert (result.tier, result.high_intent_signals) == (Tier.A, (signal,)), signal
+    decider = Colleague(engaged_at=NOW - timedelta(days=2), decision_maker=True)
+    result = score_lead(EXEC_AT_ICP, base, NOW, MODEL, colleagues=[decider])
+    assert (result.tier, result.high_intent_signals) == (Tier.A, ("decision_maker_engaged",))
+
+
+def test_a_signal_older_than_its_window_no_longer_makes_tier_a() -> None:
+    ledger = [at(31, T.INQUIRY_QUOTE_REQUEST), at(1, T.APPOINTMENT_SET),
+              at(1, T.WEBINAR_PRODUCT_DEMO)]
+    result = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL)
+    assert result.score >= 80
     assert result.tier is Tier.B
 
 
 def test_repeat_pricing_views_within_a_week_add_five_each_up_to_the_cap() -> None:
     ledger = [at(d, T.PAGE_VIEW_PRICING) for d in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)]
-    reasons = score_lead(LeadFacts(None, False), ledger, NOW, MODEL).reasons
-    repeats = [r for r in reasons if r.code == "page_view.pricing.repeat"]
-    assert len(repeats) == MODEL.repeat_view_cap
-    assert all(4.9 <= r.points <= 5 for r in repeats)
+    reasons = score_lead(NOBODY, ledger, NOW, MODEL).reasons
+    assert [r.code for r in reasons] == ["page_view.pricing"] + [
+        "page_view.pricing.repeat"] * MODEL.behaviour.repeat_views.cap
+    assert all(4.9 <= r.points <= 5 for r in reasons[1:])
+
+
+def test_a_view_after_the_repeat_window_earns_the_full_points_again() -> None:
+    reasons = score_lead(NOBODY, [at(20, T.PAGE_VIEW_PRICING), at(0, T.PAGE_VIEW_PRICING)],
+                         NOW, MODEL).reasons
+    assert [r.code for r in reasons] == ["page_view.pricing", "page_view.pricing"]
 
 
 def test_a_second_distinct_download_earns_the_bonus_and_a_repeat_earns_nothing() -> None:
     ledger = [at(0, T.DOWNLOAD_BEGINNER_GUIDE, "a"), at(0, T.DOWNLOAD_BEGINNER_GUIDE, "b"),
               at(0, T.DOWNLOAD_BEGINNER_GUIDE, "b")]
-    reasons = score_lead(LeadFacts(None, False), ledger, NOW, MODEL).reasons
+    reasons = score_lead(NOBODY, ledger, NOW, MODEL).reasons
     assert [r.points for r in reasons] == [5, 10]
+    assert "further download" in reasons[1].label
+
+
+def test_a_question_during_a_webinar_earns_five_more() -> None:
+    ledger = [Activity(T.WEBINAR_TREND_SEMINAR, NOW, interacted=True)]
+    assert [r.points for r in score_lead(NOBODY, ledger, NOW, MODEL).reasons] == [17]
+
+
+def test_beyond_fifty_touchpoints_the_smallest_are_summed_into_one_reason() -> None:
+    ledger = [at(day / 2, T.EMAIL_CLICK) for day in range(120)]
+    result = score_lead(NOBODY, ledger, NOW, MODEL)
+    codes = [r.code for r in result.reasons]
+    assert codes == ["email.click"] * 50 + ["behaviour.other"]
+    assert result.reasons[-1].label == "70 smaller or older touchpoint(s)"
+    newest_fifty = 3 * decay_factor(timedelta(days=24.5), MODEL.behaviour.half_life)
+    assert min(r.points for r in result.reasons[:50]) == round(newest_fifty, 2)
+    assert clip_score(sum(r.points for r in result.reasons)) == result.score
 
 
 def test_points_halve_after_one_half_life() -> None:
-    assert decay_factor(MODEL.half_life, MODEL.half_life) == 0.5
-    reasons = score_lead(LeadFacts(None, False), [at(30, T.INQUIRY_GENERAL)], NOW,
-                         MODEL).reasons
+    assert decay_factor(MODEL.behaviour.half_life, MODEL.behaviour.half_life) == 0.5
+    reasons = score_lead(NOBODY, [at(30, T.INQUIRY_GENERAL)], NOW, MODEL).reasons
     assert reasons[0].points == 15
 
 
 def test_free_mail_loses_ten_points_and_the_score_is_clipped_at_zero() -> None:
     result = score_lead(LeadFacts(None, True), [at(0, T.PAGE_VIEW_BLOG)], NOW, MODEL)
+    assert points_by_code(result)["fit.free_mail"] == -10
     assert result.score == 0  # 3 - 10, clipped
+
+
+def test_a_disposable_domain_loses_ten_points_once_even_if_it_is_free_mail() -> None:
+    facts = LeadFacts(None, free_mail=True, email_domain="Mailinator.com")
+    assert points_by_code(score_lead(facts, [at(0, T.INQUIRY_GENERAL)], NOW, MODEL)) == {
+        "fit.disposable_domain": -10, "inquiry.general": 30}
+
+
+def test_a_student_loses_thirty_points_instead_of_earning_title_points() -> None:
+    result = score_lead(LeadFacts("大学院生", False), [at(0, T.INQUIRY_QUOTE_REQUEST)], NOW,
+                        MODEL)
+    assert points_by_code(result) == {"fit.student": -30, "inquiry.quote_request": 60}
+
+
+def test_a_competitor_is_disqualified_whatever_it_does() -> None:
+    model = variant(fit={"competitors": {"domains": ["rival.example"],
+                                         "company_names": ["ライバル株式会社"]}})
+    ledger = [at(0, T.INQUIRY_DEMO_REQUEST), at(0, T.INQUIRY_QUOTE_REQUEST)]
+    for facts in (LeadFacts("CEO", False, "製造業", email_domain="rival.example"),
+                  LeadFacts("CEO", False, company="ライバル株式会社")):
+        result = score_lead(facts, ledger, NOW, model)
+        assert (result.score, result.tier, result.high_intent_signals) == (0, Tier.C, ())
+        assert result.reasons[-1].code == "fit.competitor"
+        assert sum(r.points for r in result.reasons) == 0
+
+
+def test_titles_match_ascii_keywords_as_words_and_japanese_anywhere() -> None:
+    assert seniority("Chief Operating Officer", MODEL) == "executive"
+    assert seniority("COO", MODEL) == "executive"
+    assert seniority("Event Coordinator", MODEL) == "staff"  # "coo" inside a word
+    assert seniority("ＩＴ推進部 部長", MODEL) == "manager"  # full-width, NFKC
+    assert seniority("代表取締役社長", MODEL) == "executive"
+    assert seniority("営業担当", MODEL) == "staff"
+    assert seniority(None, MODEL) is None
+
+
+def test_engaged_colleagues_add_five_each_up_to_fifteen_and_a_decision_maker_ten() -> None:
+    def colleagues(count: int, days_ago: float = 10, decider: bool = False) -> list[Colleague]:
+        return [Colleague(NOW - timedelta(days=days_ago), decider and i == 0)
+                for i in range(count)]
+
+    def engagement(found: list[Colleague]) -> dict[str, float]:
+        result = score_lead(NOBODY, [], NOW, MODEL, colleagues=found)
+        return {k: v for k, v in points_by_code(result).items() if k.startswith("engagement")}
+
+    assert engagement(colleagues(2)) == {"engagement.contacts": 10}
+    assert engagement(colleagues(5)) == {"engagement.contacts": 15}
+    assert engagement(colleagues(1, decider=True)) == {
+        "engagement.contacts": 5, "engagement.decision_maker": 10}
+    assert engagement(colleagues(3, days_ago=90)) == {}, "engagement lapses after 90 days"
+
+
+def test_activities_before_the_baseline_no_longer_count() -> None:
+    ledger = [at(5, T.INQUIRY_DEMO_REQUEST), at(1, T.PAGE_VIEW_BLOG)]
+    result = score_lead(MANAGER_AT_ICP, ledger, NOW, MODEL, baseline_at=NOW - timedelta(days=2))
+    assert points_by_code(result).keys() == {"fit.title.manager", "fit.icp.industry",
+                                             "fit.icp.employee_band", "page_view.blog"}
+    assert result.high_intent_signals == ()
+    assert result.tier is Tier.C
+
+
+def test_a_rise_of_twenty_points_within_a_week_is_a_surge_for_a_week() -> None:
+    ledger = [at(20, T.PAGE_VIEW_BLOG), at(2, T.INQUIRY_GENERAL)]
+    result = score_lead(NOBODY, ledger, NOW, MODEL)
+    assert result.surge
+    assert result.next_review_at == NOW + timedelta(days=5), "the surge ends a week after"
+    assert score_lead(NOBODY, ledger, NOW + timedelta(days=5), MODEL).surge is False
+    small = score_lead(NOBODY, [at(2, T.DOWNLOAD_IMPLEMENTATION_GUIDE)], NOW, MODEL)
+    assert small.surge is False, "15 points is not a surge"
+    steps = [at(6, T.WEBINAR_TREND_SEMINAR), at(0, T.PAGE_VIEW_CASE_STUDY)]
+    assert not score_lead(NOBODY, steps, NOW, MODEL).surge, "12 (now 10.4) + 8 is no surge"
+    steps = [at(6, T.WEBINAR_PRODUCT_DEMO), at(0, T.PAGE_VIEW_CASE_STUDY)]
+    assert score_lead(NOBODY, steps, NOW, MODEL).surge, "20 (decayed to 17.4) + 8 is one"
+
+
+def test_a_touchpoint_reported_ahead_of_our_clock_counts_now_for_points_and_surge() -> None:
+    ledger = [Activity(T.INQUIRY_DEMO_REQUEST, NOW + timedelta(seconds=2))]
+    result = score_lead(MANAGER_AT_ICP, ledger, NOW, MODEL)
+    assert (result.score, result.tier, result.surge) == (80, Tier.A, True)
+
+
+def test_silence_makes_a_lead_dormant_after_three_months_and_excluded_after_six() -> None:
+    def dormancy(days: float) -> Dormancy:
+        return score_lead(NOBODY, [at(days, T.EMAIL_OPEN)], NOW, MODEL).dormancy
+
+    assert [dormancy(89), dormancy(90), dormancy(179), dormancy(180)] == [
+        Dormancy.ACTIVE, Dormancy.DORMANT, Dormancy.DORMANT, Dormancy.EXCLUDED]
+    assert score_lead(NOBODY, [at(89, T.EMAIL_OPEN)], NOW, MODEL).next_review_at == (
+        NOW + timedelta(days=1))
+
+
+def test_the_review_time_is_the_moment_decay_takes_a_tier_a_lead_to_b() -> None:
+    ledger = [at(0, T.INQUIRY_DEMO_REQUEST)]
+    review = score_lead(MANAGER_AT_ICP, ledger, NOW, MODEL).next_review_at
+    assert review is not None
+    assert review - NOW == timedelta(days=30) * 0.014499569695115089  # log2(50 / 49.5)
+    second = timedelta(seconds=1)
+    assert score_lead(MANAGER_AT_ICP, ledger, review - second, MODEL).tier is Tier.A
+    assert score_lead(MANAGER_AT_ICP, ledger, review + second, MODEL).tier is Tier.B
 
 
 activities = st.builds(
@@ -81,29 +253,77 @@ activities = st.builds(
     asset_id=st.one_of(st.none(), st.sampled_from(["a", "b", "c"])),
     interacted=st.booleans(),
 )
-facts = st.builds(LeadFacts, title=st.sampled_from([None, "CEO", "部長", "担当"]),
+facts = st.builds(LeadFacts, title=st.sampled_from([None, "CEO", "部長", "担当", "学生"]),
                   free_mail=st.booleans(),
                   industry=st.sampled_from([None, "製造業", "retail"]),
-                  employee_band=st.sampled_from([None, "1-9", "1000+"]))
+                  employee_band=st.sampled_from([None, "1-9", "1000+"]),
+                  email_domain=st.sampled_from([None, "example.co.jp", "yopmail.com"]))
+colleague_lists = st.lists(st.builds(
+    Colleague,
+    engaged_at=st.datetimes(min_value=datetime(2026, 7, 1), max_value=datetime(2026, 11, 20),
+                            timezones=st.just(UTC)),
+    decision_maker=st.booleans()), max_size=5)
+baselines = st.one_of(st.none(), st.datetimes(min_value=datetime(2025, 6, 1),
+                                              max_value=datetime(2026, 11, 20),
+                                              timezones=st.just(UTC)))
 
 
-@given(facts, st.lists(activities, max_size=40))
-def test_score_stays_within_0_and_100(lead: LeadFacts, ledger: list[Activity]) -> None:
-    assert 0 <= score_lead(lead, ledger, NOW, MODEL).score <= 100
+@PROPERTY_RUNS
+@given(facts, st.lists(activities, max_size=40), colleague_lists, baselines)
+def test_score_stays_within_0_and_100_and_its_reasons_add_up_to_it(
+    lead: LeadFacts, ledger: list[Activity], colleagues: list[Colleague],
+    baseline: datetime | None
+) -> None:
+    result = score_lead(lead, ledger, NOW, MODEL, colleagues=colleagues, baseline_at=baseline)
+    assert 0 <= result.score <= 100
+    # Reasons are shown rounded to cents: their sum may round one point differently.
+    assert abs(clip_score(sum(r.points for r in result.reasons)) - result.score) <= 1
 
 
-@given(facts, st.lists(activities, max_size=30), st.timedeltas(min_value=timedelta(0),
-                                                                max_value=timedelta(days=400)))
+@PROPERTY_RUNS
+@given(facts, st.lists(activities, max_size=30), colleague_lists,
+       st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)))
 def test_decay_never_raises_a_score(lead: LeadFacts, ledger: list[Activity],
-                                    later: timedelta) -> None:
-    assert (score_lead(lead, ledger, NOW + later, MODEL).score
-            <= score_lead(lead, ledger, NOW, MODEL).score)
+                                    colleagues: list[Colleague], later: timedelta) -> None:
+    assert (score_lead(lead, ledger, NOW + later, MODEL, colleagues=colleagues).score
+            <= score_lead(lead, ledger, NOW, MODEL, colleagues=colleagues).score)
 
 
-@given(facts, st.lists(activities, max_size=30), st.randoms())
-def test_the_same_ledger_in_any_order_gives_the_same_score(
-    lead: LeadFacts, ledger: list[Activity], random: object
+@PROPERTY_RUNS
+@given(facts, st.lists(activities, max_size=30), st.randoms(use_true_random=False))
+def test_the_same_ledger_in_any_order_gives_the_same_result(
+    lead: LeadFacts, ledger: list[Activity], shuffler: random.Random
 ) -> None:
     shuffled = list(ledger)
-    random.shuffle(shuffled)  # type: ignore[attr-defined]
+    shuffler.shuffle(shuffled)
     assert score_lead(lead, ledger, NOW, MODEL) == score_lead(lead, shuffled, NOW, MODEL)
+
+
+same_moments = st.lists(st.builds(
+    Activity, type=st.sampled_from(list(TouchpointType)),
+    occurred_at=st.sampled_from([NOW - timedelta(days=d) for d in (0, 1, 3)]),
+    asset_id=st.one_of(st.none(), st.sampled_from(["a", "b"])), interacted=st.booleans(),
+), max_size=25)
+
+
+@PROPERTY_RUNS
+@given(facts, same_moments, st.permutations(range(25)))
+def test_the_order_of_events_with_equal_timestamps_does_not_matter(
+    lead: LeadFacts, ledger: list[Activity], order: list[int]
+) -> None:
+    reordered = [ledger[i] for i in order if i < len(ledger)]
+    assert score_lead(lead, ledger, NOW, MODEL) == score_lead(lead, reordered, NOW, MODEL)
+
+
+@PROPERTY_RUNS
+@given(facts, st.lists(activities, max_size=25), colleague_lists, baselines,
+       st.floats(min_value=0, max_value=1))
+def test_nothing_announced_changes_before_the_review_time(
+    lead: LeadFacts, ledger: list[Activity], colleagues: list[Colleague],
+    baseline: datetime | None, fraction: float
+) -> None:
+    now = score_lead(lead, ledger, NOW, MODEL, colleagues=colleagues, baseline_at=baseline)
+    horizon = now.next_review_at or NOW + timedelta(days=400)
+    moment = NOW + (horizon - NOW - timedelta(milliseconds=1)) * fraction
+    later = score_lead(lead, ledger, moment, MODEL, colleagues=colleagues, baseline_at=baseline)
+    assert (later.tier, later.surge, later.dormancy) == (now.tier, now.surge, now.dormancy)

@@ -1,0 +1,403 @@
+"""Benchmark: scoring throughput through the real consumer loop and database, in events/s.
+
+Beside it, measured in the same run on the same topic: raw aiokafka consumption,
+the consumer loop with a handler that does nothing (the runtime's own cost per
+event), and a bare asyncpg batch write of exactly the rows the scoring handler
+wrote (inbox, activity ledger, lead upserts, outbox), 500 events per transaction.
+Last, the decay sweep re-scores every lead those events made (leads/s): the same
+scoring code, with its database round trips paid per batch instead of per event.
+
+    uv run python -m bench.scoring            # 10,000 lead.captured events, 1,000 leads
+    uv run python -m bench.scoring --quick    # 500 events, a few seconds
+
+Uses the PostgreSQL server and broker of BATON_DATABASE_URL and
+BATON_KAFKA_BOOTSTRAP_SERVERS if set (in scratch databases it drops afterwards),
+else starts embedded ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import REGISTRY
+from sqlalchemy import event, func, select
+
+from baton import registry
+from baton_runtime import migrations
+from baton_runtime.clock import system_clock
+from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
+from baton_runtime.db import create_engine, plain_url
+from baton_runtime.embedded import embedded_kafka, embedded_postgres
+from baton_runtime.kafka import build_consumer, ensure_topics
+from baton_runtime.logging import configure_logging
+from baton_runtime.service import ServiceContext
+from baton_runtime.settings import DatabaseSettings, KafkaSettings
+from baton_runtime.uow import UnitOfWork, unit_of_work_factory
+from bench.harness import Measurement, report
+from schemas.envelope import encode
+from schemas.events import Account, LeadCaptured, LeadProfile, Touchpoint, TouchpointType
+from services.scoring import handlers, main, store
+from services.scoring.model import ActiveModel
+from services.scoring.settings import ScoringSettings
+
+FULL_EVENTS = 10_000
+QUICK_EVENTS = 500
+# Each consumer loop stops here if it has not finished: the run stays near two minutes
+# (a few seconds quick) even on a busy machine, and rates count only committed events.
+FULL_BUDGET = 40.0
+QUICK_BUDGET = 8.0
+EVENTS_PER_LEAD = 10
+LEADS_PER_ACCOUNT = 4
+TARGET_EVENTS_PER_SECOND = 5_000
+T = TouchpointType
+# A plausible inbound mix: mostly views and e-mail, a few downloads, webinars, inquiries.
+MIX = {T.PAGE_VIEW_BLOG: 20, T.PAGE_VIEW_OTHER: 12, T.PAGE_VIEW_PRICING: 8,
+       T.PAGE_VIEW_CASE_STUDY: 6, T.EMAIL_OPEN: 22, T.EMAIL_CLICK: 10,
+       T.DOWNLOAD_BEGINNER_GUIDE: 4, T.DOWNLOAD_INDUSTRY_REPORT: 3,
+       T.DOWNLOAD_IMPLEMENTATION_GUIDE: 2, T.WEBINAR_TREND_SEMINAR: 3, T.WEBINAR_ARCHIVE: 3,
+       T.WEBINAR_PRODUCT_DEMO: 2, T.INQUIRY_GENERAL: 2, T.INQUIRY_DEMO_REQUEST: 1,
+       T.INQUIRY_QUOTE_REQUEST: 1, T.APPOINTMENT_SET: 1}
+TITLES = ("部長", "課長", "担当", "代表取締役", "Manager", "Engineer", None)
+INDUSTRIES = ("製造業", "情報通信業", "小売業", "金融業", None)
+BANDS = ("1-9", "10-99", "100-499", "500-999", "1000+", None)
+
+
+def workload(count: int, now: datetime, seed: int = 4) -> list[LeadCaptured]:
+    """Return ``count`` lead.captured events: leads in accounts, each lead's in time order."""
+    rng = random.Random(seed)
+    leads = max(1, count // EVENTS_PER_LEAD)
+    people = []
+    for number in range(leads):
+        domain = f"company{number // LEADS_PER_ACCOUNT:05d}.co.jp"
+        people.append((
+            uuid.UUID(int=rng.getrandbits(128), version=4),
+            LeadProfile(email=f"person{number}@{domain}", name=f"山田 太郎{number}",
+                        company=f"株式会社サンプル{number // LEADS_PER_ACCOUNT}",
+                        title=rng.choice(TITLES), industry=rng.choice(INDUSTRIES),
+                        employee_band=rng.choice(BANDS)),
+            Account(account_key=f"domain:{domain}", domain=domain,
+                    company_name=f"株式会社サンプル{number // LEADS_PER_ACCOUNT}")))
+    kinds, weights = list(MIX), list(MIX.values())
+    events: list[LeadCaptured] = []
+    for step in range(count // leads + 1):
+        for lead_id, profile, account in people:
+            if len(events) == count:
+                return events
+            occurred_at = now - timedelta(days=60) + timedelta(days=6) * step
+            events.append(LeadCaptured(
+                lead_id=lead_id, source="bench", profile=profile, account=account,
+                touchpoint=Touchpoint(type=rng.choices(kinds, weights)[0],
+                                      occurred_at=occurred_at + timedelta(hours=rng.random()),
+                                      asset_id=f"asset-{rng.randrange(5)}")))
+    return events
+
+
+async def publish(bootstrap: str, events: Sequence[LeadCaptured]) -> None:
+    """Put the events on their topic, keyed by lead, and wait for every ack."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        acks = []
+        for item in events:
+            record = encode(item, source="/bench")
+            acks.append(await producer.send(record.topic, record.value, key=record.key,
+                                            headers=list(record.headers)))
+        await asyncio.gather(*acks)
+    finally:
+        await producer.stop()
+
+
+async def raw_consumption(bootstrap: str, count: int) -> float:
+    """Return events/s of a bare aiokafka consumer reading the topic from the start."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                max_poll_records=500)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(LeadCaptured.topic, p)
+                      for p in consumer.partitions_for_topic(LeadCaptured.topic) or ()]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        seen, started = 0, time.perf_counter()
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=500)
+            seen += sum(len(records) for records in batch.values())
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def processed() -> float:
+    """Return how many lead.captured messages consumer loops in this process handled."""
+    value = REGISTRY.get_sample_value("baton_consumer_messages_total",
+                                      {"topic": LeadCaptured.topic, "outcome": "processed"})
+    return value or 0.0
+
+
+@dataclass(frozen=True)
+class LoopRun:
+    """One consumer loop's pass over the topic (or as much of it as its time allowed)."""
+
+    events: int
+    events_per_second: float
+    statements_per_event: float
+    cpu_share: float
+
+
+async def consume_with(settings: ScoringSettings, group: str, count: int, budget: float,
+                       handlers: Mapping[str, Handler] | None = None) -> LoopRun:
+    """Consume the topic in a group of its own, from assignment until done or out of time.
+
+    The loop then finishes and commits its batch; the events counted are those whose
+    inbox rows committed. Without ``handlers`` it is scoring as deployed: its start-up
+    hooks and handlers.
+    """
+    definition = main.definition(settings)
+    engine = create_engine(settings.database_url)
+    statements = 0
+
+    def count_statement(*_: object) -> None:
+        nonlocal statements
+        statements += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", count_statement)
+    unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
+    if handlers is None:
+        context = ServiceContext("scoring", settings, engine, unit_of_work, definition.clock)
+        for hook in definition.startup:
+            await hook(context)
+    loop = ConsumerLoop(build_consumer(settings, group, "bench"), group_id=group,
+                        handlers=handlers or definition.handlers, unit_of_work=unit_of_work,
+                        retry=RetryPolicy(settings.consumer_max_attempts, 0.01),
+                        batch_size=settings.consumer_batch_size)
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        try:
+            while not loop.assigned:  # noqa: ASYNC110 - the loop offers no event to wait on
+                await asyncio.sleep(0.01)
+            target, statements = processed() + count, 0
+            started, cpu_started = time.perf_counter(), time.process_time()
+            while processed() < target and time.perf_counter() - started < budget:
+                if running.done():
+                    running.result()  # the loop died: raise why
+                await asyncio.sleep(0.005)
+        finally:
+            stop.set()
+            await running  # it finishes and commits its batch
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        async with engine.connect() as connection:
+            done = (await connection.execute(
+                select(func.count()).select_from(store.plumbing.inbox)
+                .where(store.plumbing.inbox.c.consumer_group == group))).scalar_one()
+    finally:
+        await engine.dispose()
+    return LoopRun(done, done / elapsed, statements / max(done, 1), cpu / elapsed)
+
+
+async def sweep_everything(settings: ScoringSettings) -> float:
+    """Return leads/s of the decay sweep re-scoring every lead at once: the batched path."""
+    definition = main.definition(settings)
+    engine = create_engine(settings.database_url)
+    try:
+        async with engine.begin() as connection:
+            leads = (await connection.execute(
+                store.leads.update().values(next_review_at=func.now()))).rowcount
+        unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
+        active = ActiveModel(settings.scoring_model())
+        started = time.perf_counter()
+        swept = await handlers.sweep(unit_of_work, active, system_clock,
+                                     settings.scoring_sweep_batch_size)
+        elapsed = time.perf_counter() - started
+    finally:
+        await engine.dispose()
+    assert swept == leads, f"swept {swept} of {leads} leads"
+    return leads / elapsed
+
+
+async def nothing(_: LeadCaptured, __: UnitOfWork) -> None:
+    """Handle an event by doing nothing: what is left is the runtime's own work."""
+
+
+TABLES = ("inbox", "activities", "leads", "outbox")
+
+
+async def written_rows(database_url: str) -> dict[str, list[asyncpg.Record]]:
+    """Return, in write order, the rows the scoring handler left in its tables."""
+    connection = await asyncpg.connect(plain_url(database_url))
+    try:
+        rows = {
+            "inbox": await connection.fetch(
+                "SELECT consumer_group, event_id, topic, partition, \"offset\" "
+                "FROM scoring.inbox ORDER BY processed_at, partition, \"offset\""),
+            "activities": await connection.fetch(
+                "SELECT lead_id, type, occurred_at, asset_id, interacted "
+                "FROM scoring.activities ORDER BY id"),
+            "outbox": await connection.fetch(
+                "SELECT topic, key, header_names, header_values, value "
+                "FROM scoring.outbox ORDER BY id"),
+        }
+        final = {row["lead_id"]: row for row in await connection.fetch(
+            "SELECT * FROM scoring.leads")}
+        # The handler writes its lead's row once per event: write the final one as often.
+        rows["leads"] = [final[row["lead_id"]] for row in rows["activities"]]
+        return rows
+    finally:
+        await connection.close()
+
+
+LEAD_COLUMNS = ("lead_id", "profile", "account", "source", "partner", "account_key",
+                "decision_maker", "last_engaged_at", "baseline_at", "score", "tier", "surge",
+                "dormancy", "high_intent_signals", "reasons", "model_version", "scored_at",
+                "next_review_at")
+
+
+def upsert_sql(table: str, columns: Sequence[str], key: str | None = None) -> str:
+    """Return an INSERT (an upsert on ``key``) of ``columns`` into ``scoring.table``."""
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    values = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+    sql = f"INSERT INTO scoring.{table} ({quoted}) VALUES ({values})"
+    if key:
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in columns if c != key)
+        sql += f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    return sql
+
+
+async def bare_write(rows: Mapping[str, Sequence[asyncpg.Record]], database_url: str,
+                     events: int, batch: int) -> float:
+    """Return events/s of writing the same rows with asyncpg executemany, a batch per commit."""
+    columns = {"inbox": ("consumer_group", "event_id", "topic", "partition", "offset"),
+               "activities": ("lead_id", "type", "occurred_at", "asset_id", "interacted"),
+               "leads": LEAD_COLUMNS,
+               "outbox": ("topic", "key", "header_names", "header_values", "value")}
+    statements = {table: upsert_sql(table, columns[table],
+                                    "lead_id" if table == "leads" else None)
+                  for table in TABLES}
+    connection = await asyncpg.connect(plain_url(database_url))
+    try:
+        started = time.perf_counter()
+        for first in range(0, events, batch):
+            async with connection.transaction():
+                for table in TABLES:
+                    share = len(rows[table]) / events  # the outbox holds fewer rows
+                    chunk = rows[table][round(first * share):round((first + batch) * share)]
+                    if chunk:
+                        await connection.executemany(
+                            statements[table], [tuple(r[c] for c in columns[table])
+                                                for r in chunk])
+        return events / (time.perf_counter() - started)
+    finally:
+        await connection.close()
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(admin_url: str, purpose: str) -> AsyncIterator[str]:
+    """Yield the URL of a new, migrated scoring database; drop it afterwards."""
+    name = f"bench_scoring_{purpose}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(plain_url(admin_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = plain_url(admin_url).rsplit("/", 1)[0] + f"/{name}"
+        await asyncio.to_thread(migrations.upgrade, registry.migrations_dir("scoring"), url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[str, str]]:
+    """Yield (admin database URL, bootstrap servers): from the variables, or embedded."""
+    with contextlib.ExitStack() as stack:
+        try:
+            database_url = DatabaseSettings().database_url
+        except ValueError:
+            database_url = stack.enter_context(embedded_postgres(databases=())).url("postgres")
+        try:
+            bootstrap = KafkaSettings().kafka_bootstrap_servers
+        except ValueError:
+            bootstrap = stack.enter_context(embedded_kafka())
+        yield database_url, bootstrap
+
+
+async def run(count: int, budget: float) -> str:
+    """Publish the workload, take the five measurements, and print and return the table."""
+    with servers() as (admin_url, bootstrap):
+        async with (scratch_database(admin_url, "handler") as handler_db,
+                    scratch_database(admin_url, "noop") as noop_db,
+                    scratch_database(admin_url, "bare") as bare_db):
+            settings = ScoringSettings(
+                database_url=handler_db, kafka_bootstrap_servers=bootstrap,
+                kafka_idempotent_producer=False, kafka_topic_partitions=6)
+            await ensure_topics(settings, [LeadCaptured.topic])
+            events = workload(count, datetime.now(UTC))
+            await publish(bootstrap, events)
+            leads = len({e.lead_id for e in events})
+            print(f"published {count:,} lead.captured events for {leads:,} leads", flush=True)
+
+            raw = await raw_consumption(bootstrap, count)
+            handled = await consume_with(settings, "bench-scoring", count, budget)
+            runtime = await consume_with(settings.model_copy(update={"database_url": noop_db}),
+                                         "bench-noop", count, budget,
+                                         {LeadCaptured.topic: nothing})
+            rows = await written_rows(handler_db)
+            bare = await bare_write(rows, bare_db, handled.events, settings.consumer_batch_size)
+            swept = await sweep_everything(settings)
+            written = {table: len(found) for table, found in rows.items()}
+    rate = handled.events_per_second
+    for name, loop_run in (("scoring handler", handled), ("no-op handler", runtime)):
+        if loop_run.events < count:
+            print(f"{name}: {loop_run.events:,} of {count:,} events within the "
+                  f"{budget:.0f} s budget")
+    print(f"rows written by the handler: {written} "
+          f"(the bare write writes the same, {settings.consumer_batch_size} events a commit)")
+    print(f"SQL statements per event: handler path {handled.statements_per_event:.1f}, "
+          f"no-op handler {runtime.statements_per_event:.1f}; "
+          f"benchmark process CPU busy {handled.cpu_share:.0%} of the handler run")
+    load = os.getloadavg()[0]
+    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the end "
+          "(shared machines: compare the lines with each other, not across runs)")
+    return report(
+        f"scoring {count:,} lead.captured events ({leads:,} leads), events/s",
+        Measurement("bare asyncpg batch write of the same rows", bare, "e/s"),
+        [Measurement("raw aiokafka consumption of the topic", raw, "e/s"),
+         Measurement("consumer loop + no-op handler (runtime)", runtime.events_per_second,
+                     "e/s"),
+         Measurement("consumer loop + scoring handler + db", rate, "e/s"),
+         Measurement("decay sweep re-scoring the same leads", swept, "l/s")],
+        targets=[
+            f">= {TARGET_EVENTS_PER_SECOND:,} events/s: "
+            f"{'met' if rate >= TARGET_EVENTS_PER_SECOND else 'NOT met'} ({rate:,.0f})",
+            f">= half the bare write rate ({bare / 2:,.0f}): "
+            f"{'met' if rate >= bare / 2 else 'NOT met'} ({rate / bare:.2f} of it)"])
+
+
+def main_cli() -> None:
+    """Parse arguments and run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{QUICK_EVENTS:,} events instead of {FULL_EVENTS:,}")
+    parser.add_argument("--events", type=int, help="how many events to score")
+    parser.add_argument("--budget", type=float, help="seconds each consumer loop may take "
+                        f"(default {QUICK_BUDGET:.0f} quick, {FULL_BUDGET:.0f} full)")
+    arguments = parser.parse_args()
+    configure_logging(service="bench", level="WARNING", log_format="console")
+    count = arguments.events or (QUICK_EVENTS if arguments.quick else FULL_EVENTS)
+    asyncio.run(run(count, arguments.budget or (QUICK_BUDGET if arguments.quick
+                                                else FULL_BUDGET)))
+
+
+if __name__ == "__main__":
+    main_cli()

@@ -1,0 +1,275 @@
+"""The scoring model: a versioned YAML document, validated before any lead is scored."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Self
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from schemas.events import TouchpointType
+
+DEFAULT_MODEL_FILE = Path(__file__).with_name("model.yaml")
+Days = Annotated[float, Field(gt=0, le=3650)]
+Points = Annotated[float, Field(ge=-100, le=100)]
+Penalty = Annotated[float, Field(ge=-100, le=0)]
+Bonus = Annotated[float, Field(ge=0, le=100)]
+
+
+def normalise(text: str) -> str:
+    """Return ``text`` as keywords are compared: NFKC, case-folded, outer spaces removed."""
+    return unicodedata.normalize("NFKC", text).casefold().strip()
+
+
+# Keywords and listed values are compared as normalised text, so they are stored so.
+Keyword = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(normalise)]
+
+
+def _sorted(values: frozenset[Any]) -> list[Any]:
+    """Return a set's members in order, so that documents and their JSON are stable."""
+    return sorted(values)
+
+
+Keywords = Annotated[frozenset[Keyword], PlainSerializer(_sorted, return_type=list[str])]
+Touchpoints = Annotated[frozenset[TouchpointType],
+                        PlainSerializer(_sorted, return_type=list[TouchpointType])]
+
+
+class Part(BaseModel):
+    """Base of every section: unknown keys are refused, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RepeatViews(Part):
+    """Repeat views of the same page type within a window earn a fixed bonus each, capped."""
+
+    touchpoints: Touchpoints
+    window_days: Days
+    points: Bonus
+    cap: Annotated[int, Field(ge=0, le=100)]
+
+    @property
+    def window(self) -> timedelta:
+        """Return the window as a duration."""
+        return timedelta(days=self.window_days)
+
+
+class Behaviour(Part):
+    """Points per touchpoint, their bonuses, and how fast they fade."""
+
+    points: dict[TouchpointType, Bonus]
+    repeat_views: RepeatViews
+    further_download_points: Bonus
+    webinar_interaction_points: Bonus
+    half_life_days: Days
+
+    @property
+    def half_life(self) -> timedelta:
+        """Return the half-life as a duration."""
+        return timedelta(days=self.half_life_days)
+
+
+class TitleRule(Part):
+    """A seniority recognised by keywords in the job title."""
+
+    seniority: Annotated[str, Field(pattern=r"^[a-z][a-z_]*$", max_length=40)]
+    points: Points
+    keywords: Annotated[tuple[Keyword, ...], Field(min_length=1)]
+
+
+class ValueRule(Part):
+    """Points for an attribute whose value is one of a list (compared normalised)."""
+
+    points: Points
+    values: Keywords
+
+    def matches(self, value: str | None) -> bool:
+        """Return True if ``value`` is one of the listed values."""
+        return value is not None and normalise(value) in self.values
+
+
+class KeywordRule(Part):
+    """Points when a keyword appears in a text field."""
+
+    points: Points
+    keywords: tuple[Keyword, ...]
+
+
+class Competitors(Part):
+    """Leads from these mail domains or companies are disqualified (score 0)."""
+
+    domains: Keywords = frozenset()
+    company_names: Keywords = frozenset()
+
+
+class Fit(Part):
+    """Points for who the lead is: the ideal customer profile and the negative rules."""
+
+    titles: Annotated[tuple[TitleRule, ...], Field(min_length=1)]
+    staff_points: Points
+    industries: ValueRule
+    employee_bands: ValueRule
+    free_mail_points: Penalty
+    disposable_domains: ValueRule
+    student: KeywordRule
+    competitors: Competitors
+
+    @field_validator("titles")
+    @classmethod
+    def distinct_seniorities(cls, titles: tuple[TitleRule, ...]) -> tuple[TitleRule, ...]:
+        """Return the rules if no seniority is named twice (or "staff", the fallback)."""
+        names = [rule.seniority for rule in titles]
+        if len(set(names)) != len(names) or "staff" in names:
+            raise ValueError("each seniority must be named once, and 'staff' is the fallback")
+        return titles
+
+
+class Engagement(Part):
+    """Buying-committee points: other engaged contacts and decision makers at the account."""
+
+    window_days: Days
+    per_contact_points: Bonus
+    max_points: Bonus
+    decision_maker_points: Bonus
+    decision_maker_seniorities: Keywords
+    ignored_touchpoints: Touchpoints = frozenset()
+
+    @property
+    def window(self) -> timedelta:
+        """Return the window as a duration."""
+        return timedelta(days=self.window_days)
+
+
+class HighIntent(Part):
+    """What counts as a high-intent signal, which tier A requires."""
+
+    window_days: Days
+    inquiries: Touchpoints
+    webinar_with_downloads: Annotated[int, Field(ge=1, le=100)]
+    pricing_or_case_study_views: Annotated[int, Field(ge=1, le=100)]
+    decision_maker_engaged: bool
+
+    @property
+    def window(self) -> timedelta:
+        """Return the window as a duration."""
+        return timedelta(days=self.window_days)
+
+
+class Tiers(Part):
+    """Score thresholds of tiers A and B (C is below B)."""
+
+    a: Annotated[int, Field(ge=1, le=100)]
+    b: Annotated[int, Field(ge=1, le=100)]
+    high_intent: HighIntent
+
+    @model_validator(mode="after")
+    def a_above_b(self) -> Self:
+        """Return the tiers if A's threshold is above B's."""
+        if self.a <= self.b:
+            raise ValueError(f"tier A's threshold ({self.a}) must be above tier B's ({self.b})")
+        return self
+
+
+class Surge(Part):
+    """A rise of at least ``points`` within the window is a surge."""
+
+    points: Annotated[float, Field(gt=0, le=100)]
+    window_days: Days
+
+    @property
+    def window(self) -> timedelta:
+        """Return the window as a duration."""
+        return timedelta(days=self.window_days)
+
+
+class DormancyRules(Part):
+    """Leads without any activity become dormant, then excluded from nurturing."""
+
+    dormant_days: Days
+    excluded_days: Days
+
+    @model_validator(mode="after")
+    def excluded_after_dormant(self) -> Self:
+        """Return the rule if exclusion comes after dormancy."""
+        if self.excluded_days <= self.dormant_days:
+            raise ValueError("excluded_days must be longer than dormant_days")
+        return self
+
+
+class ScoringModel(Part):
+    """Every tunable rule of the score (DESIGN.md section 3), under one version."""
+
+    version: Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[\w.\-+]+$")]
+    description: Annotated[str, Field(max_length=2000)] = ""
+    behaviour: Behaviour
+    fit: Fit
+    engagement: Engagement
+    tiers: Tiers
+    surge: Surge
+    dormancy: DormancyRules
+
+    @model_validator(mode="after")
+    def known_decision_makers(self) -> Self:
+        """Return the model if decision makers name seniorities the title rules define."""
+        known = {rule.seniority for rule in self.fit.titles} | {"staff"}
+        unknown = sorted(self.engagement.decision_maker_seniorities - known)
+        if unknown:
+            raise ValueError(f"engagement.decision_maker_seniorities names unknown "
+                             f"seniorities {unknown}; known: {sorted(known)}")
+        return self
+
+
+class ModelError(ValueError):
+    """A scoring model document is not valid; the message names each bad field."""
+
+
+def parse_model(text: str, origin: str = "model") -> ScoringModel:
+    """Return the model a YAML (or JSON) document describes, or raise ModelError."""
+    try:
+        document = yaml.safe_load(text)
+        return ScoringModel.model_validate(document)
+    except yaml.YAMLError as error:
+        raise ModelError(f"{origin} is not valid YAML: {error}") from None
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '(document)'}: {item['msg']}"
+            for item in error.errors())
+        raise ModelError(f"{origin} is not a valid scoring model: {problems}") from None
+
+
+def load_model(path: Path) -> ScoringModel:
+    """Return the model in the YAML file at ``path``, or raise ModelError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ModelError(f"cannot read scoring model {path}: {error}") from None
+    return parse_model(text, origin=str(path))
+
+
+class ActiveModel:
+    """The model new scores use, shared by the handlers, the API and the reload worker."""
+
+    def __init__(self, model: ScoringModel) -> None:
+        self._model = model
+
+    @property
+    def model(self) -> ScoringModel:
+        """Return the model in use."""
+        return self._model
+
+    def replace(self, model: ScoringModel) -> None:
+        """Use ``model`` for every score computed from now on."""
+        self._model = model

@@ -1,0 +1,419 @@
+"""Scoring as a running service: real PostgreSQL, a real broker, and a clock the test turns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import text
+
+from baton import registry
+from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.db import create_engine
+from baton_runtime.http import create_app
+from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
+from baton_runtime.migrations import upgrade
+from baton_runtime.outbox import OutboxRelay
+from baton_runtime.service import ServiceContext, ServiceDefinition
+from baton_runtime.settings import RuntimeSettings
+from baton_runtime.uow import unit_of_work_factory
+from schemas.envelope import decode
+from schemas.events import (
+    Account,
+    DealPhase,
+    DealPhaseChanged,
+    DealRecycled,
+    LeadCaptured,
+    LeadProfile,
+    LeadScored,
+    Tier,
+    Touchpoint,
+    TouchpointType,
+)
+from services.ingest.main import definition as ingest_definition
+from services.ingest.settings import IngestSettings
+from services.scoring import handlers
+from services.scoring.main import definition as scoring_definition
+from services.scoring.model import ActiveModel, ModelError
+from services.scoring.settings import ScoringSettings
+from tests.conftest import Infrastructure
+from tests.support.kafka import produce, read_all, wait_until
+
+pytestmark = pytest.mark.integration
+T = TouchpointType
+API_KEY = "scoring-test-key-0123456789"
+
+
+class ManualClock:
+    """A clock that stands still until the test moves it."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Running:
+    """A service running in this process: its context and a client for its API."""
+
+    context: ServiceContext
+    api: httpx.AsyncClient
+
+
+@contextlib.asynccontextmanager
+async def in_process(definition: ServiceDefinition, settings: RuntimeSettings
+                     ) -> AsyncIterator[Running]:
+    """Run a service's start-up hooks, consumer loop and outbox relay, as ``serve`` wires them.
+
+    Workers are left out: the tests call the sweep themselves, at the moments they choose.
+    """
+    engine = create_engine(settings.database_url, pool_size=4, application_name=definition.name)
+    unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
+    context = ServiceContext(definition.name, settings, engine, unit_of_work, definition.clock)
+    publisher = KafkaPublisher(settings, client_id=definition.name)
+    await publisher.start()
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        for hook in definition.startup:
+            await hook(context)
+        relay = OutboxRelay(engine, definition.tables, publisher,
+                            database_url=settings.database_url, batch_size=100,
+                            poll_interval=0.5)
+        tasks.append(asyncio.create_task(relay.run(stop)))
+        if definition.handlers:
+            loop = ConsumerLoop(
+                build_consumer(settings, definition.consumer_group, definition.name),
+                group_id=definition.consumer_group, handlers=definition.handlers,
+                unit_of_work=unit_of_work, retry=RetryPolicy(2, 0.01), batch_size=100)
+            tasks.append(asyncio.create_task(loop.run(stop)))
+        app = create_app(service=definition.name, version="test", routers=definition.routers,
+                         readiness={}, middleware=definition.middleware)
+        app.state.context = context
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url=f"http://{definition.name}") as api:
+            yield Running(context, api)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await publisher.stop()
+        await engine.dispose()
+
+
+def environment(infrastructure: Infrastructure, **extra: str) -> dict[str, Any]:
+    """Return settings values (field names) for a service on the test's infrastructure."""
+    values = {key.removeprefix("BATON_").lower(): value
+              for key, value in infrastructure.environment().items()}
+    return {**values, **extra}
+
+
+@dataclass
+class Scoring:
+    """The scoring service under test, with its clock and the broker's address."""
+
+    running: Running
+    settings: ScoringSettings
+    clock: ManualClock
+    bootstrap: str
+
+    @property
+    def api(self) -> httpx.AsyncClient:
+        return self.running.api
+
+    async def sweep(self) -> int:
+        """Run one decay sweep now with the latest stored model, as the workers do."""
+        unit_of_work = self.running.context.unit_of_work
+        active = ActiveModel(self.settings.scoring_model())
+        await handlers.reload_model(unit_of_work, active)
+        return await handlers.sweep(unit_of_work, active, self.clock, batch_size=100)
+
+    async def score(self, lead_id: uuid.UUID) -> dict[str, Any]:
+        """Return the lead's score explanation from the API."""
+        response = await self.api.get(f"/v1/leads/{lead_id}/score")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def scored(self, lead_id: uuid.UUID, count: int) -> list[LeadScored]:
+        """Wait until the lead has ``count`` lead.scored events; return them, oldest first."""
+        found: list[LeadScored] = []
+
+        async def enough() -> bool:
+            nonlocal found
+            records = await read_all(self.bootstrap, LeadScored.topic)
+            events = [decode(r.topic, r.key, r.headers, r.value).event for r in records]
+            found = [e for e in events if isinstance(e, LeadScored) and e.lead_id == lead_id]
+            return len(found) >= count
+
+        await wait_until(enough, 30, f"{count} lead.scored events of {lead_id}")
+        assert len(found) == count, [(e.score, e.tier) for e in found]
+        return found
+
+    async def capture(self, lead_id: uuid.UUID, touchpoint: TouchpointType, *,
+                      profile: LeadProfile | None = None, account: Account | None = None,
+                      asset_id: str | None = None) -> None:
+        """Publish a lead.captured for the lead, happening now on the service's clock."""
+        await produce(self.bootstrap, [LeadCaptured(
+            lead_id=lead_id, source="web-form", profile=profile or MANAGER,
+            account=account or SAMPLE_CO,
+            touchpoint=Touchpoint(type=touchpoint, occurred_at=self.clock.now, asset_id=asset_id),
+        )])
+
+
+MANAGER = LeadProfile(email="taro.yamada@sample.co.jp", name="山田 太郎",
+                      company="株式会社サンプル製作所", title="製造部 部長", industry="製造業",
+                      employee_band="500-999")
+EXECUTIVE = MANAGER.model_copy(update={"email": "hanako.sato@sample.co.jp",
+                                       "name": "佐藤 花子", "title": "代表取締役"})
+SAMPLE_CO = Account(account_key="domain:sample.co.jp", domain="sample.co.jp",
+                    company_name="株式会社サンプル製作所")
+
+
+async def migrate(service: str, database_url: str) -> None:
+    """Apply the service's migrations to the test database."""
+    await asyncio.to_thread(upgrade, registry.migrations_dir(service), database_url)
+
+
+@contextlib.asynccontextmanager
+async def scoring_service(infrastructure: Infrastructure, clock: ManualClock,
+                          **extra: str) -> AsyncIterator[Scoring]:
+    """Run scoring on the test's infrastructure with ``clock``."""
+    settings = ScoringSettings(**environment(infrastructure, **extra))
+    await ensure_topics(settings)
+    await migrate("scoring", settings.database_url)
+    async with in_process(scoring_definition(settings, clock=clock), settings) as running:
+        yield Scoring(running, settings, clock, infrastructure.bootstrap_servers)
+
+
+@pytest.fixture
+async def scoring(infrastructure: Infrastructure) -> AsyncIterator[Scoring]:
+    async with scoring_service(infrastructure, ManualClock(datetime.now(UTC))) as service:
+        yield service
+
+
+@pytest.mark.slow
+async def test_a_lead_posted_through_ingest_gets_the_documented_score_and_reasons(
+    infrastructure: Infrastructure, scoring: Scoring
+) -> None:
+    settings = IngestSettings(**environment(infrastructure,
+                                            ingest_api_keys=f"website={API_KEY}"))
+    await migrate("ingest", settings.database_url)
+    async with in_process(ingest_definition(settings), settings) as ingest:
+        response = await ingest.api.post("/v1/leads", headers={"X-API-Key": API_KEY}, json={
+            "email": "Taro.Yamada@Example.co.jp", "name": "山田 太郎",
+            "company": "株式会社サンプル製作所", "title": "製造部 部長", "industry": "製造業",
+            "employee_band": "500-999", "touchpoint": {"type": "inquiry.demo_request"}})
+        assert response.status_code == 202, response.text
+        lead_id = uuid.UUID(response.json()["lead_id"])
+        [scored] = await scoring.scored(lead_id, 1)
+
+    # DESIGN.md section 3: manager +10, ICP industry +10 and band +10, demo request +50.
+    assert (scored.score, scored.tier, scored.previous_tier) == (80, Tier.A, None)
+    assert scored.high_intent_signals == ["inquiry.demo_request"]
+    assert scored.surge, "from nothing to 80 within the week"
+    assert {r.code: r.points for r in scored.reasons} == {
+        "fit.title.manager": 10, "fit.icp.industry": 10, "fit.icp.employee_band": 10,
+        "inquiry.demo_request": 50}
+    assert scored.profile.company == "株式会社サンプル製作所"
+    assert scored.last_touchpoint is TouchpointType.INQUIRY_DEMO_REQUEST
+    explanation = await scoring.score(lead_id)
+    assert (explanation["score"], explanation["tier"]) == (80, "A")
+    assert explanation["model_version"] == scored.model_version == "2026.1"
+    assert explanation["reasons"][0]["label"] == "title: 製造部 部長"
+
+
+async def test_tier_a_needs_a_high_intent_signal(scoring: Scoring) -> None:
+    lead_id = uuid.uuid4()
+    for touchpoint in (T.APPOINTMENT_SET, T.WEBINAR_PRODUCT_DEMO):
+        await scoring.capture(lead_id, touchpoint, profile=EXECUTIVE)
+    first, hot_but_b = await scoring.scored(lead_id, 2)
+    assert (first.score, first.tier) == (65, Tier.B)  # 15 + 10 + 10 + 30
+    assert (hot_but_b.score, hot_but_b.tier, hot_but_b.high_intent_signals) == (85, Tier.B, [])
+
+    await scoring.capture(lead_id, T.INQUIRY_GENERAL, profile=EXECUTIVE)
+    *_, hot = await scoring.scored(lead_id, 3)
+    assert (hot.score, hot.tier, hot.previous_tier) == (100, Tier.A, Tier.B)
+    assert hot.high_intent_signals == ["inquiry.general"]
+
+
+async def test_the_decay_sweep_moves_a_lead_from_a_to_b_at_the_right_moment(
+    scoring: Scoring
+) -> None:
+    lead_id = uuid.uuid4()
+    captured_at = scoring.clock.now
+    await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
+    [hot] = await scoring.scored(lead_id, 1)
+    assert (hot.score, hot.tier) == (80, Tier.A)
+    # 30 fit points stay; the demo request's 50 must decay below 49.5: log2(50/49.5) half-lives.
+    crossing = captured_at + timedelta(days=30) * 0.014499569695115089
+    review = datetime.fromisoformat((await scoring.score(lead_id))["next_review_at"])
+    assert abs(review - crossing) < timedelta(milliseconds=1)
+
+    scoring.clock.now = crossing - timedelta(seconds=1)
+    assert await scoring.sweep() == 0, "not due yet"
+    assert (await scoring.score(lead_id))["tier"] == "A"
+
+    scoring.clock.now = crossing + timedelta(seconds=1)
+    assert await scoring.sweep() == 1
+    _, cooled = await scoring.scored(lead_id, 2)
+    assert (cooled.score, cooled.tier, cooled.previous_tier) == (79, Tier.B, Tier.A)
+    assert cooled.last_touchpoint is None, "time, not a touchpoint, moved it"
+    assert (await scoring.score(lead_id))["tier"] == "B"
+
+    scoring.clock.now = captured_at + timedelta(days=90)
+    assert await scoring.sweep() >= 1
+    _, _, dormant = await scoring.scored(lead_id, 3)
+    assert (dormant.dormancy, dormant.tier, dormant.surge) == ("dormant", Tier.C, False)
+
+
+async def test_only_one_replica_sweeps_at_a_time(scoring: Scoring) -> None:
+    lead_id = uuid.uuid4()
+    await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
+    await scoring.scored(lead_id, 1)
+    scoring.clock.now += timedelta(days=1)
+    async with scoring.running.context.engine.connect() as other_replica:
+        await other_replica.begin()
+        assert (await other_replica.execute(
+            text("SELECT pg_try_advisory_xact_lock(hashtext(:name))"),
+            {"name": handlers.SWEEP_LOCK})).scalar_one()
+        assert await scoring.sweep() == 0, "another replica is sweeping"
+        await other_replica.rollback()
+    assert await scoring.sweep() == 1
+
+
+async def test_a_recycled_deal_resets_the_behaviour_baseline(scoring: Scoring) -> None:
+    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
+    await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
+    await scoring.scored(lead_id, 1)
+    opened_at = scoring.clock.now + timedelta(hours=1)
+    scoring.clock.now += timedelta(days=1)
+    await produce(scoring.bootstrap, [
+        DealPhaseChanged(deal_id=deal_id, lead_id=lead_id, occurred_at=opened_at,
+                         to_phase=DealPhase.P1, probability=10),
+        DealRecycled(deal_id=deal_id, lead_id=lead_id, recycled_at=scoring.clock.now,
+                     last_phase=DealPhase.P1, reason="no phase change for 90 days"),
+    ])
+    _, reset = await scoring.scored(lead_id, 2)
+    assert (reset.score, reset.tier, reset.previous_tier) == (30, Tier.C, Tier.A)
+    assert {r.code for r in reset.reasons} == {"fit.title.manager", "fit.icp.industry",
+                                               "fit.icp.employee_band"}
+    explanation = await scoring.score(lead_id)
+    assert explanation["behaviour_counted_since"] is not None
+
+    scoring.clock.now += timedelta(minutes=1)
+    await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
+    *_, again = await scoring.scored(lead_id, 3)
+    assert (again.score, again.tier) == (80, Tier.A), "it earns tier A again, from scratch"
+
+
+async def test_the_buying_committee_feeds_every_contact_at_the_account(
+    scoring: Scoring
+) -> None:
+    manager, executive = uuid.uuid4(), uuid.uuid4()
+    await scoring.capture(manager, T.PAGE_VIEW_BLOG)
+    [first] = await scoring.scored(manager, 1)
+    assert first.score == 33
+
+    await scoring.capture(executive, T.EMAIL_CLICK, profile=EXECUTIVE)
+    [colleague] = await scoring.scored(executive, 1)
+    assert ("engagement.contacts", 5) in {(r.code, r.points) for r in colleague.reasons}
+    # The manager's score changes too: the sweep re-scores the account's other contacts.
+    assert await scoring.sweep() == 1
+    _, fed = await scoring.scored(manager, 2)
+    assert {r.code: r.points for r in fed.reasons if r.code.startswith("engagement")} == {
+        "engagement.contacts": 5, "engagement.decision_maker": 10}
+    assert fed.score == 48 and "decision_maker_engaged" in fed.high_intent_signals
+
+
+async def test_calibration_reports_conversion_by_band_and_tier_against_outcomes(
+    scoring: Scoring
+) -> None:
+    hot, warm, cold = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await scoring.capture(hot, T.INQUIRY_DEMO_REQUEST)
+    await scoring.capture(warm, T.APPOINTMENT_SET, profile=MANAGER.model_copy(
+        update={"email": "warm@sample.co.jp"}))
+    cold_profile = LeadProfile(email="cold@example.com", title="担当")
+    cold_account = Account(account_key="domain:example.com", domain="example.com")
+    await scoring.capture(cold, T.PAGE_VIEW_BLOG, profile=cold_profile, account=cold_account)
+    for lead_id in (hot, warm, cold):
+        await scoring.scored(lead_id, 1)
+    outcomes = {hot: DealPhase.WON, warm: DealPhase.LOST, cold: DealPhase.LOST}
+    deals = {lead_id: uuid.uuid4() for lead_id in outcomes}
+    await produce(scoring.bootstrap, [
+        event for lead_id, outcome in outcomes.items() for event in (
+            DealPhaseChanged(deal_id=deals[lead_id], lead_id=lead_id, to_phase=DealPhase.P1,
+                             occurred_at=scoring.clock.now, probability=10),
+            DealPhaseChanged(deal_id=deals[lead_id], lead_id=lead_id, to_phase=outcome,
+                             from_phase=DealPhase.P1, occurred_at=scoring.clock.now,
+                             probability=100 if outcome is DealPhase.WON else 0))])
+
+    report: dict[str, Any] = {}
+
+    async def all_closed() -> bool:
+        nonlocal report
+        report = (await scoring.api.get("/v1/calibration")).json()
+        return bool(report["overall"]["won"] + report["overall"]["lost"] == 3)
+
+    await wait_until(all_closed, 30, "three closed deals in the calibration")
+    tiers = {bucket["label"]: bucket for bucket in report["by_tier"]}
+    assert (tiers["A"]["won"], tiers["A"]["win_rate"]) == (1, 1.0)
+    assert (tiers["B"]["lost"], tiers["C"]["lost"]) == (1, 1)
+    assert report["score_auc"] == 1.0 and report["tier_auc"] == 1.0
+    bands = {bucket["label"]: bucket["deals"] for bucket in report["by_band"]}
+    assert bands == {"0-19": 1, "20-39": 0, "40-59": 0, "60-79": 1, "80-100": 1}
+    assert (await scoring.api.get("/v1/calibration", params={"band_width": 2})
+            ).status_code == 422
+
+
+async def test_the_model_is_shown_replaced_as_a_new_version_and_old_scores_keep_theirs(
+    infrastructure: Infrastructure, scoring: Scoring, tmp_path: Path
+) -> None:
+    before = uuid.uuid4()
+    await scoring.capture(before, T.INQUIRY_DEMO_REQUEST)
+    await scoring.scored(before, 1)
+    current = (await scoring.api.get("/v1/model")).json()
+    assert current["version"] == "2026.1"
+
+    stricter = current["model"] | {"version": "2026.2"}
+    stricter["tiers"] = stricter["tiers"] | {"a": 90}
+    assert (await scoring.api.put("/v1/model", json=stricter)).status_code == 201
+    assert (await scoring.api.put("/v1/model", json=stricter)).status_code == 200, "a retry"
+    conflicting = stricter | {"description": "other rules, same version"}
+    assert (await scoring.api.put("/v1/model", json=conflicting)).status_code == 409
+    invalid = await scoring.api.put("/v1/model", json=stricter | {"version": "2026.3",
+                                                                  "surge": {"points": -1}})
+    assert invalid.status_code == 422
+    assert {tuple(error["loc"]) for error in invalid.json()["detail"]} == {
+        ("body", "surge", "points"), ("body", "surge", "window_days")}
+    assert (await scoring.api.get("/v1/model")).json()["version"] == "2026.2"
+
+    after = uuid.uuid4()
+    await scoring.capture(after, T.INQUIRY_DEMO_REQUEST, profile=MANAGER.model_copy(
+        update={"email": "after@sample.co.jp"}))
+    [scored] = await scoring.scored(after, 1)
+    assert scored.score >= 80, "80, and 5 for the engaged colleague"
+    assert (scored.tier, scored.model_version) == (Tier.B, "2026.2")
+    assert (await scoring.score(before))["model_version"] == "2026.1", "old scores keep theirs"
+
+    # A restart with the packaged model keeps the newer version; changed rules under a
+    # stored version stop the start-up.
+    unit_of_work = scoring.running.context.unit_of_work
+    restarted = ActiveModel(scoring.settings.scoring_model())
+    await handlers.install_model(unit_of_work, restarted)
+    assert restarted.model.version == "2026.2"
+    changed = tmp_path / "model.yaml"
+    changed.write_text(yaml.safe_dump(conflicting, allow_unicode=True), encoding="utf-8")
+    settings = ScoringSettings(**environment(infrastructure, scoring_model_file=str(changed)))
+    with pytest.raises(ModelError, match=r"2026\.2 is already stored with different rules"):
+        await handlers.install_model(unit_of_work, ActiveModel(settings.scoring_model()))

@@ -1,0 +1,102 @@
+"""The scoring model document: the packaged defaults, validation and its error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from baton_runtime.settings import SettingsError, load_settings
+from schemas.events import TouchpointType
+from services.scoring.model import (
+    DEFAULT_MODEL_FILE,
+    ModelError,
+    ScoringModel,
+    load_model,
+    parse_model,
+)
+from services.scoring.settings import ScoringSettings
+
+MODEL = load_model(DEFAULT_MODEL_FILE)
+
+
+def document(**changes: Any) -> dict[str, Any]:
+    """Return the packaged model as a plain document with some sections' fields replaced."""
+    data = MODEL.model_dump(mode="json")
+    for section, fields in changes.items():
+        data[section] = {**data[section], **fields} if isinstance(fields, dict) else fields
+    return data
+
+
+def error_of(data: object) -> str:
+    with pytest.raises(ModelError) as raised:
+        parse_model(yaml.safe_dump(data, allow_unicode=True))
+    return str(raised.value)
+
+
+def test_the_packaged_model_holds_the_design_defaults() -> None:
+    points = MODEL.behaviour.points
+    assert points[TouchpointType.INQUIRY_QUOTE_REQUEST] == 60
+    assert points[TouchpointType.PAGE_VIEW_PRICING] == 10
+    assert set(points) == set(TouchpointType), "every touchpoint is priced explicitly"
+    assert MODEL.behaviour.half_life_days == 30
+    assert (MODEL.tiers.a, MODEL.tiers.b) == (80, 50)
+    assert (MODEL.engagement.per_contact_points, MODEL.engagement.max_points,
+            MODEL.engagement.decision_maker_points) == (5, 15, 10)
+    assert [(r.seniority, r.points) for r in MODEL.fit.titles] == [("executive", 15),
+                                                                    ("manager", 10)]
+    assert (MODEL.dormancy.dormant_days, MODEL.dormancy.excluded_days) == (90, 180)
+
+
+def test_a_model_survives_json_and_yaml_round_trips_with_japanese_intact() -> None:
+    as_json = MODEL.model_dump(mode="json")
+    assert ScoringModel.model_validate(as_json) == MODEL
+    assert parse_model(yaml.safe_dump(as_json, allow_unicode=True)) == MODEL
+    assert "製造業" in as_json["fit"]["industries"]["values"]
+
+
+@pytest.mark.parametrize(("changes", "field", "message"), [
+    ({"tiers": {"a": 50, "b": 60}}, "tiers", "must be above tier B"),
+    ({"behaviour": {"half_life_days": 0}}, "behaviour.half_life_days", "greater than 0"),
+    ({"behaviour": {"points": {"page_view.nowhere": 5}}}, "page_view.nowhere.[key]",
+     "Input should be"),
+    ({"behaviour": {"points": {"email.open": -1}}}, "behaviour.points.email.open",
+     "greater than or equal to 0"),
+    ({"engagement": {"decision_maker_seniorities": ["shogun"]}}, "(document)", "shogun"),
+    ({"dormancy": {"dormant_days": 200}}, "dormancy", "excluded_days must be longer"),
+    ({"surge": {"points": 20, "window_days": 7, "typo": 1}}, "surge.typo", "not permitted"),
+    ({"version": "2026 new"}, "version", "should match pattern"),
+])
+def test_an_invalid_model_is_refused_naming_the_field(changes: dict[str, Any], field: str,
+                                                      message: str) -> None:
+    error = error_of(document(**changes))
+    assert f"{field}: " in error and message in error, error
+
+
+def test_a_model_that_is_not_yaml_or_misses_sections_is_refused() -> None:
+    with pytest.raises(ModelError, match="not valid YAML"):
+        parse_model("version: [unclosed")
+    assert "fit: Field required" in error_of({"version": "x"})
+
+
+def test_a_bad_model_file_stops_start_up_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = tmp_path / "model.yaml"
+    bad.write_text(yaml.safe_dump(document(tiers={"a": 40}), allow_unicode=True),
+                   encoding="utf-8")
+    monkeypatch.setenv("BATON_DATABASE_URL", "postgresql://baton@localhost/baton")
+    monkeypatch.setenv("BATON_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
+    monkeypatch.setenv("BATON_SCORING_MODEL_FILE", str(bad))
+    with pytest.raises(SettingsError, match=r"BATON_SCORING_MODEL_FILE .*tier A's threshold"):
+        load_settings(ScoringSettings)
+    monkeypatch.setenv("BATON_SCORING_MODEL_FILE", str(tmp_path / "missing.yaml"))
+    with pytest.raises(SettingsError, match="BATON_SCORING_MODEL_FILE"):
+        load_settings(ScoringSettings)
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(document(version="custom-1"), allow_unicode=True),
+                    encoding="utf-8")
+    monkeypatch.setenv("BATON_SCORING_MODEL_FILE", str(good))
+    assert load_settings(ScoringSettings).scoring_model().version == "custom-1"
