@@ -123,12 +123,42 @@ class ConsumerLoop:
         self, batch: dict[TopicPartition, list[ConsumerRecord]]
     ) -> dict[TopicPartition, int]:
         """Handle every message in one transaction and return the offsets to commit."""
+        messages = [message for partition in batch.values() for message in partition]
         async with self._unit_of_work() as uow:
-            for messages in batch.values():
+            try:
+                await self._handle_all_at_once(uow, messages)
+            except Exception as error:
+                # Something in the batch failed: it was undone; go message by message so
+                # only the failing one is retried and, in the end, dead-lettered.
+                log.info("batch failed as a whole; handling it message by message",
+                         error=repr(error), messages=len(messages))
                 for message in messages:
                     await self._handle(uow, message)
             await uow.commit()
         return {partition: messages[-1].offset + 1 for partition, messages in batch.items()}
+
+    async def _handle_all_at_once(self, uow: UnitOfWork, messages: list[ConsumerRecord]
+                                  ) -> None:
+        """Claim every event id in one statement and run the handlers, in one savepoint.
+
+        The common case costs one round trip for the inbox per batch, not three per message;
+        any failure undoes the whole savepoint and raises.
+        """
+        envelopes = [decode(m.topic, m.key, m.headers, m.value) for m in messages]
+        async with uow.savepoint():
+            fresh = await uow.claim_many(self._group_id, [
+                (envelope.event_id, m.topic, m.partition, m.offset)
+                for m, envelope in zip(messages, envelopes, strict=True)])
+            outcomes = []
+            for message, envelope in zip(messages, envelopes, strict=True):
+                if envelope.event_id not in fresh:
+                    outcomes.append((message.topic, "duplicate"))
+                    continue
+                fresh.discard(envelope.event_id)  # the same event twice in one batch runs once
+                await self._handlers[message.topic](envelope.event, uow)
+                outcomes.append((message.topic, "processed"))
+        for topic, outcome in outcomes:
+            CONSUMED.labels(topic=topic, outcome=outcome).inc()
 
     async def _handle(self, uow: UnitOfWork, message: ConsumerRecord) -> None:
         """Handle one message inside the batch's transaction, dead-lettering it if it fails."""

@@ -30,6 +30,13 @@ class UnitOfWork:
         self._source = source
         self._pending: list[KafkaRecord] = []
         self._committed = False
+        self._claim_many = text(
+            f'INSERT INTO "{tables.schema}".inbox '
+            '(consumer_group, event_id, topic, partition, "offset") '
+            "SELECT :group, * FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[]), "
+            "CAST(:partitions AS int[]), CAST(:offsets AS bigint[])) "
+            "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
 
     async def __aenter__(self) -> Self:
         await self.connection.begin()
@@ -84,6 +91,18 @@ class UnitOfWork:
             .returning(inbox.c.event_id)
         )
         return (await self.connection.execute(statement)).first() is not None
+
+    async def claim_many(self, consumer_group: str,
+                         claims: Sequence[tuple[str, str, int, int]]) -> set[str]:
+        """Record many (event id, topic, partition, offset) at once; return the ids new to
+        the group (one statement for a whole batch)."""
+        if not claims:
+            return set()
+        ids, topics, partitions, offsets = (list(column) for column in zip(*claims, strict=True))
+        rows = await self.connection.execute(self._claim_many, {
+            "group": consumer_group, "ids": ids, "topics": topics, "partitions": partitions,
+            "offsets": offsets})
+        return {row[0] for row in rows}
 
     async def already_consumed(self, consumer_group: str, event_id: str) -> bool:
         """Return True if the group's inbox already holds ``event_id``."""
