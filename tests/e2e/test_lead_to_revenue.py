@@ -124,3 +124,14 @@ async def test_an_sql_deal_is_won_and_a_zombie_deal_sends_its_lead_back_to_nurtu
         assert (recycled["is_open"], recycled["outcome"]) == (False, "recycled"), recycled
         history = (await client.get(f"{stack.url('routing')}/v1/leads/{zombie_lead}")).json()
         assert "recycled" in history["history"][-1]["reason"]
+
+        score_url = f"{stack.url('scoring')}/v1/leads/{zombie_lead}/score"
+        score: dict[str, Any] = {}
+
+        async def baseline_reset() -> bool:
+            score.update((await client.get(score_url)).json())
+            return score.get("behaviour_counted_since") is not None
+
+        await wait_until(baseline_reset, 30, "scoring to reset the recycled lead's baseline")
+        assert score["tier"] != "A", "the lead must earn MQL again"
+        assert "inquiry.quote_request" not in {r["code"] for r in score["reasons"]}
