@@ -1,4 +1,5 @@
-"""The ``baton`` command: run a service, migrate, create topics, or run the whole stack."""
+"""The ``baton`` command: run a service or the whole stack, migrate, create topics, manage
+ingest's API keys, or post demo traffic."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import asyncio
 import sys
 
-from baton import registry
+from baton import demo, keys, registry
 from baton_runtime import migrations
 from baton_runtime.kafka import ensure_topics
 from baton_runtime.service import serve
@@ -28,6 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                              help="ingest's port; the others follow (default: 8001)")
     run_command.add_argument("--broker-port", type=int, default=19092,
                              help="port of the embedded broker (default: 19092)")
+    keys.add_parser(commands)
+    demo.add_parser(commands)
     return parser
 
 
@@ -64,6 +67,10 @@ def main(argv: list[str] | None = None) -> None:
 
             raise SystemExit(run_stack(base_port=arguments.base_port,
                                        broker_port=arguments.broker_port))
+        elif arguments.command == "keys":
+            raise SystemExit(keys.run(arguments))
+        elif arguments.command == "demo":
+            raise SystemExit(demo.run(arguments))
     except SettingsError as error:
         print(f"baton {arguments.command}: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,129 +1,389 @@
-"""Ingest's capture API."""
+"""Ingest's capture API: leads, activities, batches and webhook adapters.
 
-from __future__ import annotations
+Every 202 means the touchpoint and its lead.captured outbox row are committed;
+every 4xx means nothing was written.
+"""
 
-import hmac
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations, which
+# name dependencies local to ``router``.
 import uuid
-from datetime import UTC, datetime
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, HTTPException, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    Header,
+    HTTPException,
+    Request,
+    Response,
+    Security,
+    status,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from baton_runtime.service import ServiceContext, context_of
-from schemas.events import Account, LeadCaptured, LeadProfile, Touchpoint, TouchpointType
-from services.ingest import domain, store
-from services.ingest.settings import IngestSettings
-
-router = APIRouter(prefix="/v1", tags=["capture"])
-
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-
-
-class TouchpointIn(BaseModel):
-    """The interaction being reported."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: TouchpointType
-    occurred_at: AwareDatetime | None = None
-    asset_id: Annotated[str, Field(max_length=200)] | None = None
-    interacted: bool = False
-
-
-class LeadSubmission(BaseModel):
-    """A form submission: who the lead is and what they did."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    email: Annotated[str, Field(max_length=320, pattern=EMAIL_PATTERN)]
-    name: Annotated[str, Field(max_length=200)] | None = None
-    company: Annotated[str, Field(max_length=200)] | None = None
-    title: Annotated[str, Field(max_length=200)] | None = None
-    department: Annotated[str, Field(max_length=200)] | None = None
-    phone: Annotated[str, Field(max_length=32)] | None = None
-    industry: Annotated[str, Field(max_length=100)] | None = None
-    employee_band: Annotated[str, Field(max_length=32)] | None = None
-    region: Annotated[str, Field(max_length=100)] | None = None
-    consent: bool = False
-    campaign: Annotated[str, Field(max_length=200)] | None = None
-    touchpoint: TouchpointIn
-
-
-class Accepted(BaseModel):
-    """What a 202 confirms: the touchpoint and its event are committed."""
-
-    status: str = "accepted"
-    lead_id: uuid.UUID
-    event_id: str
-
-
-def authenticated_source(
-    context: Annotated[ServiceContext, Depends(context_of)],
-    x_api_key: Annotated[str | None, Header()] = None,
-) -> str:
-    """Return the source whose API key the request carries; refuse it otherwise."""
-    settings: IngestSettings = context.settings
-    if x_api_key is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header")
-    for source, key in settings.ingest_api_keys.items():
-        if hmac.compare_digest(x_api_key.encode(), key.get_secret_value().encode()):
-            return source
-    raise HTTPException(status.HTTP_403_FORBIDDEN, "unknown API key")
-
-
-@router.post(
-    "/leads",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=Accepted,
-    responses={401: {"description": "No API key."}, 403: {"description": "Unknown API key."}},
+from services.ingest import access, handlers
+from services.ingest.access import ApiKey, KeyRing, RateLimiter, SignatureError
+from services.ingest.adapters import (
+    HubSpotSubmission,
+    MappingFile,
+    apply_mapping,
+    hubspot_to_lead,
 )
-async def capture_lead(
-    submission: LeadSubmission,
-    source: Annotated[str, Depends(authenticated_source)],
-    context: Annotated[ServiceContext, Depends(context_of)],
-) -> Accepted:
-    """Commit the touchpoint and its lead.captured event, then answer 202."""
-    email = domain.normalise_email(submission.email)
-    company = domain.normalise_text(submission.company)
-    lead_id = domain.lead_id_for(email)
-    mail_domain = domain.email_domain(email)
-    free_mail = domain.is_free_mail(mail_domain)
-    event = LeadCaptured(
-        lead_id=lead_id,
-        source=source,
-        profile=LeadProfile(
-            email=email,
-            name=domain.normalise_text(submission.name),
-            company=company,
-            title=domain.normalise_text(submission.title),
-            department=domain.normalise_text(submission.department),
-            phone=domain.normalise_text(submission.phone),
-            industry=domain.normalise_text(submission.industry),
-            employee_band=domain.normalise_text(submission.employee_band),
-            region=domain.normalise_text(submission.region),
-        ),
-        account=Account(
-            account_key=domain.account_key(email, company),
-            domain=None if free_mail else mail_domain,
-            company_name=company,
-            free_mail=free_mail,
-        ),
-        touchpoint=Touchpoint(
-            type=submission.touchpoint.type,
-            occurred_at=submission.touchpoint.occurred_at or datetime.now(UTC),
-            asset_id=submission.touchpoint.asset_id,
-            interacted=submission.touchpoint.interacted,
-        ),
-        campaign=domain.normalise_text(submission.campaign),
+from services.ingest.domain import fingerprint, lead_id_for
+from services.ingest.guard import NDJSON
+from services.ingest.handlers import Capture, IdempotencyConflict, ReplayedSignature
+from services.ingest.settings import IngestSettings
+from services.ingest.submissions import (
+    Accepted,
+    ActivityRecord,
+    ActivitySubmission,
+    BatchRecord,
+    BatchResult,
+    IdempotencyKey,
+    LeadRecord,
+    LeadSubmission,
+    RecordResult,
+)
+
+API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
+                       description="A key from `baton keys create` or BATON_INGEST_API_KEYS.")
+BATCH_RECORDS: TypeAdapter[LeadRecord | ActivityRecord] = TypeAdapter(BatchRecord)
+REPLAYED_HEADER = "Idempotent-Replayed"
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _error(description: str) -> dict[str, Any]:
+    """Return an OpenAPI response entry for an error answered as ``{"detail": ...}``."""
+    return {"description": description,
+            "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}}
+
+
+Responses = dict[int | str, dict[str, Any]]
+GUARDED: Responses = {
+    400: _error("The body could not be decoded (not UTF-8)."),
+    413: _error("The body is over the size limit; refused before it was read."),
+    415: _error("The body is not JSON in UTF-8 (NDJSON for /v1/batch)."),
+    422: _error("Invalid input: field-level errors in `detail`. Nothing was written."),
+    429: _error("Over this key's rate limit; retry after `Retry-After` seconds."),
+    503: _error("The database aborted a conflicting change; nothing was written, retry "
+                "after `Retry-After` seconds."),
+}
+AUTHENTICATED: Responses = {
+    401: _error("No API key, or a signature that is missing, stale, wrong or replayed."),
+    403: _error("Unknown or revoked API key."),
+    **GUARDED,
+}
+CAPTURED: Responses = {
+    **AUTHENTICATED,
+    409: _error("The idempotency key was used before with a different body."),
+}
+
+
+async def service_context(request: Request) -> ServiceContext:
+    """Return the service's context; async, as FastAPI runs sync dependencies in a thread."""
+    return context_of(request)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request: its key, and its signature to remember against replays."""
+
+    key: ApiKey
+    signature: str | None = None
+
+
+@dataclass(frozen=True)
+class Collaborators:
+    """What the routes share beyond the service context: keys, rate limits and mappings."""
+
+    keys: KeyRing
+    limiter: RateLimiter
+    mappings: MappingFile
+    event_source: str
+
+
+def router(collaborators: Collaborators) -> APIRouter:
+    """Return the capture routes, bound to this process's keys, limits and mappings."""
+    routes = APIRouter(prefix="/v1", tags=["capture"])
+    keys, limiter, mappings, event_source = (
+        collaborators.keys, collaborators.limiter, collaborators.mappings,
+        collaborators.event_source)
+
+    def throttle(key: ApiKey, context: ServiceContext) -> None:
+        wait = limiter.acquire(key, context.clock().timestamp())
+        if wait:
+            raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded",
+                                headers={"Retry-After": access.retry_after(wait)})
+
+    async def authenticated(
+        request: Request,
+        context: Annotated[ServiceContext, Depends(service_context)],
+        x_api_key: Annotated[str | None, Security(API_KEY)] = None,
+        x_baton_timestamp: Annotated[str | None, Header(
+            description="Unix time of a signed request.")] = None,
+        x_baton_signature: Annotated[str | None, Header(
+            description="`v1=` + hex HMAC-SHA256 of `{timestamp}.{body}`, required for keys "
+                        "created with --signed.")] = None,
+    ) -> Caller:
+        """Return the caller of a request with a valid key (and signature, if the key needs one)."""
+        if x_api_key is None:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing X-API-Key header",
+                                headers={"WWW-Authenticate": "ApiKey"})
+        key = keys.find(x_api_key)
+        if key is None:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "unknown or revoked API key")
+        throttle(key, context)
+        if key.signing_secret is None:
+            return Caller(key)
+        settings: IngestSettings = context.settings
+        try:
+            access.verify_signature(
+                key.signing_secret, timestamp=x_baton_timestamp, presented=x_baton_signature,
+                body=await request.body(), now=context.clock().timestamp(),
+                tolerance_seconds=settings.ingest_signature_tolerance_seconds)
+        except SignatureError as error:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(error)) from None
+        return Caller(key, x_baton_signature)
+
+    async def record_one(context: ServiceContext, caller: Caller, capture: Capture,
+                         response: Response) -> Accepted:
+        """Record one capture in its own unit of work and answer for it."""
+        try:
+            async with context.unit_of_work() as uow:
+                if caller.signature is not None:
+                    await handlers.check_signature_is_new(uow, caller.key.key_id,
+                                                          caller.signature)
+                outcome = await handlers.record(uow, capture, event_source=event_source)
+                await uow.commit()
+        except ReplayedSignature:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                                "this signed request was received before") from None
+        except IdempotencyConflict:
+            raise HTTPException(status.HTTP_409_CONFLICT, "this idempotency key was used "
+                                "with a different request body") from None
+        if outcome.replayed:
+            response.headers[REPLAYED_HEADER] = "true"
+        return outcome.accepted
+
+    IdempotencyHeader = Annotated[IdempotencyKey | None, Header(
+        alias="Idempotency-Key", description="Repeats with the same key and body get the "
+        "first answer; with another body, 409. Defaults to the body's `event_id`.")]
+
+    @routes.post("/leads", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
+                 responses=CAPTURED, summary="Capture a form submission.")
+    async def capture_lead(
+        submission: LeadSubmission,
+        caller: Annotated[Caller, Depends(authenticated)],
+        context: Annotated[ServiceContext, Depends(service_context)],
+        response: Response,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> Accepted:
+        """Commit the touchpoint and its lead.captured event, then answer 202."""
+        if submission.honeypot:
+            return decoy(submission)
+        capture = handlers.lead_capture(submission, source=caller.key.source,
+                                        now=context.clock(), idempotency_key=idempotency_key)
+        return await record_one(context, caller, capture, response)
+
+    @routes.post("/activities", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
+                 responses=CAPTURED, summary="Capture an activity of a lead.")
+    async def capture_activity(
+        submission: ActivitySubmission,
+        caller: Annotated[Caller, Depends(authenticated)],
+        context: Annotated[ServiceContext, Depends(service_context)],
+        response: Response,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> Accepted:
+        """Commit a page view, download, webinar, e-mail, inquiry or appointment; answer 202."""
+        capture = handlers.activity_capture(submission, source=caller.key.source,
+                                            now=context.clock(), idempotency_key=idempotency_key)
+        return await record_one(context, caller, capture, response)
+
+    @routes.post(
+        "/batch", response_model=BatchResult, responses=AUTHENTICATED,
+        summary="Capture up to 1,000 leads and activities, one JSON object a line.",
+        openapi_extra={"requestBody": {"required": True, "content": {NDJSON: {"schema": {
+            "type": "string", "description": "NDJSON: each line a lead (`\"kind\": \"lead\"`) "
+            "or an activity (`\"kind\": \"activity\"`), with the fields of /v1/leads or "
+            "/v1/activities."}}}}},
     )
-    async with context.unit_of_work() as uow:
-        await store.record_lead(uow.connection, lead_id, email, event.account.account_key)
-        event_id = uow.emit(event)
-        await store.record_touchpoint(
-            uow.connection, event_id=event_id, lead_id=lead_id, source=source,
-            type_=event.touchpoint.type.value, occurred_at=event.touchpoint.occurred_at,
-            payload=submission.model_dump(mode="json"),
-        )
-        await uow.commit()
-    return Accepted(lead_id=lead_id, event_id=event_id)
+    async def capture_batch(
+        request: Request,
+        caller: Annotated[Caller, Depends(authenticated)],
+        context: Annotated[ServiceContext, Depends(service_context)],
+    ) -> BatchResult:
+        """Record every valid line in one transaction; answer each line's outcome in order."""
+        settings: IngestSettings = context.settings
+        lines = [(number, line) for number, line in
+                 enumerate((await request.body()).split(b"\n"), start=1) if line.strip()]
+        if not lines or len(lines) > settings.ingest_max_batch_records:
+            raise RequestValidationError([{
+                "loc": ("body",), "type": "batch_size",
+                "msg": f"send 1 to {settings.ingest_max_batch_records} records"}])
+        results: dict[int, RecordResult] = {}
+        captures: list[tuple[int, Capture]] = []
+        now = context.clock()
+        for number, line in lines:
+            try:
+                parsed = BATCH_RECORDS.validate_json(line)
+            except ValidationError as error:
+                results[number] = RecordResult(line=number, status=422, errors=_errors(error))
+                continue
+            if isinstance(parsed, LeadRecord):
+                if parsed.honeypot:
+                    told = decoy(parsed)
+                    results[number] = RecordResult(line=number, status=202,
+                                                   lead_id=told.lead_id, event_id=told.event_id)
+                    continue
+                capture = handlers.lead_capture(parsed, source=caller.key.source, now=now,
+                                                idempotency_key=None)
+            else:
+                capture = handlers.activity_capture(parsed, source=caller.key.source, now=now,
+                                                    idempotency_key=None)
+            captures.append((number, capture))
+        # One lead's rows are locked in one order by every batch: no deadlocks between them.
+        captures.sort(key=lambda item: item[1].lead_id)
+        try:
+            async with context.unit_of_work() as uow:
+                if caller.signature is not None:
+                    await handlers.check_signature_is_new(uow, caller.key.key_id,
+                                                          caller.signature)
+                for number, capture in captures:
+                    try:
+                        outcome = await handlers.record(uow, capture,
+                                                        event_source=event_source)
+                    except IdempotencyConflict:
+                        results[number] = RecordResult(line=number, status=409, errors=[{
+                            "loc": ["event_id"], "type": "idempotency_conflict",
+                            "msg": "this event id was used with a different record"}])
+                        continue
+                    results[number] = RecordResult(line=number, status=202,
+                                                   lead_id=outcome.accepted.lead_id,
+                                                   event_id=outcome.accepted.event_id)
+                await uow.commit()
+        except ReplayedSignature:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
+                                "this signed request was received before") from None
+        ordered = [results[number] for number in sorted(results)]
+        accepted = sum(1 for result in ordered if result.status == 202)
+        return BatchResult(accepted=accepted, rejected=len(ordered) - accepted, results=ordered)
+
+    async def hubspot_caller(
+        request: Request,
+        context: Annotated[ServiceContext, Depends(service_context)],
+        x_hubspot_signature_v3: Annotated[str | None, Header()] = None,
+        x_hubspot_request_timestamp: Annotated[str | None, Header()] = None,
+    ) -> Caller:
+        """Return the HubSpot key whose secret signed the request; refuse it otherwise."""
+        candidates = keys.signing_keys(access.HUBSPOT_SOURCE)
+        if not candidates:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "the HubSpot adapter is not set up")
+        settings: IngestSettings = context.settings
+        url = str(request.url)
+        if settings.ingest_public_origin:  # HubSpot signs the URL it called, not ours
+            url = settings.ingest_public_origin + url.removeprefix(
+                f"{request.url.scheme}://{request.url.netloc}")
+        body = await request.body()
+        problem = "HubSpot signature does not match"
+        for key in candidates:
+            assert key.signing_secret is not None  # signing_keys returns those only
+            try:
+                access.verify_hubspot(
+                    key.signing_secret, method=request.method, uri=url, body=body,
+                    timestamp=x_hubspot_request_timestamp, presented=x_hubspot_signature_v3,
+                    now=context.clock().timestamp(),
+                    tolerance_seconds=settings.ingest_signature_tolerance_seconds)
+            except SignatureError as error:
+                problem = str(error)
+                continue
+            throttle(key, context)
+            # Not remembered as a replay: HubSpot redelivers identical requests, and
+            # those must get the first answer (the submission's idempotency key).
+            return Caller(key)
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, problem)
+
+    @routes.post(
+        "/webhooks/hubspot", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
+        summary="Capture a HubSpot form submission (v3 signature, 5-minute tolerance).",
+        responses={**GUARDED,
+                   401: _error("Missing, stale or wrong HubSpot v3 signature."),
+                   404: _error("No HubSpot signing secret is set up (`baton keys create "
+                               "hubspot --signing-secret ...`)."),
+                   409: CAPTURED[409]},
+    )
+    async def hubspot_webhook(
+        submission: HubSpotSubmission,
+        request: Request,
+        caller: Annotated[Caller, Depends(hubspot_caller)],
+        context: Annotated[ServiceContext, Depends(service_context)],
+        response: Response,
+    ) -> Accepted:
+        """Capture a verified HubSpot submission as a lead; redeliveries are recognised."""
+        lead = _validated(LeadSubmission, hubspot_to_lead(
+            submission, mappings.hubspot_forms, fallback_event_id=fingerprint(
+                await request.body())))
+        capture = handlers.lead_capture(lead, source=caller.key.source, now=context.clock(),
+                                        idempotency_key=None)
+        return await record_one(context, caller, capture, response)
+
+    @routes.post(
+        "/webhooks/{adapter}", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
+        responses={**CAPTURED, 404: _error("No adapter of that name in the mapping file.")},
+        summary="Capture another tool's webhook through the field-mapping file.",
+    )
+    async def mapped_webhook(
+        adapter: str,
+        payload: Annotated[dict[str, Any], Body(description="The tool's JSON payload.")],
+        caller: Annotated[Caller, Depends(authenticated)],
+        context: Annotated[ServiceContext, Depends(service_context)],
+        response: Response,
+        idempotency_key: IdempotencyHeader = None,
+    ) -> Accepted:
+        """Translate the payload with the adapter's mapping, then capture it."""
+        mapping = mappings.adapters.get(adapter)
+        if mapping is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no adapter named {adapter!r}")
+        if mapping.sources is not None and caller.key.source not in mapping.sources:
+            raise HTTPException(status.HTTP_403_FORBIDDEN,
+                                f"source {caller.key.source!r} may not use this adapter")
+        body = apply_mapping(mapping, payload)
+        if mapping.kind == "lead":
+            lead = _validated(LeadSubmission, body)
+            if lead.honeypot:
+                return decoy(lead)
+            capture = handlers.lead_capture(lead, source=caller.key.source, now=context.clock(),
+                                            idempotency_key=idempotency_key)
+        else:
+            capture = handlers.activity_capture(_validated(ActivitySubmission, body),
+                                                source=caller.key.source, now=context.clock(),
+                                                idempotency_key=idempotency_key)
+        return await record_one(context, caller, capture, response)
+
+    return routes
+
+
+def decoy(submission: LeadSubmission) -> Accepted:
+    """Return what a bot that filled the honeypot is told: a 202 for nothing stored."""
+    return Accepted(lead_id=lead_id_for(submission.email), event_id=str(uuid.uuid4()))
+
+
+def _validated(model: type[ModelT], body: dict[str, Any]) -> ModelT:
+    """Return ``body`` validated as ``model``; raise a 422 naming the submission's fields."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as error:
+        raise RequestValidationError(_errors(error, prefix=("body",))) from None
+
+
+def _errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Return a validation error's field-level details in FastAPI's JSON shape."""
+    return [{"loc": [*prefix, *item["loc"]], "msg": item["msg"], "type": item["type"]}
+            for item in error.errors(include_url=False, include_context=False,
+                                     include_input=False)]
+

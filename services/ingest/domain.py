@@ -1,24 +1,46 @@
-"""Ingest's pure rules: normalising what web forms send and deriving identities."""
+"""Ingest's pure rules: normalising what forms and tools send, and deriving identities."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 import unicodedata
 import uuid
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+import phonenumbers
+
+from schemas.events import Account, LeadProfile, TouchpointType
 
 # A stable namespace so that one e-mail address always maps to one lead id.
 LEAD_NAMESPACE = uuid.UUID("6f1c2a52-7d3e-4c8e-9f0a-2b5d8e4c1a90")
+DEFAULT_PHONE_REGION = "JP"
 
 FREE_MAIL_DOMAINS = frozenset(
     {
-        "gmail.com", "yahoo.com", "yahoo.co.jp", "hotmail.com", "outlook.com", "outlook.jp",
-        "live.jp", "icloud.com", "me.com", "aol.com", "protonmail.com", "gmx.com",
+        # global consumer mail
+        "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com",
+        "msn.com", "icloud.com", "me.com", "mac.com", "aol.com", "protonmail.com", "proton.me",
+        "gmx.com", "mail.com", "zoho.com", "yandex.com",
+        # Japanese portals and ISPs
+        "yahoo.co.jp", "ymail.ne.jp", "hotmail.co.jp", "outlook.jp", "live.jp", "nifty.com",
+        "biglobe.ne.jp", "ocn.ne.jp", "so-net.ne.jp", "plala.or.jp", "excite.co.jp",
+        "goo.jp", "mail.goo.ne.jp", "infoseek.jp", "livedoor.com", "ybb.ne.jp",
+        # Japanese mobile carriers
         "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp",
-        "ymobile.ne.jp", "nifty.com", "biglobe.ne.jp", "ocn.ne.jp", "so-net.ne.jp",
+        "disney.ne.jp", "ymobile.ne.jp", "y-mobile.ne.jp", "emnet.ne.jp", "pdx.ne.jp",
+        "willcom.com", "wcm.ne.jp", "rakumail.jp", "uqmobile.jp", "povo.jp",
     }
 )
 # Corporate suffixes dropped when companies are matched by name (free-mail leads).
-COMPANY_SUFFIXES = ("株式会社", "有限会社", "合同会社", "(株)", "（株）", "inc.", "inc",
-                    "co., ltd.", "co.,ltd.", "ltd.", "ltd", "llc", "corporation", "corp.")
+COMPANY_SUFFIXES = ("株式会社", "有限会社", "合同会社", "合資会社", "(株)", "(有)", "inc.", "inc",
+                    "co., ltd.", "co.,ltd.", "co. ltd.", "ltd.", "ltd", "llc", "corporation",
+                    "corp.", "k.k.")
+
+DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
+WEBINAR_REGISTRATION = "webinar.registration"
+"""An activity type of its own: a registration is captured but is not attendance."""
 
 
 def normalise_text(value: str | None) -> str | None:
@@ -30,8 +52,47 @@ def normalise_text(value: str | None) -> str | None:
 
 
 def normalise_email(email: str) -> str:
-    """Return the e-mail address in NFKC and lower case."""
-    return unicodedata.normalize("NFKC", email).strip().lower()
+    """Return the e-mail address in NFKC and lower case, its domain in IDNA ASCII form."""
+    address = unicodedata.normalize("NFKC", email).strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii():
+        return address
+    return f"{local}@{_ascii_domain(domain)}"
+
+
+def normalise_domain(value: str) -> str:
+    """Return the host of a web address or domain: lower case, no ``www.``, IDNA ASCII form.
+
+    Raises ValueError when nothing that looks like a domain is left.
+    """
+    text = unicodedata.normalize("NFKC", value).strip().lower()
+    host = urlsplit(text if "//" in text else f"//{text}").hostname or ""
+    host = _ascii_domain(host.rstrip(".")).removeprefix("www.")
+    if not DOMAIN.fullmatch(host):
+        raise ValueError("not a domain or web address")
+    return host
+
+
+def _ascii_domain(domain: str) -> str:
+    """Return ``domain`` with internationalised labels in their ASCII (punycode) form."""
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError as error:
+        raise ValueError(f"not a valid domain: {domain!r}") from error
+
+
+def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
+    """Return a phone number in E.164; national numbers are read in ``region``.
+
+    Raises ValueError for text that is not a valid phone number.
+    """
+    try:
+        number = phonenumbers.parse(unicodedata.normalize("NFKC", value), region)
+    except phonenumbers.NumberParseException as error:
+        raise ValueError("not a phone number") from error
+    if not phonenumbers.is_valid_number(number):
+        raise ValueError("not a valid phone number")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
 def email_domain(email: str) -> str:
@@ -52,14 +113,47 @@ def company_key(company: str) -> str:
     return "".join(key.split())
 
 
-def account_key(email: str, company: str | None) -> str:
-    """Return the account's key: the mail domain, or the company name for free mail."""
+def account_key(email: str, company: str | None, company_domain: str | None = None) -> str:
+    """Return the account's key: the mail domain; for free mail the company's, or the person."""
     domain = email_domain(email)
-    if is_free_mail(domain) and company:
+    if not is_free_mail(domain):
+        return f"domain:{domain}"
+    if company_domain and not is_free_mail(company_domain):
+        return f"domain:{company_domain}"
+    if company and company_key(company):
         return f"name:{company_key(company)}"
-    return f"domain:{domain}"
+    return f"person:{email}"
+
+
+def account_for(email: str, company: str | None, company_domain: str | None) -> Account:
+    """Return the account a lead belongs to, from its address and (merged) company facts."""
+    key = account_key(email, company, company_domain)
+    return Account(
+        account_key=key,
+        domain=key.removeprefix("domain:") if key.startswith("domain:") else None,
+        company_name=company,
+        free_mail=is_free_mail(email_domain(email)),
+    )
 
 
 def lead_id_for(email: str) -> uuid.UUID:
     """Return the lead id of a normalised e-mail address: one lead per address."""
     return uuid.uuid5(LEAD_NAMESPACE, email)
+
+
+def profile_of(merged: Mapping[str, object]) -> LeadProfile:
+    """Return the event profile in a lead's merged record (which also keeps ingest-only facts)."""
+    return LeadProfile.model_validate(
+        {name: merged[name] for name in LeadProfile.model_fields if name in merged})
+
+
+def touchpoint_type_for(activity_type: str) -> TouchpointType:
+    """Return the touchpoint an activity is reported as: a webinar registration is a form."""
+    if activity_type == WEBINAR_REGISTRATION:
+        return TouchpointType.FORM_SUBMISSION
+    return TouchpointType(activity_type)
+
+
+def fingerprint(canonical: bytes) -> str:
+    """Return the digest that tells whether two requests carried the same content."""
+    return hashlib.sha256(canonical).hexdigest()

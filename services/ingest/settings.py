@@ -2,19 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+import yaml
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
 from baton_runtime.settings import RuntimeSettings
+from services.ingest.adapters import load_mapping_file
 
 
 class IngestSettings(RuntimeSettings):
-    """Capture API settings; API keys come as ``source=key,...``."""
+    """Capture API settings; bootstrap API keys come as ``source=key,...``."""
 
     http_port: int = Field(default=8001, ge=1, le=65535)
     ingest_api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
+    ingest_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    ingest_max_batch_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        description="Body limit of POST /v1/batch: 1,000 records do not fit in 256 KiB.")
+    ingest_max_batch_records: int = Field(default=1000, ge=1, le=10_000)
+    ingest_rate_limit_per_minute: int = Field(
+        default=600, ge=1, le=1_000_000,
+        description="Requests a minute per API key and process, unless the key sets its own.")
+    ingest_signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    ingest_idempotency_retention_hours: int = Field(default=72, ge=1, le=24 * 90)
+    ingest_public_origin: str | None = Field(
+        default=None, pattern=r"^https?://[^/]+$",
+        description="Scheme and host the public reaches ingest at (behind a proxy); HubSpot "
+        "signs the URL it called.")
+    ingest_webhook_mapping_file: Path | None = Field(
+        default=None, description="YAML field mappings of the generic webhook adapters.")
 
     @field_validator("ingest_api_keys", mode="before")
     @classmethod
@@ -31,3 +50,14 @@ class IngestSettings(RuntimeSettings):
                 )
             keys[source.strip()] = key.strip()
         return keys
+
+    @field_validator("ingest_webhook_mapping_file")
+    @classmethod
+    def mapping_file_is_valid(cls, value: Path | None) -> Path | None:
+        """Return the path if it names a valid mapping file, so a bad one stops the start."""
+        if value is not None:
+            try:
+                load_mapping_file(value)
+            except (OSError, yaml.YAMLError, ValidationError) as error:
+                raise ValueError(f"{value}: {error}") from None
+        return value

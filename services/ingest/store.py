@@ -1,19 +1,35 @@
-"""Ingest's tables: every touchpoint received and the leads they belong to."""
+"""Ingest's tables: leads and their touchpoints, API keys, idempotency and signature records."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Table, Text, func
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    LargeBinary,
+    Table,
+    Text,
+    TextualSelect,
+    bindparam,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_runtime.db import service_metadata
+from services.ingest.access import ApiKey
 
 metadata, plumbing = service_metadata("ingest")
+KEYS_CHANGED_CHANNEL = "ingest_api_keys"
 
 leads = Table(
     "leads",
@@ -21,7 +37,10 @@ leads = Table(
     Column("lead_id", UUID(as_uuid=True), primary_key=True),
     Column("email", Text, nullable=False, unique=True),
     Column("account_key", Text, nullable=False),
+    # Every profile field ever received, later values winning; the events carry it whole.
+    Column("profile", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("first_seen_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 touchpoints = Table(
     "touchpoints",
@@ -34,23 +53,213 @@ touchpoints = Table(
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("payload", JSONB, nullable=False),
 )
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", Text, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("key_hash", LargeBinary, nullable=False, unique=True),
+    Column("key_hint", Text, nullable=False),
+    # Kept as is: verifying an HMAC needs the secret itself.
+    Column("signing_secret", Text),
+    Column("rate_limit_per_minute", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("source", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("lead_id", UUID(as_uuid=True), nullable=False),
+    Column("event_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now(),
+           index=True),
+)
+request_signatures = Table(
+    "request_signatures",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("signature", Text, primary_key=True),
+    Column("seen_at", DateTime(timezone=True), nullable=False, server_default=func.now(),
+           index=True),
+)
 
 
-async def record_lead(connection: AsyncConnection, lead_id: uuid.UUID, email: str,
-                      account: str) -> None:
-    """Remember the lead for an e-mail address if it is new."""
-    await connection.execute(
-        pg_insert(leads)
-        .values(lead_id=lead_id, email=email, account_key=account)
-        .on_conflict_do_nothing(index_elements=["lead_id"])
+@dataclass(frozen=True)
+class PriorRequest:
+    """What an earlier request with the same idempotency key was and got."""
+
+    fingerprint: str
+    lead_id: uuid.UUID
+    event_id: str | None
+
+
+@dataclass(frozen=True)
+class StoredLead:
+    """A lead's merged profile and the account key stored with it."""
+
+    profile: dict[str, Any]
+    account_key: str
+
+
+CLAIM_KEY = (
+    pg_insert(idempotency_keys)
+    .values(source=bindparam("source"), key=bindparam("key"),
+            fingerprint=bindparam("fingerprint"), lead_id=bindparam("lead_id"))
+    .on_conflict_do_nothing(index_elements=["source", "key"])
+    .returning(idempotency_keys.c.key)
+)
+PRIOR_REQUEST = select(
+    idempotency_keys.c.fingerprint, idempotency_keys.c.lead_id, idempotency_keys.c.event_id
+).where(idempotency_keys.c.source == bindparam("source"),
+        idempotency_keys.c.key == bindparam("key"))
+
+
+async def claim_idempotency_key(connection: AsyncConnection, *, source: str, key: str,
+                                fingerprint: str, lead_id: uuid.UUID) -> PriorRequest | None:
+    """Claim ``key`` for this request; return the earlier request if it was claimed before.
+
+    A concurrent request with the same key waits here until the first one's
+    transaction ends, so only one of them ever goes on to write.
+    """
+    claimed = await connection.execute(CLAIM_KEY, {"source": source, "key": key,
+                                                   "fingerprint": fingerprint,
+                                                   "lead_id": lead_id})
+    if claimed.first() is not None:
+        return None
+    prior = (await connection.execute(PRIOR_REQUEST, {"source": source, "key": key})).one()
+    return PriorRequest(prior.fingerprint, prior.lead_id, prior.event_id)
+
+
+async def remember_signature(connection: AsyncConnection, scope: str, signature: str) -> bool:
+    """Record a request signature; return False if it was seen before (a replay)."""
+    result = await connection.execute(
+        pg_insert(request_signatures).values(scope=scope, signature=signature)
+        .on_conflict_do_nothing(index_elements=["scope", "signature"])
+        .returning(request_signatures.c.signature)
     )
+    return result.first() is not None
 
 
-async def record_touchpoint(connection: AsyncConnection, *, event_id: str, lead_id: uuid.UUID,
-                            source: str, type_: str, occurred_at: datetime,
-                            payload: dict[str, Any]) -> None:
-    """Store the touchpoint as received, under the id of the event that announces it."""
+def _record_capture_statement(*, with_idempotency_key: bool) -> TextualSelect:
+    """Return the one statement that merges the lead, stores the touchpoint (and its key).
+
+    Built once, as text: constructing the CTEs with the expression language on every
+    request costs more than running them.
+    """
+    answered = f"""
+        , answered AS (
+            UPDATE {idempotency_keys.fullname} SET event_id = :event_id
+            WHERE source = :source AND key = :idempotency_key
+        )""" if with_idempotency_key else ""
+    return text(f"""
+        WITH merged AS (
+            INSERT INTO {leads.fullname} AS lead (lead_id, email, account_key, profile)
+            VALUES (:lead_id, :email, :account_key, :patch)
+            ON CONFLICT (lead_id) DO UPDATE
+                SET profile = lead.profile || excluded.profile, updated_at = now()
+            RETURNING lead.profile, lead.account_key
+        ), touchpoint AS (
+            INSERT INTO {touchpoints.fullname}
+                (event_id, lead_id, source, type, occurred_at, payload)
+            VALUES (:event_id, :lead_id, :source, :type, :occurred_at, :payload)
+        ){answered}
+        SELECT profile, account_key FROM merged
+    """).bindparams(
+        bindparam("lead_id", type_=UUID(as_uuid=True)), bindparam("patch", type_=JSONB),
+        bindparam("payload", type_=JSONB), bindparam("occurred_at", type_=DateTime(timezone=True)),
+    ).columns(profile=JSONB, account_key=Text)
+
+
+RECORD_CAPTURE = _record_capture_statement(with_idempotency_key=False)
+RECORD_KEYED_CAPTURE = _record_capture_statement(with_idempotency_key=True)
+
+
+async def record_capture(connection: AsyncConnection, *, lead_id: uuid.UUID, email: str,
+                         patch: dict[str, Any], account_key: str, event_id: str, source: str,
+                         type_: str, occurred_at: datetime, payload: dict[str, Any],
+                         idempotency_key: str | None) -> StoredLead:
+    """Merge ``patch`` into the lead (creating it) and store the touchpoint; return the lead.
+
+    The touchpoint is stored under the id of the event that will announce it, and that
+    id under the idempotency key. ``account_key`` is stored only for a new lead (see
+    ``set_account_key``). One round trip for all of it.
+    """
+    parameters = {"lead_id": lead_id, "email": email, "account_key": account_key,
+                  "patch": patch, "event_id": event_id, "source": source, "type": type_,
+                  "occurred_at": occurred_at, "payload": payload}
+    if idempotency_key is None:
+        row = (await connection.execute(RECORD_CAPTURE, parameters)).one()
+    else:
+        row = (await connection.execute(
+            RECORD_KEYED_CAPTURE, {**parameters, "idempotency_key": idempotency_key})).one()
+    return StoredLead(dict(row.profile), row.account_key)
+
+
+async def set_account_key(connection: AsyncConnection, lead_id: uuid.UUID, account_key: str
+                          ) -> None:
+    """Move the lead to another account (its company became known or changed)."""
     await connection.execute(
-        touchpoints.insert().values(event_id=event_id, lead_id=lead_id, source=source,
-                                    type=type_, occurred_at=occurred_at, payload=payload)
+        update(leads).where(leads.c.lead_id == lead_id).values(account_key=account_key))
+
+
+async def active_keys(connection: AsyncConnection) -> list[ApiKey]:
+    """Return every API key that is not revoked."""
+    rows = await connection.execute(
+        select(api_keys.c.key_id, api_keys.c.source, api_keys.c.key_hash,
+               api_keys.c.signing_secret, api_keys.c.rate_limit_per_minute)
+        .where(api_keys.c.revoked_at.is_(None))
     )
+    return [ApiKey(row.key_id, row.source, bytes(row.key_hash), row.signing_secret,
+                   row.rate_limit_per_minute) for row in rows]
+
+
+async def add_key(connection: AsyncConnection, key: ApiKey, hint: str) -> bool:
+    """Store a key unless one with the same hash exists (even revoked); return if stored."""
+    result = await connection.execute(
+        pg_insert(api_keys)
+        .values(key_id=key.key_id, source=key.source, key_hash=key.key_hash, key_hint=hint,
+                signing_secret=key.signing_secret,
+                rate_limit_per_minute=key.rate_limit_per_minute)
+        .on_conflict_do_nothing(index_elements=["key_hash"])
+        .returning(api_keys.c.key_id)
+    )
+    return result.first() is not None
+
+
+async def all_keys(connection: AsyncConnection) -> list[dict[str, Any]]:
+    """Return every key's public facts, newest first: never the hash or signing secret."""
+    rows = await connection.execute(
+        select(api_keys.c.key_id, api_keys.c.source, api_keys.c.key_hint,
+               api_keys.c.signing_secret.is_not(None).label("signed"),
+               api_keys.c.rate_limit_per_minute, api_keys.c.created_at, api_keys.c.revoked_at)
+        .order_by(api_keys.c.created_at.desc(), api_keys.c.key_id)
+    )
+    return [dict(row._mapping) for row in rows]
+
+
+async def revoke_key(connection: AsyncConnection, key_id: str, at: datetime) -> bool:
+    """Revoke a key; return False if there is no such active key."""
+    result = await connection.execute(
+        update(api_keys).where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
+        .values(revoked_at=at).returning(api_keys.c.key_id)
+    )
+    return result.first() is not None
+
+
+async def announce_keys_changed(connection: AsyncConnection) -> None:
+    """Tell running ingest processes, at commit, to reload their keys."""
+    await connection.execute(text("SELECT pg_notify(:channel, '')"),
+                             {"channel": KEYS_CHANGED_CHANNEL})
+
+
+async def forget_before(connection: AsyncConnection, *, idempotency_cutoff: datetime,
+                        signature_cutoff: datetime) -> tuple[int, int]:
+    """Delete idempotency records and seen signatures older than their cutoffs; return counts."""
+    keys = await connection.execute(
+        idempotency_keys.delete().where(idempotency_keys.c.created_at < idempotency_cutoff))
+    signatures = await connection.execute(
+        request_signatures.delete().where(request_signatures.c.seen_at < signature_cutoff))
+    return keys.rowcount, signatures.rowcount

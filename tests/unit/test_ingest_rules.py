@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from schemas.events import TouchpointType
 from services.ingest.domain import (
+    account_for,
     account_key,
     company_key,
     is_free_mail,
     lead_id_for,
+    normalise_domain,
     normalise_email,
+    normalise_phone,
     normalise_text,
+    profile_of,
+    touchpoint_type_for,
 )
+from services.ingest.submissions import ActivitySubmission, LeadSubmission
 
 
 def test_full_width_letters_and_digits_become_ascii() -> None:
@@ -33,3 +45,100 @@ def test_the_account_is_the_domain_or_the_company_for_free_mail() -> None:
     assert account_key("a@docomo.ne.jp", "株式会社サンプル") == account_key(
         "b@gmail.com", "（株）サンプル")
     assert company_key("Sample Co., Ltd.") == company_key("sample")
+
+
+HIRAGANA_KATAKANA_KANJI = st.text(
+    alphabet=st.one_of(st.characters(min_codepoint=0x3041, max_codepoint=0x3096),
+                       st.characters(min_codepoint=0x30A1, max_codepoint=0x30FA),
+                       st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)),
+    min_size=1, max_size=30)
+
+
+@given(HIRAGANA_KATAKANA_KANJI)
+def test_japanese_text_comes_back_exactly_as_sent(text: str) -> None:
+    assert normalise_text(text) == text
+
+
+@given(st.text(max_size=50))
+def test_normalising_twice_changes_nothing_more(text: str) -> None:
+    once = normalise_text(text)
+    assert normalise_text(once) == once
+
+
+@given(st.from_regex(r"[a-z][a-z0-9.]{0,10}@[a-z]{1,10}\.(co\.jp|com)", fullmatch=True))
+def test_case_and_width_of_an_address_do_not_make_another_lead(email: str) -> None:
+    full_width = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in email)
+    assert lead_id_for(normalise_email(full_width.upper())) == lead_id_for(email)
+
+
+@pytest.mark.parametrize(("raw", "e164"), [
+    ("03-1234-5678", "+81312345678"),
+    ("０９０－１２３４－５６７８", "+819012345678"),
+    ("(06) 6123 4567", "+81661234567"),
+    ("+1 415 555 0123", "+14155550123"),
+])
+def test_phone_numbers_become_e164_read_as_japanese_by_default(raw: str, e164: str) -> None:
+    assert normalise_phone(raw) == e164
+
+
+@pytest.mark.parametrize("raw", ["call me", "12", "03-1234"])
+def test_what_is_not_a_phone_number_is_refused(raw: str) -> None:
+    with pytest.raises(ValueError, match="phone number"):
+        normalise_phone(raw)
+
+
+def test_company_domains_are_reduced_to_their_host() -> None:
+    assert normalise_domain("https://www.Sample.co.jp/company/about?x=1") == "sample.co.jp"
+    assert normalise_domain("ＳＡＭＰＬＥ．ＣＯ．ＪＰ") == "sample.co.jp"
+    assert normalise_domain("例え.jp") == "xn--r8jz45g.jp"
+    assert normalise_email("Taro@例え.JP") == "taro@xn--r8jz45g.jp"
+    for bad in ("localhost", "http://", "no spaces.example com"):
+        with pytest.raises(ValueError):
+            normalise_domain(bad)
+
+
+def test_free_mail_accounts_go_by_company_domain_then_name_then_person() -> None:
+    corporate = account_for("a@sample.co.jp", "株式会社サンプル", None)
+    assert (corporate.account_key, corporate.domain, corporate.free_mail) == (
+        "domain:sample.co.jp", "sample.co.jp", False)
+    by_site = account_for("a@gmail.com", "株式会社サンプル", "sample.co.jp")
+    assert (by_site.account_key, by_site.free_mail) == ("domain:sample.co.jp", True)
+    by_name = account_for("a@i.softbank.jp", "株式会社サンプル", None)
+    assert (by_name.account_key, by_name.domain) == ("name:サンプル", None)
+    assert account_for("a@ezweb.ne.jp", None, None).account_key == "person:a@ezweb.ne.jp"
+    assert account_for("a@gmail.com", "株式会社", None).account_key == "person:a@gmail.com"
+
+
+def test_the_event_profile_leaves_out_what_only_ingest_keeps() -> None:
+    profile = profile_of({"email": "a@b.jp", "name": "山田 太郎", "company_domain": "b.jp",
+                          "consent": True})
+    assert profile.model_dump(exclude_none=True) == {"email": "a@b.jp", "name": "山田 太郎"}
+
+
+def test_a_webinar_registration_is_captured_as_a_form_not_as_attendance() -> None:
+    assert touchpoint_type_for("webinar.registration") is TouchpointType.FORM_SUBMISSION
+    assert touchpoint_type_for("webinar.product_demo") is TouchpointType.WEBINAR_PRODUCT_DEMO
+
+
+def test_submissions_are_normalised_as_they_validate() -> None:
+    lead = LeadSubmission.model_validate({
+        "email": "Ｈａｎａｋｏ＠Ｓａｍｐｌｅ．ｃｏ．ｊｐ", "name": " 鈴木　花子 ",
+        "company": "ｻﾝﾌﾟﾙ株式会社", "phone": "0312345678", "company_domain": "www.sample.co.jp",
+        "title": "   "})
+    assert (lead.email, lead.name, lead.company) == ("hanako@sample.co.jp", "鈴木 花子",
+                                                    "サンプル株式会社")
+    assert (lead.phone, lead.company_domain, lead.title) == ("+81312345678", "sample.co.jp",
+                                                             None)
+    assert lead.touchpoint.type is TouchpointType.FORM_SUBMISSION
+
+
+def test_invalid_submissions_name_every_bad_field() -> None:
+    with pytest.raises(ValidationError) as raised:
+        LeadSubmission.model_validate({"email": "nobody", "phone": "nope", "colour": "red",
+                                       "touchpoint": {"type": "page_view.pricing",
+                                                      "occurred_at": "2026-11-21T10:00:00"}})
+    assert {error["loc"] for error in raised.value.errors()} == {
+        ("email",), ("phone",), ("colour",), ("touchpoint", "occurred_at")}
+    with pytest.raises(ValidationError) as activity:
+        ActivitySubmission.model_validate({"email": "a@b.jp", "type": "page_view.secret"})
+    assert [error["loc"] for error in activity.value.errors()] == [("type",)]

@@ -1,0 +1,363 @@
+"""POST /v1/leads: ingest's throughput and latency beside a bare FastAPI endpoint.
+
+Run: ``uv run python -m bench.ingest`` (about a minute and a half) or ``--quick``.
+
+Both servers run as processes of their own under the same uvicorn settings:
+``baton serve ingest`` (embedded PostgreSQL with fsync off, as the local stack
+runs it, and the embedded broker; its outbox relay publishes as it goes), and a
+bare FastAPI app whose one route validates the same ``LeadSubmission`` model and
+answers 202 without touching a database. Load comes from a third process: an
+asyncio client on raw keep-alive HTTP/1.1 connections (cheap per request, so
+that the servers, not the client, are what saturates), posting lead bodies of
+the demo generator, a new person each.
+
+Saturation: ``--connections`` connections send back to back for ``--seconds``;
+throughput = answers / time. Latency: an open loop sends at half the measured
+saturating rate on a schedule, and each latency counts from the request's
+scheduled time, so a stalled server cannot hide its queue. The machine's cores
+are shared by the client, the servers and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import multiprocessing
+import os
+import queue
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI, status
+
+from baton import registry
+from baton.demo import TrafficGenerator
+from baton_runtime import migrations
+from baton_runtime.db import create_engine
+from baton_runtime.embedded import LOOPBACK, embedded_kafka, embedded_postgres, free_port
+from baton_runtime.kafka import ensure_topics
+from baton_runtime.settings import KafkaSettings
+from bench.harness import Measurement, report, summary
+from services.ingest.domain import lead_id_for
+from services.ingest.submissions import Accepted, LeadSubmission
+
+API_KEY = "bench-ingest-key-0123456789"
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 25.0
+# Enough new leads a second for ingest's closed loop; the bare endpoint reuses them.
+CLOSED_LOOP_BODIES_PER_SECOND = 1500
+
+
+def bare_app() -> FastAPI:
+    """Return the baseline: the same route and model, and no database."""
+    app = FastAPI(title="bare baseline")
+
+    @app.post("/v1/leads", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+    async def capture_lead(submission: LeadSubmission) -> Accepted:
+        return Accepted(lead_id=lead_id_for(submission.email), event_id=str(uuid.uuid4()))
+
+    return app
+
+
+def serve_bare(port: int) -> None:
+    """Serve the baseline as ``baton serve`` serves a service (same uvicorn settings)."""
+    uvicorn.run(bare_app(), host=LOOPBACK, port=port, log_config=None, access_log=False,
+                lifespan="off")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One measurement: closed loop (``rate`` None) or open loop at ``rate`` a second."""
+
+    url: str
+    seconds: float
+    connections: int
+    rate: float | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a phase measured."""
+
+    answered: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: dict[int, int]
+
+    @property
+    def throughput(self) -> float:
+        """Return answers a second."""
+        return self.answered / self.seconds
+
+
+def requests_for(phase: Phase, count: int) -> list[bytes]:
+    """Return ``count`` whole HTTP requests, each a new lead of the demo mix."""
+    host = phase.url.removeprefix("http://")
+    bodies = TrafficGenerator(phase.seed).lead_forms()
+    built = []
+    for body in (next(bodies) for _ in range(count)):
+        payload = json.dumps(body, ensure_ascii=False).encode()
+        built.append(f"POST /v1/leads HTTP/1.1\r\nHost: {host}\r\nX-API-Key: {API_KEY}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+                     f"\r\n".encode() + payload)
+    return built
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection that sends a request and reads its answer."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        """Return a connection to ``url``."""
+        host, port = url.removeprefix("http://").split(":")
+        return cls(*await asyncio.open_connection(host, int(port)))
+
+    async def exchange(self, request: bytes) -> int:
+        """Send ``request``; return the answer's status once the whole answer is read."""
+        self.writer.write(request)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(head[9:12])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.writer.close()
+
+
+async def closed_loop(phase: Phase, requests: Sequence[bytes]) -> Result:
+    """Keep every connection busy for the phase; return what was answered."""
+    connections = [await Connection.open(phase.url) for _ in range(phase.connections)]
+    pending: Iterator[bytes] = itertools.cycle(requests)  # a repeat merges into its lead
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+    started = time.perf_counter()
+    deadline = started + phase.seconds
+
+    async def worker(connection: Connection) -> None:
+        for request in pending:
+            if time.perf_counter() >= deadline:
+                return
+            sent = time.perf_counter()
+            statuses[await connection.exchange(request)] += 1
+            latencies.append((time.perf_counter() - sent) * 1000)
+
+    await asyncio.gather(*(worker(connection) for connection in connections))
+    elapsed = time.perf_counter() - started
+    for connection in connections:
+        connection.close()
+    return Result(sum(statuses.values()), elapsed, latencies, dict(statuses))
+
+
+async def open_loop(phase: Phase, requests: Sequence[bytes]) -> Result:
+    """Send on a fixed schedule at ``phase.rate``; latency counts from the scheduled time."""
+    rate = phase.rate
+    assert rate is not None
+    idle = [await Connection.open(phase.url) for _ in range(phase.connections)]
+    statuses: Counter[int] = Counter()
+    latencies: list[float] = []
+    count = min(len(requests), int(rate * phase.seconds))
+    started = time.perf_counter()
+
+    async def send(index: int) -> None:
+        scheduled = started + index / rate
+        connection = idle.pop() if idle else await Connection.open(phase.url)
+        try:
+            status = await connection.exchange(requests[index])
+        except asyncio.IncompleteReadError as closed:
+            if closed.partial:
+                raise
+            # The server closed a connection idle past its keep-alive: reconnect, resend.
+            connection = await Connection.open(phase.url)
+            status = await connection.exchange(requests[index])
+        statuses[status] += 1
+        latencies.append((time.perf_counter() - scheduled) * 1000)
+        idle.append(connection)
+
+    tasks = []
+    for index in range(count):
+        await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
+        tasks.append(asyncio.create_task(send(index)))
+    await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - started
+    for connection in idle:
+        connection.close()
+    return Result(sum(statuses.values()), elapsed, latencies, dict(statuses))
+
+
+def load(phase: Phase, results: Any) -> None:
+    """In the load process: build the requests, run the phase, send back the result."""
+    expected = int((phase.rate or CLOSED_LOOP_BODIES_PER_SECOND) * phase.seconds * 1.2) + 100
+    requests = requests_for(phase, expected)
+    run = open_loop if phase.rate is not None else closed_loop
+    results.put(asyncio.run(run(phase, requests)))
+
+
+def measure(phase: Phase) -> Result:
+    """Run one phase in a process of its own and return its result."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=load, args=(phase, results))
+    process.start()
+    while True:
+        try:
+            result: Result = results.get(timeout=1)
+        except queue.Empty:
+            if not process.is_alive():
+                raise SystemExit(f"the load generator failed (exit {process.exitcode})") from None
+            continue
+        process.join(30)
+        return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return the CPU time (user + system) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def running(command: list[str], url: str, env: dict[str, str]
+            ) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends; wait until it answers."""
+    process = subprocess.Popen(command, env={**os.environ, **env})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/openapi.json", timeout=1).status_code == 200:
+                    break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{command} did not start")
+            time.sleep(0.2)
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def check(name: str, result: Result) -> None:
+    """Stop the run if any request was not accepted."""
+    if set(result.statuses) != {202}:
+        raise SystemExit(f"{name}: not every request was accepted: {result.statuses}")
+
+
+def run(*, seconds: float, warmup: float, connections: int) -> str:
+    """Measure both servers; return the report."""
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(embedded_postgres()).url("baton")
+        bootstrap = stack.enter_context(embedded_kafka())
+        migrations.upgrade(registry.migrations_dir("ingest"), database_url)
+        asyncio.run(ensure_topics(KafkaSettings(kafka_bootstrap_servers=bootstrap)))
+        ingest_url = f"http://{LOOPBACK}:{free_port()}"
+        bare_url = f"http://{LOOPBACK}:{free_port()}"
+        env = {"BATON_DATABASE_URL": database_url, "BATON_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+               "BATON_KAFKA_IDEMPOTENT_PRODUCER": "false", "BATON_HTTP_HOST": LOOPBACK,
+               "BATON_HTTP_PORT": ingest_url.rsplit(":", 1)[1], "BATON_LOG_LEVEL": "WARNING",
+               "BATON_INGEST_API_KEYS": f"bench={API_KEY}",
+               "BATON_INGEST_RATE_LIMIT_PER_MINUTE": "1000000"}
+        servers = {
+            "bare": (bare_url, stack.enter_context(running(
+                [sys.executable, "-m", "bench.ingest", "--serve-bare",
+                 bare_url.rsplit(":", 1)[1]], bare_url, {}))),
+            "ingest": (ingest_url, stack.enter_context(running(
+                [sys.executable, "-m", "baton", "serve", "ingest"], ingest_url, env))),
+        }
+        load_before = os.getloadavg()[0]
+        saturated: dict[str, Result] = {}
+        cpu_ms: dict[str, float] = {}
+        for seed, (name, (url, process)) in enumerate(servers.items()):
+            measure(Phase(url, warmup, connections, seed=100 + seed))
+            used = cpu_seconds(process.pid)
+            saturated[name] = measure(Phase(url, seconds, connections, seed=seed))
+            cpu_ms[name] = (cpu_seconds(process.pid) - used) * 1000 / saturated[name].answered
+            check(name, saturated[name])
+        half: dict[str, Result] = {}
+        for seed, (name, (url, _)) in enumerate(servers.items()):
+            rate = saturated[name].throughput / 2
+            half[name] = measure(Phase(url, seconds, connections, rate=rate, seed=200 + seed))
+            check(name, half[name])
+        committed = asyncio.run(touchpoints(database_url))
+    accepted = sum(saturated["ingest"].statuses.values()) + sum(half["ingest"].statuses.values())
+    bare_p99, ingest_p99 = (summary(half[n].latencies_ms)["p99"] for n in ("bare", "ingest"))
+    ratio = saturated["ingest"].throughput / saturated["bare"].throughput
+    throughput = report(
+        "POST /v1/leads throughput, closed loop "
+        f"({connections} connections, {seconds:g} s each)",
+        Measurement("bare FastAPI, same model, no database", saturated["bare"].throughput,
+                    "r/s"),
+        [Measurement("ingest (commit + outbox + relay)", saturated["ingest"].throughput, "r/s")],
+        targets=[f"ingest / bare >= {TARGET_RATIO}: {ratio:.2f} "
+                 f"{'met' if ratio >= TARGET_RATIO else 'NOT MET'}"])
+    latency = report(
+        "p99 latency at half the saturating rate, open loop "
+        f"(bare {half['bare'].throughput:.0f} r/s, ingest {half['ingest'].throughput:.0f} r/s)",
+        Measurement("bare p99", bare_p99, "ms", higher_is_better=False),
+        [Measurement("ingest p99", ingest_p99, "ms", higher_is_better=False),
+         *(Measurement(f"ingest {key}", value, "ms", higher_is_better=False)
+           for key, value in summary(half["ingest"].latencies_ms).items() if key != "p99")],
+        targets=[f"ingest p99 <= {TARGET_P99_MS:g} ms: {ingest_p99:.1f} ms "
+                 f"{'met' if ingest_p99 <= TARGET_P99_MS else 'NOT MET'}"])
+    cpu = report(
+        "server process CPU per request while saturated (independent of other load)",
+        Measurement("bare", cpu_ms["bare"], "ms", higher_is_better=False),
+        [Measurement("ingest (PostgreSQL's own CPU not included)", cpu_ms["ingest"], "ms",
+                     higher_is_better=False)])
+    integrity = (f"every 202 committed: {committed} touchpoints for {accepted} accepted "
+                 f"requests (+ warm-up) {'ok' if committed >= accepted else 'MISSING ROWS'}\n"
+                 f"1-minute load average: {load_before:.1f} before, "
+                 f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
+    print(integrity, flush=True)
+    return "\n".join((throughput, latency, cpu, integrity))
+
+
+async def touchpoints(database_url: str) -> int:
+    """Return how many touchpoints ingest committed."""
+    engine = create_engine(database_url, pool_size=1)
+    try:
+        async with engine.connect() as connection:
+            return int((await connection.exec_driver_sql(
+                "SELECT count(*) FROM ingest.touchpoints")).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark (or, with --serve-bare, the baseline server)."""
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a few seconds, for tests")
+    parser.add_argument("--seconds", type=float, default=15.0, help="each phase (15)")
+    parser.add_argument("--connections", type=int, default=32, help="closed loop (32)")
+    parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    arguments = parser.parse_args(argv)
+    if arguments.serve_bare:
+        serve_bare(arguments.serve_bare)
+        return
+    seconds = 1.5 if arguments.quick else arguments.seconds
+    run(seconds=seconds, warmup=0.5 if arguments.quick else 3.0,
+        connections=8 if arguments.quick else arguments.connections)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Webhook adapters: HubSpot form submissions and field-mapped payloads of other tools.
+
+Both translate a foreign payload into the body of ``POST /v1/leads`` or
+``/v1/activities``, which then validates it like any other submission.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.events import TouchpointType
+from services.ingest.submissions import ActivitySubmission, LeadSubmission, Strict
+
+SUBMISSIONS: dict[str, type[BaseModel]] = {"lead": LeadSubmission,
+                                           "activity": ActivitySubmission}
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uff66-\uff9f]")
+# HubSpot's numemployees options, as the employee bands the scoring model knows.
+HUBSPOT_EMPLOYEE_BANDS = {"1-5": "1-9", "5-25": "10-49", "25-50": "10-49", "50-100": "50-99",
+                          "100-500": "100-499", "500-1000": "500-999", "1000-5000": "1000+",
+                          "5000-10000": "1000+", "10000+": "1000+"}
+HUBSPOT_PROPERTIES = {"email": "email", "company": "company", "jobtitle": "title",
+                      "department": "department", "industry": "industry",
+                      "website": "company_domain", **{name: name for name in UTM_FIELDS}}
+
+
+class FieldMapping(Strict):
+    """How one tool's payload becomes a submission (one entry of the mapping file)."""
+
+    kind: Literal["lead", "activity"] = "lead"
+    sources: list[str] | None = Field(
+        default=None, description="API key sources allowed to post here; any when omitted.")
+    fields: dict[str, str | list[str]] = Field(
+        description="Submission field (dotted, e.g. touchpoint.type) -> payload path (dotted); "
+        "several paths are joined with a space.")
+    values: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Submission field -> {payload value: value to submit}.")
+    constants: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _targets_exist(self) -> Self:
+        model = SUBMISSIONS[self.kind]
+        unknown = [target for target in {*self.fields, *self.values, *self.constants}
+                   if not _has_field(model, target.split("."))]
+        if unknown:
+            raise ValueError(
+                f"not fields of a {self.kind} submission: {', '.join(sorted(unknown))}")
+        return self
+
+
+class MappingFile(Strict):
+    """The field-mapping file: generic adapters by name, and HubSpot forms' touchpoint types."""
+
+    adapters: dict[str, FieldMapping] = Field(default_factory=dict)
+    hubspot_forms: dict[str, TouchpointType] = Field(
+        default_factory=dict, description="HubSpot form id -> the touchpoint its submissions "
+        "are (default form.submission), e.g. a demo request form -> inquiry.demo_request.")
+
+
+def load_mapping_file(path: Path | None) -> MappingFile:
+    """Return the validated mapping file at ``path`` (an empty one when there is none)."""
+    if path is None:
+        return MappingFile()
+    return MappingFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+def _has_field(model: type[BaseModel], parts: list[str]) -> bool:
+    """Return True if the dotted path ``parts`` names a field of ``model`` or its sub-models."""
+    info = model.model_fields.get(parts[0])
+    if info is None:
+        return False
+    if len(parts) == 1:
+        return True
+    nested = info.annotation
+    for candidate in getattr(nested, "__args__", (nested,)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return _has_field(candidate, parts[1:])
+    return False
+
+
+def _lookup(payload: Any, path: str) -> Any:
+    """Return the value at a dotted ``path`` (list indices allowed), or None if absent."""
+    value = payload
+    for part in path.split("."):
+        if isinstance(value, Mapping):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _assign(target: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``value`` at a dotted path of nested dictionaries."""
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        target = target.setdefault(part, {})
+    target[leaf] = value
+
+
+def apply_mapping(mapping: FieldMapping, payload: Any) -> dict[str, Any]:
+    """Return the submission body ``mapping`` makes of ``payload``; absent values are left out."""
+    body: dict[str, Any] = {}
+    for target, value in mapping.constants.items():
+        _assign(body, target, value)
+    for target, paths in mapping.fields.items():
+        found = [_lookup(payload, path) for path in ([paths] if isinstance(paths, str) else paths)]
+        present = [item for item in found if item is not None and item != ""]
+        if not present:
+            continue
+        value = present[0] if len(present) == 1 else " ".join(str(item) for item in present)
+        translations = mapping.values.get(target)
+        if translations is not None and isinstance(value, str | int | bool):
+            value = translations.get(str(value), value)
+        _assign(body, target, value)
+    return body
+
+
+def full_name(first: str | None, last: str | None) -> str | None:
+    """Return a person's name in the order their script uses: 山田 太郎, but John Smith."""
+    parts = [part.strip() for part in (first, last) if part and part.strip()]
+    if len(parts) == 2 and any(CJK.search(part) for part in parts):
+        parts.reverse()
+    return " ".join(parts) or None
+
+
+class HubSpotField(BaseModel):
+    """One submitted form field."""
+
+    name: str
+    value: str | None = None
+
+
+class HubSpotSubmission(BaseModel):
+    """A HubSpot form submission as its webhook delivers it (unknown properties are ignored)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    portal_id: int | None = Field(default=None, validation_alias="portalId")
+    form_id: str | None = Field(default=None, max_length=200,
+                                validation_alias=AliasChoices("formId", "formGuid"))
+    conversion_id: str | None = Field(default=None, max_length=200,
+                                      validation_alias="conversionId")
+    submitted_at: int | None = Field(default=None, ge=0, validation_alias="submittedAt",
+                                     description="Unix time in milliseconds.")
+    fields: list[HubSpotField] = Field(max_length=1000,
+                                       validation_alias=AliasChoices("fields", "values"))
+    context: dict[str, Any] = Field(default_factory=dict)
+    legal_consent_options: dict[str, Any] = Field(default_factory=dict,
+                                                  validation_alias="legalConsentOptions")
+
+
+def _hubspot_consent(options: Mapping[str, Any]) -> bool | None:
+    """Return the marketing consent in HubSpot's legal consent options, or None if not asked."""
+    communications = _lookup(options, "consent.communications")
+    if not isinstance(communications, list) or not communications:
+        return None
+    return any(isinstance(item, Mapping) and item.get("value") is True for item in communications)
+
+
+def hubspot_to_lead(submission: HubSpotSubmission, forms: Mapping[str, TouchpointType],
+                    fallback_event_id: str) -> dict[str, Any]:
+    """Return the ``POST /v1/leads`` body of a HubSpot form submission.
+
+    The conversion id (or, without one, ``fallback_event_id``) becomes the event id,
+    so redelivered webhooks are recognised as the same submission.
+    """
+    properties = {item.name.lower(): item.value for item in submission.fields
+                  if item.value not in (None, "")}
+    body: dict[str, Any] = {target: properties[name] for name, target in HUBSPOT_PROPERTIES.items()
+                            if name in properties}
+    page = str(submission.context.get("pageUri") or "")
+    for name, values in parse_qs(urlsplit(page).query).items():
+        if name in UTM_FIELDS and name not in body:
+            body[name] = values[0]
+    if person := full_name(properties.get("firstname"), properties.get("lastname")):
+        body["name"] = person
+    if phone := properties.get("phone") or properties.get("mobilephone"):
+        body["phone"] = phone
+    if band := properties.get("numemployees"):
+        body["employee_band"] = HUBSPOT_EMPLOYEE_BANDS.get(band, band)
+    if region := properties.get("state") or properties.get("country"):
+        body["region"] = region
+    consent = _hubspot_consent(submission.legal_consent_options)
+    if consent is not None:
+        body["consent"] = consent
+    touchpoint: dict[str, Any] = {
+        "type": forms.get(submission.form_id or "", TouchpointType.FORM_SUBMISSION),
+        "asset_id": submission.form_id,
+    }
+    if submission.submitted_at is not None:
+        touchpoint["occurred_at"] = submission.submitted_at / 1000
+    body.update(source="hubspot", touchpoint=touchpoint,
+                event_id=submission.conversion_id or fallback_event_id)
+    return body

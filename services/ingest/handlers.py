@@ -1,0 +1,149 @@
+"""Recording captures: what the capture routes call inside their unit of work.
+
+A capture claims its idempotency key first, so a repeat or a concurrent duplicate
+writes nothing; then it merges the lead, emits lead.captured and stores the touchpoint.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from baton_runtime.uow import UnitOfWork
+from schemas.envelope import encode
+from schemas.events import Attribution, LeadCaptured, PartnerNotes, Touchpoint
+from services.ingest import domain, store
+from services.ingest.submissions import Accepted, ActivitySubmission, LeadSubmission
+
+PROFILE_FIELDS = ("name", "company", "company_domain", "title", "department", "phone",
+                  "industry", "employee_band", "region")
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before for a different request."""
+
+
+class ReplayedSignature(Exception):
+    """This exact signed request was received before."""
+
+
+@dataclass(frozen=True)
+class Capture:
+    """A validated submission and the touchpoint it reports, as recording needs them."""
+
+    submission: LeadSubmission | ActivitySubmission
+    source: str
+    touchpoint: Touchpoint
+    idempotency_key: str | None = None
+    campaign: str | None = None
+    attribution: Attribution | None = None
+    partner_notes: PartnerNotes | None = None
+    lead_id: uuid.UUID = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lead_id", domain.lead_id_for(self.submission.email))
+
+    def patch(self) -> dict[str, Any]:
+        """Return the profile fields stated (absent ones leave the lead's as they are)."""
+        values = {name: getattr(self.submission, name) for name in PROFILE_FIELDS}
+        values["email"] = self.submission.email
+        if isinstance(self.submission, LeadSubmission):
+            values["consent"] = self.submission.consent
+        return {name: value for name, value in values.items() if value is not None}
+
+    def payload(self) -> dict[str, Any]:
+        """Return the submission as stored with its touchpoint."""
+        return self.submission.model_dump(mode="json", exclude_none=True)
+
+    def fingerprint(self) -> str:
+        """Return what tells a repeat of this request from other content under its key."""
+        return domain.fingerprint(self.submission.model_dump_json().encode())
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What recording a capture answered, and whether it was an earlier answer repeated."""
+
+    accepted: Accepted
+    replayed: bool = False
+
+
+def lead_capture(submission: LeadSubmission, *, source: str, now: datetime,
+                 idempotency_key: str | None) -> Capture:
+    """Return the capture of a form submission."""
+    attribution = Attribution(
+        lead_source=submission.source, utm_source=submission.utm_source,
+        utm_medium=submission.utm_medium, utm_campaign=submission.utm_campaign,
+        utm_term=submission.utm_term, utm_content=submission.utm_content)
+    touchpoint = submission.touchpoint
+    return Capture(
+        submission, source,
+        Touchpoint(type=touchpoint.type, occurred_at=touchpoint.occurred_at or now,
+                   asset_id=touchpoint.asset_id, interacted=touchpoint.interacted),
+        idempotency_key=idempotency_key or submission.event_id,
+        campaign=submission.campaign or submission.utm_campaign,
+        attribution=attribution if attribution.model_dump(exclude_none=True) else None,
+    )
+
+
+def activity_capture(submission: ActivitySubmission, *, source: str, now: datetime,
+                     idempotency_key: str | None) -> Capture:
+    """Return the capture of an activity; partner notes name the key's source by default."""
+    notes = submission.partner_notes
+    return Capture(
+        submission, source,
+        Touchpoint(type=domain.touchpoint_type_for(submission.type),
+                   occurred_at=submission.occurred_at or now,
+                   asset_id=submission.asset_id, interacted=submission.interacted),
+        idempotency_key=idempotency_key or submission.event_id,
+        campaign=submission.campaign,
+        partner_notes=None if notes is None else PartnerNotes(
+            **{**notes.model_dump(exclude_none=True), "partner": notes.partner or source}),
+    )
+
+
+async def check_signature_is_new(uow: UnitOfWork, scope: str, signature: str) -> None:
+    """Remember a request signature; raise ReplayedSignature if it was seen before."""
+    if not await store.remember_signature(uow.connection, scope, signature):
+        raise ReplayedSignature
+
+
+async def record(uow: UnitOfWork, capture: Capture, *, event_source: str) -> Outcome:
+    """Record a capture and queue its lead.captured; repeat the answer to a repeated request.
+
+    ``event_source`` is the CloudEvents source of the service. Raises
+    IdempotencyConflict when the key was used for different content.
+    """
+    connection = uow.connection
+    if capture.idempotency_key is not None:
+        fingerprint = capture.fingerprint()
+        prior = await store.claim_idempotency_key(
+            connection, source=capture.source, key=capture.idempotency_key,
+            fingerprint=fingerprint, lead_id=capture.lead_id)
+        if prior is not None:
+            if prior.fingerprint != fingerprint or prior.event_id is None:
+                raise IdempotencyConflict
+            return Outcome(Accepted(lead_id=prior.lead_id, event_id=prior.event_id),
+                           replayed=True)
+    email, patch = capture.submission.email, capture.patch()
+    event_id = str(uuid.uuid4())
+    lead = await store.record_capture(
+        connection, lead_id=capture.lead_id, email=email, patch=patch,
+        account_key=domain.account_key(email, patch.get("company"), patch.get("company_domain")),
+        event_id=event_id, source=capture.source, type_=capture.touchpoint.type.value,
+        occurred_at=capture.touchpoint.occurred_at, payload=capture.payload(),
+        idempotency_key=capture.idempotency_key)
+    account = domain.account_for(email, lead.profile.get("company"),
+                                 lead.profile.get("company_domain"))
+    if account.account_key != lead.account_key:
+        await store.set_account_key(connection, capture.lead_id, account.account_key)
+    # Emitted under the id chosen above, which the touchpoint row already carries.
+    uow.emit_record(encode(LeadCaptured(
+        lead_id=capture.lead_id, source=capture.source, profile=domain.profile_of(lead.profile),
+        account=account, touchpoint=capture.touchpoint, campaign=capture.campaign,
+        partner_notes=capture.partner_notes, attribution=capture.attribution,
+        consent=lead.profile.get("consent"),
+    ), source=event_source, event_id=event_id))
+    return Outcome(Accepted(lead_id=capture.lead_id, event_id=event_id))

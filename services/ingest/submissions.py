@@ -1,0 +1,184 @@
+"""What the capture API accepts and answers: request models, normalised as they validate."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
+
+from schemas.events import TouchpointType
+from services.ingest import domain
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+Text100 = Annotated[str | None, Field(max_length=100), AfterValidator(domain.normalise_text)]
+Text200 = Annotated[str | None, Field(max_length=200), AfterValidator(domain.normalise_text)]
+Text500 = Annotated[str | None, Field(max_length=500), AfterValidator(domain.normalise_text)]
+Text4000 = Annotated[str | None, Field(max_length=4000), AfterValidator(domain.normalise_text)]
+Email = Annotated[str, BeforeValidator(lambda v: domain.normalise_email(v) if isinstance(v, str)
+                                       else v),
+                  Field(max_length=320, pattern=EMAIL_PATTERN,
+                        description="Normalised to NFKC and lower case; one lead per address.")]
+Phone = Annotated[str | None, Field(max_length=32, description="Stored in E.164; national "
+                                    "numbers are read as Japanese."),
+                  AfterValidator(lambda v: None if not v or not v.strip()
+                                 else domain.normalise_phone(v))]
+Domain = Annotated[str | None, Field(max_length=253, description="The company's web site or "
+                                     "domain; identifies the account of free-mail leads."),
+                   AfterValidator(lambda v: None if not v or not v.strip()
+                                  else domain.normalise_domain(v))]
+IdempotencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+ACTIVITY_TYPES = (*(member.value for member in TouchpointType), domain.WEBINAR_REGISTRATION)
+
+
+def _activity_type(value: str) -> str:
+    """Return ``value`` if it names an activity type."""
+    if value not in ACTIVITY_TYPES:
+        raise ValueError(f"not an activity type; expected one of {', '.join(ACTIVITY_TYPES)}")
+    return value
+
+
+ActivityType = Annotated[str, AfterValidator(_activity_type),
+                         WithJsonSchema({"type": "string", "enum": list(ACTIVITY_TYPES)})]
+
+
+class Strict(BaseModel):
+    """Unknown fields are refused, so a typo is an error rather than silently lost data."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Contact(Strict):
+    """Who the lead is. Later submissions fill in or overwrite, field by field."""
+
+    email: Email
+    name: Text200 = None
+    company: Text200 = None
+    company_domain: Domain = None
+    title: Text200 = None
+    department: Text200 = None
+    phone: Phone = None
+    industry: Text100 = None
+    employee_band: Annotated[str | None, Field(max_length=32),
+                             AfterValidator(domain.normalise_text)] = None
+    region: Text100 = None
+    event_id: IdempotencyKey | None = Field(
+        default=None, description="The sender's id of this record; used as the idempotency key "
+        "when no Idempotency-Key header is sent.")
+
+
+class TouchpointIn(Strict):
+    """The interaction being reported."""
+
+    type: TouchpointType = TouchpointType.FORM_SUBMISSION
+    occurred_at: AwareDatetime | None = None
+    asset_id: Text200 = None
+    interacted: bool = Field(default=False,
+                             description="A question or chat during a webinar.")
+
+
+class LeadSubmission(Contact):
+    """A form submission: who the lead is, where they came from and what they did."""
+
+    consent: bool | None = Field(default=None, description="Marketing consent as stated on the "
+                                 "form; omit when the form does not ask.")
+    source: Text200 = Field(default=None, description="The lead source as the sender names it, "
+                            "e.g. web, 展示会, referral.")
+    campaign: Text200 = None
+    utm_source: Text200 = None
+    utm_medium: Text200 = None
+    utm_campaign: Text200 = None
+    utm_term: Text200 = None
+    utm_content: Text200 = None
+    touchpoint: TouchpointIn = Field(default_factory=TouchpointIn)
+    honeypot: Annotated[str | None, Field(max_length=1000)] = Field(
+        default=None, description="A hidden form field people leave empty. When it is filled "
+        "the answer is still 202, but nothing is stored or forwarded.")
+
+
+class PartnerNotesIn(Strict):
+    """An appointment-setting partner's hearing notes (BANT and context)."""
+
+    partner: Text200 = Field(default=None, description="The partner's name; defaults to the "
+                             "API key's source.")
+    challenges: Text4000 = None
+    background: Text4000 = None
+    competitors: Text500 = None
+    budget: Text500 = None
+    authority: Text500 = None
+    need: Text500 = None
+    timeframe: Text500 = None
+    temperature: Annotated[str | None, Field(max_length=32),
+                           AfterValidator(domain.normalise_text)] = None
+
+
+class ActivitySubmission(Contact):
+    """An activity of a lead: page view, download, webinar, e-mail, inquiry or appointment."""
+
+    type: ActivityType = Field(description="What happened. Webinars: `webinar.registration` "
+                               "for a registration, the webinar's kind for attendance (with "
+                               "`interacted` for a question or chat).")
+    occurred_at: AwareDatetime | None = None
+    asset_id: Text200 = Field(default=None, description="The page, document, webinar or "
+                              "e-mail the activity concerns.")
+    interacted: bool = False
+    campaign: Text200 = None
+    partner_notes: PartnerNotesIn | None = None
+
+    @model_validator(mode="after")
+    def _notes_belong_to_appointments(self) -> Self:
+        if (self.partner_notes is None) == (self.type == TouchpointType.APPOINTMENT_SET):
+            raise ValueError("partner_notes are required for appointment.set and only there")
+        return self
+
+
+class LeadRecord(LeadSubmission):
+    """One line of a batch: a lead."""
+
+    kind: Literal["lead"]
+
+
+class ActivityRecord(ActivitySubmission):
+    """One line of a batch: an activity."""
+
+    kind: Literal["activity"]
+
+
+BatchRecord = Annotated[LeadRecord | ActivityRecord, Field(discriminator="kind")]
+
+
+class Accepted(BaseModel):
+    """What a 202 confirms: the touchpoint and its event are committed."""
+
+    status: Literal["accepted"] = "accepted"
+    lead_id: uuid.UUID
+    event_id: str
+
+
+class RecordResult(BaseModel):
+    """The outcome of one batch line."""
+
+    line: int = Field(description="1-based line number in the request body.")
+    status: int = Field(description="202 accepted, 409 idempotency conflict, 422 invalid.")
+    lead_id: uuid.UUID | None = None
+    event_id: str | None = None
+    errors: list[dict[str, object]] | None = None
+
+
+class BatchResult(BaseModel):
+    """The outcome of every line of a batch, in order."""
+
+    accepted: int
+    rejected: int
+    results: list[RecordResult]
