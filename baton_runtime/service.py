@@ -71,8 +71,11 @@ class ServiceDefinition:
         return f"/baton/{self.name}"
 
 
-def context_of(request: Request) -> ServiceContext:
-    """Return the running service's context, for use as a FastAPI dependency."""
+async def context_of(request: Request) -> ServiceContext:
+    """Return the running service's context, for use as a FastAPI dependency.
+
+    Async on purpose: FastAPI would run a plain function in its thread pool.
+    """
     context: ServiceContext = request.app.state.context
     return context
 

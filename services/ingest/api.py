@@ -85,11 +85,6 @@ CAPTURED: Responses = {
 }
 
 
-async def service_context(request: Request) -> ServiceContext:
-    """Return the service's context; async, as FastAPI runs sync dependencies in a thread."""
-    return context_of(request)
-
-
 @dataclass(frozen=True)
 class Caller:
     """An authenticated request: its key, and its signature to remember against replays."""
@@ -123,7 +118,7 @@ def router(collaborators: Collaborators) -> APIRouter:
 
     async def authenticated(
         request: Request,
-        context: Annotated[ServiceContext, Depends(service_context)],
+        context: Annotated[ServiceContext, Depends(context_of)],
         x_api_key: Annotated[str | None, Security(API_KEY)] = None,
         x_baton_timestamp: Annotated[str | None, Header(
             description="Unix time of a signed request.")] = None,
@@ -180,7 +175,7 @@ def router(collaborators: Collaborators) -> APIRouter:
     async def capture_lead(
         submission: LeadSubmission,
         caller: Annotated[Caller, Depends(authenticated)],
-        context: Annotated[ServiceContext, Depends(service_context)],
+        context: Annotated[ServiceContext, Depends(context_of)],
         response: Response,
         idempotency_key: IdempotencyHeader = None,
     ) -> Accepted:
@@ -196,7 +191,7 @@ def router(collaborators: Collaborators) -> APIRouter:
     async def capture_activity(
         submission: ActivitySubmission,
         caller: Annotated[Caller, Depends(authenticated)],
-        context: Annotated[ServiceContext, Depends(service_context)],
+        context: Annotated[ServiceContext, Depends(context_of)],
         response: Response,
         idempotency_key: IdempotencyHeader = None,
     ) -> Accepted:
@@ -216,7 +211,7 @@ def router(collaborators: Collaborators) -> APIRouter:
     async def capture_batch(
         request: Request,
         caller: Annotated[Caller, Depends(authenticated)],
-        context: Annotated[ServiceContext, Depends(service_context)],
+        context: Annotated[ServiceContext, Depends(context_of)],
     ) -> BatchResult:
         """Record every valid line in one transaction; answer each line's outcome in order."""
         settings: IngestSettings = context.settings
@@ -276,7 +271,7 @@ def router(collaborators: Collaborators) -> APIRouter:
 
     async def hubspot_caller(
         request: Request,
-        context: Annotated[ServiceContext, Depends(service_context)],
+        context: Annotated[ServiceContext, Depends(context_of)],
         x_hubspot_signature_v3: Annotated[str | None, Header()] = None,
         x_hubspot_request_timestamp: Annotated[str | None, Header()] = None,
     ) -> Caller:
@@ -321,7 +316,7 @@ def router(collaborators: Collaborators) -> APIRouter:
         submission: HubSpotSubmission,
         request: Request,
         caller: Annotated[Caller, Depends(hubspot_caller)],
-        context: Annotated[ServiceContext, Depends(service_context)],
+        context: Annotated[ServiceContext, Depends(context_of)],
         response: Response,
     ) -> Accepted:
         """Capture a verified HubSpot submission as a lead; redeliveries are recognised."""
@@ -341,7 +336,7 @@ def router(collaborators: Collaborators) -> APIRouter:
         adapter: str,
         payload: Annotated[dict[str, Any], Body(description="The tool's JSON payload.")],
         caller: Annotated[Caller, Depends(authenticated)],
-        context: Annotated[ServiceContext, Depends(service_context)],
+        context: Annotated[ServiceContext, Depends(context_of)],
         response: Response,
         idempotency_key: IdempotencyHeader = None,
     ) -> Accepted:
