@@ -1,41 +1,118 @@
-"""Notifier's API: the alerts it recorded and how their delivery went."""
+"""Notifier's API: the alerts it recorded, how their delivery went, and the SLA clocks."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
 from baton_runtime.service import ServiceContext, context_of
 from services.notifier import store
+from services.notifier.domain import AlertKind, ClockKind
 
 router = APIRouter(prefix="/v1", tags=["alerts"])
+Limit = Annotated[int, Query(ge=1, le=500)]
 
 
 class Alert(BaseModel):
-    """One alert on one channel and its delivery state."""
+    """One alert on one destination and its delivery state."""
 
     id: int
-    kind: str
+    kind: AlertKind
     channel: str
+    title: str
     lead_id: uuid.UUID | None
-    status: str
+    status: Literal["pending", "delivered", "failed"]
     attempts: int
     last_error: str | None
+    digest_size: int | None
     created_at: datetime
+    next_attempt_at: datetime
     delivered_at: datetime | None
+
+
+class SlaClock(BaseModel):
+    """One SLA clock: when it reminds, falls due and escalates, and how it ended."""
+
+    id: int
+    lead_id: uuid.UUID
+    kind: ClockKind
+    rule: str
+    state: Literal["open", "overdue", "met", "breached"]
+    started_at: datetime
+    remind_at: datetime
+    due_at: datetime
+    escalate_at: datetime
+    rungs_fired: int
+    stopped_at: datetime | None
+    stop_reason: str | None
+
+
+class LeadSla(BaseModel):
+    """A lead as the notifier knows it, with its SLA clocks, newest first."""
+
+    lead_id: uuid.UUID
+    stage: str | None
+    owner_id: str | None
+    team: str | None
+    clocks: list[SlaClock]
+
+
+def _clock(row: Any, now: datetime) -> SlaClock:
+    """Return the API view of a clock; an open clock past its due time is overdue."""
+    state = row.status
+    if state == store.OPEN and now > row.due_at:
+        state = "overdue"
+    return SlaClock.model_validate({**row._mapping, "state": state})
 
 
 @router.get("/alerts", response_model=list[Alert])
 async def list_alerts(
     context: Annotated[ServiceContext, Depends(context_of)],
     status: Literal["pending", "delivered", "failed"] | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    kind: AlertKind | None = None,
+    lead_id: uuid.UUID | None = None,
+    limit: Limit = 100,
 ) -> list[Alert]:
     """Return the newest alerts; ``status=failed`` lists permanent failures."""
     async with context.unit_of_work() as uow:
-        rows = await store.list_alerts(uow.connection, status, limit)
-    return [Alert.model_validate(row, from_attributes=True) for row in rows]
+        rows = await store.list_alerts(uow.connection, status=status,
+                                       kind=kind.value if kind else None, lead_id=lead_id,
+                                       limit=limit)
+    return [Alert.model_validate({**row._mapping, "title": row.message["title"]})
+            for row in rows]
+
+
+@router.get("/sla/clocks", response_model=list[SlaClock])
+async def list_clocks(
+    context: Annotated[ServiceContext, Depends(context_of)],
+    lead_id: uuid.UUID | None = None,
+    status: Literal["open", "met", "breached"] | None = None,
+    limit: Limit = 100,
+) -> list[SlaClock]:
+    """Return the newest SLA clocks, optionally of one lead or with one status."""
+    async with context.unit_of_work() as uow:
+        rows = await store.list_clocks(uow.connection, lead_id=lead_id, status=status,
+                                       limit=limit)
+    now = context.clock()
+    return [_clock(row, now) for row in rows]
+
+
+@router.get("/leads/{lead_id}/sla", response_model=LeadSla,
+            responses={404: {"description": "The notifier has seen no event of this lead."}})
+async def lead_sla(lead_id: uuid.UUID,
+                   context: Annotated[ServiceContext, Depends(context_of)]) -> LeadSla:
+    """Return a lead's SLA clocks (open, overdue, met or breached) and current owner."""
+    async with context.unit_of_work() as uow:
+        lead = await store.get_lead(uow.connection, lead_id)
+        if lead is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
+        rows = await store.list_clocks(uow.connection, lead_id=lead_id, status=None,
+                                       limit=500)
+    now = context.clock()
+    return LeadSla(lead_id=lead_id, stage=lead.stage, owner_id=lead.owner_id, team=lead.team,
+                   clocks=[_clock(row, now) for row in rows])
+

@@ -1,23 +1,30 @@
-"""The delivery worker: sends recorded alerts once, retrying with backoff."""
+"""The delivery worker: sends recorded alerts once, paced per destination, retrying with backoff."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
+from prometheus_client import Counter
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from baton_runtime.clock import Clock
 from baton_runtime.wakeup import Wakeup
 from services.notifier import store
 from services.notifier.channels import Channel, DeliveryFailed
+from services.notifier.messages import DIGEST_MAX_ALERTS, AlertMessage, digest
 
 log = structlog.get_logger(__name__)
-BATCH = 20
+DESTINATIONS_PER_BATCH = 50
 MAX_BACKOFF_SECONDS = 300.0
+MIN_WAIT_SECONDS = 0.02  # when the due work is locked by another replica: do not spin
+DELIVERIES = Counter("baton_notifier_deliveries_total",
+                     "Messages sent by the notifier, by outcome.", ["outcome"])
 
 
 def backoff(attempt: int) -> float:
@@ -26,49 +33,96 @@ def backoff(attempt: int) -> float:
 
 
 class DeliveryWorker:
-    """Claims due alerts with SKIP LOCKED, so that several replicas never send one twice."""
+    """Sends each destination's due alerts, one message at a time, at the destination's pace.
+
+    A destination is locked with SKIP LOCKED for the whole send, so several
+    replicas never send one alert twice nor break one destination's rate limit.
+    Alerts that pile up while a destination must wait go out together as a digest.
+    """
 
     def __init__(self, engine: AsyncEngine, channels: Mapping[str, Channel], *,
-                 database_url: str, max_attempts: int, clock: Clock) -> None:
+                 database_url: str, max_attempts: int, locale: str) -> None:
         self._engine = engine
         self._channels = channels
         self._database_url = database_url
         self._max_attempts = max_attempts
-        self._clock = clock
+        self._locale = locale
 
     async def deliver_due(self) -> int:
-        """Send the alerts that are due now and return how many were attempted."""
+        """Send what is due now and return how many alerts were attempted."""
         async with self._engine.begin() as connection:
-            due = await store.claim_due(connection, BATCH)
-            for alert in due:
-                channel = self._channels.get(alert.channel)
-                try:
-                    if channel is None:
-                        raise DeliveryFailed(f"channel {alert.channel} is not configured",
-                                             permanent=True)
-                    await channel.send(alert.message)
-                except DeliveryFailed as failure:
-                    attempt = alert.attempts + 1
-                    give_up = failure.permanent or attempt >= self._max_attempts
-                    wait = failure.retry_after if failure.retry_after is not None else backoff(
-                        attempt)
-                    await store.mark_failed_attempt(
-                        connection, alert.id, error=str(failure),
-                        retry_at=None if give_up else self._clock() + timedelta(seconds=wait))
-                    log.warning("alert delivery failed", alert_id=alert.id, attempt=attempt,
-                                gave_up=give_up, error=str(failure))
-                else:
-                    await store.mark_delivered(connection, alert.id, self._clock())
-        return len(due)
+            keys = await store.claim_destinations(connection, DESTINATIONS_PER_BATCH)
+            if not keys:
+                return 0
+            due: dict[str, list[Row[Any]]] = defaultdict(list)
+            for alert in await store.sendable_alerts(connection, keys, DIGEST_MAX_ALERTS):
+                due[alert.channel].append(alert)
+            failures = dict(zip(due, await asyncio.gather(
+                *(self._send(key, alerts) for key, alerts in due.items())), strict=True))
+            sent = [key for key, failure in failures.items() if failure is None]
+            await store.mark_delivered(connection, [[alert.id for alert in due[key]]
+                                                    for key in sent])
+            pauses = {key: self._channels[key].min_interval for key in sent
+                      if self._channels[key].min_interval}
+            for key, failure in failures.items():
+                if failure is not None:
+                    pauses.update(await self._failed(connection, key, due[key], failure))
+            await store.hold_destinations(connection, pauses)
+        DELIVERIES.labels(outcome="delivered").inc(len(sent))
+        DELIVERIES.labels(outcome="failed").inc(len(due) - len(sent))
+        return sum(len(alerts) for alerts in due.values())
+
+    async def _send(self, key: str, alerts: Sequence[Row[Any]]) -> DeliveryFailed | None:
+        """Send one message (a digest if several alerts wait) and return its failure, if any."""
+        channel = self._channels.get(key)
+        if channel is None:
+            return DeliveryFailed(f"destination {key} is not configured", permanent=True)
+        message = digest([AlertMessage.from_json(alert.message) for alert in alerts],
+                         self._locale)
+        try:
+            await channel.send(message)
+        except DeliveryFailed as failure:
+            return failure
+        except Exception as error:  # a bug in one channel must not undo the others' sends
+            log.exception("channel raised unexpectedly", destination=key)
+            return DeliveryFailed(f"{type(error).__name__}: {error}")
+        return None
+
+    async def _failed(self, connection: AsyncConnection, key: str,
+                      alerts: Sequence[Row[Any]], failure: DeliveryFailed) -> dict[str, timedelta]:
+        """Record a failed send of ``alerts``; return the pause ``key`` asked for, if any."""
+        for alert in alerts:
+            attempt = alert.attempts + 1
+            # Being asked to wait is not the message's fault: it never uses up attempts.
+            give_up = failure.permanent or (failure.retry_after is None
+                                            and attempt >= self._max_attempts)
+            wait = failure.retry_after if failure.retry_after is not None else backoff(attempt)
+            await store.mark_failed_attempt(
+                connection, alert.id, error=str(failure),
+                retry_in=None if give_up else timedelta(seconds=wait))
+            log.warning("alert delivery failed", alert_id=alert.id, destination=key,
+                        attempt=attempt, gave_up=give_up, error=str(failure))
+        if failure.retry_after is None:
+            return {}
+        return {key: timedelta(seconds=failure.retry_after)}
+
+    async def next_wait(self, poll_seconds: float) -> float:
+        """Return how long to sleep before something may be due: at most ``poll_seconds``."""
+        async with self._engine.connect() as connection:
+            seconds = await store.seconds_until_sendable(connection)
+        if seconds is None:
+            return poll_seconds
+        return min(poll_seconds, max(MIN_WAIT_SECONDS, seconds))
 
     async def run(self, stop: asyncio.Event, poll_seconds: float = 1.0) -> None:
-        """Deliver until ``stop`` is set, woken by NOTIFY, polling for retries that fall due."""
+        """Deliver until ``stop`` is set, woken by NOTIFY or when paced work falls due."""
         async with Wakeup(self._database_url, store.ALERTS_CHANNEL) as wakeup:
             while not stop.is_set():
                 try:
-                    attempted = await self.deliver_due()
+                    if await self.deliver_due():
+                        continue
+                    wait = await self.next_wait(poll_seconds)
                 except Exception:
                     log.exception("delivery batch failed; retrying")
-                    attempted = 0
-                if attempted < BATCH:
-                    await wakeup.wait(stop, poll_seconds=poll_seconds)
+                    wait = poll_seconds
+                await wakeup.wait(stop, poll_seconds=wait)

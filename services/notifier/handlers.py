@@ -1,23 +1,94 @@
-"""Notifier's event handlers: decide which alerts to send, and record them."""
+"""Notifier's event handlers: keep what alerts need, move SLA clocks, record alerts."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from functools import partial
 
 from baton_runtime.uow import UnitOfWork
-from schemas.events import LeadPromoted, LifecycleStage, Tier
-from services.notifier import messages, store
+from schemas.events import (
+    DealPhase,
+    DealPhaseChanged,
+    DealRecycled,
+    LeadPromoted,
+    LeadScored,
+    LifecycleStage,
+    Tier,
+)
+from services.notifier import alerts, domain, messages, store, timers
+from services.notifier.domain import AlertKind, ClockKind, Policy
+from services.notifier.messages import DealNotice, LeadCard
 
 
-async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, channels: Sequence[str],
-                           locale: str, timezone: str) -> None:
-    """Record a hot-lead alert per channel when a tier-A lead becomes an MQL."""
-    if event.to_stage is not LifecycleStage.MQL or event.tier is not Tier.A:
-        return
-    message = messages.hot_lead(event, locale, timezone).slack_payload()
-    for channel in channels:
-        await store.add_alert(
-            uow.connection,
-            dedupe_key=f"hot_lead:{event.lead_id}:{event.occurred_at.isoformat()}:{channel}",
-            kind="hot_lead", channel=channel, lead_id=event.lead_id, message=message,
-        )
+async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, policy: Policy) -> None:
+    """Follow a lifecycle move: clocks stop and start; a tier-A MQL is a hot-lead alert."""
+    card = LeadCard.of(event)
+    await store.record_promotion(uow.connection, event.lead_id, card=card.to_json(),
+                                 stage=event.to_stage.value, owner_id=event.owner_id,
+                                 team=event.team, at=event.occurred_at)
+    changes = domain.on_promotion(policy.rules, from_stage=event.from_stage,
+                                  to_stage=event.to_stage, tier=event.tier,
+                                  trigger=event.trigger, owner_id=event.owner_id)
+    plans = await timers.apply(
+        uow.connection, policy, event.lead_id, changes, at=event.occurred_at,
+        reason=f"lead {event.from_stage.value} -> {event.to_stage.value}: {event.reason}")
+    if (event.to_stage is LifecycleStage.MQL and event.from_stage is not LifecycleStage.MQL
+            and event.tier is Tier.A):
+        plan = plans.get(ClockKind.MQL_ACCEPTANCE)
+        message = messages.hot_lead(event, plan.due_at if plan else event.sla_due_at,
+                                    policy.locale, str(policy.display_timezone))
+        await alerts.record(uow.connection, policy, AlertKind.HOT_LEAD, message,
+                            key=f"hot_lead:{event.lead_id}:{event.occurred_at.isoformat()}",
+                            lead_id=event.lead_id, owner_id=event.owner_id, team=event.team)
+
+
+async def on_lead_scored(event: LeadScored, uow: UnitOfWork, *, policy: Policy) -> None:
+    """Start the first-touch clock for a new tier B or a surge, keeping the lead's card."""
+    decide = partial(domain.on_score, policy.rules, tier=event.tier,
+                     previous_tier=event.previous_tier, surge=event.surge)
+    if not decide(stage=None, handled_since=False).start:
+        return  # most scores start nothing whatever the lead's state: no database work
+    lead = await store.get_lead(uow.connection, event.lead_id)
+    handled = (lead is not None and lead.last_promoted_at is not None
+               and lead.last_promoted_at >= event.scored_at)
+    changes = decide(stage=LifecycleStage(lead.stage) if lead and lead.stage else None,
+                     handled_since=handled)
+    if changes.start:
+        await store.record_score(uow.connection, event.lead_id, LeadCard.scored(event).to_json())
+        await timers.apply(uow.connection, policy, event.lead_id, changes,
+                           at=event.scored_at, reason="scored")
+
+
+async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
+                                policy: Policy) -> None:
+    """Follow a deal: a rep moving it is activity on the lead; a won deal is an alert."""
+    await store.record_deal(uow.connection, event.deal_id, lead_id=event.lead_id,
+                            owner_id=event.owner_id, phase=event.to_phase.value,
+                            amount=event.amount)
+    card = alerts.card_of(await store.get_lead(uow.connection, event.lead_id), event.lead_id)
+    owner_id = event.owner_id or card.owner_id
+    changes = domain.on_deal_phase(policy.rules, from_phase=event.from_phase,
+                                   to_phase=event.to_phase, owner_id=owner_id)
+    await timers.apply(uow.connection, policy, event.lead_id, changes, at=event.occurred_at,
+                       reason=f"deal {event.deal_id} -> {event.to_phase.value}")
+    if event.to_phase is DealPhase.WON:
+        notice = DealNotice(kind=AlertKind.DEAL_WON, deal_id=event.deal_id, lead=card,
+                            owner_id=owner_id, amount=event.amount)
+        await alerts.record(uow.connection, policy, AlertKind.DEAL_WON,
+                            messages.deal_alert(notice, policy.locale),
+                            key=f"deal_won:{event.deal_id}", lead_id=event.lead_id,
+                            owner_id=owner_id, team=card.team)
+
+
+async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, policy: Policy) -> None:
+    """Tell the owner and team that a zombie deal went back to nurturing."""
+    deal = await store.get_deal(uow.connection, event.deal_id)
+    card = alerts.card_of(await store.get_lead(uow.connection, event.lead_id), event.lead_id)
+    owner_id = (deal.owner_id if deal else None) or card.owner_id
+    await timers.apply(uow.connection, policy, event.lead_id, domain.on_deal_recycled(),
+                       at=event.recycled_at, reason=f"deal {event.deal_id} recycled")
+    notice = DealNotice(kind=AlertKind.DEAL_RECYCLED, deal_id=event.deal_id, lead=card,
+                        owner_id=owner_id, phase=event.last_phase.value, reason=event.reason)
+    await alerts.record(uow.connection, policy, AlertKind.DEAL_RECYCLED,
+                        messages.deal_alert(notice, policy.locale),
+                        key=f"deal_recycled:{event.deal_id}:{event.recycled_at.isoformat()}",
+                        lead_id=event.lead_id, owner_id=owner_id, team=card.team)

@@ -3,52 +3,72 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from functools import partial
 
 import httpx
 
+from baton_runtime.periodic import run_periodically
 from baton_runtime.service import ServiceContext, ServiceDefinition, serve
-from schemas.events import LeadPromoted
+from schemas.events import DealPhaseChanged, DealRecycled, LeadPromoted, LeadScored
 from services.notifier import api, handlers, store
-from services.notifier.channels import Channel, ConsoleChannel, SlackWebhookChannel
+from services.notifier.channels import (
+    SLACK_API_URL,
+    allowed_hosts,
+    host_guard,
+    open_channels,
+)
+from services.notifier.config import NotifierConfig
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.settings import NotifierSettings
+from services.notifier.timers import TimerSweeper
 
 SETTINGS = NotifierSettings
 
 
-def channel_names(settings: NotifierSettings) -> list[str]:
-    """Return the channels alerts go to: Slack if configured, else the console."""
-    return [SlackWebhookChannel.name] if settings.slack_webhook_url else [ConsoleChannel.name]
-
-
-async def deliver_alerts(context: ServiceContext, stop: asyncio.Event) -> None:
-    """Run the delivery worker with the configured channels."""
+async def deliver_alerts(context: ServiceContext, stop: asyncio.Event, *,
+                         config: NotifierConfig) -> None:
+    """Run the delivery worker over the configured destinations."""
     settings: NotifierSettings = context.settings
-    async with httpx.AsyncClient() as client:
-        channels: dict[str, Channel] = {ConsoleChannel.name: ConsoleChannel()}
-        if settings.slack_webhook_url:
-            channels[SlackWebhookChannel.name] = SlackWebhookChannel(
-                client, str(settings.slack_webhook_url))
+    destinations = config.destinations
+    guard = host_guard(allowed_hosts(destinations.values(), bot_api_url=SLACK_API_URL))
+    async with httpx.AsyncClient(event_hooks={"request": [guard]}) as client:
+        channels = open_channels(
+            destinations, client,
+            bot_token=settings.slack_bot_token.get_secret_value()
+            if settings.slack_bot_token else None,
+            smtp_url=settings.smtp_url, sender=settings.alert_email_from,
+            slack_interval=timedelta(milliseconds=settings.slack_min_interval_ms))
         worker = DeliveryWorker(context.engine, channels, database_url=settings.database_url,
                                 max_attempts=settings.delivery_max_attempts,
-                                clock=context.clock)
+                                locale=config.policy.locale)
         await worker.run(stop)
+
+
+async def sweep_timers(context: ServiceContext, stop: asyncio.Event, *,
+                       config: NotifierConfig) -> None:
+    """Fire SLA rungs as they fall due."""
+    settings: NotifierSettings = context.settings
+    sweeper = TimerSweeper(context.unit_of_work, config.policy, context.clock)
+    await run_periodically("sla-timers", sweeper.fire_due,
+                           interval_seconds=settings.sla_sweep_interval_ms / 1000, stop=stop)
 
 
 def definition(settings: NotifierSettings) -> ServiceDefinition:
     """Return notifier's wiring."""
+    config = settings.notifier_config()
     return ServiceDefinition(
         name="notifier",
         tables=store.plumbing,
         handlers={
-            LeadPromoted.topic: partial(handlers.on_lead_promoted,
-                                        channels=channel_names(settings),
-                                        locale=settings.alert_locale,
-                                        timezone=settings.alert_timezone),
+            LeadScored.topic: partial(handlers.on_lead_scored, policy=config.policy),
+            LeadPromoted.topic: partial(handlers.on_lead_promoted, policy=config.policy),
+            DealPhaseChanged.topic: partial(handlers.on_deal_phase_changed,
+                                            policy=config.policy),
+            DealRecycled.topic: partial(handlers.on_deal_recycled, policy=config.policy),
         },
         routers=[api.router],
-        workers=[deliver_alerts],
+        workers=[partial(deliver_alerts, config=config), partial(sweep_timers, config=config)],
     )
 
 

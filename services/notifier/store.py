@@ -1,9 +1,10 @@
-"""Notifier's tables: one delivery record per alert and channel."""
+"""Notifier's tables: what it knows of leads and deals, SLA clocks, destinations and alerts."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -14,7 +15,11 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
+    UniqueConstraint,
+    bindparam,
+    case,
     func,
+    or_,
     select,
     text,
 )
@@ -24,9 +29,65 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_runtime.db import service_metadata
+from services.notifier.domain import ClockKind, ClockPlan, Outcome, SlaRule
 
 metadata, plumbing = service_metadata("notifier")
 ALERTS_CHANNEL = "notifier_alerts"
+OPEN = "open"
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("card", JSONB, nullable=False),
+    Column("stage", Text),
+    Column("owner_id", Text),
+    Column("team", Text),
+    Column("last_promoted_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+deals = Table(
+    "deals",
+    metadata,
+    Column("deal_id", UUID(as_uuid=True), primary_key=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=False),
+    Column("owner_id", Text),
+    Column("phase", Text, nullable=False),
+    Column("amount", BigInteger),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+sla_clocks = Table(
+    "sla_clocks",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("remind_at", DateTime(timezone=True), nullable=False),
+    Column("due_at", DateTime(timezone=True), nullable=False),
+    Column("escalate_at", DateTime(timezone=True), nullable=False),
+    Column("rungs_fired", Integer, nullable=False, server_default="0"),
+    Column("next_fire_at", DateTime(timezone=True)),
+    Column("status", Text, nullable=False, server_default=OPEN),
+    Column("stopped_at", DateTime(timezone=True)),
+    Column("stop_reason", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("lead_id", "kind", "started_at", name="uq_notifier_sla_clocks_start"),
+    Index("uq_notifier_sla_clocks_open", "lead_id", "kind", unique=True,
+          postgresql_where=text("status = 'open'")),
+    Index("ix_notifier_sla_clocks_due", "next_fire_at",
+          postgresql_where=text("status = 'open'")),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("key", Text, primary_key=True),
+    Column("next_send_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
 
 alerts = Table(
     "alerts",
@@ -36,66 +97,233 @@ alerts = Table(
     Column("kind", Text, nullable=False),
     Column("channel", Text, nullable=False),
     Column("lead_id", UUID(as_uuid=True)),
+    Column("clock_id", BigInteger),
     Column("message", JSONB, nullable=False),
     Column("status", Text, nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", DateTime(timezone=True), nullable=False,
            server_default=func.now()),
     Column("last_error", Text),
+    Column("digest_size", Integer),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
-    Index("ix_notifier_alerts_due", "status", "next_attempt_at"),
+    Index("ix_notifier_alerts_pending", "channel", "id",
+          postgresql_where=text("status = 'pending'")),
+    Index("ix_notifier_alerts_lead", "lead_id"),
 )
 
 
-async def add_alert(connection: AsyncConnection, *, dedupe_key: str, kind: str, channel: str,
-                    lead_id: uuid.UUID | None, message: dict[str, Any]) -> bool:
-    """Record an alert to deliver; return False if its dedupe key exists already."""
-    created = await connection.execute(
-        pg_insert(alerts)
-        .values(dedupe_key=dedupe_key, kind=kind, channel=channel, lead_id=lead_id,
-                message=message)
-        .on_conflict_do_nothing(index_elements=["dedupe_key"])
-        .returning(alerts.c.id)
+async def record_promotion(connection: AsyncConnection, lead_id: uuid.UUID, *,
+                           card: dict[str, Any], stage: str, owner_id: str | None,
+                           team: str | None, at: datetime) -> None:
+    """Keep a lead's card, stage, owner and team as of its latest lifecycle event."""
+    values = {"card": card, "stage": stage, "owner_id": owner_id, "team": team,
+              "last_promoted_at": at, "updated_at": func.now()}
+    statement = pg_insert(leads).values(lead_id=lead_id, **values)
+    await connection.execute(statement.on_conflict_do_update(
+        index_elements=["lead_id"], set_=values,
+        where=or_(leads.c.last_promoted_at.is_(None), leads.c.last_promoted_at <= at)))
+
+
+async def record_score(connection: AsyncConnection, lead_id: uuid.UUID,
+                       card: dict[str, Any]) -> None:
+    """Keep a lead's latest card."""
+    statement = pg_insert(leads).values(lead_id=lead_id, card=card)
+    await connection.execute(statement.on_conflict_do_update(
+        index_elements=["lead_id"], set_={"card": card, "updated_at": func.now()}))
+
+
+async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> Row[Any] | None:
+    """Return what the notifier knows of a lead, or None."""
+    return (await connection.execute(select(leads).where(leads.c.lead_id == lead_id))).first()
+
+
+async def record_deal(connection: AsyncConnection, deal_id: uuid.UUID, *, lead_id: uuid.UUID,
+                      owner_id: str | None, phase: str, amount: int | None) -> None:
+    """Keep a deal's lead, owner, phase and amount."""
+    values = {"lead_id": lead_id, "owner_id": owner_id, "phase": phase, "amount": amount,
+              "updated_at": func.now()}
+    await connection.execute(pg_insert(deals).values(deal_id=deal_id, **values)
+                             .on_conflict_do_update(index_elements=["deal_id"], set_=values))
+
+
+async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID) -> Row[Any] | None:
+    """Return what the notifier knows of a deal, or None."""
+    return (await connection.execute(select(deals).where(deals.c.deal_id == deal_id))).first()
+
+
+async def start_clocks(connection: AsyncConnection, lead_id: uuid.UUID,
+                       plans: Sequence[tuple[SlaRule, ClockPlan]]) -> None:
+    """Open clocks, except where one of the kind is open or started at that moment already."""
+    if not plans:
+        return
+    await connection.execute(pg_insert(sla_clocks).values([
+        {"lead_id": lead_id, "kind": rule.kind.value, "rule": rule.name,
+         "started_at": plan.started_at, "remind_at": plan.remind_at, "due_at": plan.due_at,
+         "escalate_at": plan.escalate_at, "next_fire_at": plan.next_fire_at(0)}
+        for rule, plan in plans
+    ]).on_conflict_do_nothing())
+
+
+async def stop_clocks(connection: AsyncConnection, lead_id: uuid.UUID,
+                      kinds: Collection[ClockKind], *, at: datetime,
+                      reason: str) -> list[Row[Any]]:
+    """End the lead's open clocks of ``kinds`` started before ``at``; return them as ended.
+
+    A clock the timer sweep holds is waited for, so the returned rows show every
+    rung it fired.
+    """
+    if not kinds:
+        return []
+    status = case((sla_clocks.c.due_at >= at, Outcome.MET.value), else_=Outcome.BREACHED.value)
+    statement = (
+        sla_clocks.update()
+        .where(sla_clocks.c.lead_id == lead_id, sla_clocks.c.status == OPEN,
+               sla_clocks.c.kind.in_([kind.value for kind in kinds]),
+               sla_clocks.c.started_at < at)
+        .values(status=status, stopped_at=at, stop_reason=reason[:500], next_fire_at=None)
+        .returning(sla_clocks)
     )
-    if created.first() is None:
-        return False
-    # Delivered at commit: wakes the delivery worker.
-    await connection.execute(text("SELECT pg_notify(:c, '')"), {"c": ALERTS_CHANNEL})
-    return True
+    return list(await connection.execute(statement))
 
 
-async def claim_due(connection: AsyncConnection, limit: int) -> list[Row[Any]]:
-    """Lock and return pending alerts that are due, skipping those another replica holds."""
+async def claim_due_clocks(connection: AsyncConnection, now: datetime,
+                           limit: int) -> list[Row[Any]]:
+    """Lock and return open clocks with a rung due, skipping those another replica holds."""
     rows = await connection.execute(
-        select(alerts)
-        .where(alerts.c.status == "pending", alerts.c.next_attempt_at <= func.now())
-        .order_by(alerts.c.id).limit(limit).with_for_update(skip_locked=True)
-    )
+        select(sla_clocks)
+        .where(sla_clocks.c.status == OPEN, sla_clocks.c.next_fire_at <= now)
+        .order_by(sla_clocks.c.next_fire_at).limit(limit)
+        .with_for_update(skip_locked=True))
     return list(rows)
 
 
-async def mark_delivered(connection: AsyncConnection, alert_id: int, now: datetime) -> None:
-    """Record a successful delivery."""
-    await connection.execute(alerts.update().where(alerts.c.id == alert_id).values(
-        status="delivered", attempts=alerts.c.attempts + 1, delivered_at=now, last_error=None))
+async def advance_clock(connection: AsyncConnection, clock_id: int, *, rungs_fired: int,
+                        next_fire_at: datetime | None) -> None:
+    """Record the rungs a clock has fired and when its next one is due."""
+    await connection.execute(sla_clocks.update().where(sla_clocks.c.id == clock_id)
+                             .values(rungs_fired=rungs_fired, next_fire_at=next_fire_at))
+
+
+async def list_clocks(connection: AsyncConnection, *, lead_id: uuid.UUID | None,
+                      status: str | None, limit: int) -> list[Row[Any]]:
+    """Return the newest clocks, optionally of one lead or with one status."""
+    query = select(sla_clocks).order_by(sla_clocks.c.id.desc()).limit(limit)
+    if lead_id is not None:
+        query = query.where(sla_clocks.c.lead_id == lead_id)
+    if status is not None:
+        query = query.where(sla_clocks.c.status == status)
+    return list(await connection.execute(query))
+
+
+async def add_alerts(connection: AsyncConnection, *, key: str, kind: str,
+                     channels: Sequence[str], lead_id: uuid.UUID | None,
+                     message: dict[str, Any], clock_id: int | None = None) -> int:
+    """Record an alert for each destination in one statement; return how many are new.
+
+    ``key:destination`` is each record's dedupe key: an alert recorded twice is not
+    recorded again. The delivery worker is woken at commit.
+    """
+    if not channels:
+        return 0
+    rows = [{"dedupe_key": f"{key}:{channel}", "kind": kind, "channel": channel,
+             "lead_id": lead_id, "clock_id": clock_id, "message": message}
+            for channel in channels]
+    created = (pg_insert(alerts).values(rows)
+               .on_conflict_do_nothing(index_elements=["dedupe_key"])
+               .returning(alerts.c.channel).cte("created"))
+    known = (pg_insert(destinations)
+             .from_select(["key"], select(created.c.channel).distinct())
+             .on_conflict_do_nothing(index_elements=["key"]).cte("known"))
+    # NOTIFY is delivered at commit, once per transaction: it wakes the delivery worker.
+    count = await connection.scalar(
+        select(func.count(), func.pg_notify(ALERTS_CHANNEL, ""))
+        .select_from(created).add_cte(known))
+    return int(count or 0)
+
+
+def _sendable() -> Any:
+    """Return the condition of an alert that may be sent now."""
+    return (alerts.c.status == "pending") & (alerts.c.next_attempt_at <= func.now())
+
+
+async def claim_destinations(connection: AsyncConnection, limit: int) -> list[str]:
+    """Lock destinations free to send with alerts waiting, skipping another replica's."""
+    waiting = select(alerts.c.id).where(alerts.c.channel == destinations.c.key,
+                                        _sendable()).exists()
+    rows = await connection.execute(
+        select(destinations.c.key)
+        .where(destinations.c.next_send_at <= func.now(), waiting)
+        .order_by(destinations.c.next_send_at).limit(limit)
+        .with_for_update(skip_locked=True))
+    return [row.key for row in rows]
+
+
+async def sendable_alerts(connection: AsyncConnection, keys: Sequence[str],
+                          per_destination: int) -> list[Row[Any]]:
+    """Return the oldest sendable alerts of each destination in ``keys`` (whose lock we hold)."""
+    rank = func.row_number().over(partition_by=alerts.c.channel, order_by=alerts.c.id)
+    ranked = (select(alerts, rank.label("rank"))
+              .where(alerts.c.channel.in_(keys), _sendable()).subquery())
+    rows = await connection.execute(
+        select(ranked).where(ranked.c.rank <= per_destination).order_by(ranked.c.id))
+    return list(rows)
+
+
+async def mark_delivered(connection: AsyncConnection,
+                         messages: Sequence[Sequence[int]]) -> None:
+    """Record deliveries: each item lists the alerts that went out together in one message."""
+    if not messages:
+        return
+    await connection.execute(
+        alerts.update().where(alerts.c.id == bindparam("alert_id")).values(
+            status="delivered", attempts=alerts.c.attempts + 1,
+            delivered_at=func.clock_timestamp(), last_error=None,
+            digest_size=bindparam("size")),
+        [{"alert_id": alert_id, "size": len(ids)} for ids in messages for alert_id in ids])
 
 
 async def mark_failed_attempt(connection: AsyncConnection, alert_id: int, *, error: str,
-                              retry_at: datetime | None) -> None:
-    """Record a failed attempt: retry at ``retry_at``, or give up when it is None."""
+                              retry_in: timedelta | None) -> None:
+    """Record a failed attempt: retry after ``retry_in``, or give up when it is None."""
     values: dict[str, Any] = {"attempts": alerts.c.attempts + 1, "last_error": error[:2000]}
-    if retry_at is None:
+    if retry_in is None:
         values["status"] = "failed"
     else:
-        values["next_attempt_at"] = retry_at
+        values["next_attempt_at"] = func.now() + retry_in
     await connection.execute(alerts.update().where(alerts.c.id == alert_id).values(**values))
 
 
-async def list_alerts(connection: AsyncConnection, status: str | None,
-                      limit: int) -> list[Row[Any]]:
-    """Return the newest alerts, optionally only those with ``status``."""
+async def hold_destinations(connection: AsyncConnection,
+                            pauses: Mapping[str, timedelta]) -> None:
+    """Send nothing more to each destination for its pause: its pace, or the server's wish."""
+    if not pauses:
+        return
+    # clock_timestamp, not now(): the pause counts from after the send, not the transaction start.
+    await connection.execute(
+        destinations.update().where(destinations.c.key == bindparam("destination"))
+        .values(next_send_at=func.clock_timestamp() + bindparam("pause")),
+        [{"destination": key, "pause": pause} for key, pause in pauses.items()])
+
+
+async def seconds_until_sendable(connection: AsyncConnection) -> float | None:
+    """Return how long until the next pending alert may be sent (<= 0: now), or None."""
+    earliest = func.min(func.greatest(destinations.c.next_send_at, alerts.c.next_attempt_at))
+    seconds = await connection.scalar(
+        select(func.extract("epoch", earliest - func.now()))
+        .select_from(alerts.join(destinations, destinations.c.key == alerts.c.channel))
+        .where(alerts.c.status == "pending"))
+    return None if seconds is None else float(seconds)
+
+
+async def list_alerts(connection: AsyncConnection, *, status: str | None, kind: str | None,
+                      lead_id: uuid.UUID | None, limit: int) -> list[Row[Any]]:
+    """Return the newest alerts, optionally filtered by status, kind and lead."""
     query = select(alerts).order_by(alerts.c.id.desc()).limit(limit)
     if status is not None:
         query = query.where(alerts.c.status == status)
+    if kind is not None:
+        query = query.where(alerts.c.kind == kind)
+    if lead_id is not None:
+        query = query.where(alerts.c.lead_id == lead_id)
     return list(await connection.execute(query))

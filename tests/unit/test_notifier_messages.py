@@ -1,15 +1,32 @@
-"""Alert messages are valid Block Kit in both languages."""
+"""Alert messages are valid Block Kit in both languages, and say the same in plain text."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
+from hypothesis import given
+from hypothesis import strategies as st
+from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement, HeaderBlock
 
 from schemas.events import Account, LeadProfile, LeadPromoted, LifecycleStage, ScoreReason, Tier
-from services.notifier.messages import ACCEPT_ACTION, REJECT_ACTION, hot_lead
+from services.notifier.domain import AlertKind, ClockKind
+from services.notifier.messages import (
+    ACCEPT_ACTION,
+    DIGEST_MAX_ALERTS,
+    REJECT_ACTION,
+    AlertMessage,
+    DealNotice,
+    LeadCard,
+    SlaNotice,
+    deal_alert,
+    digest,
+    hot_lead,
+    sla_alert,
+    span,
+)
 
 EVENT = LeadPromoted(
     lead_id=uuid.uuid4(), occurred_at=datetime(2026, 11, 20, 1, 0, tzinfo=UTC),
@@ -21,18 +38,131 @@ EVENT = LeadPromoted(
     score=85, tier=Tier.A,
     top_reasons=[ScoreReason(code="inquiry.demo_request", label="デモ依頼", points=50)],
 )
+CARD = LeadCard.of(EVENT)
+DUE = datetime(2026, 11, 20, 1, 5, tzinfo=UTC)
+
+
+def parse(message: AlertMessage) -> list[Block]:
+    """Return the message's blocks parsed by slack-sdk, failing on any it does not know."""
+    parsed = [Block.parse(block) for block in message.blocks]
+    blocks = [b for b in parsed if b is not None]
+    assert len(blocks) == len(parsed)
+    return blocks
+
+
+def buttons(blocks: list[Block]) -> list[tuple[str | None, str | None, str | None]]:
+    """Return (block_id, action_id, value) of every button."""
+    return [(block.block_id, element.action_id, element.value)
+            for block in blocks if isinstance(block, ActionsBlock)
+            for element in block.elements if isinstance(element, ButtonElement)]
 
 
 @pytest.mark.parametrize(("locale", "due"), [("ja", "受付期限"), ("en", "Accept by")])
 def test_hot_lead_message_is_valid_block_kit(locale: str, due: str) -> None:
-    message = hot_lead(EVENT, locale, "Asia/Tokyo")
-    parsed = [Block.parse(block) for block in message.blocks]
-    blocks = [b for b in parsed if b is not None]
-    assert len(blocks) == len(parsed)
+    message = hot_lead(EVENT, DUE, locale, "Asia/Tokyo")
+    blocks = parse(message)
     assert [b.type for b in blocks] == ["header", "section", "section", "actions", "context"]
-    [actions] = [b for b in blocks if isinstance(b, ActionsBlock)]
-    buttons = [e for e in actions.elements if isinstance(e, ButtonElement)]
-    assert [b.action_id for b in buttons] == [ACCEPT_ACTION, REJECT_ACTION]
-    assert {b.value for b in buttons} == {str(EVENT.lead_id)}
+    block_id = f"lead:{EVENT.lead_id}"
+    assert buttons(blocks) == [(block_id, ACCEPT_ACTION, str(EVENT.lead_id)),
+                               (block_id, REJECT_ACTION, str(EVENT.lead_id))]
     assert "山田 太郎" in message.text and "株式会社サンプル" in message.text
     assert f"{due} 2026-11-20 10:05 JST" in message.text  # the due time in Tokyo
+
+
+def test_hot_lead_e_mail_body_carries_the_same_content() -> None:
+    message = hot_lead(EVENT, DUE, "ja", "Asia/Tokyo")
+    assert message.title == "🔥 ホットリード: 株式会社サンプル"
+    for expected in ("山田 太郎", "部長", "85 (tier A)", "デモ依頼 (+50)", "2026-11-20 10:05 JST",
+                     str(EVENT.lead_id)):
+        assert expected in message.body
+
+
+def test_the_due_time_given_wins_over_routing_s() -> None:
+    business_due = datetime(2026, 11, 24, 0, 30, tzinfo=UTC)
+    assert "2026-11-24 09:30 JST" in hot_lead(EVENT, business_due, "en", "Asia/Tokyo").text
+
+
+def test_a_very_long_company_name_is_clipped_to_what_slack_accepts() -> None:
+    long = EVENT.model_copy(update={"profile": EVENT.profile.model_copy(
+        update={"company": "長" * 500})})
+    [header, *_] = parse(hot_lead(long, DUE, "ja", "Asia/Tokyo"))
+    assert isinstance(header, HeaderBlock) and header.text is not None
+    assert len(header.text.text) == 150 and header.text.text.endswith("…")
+
+
+def notice(kind: AlertKind, clock: ClockKind, at: datetime, late: bool = False) -> SlaNotice:
+    return SlaNotice(kind=kind, clock=clock, lead=CARD, started_at=DUE - timedelta(hours=1),
+                     due_at=DUE, at=at, stopped_late=late)
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+@pytest.mark.parametrize("kind", [AlertKind.SLA_REMINDER, AlertKind.SLA_BREACH,
+                                  AlertKind.SLA_ESCALATION])
+def test_sla_alerts_are_valid_block_kit(locale: str, kind: AlertKind) -> None:
+    message = sla_alert(notice(kind, ClockKind.FIRST_TOUCH, DUE + timedelta(minutes=5)), locale,
+                        "Asia/Tokyo")
+    assert [b.type for b in parse(message)] == ["header", "section", "section", "context"]
+    assert "2026-11-20 10:05 JST" in message.text and "株式会社サンプル" in message.text
+
+
+def test_an_acceptance_reminder_keeps_the_accept_and_reject_buttons() -> None:
+    message = sla_alert(notice(AlertKind.SLA_REMINDER, ClockKind.MQL_ACCEPTANCE,
+                               DUE - timedelta(minutes=30)), "ja", "Asia/Tokyo")
+    assert [action for _, action, _ in buttons(parse(message))] == [ACCEPT_ACTION, REJECT_ACTION]
+    assert "残り 30分" in message.text
+
+
+def test_a_late_stop_says_it_completed_and_by_how_much_it_was_late() -> None:
+    message = sla_alert(notice(AlertKind.SLA_BREACH, ClockKind.MQL_ACCEPTANCE,
+                               DUE + timedelta(hours=2, minutes=3), late=True), "en",
+                        "Asia/Tokyo")
+    assert message.title.startswith("🚨 SLA breached (completed late)")
+    assert "Completed: 2026-11-20 12:08 JST (Overdue 2h 3m)" in message.body
+    assert buttons(parse(message)) == [], "nothing is left to accept"
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_deal_alerts_are_valid_block_kit(locale: str) -> None:
+    won = deal_alert(DealNotice(kind=AlertKind.DEAL_WON, deal_id=uuid.uuid4(), lead=CARD,
+                                owner_id="rep-7", amount=12_000_000), locale)
+    recycled = deal_alert(DealNotice(kind=AlertKind.DEAL_RECYCLED, deal_id=uuid.uuid4(),
+                                     lead=CARD, owner_id=None, phase="P2",
+                                     reason="90日間フェーズ変更なし"), locale)
+    assert [b.type for b in parse(won)] == ["header", "section", "context"]
+    assert "¥12,000,000" in won.body and "rep-7" in won.body
+    assert "90日間フェーズ変更なし" in recycled.body and "P2" in recycled.body
+
+
+def test_a_digest_folds_alerts_and_keeps_every_lead_s_buttons() -> None:
+    leads = [EVENT.model_copy(update={"lead_id": uuid.uuid4()}) for _ in range(3)]
+    folded = digest([hot_lead(lead, DUE, "ja", "Asia/Tokyo") for lead in leads], "ja")
+    blocks = parse(folded)
+    assert folded.title == "📬 通知まとめ: 3件"
+    assert {block_id for block_id, _, _ in buttons(blocks)} == {
+        f"lead:{lead.lead_id}" for lead in leads}
+    assert all(str(lead.lead_id) in folded.body for lead in leads)
+
+
+def test_a_digest_of_one_is_the_alert_itself() -> None:
+    message = hot_lead(EVENT, DUE, "ja", "Asia/Tokyo")
+    assert digest([message], "ja") == message
+
+
+def test_the_largest_digest_stays_within_slack_s_fifty_blocks() -> None:
+    messages = [hot_lead(EVENT, DUE, "en", "Asia/Tokyo")] * DIGEST_MAX_ALERTS
+    assert len(digest(messages, "en").blocks) <= 50
+
+
+def test_messages_and_cards_round_trip_through_json_with_japanese_intact() -> None:
+    message = hot_lead(EVENT, DUE, "ja", "Asia/Tokyo")
+    stored = json.loads(json.dumps(message.to_json(), ensure_ascii=False))
+    assert AlertMessage.from_json(stored) == message
+    assert LeadCard.from_json(json.loads(json.dumps(CARD.to_json()))) == CARD
+
+
+@given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400)))
+def test_spans_read_as_days_hours_and_minutes(duration: timedelta) -> None:
+    total = 0
+    for part in span(duration, "en").split():
+        total += int(part[:-1]) * {"d": 1440, "h": 60, "m": 1}[part[-1]]
+    assert total == int(duration.total_seconds() // 60)

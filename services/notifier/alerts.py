@@ -1,0 +1,50 @@
+"""Recording alerts: one delivery record per alert and destination, never two."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.notifier import messages, store
+from services.notifier.domain import AUDIENCES, RUNG_ALERTS, AlertKind, ClockKind, Policy, Rung
+from services.notifier.messages import AlertMessage, LeadCard, SlaNotice
+
+
+async def record(connection: AsyncConnection, policy: Policy, kind: AlertKind,
+                 message: AlertMessage, *, key: str, lead_id: uuid.UUID | None,
+                 owner_id: str | None, team: str | None, clock_id: int | None = None) -> int:
+    """Record ``message`` for each destination of ``kind``'s audience; return how many are new.
+
+    ``key`` names the alert; with the destination it is the dedupe key, so an
+    event delivered twice, or a timer fired twice, records nothing the second time.
+    """
+    destinations = policy.directory.destinations(AUDIENCES[kind], owner_id=owner_id, team=team)
+    return await store.add_alerts(connection, key=key, kind=kind.value, channels=destinations,
+                                  lead_id=lead_id, message=message.to_json(), clock_id=clock_id)
+
+
+def card_of(lead: Row[Any] | None, lead_id: uuid.UUID) -> LeadCard:
+    """Return the card of a lead as the notifier knows it, with its current owner and team."""
+    if lead is None:
+        return LeadCard(lead_id=lead_id, email="-")
+    return replace(LeadCard.from_json(lead.card), owner_id=lead.owner_id, team=lead.team)
+
+
+async def record_sla_alert(connection: AsyncConnection, policy: Policy, clock: Row[Any],
+                           rung: Rung, *, at: datetime, stopped_late: bool = False) -> int:
+    """Record the alert of a clock's ``rung``, or of a clock stopped after its due time."""
+    card = card_of(await store.get_lead(connection, clock.lead_id), clock.lead_id)
+    kind = RUNG_ALERTS[rung]
+    notice = SlaNotice(kind=kind, clock=ClockKind(clock.kind), lead=card,
+                       started_at=clock.started_at, due_at=clock.due_at, at=at,
+                       stopped_late=stopped_late)
+    message = messages.sla_alert(notice, policy.locale, str(policy.display_timezone))
+    # A late stop uses the breach's key: the breach is reported once, whoever sees it first.
+    return await record(connection, policy, kind, message, key=f"sla:{clock.id}:{rung.name}",
+                        lead_id=clock.lead_id, owner_id=card.owner_id, team=card.team,
+                        clock_id=clock.id)

@@ -1,0 +1,287 @@
+"""Notifier's pure rules: business time, SLA clocks, the escalation ladder and who is told."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import IntEnum, StrEnum
+from zoneinfo import ZoneInfo
+
+from baton_runtime.business_time import BusinessCalendar
+from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
+
+S = LifecycleStage
+FAST_LANE_TRIGGERS = frozenset({TouchpointType.INQUIRY_DEMO_REQUEST,
+                                TouchpointType.INQUIRY_QUOTE_REQUEST})
+# Stages after which nobody owes the lead anything more.
+FINAL_STAGES = frozenset({S.WON, S.LOST, S.NURTURE, S.DISQUALIFIED})
+# Stages where a lead still waits for sales' first touch.
+UNTOUCHED_STAGES = frozenset({S.LEAD, S.NURTURE})
+
+
+class ClockKind(StrEnum):
+    """What an SLA clock waits for."""
+
+    MQL_ACCEPTANCE = "mql_acceptance"  # a tier-A MQL accepted (SAL)
+    FIRST_TOUCH = "first_touch"  # a tier-B or surging lead touched by sales
+    FIRST_CONTACT = "first_contact"  # an SQL contacted by field sales
+    OWNER_ACTIVITY = "owner_activity"  # any activity on an owned lead
+
+
+@dataclass(frozen=True)
+class SlaRule:
+    """One SLA: what it waits for, how long, and whether that is business or wall time."""
+
+    name: str
+    kind: ClockKind
+    duration: timedelta
+    business: bool
+
+
+@dataclass(frozen=True)
+class SlaRules:
+    """The SLA table (DESIGN.md section 3); 'hours' there are read as working days."""
+
+    mql_acceptance: SlaRule
+    mql_fast_lane: SlaRule
+    first_touch: SlaRule
+    first_touch_surge: SlaRule
+    first_contact: SlaRule
+    owner_activity: SlaRule
+
+    def by_name(self) -> dict[str, SlaRule]:
+        """Return the rules by their names."""
+        rules = (self.mql_acceptance, self.mql_fast_lane, self.first_touch,
+                 self.first_touch_surge, self.first_contact, self.owner_activity)
+        return {rule.name: rule for rule in rules}
+
+
+class Rung(IntEnum):
+    """The escalation ladder, in the order its rungs fire."""
+
+    REMINDER = 1  # 50%: remind the owner
+    BREACH = 2  # 100%: alert the owner and the manager channel
+    ESCALATION = 3  # 200%: escalate to the team lead
+
+
+LADDER: tuple[tuple[Rung, float], ...] = ((Rung.REMINDER, 0.5), (Rung.BREACH, 1.0),
+                                          (Rung.ESCALATION, 2.0))
+
+
+@dataclass(frozen=True)
+class ClockPlan:
+    """When a clock's rungs fire: 50%, 100% (due) and 200% of its duration."""
+
+    started_at: datetime
+    remind_at: datetime
+    due_at: datetime
+    escalate_at: datetime
+
+    def at(self, rung: Rung) -> datetime:
+        """Return when ``rung`` fires."""
+        return {Rung.REMINDER: self.remind_at, Rung.BREACH: self.due_at,
+                Rung.ESCALATION: self.escalate_at}[rung]
+
+    def rungs_due(self, fired: int, now: datetime) -> list[Rung]:
+        """Return the rungs after the ``fired`` ones whose time has come by ``now``."""
+        return [rung for rung, _ in LADDER if rung > fired and self.at(rung) <= now]
+
+    def next_fire_at(self, fired: int) -> datetime | None:
+        """Return when the next rung after the ``fired`` ones fires, or None after the last."""
+        upcoming = [self.at(rung) for rung, _ in LADDER if rung > fired]
+        return upcoming[0] if upcoming else None
+
+
+def rungs_to_alert(crossed: Sequence[Rung]) -> list[Rung]:
+    """Return the rungs worth an alert: a reminder overtaken by the breach is dropped."""
+    if Rung.BREACH in crossed:
+        return [rung for rung in crossed if rung is not Rung.REMINDER]
+    return list(crossed)
+
+
+def plan_clock(rule: SlaRule, started_at: datetime, calendar: BusinessCalendar) -> ClockPlan:
+    """Return when a clock of ``rule`` started at ``started_at`` reminds, falls due, escalates."""
+
+    def after(fraction: float) -> datetime:
+        span = rule.duration * fraction
+        return calendar.add(started_at, span) if rule.business else started_at + span
+
+    remind, due, escalate = (after(fraction) for _, fraction in LADDER)
+    return ClockPlan(started_at=started_at, remind_at=remind, due_at=due, escalate_at=escalate)
+
+
+class Outcome(StrEnum):
+    """How a stopped clock ended."""
+
+    MET = "met"
+    BREACHED = "breached"
+
+
+def outcome(due_at: datetime, stopped_at: datetime) -> Outcome:
+    """Return whether a clock stopped at ``stopped_at`` met its due time."""
+    return Outcome.MET if stopped_at <= due_at else Outcome.BREACHED
+
+
+def late_stop_reports_breach(due_at: datetime, stopped_at: datetime, fired: int) -> bool:
+    """Return True if a stop must itself report the breach: late, and no breach alert yet."""
+    return outcome(due_at, stopped_at) is Outcome.BREACHED and fired < Rung.BREACH
+
+
+def is_sales_activity(from_stage: LifecycleStage, to_stage: LifecycleStage) -> bool:
+    """Return True if a lifecycle event is someone in sales acting, not the pipeline itself.
+
+    Promotion to MQL follows a score, and SQL -> opportunity follows the deal that
+    pipeline opens for every SQL: neither is a touch. Every other event is, including
+    one that keeps the stage (a logged contact).
+    """
+    automatic = ((from_stage in UNTOUCHED_STAGES and to_stage is S.MQL)
+                 or (from_stage is S.SQL and to_stage is S.OPPORTUNITY))
+    return not automatic
+
+
+@dataclass(frozen=True)
+class ClockChanges:
+    """What one event does to a lead's clocks: which stop, then which start.
+
+    A stop ends the lead's open clocks of those kinds started before the event; a
+    start opens a clock from the event's time, unless one of its kind is open.
+    """
+
+    stop: frozenset[ClockKind] = frozenset()
+    start: tuple[SlaRule, ...] = ()
+
+
+def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: LifecycleStage,
+                 tier: Tier, trigger: TouchpointType | None, owner_id: str | None
+                 ) -> ClockChanges:
+    """Return the clock changes a lead.promoted event causes."""
+    stop = {ClockKind.FIRST_TOUCH}  # any lifecycle event is the lead's first handling
+    start: list[SlaRule] = []
+    if to_stage is not S.MQL:
+        stop.add(ClockKind.MQL_ACCEPTANCE)
+    if is_sales_activity(from_stage, to_stage):
+        stop.add(ClockKind.FIRST_CONTACT)
+    if to_stage in FINAL_STAGES:
+        stop |= {ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}
+    elif owner_id is not None:
+        stop.add(ClockKind.OWNER_ACTIVITY)  # and start it again: every event resets idleness
+        start.append(rules.owner_activity)
+    if to_stage is S.MQL and from_stage is not S.MQL and tier is Tier.A:
+        start.append(rules.mql_fast_lane if trigger in FAST_LANE_TRIGGERS
+                     else rules.mql_acceptance)
+    if to_stage is S.SQL and from_stage is not S.SQL:
+        start.append(rules.first_contact)
+    return ClockChanges(stop=frozenset(stop), start=tuple(start))
+
+
+def on_score(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, surge: bool,
+             stage: LifecycleStage | None, handled_since: bool) -> ClockChanges:
+    """Return the clock a lead.scored event starts: first touch for a new tier B or a surge.
+
+    ``handled_since`` is True when a lifecycle event of the lead at or after this score
+    was already seen (the two topics are consumed independently).
+    """
+    untouched = stage is None or stage in UNTOUCHED_STAGES
+    if not untouched or handled_since or tier is Tier.A:  # a hot lead gets the MQL clock
+        return ClockChanges()
+    if surge:
+        return ClockChanges(start=(rules.first_touch_surge,))
+    if tier is Tier.B and previous_tier is not Tier.B:
+        return ClockChanges(start=(rules.first_touch,))
+    return ClockChanges()
+
+
+def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: DealPhase,
+                  owner_id: str | None) -> ClockChanges:
+    """Return the clock changes a deal moving causes: a rep moved it, so it is activity."""
+    if from_phase is None:
+        return ClockChanges()  # pipeline opened it for an SQL: nobody acted yet
+    if to_phase in (DealPhase.WON, DealPhase.LOST):
+        return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
+    start = (rules.owner_activity,) if owner_id is not None else ()
+    return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
+                        start=start)
+
+
+def on_deal_recycled() -> ClockChanges:
+    """Return the clock changes of a recycled deal: its lead goes back to marketing."""
+    return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
+
+
+class AlertKind(StrEnum):
+    """Every alert the notifier sends."""
+
+    HOT_LEAD = "hot_lead"
+    SLA_REMINDER = "sla_reminder"
+    SLA_BREACH = "sla_breach"
+    SLA_ESCALATION = "sla_escalation"
+    DEAL_WON = "deal_won"
+    DEAL_RECYCLED = "deal_recycled"
+
+
+class Audience(StrEnum):
+    """Who an alert is for; the directory turns each into destinations."""
+
+    OWNER = "owner"
+    TEAM = "team"
+    MANAGER = "manager"
+    TEAM_LEAD = "team_lead"
+
+
+AUDIENCES: dict[AlertKind, tuple[Audience, ...]] = {
+    AlertKind.HOT_LEAD: (Audience.OWNER, Audience.TEAM),
+    AlertKind.SLA_REMINDER: (Audience.OWNER,),
+    AlertKind.SLA_BREACH: (Audience.OWNER, Audience.MANAGER),
+    AlertKind.SLA_ESCALATION: (Audience.TEAM_LEAD,),
+    AlertKind.DEAL_WON: (Audience.OWNER, Audience.TEAM),
+    AlertKind.DEAL_RECYCLED: (Audience.OWNER, Audience.TEAM),
+}
+RUNG_ALERTS = {Rung.REMINDER: AlertKind.SLA_REMINDER, Rung.BREACH: AlertKind.SLA_BREACH,
+               Rung.ESCALATION: AlertKind.SLA_ESCALATION}
+
+
+@dataclass(frozen=True)
+class Directory:
+    """Destination keys per recipient; each falls back to a wider one when not configured.
+
+    A rep without channels of their own hears through their team's; a team
+    without channels, the manager and team leads, through the default.
+    """
+
+    default: tuple[str, ...]
+    teams: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    team_leads: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    reps: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    manager: tuple[str, ...] = ()
+
+    def team(self, team: str | None) -> tuple[str, ...]:
+        """Return the team channel's destinations."""
+        return self.teams.get(team or "", ()) or self.default
+
+    def destinations(self, audiences: Sequence[Audience], *, owner_id: str | None,
+                     team: str | None) -> list[str]:
+        """Return the distinct destinations of ``audiences``, in order."""
+        found: list[str] = []
+        for audience in audiences:
+            if audience is Audience.OWNER:
+                keys = self.reps.get(owner_id or "", ()) or self.team(team)
+            elif audience is Audience.TEAM:
+                keys = self.team(team)
+            elif audience is Audience.MANAGER:
+                keys = self.manager or self.default
+            else:
+                keys = self.team_leads.get(team or "", ()) or self.manager or self.default
+            found += [key for key in keys if key not in found]
+        return found
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the notifier's rules need: calendar, SLA table, directory, language."""
+
+    calendar: BusinessCalendar
+    rules: SlaRules
+    directory: Directory
+    locale: str
+    display_timezone: ZoneInfo

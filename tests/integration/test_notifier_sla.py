@@ -1,0 +1,289 @@
+"""SLA clocks in real PostgreSQL under a controlled clock: breaches, stops, replicas, deals."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from slack_sdk.models.blocks import Block, HeaderBlock
+
+from baton_runtime.db import create_engine
+from baton_runtime.uow import unit_of_work_factory
+from schemas.events import (
+    Account,
+    DealPhase,
+    DealPhaseChanged,
+    DealRecycled,
+    LeadProfile,
+    LeadScored,
+    LifecycleStage,
+    ScoreReason,
+    Tier,
+    TouchpointType,
+)
+from services.notifier import handlers, store
+from services.notifier.config import NotifierConfig
+from services.notifier.timers import TimerSweeper
+from tests.integration.test_notifier_delivery import (
+    SOURCE,
+    NotifierDatabase,
+    alert_rows,
+    configure,
+    delivering,
+    handle,
+    notifier_database,
+    promoted,
+    settled,
+)
+from tests.support.fake_slack import FakeSlack
+from tests.support.infrastructure import PostgresServer
+from tests.support.kafka import wait_until
+
+pytestmark = pytest.mark.integration
+TOKYO = ZoneInfo("Asia/Tokyo")
+S = LifecycleStage
+TEAM_HOOK = "https://hooks.slack.com/services/T/B/sdr"
+MANAGER_HOOK = "https://hooks.slack.com/services/T/B/managers"
+CONFIG = configure(TEAM_HOOK, manager={"slack_webhook_url": MANAGER_HOOK})
+
+
+def jst(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
+    """Return a moment in November 2026, Tokyo time."""
+    return datetime(2026, 11, day, hour, minute, second, tzinfo=TOKYO)
+
+
+class ManualClock:
+    """A clock the test sets: what the timer sweep believes the time is."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def destination_of(config: NotifierConfig, url: str) -> str:
+    """Return the destination key of a configured webhook URL."""
+    [key] = [key for key, d in config.destinations.items() if d.target == url]
+    return key
+
+TEAM, MANAGER = destination_of(CONFIG, TEAM_HOOK), destination_of(CONFIG, MANAGER_HOOK)
+
+
+@pytest.fixture
+async def database(postgres: PostgresServer) -> AsyncIterator[NotifierDatabase]:
+    async with notifier_database(postgres) as created:
+        yield created
+
+
+
+async def sweep(database: NotifierDatabase, at: datetime,
+                config: NotifierConfig = CONFIG) -> int:
+    """Run a timer sweep (as a freshly started replica would) at ``at``."""
+    return await TimerSweeper(database.unit_of_work, config.policy, ManualClock(at)).fire_due()
+
+
+async def kinds(database: NotifierDatabase) -> list[tuple[str, str]]:
+    """Return (kind, destination) of every alert recorded, oldest first."""
+    return [(row.kind, row.channel) for row in await alert_rows(database)]
+
+
+async def clocks(database: NotifierDatabase, lead_id: uuid.UUID) -> list[Any]:
+    """Return the lead's clocks, oldest first."""
+    async with database.engine.connect() as connection:
+        rows = await store.list_clocks(connection, lead_id=lead_id, status=None, limit=50)
+    return sorted(rows, key=lambda row: row.id)
+
+
+async def test_a_clock_breaches_at_the_right_moment_across_a_weekend_and_a_holiday(
+        database: NotifierDatabase) -> None:
+    team, manager = TEAM, MANAGER
+    # Friday 17:30; one business hour later is Tuesday 09:30 (Monday 23rd is a holiday).
+    event = promoted(at=jst(20, 17, 30), trigger=TouchpointType.WEBINAR_PRODUCT_DEMO)
+    await handle(database, CONFIG, event)
+    [clock] = await clocks(database, event.lead_id)
+    assert (clock.kind, clock.due_at) == ("mql_acceptance", jst(24, 9, 30))
+    assert await kinds(database) == [("hot_lead", team)]
+
+    await sweep(database, jst(20, 17, 59, 59))
+    assert len(await kinds(database)) == 1, "nothing before half the hour"
+    await sweep(database, jst(20, 18, 0))
+    assert (await kinds(database))[1:] == [("sla_reminder", team)]
+    await sweep(database, jst(23, 23, 0))  # the holiday passes: no working time elapsed
+    await sweep(database, jst(24, 9, 29, 59))
+    assert len(await kinds(database)) == 2, "no breach a second before the due time"
+    await sweep(database, jst(24, 9, 30))
+    assert (await kinds(database))[2:] == [("sla_breach", team), ("sla_breach", manager)]
+    await sweep(database, jst(24, 9, 31))
+    assert len(await kinds(database)) == 4, "each rung fires once"
+    await sweep(database, jst(24, 10, 30))
+    assert (await kinds(database))[4:] == [("sla_escalation", manager)], (
+        "the team has no lead configured: escalations go to the manager channel")
+    [clock] = await clocks(database, event.lead_id)
+    assert (clock.status, clock.rungs_fired, clock.next_fire_at) == ("open", 3, None)
+
+    breach = next(row for row in await alert_rows(database)
+                  if (row.kind, row.channel) == ("sla_breach", manager))
+    header = Block.parse(breach.message["blocks"][0])
+    assert isinstance(header, HeaderBlock) and header.text is not None
+    assert header.text.text == "🚨 SLA違反: 株式会社サンプル製作所"
+    assert "2026-11-24 09:30 JST" in breach.message["text"]
+
+
+async def test_acceptance_within_the_sla_gives_no_breach_alert(
+        database: NotifierDatabase) -> None:
+    event = promoted(at=jst(20, 17, 30))
+    await handle(database, CONFIG, event)
+    await sweep(database, jst(20, 18, 0))
+    accepted = promoted(event.lead_id, at=jst(24, 9, 20), from_stage=S.MQL, to_stage=S.SAL,
+                        owner_id="rep-1")
+    await handle(database, CONFIG, accepted)
+    await sweep(database, jst(25, 12, 0))
+    assert [kind for kind, _ in await kinds(database)] == ["hot_lead", "sla_reminder"]
+    acceptance, idle = await clocks(database, event.lead_id)
+    assert (acceptance.kind, acceptance.status) == ("mql_acceptance", "met")
+    assert acceptance.stopped_at == jst(24, 9, 20)
+    assert (idle.kind, idle.status) == ("owner_activity", "open"), "the owner's clock runs now"
+
+
+async def test_a_late_acceptance_is_reported_as_a_breach_once(
+        database: NotifierDatabase) -> None:
+    event = promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_QUOTE_REQUEST)
+    await handle(database, CONFIG, event)
+    # Nobody swept (the notifier was down): the stop itself must report the breach.
+    late = promoted(event.lead_id, at=jst(24, 10, 7), from_stage=S.MQL, to_stage=S.SAL,
+                    owner_id="rep-1")
+    await handle(database, CONFIG, late, late)
+    await sweep(database, jst(24, 11, 0))
+    rows = await alert_rows(database)
+    assert [(row.kind, row.channel) for row in rows] == [
+        ("hot_lead", TEAM), ("sla_breach", TEAM), ("sla_breach", MANAGER)]
+    assert "期限後に完了" in rows[1].message["title"]
+    [acceptance, _] = await clocks(database, event.lead_id)
+    assert (acceptance.rule, acceptance.status, acceptance.due_at) == (
+        "mql_fast_lane", "breached", jst(24, 10, 5))
+
+
+async def test_a_breach_already_alerted_is_not_reported_again_by_the_late_stop(
+        database: NotifierDatabase) -> None:
+    event = promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_DEMO_REQUEST)
+    await handle(database, CONFIG, event)
+    await sweep(database, jst(24, 10, 5))
+    await handle(database, CONFIG, promoted(event.lead_id, at=jst(24, 10, 9),
+                                            from_stage=S.MQL, to_stage=S.SAL, owner_id="r"))
+    assert [kind for kind, _ in await kinds(database)] == ["hot_lead", "sla_breach",
+                                                           "sla_breach"]
+
+
+async def test_timers_survive_restarts_and_fire_once_with_several_replicas(
+        database: NotifierDatabase) -> None:
+    events = [promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_DEMO_REQUEST)
+              for _ in range(30)]
+    await handle(database, CONFIG, *events)
+    replicas = [create_engine(database.url) for _ in range(3)]
+    try:
+        sweepers = [TimerSweeper(unit_of_work_factory(engine, store.plumbing, SOURCE),
+                                 CONFIG.policy, ManualClock(jst(24, 10, 20)))
+                    for engine in replicas]
+        advanced = await asyncio.gather(*(sweeper.fire_due() for sweeper in sweepers))
+    finally:
+        for engine in replicas:
+            await engine.dispose()
+    assert sum(advanced) == len(events), f"each clock advanced by one replica: {advanced}"
+    breaches = [row for row in await alert_rows(database) if row.kind != "hot_lead"]
+    assert len(breaches) == len(events) * 3  # breach to team and manager, escalation
+
+
+async def test_a_rung_waiting_with_the_hot_lead_alert_goes_out_in_one_digest(
+        database: NotifierDatabase) -> None:
+    async with FakeSlack().running() as slack:
+        config = configure(slack.webhook_url)
+        await handle(database, config, promoted(at=jst(24, 10, 0),
+                                                trigger=TouchpointType.INQUIRY_DEMO_REQUEST))
+        await sweep(database, jst(24, 10, 3), config)
+        async with delivering(database, config, slack_interval=timedelta(0)):
+            await wait_until(lambda: settled(database), 20, "both alerts to be delivered")
+    [message] = slack.messages
+    first, hot, reminder = message.body["text"].splitlines()[:3]
+    assert first == "📬 通知まとめ: 2件"
+    assert hot.startswith("🔥 ホットリード") and reminder.startswith("⏰ SLAリマインド")
+
+
+def scored(lead_id: uuid.UUID, at: datetime, *, tier: Tier = Tier.B,
+           previous: Tier | None = Tier.C, surge: bool = False) -> LeadScored:
+    return LeadScored(
+        lead_id=lead_id, scored_at=at, score=62, tier=tier, previous_tier=previous, surge=surge,
+        reasons=[ScoreReason(code="page_view.pricing", label="料金ページ閲覧", points=10)],
+        model_version="v1", source="web-form",
+        profile=LeadProfile(email="hanako@example.co.jp", name="佐藤 花子"),
+        account=Account(account_key="example.co.jp", company_name="例示商事株式会社"))
+
+
+async def handle_scored(database: NotifierDatabase, event: LeadScored) -> None:
+    async with database.unit_of_work() as uow:
+        await handlers.on_lead_scored(event, uow, policy=CONFIG.policy)
+        await uow.commit()
+
+
+async def test_a_tier_b_lead_waits_three_business_days_for_its_first_touch(
+        database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    await handle_scored(database, scored(lead_id, jst(20, 15, 0)))
+    [clock] = await clocks(database, lead_id)
+    assert (clock.kind, clock.due_at) == ("first_touch", jst(26, 15, 0))
+    await handle(database, CONFIG, promoted(lead_id, at=jst(25, 9, 0), to_stage=S.LEAD,
+                                            owner_id="rep-9"))
+    [clock, _] = await clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("met", jst(25, 9, 0))
+
+
+async def test_a_score_seen_after_a_newer_lifecycle_event_starts_no_first_touch_clock(
+        database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 12, 0)))
+    await handle_scored(database, scored(lead_id, jst(24, 11, 0), surge=True))
+    assert [clock.kind for clock in await clocks(database, lead_id)] == ["mql_acceptance"]
+
+
+async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clocks(
+        database: NotifierDatabase) -> None:
+    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
+    rep_hook = "https://hooks.slack.com/services/T/B/fs-1"
+    config = configure(TEAM_HOOK, reps={"fs-1": {"slack_webhook_url": rep_hook}})
+    rep = destination_of(config, rep_hook)
+    team = destination_of(config, TEAM_HOOK)
+    await handle(database, config, promoted(lead_id, at=jst(24, 10), from_stage=S.SAL,
+                                            to_stage=S.SQL, owner_id="fs-1",
+                                            team="field_sales"))
+
+    async def deal(from_phase: DealPhase | None, to_phase: DealPhase, at: datetime) -> None:
+        async with database.unit_of_work() as uow:
+            await handlers.on_deal_phase_changed(DealPhaseChanged(
+                deal_id=deal_id, lead_id=lead_id, occurred_at=at, from_phase=from_phase,
+                to_phase=to_phase, probability=50, owner_id="fs-1", amount=3_600_000), uow,
+                policy=config.policy)
+            await uow.commit()
+
+    await deal(None, DealPhase.P1, jst(24, 10, 1))
+    states = {(c.kind, c.status) for c in await clocks(database, lead_id)}
+    assert ("first_contact", "open") in states, "pipeline opening the deal is not a contact"
+    await deal(DealPhase.P1, DealPhase.P2, jst(24, 15))
+    await deal(DealPhase.P4, DealPhase.WON, jst(25, 15))
+    first_contact = next(c for c in await clocks(database, lead_id) if c.kind == "first_contact")
+    assert (first_contact.status, first_contact.stopped_at) == ("met", jst(24, 15))
+    async with database.unit_of_work() as uow:
+        await handlers.on_deal_recycled(DealRecycled(
+            deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9), last_phase=DealPhase.P3,
+            reason="90日間フェーズ変更なし"), uow, policy=config.policy)
+        await uow.commit()
+    rows = [row for row in await alert_rows(database) if row.kind.startswith("deal")]
+    assert [(row.kind, row.channel) for row in rows] == [
+        ("deal_won", rep), ("deal_won", team), ("deal_recycled", rep), ("deal_recycled", team)]
+    assert "¥3,600,000" in rows[0].message["body"]
+    assert "90日間フェーズ変更なし" in rows[2].message["body"]
+    assert all(c.status != "open" for c in await clocks(database, lead_id))

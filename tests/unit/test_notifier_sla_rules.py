@@ -1,0 +1,246 @@
+"""SLA rules: business time on the Japanese calendar, the ladder, what starts and stops clocks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from baton_runtime.business_time import BusinessCalendar
+from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
+from services.notifier.config import SlaSpec
+from services.notifier.domain import (
+    Audience,
+    ClockKind,
+    ClockPlan,
+    Directory,
+    Outcome,
+    Rung,
+    late_stop_reports_breach,
+    on_deal_phase,
+    on_promotion,
+    on_score,
+    outcome,
+    plan_clock,
+    rungs_to_alert,
+)
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+JAPAN = BusinessCalendar(timezone="Asia/Tokyo", opens=time(9), closes=time(18), holidays="JP")
+RULES = SlaSpec().rules(JAPAN)
+S = LifecycleStage
+
+
+def jst(day: int, hour: int, minute: int = 0, month: int = 11) -> datetime:
+    """Return a moment in November 2026 (by default), Tokyo time."""
+    return datetime(2026, month, day, hour, minute, tzinfo=TOKYO)
+
+
+def test_one_business_hour_on_friday_evening_ends_after_the_weekend_and_a_holiday() -> None:
+    # 2026-11-20 is a Friday; Monday 23 November is Labour Thanksgiving Day.
+    assert JAPAN.add(jst(20, 17, 30), timedelta(hours=1)) == jst(24, 9, 30)
+
+
+@pytest.mark.parametrize(("start", "expected"), [
+    (jst(24, 8, 0), jst(24, 11, 0)),  # before opening: counts from 09:00
+    (jst(24, 17, 0), jst(25, 10, 0)),  # crosses the night
+    (jst(24, 19, 0), jst(25, 11, 0)),  # after closing: counts from the next morning
+    (jst(21, 12, 0), jst(24, 11, 0)),  # a Saturday before a holiday Monday
+    (jst(24, 16, 0), jst(24, 18, 0)),  # ends exactly at closing time, not the next morning
+])
+def test_two_business_hours_from_various_moments(start: datetime, expected: datetime) -> None:
+    assert JAPAN.add(start, timedelta(hours=2)) == expected
+
+
+def test_another_time_zone_its_holidays_and_hours() -> None:
+    new_york = ZoneInfo("America/New_York")
+    calendar = BusinessCalendar(timezone="America/New_York", opens=time(8, 30), closes=time(17),
+                                holidays="US")
+    start = datetime(2026, 12, 24, 16, 0, tzinfo=new_york)  # Christmas Day is a holiday
+    assert calendar.add(start, timedelta(hours=2)) == datetime(2026, 12, 28, 9, 30,
+                                                               tzinfo=new_york)
+
+
+def working_minutes_between(start: datetime, end: datetime) -> int:
+    """Count working minutes one by one: the slow, obviously right oracle."""
+    count, cursor = 0, start
+    while cursor < end:
+        local = cursor.astimezone(TOKYO)
+        if JAPAN.is_business_day(local.date()) and time(9) <= local.time() < time(18):
+            count += 1
+        cursor += timedelta(minutes=1)
+    return count
+
+
+MINUTE_STARTS = st.datetimes(min_value=datetime(2026, 4, 25), max_value=datetime(2027, 1, 10),
+                             timezones=st.just(TOKYO)).map(
+    lambda moment: moment.replace(second=0, microsecond=0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(MINUTE_STARTS, st.integers(min_value=1, max_value=2 * 9 * 60))
+def test_business_time_added_is_exactly_the_working_minutes_that_pass(
+        start: datetime, minutes: int) -> None:
+    end = JAPAN.add(start, timedelta(minutes=minutes))
+    assert working_minutes_between(start, end) == minutes
+    local = end.astimezone(TOKYO)
+    assert JAPAN.is_business_day(local.date()) and time(9) < local.time() <= time(18)
+
+
+@given(MINUTE_STARTS, st.integers(min_value=0, max_value=5000),
+       st.integers(min_value=0, max_value=5000))
+def test_adding_business_time_in_two_steps_is_adding_it_at_once(
+        start: datetime, first: int, second: int) -> None:
+    one, two = timedelta(minutes=first), timedelta(minutes=second)
+    assert JAPAN.add(JAPAN.add(start, one), two) == JAPAN.add(start, one + two)
+
+
+def test_the_ladder_is_at_half_full_and_double_the_duration_in_business_time() -> None:
+    plan = plan_clock(RULES.mql_acceptance, jst(20, 17, 30), JAPAN)
+    assert (plan.remind_at, plan.due_at, plan.escalate_at) == (
+        jst(20, 18, 0), jst(24, 9, 30), jst(24, 10, 30))
+
+
+def test_the_demo_request_fast_lane_is_five_wall_clock_minutes_even_on_a_saturday() -> None:
+    plan = plan_clock(RULES.mql_fast_lane, jst(21, 23, 58), JAPAN)
+    assert (plan.remind_at, plan.due_at, plan.escalate_at) == (
+        jst(21, 23, 58) + timedelta(minutes=2.5), jst(22, 0, 3), jst(22, 0, 8))
+
+
+def test_a_business_day_is_a_working_day_and_three_of_them_skip_the_holiday() -> None:
+    plan = plan_clock(RULES.first_touch, jst(20, 10), JAPAN)
+    assert plan.due_at == jst(26, 10)  # Fri -> Tue, Wed, Thu (Mon is a holiday)
+
+
+def test_rungs_fire_in_order_and_a_reminder_overtaken_by_the_breach_is_dropped() -> None:
+    plan = ClockPlan(started_at=jst(24, 9), remind_at=jst(24, 9, 30), due_at=jst(24, 10),
+                     escalate_at=jst(24, 11))
+    assert plan.rungs_due(0, jst(24, 9, 29)) == []
+    assert plan.rungs_due(0, jst(24, 9, 30)) == [Rung.REMINDER]
+    assert plan.rungs_due(1, jst(24, 10)) == [Rung.BREACH]
+    assert plan.rungs_due(0, jst(24, 12)) == [Rung.REMINDER, Rung.BREACH, Rung.ESCALATION]
+    assert rungs_to_alert(plan.rungs_due(0, jst(24, 12))) == [Rung.BREACH, Rung.ESCALATION]
+    assert plan.next_fire_at(0) == jst(24, 9, 30)
+    assert plan.next_fire_at(2) == jst(24, 11)
+    assert plan.next_fire_at(3) is None
+
+
+def test_a_stop_after_the_due_time_is_a_breach_and_reports_it_if_no_alert_did() -> None:
+    due = jst(24, 10)
+    assert outcome(due, due) is Outcome.MET
+    assert outcome(due, due + timedelta(seconds=1)) is Outcome.BREACHED
+    assert late_stop_reports_breach(due, due + timedelta(minutes=1), fired=Rung.REMINDER)
+    assert not late_stop_reports_breach(due, due + timedelta(minutes=1), fired=Rung.BREACH)
+    assert not late_stop_reports_breach(due, due - timedelta(minutes=1), fired=0)
+
+
+def test_a_tier_a_mql_starts_the_acceptance_clock_and_acceptance_stops_it() -> None:
+    promoted = on_promotion(RULES, from_stage=S.LEAD, to_stage=S.MQL, tier=Tier.A,
+                            trigger=TouchpointType.WEBINAR_PRODUCT_DEMO, owner_id=None)
+    assert promoted.start == (RULES.mql_acceptance,)
+    assert ClockKind.MQL_ACCEPTANCE not in promoted.stop
+    accepted = on_promotion(RULES, from_stage=S.MQL, to_stage=S.SAL, tier=Tier.A,
+                            trigger=None, owner_id="rep-1")
+    assert ClockKind.MQL_ACCEPTANCE in accepted.stop
+    assert accepted.start == (RULES.owner_activity,)
+
+
+@pytest.mark.parametrize("trigger", [TouchpointType.INQUIRY_DEMO_REQUEST,
+                                     TouchpointType.INQUIRY_QUOTE_REQUEST])
+def test_a_demo_or_quote_request_takes_the_five_minute_lane(trigger: TouchpointType) -> None:
+    changes = on_promotion(RULES, from_stage=S.NURTURE, to_stage=S.MQL, tier=Tier.A,
+                           trigger=trigger, owner_id="rep-1")
+    assert set(changes.start) == {RULES.mql_fast_lane, RULES.owner_activity}
+
+
+def test_a_rejection_ends_the_acceptance_clock_and_every_owned_clock() -> None:
+    rejected = on_promotion(RULES, from_stage=S.MQL, to_stage=S.NURTURE, tier=Tier.A,
+                            trigger=None, owner_id="rep-1")
+    assert rejected.stop >= {ClockKind.MQL_ACCEPTANCE, ClockKind.OWNER_ACTIVITY}
+    assert rejected.start == ()
+
+
+def test_an_sql_starts_the_first_contact_clock_which_the_automatic_deal_does_not_stop() -> None:
+    qualified = on_promotion(RULES, from_stage=S.SAL, to_stage=S.SQL, tier=Tier.A,
+                             trigger=None, owner_id="fs-1")
+    assert RULES.first_contact in qualified.start
+    opened = on_promotion(RULES, from_stage=S.SQL, to_stage=S.OPPORTUNITY, tier=Tier.A,
+                          trigger=None, owner_id="fs-1")
+    assert ClockKind.FIRST_CONTACT not in opened.stop
+    contact = on_promotion(RULES, from_stage=S.OPPORTUNITY, to_stage=S.OPPORTUNITY,
+                           tier=Tier.A, trigger=None, owner_id="fs-1")
+    assert ClockKind.FIRST_CONTACT in contact.stop, "a logged contact is activity"
+
+
+def test_a_deal_moved_by_its_rep_is_contact_and_activity_but_opening_it_is_not() -> None:
+    assert on_deal_phase(RULES, from_phase=None, to_phase=DealPhase.P1, owner_id="fs-1").stop \
+        == frozenset()
+    moved = on_deal_phase(RULES, from_phase=DealPhase.P1, to_phase=DealPhase.P2,
+                          owner_id="fs-1")
+    assert moved.stop == {ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}
+    assert moved.start == (RULES.owner_activity,)
+    assert on_deal_phase(RULES, from_phase=DealPhase.P4, to_phase=DealPhase.WON,
+                         owner_id="fs-1").start == ()
+
+
+@pytest.mark.parametrize(("tier", "previous", "surge", "stage", "expected"), [
+    (Tier.B, Tier.C, False, None, "first_touch"),
+    (Tier.B, None, False, S.LEAD, "first_touch"),
+    (Tier.B, Tier.B, False, S.LEAD, None),  # still B: its clock started with the rise
+    (Tier.C, Tier.C, True, S.NURTURE, "first_touch_surge"),
+    (Tier.B, Tier.C, True, None, "first_touch_surge"),
+    (Tier.B, Tier.C, False, S.SAL, None),  # already with sales
+    (Tier.A, Tier.B, False, S.LEAD, None),  # hot: the MQL clock takes it
+    (Tier.A, Tier.B, True, S.LEAD, None),
+])
+def test_a_new_tier_b_or_a_surge_starts_the_first_touch_clock(
+        tier: Tier, previous: Tier | None, surge: bool, stage: LifecycleStage | None,
+        expected: str | None) -> None:
+    changes = on_score(RULES, tier=tier, previous_tier=previous, surge=surge, stage=stage,
+                       handled_since=False)
+    assert [rule.name for rule in changes.start] == ([expected] if expected else [])
+
+
+def test_a_score_older_than_a_lifecycle_event_already_seen_starts_nothing() -> None:
+    assert on_score(RULES, tier=Tier.B, previous_tier=Tier.C, surge=False, stage=S.LEAD,
+                    handled_since=True).start == ()
+
+
+def test_any_lifecycle_event_is_the_first_touch() -> None:
+    for to_stage in (S.MQL, S.NURTURE, S.DISQUALIFIED, S.LEAD):
+        assert ClockKind.FIRST_TOUCH in on_promotion(
+            RULES, from_stage=S.LEAD, to_stage=to_stage, tier=Tier.B, trigger=None,
+            owner_id=None).stop
+
+
+DIRECTORY = Directory(default=("default",), teams={"sdr": ("sdr-hook",)},
+                      team_leads={"sdr": ("sdr-lead",)}, reps={"rep-1": ("rep-1-hook",)},
+                      manager=("managers",))
+
+
+@pytest.mark.parametrize(("audiences", "owner", "team", "expected"), [
+    ((Audience.OWNER, Audience.TEAM), "rep-1", "sdr", ["rep-1-hook", "sdr-hook"]),
+    ((Audience.OWNER, Audience.TEAM), None, "sdr", ["sdr-hook"]),  # no owner: once to the team
+    ((Audience.OWNER, Audience.TEAM), "rep-2", "bdr", ["default"]),
+    ((Audience.OWNER, Audience.MANAGER), "rep-1", "sdr", ["rep-1-hook", "managers"]),
+    ((Audience.TEAM_LEAD,), None, "sdr", ["sdr-lead"]),
+    ((Audience.TEAM_LEAD,), None, "bdr", ["managers"]),
+])
+def test_recipients_fall_back_to_wider_channels_and_are_told_once(
+        audiences: tuple[Audience, ...], owner: str | None, team: str | None,
+        expected: list[str]) -> None:
+    assert DIRECTORY.destinations(audiences, owner_id=owner, team=team) == expected
+
+
+def test_without_a_manager_channel_managers_hear_through_the_default() -> None:
+    directory = Directory(default=("console",))
+    assert directory.destinations((Audience.MANAGER, Audience.TEAM_LEAD), owner_id=None,
+                                  team=None) == ["console"]
+
+
+def test_times_are_compared_as_instants_not_as_local_clock_readings() -> None:
+    utc_start = datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # 09:00 in Tokyo
+    assert JAPAN.add(utc_start, timedelta(hours=1)) == jst(24, 10)
