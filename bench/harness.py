@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import statistics
-from collections.abc import Sequence
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
+
+import asyncpg
+
+from baton import registry
+from baton_runtime import migrations
+from baton_runtime.db import plain_url
+from baton_runtime.embedded import embedded_kafka, embedded_postgres
+from baton_runtime.settings import DatabaseSettings, KafkaSettings
 
 
 @dataclass(frozen=True)
@@ -43,3 +54,35 @@ def report(title: str, baseline: Measurement, measured: Sequence[Measurement],
     text = "\n".join(lines)
     print(text, flush=True)
     return text
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[tuple[str, str]]:
+    """Yield (admin database URL, bootstrap servers): from the variables, or embedded."""
+    with contextlib.ExitStack() as stack:
+        try:
+            database_url = DatabaseSettings().database_url
+        except ValueError:
+            database_url = stack.enter_context(embedded_postgres(databases=())).url("postgres")
+        try:
+            bootstrap = KafkaSettings().kafka_bootstrap_servers
+        except ValueError:
+            bootstrap = stack.enter_context(embedded_kafka())
+        yield database_url, bootstrap
+
+
+@contextlib.asynccontextmanager
+async def scratch_database(admin_url: str, label: str, *, service: str | None = None
+                           ) -> AsyncIterator[str]:
+    """Yield the URL of a new database (with ``service``'s schema migrated); drop it after."""
+    name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(plain_url(admin_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        url = plain_url(admin_url).rsplit("/", 1)[0] + f"/{name}"
+        if service is not None:
+            await asyncio.to_thread(migrations.upgrade, registry.migrations_dir(service), url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

@@ -17,23 +17,18 @@ import contextlib
 import os
 import statistics
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-import baton.registry
-from baton_runtime import migrations
 from baton_runtime.clock import system_clock
 from baton_runtime.db import create_engine, plain_url
-from baton_runtime.embedded import embedded_kafka, embedded_postgres
 from baton_runtime.kafka import KafkaPublisher, ensure_topics
 from baton_runtime.outbox import OutboxRelay
-from baton_runtime.settings import DatabaseSettings, KafkaSettings
 from baton_runtime.uow import unit_of_work_factory
-from bench.harness import Measurement, report
+from bench.harness import Measurement, report, scratch_database, servers
 from schemas.envelope import KafkaRecord
 from schemas.events import DealRecycled
 from services.pipeline import main
@@ -94,34 +89,6 @@ def deal_rows(first: int, count: int, now: datetime) -> bytes:
             hold_until if held else "\\N", "予算凍結" if held else "\\N",
             entered if held else "\\N", changed, changed)))
     return ("\n".join(lines) + "\n").encode()
-
-
-@contextlib.asynccontextmanager
-async def scratch_database(admin_url: str) -> AsyncIterator[str]:
-    """Yield the URL of a new database on the server of ``admin_url``; drop it afterwards."""
-    name = f"bench_pipeline_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(plain_url(admin_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield plain_url(admin_url).rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@contextlib.contextmanager
-def servers() -> Iterator[tuple[str, str]]:
-    """Yield (admin database URL, bootstrap servers): from the variables, or embedded."""
-    with contextlib.ExitStack() as stack:
-        try:
-            database_url = DatabaseSettings().database_url
-        except ValueError:
-            database_url = stack.enter_context(embedded_postgres(databases=())).url("postgres")
-        try:
-            bootstrap = KafkaSettings().kafka_bootstrap_servers
-        except ValueError:
-            bootstrap = stack.enter_context(embedded_kafka())
-        yield database_url, bootstrap
 
 
 async def load(database_url: str, count: int, now: datetime) -> float:
@@ -204,13 +171,11 @@ async def run(deals: int) -> str:
     """Load, sweep and publish; print and return the report."""
     zombies = len(range(0, deals, ZOMBIE_EVERY))
     with servers() as (admin_url, bootstrap):
-        async with scratch_database(admin_url) as database_url:
+        async with scratch_database(admin_url, "pipeline", service="pipeline") as database_url:
             settings = PipelineSettings(
                 database_url=database_url, kafka_bootstrap_servers=bootstrap,
                 kafka_idempotent_producer=False)
             await ensure_topics(settings, [DealRecycled.topic])
-            await asyncio.to_thread(migrations.upgrade,
-                                    baton.registry.migrations_dir("pipeline"), database_url)
             now = system_clock()
             loaded = await load(database_url, deals, now)
             print(f"loaded {deals:,} deals with COPY in {loaded:.1f} s", flush=True)

@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -33,18 +32,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import REGISTRY
 from sqlalchemy import event, func, select
 
-from baton import registry
-from baton_runtime import migrations
 from baton_runtime.clock import system_clock
 from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
 from baton_runtime.db import create_engine, plain_url
-from baton_runtime.embedded import embedded_kafka, embedded_postgres
 from baton_runtime.kafka import build_consumer, ensure_topics
 from baton_runtime.logging import configure_logging
 from baton_runtime.service import ServiceContext
-from baton_runtime.settings import DatabaseSettings, KafkaSettings
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
-from bench.harness import Measurement, report
+from bench.harness import Measurement, report, scratch_database, servers
 from schemas.envelope import encode
 from schemas.events import Account, LeadCaptured, LeadProfile, Touchpoint, TouchpointType
 from services.scoring import handlers, main, store
@@ -302,42 +297,12 @@ async def bare_write(rows: Mapping[str, Sequence[asyncpg.Record]], database_url:
         await connection.close()
 
 
-@contextlib.asynccontextmanager
-async def scratch_database(admin_url: str, purpose: str) -> AsyncIterator[str]:
-    """Yield the URL of a new, migrated scoring database; drop it afterwards."""
-    name = f"bench_scoring_{purpose}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(plain_url(admin_url))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = plain_url(admin_url).rsplit("/", 1)[0] + f"/{name}"
-        await asyncio.to_thread(migrations.upgrade, registry.migrations_dir("scoring"), url)
-        yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@contextlib.contextmanager
-def servers() -> Iterator[tuple[str, str]]:
-    """Yield (admin database URL, bootstrap servers): from the variables, or embedded."""
-    with contextlib.ExitStack() as stack:
-        try:
-            database_url = DatabaseSettings().database_url
-        except ValueError:
-            database_url = stack.enter_context(embedded_postgres(databases=())).url("postgres")
-        try:
-            bootstrap = KafkaSettings().kafka_bootstrap_servers
-        except ValueError:
-            bootstrap = stack.enter_context(embedded_kafka())
-        yield database_url, bootstrap
-
-
 async def run(count: int, budget: float) -> str:
     """Publish the workload, take the five measurements, and print and return the table."""
     with servers() as (admin_url, bootstrap):
-        async with (scratch_database(admin_url, "handler") as handler_db,
-                    scratch_database(admin_url, "noop") as noop_db,
-                    scratch_database(admin_url, "bare") as bare_db):
+        async with (scratch_database(admin_url, "handler", service="scoring") as handler_db,
+                    scratch_database(admin_url, "noop", service="scoring") as noop_db,
+                    scratch_database(admin_url, "bare", service="scoring") as bare_db):
             settings = ScoringSettings(
                 database_url=handler_db, kafka_bootstrap_servers=bootstrap,
                 kafka_idempotent_producer=False, kafka_topic_partitions=6)
