@@ -1,7 +1,7 @@
 """Every setting a service reads is deployed: in the base ConfigMap or Secret, and wired in.
 
 The settings classes are introspected (``model_fields``), so a field added
-later fails here until deploy/k8s/base/config.env or secret.yaml has it.
+later fails here until deploy/k8s/base/config.env or credentials-template.yaml has it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "notifier": NotifierSettings,
 }
 SECRET_WORDS = ("url", "token", "secret", "key", "password")
-CONFIG_FILES = "deploy/k8s/base/config.env (non-secret) or deploy/k8s/base/secret.yaml (secret)"
+CONFIG_FILES = "deploy/k8s/base/config.env (non-secret) or deploy/k8s/base/credentials-template.yaml (secret)"
 
 Render = Callable[[str], list[Doc]]
 
