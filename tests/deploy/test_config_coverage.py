@@ -35,7 +35,8 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "notifier": NotifierSettings,
 }
 SECRET_WORDS = ("url", "token", "secret", "key", "password")
-CONFIG_FILES = "deploy/k8s/base/config.env (non-secret) or deploy/k8s/base/credentials-template.yaml (secret)"
+CONFIG_FILES = ("deploy/k8s/base/config.env (non-secret) or "
+                "deploy/k8s/base/credentials-template.yaml (secret)")
 
 Render = Callable[[str], list[Doc]]
 
