@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -51,20 +51,15 @@ class UnitOfWork:
         if not self._committed and self.connection.in_transaction():
             await self.connection.rollback()
 
-    def emit(self, event: Event) -> str:
-        """Queue ``event`` for the outbox and return its CloudEvents id."""
-        record = encode(event, source=self._source)
+    def emit(self, event: Event, *, event_id: str | None = None) -> str:
+        """Queue ``event`` for the outbox (under ``event_id`` if given); return its id."""
+        record = encode(event, source=self._source, event_id=event_id)
         self._pending.append(record)
         return dict(record.headers)["ce_id"].decode()
 
     def emit_record(self, record: KafkaRecord) -> None:
         """Queue an already encoded record, e.g. a dead letter, for the outbox."""
         self._pending.append(record)
-
-    @property
-    def pending(self) -> Sequence[KafkaRecord]:
-        """Return the records this unit of work will write to the outbox."""
-        return tuple(self._pending)
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
@@ -103,14 +98,6 @@ class UnitOfWork:
             "group": consumer_group, "ids": ids, "topics": topics, "partitions": partitions,
             "offsets": offsets})
         return {row[0] for row in rows}
-
-    async def already_consumed(self, consumer_group: str, event_id: str) -> bool:
-        """Return True if the group's inbox already holds ``event_id``."""
-        inbox = self._tables.inbox
-        query = select(inbox.c.event_id).where(
-            inbox.c.consumer_group == consumer_group, inbox.c.event_id == event_id
-        )
-        return (await self.connection.execute(query)).first() is not None
 
     async def commit(self) -> None:
         """Write pending outbox rows, wake the relay, and commit everything at once."""

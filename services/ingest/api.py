@@ -100,15 +100,12 @@ class Collaborators:
     keys: KeyRing
     limiter: RateLimiter
     mappings: MappingFile
-    event_source: str
 
 
 def router(collaborators: Collaborators) -> APIRouter:
     """Return the capture routes, bound to this process's keys, limits and mappings."""
     routes = APIRouter(prefix="/v1", tags=["capture"])
-    keys, limiter, mappings, event_source = (
-        collaborators.keys, collaborators.limiter, collaborators.mappings,
-        collaborators.event_source)
+    keys, limiter, mappings = collaborators.keys, collaborators.limiter, collaborators.mappings
 
     def throttle(key: ApiKey, context: ServiceContext) -> None:
         wait = limiter.acquire(key, context.clock().timestamp())
@@ -154,7 +151,7 @@ def router(collaborators: Collaborators) -> APIRouter:
                 if caller.signature is not None:
                     await handlers.check_signature_is_new(uow, caller.key.key_id,
                                                           caller.signature)
-                outcome = await handlers.record(uow, capture, event_source=event_source)
+                outcome = await handlers.record(uow, capture)
                 await uow.commit()
         except ReplayedSignature:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED,
@@ -251,8 +248,7 @@ def router(collaborators: Collaborators) -> APIRouter:
                                                           caller.signature)
                 for number, capture in captures:
                     try:
-                        outcome = await handlers.record(uow, capture,
-                                                        event_source=event_source)
+                        outcome = await handlers.record(uow, capture)
                     except IdempotencyConflict:
                         results[number] = RecordResult(line=number, status=409, errors=[{
                             "loc": ["event_id"], "type": "idempotency_conflict",

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from baton_runtime.uow import UnitOfWork
-from schemas.envelope import encode
 from schemas.events import Attribution, LeadCaptured, PartnerNotes, Touchpoint
 from services.ingest import domain, store
 from services.ingest.submissions import Accepted, ActivitySubmission, LeadSubmission
@@ -110,11 +109,10 @@ async def check_signature_is_new(uow: UnitOfWork, scope: str, signature: str) ->
         raise ReplayedSignature
 
 
-async def record(uow: UnitOfWork, capture: Capture, *, event_source: str) -> Outcome:
+async def record(uow: UnitOfWork, capture: Capture) -> Outcome:
     """Record a capture and queue its lead.captured; repeat the answer to a repeated request.
 
-    ``event_source`` is the CloudEvents source of the service. Raises
-    IdempotencyConflict when the key was used for different content.
+    Raises IdempotencyConflict when the key was used for different content.
     """
     connection = uow.connection
     if capture.idempotency_key is not None:
@@ -140,10 +138,10 @@ async def record(uow: UnitOfWork, capture: Capture, *, event_source: str) -> Out
     if account.account_key != lead.account_key:
         await store.set_account_key(connection, capture.lead_id, account.account_key)
     # Emitted under the id chosen above, which the touchpoint row already carries.
-    uow.emit_record(encode(LeadCaptured(
+    uow.emit(LeadCaptured(
         lead_id=capture.lead_id, source=capture.source, profile=domain.profile_of(lead.profile),
         account=account, touchpoint=capture.touchpoint, campaign=capture.campaign,
         partner_notes=capture.partner_notes, attribution=capture.attribution,
         consent=lead.profile.get("consent"),
-    ), source=event_source, event_id=event_id))
+    ), event_id=event_id)
     return Outcome(Accepted(lead_id=capture.lead_id, event_id=event_id))

@@ -23,8 +23,7 @@ def definition(settings: IngestSettings) -> ServiceDefinition:
     keys = KeyRing()
     collaborators = api.Collaborators(
         keys=keys, limiter=RateLimiter(settings.ingest_rate_limit_per_minute),
-        mappings=load_mapping_file(settings.ingest_webhook_mapping_file),
-        event_source=service.source)
+        mappings=load_mapping_file(settings.ingest_webhook_mapping_file))
     return dataclasses.replace(
         service,
         routers=[api.router(collaborators)],
