@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from baton_runtime.embedded import embedded_kafka
+from baton_runtime.settings import RuntimeSettings
 from tests.support.infrastructure import (
     FAST_GROUP_SETTINGS,
     PostgresServer,
@@ -23,6 +24,12 @@ class Infrastructure:
 
     database_url: str
     bootstrap_servers: str
+
+    def runtime_settings(self, **overrides: object) -> RuntimeSettings:
+        """Return runtime settings pointing at this infrastructure, with ``overrides``."""
+        values = {key.removeprefix("BATON_").lower(): value
+                  for key, value in self.environment().items()}
+        return RuntimeSettings(**{**values, **overrides})  # type: ignore[arg-type]
 
     def environment(self) -> dict[str, str]:
         """Return the BATON_ variables that point a service at this infrastructure."""

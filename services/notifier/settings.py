@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, field_validator
 
+from baton_runtime.business_time import TimeZoneName
 from baton_runtime.settings import RuntimeSettings
 from services.notifier import config
 
@@ -36,18 +36,8 @@ class NotifierSettings(RuntimeSettings):
                     "alerts arriving meanwhile are folded into one digest.")
     sla_sweep_interval_ms: int = Field(default=2000, ge=50, le=600_000)
     alert_locale: Literal["ja", "en"] = "ja"
-    alert_timezone: str = "Asia/Tokyo"
+    alert_timezone: TimeZoneName = "Asia/Tokyo"
     notifier_config_file: Path | None = None
-
-    @field_validator("alert_timezone")
-    @classmethod
-    def known_timezone(cls, value: str) -> str:
-        """Return the time zone name if the system knows it."""
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
-        return value
 
     @field_validator("notifier_config_file")
     @classmethod

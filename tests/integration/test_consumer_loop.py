@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
@@ -16,13 +15,13 @@ from baton_runtime.db import create_engine
 from baton_runtime.embedded import free_port
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
 from baton_runtime.outbox import OutboxRelay
-from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import unit_of_work_factory
 from schemas.envelope import KafkaRecord, decode, encode
 from schemas.events import LeadCaptured, LeadScored, TouchpointType
 from tests.conftest import Infrastructure
 from tests.support import probe_service
 from tests.support.kafka import (
+    committed_offsets,
     lead_captured,
     produce,
     read_all,
@@ -33,13 +32,6 @@ from tests.support.kafka import (
 pytestmark = pytest.mark.integration
 
 
-def settings_for(infrastructure: Infrastructure, **overrides: object) -> RuntimeSettings:
-    """Return runtime settings pointing at the test's database and broker."""
-    values = {key.removeprefix("BATON_").lower(): value
-              for key, value in infrastructure.environment().items()}
-    return RuntimeSettings(**{**values, **overrides})  # type: ignore[arg-type]
-
-
 @pytest.fixture
 async def engine(infrastructure: Infrastructure) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(infrastructure.database_url)
@@ -48,26 +40,11 @@ async def engine(infrastructure: Infrastructure) -> AsyncIterator[AsyncEngine]:
     await engine.dispose()
 
 
-async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
-    """Return the sum of the group's committed offsets on ``topic`` (0 where none)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        total = 0
-        for partition in partitions:
-            total += await consumer.committed(TopicPartition(topic, partition)) or 0
-        return total
-    finally:
-        await consumer.stop()
-
-
 @pytest.mark.slow
 async def test_sigkill_between_database_commit_and_offset_commit_loses_and_duplicates_nothing(
     infrastructure: Infrastructure, engine: AsyncEngine
 ) -> None:
-    settings = settings_for(infrastructure)
+    settings = infrastructure.runtime_settings()
     await ensure_topics(settings)
     inputs = [lead_captured(f"user{i}@example.co.jp") for i in range(40)]
     await produce(infrastructure.bootstrap_servers, inputs)
@@ -131,7 +108,7 @@ async def outbox_empty(engine: AsyncEngine) -> bool:
 async def test_poison_message_goes_to_its_dead_letter_topic_and_the_partition_moves_on(
     infrastructure: Infrastructure, engine: AsyncEngine
 ) -> None:
-    settings = settings_for(infrastructure, consumer_max_attempts=3,
+    settings = infrastructure.runtime_settings(consumer_max_attempts=3,
                             consumer_retry_backoff_ms=10)
     await ensure_topics(settings)
     same_key = lead_captured("first@example.com").lead_id

@@ -7,45 +7,24 @@ import signal
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
 from baton_runtime.db import create_engine
 from baton_runtime.embedded import free_port
 from baton_runtime.kafka import build_consumer, ensure_topics
-from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.events import LeadCaptured
 from tests.conftest import Infrastructure
 from tests.support import probe_service
-from tests.support.kafka import lead_captured, produce, wait_until
+from tests.support.kafka import committed_offsets, lead_captured, produce, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def settings_for(infrastructure: Infrastructure) -> RuntimeSettings:
-    values = {key.removeprefix("BATON_").lower(): value
-              for key, value in infrastructure.environment().items()}
-    return RuntimeSettings(**values)  # type: ignore[arg-type]
-
-
-async def committed_total(bootstrap: str, group: str) -> int:
-    """Return the sum of ``group``'s committed offsets on lead.captured."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(LeadCaptured.topic) or set()
-        return sum([await consumer.committed(TopicPartition(LeadCaptured.topic, p)) or 0
-                    for p in partitions])
-    finally:
-        await consumer.stop()
 
 
 async def test_a_stop_during_a_batch_finishes_and_commits_that_batch(
     infrastructure: Infrastructure,
 ) -> None:
-    settings = settings_for(infrastructure)
+    settings = infrastructure.runtime_settings()
     await ensure_topics(settings)
     await produce(infrastructure.bootstrap_servers,
                   [lead_captured(f"drain{i}@example.com") for i in range(12)])
@@ -73,15 +52,16 @@ async def test_a_stop_during_a_batch_finishes_and_commits_that_batch(
     rows, _ = await probe_service.received_counts(engine)
     await engine.dispose()
     assert rows > 0, "the batch in hand was finished"
-    assert await committed_total(infrastructure.bootstrap_servers, "baton-probe") == rows, (
-        "and exactly its offsets were committed before leaving")
+    committed = await committed_offsets(infrastructure.bootstrap_servers, "baton-probe",
+                                        LeadCaptured.topic)
+    assert committed == rows, "and exactly its offsets were committed before leaving"
 
 
 @pytest.mark.slow
 async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
     infrastructure: Infrastructure,
 ) -> None:
-    settings = settings_for(infrastructure)
+    settings = infrastructure.runtime_settings()
     await ensure_topics(settings)
     engine = create_engine(infrastructure.database_url)
     await probe_service.create_tables(engine)
@@ -114,4 +94,5 @@ async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
         exit_code = await asyncio.to_thread(process.wait, 30)
         await engine.dispose()
     assert exit_code == 0
-    assert await committed_total(infrastructure.bootstrap_servers, "baton-probe") == 20
+    assert await committed_offsets(infrastructure.bootstrap_servers, "baton-probe",
+                                   LeadCaptured.topic) == 20

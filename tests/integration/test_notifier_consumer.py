@@ -20,7 +20,6 @@ from schemas.events import LeadPromoted
 from services.notifier import main, store
 from services.notifier.settings import NotifierSettings
 from tests.conftest import Infrastructure
-from tests.integration.test_consumer_loop import committed_offsets
 from tests.integration.test_notifier_delivery import (
     NotifierDatabase,
     lead_ids_in,
@@ -28,7 +27,7 @@ from tests.integration.test_notifier_delivery import (
     settled,
 )
 from tests.support.fake_slack import FakeSlack
-from tests.support.kafka import produce, wait_until
+from tests.support.kafka import committed_offsets, produce, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -103,3 +103,15 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], timeout: float, w
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
+    """Return the sum of ``group``'s committed offsets on ``topic`` (0 where none)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        return sum([await consumer.committed(TopicPartition(topic, p)) or 0 for p in partitions])
+    finally:
+        await consumer.stop()
