@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import pytest
 
@@ -17,6 +18,8 @@ from tests.support.infrastructure import (
     shared_kafka_broker,
 )
 
+SettingsT = TypeVar("SettingsT", bound=RuntimeSettings)
+
 
 @dataclass(frozen=True)
 class Infrastructure:
@@ -25,11 +28,14 @@ class Infrastructure:
     database_url: str
     bootstrap_servers: str
 
-    def runtime_settings(self, **overrides: object) -> RuntimeSettings:
-        """Return runtime settings pointing at this infrastructure, with ``overrides``."""
-        values = {key.removeprefix("BATON_").lower(): value
-                  for key, value in self.environment().items()}
-        return RuntimeSettings(**{**values, **overrides})  # type: ignore[arg-type]
+    def settings_values(self) -> dict[str, Any]:
+        """Return this infrastructure's settings as field names and values."""
+        return {key.removeprefix("BATON_").lower(): value
+                for key, value in self.environment().items()}
+
+    def settings(self, settings_class: type[SettingsT], **overrides: Any) -> SettingsT:
+        """Return ``settings_class`` pointing at this infrastructure, with ``overrides``."""
+        return settings_class(**{**self.settings_values(), **overrides})
 
     def environment(self) -> dict[str, str]:
         """Return the BATON_ variables that point a service at this infrastructure."""

@@ -15,6 +15,7 @@ from baton_runtime.db import create_engine
 from baton_runtime.embedded import free_port
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
 from baton_runtime.outbox import OutboxRelay
+from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import unit_of_work_factory
 from schemas.envelope import KafkaRecord, decode, encode
 from schemas.events import LeadCaptured, LeadScored, TouchpointType
@@ -44,7 +45,7 @@ async def engine(infrastructure: Infrastructure) -> AsyncIterator[AsyncEngine]:
 async def test_sigkill_between_database_commit_and_offset_commit_loses_and_duplicates_nothing(
     infrastructure: Infrastructure, engine: AsyncEngine
 ) -> None:
-    settings = infrastructure.runtime_settings()
+    settings = infrastructure.settings(RuntimeSettings)
     await ensure_topics(settings)
     inputs = [lead_captured(f"user{i}@example.co.jp") for i in range(40)]
     await produce(infrastructure.bootstrap_servers, inputs)
@@ -108,7 +109,7 @@ async def outbox_empty(engine: AsyncEngine) -> bool:
 async def test_poison_message_goes_to_its_dead_letter_topic_and_the_partition_moves_on(
     infrastructure: Infrastructure, engine: AsyncEngine
 ) -> None:
-    settings = infrastructure.runtime_settings(consumer_max_attempts=3,
+    settings = infrastructure.settings(RuntimeSettings, consumer_max_attempts=3,
                             consumer_retry_backoff_ms=10)
     await ensure_topics(settings)
     same_key = lead_captured("first@example.com").lead_id

@@ -12,6 +12,7 @@ from baton_runtime.consumer import ConsumerLoop, RetryPolicy
 from baton_runtime.db import create_engine
 from baton_runtime.embedded import free_port
 from baton_runtime.kafka import build_consumer, ensure_topics
+from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.events import LeadCaptured
 from tests.conftest import Infrastructure
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 async def test_a_stop_during_a_batch_finishes_and_commits_that_batch(
     infrastructure: Infrastructure,
 ) -> None:
-    settings = infrastructure.runtime_settings()
+    settings = infrastructure.settings(RuntimeSettings)
     await ensure_topics(settings)
     await produce(infrastructure.bootstrap_servers,
                   [lead_captured(f"drain{i}@example.com") for i in range(12)])
@@ -61,7 +62,7 @@ async def test_a_stop_during_a_batch_finishes_and_commits_that_batch(
 async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
     infrastructure: Infrastructure,
 ) -> None:
-    settings = infrastructure.runtime_settings()
+    settings = infrastructure.settings(RuntimeSettings)
     await ensure_topics(settings)
     engine = create_engine(infrastructure.database_url)
     await probe_service.create_tables(engine)

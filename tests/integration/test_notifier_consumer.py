@@ -37,10 +37,8 @@ async def test_a_hot_lead_alert_arrives_once_when_its_event_is_delivered_twice(
     await asyncio.to_thread(upgrade, registry.migrations_dir("notifier"),
                             infrastructure.database_url)
     async with FakeSlack().running() as slack:
-        values = {key.removeprefix("BATON_").lower(): value
-                  for key, value in infrastructure.environment().items()}
-        values["slack_webhook_url"] = slack.webhook_url
-        settings = NotifierSettings(**values)  # type: ignore[arg-type]
+        settings = infrastructure.settings(NotifierSettings,
+                                           slack_webhook_url=slack.webhook_url)
         await ensure_topics(settings)
         definition = main.definition(settings)
         engine = create_engine(infrastructure.database_url)

@@ -97,9 +97,7 @@ class Pipeline:
 
 def pipeline_settings(infrastructure: Infrastructure, **overrides: Any) -> PipelineSettings:
     """Return pipeline settings pointing at the test's database and broker."""
-    values = {key.removeprefix("BATON_").lower(): value
-              for key, value in infrastructure.environment().items()}
-    return PipelineSettings(**{**values, **overrides})
+    return infrastructure.settings(PipelineSettings, **overrides)
 
 
 @contextlib.asynccontextmanager

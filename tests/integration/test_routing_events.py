@@ -38,9 +38,8 @@ S = LifecycleStage
 @asynccontextmanager
 async def consuming(infrastructure: Infrastructure) -> AsyncIterator[Routing]:
     """Yield routing with its consumer loop and outbox relay running against the broker."""
-    overrides = {key.removeprefix("BATON_").lower(): value
-                 for key, value in infrastructure.environment().items()
-                 if key != "BATON_DATABASE_URL"}
+    overrides = infrastructure.settings_values()
+    del overrides["database_url"]
     async with running_routing(infrastructure.database_url, **overrides) as routing:
         settings = routing.context.settings
         definition = routing.definition

@@ -113,9 +113,7 @@ async def in_process(definition: ServiceDefinition, settings: RuntimeSettings
 
 def environment(infrastructure: Infrastructure, **extra: str) -> dict[str, Any]:
     """Return settings values (field names) for a service on the test's infrastructure."""
-    values = {key.removeprefix("BATON_").lower(): value
-              for key, value in infrastructure.environment().items()}
-    return {**values, **extra}
+    return {**infrastructure.settings_values(), **extra}
 
 
 @dataclass
