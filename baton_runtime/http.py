@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
 from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from baton_runtime.metrics import HTTP_REQUESTS
 
@@ -31,7 +32,8 @@ def create_app(
     middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """Return the service's app with /healthz, /readyz, /metrics and its routers."""
-    app = FastAPI(title=f"Baton {service}", version=version, middleware=list(middleware))
+    app = FastAPI(title=f"Baton {service}", version=version,
+                  middleware=[Middleware(RequestMetrics), *middleware])
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive.")
     async def healthz() -> dict[str, str]:
@@ -72,18 +74,39 @@ def create_app(
                                 status_code=503, headers={"Retry-After": "1"})
         raise error
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                      ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # The router records the route it matched: its template keeps one series per route.
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, route,
-                             str(response.status_code)).observe(time.perf_counter() - started)
-        return response
-
     return app
+
+
+class RequestMetrics:
+    """Pure ASGI middleware that observes every HTTP request's latency by route and status.
+
+    Not ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs the app in a task
+    group of its own and streams the response through it, several times this one's cost.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers if the app raises before it starts a response
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_observed)
+        finally:
+            # The router records the route it matched: its template keeps one series per route.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(scope["method"], route,
+                                 str(status)).observe(time.perf_counter() - started)
 
 
 async def _run_check(check: ReadinessCheck) -> str:

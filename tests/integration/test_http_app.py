@@ -6,7 +6,8 @@ import asyncio
 
 import httpx
 import pytest
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
+from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from baton_runtime.db import create_engine
@@ -72,3 +73,35 @@ async def test_readiness_names_the_failing_dependency() -> None:
     assert response.json()["checks"] == {
         "database": "ok", "broker": "failed: ConnectionError: no broker at 127.0.0.1:1"}
     assert health.status_code == 200
+
+
+def observed(method: str, route: str, status: str) -> float:
+    """Return how many requests the latency histogram has counted for these labels."""
+    return REGISTRY.get_sample_value("baton_http_request_seconds_count", {
+        "method": method, "route": route, "status": status}) or 0.0
+
+
+async def test_every_request_is_observed_by_route_template_and_status() -> None:
+    router = APIRouter()
+
+    @router.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict[str, int]:
+        if thing_id == 0:
+            raise HTTPException(404, "no such thing")
+        return {"id": thing_id}
+
+    @router.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app = create_app(service="test", version="0", routers=[router], readiness={})
+    labels = [("GET", "/things/{thing_id}", "200"), ("GET", "/things/{thing_id}", "404"),
+              ("GET", "/things/{thing_id}", "422"), ("GET", "/broken", "500"),
+              ("GET", "unmatched", "404")]
+    before = [observed(*label) for label in labels]
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for path in ("/things/1", "/things/2", "/things/0", "/things/x", "/broken", "/nowhere"):
+            await client.get(path)
+    assert [observed(*label) - count for label, count in zip(labels, before, strict=True)
+            ] == [2, 1, 1, 1, 1]
