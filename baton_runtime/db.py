@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -14,11 +16,18 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    event,
     func,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+# A connection used this recently is trusted without a ping; a busy pool pings nothing.
+PING_AFTER_IDLE_SECONDS = 5.0
+_IDLE_SINCE = "baton_idle_since"
 
 
 def asyncpg_url(url: str) -> str:
@@ -33,15 +42,40 @@ def plain_url(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "baton") -> AsyncEngine:
-    """Return an async engine for ``url`` with a bounded, health-checked pool."""
-    return create_async_engine(
+def create_engine(url: str, *, pool_size: int = 10, application_name: str = "baton",
+                  ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
+    """Return an async engine for ``url`` with a bounded, health-checked pool.
+
+    A connection that sat idle in the pool for ``ping_after_idle_seconds`` is pinged
+    before use and replaced if dead (the database restarted, a firewall dropped it).
+    Not ``pool_pre_ping``: that pings every checkout, three round trips (BEGIN, a
+    query, ROLLBACK) before each transaction. A connection that dies while in use
+    fails its statement; SQLAlchemy then replaces every connection pooled before it.
+    """
+    engine = create_async_engine(
         asyncpg_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         connect_args={"server_settings": {"application_name": application_name}},
     )
+    pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
+
+    def note_idle(dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def ping_if_idle(dbapi_connection: Any, record: ConnectionPoolEntry, proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)  # None: connected just now
+        if idle_since is None or time.monotonic() - idle_since < ping_after_idle_seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool connects anew; its other idle connections are likely dead too.
+            raise InvalidatePoolError(f"ping after idle failed: {error!r}") from error
+
+    event.listen(pool, "checkin", note_idle)
+    event.listen(pool, "checkout", ping_if_idle)
+    return engine
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,58 @@
+"""The engine's pool: idle connections are checked before use, busy ones are not."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton_runtime.db import create_engine, plain_url
+from tests.support.infrastructure import PostgresServer
+
+pytestmark = pytest.mark.integration
+
+
+async def backend_pid(engine: AsyncEngine) -> int:
+    """Return the server process id of the connection the pool hands out next."""
+    async with engine.connect() as connection:
+        return int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def terminate(database_url: str, pid: int) -> None:
+    """End a server process from a connection of its own, as a restart or failover would."""
+    admin = await asyncpg.connect(plain_url(database_url))
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+
+
+async def test_a_connection_that_died_while_idle_is_replaced_before_use(
+    postgres: PostgresServer,
+) -> None:
+    database_url = await postgres.create_database()
+    engine = create_engine(database_url, pool_size=1, ping_after_idle_seconds=0)
+    try:
+        dead = await backend_pid(engine)
+        await terminate(database_url, dead)
+        assert await backend_pid(engine) != dead
+    finally:
+        await engine.dispose()
+
+
+async def test_a_recently_used_connection_is_not_pinged_and_a_dead_one_fails_only_once(
+    postgres: PostgresServer,
+) -> None:
+    database_url = await postgres.create_database()
+    engine = create_engine(database_url, pool_size=1, ping_after_idle_seconds=3600)
+    try:
+        dead = await backend_pid(engine)
+        await terminate(database_url, dead)
+        with pytest.raises(DBAPIError) as failed:
+            await backend_pid(engine)
+        assert failed.value.connection_invalidated
+        assert await backend_pid(engine) != dead
+    finally:
+        await engine.dispose()
