@@ -18,7 +18,7 @@ from starlette.middleware import Middleware
 
 from baton_runtime import db
 from baton_runtime.clock import Clock, system_clock
-from baton_runtime.consumer import BatchHook, ConsumerLoop, Handler, RetryPolicy
+from baton_runtime.consumer import Batched, BatchHook, ConsumerLoop, Handler, RetryPolicy
 from baton_runtime.db import PlumbingTables
 from baton_runtime.http import ReadinessCheck, create_app
 from baton_runtime.kafka import KafkaPublisher, build_consumer
@@ -52,7 +52,7 @@ class ServiceDefinition:
 
     name: str
     tables: PlumbingTables
-    handlers: Mapping[str, Handler] = field(default_factory=dict)
+    handlers: Mapping[str, Handler | Batched] = field(default_factory=dict)
     routers: Sequence[APIRouter] = ()
     workers: Sequence[Worker] = ()
     startup: Sequence[StartupHook] = ()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +57,7 @@ class Lead:
     announced: Standing | None
     ledger: Sequence[Activity]
     colleagues: Sequence[Colleague]
+    review_now: bool = False  # its colleagues changed after they were read
 
 
 async def load(uow: UnitOfWork, rows: Sequence[Row[Any]], model: ScoringModel,
@@ -91,12 +93,18 @@ def facts_of(profile: LeadProfile, account: Account) -> LeadFacts:
 
 
 async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, now: datetime,
-                  trigger: TouchpointType | None = None) -> None:
-    """Score ``leads`` at ``now``, save the results, and announce each changed standing."""
+                  triggers: Mapping[uuid.UUID, TouchpointType] | None = None) -> None:
+    """Score ``leads`` at ``now``, save the results, and announce each changed standing.
+
+    ``triggers`` names the touchpoint that made each lead's re-score, if one did.
+    """
     saved: list[dict[str, Any]] = []
     for lead in leads:
         result = score_lead(facts_of(lead.profile, lead.account), lead.ledger, now, model,
                             colleagues=lead.colleagues, baseline_at=lead.baseline_at)
+        next_review_at = result.next_review_at
+        if lead.review_now:
+            next_review_at = now if next_review_at is None else min(next_review_at, now)
         reasons = [ScoreReason(code=r.code, label=r.label, points=r.points)
                    for r in result.reasons]
         saved.append({
@@ -105,7 +113,7 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
             "high_intent_signals": list(result.high_intent_signals),
             "reasons": [r.model_dump(mode="json") for r in reasons],
             "model_version": result.model_version, "scored_at": now,
-            "next_review_at": result.next_review_at,
+            "next_review_at": next_review_at,
             "decision_maker": is_decision_maker(lead.profile.title, model),
             "last_engaged_at": lead.last_engaged_at,
         })
@@ -118,36 +126,56 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
             previous_tier=previous.tier if previous else None, surge=result.surge,
             high_intent_signals=list(result.high_intent_signals), reasons=reasons,
             model_version=result.model_version, profile=lead.profile, account=lead.account,
-            source=lead.source, last_touchpoint=trigger, partner=lead.partner,
+            source=lead.source, last_touchpoint=(triggers or {}).get(lead.lead_id),
+            partner=lead.partner,
             dormancy=result.dormancy.value,
         ))
     await store.save_scores(uow.connection, saved)
 
 
-async def on_lead_captured(event: LeadCaptured, uow: UnitOfWork, *, active: ActiveModel,
-                           clock: Clock) -> None:
-    """Add the touchpoint to the ledger and re-score; tell colleagues' scores if it matters."""
-    model, now, touchpoint = active.model, clock(), event.touchpoint
+async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
+                            active: ActiveModel, clock: Clock) -> None:
+    """Add the touchpoints to their leads' ledgers and re-score each lead once.
+
+    When a lead starts engaging, or its decision-maker standing changes, its
+    colleagues' engagement points change: they are marked for the sweep, and a
+    colleague scored in this same batch (with the colleagues read before it) too.
+    """
+    model, now = active.model, clock()
     window = model.engagement.window
-    decision_maker = is_decision_maker(event.profile.title, model)
-    recorded = await store.record_touchpoint(uow.connection, event,
-                                             decision_maker=decision_maker,
-                                             engaged_since=now - window)
-    state = recorded.state
-    was_engaged = state.last_engaged_at is not None and now - state.last_engaged_at < window
-    last_engaged_at = state.last_engaged_at
-    if engages(touchpoint.type, model) and (
-            last_engaged_at is None or touchpoint.occurred_at > last_engaged_at):
-        last_engaged_at = touchpoint.occurred_at
-    engaged = last_engaged_at is not None and now - last_engaged_at < window
-    if state.account_key and engaged and (
-            not was_engaged or decision_maker != state.decision_maker):
-        await store.ask_colleagues_for_review(uow.connection, state.account_key, event.lead_id,
-                                              now)
-    lead = Lead(event.lead_id, event.profile, event.account, event.source, state.partner,
-                last_engaged_at, state.baseline_at, announced(state), recorded.ledger,
-                recorded.colleagues)
-    await rescore(uow, [lead], model, now, trigger=touchpoint.type)
+    latest = {event.lead_id: event for event in events}  # each lead's profile as last sent
+    decision_makers = {lead_id: is_decision_maker(event.profile.title, model)
+                       for lead_id, event in latest.items()}
+    recorded = await store.record_touchpoints(uow.connection, events,
+                                              decision_makers=decision_makers,
+                                              engaged_since=now - window)
+    engaged_at: dict[uuid.UUID, datetime | None] = {
+        lead_id: found.state.last_engaged_at for lead_id, found in recorded.items()}
+    for event in events:
+        touchpoint, previous = event.touchpoint, engaged_at[event.lead_id]
+        if engages(touchpoint.type, model) and (
+                previous is None or touchpoint.occurred_at > previous):
+            engaged_at[event.lead_id] = touchpoint.occurred_at
+    changed_accounts: dict[str, set[uuid.UUID]] = defaultdict(set)
+    for lead_id, found in recorded.items():
+        state, last_engaged_at = found.state, engaged_at[lead_id]
+        was_engaged = state.last_engaged_at is not None and now - state.last_engaged_at < window
+        engaged = last_engaged_at is not None and now - last_engaged_at < window
+        if state.account_key and engaged and (
+                not was_engaged or decision_makers[lead_id] != state.decision_maker):
+            changed_accounts[state.account_key].add(lead_id)
+    await store.ask_colleagues_for_review(uow.connection, changed_accounts, recorded, now)
+    leads = []
+    for lead_id, event in latest.items():
+        found = recorded[lead_id]
+        state = found.state
+        changers = changed_accounts.get(state.account_key or "", set())
+        leads.append(Lead(lead_id, event.profile, event.account, event.source, state.partner,
+                          engaged_at[lead_id], state.baseline_at, announced(state),
+                          found.ledger, found.colleagues,
+                          review_now=bool(changers - {lead_id})))
+    await rescore(uow, leads, model, now, triggers={
+        lead_id: event.touchpoint.type for lead_id, event in latest.items()})
 
 
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork) -> None:

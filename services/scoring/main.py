@@ -6,6 +6,7 @@ import asyncio
 from functools import partial
 
 from baton_runtime.clock import Clock, system_clock
+from baton_runtime.consumer import Batched
 from baton_runtime.periodic import run_periodically
 from baton_runtime.service import ServiceContext, ServiceDefinition, serve
 from schemas.events import DealPhaseChanged, DealRecycled, LeadCaptured
@@ -48,7 +49,8 @@ def definition(settings: ScoringSettings, clock: Clock = system_clock) -> Servic
         name="scoring",
         tables=store.plumbing,
         handlers={
-            LeadCaptured.topic: partial(handlers.on_lead_captured, active=active, clock=clock),
+            LeadCaptured.topic: Batched(partial(handlers.on_leads_captured, active=active,
+                                                clock=clock)),
             DealPhaseChanged.topic: handlers.on_deal_phase_changed,
             DealRecycled.topic: partial(handlers.on_deal_recycled, active=active, clock=clock),
         },

@@ -22,13 +22,11 @@ from sqlalchemy import (
     func,
     select,
     text,
-    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql import Select
 
 from baton_runtime.db import service_metadata
 from schemas.events import Account, LeadCaptured, Tier, TouchpointType
@@ -114,72 +112,99 @@ def account_key_of(account: Account) -> str | None:
 
 @dataclass(frozen=True)
 class Recorded:
-    """A lead right after a touchpoint was recorded: its state before, ledger and colleagues."""
+    """A lead right after a batch's touchpoints were recorded: its state before, its ledger
+    (the new touchpoints included) and its engaged colleagues."""
 
     state: Row[Any]
     ledger: list[Activity]
     colleagues: list[Colleague]
 
 
-def _recording() -> Select[Any]:
-    """Return the statement ``record_touchpoint`` runs, built once: building costs more
-    than running it."""
-    lead_id = bindparam("lead_id", type_=leads.c.lead_id.type)
-    profile = {name: bindparam(name, type_=leads.c[name].type)
-               for name in ("profile", "account", "source", "account_key")}
-    appended = activities.insert().values(
-        lead_id=lead_id, **{column.name: bindparam(column.name, type_=column.type)
-                            for column in LEDGER}).cte("appended")
-    upsert = pg_insert(leads).values(lead_id=lead_id, partner=bindparam("partner", type_=Text),
-                                     decision_maker=bindparam("decision_maker", type_=Boolean),
-                                     **profile)
-    upserted = upsert.on_conflict_do_update(index_elements=["lead_id"], set_={
-        **profile, "partner": func.coalesce(upsert.excluded.partner, leads.c.partner),
-        "updated_at": func.now(),
-    }).returning(*STATE).cte("upserted")
-    # Both read the snapshot from before this statement: the new touchpoint is added later.
-    history = select(*(func.array_agg(column).label(column.name) for column in LEDGER)).where(
-        activities.c.lead_id == lead_id).subquery("history")
-    engaged = select(*(func.array_agg(column).label(f"colleague_{column.name}")
-                       for column in (leads.c.last_engaged_at, leads.c.decision_maker))).where(
-        leads.c.account_key == profile["account_key"], leads.c.lead_id != lead_id,
-        leads.c.last_engaged_at > bindparam("engaged_since", type_=DateTime(timezone=True)),
-    ).subquery("engaged")
-    # Each aggregate is exactly one row: joining them on TRUE adds them to the lead's row.
-    joined = upserted.join(history, true()).join(engaged, true())
-    return select(upserted, history, engaged).select_from(joined).add_cte(appended)
+RECORDING = text(f"""
+    WITH appended AS (
+        INSERT INTO {activities.fullname} (lead_id, type, occurred_at, asset_id, interacted)
+        SELECT * FROM unnest(CAST(:a_lead_ids AS uuid[]), CAST(:a_types AS text[]),
+                             CAST(:a_occurred_at AS timestamptz[]),
+                             CAST(:a_asset_ids AS text[]), CAST(:a_interacted AS boolean[]))
+    ), upserted AS (
+        INSERT INTO {leads.fullname} AS lead
+            (lead_id, profile, account, source, account_key, partner, decision_maker)
+        SELECT lead_id, CAST(profile AS jsonb), CAST(account AS jsonb), source, account_key,
+               partner, decision_maker
+        FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:profiles AS text[]),
+                    CAST(:accounts AS text[]), CAST(:sources AS text[]),
+                    CAST(:account_keys AS text[]), CAST(:partners AS text[]),
+                    CAST(:decision_makers AS boolean[]))
+            AS incoming(lead_id, profile, account, source, account_key, partner,
+                        decision_maker)
+        ORDER BY lead_id
+        ON CONFLICT (lead_id) DO UPDATE SET
+            profile = excluded.profile, account = excluded.account, source = excluded.source,
+            account_key = excluded.account_key,
+            partner = coalesce(excluded.partner, lead.partner), updated_at = now()
+        RETURNING {", ".join(f"lead.{column.name}" for column in STATE)}
+    )
+    -- The ledger and the colleagues are read from the snapshot taken before this
+    -- statement: without the touchpoints it appends, and before its lead updates.
+    SELECT upserted.*, history.*, engaged.* FROM upserted
+    CROSS JOIN LATERAL (
+        SELECT array_agg(type) AS type, array_agg(occurred_at) AS occurred_at,
+               array_agg(asset_id) AS asset_id, array_agg(interacted) AS interacted
+        FROM {activities.fullname} WHERE lead_id = upserted.lead_id) AS history
+    CROSS JOIN LATERAL (
+        SELECT array_agg(last_engaged_at) AS colleague_last_engaged_at,
+               array_agg(decision_maker) AS colleague_decision_maker
+        FROM {leads.fullname}
+        WHERE account_key = upserted.account_key AND lead_id <> upserted.lead_id
+          AND last_engaged_at > :engaged_since) AS engaged
+""")
 
 
-RECORDING = _recording()
+async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadCaptured], *,
+                             decision_makers: Mapping[uuid.UUID, bool],
+                             engaged_since: datetime) -> dict[uuid.UUID, Recorded]:
+    """Store each lead's latest profile, append every touchpoint, and read what scoring needs.
 
-
-async def record_touchpoint(connection: AsyncConnection, event: LeadCaptured, *,
-                            decision_maker: bool, engaged_since: datetime) -> Recorded:
-    """Store the lead's profile, append the touchpoint, and read what scoring needs.
-
-    One round trip: the state is the lead's as it was before this touchpoint (decision
-    maker included: ``save_scores`` updates it), locked until commit; the colleagues
-    are the account's other contacts engaged after ``engaged_since``.
+    One round trip for a whole batch. Per lead: its state as it was before these
+    touchpoints (``decision_makers`` is stored for new leads only: ``save_scores``
+    updates it), locked until commit; its ledger in the order given; and the
+    account's other contacts engaged after ``engaged_since``.
     """
-    touchpoint = event.touchpoint
-    row = (await connection.execute(RECORDING, {
-        "lead_id": event.lead_id, "profile": event.profile.model_dump(mode="json"),
-        "account": event.account.model_dump(mode="json"), "source": event.source,
-        "account_key": account_key_of(event.account),
-        "partner": event.partner_notes.partner if event.partner_notes else None,
-        "decision_maker": decision_maker, "engaged_since": engaged_since,
-        "type": touchpoint.type.value, "occurred_at": touchpoint.occurred_at,
-        "asset_id": touchpoint.asset_id, "interacted": touchpoint.interacted,
-    })).one()
-    ledger = [Activity(TouchpointType(kind), at, asset, interacted) for kind, at, asset, interacted
-              in zip(row.type or (), row.occurred_at or (), row.asset_id or (),
-                     row.interacted or (), strict=True)]
-    ledger.append(Activity(touchpoint.type, touchpoint.occurred_at, touchpoint.asset_id,
-                           touchpoint.interacted))
-    colleagues = [Colleague(at, decider) for at, decider in
-                  zip(row.colleague_last_engaged_at or (), row.colleague_decision_maker or (),
-                      strict=True)]
-    return Recorded(row, ledger, colleagues)
+    latest: dict[uuid.UUID, LeadCaptured] = {}
+    partners: dict[uuid.UUID, str] = {}
+    for event in events:
+        latest[event.lead_id] = event
+        if event.partner_notes and event.partner_notes.partner:
+            partners[event.lead_id] = event.partner_notes.partner
+    rows = await connection.execute(RECORDING, {
+        "a_lead_ids": [event.lead_id for event in events],
+        "a_types": [event.touchpoint.type.value for event in events],
+        "a_occurred_at": [event.touchpoint.occurred_at for event in events],
+        "a_asset_ids": [event.touchpoint.asset_id for event in events],
+        "a_interacted": [event.touchpoint.interacted for event in events],
+        "lead_ids": list(latest),
+        "profiles": [event.profile.model_dump_json() for event in latest.values()],
+        "accounts": [event.account.model_dump_json() for event in latest.values()],
+        "sources": [event.source for event in latest.values()],
+        "account_keys": [account_key_of(event.account) for event in latest.values()],
+        "partners": [partners.get(lead_id) for lead_id in latest],
+        "decision_makers": [decision_makers[lead_id] for lead_id in latest],
+        "engaged_since": engaged_since,
+    })
+    recorded: dict[uuid.UUID, Recorded] = {}
+    for row in rows:
+        ledger = [Activity(TouchpointType(kind), at, asset, interacted) for kind, at, asset,
+                  interacted in zip(row.type or (), row.occurred_at or (), row.asset_id or (),
+                                    row.interacted or (), strict=True)]
+        colleagues = [Colleague(at, decider) for at, decider in
+                      zip(row.colleague_last_engaged_at or (),
+                          row.colleague_decision_maker or (), strict=True)]
+        recorded[row.lead_id] = Recorded(row, ledger, colleagues)
+    for event in events:
+        touchpoint = event.touchpoint
+        recorded[event.lead_id].ledger.append(Activity(
+            touchpoint.type, touchpoint.occurred_at, touchpoint.asset_id, touchpoint.interacted))
+    return recorded
 
 
 async def ledgers(connection: AsyncConnection,
@@ -211,17 +236,21 @@ async def engaged_contacts(connection: AsyncConnection, account_keys: Collection
     return found
 
 
-async def ask_colleagues_for_review(connection: AsyncConnection, account_key: str,
-                                    lead_id: uuid.UUID, at: datetime) -> None:
-    """Make the sweep re-score the lead's colleagues at ``at`` (their engagement points changed).
+async def ask_colleagues_for_review(connection: AsyncConnection, account_keys: Collection[str],
+                                    excluding: Collection[uuid.UUID], at: datetime) -> None:
+    """Make the sweep re-score, at ``at``, the contacts of ``account_keys`` other than
+    ``excluding`` (their engagement points changed).
 
     Colleagues another transaction holds are skipped rather than waited for: waiting
     could deadlock with that transaction, which is scoring them right now anyway.
     """
+    if not account_keys:
+        return
     colleagues = (
         select(leads.c.lead_id)
-        .where(leads.c.account_key == account_key, leads.c.lead_id != lead_id,
+        .where(leads.c.account_key.in_(account_keys), leads.c.lead_id.not_in(excluding),
                (leads.c.next_review_at.is_(None)) | (leads.c.next_review_at > at))
+        .order_by(leads.c.lead_id)
         .with_for_update(skip_locked=True)
     )
     await connection.execute(

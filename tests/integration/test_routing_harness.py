@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton import registry
+from baton_runtime.consumer import dispatch
 from baton_runtime.db import create_engine
 from baton_runtime.http import create_app
 from baton_runtime.migrations import upgrade
@@ -121,7 +122,7 @@ class Routing:
     async def handle(self, event: Event) -> None:
         """Run the event's handler in one unit of work, as the consumer loop does."""
         async with self.context.unit_of_work() as uow:
-            await self.definition.handlers[event.topic](event, uow)
+            await dispatch(self.definition.handlers[event.topic], [event], uow)
             await uow.commit()
 
     async def promoted(self) -> list[LeadPromoted]:

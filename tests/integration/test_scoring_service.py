@@ -233,8 +233,9 @@ async def test_a_lead_posted_through_ingest_gets_the_documented_score_and_reason
 
 async def test_tier_a_needs_a_high_intent_signal(scoring: Scoring) -> None:
     lead_id = uuid.uuid4()
-    for touchpoint in (T.APPOINTMENT_SET, T.WEBINAR_PRODUCT_DEMO):
-        await scoring.capture(lead_id, touchpoint, profile=EXECUTIVE)
+    await scoring.capture(lead_id, T.APPOINTMENT_SET, profile=EXECUTIVE)
+    await scoring.scored(lead_id, 1)
+    await scoring.capture(lead_id, T.WEBINAR_PRODUCT_DEMO, profile=EXECUTIVE)
     first, hot_but_b = await scoring.scored(lead_id, 2)
     assert (first.score, first.tier) == (65, Tier.B)  # 15 + 10 + 10 + 30
     assert (hot_but_b.score, hot_but_b.tier, hot_but_b.high_intent_signals) == (85, Tier.B, [])
@@ -332,6 +333,41 @@ async def test_the_buying_committee_feeds_every_contact_at_the_account(
     assert {r.code: r.points for r in fed.reasons if r.code.startswith("engagement")} == {
         "engagement.contacts": 5, "engagement.decision_maker": 10}
     assert fed.score == 48 and "decision_maker_engaged" in fed.high_intent_signals
+
+
+async def test_a_batch_announces_each_lead_once_and_reviews_colleagues_it_read_too_early(
+    scoring: Scoring
+) -> None:
+    manager, executive = uuid.uuid4(), uuid.uuid4()
+    at = scoring.clock.now
+
+    def captured(lead_id: uuid.UUID, touchpoint: TouchpointType,
+                 profile: LeadProfile) -> LeadCaptured:
+        return LeadCaptured(lead_id=lead_id, source="web-form", profile=profile,
+                            account=SAMPLE_CO, touchpoint=Touchpoint(type=touchpoint,
+                                                                     occurred_at=at))
+
+    # What the consumer loop hands the batched handler when the events share a fetch.
+    async with scoring.running.context.unit_of_work() as uow:
+        await handlers.on_leads_captured(
+            [captured(manager, T.PAGE_VIEW_BLOG, MANAGER),
+             captured(executive, T.EMAIL_CLICK, EXECUTIVE),
+             captured(manager, T.INQUIRY_GENERAL, MANAGER)],
+            uow, active=ActiveModel(scoring.settings.scoring_model()), clock=scoring.clock)
+        await uow.commit()
+
+    [once] = await scoring.scored(manager, 1)
+    assert once.last_touchpoint is T.INQUIRY_GENERAL, "announced with the batch's last touch"
+    assert {r.code for r in once.reasons} >= {"page_view.blog", "inquiry.general"}
+    assert once.score == (await scoring.score(manager))["score"]
+    assert not any(r.code.startswith("engagement") for r in once.reasons), (
+        "the executive's engagement was not yet stored when the manager's colleagues were read")
+    # So the manager is due for review at once, and the sweep adds the executive's points.
+    review = datetime.fromisoformat((await scoring.score(manager))["next_review_at"])
+    assert review == at
+    assert await scoring.sweep() >= 1
+    _, fed = await scoring.scored(manager, 2)
+    assert {r.code for r in fed.reasons} >= {"engagement.contacts", "engagement.decision_maker"}
 
 
 async def test_calibration_reports_conversion_by_band_and_tier_against_outcomes(
