@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.formats.json import JSONFormat
+from cloudevents.core.v1.event import CloudEvent
 
 from schemas.envelope import EnvelopeError, KafkaRecord, data_schema, decode, encode, event_type
 from schemas.events import (
@@ -282,6 +285,33 @@ def test_refuses_missing_ce_specversion() -> None:
     except EnvelopeError:
         return
     raise AssertionError("a record without ce_specversion was accepted")
+
+
+def test_reads_a_record_the_cloudevents_library_wrote() -> None:
+    event = EVENTS[0]
+    cloud_event = CloudEvent(attributes={
+        "id": EVENT_ID, "type": event_type(type(event)), "source": SOURCE,
+        "time": NOW, "datacontenttype": "application/json", "subject": "lead",
+        "partitionkey": "lead"}, data=event.model_dump_json().encode())
+    message = ce_kafka.to_binary(cloud_event, JSONFormat())
+
+    key = message.key.encode() if isinstance(message.key, str) else message.key
+    envelope = decode(event.topic, key, list(message.headers.items()), message.value)
+
+    assert (envelope.event_id, envelope.source, envelope.time) == (EVENT_ID, SOURCE, NOW)
+    assert envelope.event == event
+
+
+@pytest.mark.parametrize(("header", "value"), [
+    ("ce_specversion", b"0.3"), ("ce_id", b""), ("ce_source", b""),
+    ("ce_time", b"yesterday"), ("ce_time", b"2025-04-01T09:30:00"), ("ce_id", b"\xff\xfe"),
+], ids=["other-specversion", "empty-id", "empty-source", "time-text", "time-without-offset",
+        "id-not-utf8"])
+def test_refuses_malformed_attributes(header: str, value: bytes) -> None:
+    record = _record(EVENTS[0])
+
+    with pytest.raises(EnvelopeError):
+        decode(record.topic, record.key, _replaced(record, header, value), record.value)
 
 
 @pytest.mark.parametrize("headers", [[], None], ids=["empty", "none"])
