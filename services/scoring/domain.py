@@ -9,7 +9,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from itertools import accumulate
 
@@ -182,10 +182,15 @@ def fit_reasons(facts: LeadFacts, model: ScoringModel) -> list[Reason]:
 
 def touchpoint_label(activity: Activity) -> str:
     """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"."""
-    family, _, detail = activity.type.value.partition(".")
-    asset = f" ({activity.asset_id})" if activity.asset_id else ""
-    day = activity.occurred_at.date().isoformat()
-    return f"{family.replace('_', ' ')}: {detail.replace('_', ' ')}{asset} on {day}"
+    return _label(activity.type, activity.asset_id, activity.occurred_at.date())
+
+
+@functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score
+def _label(kind: TouchpointType, asset_id: str | None, day: date) -> str:
+    """Return the label of a touchpoint of ``kind`` on ``asset_id`` on ``day``."""
+    family, _, detail = kind.value.partition(".")
+    asset = f" ({asset_id})" if asset_id else ""
+    return f"{family.replace('_', ' ')}: {detail.replace('_', ' ')}{asset} on {day.isoformat()}"
 
 
 @dataclass(frozen=True)
@@ -315,23 +320,23 @@ def dormancy_of(ledger: Sequence[Activity], now: datetime, model: ScoringModel) 
     return Dormancy.ACTIVE
 
 
-def _last_surge(contributions: Sequence[_Contribution], static_points: float, now: datetime,
-                model: ScoringModel) -> datetime | None:
+def _last_surge(contributions: Sequence[_Contribution], decayed: Sequence[Reason],
+                static_points: float, now: datetime, model: ScoringModel) -> datetime | None:
     """Return when the latest surge within the window began, or None if there was none.
 
     A touchpoint starts a surge when the score just after it is at least the surge
     points above the lowest score in the window before it; the lead then surges
     for one window. Between touchpoints a score only decays, so the lowest points
     are the start of that window and the moments just before each touchpoint. Fit
-    and engagement are held at their current values.
+    and engagement are held at their current values; ``decayed`` holds each
+    contribution's points decayed to ``now``.
     """
     half_life, window = model.behaviour.half_life, model.surge.window
     # A touchpoint reported ahead of our clock (hosts' clocks differ) happens now.
     times = [min(c.activity.occurred_at, now) for c in contributions]
-    # Each activity's points decayed to ``now``: a prefix sum, scaled back to an
-    # earlier moment, is the behaviour score at that moment.
-    earned = [0.0, *accumulate(c.points * decay_factor(now - at, half_life)
-                               for c, at in zip(contributions, times, strict=True))]
+    # A prefix sum of the decayed points, scaled back to an earlier moment, is the
+    # behaviour score at that moment.
+    earned = [0.0, *accumulate(reason.points for reason in decayed)]
 
     def score_at(moment: datetime, counted: int) -> int:
         return clip_score(static_points + earned[counted] / decay_factor(now - moment, half_life))
@@ -446,7 +451,7 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
     signals = high_intent_signals(ledger, now, model, colleagues=colleagues,
                                   baseline_at=baseline_at)
     tier = tier_for(score, signals, model)
-    surge_began = _last_surge(contributions, static_points, now, model)
+    surge_began = _last_surge(contributions, behaviour, static_points, now, model)
     next_review_at = _next_review(
         tier=tier, static_points=static_points, behaviour=behaviour_points,
         surge_began=surge_began, ledger=ledger, counted=counted, colleagues=colleagues,
