@@ -25,7 +25,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from baton_runtime.group_commit import GroupCommit
 from baton_runtime.service import ServiceContext, context_of
+from baton_runtime.uow import UnitOfWork
 from services.ingest import access, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, SignatureError
 from services.ingest.adapters import (
@@ -95,17 +97,20 @@ class Caller:
 
 @dataclass(frozen=True)
 class Collaborators:
-    """What the routes share beyond the service context: keys, rate limits and mappings."""
+    """What the routes share beyond the service context: keys, rate limits, mappings, and
+    the transactions single captures commit in together."""
 
     keys: KeyRing
     limiter: RateLimiter
     mappings: MappingFile
+    commits: GroupCommit
 
 
 def router(collaborators: Collaborators) -> APIRouter:
     """Return the capture routes, bound to this process's keys, limits and mappings."""
     routes = APIRouter(prefix="/v1", tags=["capture"])
     keys, limiter, mappings = collaborators.keys, collaborators.limiter, collaborators.mappings
+    commits = collaborators.commits
 
     def throttle(key: ApiKey, context: ServiceContext) -> None:
         wait = limiter.acquire(key, context.clock().timestamp())
@@ -145,14 +150,15 @@ def router(collaborators: Collaborators) -> APIRouter:
 
     async def record_one(context: ServiceContext, caller: Caller, capture: Capture,
                          response: Response) -> Accepted:
-        """Record one capture in its own unit of work and answer for it."""
+        """Record one capture (its transaction shared with concurrent ones) and answer for it."""
+
+        async def record(uow: UnitOfWork) -> handlers.Outcome:
+            if caller.signature is not None:
+                await handlers.check_signature_is_new(uow, caller.key.key_id, caller.signature)
+            return await handlers.record(uow, capture)
+
         try:
-            async with context.unit_of_work() as uow:
-                if caller.signature is not None:
-                    await handlers.check_signature_is_new(uow, caller.key.key_id,
-                                                          caller.signature)
-                outcome = await handlers.record(uow, capture)
-                await uow.commit()
+            outcome = await commits.run(context.unit_of_work, record)
         except ReplayedSignature:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                                 "this signed request was received before") from None

@@ -7,6 +7,7 @@ from functools import partial
 
 from starlette.middleware import Middleware
 
+from baton_runtime.group_commit import GroupCommit
 from baton_runtime.service import ServiceDefinition, serve
 from services.ingest import api, store, workers
 from services.ingest.access import KeyRing, RateLimiter
@@ -23,7 +24,8 @@ def definition(settings: IngestSettings) -> ServiceDefinition:
     keys = KeyRing()
     collaborators = api.Collaborators(
         keys=keys, limiter=RateLimiter(settings.ingest_rate_limit_per_minute),
-        mappings=load_mapping_file(settings.ingest_webhook_mapping_file))
+        mappings=load_mapping_file(settings.ingest_webhook_mapping_file),
+        commits=GroupCommit())
     return dataclasses.replace(
         service,
         routers=[api.router(collaborators)],
