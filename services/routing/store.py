@@ -19,11 +19,11 @@ from sqlalchemy import (
     Text,
     Time,
     UniqueConstraint,
-    and_,
+    bindparam,
     case,
     func,
-    or_,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -145,22 +145,38 @@ slack_requests = Table(
 # --- leads --------------------------------------------------------------------------------
 
 
+SCORED_COLUMNS = ("score", "tier", "profile", "account", "top_reasons", "last_touchpoint",
+                  "source", "partner")
+
+
+def _upserting_lead() -> Any:
+    """Return the statement ``upsert_lead`` runs, built once: building costs more than
+    running it."""
+    scored = {name: bindparam(name, type_=leads.c[name].type) for name in SCORED_COLUMNS}
+    insert = pg_insert(leads).values(
+        lead_id=bindparam("lead_id", type_=leads.c.lead_id.type), stage="lead",
+        created_at=bindparam("now", type_=leads.c.created_at.type),
+        demo_or_quote_requested=bindparam("demo_or_quote_requested", type_=Boolean), **scored)
+    return insert.on_conflict_do_update(
+        index_elements=["lead_id"],
+        set_={**scored, "updated_at": func.now(),
+              "demo_or_quote_requested": leads.c.demo_or_quote_requested
+              | insert.excluded.demo_or_quote_requested}).returning(*leads.c)
+
+
+UPSERTING_LEAD = _upserting_lead()
+
+
 async def upsert_lead(connection: AsyncConnection, lead_id: uuid.UUID, *, now: datetime,
-                      demo_or_quote_requested: bool, **values: Any) -> Row[Any]:
-    """Store the lead's latest score and profile (a new lead starts in ``lead``); lock it.
+                      demo_or_quote_requested: bool, **scored: Any) -> Row[Any]:
+    """Store the lead's latest score and profile (a new lead starts in ``lead``); return it,
+    locked until commit. ``scored`` holds every one of SCORED_COLUMNS.
 
     A demo or quote request, once seen, stays on the lead: it qualifies it for SQL later.
     """
-    insert = pg_insert(leads).values(lead_id=lead_id, stage="lead", created_at=now,
-                                     demo_or_quote_requested=demo_or_quote_requested, **values)
-    await connection.execute(insert.on_conflict_do_update(
-        index_elements=["lead_id"],
-        set_={**values, "updated_at": func.now(),
-              "demo_or_quote_requested": leads.c.demo_or_quote_requested
-              | insert.excluded.demo_or_quote_requested}))
-    row = await get_lead(connection, lead_id, lock=True)
-    assert row is not None
-    return row
+    return (await connection.execute(UPSERTING_LEAD, {
+        "lead_id": lead_id, "now": now, "demo_or_quote_requested": demo_or_quote_requested,
+        **scored})).one()
 
 
 async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID,
@@ -330,17 +346,25 @@ async def set_account_owner(connection: AsyncConnection, account_key: str, team:
                                set_={"rep_id": rep_id, "updated_at": now}))
 
 
+ASSIGNED_SINCE = text(f"""
+    SELECT a.rep_id, count(DISTINCT a.lead_id) AS leads
+    FROM unnest(CAST(:rep_ids AS text[]), CAST(:moments AS timestamptz[])) AS since(rep_id, at)
+    JOIN {assignments.fullname} AS a ON a.rep_id = since.rep_id AND a.decided_at >= since.at
+    GROUP BY a.rep_id
+""")
+
+
 async def assigned_since(connection: AsyncConnection, since: Mapping[str, datetime]
                          ) -> dict[str, int]:
-    """Return how many leads each rep was given since their own moment in ``since``."""
+    """Return how many leads each rep was given since their own moment in ``since``.
+
+    One statement built once, whatever the number of reps: an OR of a condition per rep
+    cost more to build than to run.
+    """
     if not since:
         return {}
-    rows = await connection.execute(
-        select(assignments.c.rep_id,
-               func.count(func.distinct(assignments.c.lead_id)).label("leads"))
-        .where(or_(*(and_(assignments.c.rep_id == rep_id, assignments.c.decided_at >= moment)
-                     for rep_id, moment in since.items())))
-        .group_by(assignments.c.rep_id))
+    rows = await connection.execute(ASSIGNED_SINCE, {"rep_ids": list(since),
+                                                     "moments": list(since.values())})
     return {row.rep_id: row.leads for row in rows}
 
 
