@@ -21,6 +21,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -94,7 +95,28 @@ class PlumbingTables:
     @property
     def notify_channel(self) -> str:
         """Return the LISTEN/NOTIFY channel that wakes this schema's outbox relay."""
-        return f"{self.schema}_outbox"
+        return outbox_channel(self.schema)
+
+
+def outbox_channel(schema: str) -> str:
+    """Return the LISTEN/NOTIFY channel that wakes ``schema``'s outbox relay."""
+    return f"{schema}_outbox"
+
+
+def _wake_relay_on_insert(outbox: Table, connection: Connection, **_: Any) -> None:
+    """Create the trigger that wakes the schema's outbox relay whenever rows are inserted.
+
+    A commit then needs no round trip of its own to wake the relay; PostgreSQL delivers
+    the notification only if the transaction commits, and once however many rows.
+    """
+    schema = outbox.schema
+    assert schema is not None  # service_metadata gives every table its schema
+    connection.exec_driver_sql(
+        f'CREATE FUNCTION "{schema}".wake_outbox_relay() RETURNS trigger LANGUAGE plpgsql '
+        f"AS $$ BEGIN PERFORM pg_notify('{outbox_channel(schema)}', ''); RETURN NULL; END $$")
+    connection.exec_driver_sql(
+        f'CREATE TRIGGER wake_outbox_relay AFTER INSERT ON "{schema}".outbox '
+        f'FOR EACH STATEMENT EXECUTE FUNCTION "{schema}".wake_outbox_relay()')
 
 
 def service_metadata(schema: str) -> tuple[MetaData, PlumbingTables]:
@@ -122,6 +144,7 @@ def service_metadata(schema: str) -> tuple[MetaData, PlumbingTables]:
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Index(f"ix_{schema}_outbox_topic_key_id", "topic", "key", "id"),
     )
+    event.listen(outbox, "after_create", _wake_relay_on_insert)
     return metadata, PlumbingTables(inbox=inbox, outbox=outbox)
 
 

@@ -100,7 +100,8 @@ class UnitOfWork:
         return {row[0] for row in rows}
 
     async def commit(self) -> None:
-        """Write pending outbox rows, wake the relay, and commit everything at once."""
+        """Write pending outbox rows and commit everything at once (the outbox's trigger
+        wakes the relay)."""
         if self._pending:
             await self.connection.execute(
                 insert(self._tables.outbox),
@@ -114,11 +115,6 @@ class UnitOfWork:
                     }
                     for record in self._pending
                 ],
-            )
-            # Delivered by PostgreSQL only when the transaction commits.
-            await self.connection.execute(
-                text("SELECT pg_notify(:channel, '')"),
-                {"channel": self._tables.notify_channel},
             )
         await self.connection.commit()
         self._committed = True

@@ -6,9 +6,10 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
 
+import asyncpg
 import pytest
 
-from baton_runtime.db import create_engine
+from baton_runtime.db import create_engine, plain_url
 from baton_runtime.kafka import KafkaPublisher, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from baton_runtime.settings import KafkaSettings
@@ -87,3 +88,25 @@ async def test_three_relays_publish_every_row_once_in_per_key_order(
     assert all(sequence == list(range(PER_KEY)) for sequence in by_key.values()), (
         "each key's events in the order they were written")
     assert all(publisher.sent > 0 for publisher in publishers), "every replica published"
+
+
+async def test_a_commit_with_outbox_rows_notifies_the_relays_channel(
+    infrastructure: Infrastructure,
+) -> None:
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    unit_of_work = unit_of_work_factory(engine, probe_service.tables, "/tests")
+    listener = await asyncpg.connect(plain_url(infrastructure.database_url))
+    notified = asyncio.Event()
+    await listener.add_listener(probe_service.tables.notify_channel,
+                                lambda *_: notified.set())
+    try:
+        async with unit_of_work() as uow:
+            uow.emit_record(KafkaRecord(TOPIC, KEYS[0], (), b"wake up"))
+            await uow.commit()
+
+        # The outbox's trigger sends it: the unit of work makes no call of its own.
+        await asyncio.wait_for(notified.wait(), 30)
+    finally:
+        await listener.close()
+        await engine.dispose()
