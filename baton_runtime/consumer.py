@@ -78,10 +78,11 @@ class _BatchLock(ConsumerRebalanceListener):  # type: ignore[misc]
 class ConsumerLoop:
     """Consumes ``handlers``' topics for one consumer group.
 
-    Each fetched batch is handled in one database transaction: per message, the
-    event id is claimed in the inbox and the handler runs inside a savepoint, so
-    a redelivered event is skipped and a failing one is undone alone. A failure
-    is retried with backoff; after the last attempt the message goes to
+    Each fetched batch is handled in one database transaction: its event ids are
+    claimed in the inbox at once, so redelivered events are skipped, and the handlers
+    run. If anything fails, the transaction's work is undone and the batch is handled
+    again message by message, each in a savepoint, so a failing one is undone alone.
+    A failure is retried with backoff; after the last attempt the message goes to
     ``<topic>.dlq`` through the outbox with the error in its headers, and the
     partition moves on. Offsets are committed only after the transaction commits.
     """
@@ -151,10 +152,11 @@ class ConsumerLoop:
             try:
                 await self._handle_all_at_once(uow, messages)
             except Exception as error:
-                # Something in the batch failed: it was undone; go message by message so
+                # Something in the batch failed: undo it all and go message by message, so
                 # only the failing one is retried and, in the end, dead-lettered.
                 log.info("batch failed as a whole; handling it message by message",
                          error=repr(error), messages=len(messages))
+                await uow.discard()
                 for message in messages:
                     await self._handle(uow, message)
             await uow.commit()
@@ -162,28 +164,26 @@ class ConsumerLoop:
 
     async def _handle_all_at_once(self, uow: UnitOfWork, messages: list[ConsumerRecord]
                                   ) -> None:
-        """Claim every event id in one statement and run the handlers, in one savepoint.
+        """Claim every event id in one statement and run the handlers; raise on any failure.
 
         The common case costs one round trip for the inbox per batch, not three per message;
-        consecutive new events of a topic with a batched handler go to it in one call. Any
-        failure undoes the whole savepoint and raises.
+        consecutive new events of a topic with a batched handler go to it in one call.
         """
         envelopes = [decode(m.topic, m.key, m.headers, m.value) for m in messages]
-        async with uow.savepoint():
-            fresh = await uow.claim_many(self._group_id, [
-                (envelope.event_id, m.topic, m.partition, m.offset)
-                for m, envelope in zip(messages, envelopes, strict=True)])
-            outcomes = []
-            new: list[tuple[str, Any]] = []
-            for message, envelope in zip(messages, envelopes, strict=True):
-                if envelope.event_id in fresh:
-                    fresh.discard(envelope.event_id)  # the same event twice in a batch runs once
-                    new.append((message.topic, envelope.event))
-                    outcomes.append((message.topic, "processed"))
-                else:
-                    outcomes.append((message.topic, "duplicate"))
-            for topic, run in groupby(new, key=lambda item: item[0]):
-                await dispatch(self._handlers[topic], [event for _, event in run], uow)
+        fresh = await uow.claim_many(self._group_id, [
+            (envelope.event_id, m.topic, m.partition, m.offset)
+            for m, envelope in zip(messages, envelopes, strict=True)])
+        outcomes = []
+        new: list[tuple[str, Any]] = []
+        for message, envelope in zip(messages, envelopes, strict=True):
+            if envelope.event_id in fresh:
+                fresh.discard(envelope.event_id)  # the same event twice in a batch runs once
+                new.append((message.topic, envelope.event))
+                outcomes.append((message.topic, "processed"))
+            else:
+                outcomes.append((message.topic, "duplicate"))
+        for topic, run in groupby(new, key=lambda item: item[0]):
+            await dispatch(self._handlers[topic], [event for _, event in run], uow)
         for topic, outcome in outcomes:
             CONSUMED.labels(topic=topic, outcome=outcome).inc()
 

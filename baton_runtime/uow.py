@@ -61,6 +61,12 @@ class UnitOfWork:
         """Queue an already encoded record, e.g. a dead letter, for the outbox."""
         self._pending.append(record)
 
+    async def discard(self) -> None:
+        """Undo everything written and emitted so far, and go on in a fresh transaction."""
+        await self.connection.rollback()
+        self._pending.clear()
+        await self.connection.begin()
+
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Run a block whose database writes and emitted events are undone if it raises."""
