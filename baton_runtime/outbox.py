@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 import structlog
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.db import PlumbingTables
@@ -44,29 +44,30 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         schema = tables.schema
-        self._claim = text(
+        # Rows leave the table in the transaction that publishes them: until its commit
+        # they stay locked (other replicas skip them), and a failed send rolls them back.
+        self._take = text(
             f"""
             WITH batch AS (
                 SELECT id FROM {schema}.outbox ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+            ), ready AS (
+                SELECT o.id FROM {schema}.outbox o JOIN batch USING (id)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM {schema}.outbox earlier
+                    WHERE earlier.topic = o.topic AND earlier.key = o.key AND earlier.id < o.id
+                      AND earlier.id NOT IN (SELECT id FROM batch)
+                )
             )
-            SELECT o.id, o.topic, o.key, o.header_names, o.header_values, o.value
-            FROM {schema}.outbox o JOIN batch USING (id)
-            WHERE NOT EXISTS (
-                SELECT 1 FROM {schema}.outbox earlier
-                WHERE earlier.topic = o.topic AND earlier.key = o.key AND earlier.id < o.id
-                  AND earlier.id NOT IN (SELECT id FROM batch)
-            )
-            ORDER BY o.id
+            DELETE FROM {schema}.outbox o USING ready WHERE o.id = ready.id
+            RETURNING o.id, o.topic, o.key, o.header_names, o.header_values, o.value
             """
-        )
-        self._delete = text(f"DELETE FROM {schema}.outbox WHERE id IN :ids").bindparams(
-            bindparam("ids", expanding=True)
         )
 
     async def publish_batch(self) -> int:
         """Publish one batch of pending rows and return how many were published."""
         async with self._engine.begin() as connection:
-            rows = (await connection.execute(self._claim, {"limit": self._batch_size})).all()
+            rows = sorted((await connection.execute(self._take, {"limit": self._batch_size})),
+                          key=lambda row: row.id)
             if not rows:
                 return 0
             records = [
@@ -80,7 +81,6 @@ class OutboxRelay:
                 for row in rows
             ]
             await self._publisher.send_batch(records)
-            await connection.execute(self._delete, {"ids": [row.id for row in rows]})
         for record in records:
             OUTBOX_PUBLISHED.labels(topic=record.topic).inc()
         return len(records)
