@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import structlog
 import uvicorn
+import uvloop
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
@@ -124,7 +125,8 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
         poll_interval=settings.outbox_poll_interval_ms / 1000,
     )
     server = _Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                                    log_config=None, access_log=False, lifespan="off"))
+                                    log_config=None, access_log=False, lifespan="off",
+                                    http="httptools"))
     consuming, relaying = asyncio.Event(), asyncio.Event()
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -195,4 +197,7 @@ def serve(settings_class: type[SettingsT],
     service = definition(settings)
     configure_logging(service=service.name, level=settings.log_level,
                       log_format=settings.log_format)
-    asyncio.run(run_service(service, settings))
+    # uvloop: the event loop's own work per socket read and write, which every request,
+    # query and Kafka fetch pays, is several times cheaper than the standard loop's.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(run_service(service, settings))

@@ -73,7 +73,7 @@ def bare_app() -> FastAPI:
 def serve_bare(port: int) -> None:
     """Serve the baseline as ``baton serve`` serves a service (same uvicorn settings)."""
     uvicorn.run(bare_app(), host=LOOPBACK, port=port, log_config=None, access_log=False,
-                lifespan="off")
+                lifespan="off", http="httptools", loop="uvloop")
 
 
 @dataclass(frozen=True)
