@@ -44,9 +44,9 @@ class Activity:
     asset_id: str | None = None
     interacted: bool = False
 
-    def order(self) -> tuple[datetime, str, str, bool]:
+    def order(self) -> tuple[datetime, TouchpointType, str, bool]:
         """Return the key that orders a ledger the same way whatever order it arrived in."""
-        return self.occurred_at, self.type.value, self.asset_id or "", self.interacted
+        return self.occurred_at, self.type, self.asset_id or "", self.interacted
 
 
 @dataclass(frozen=True)
@@ -338,8 +338,12 @@ def _last_surge(contributions: Sequence[_Contribution], decayed: Sequence[Reason
     # behaviour score at that moment.
     earned = [0.0, *accumulate(reason.points for reason in decayed)]
 
+    @functools.cache
+    def decay_at(moment: datetime) -> float:
+        return decay_factor(now - moment, half_life)
+
     def score_at(moment: datetime, counted: int) -> int:
-        return clip_score(static_points + earned[counted] / decay_factor(now - moment, half_life))
+        return clip_score(static_points + earned[counted] / decay_at(moment))
 
     moments = sorted(set(times))
     for moment in reversed([m for m in moments if now - m < window]):
