@@ -6,7 +6,9 @@ every 4xx means nothing was written.
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations, which
 # name dependencies local to ``router``.
+import inspect
 import uuid
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -22,6 +24,7 @@ from fastapi import (
     status,
 )
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -55,8 +58,11 @@ from services.ingest.submissions import (
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
                        description="A key from `baton keys create` or BATON_INGEST_API_KEYS.")
 BATCH_RECORDS: TypeAdapter[LeadRecord | ActivityRecord] = TypeAdapter(BatchRecord)
+IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
+ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
 REPLAYED_HEADER = "Idempotent-Replayed"
 ModelT = TypeVar("ModelT", bound=BaseModel)
+EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -148,6 +154,62 @@ def router(collaborators: Collaborators) -> APIRouter:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(error)) from None
         return Caller(key, x_baton_signature)
 
+    class CaptureRoute(APIRoute):
+        """A single capture's route that calls ``authenticated`` and its endpoint itself
+        when the request is valid.
+
+        FastAPI's dependency solving cost about as much CPU as the rest of a capture. A
+        request whose body validates as the endpoint's model and whose Idempotency-Key (if
+        sent) is valid is answered here with what FastAPI would have passed the endpoint;
+        any other request goes to FastAPI's own handler, which answers its errors as
+        always. FastAPI documents the route from the endpoint's signature as before.
+        """
+
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            """Return the handler: the direct path, FastAPI's for invalid requests."""
+            fastapi_handler = super().get_route_handler()
+            endpoint = self.endpoint
+            assert self.body_field is not None and self.status_code is not None
+            body_model = self.body_field.field_info.annotation
+            assert isinstance(body_model, type) and issubclass(body_model, BaseModel)
+            assert set(inspect.signature(endpoint).parameters) == {
+                "submission", "caller", "context", "response", "idempotency_key"}, (
+                "the direct path passes exactly these")
+            status_code = self.status_code
+
+            async def handle(request: Request) -> Response:
+                headers = request.headers
+                idempotency_key = headers.get("idempotency-key")
+                submission = _valid_or_none(body_model, await request.body(), idempotency_key)
+                if submission is None:
+                    return await fastapi_handler(request)
+                context = await context_of(request)
+                caller = await authenticated(
+                    request, context, headers.get(API_KEY.model.name) or None,
+                    headers.get("x-baton-timestamp"), headers.get("x-baton-signature"))
+                answered = Response()  # the endpoint adds headers to it, as to FastAPI's
+                del answered.headers["content-length"]
+                accepted = await endpoint(submission=submission, caller=caller,
+                                          context=context, response=answered,
+                                          idempotency_key=idempotency_key)
+                response = Response(ACCEPTED.dump_json(accepted), status_code=status_code,
+                                    media_type="application/json")
+                response.headers.raw.extend(answered.headers.raw)
+                return response
+
+            return handle
+
+    def capture_route(path: str, *, summary: str) -> Callable[[EndpointT], EndpointT]:
+        """Return a decorator that adds a single capture's endpoint as a CaptureRoute."""
+
+        def add(endpoint: EndpointT) -> EndpointT:
+            routes.add_api_route(path, endpoint, methods=["POST"], summary=summary,
+                                 status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
+                                 responses=CAPTURED, route_class_override=CaptureRoute)
+            return endpoint
+
+        return add
+
     async def record_one(context: ServiceContext, caller: Caller, capture: Capture,
                          response: Response) -> Accepted:
         """Record one capture (its transaction shared with concurrent ones) and answer for it."""
@@ -173,8 +235,7 @@ def router(collaborators: Collaborators) -> APIRouter:
         alias="Idempotency-Key", description="Repeats with the same key and body get the "
         "first answer; with another body, 409. Defaults to the body's `event_id`.")]
 
-    @routes.post("/leads", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-                 responses=CAPTURED, summary="Capture a form submission.")
+    @capture_route("/leads", summary="Capture a form submission.")
     async def capture_lead(
         submission: LeadSubmission,
         caller: Annotated[Caller, Depends(authenticated)],
@@ -189,8 +250,7 @@ def router(collaborators: Collaborators) -> APIRouter:
                                         now=context.clock(), idempotency_key=idempotency_key)
         return await record_one(context, caller, capture, response)
 
-    @routes.post("/activities", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-                 responses=CAPTURED, summary="Capture an activity of a lead.")
+    @capture_route("/activities", summary="Capture an activity of a lead.")
     async def capture_activity(
         submission: ActivitySubmission,
         caller: Annotated[Caller, Depends(authenticated)],
@@ -368,6 +428,17 @@ def router(collaborators: Collaborators) -> APIRouter:
 def decoy(submission: LeadSubmission) -> Accepted:
     """Return what a bot that filled the honeypot is told: a 202 for nothing stored."""
     return Accepted(lead_id=lead_id_for(submission.email), event_id=str(uuid.uuid4()))
+
+
+def _valid_or_none(model: type[ModelT], body: bytes, idempotency_key: str | None
+                   ) -> ModelT | None:
+    """Return ``body`` as ``model`` if it and the Idempotency-Key are valid, else None."""
+    try:
+        if idempotency_key is not None:
+            IDEMPOTENCY_KEY.validate_python(idempotency_key)
+        return model.model_validate_json(body)
+    except ValidationError:
+        return None
 
 
 def _validated(model: type[ModelT], body: dict[str, Any]) -> ModelT:
