@@ -60,6 +60,7 @@ API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
 BATCH_RECORDS: TypeAdapter[LeadRecord | ActivityRecord] = TypeAdapter(BatchRecord)
 IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
 ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
+API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
 REPLAYED_HEADER = "Idempotent-Replayed"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
@@ -178,15 +179,17 @@ def router(collaborators: Collaborators) -> APIRouter:
             status_code = self.status_code
 
             async def handle(request: Request) -> Response:
-                headers = request.headers
-                idempotency_key = headers.get("idempotency-key")
+                # Starlette's Headers scan and decode the list on every lookup, and raise
+                # inside for each absent one; the first of repeated headers wins in both.
+                headers = dict(reversed(request.scope["headers"]))
+                idempotency_key = _header(headers, b"idempotency-key")
                 submission = _valid_or_none(body_model, await request.body(), idempotency_key)
                 if submission is None:
                     return await fastapi_handler(request)
                 context = await context_of(request)
                 caller = await authenticated(
-                    request, context, headers.get(API_KEY.model.name) or None,
-                    headers.get("x-baton-timestamp"), headers.get("x-baton-signature"))
+                    request, context, _header(headers, API_KEY_HEADER) or None,
+                    _header(headers, b"x-baton-timestamp"), _header(headers, b"x-baton-signature"))
                 answered = Response()  # the endpoint adds headers to it, as to FastAPI's
                 del answered.headers["content-length"]
                 accepted = await endpoint(submission=submission, caller=caller,
@@ -428,6 +431,12 @@ def router(collaborators: Collaborators) -> APIRouter:
 def decoy(submission: LeadSubmission) -> Accepted:
     """Return what a bot that filled the honeypot is told: a 202 for nothing stored."""
     return Accepted(lead_id=lead_id_for(submission.email), event_id=str(uuid.uuid4()))
+
+
+def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:
+    """Return a header's value (``name`` in lower case) as Starlette decodes it, or None."""
+    value = headers.get(name)
+    return None if value is None else value.decode("latin-1")
 
 
 def _valid_or_none(model: type[ModelT], body: bytes, idempotency_key: str | None

@@ -75,7 +75,10 @@ def app(*, direct: bool) -> FastAPI:
     return built
 
 
-def post(path: str, body: Any, **headers: str) -> tuple[str, bytes, dict[str, str]]:
+Headers = dict[str, str] | list[tuple[str, str]]
+
+
+def post(path: str, body: Any, **headers: str) -> tuple[str, bytes, Headers]:
     """Return a request: its path, body (JSON unless bytes) and headers."""
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
     return path, content, {"Content-Type": "application/json", **headers}
@@ -87,7 +90,7 @@ def signed(body: Any, at: str) -> dict[str, str]:
             "X-Baton-Signature": signature(SECRET, at, json.dumps(body).encode())}
 
 
-REQUESTS = [
+REQUESTS: list[tuple[str, bytes, Headers]] = [
     post("/v1/leads", LEAD, **{"X-API-Key": KEY}),
     post("/v1/leads", LEAD, **{"X-API-Key": KEY, "Idempotency-Key": "form-1"}),
     post("/v1/leads", LEAD, **{"X-API-Key": KEY}),  # answered as a replay
@@ -109,6 +112,9 @@ REQUESTS = [
     post("/v1/leads", LEAD, **signed(LEAD, "1000")),
     post("/v1/leads", LEAD, **{"X-API-Key": SLOW_KEY}),
     post("/v1/leads", LEAD, **{"X-API-Key": SLOW_KEY}),  # over its limit: 429
+    ("/v1/leads", json.dumps(LEAD).encode(),  # the first of repeated headers counts
+     [("Content-Type", "application/json"), ("X-API-Key", KEY), ("X-API-Key", "other"),
+      ("Idempotency-Key", "form-2"), ("Idempotency-Key", "not valid")]),
     post("/v1/activities", ACTIVITY, **{"X-API-Key": KEY}),
     post("/v1/activities", {**ACTIVITY, "type": "appointment.set"}, **{"X-API-Key": KEY}),
     post("/v1/activities", {**ACTIVITY, "type": "carrier.pigeon"}),
