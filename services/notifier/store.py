@@ -152,17 +152,25 @@ async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID) -> Row[Any] 
     return (await connection.execute(select(deals).where(deals.c.deal_id == deal_id))).first()
 
 
+START_CLOCK = (pg_insert(sla_clocks).values(
+    {name: bindparam(name) for name in ("lead_id", "kind", "rule", "started_at", "remind_at",
+                                        "due_at", "escalate_at", "next_fire_at")})
+    .on_conflict_do_nothing())
+
+
 async def start_clocks(connection: AsyncConnection, lead_id: uuid.UUID,
                        plans: Sequence[tuple[SlaRule, ClockPlan]]) -> None:
     """Open clocks, except where one of the kind is open or started at that moment already."""
     if not plans:
         return
-    await connection.execute(pg_insert(sla_clocks).values([
+    # One row's statement run for many rows: a multi-row VALUES would be compiled anew
+    # on every call, as SQLAlchemy cannot cache it.
+    await connection.execute(START_CLOCK, [
         {"lead_id": lead_id, "kind": rule.kind.value, "rule": rule.name,
          "started_at": plan.started_at, "remind_at": plan.remind_at, "due_at": plan.due_at,
          "escalate_at": plan.escalate_at, "next_fire_at": plan.next_fire_at(0)}
         for rule, plan in plans
-    ]).on_conflict_do_nothing())
+    ])
 
 
 async def stop_clocks(connection: AsyncConnection, lead_id: uuid.UUID,
@@ -216,6 +224,23 @@ async def list_clocks(connection: AsyncConnection, *, lead_id: uuid.UUID | None,
     return list(await connection.execute(query))
 
 
+# NOTIFY is delivered at commit, once per transaction: it wakes the delivery worker.
+ADD_ALERTS = text(f"""
+    WITH created AS (
+        INSERT INTO {alerts.fullname} (dedupe_key, kind, channel, lead_id, clock_id, message)
+        SELECT CAST(:key AS text) || ':' || channel, :kind, channel, :lead_id, :clock_id, :message
+        FROM unnest(CAST(:channels AS text[])) AS channel
+        ON CONFLICT (dedupe_key) DO NOTHING
+        RETURNING channel
+    ), known AS (
+        INSERT INTO {destinations.fullname} (key) SELECT DISTINCT channel FROM created
+        ON CONFLICT (key) DO NOTHING
+    )
+    SELECT count(*), pg_notify('{ALERTS_CHANNEL}', '') FROM created
+""").bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)),
+                bindparam("clock_id", type_=BigInteger), bindparam("message", type_=JSONB))
+
+
 async def add_alerts(connection: AsyncConnection, *, key: str, kind: str,
                      channels: Sequence[str], lead_id: uuid.UUID | None,
                      message: dict[str, Any], clock_id: int | None = None) -> int:
@@ -226,19 +251,9 @@ async def add_alerts(connection: AsyncConnection, *, key: str, kind: str,
     """
     if not channels:
         return 0
-    rows = [{"dedupe_key": f"{key}:{channel}", "kind": kind, "channel": channel,
-             "lead_id": lead_id, "clock_id": clock_id, "message": message}
-            for channel in channels]
-    created = (pg_insert(alerts).values(rows)
-               .on_conflict_do_nothing(index_elements=["dedupe_key"])
-               .returning(alerts.c.channel).cte("created"))
-    known = (pg_insert(destinations)
-             .from_select(["key"], select(created.c.channel).distinct())
-             .on_conflict_do_nothing(index_elements=["key"]).cte("known"))
-    # NOTIFY is delivered at commit, once per transaction: it wakes the delivery worker.
-    count = await connection.scalar(
-        select(func.count(), func.pg_notify(ALERTS_CHANNEL, ""))
-        .select_from(created).add_cte(known))
+    count = await connection.scalar(ADD_ALERTS, {
+        "key": key, "kind": kind, "channels": list(channels), "lead_id": lead_id,
+        "clock_id": clock_id, "message": message})
     return int(count or 0)
 
 
