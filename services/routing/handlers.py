@@ -89,7 +89,7 @@ async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,
     """Decide who in ``team`` gets the lead, log why, and return the decision."""
     connection = uow.connection
     await store.lock_team(connection, team.value)
-    reps = [store.rep_from_row(row) for row in await store.list_reps(connection, team.value)]
+    reps = await store.ROSTER.reps(connection, team.value)
     routable = _routable(lead)
     owner = (await store.account_owner(connection, routable.account_key, team.value)
              if routable.account_key is not None else None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -290,7 +291,8 @@ async def put_rep(connection: AsyncConnection, rep_id: str, *, starting_position
     insert = pg_insert(reps).values(rep_id=rep_id, position=starting_position, **values)
     row: Row[Any] | None = (await connection.execute(insert.on_conflict_do_update(
         index_elements=["rep_id"],
-        set_={**values, "updated_at": func.now(),
+        # clock_timestamp: each write of a rep gets its own version, even within a transaction.
+        set_={**values, "updated_at": func.clock_timestamp(),
               "position": case((reps.c.team == insert.excluded.team, reps.c.position),
                                else_=insert.excluded.position)},
     ).returning(reps))).first()
@@ -316,6 +318,46 @@ def rep_from_row(row: Row[Any]) -> domain.Rep:
             employee_bands=frozenset(territory["employee_bands"])),
         active=row.active, position=row.position,
     )
+
+
+REP_VERSIONS = (select(reps.c.rep_id, reps.c.updated_at, reps.c.position)
+                .where(reps.c.team == bindparam("team")).order_by(reps.c.rep_id))
+REPS_BY_ID = select(reps).where(reps.c.rep_id.in_(bindparam("rep_ids", expanding=True)))
+
+
+class TeamRoster:
+    """Reps as assignment sees them, each parsed once per version of their row.
+
+    Assigning a lead looks at every rep of the team; reading and parsing every rep's
+    hours, leave and territory each time cost more than the rest of the decision.
+    A row's version is its ``updated_at``, which every write but a position bump sets.
+    """
+
+    def __init__(self) -> None:
+        self._parsed: dict[tuple[str, str], tuple[datetime, domain.Rep]] = {}
+
+    async def reps(self, connection: AsyncConnection, team: str) -> list[domain.Rep]:
+        """Return the team's reps by id, with their current round-robin positions."""
+        database = connection.engine.url.render_as_string()
+        versions = list(await connection.execute(REP_VERSIONS, {"team": team}))
+        stale = [v.rep_id for v in versions
+                 if self._parsed.get((database, v.rep_id), (None,))[0] != v.updated_at]
+        fresh = {}
+        if stale:
+            for row in await connection.execute(REPS_BY_ID, {"rep_ids": stale}):
+                fresh[row.rep_id] = rep_from_row(row)
+                self._parsed[(database, row.rep_id)] = (row.updated_at, fresh[row.rep_id])
+        return [fresh.get(v.rep_id) or _at_position(self._parsed[(database, v.rep_id)][1],
+                                                    v.position)
+                for v in versions]
+
+
+def _at_position(rep: domain.Rep, position: float) -> domain.Rep:
+    """Return ``rep`` at ``position`` in the round robin."""
+    return rep if rep.position == position else replace(rep, position=position)
+
+
+ROSTER = TeamRoster()
 
 
 async def set_positions(connection: AsyncConnection, positions: Mapping[str, float]) -> None:

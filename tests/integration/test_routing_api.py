@@ -126,6 +126,22 @@ async def test_a_lead_nobody_can_take_waits_in_the_team_queue_and_says_so(
     assert (taken["rule"], taken["reason"]) == ("taken", "accepted by sato (from the queue)")
 
 
+async def test_assignment_sees_a_rep_changed_since_the_last_assignment(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    await new_mql(routing, domain="first.co.jp")  # sato, the only rep, parsed for assignment
+    leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
+             "note": "出張"}
+    await routing.put_rep("sato", out_of_office=[leave])
+    await routing.put_rep("suzuki")
+    lead_id = await new_mql(routing, domain="second.co.jp")
+    [decision] = (await state(routing, lead_id))["assignments"]
+    assert decision["rep_id"] == "suzuki"
+    assert decision["considered"] == [
+        {"rep_id": "sato", "blocked_because": "out of office until 2026-11-20 00:00 JST"},
+        {"rep_id": "suzuki", "blocked_because": None}]
+
+
 async def test_sales_actions_are_idempotent_and_each_emits_lead_promoted(
         routing: Routing) -> None:
     await routing.put_rep("sato")
