@@ -32,8 +32,11 @@ def create_app(
     middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
     """Return the service's app with /healthz, /readyz, /metrics and its routers."""
+    # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry support would otherwise look
+    # for a configured provider in os.environ on every request.
     app = FastAPI(title=f"Baton {service}", version=version,
-                  middleware=[Middleware(RequestMetrics), *middleware])
+                  middleware=[Middleware(RequestMetrics), *middleware],
+                  telemetry={"tracing": False, "metrics": False, "logs": False})
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive.")
     async def healthz() -> dict[str, str]:
