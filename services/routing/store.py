@@ -347,14 +347,14 @@ class TeamRoster:
             for row in await connection.execute(REPS_BY_ID, {"rep_ids": stale}):
                 fresh[row.rep_id] = rep_from_row(row)
                 self._parsed[(database, row.rep_id)] = (row.updated_at, fresh[row.rep_id])
-        return [fresh.get(v.rep_id) or _at_position(self._parsed[(database, v.rep_id)][1],
-                                                    v.position)
-                for v in versions]
-
-
-def _at_position(rep: domain.Rep, position: float) -> domain.Rep:
-    """Return ``rep`` at ``position`` in the round robin."""
-    return rep if rep.position == position else replace(rep, position=position)
+        current = []
+        for version in versions:
+            rep = fresh.get(version.rep_id) or self._parsed[(database, version.rep_id)][1]
+            if rep.position != version.position:  # moved by an assignment since we parsed it
+                rep = replace(rep, position=version.position)
+                self._parsed[(database, rep.rep_id)] = (version.updated_at, rep)
+            current.append(rep)
+        return current
 
 
 ROSTER = TeamRoster()
