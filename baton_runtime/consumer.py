@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -25,6 +25,7 @@ Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
 BatchHook = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
 MAX_ERROR_HEADER_BYTES = 4000
+EventT = TypeVar("EventT")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,25 @@ class Batched:
     """
 
     handle: BatchHandler
+
+
+def distinct_runs(events: Sequence[EventT], key: Callable[[EventT], Hashable]
+                  ) -> Iterator[list[EventT]]:
+    """Yield ``events`` in order, cut into runs in which no key appears twice.
+
+    A batched handler can write a run's rows in one statement (an upsert may touch
+    a row once per statement) and still see each key's events in order.
+    """
+    run: list[EventT] = []
+    keys: set[Hashable] = set()
+    for event in events:
+        if key(event) in keys:
+            yield run
+            run, keys = [], set()
+        run.append(event)
+        keys.add(key(event))
+    if run:
+        yield run
 
 
 async def dispatch(handler: Handler | Batched, events: Sequence[Any], uow: UnitOfWork) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy.engine import Row
 
 from baton_runtime.business_time import BusinessCalendar
 from baton_runtime.clock import Clock
+from baton_runtime.consumer import distinct_runs
 from baton_runtime.uow import UnitOfWork
 from schemas.events import (
     Account,
@@ -113,32 +115,46 @@ async def _take(uow: UnitOfWork, lead: Row[Any], rep: domain.Rep, now: datetime,
 # --- events -------------------------------------------------------------------------------
 
 
-async def on_lead_scored(event: LeadScored, uow: UnitOfWork, *, clock: Clock,
-                         accept_within: timedelta, calendar: BusinessCalendar,
-                         outbound_sources: Iterable[str]) -> None:
-    """Keep the lead's score; promote a hot lead to MQL and assign it in its team."""
-    now = clock()
+TOP_REASONS_JSON = TypeAdapter(list[ScoreReason])
+
+
+def _scored(event: LeadScored) -> store.ScoredLead:
+    """Return what routing keeps of a scored lead: its score, profile and top reasons."""
     top = sorted(event.reasons, key=lambda r: r.points, reverse=True)[:TOP_REASONS]
-    lead = await store.upsert_lead(
-        uow.connection, event.lead_id, now=now,
-        demo_or_quote_requested=event.last_touchpoint in domain.FAST_LANE_TRIGGERS,
-        score=event.score, tier=event.tier.value,
-        profile=event.profile.model_dump(mode="json"),
-        account=event.account.model_dump(mode="json"),
-        top_reasons=[r.model_dump(mode="json") for r in top],
+    return store.ScoredLead(
+        lead_id=event.lead_id, score=event.score, tier=event.tier.value,
+        profile=event.profile.model_dump_json(), account=event.account.model_dump_json(),
+        top_reasons=TOP_REASONS_JSON.dump_json(top).decode(),
         last_touchpoint=event.last_touchpoint.value if event.last_touchpoint else None,
         source=event.source, partner=event.partner,
-    )
-    target = domain.promotion_for(LifecycleStage(lead.stage), event.tier)
-    if target is None:
-        return
-    team = domain.team_for_source(event.source, outbound_sources)
-    decision = await assign(uow, lead, team, target, now)
-    await move(uow, lead, target,
-               reason=f"tier {event.tier.value} at score {event.score}; {decision.summary}",
-               now=now, owner_id=decision.rep_id, team=team.value,
-               sla_due_at=domain.acceptance_due(event.last_touchpoint, now, accept_within,
-                                                calendar))
+        demo_or_quote_requested=event.last_touchpoint in domain.FAST_LANE_TRIGGERS)
+
+
+async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, clock: Clock,
+                          accept_within: timedelta, calendar: BusinessCalendar,
+                          outbound_sources: Iterable[str]) -> None:
+    """Keep each lead's score; promote hot leads to MQL and assign them in their teams.
+
+    The scores of a run of distinct leads are stored in one statement; the few hot
+    leads are then promoted one by one, in the order their events came.
+    """
+    now = clock()
+    for run in distinct_runs(events, key=lambda event: event.lead_id):
+        leads = await store.upsert_leads(uow.connection, [_scored(e) for e in run],
+                                         now=now)
+        for event in run:
+            lead = leads[event.lead_id]
+            target = domain.promotion_for(LifecycleStage(lead.stage), event.tier)
+            if target is None:
+                continue
+            team = domain.team_for_source(event.source, outbound_sources)
+            decision = await assign(uow, lead, team, target, now)
+            await move(uow, lead, target,
+                       reason=f"tier {event.tier.value} at score {event.score}; "
+                              f"{decision.summary}",
+                       now=now, owner_id=decision.rep_id, team=team.value,
+                       sla_due_at=domain.acceptance_due(event.last_touchpoint, now,
+                                                        accept_within, calendar))
 
 
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock) -> None:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from functools import partial
 
 from baton_runtime.clock import Clock, system_clock
+from baton_runtime.consumer import Batched
 from baton_runtime.service import ServiceDefinition, serve
 from schemas.events import DealPhaseChanged, DealRecycled, LeadScored
 from services.routing import api, handlers, slack, store
@@ -20,10 +21,11 @@ def definition(settings: RoutingSettings, clock: Clock = system_clock) -> Servic
         name="routing",
         tables=store.plumbing,
         handlers={
-            LeadScored.topic: partial(handlers.on_lead_scored, clock=clock,
-                                      accept_within=timedelta(minutes=settings.mql_sla_minutes),
-                                      calendar=settings.business_calendar(),
-                                      outbound_sources=settings.routing_outbound_sources),
+            LeadScored.topic: Batched(partial(
+                handlers.on_leads_scored, clock=clock,
+                accept_within=timedelta(minutes=settings.mql_sla_minutes),
+                calendar=settings.business_calendar(),
+                outbound_sources=settings.routing_outbound_sources)),
             DealRecycled.topic: partial(handlers.on_deal_recycled, clock=clock),
             DealPhaseChanged.topic: partial(handlers.on_deal_phase_changed, clock=clock),
         },

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -146,38 +146,67 @@ slack_requests = Table(
 # --- leads --------------------------------------------------------------------------------
 
 
-SCORED_COLUMNS = ("score", "tier", "profile", "account", "top_reasons", "last_touchpoint",
-                  "source", "partner")
+UPSERTING_LEADS = text(f"""
+    INSERT INTO {leads.fullname} AS lead
+        (lead_id, stage, score, tier, profile, account, top_reasons, last_touchpoint, source,
+         partner, demo_or_quote_requested, created_at)
+    SELECT lead_id, 'lead', score, tier, CAST(profile AS jsonb), CAST(account AS jsonb),
+           CAST(top_reasons AS jsonb), last_touchpoint, source, partner,
+           demo_or_quote_requested, :now
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:scores AS integer[]), CAST(:tiers AS text[]),
+                CAST(:profiles AS text[]), CAST(:accounts AS text[]),
+                CAST(:top_reasons AS text[]), CAST(:last_touchpoints AS text[]),
+                CAST(:sources AS text[]), CAST(:partners AS text[]),
+                CAST(:demo_or_quote_requested AS boolean[]))
+        AS scored(lead_id, score, tier, profile, account, top_reasons, last_touchpoint, source,
+                  partner, demo_or_quote_requested)
+    ORDER BY lead_id
+    ON CONFLICT (lead_id) DO UPDATE SET
+        score = excluded.score, tier = excluded.tier, profile = excluded.profile,
+        account = excluded.account, top_reasons = excluded.top_reasons,
+        last_touchpoint = excluded.last_touchpoint, source = excluded.source,
+        partner = excluded.partner, updated_at = now(),
+        demo_or_quote_requested = lead.demo_or_quote_requested
+                                  OR excluded.demo_or_quote_requested
+    RETURNING lead.*
+""")
 
 
-def _upserting_lead() -> Any:
-    """Return the statement ``upsert_lead`` runs, built once: building costs more than
-    running it."""
-    scored = {name: bindparam(name, type_=leads.c[name].type) for name in SCORED_COLUMNS}
-    insert = pg_insert(leads).values(
-        lead_id=bindparam("lead_id", type_=leads.c.lead_id.type), stage="lead",
-        created_at=bindparam("now", type_=leads.c.created_at.type),
-        demo_or_quote_requested=bindparam("demo_or_quote_requested", type_=Boolean), **scored)
-    return insert.on_conflict_do_update(
-        index_elements=["lead_id"],
-        set_={**scored, "updated_at": func.now(),
-              "demo_or_quote_requested": leads.c.demo_or_quote_requested
-              | insert.excluded.demo_or_quote_requested}).returning(*leads.c)
+@dataclass(frozen=True)
+class ScoredLead:
+    """What routing keeps of a lead.scored event; the JSON fields are JSON text."""
+
+    lead_id: uuid.UUID
+    score: int
+    tier: str
+    profile: str
+    account: str
+    top_reasons: str
+    last_touchpoint: str | None
+    source: str
+    partner: str | None
+    demo_or_quote_requested: bool
 
 
-UPSERTING_LEAD = _upserting_lead()
-
-
-async def upsert_lead(connection: AsyncConnection, lead_id: uuid.UUID, *, now: datetime,
-                      demo_or_quote_requested: bool, **scored: Any) -> Row[Any]:
-    """Store the lead's latest score and profile (a new lead starts in ``lead``); return it,
-    locked until commit. ``scored`` holds every one of SCORED_COLUMNS.
+async def upsert_leads(connection: AsyncConnection, scored: Sequence[ScoredLead], *,
+                       now: datetime) -> dict[uuid.UUID, Row[Any]]:
+    """Store leads' latest scores and profiles in one statement; return them by id, locked
+    until commit. Each lead may appear once; a new lead starts in ``lead``.
 
     A demo or quote request, once seen, stays on the lead: it qualifies it for SQL later.
+    Rows are written in id order, so concurrent batches lock them in the same order.
     """
-    return (await connection.execute(UPSERTING_LEAD, {
-        "lead_id": lead_id, "now": now, "demo_or_quote_requested": demo_or_quote_requested,
-        **scored})).one()
+    rows = await connection.execute(UPSERTING_LEADS, {
+        "now": now, "lead_ids": [lead.lead_id for lead in scored],
+        "scores": [lead.score for lead in scored], "tiers": [lead.tier for lead in scored],
+        "profiles": [lead.profile for lead in scored],
+        "accounts": [lead.account for lead in scored],
+        "top_reasons": [lead.top_reasons for lead in scored],
+        "last_touchpoints": [lead.last_touchpoint for lead in scored],
+        "sources": [lead.source for lead in scored],
+        "partners": [lead.partner for lead in scored],
+        "demo_or_quote_requested": [lead.demo_or_quote_requested for lead in scored]})
+    return {row.lead_id: row for row in rows}
 
 
 async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID,

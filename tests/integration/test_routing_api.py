@@ -126,6 +126,23 @@ async def test_a_lead_nobody_can_take_waits_in_the_team_queue_and_says_so(
     assert (taken["rule"], taken["reason"]) == ("taken", "accepted by sato (from the queue)")
 
 
+async def test_a_batch_of_scores_ends_as_handling_them_one_by_one_would(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    await routing.put_rep("suzuki")
+    hot, warm = uuid.uuid4(), uuid.uuid4()
+    await routing.handle(lead_scored(lead_id=hot, score=85, domain="first.co.jp"),
+                         lead_scored(lead_id=warm, tier=Tier.B, score=55, domain="second.co.jp"),
+                         lead_scored(lead_id=hot, score=92, domain="first.co.jp"),
+                         lead_scored(lead_id=warm, score=80, domain="second.co.jp"))
+    hot_lead, warm_lead = await state(routing, hot), await state(routing, warm)
+    assert (hot_lead["stage"], hot_lead["score"], hot_lead["owner_id"]) == ("mql", 92, "sato")
+    assert (warm_lead["stage"], warm_lead["score"], warm_lead["owner_id"]) == ("mql", 80,
+                                                                               "suzuki")
+    promoted = await routing.promoted()
+    assert [(event.lead_id, event.score) for event in promoted] == [(hot, 85), (warm, 80)]
+
+
 async def test_assignment_sees_a_rep_changed_since_the_last_assignment(
         routing: Routing) -> None:
     await routing.put_rep("sato")

@@ -119,10 +119,11 @@ class Routing:
     engine: AsyncEngine
     clock: ManualClock
 
-    async def handle(self, event: Event) -> None:
-        """Run the event's handler in one unit of work, as the consumer loop does."""
+    async def handle(self, *events: Event) -> None:
+        """Run the events' handler on them in one unit of work, as the consumer loop runs a
+        batch of one topic."""
         async with self.context.unit_of_work() as uow:
-            await dispatch(self.definition.handlers[event.topic], [event], uow)
+            await dispatch(self.definition.handlers[events[0].topic], events, uow)
             await uow.commit()
 
     async def promoted(self) -> list[LeadPromoted]:
