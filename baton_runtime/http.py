@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
+import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -66,12 +67,15 @@ def create_app(
         app.include_router(router)
 
     @app.exception_handler(DBAPIError)
-    async def retryable_conflict(request: Request, error: DBAPIError) -> Response:
+    @app.exception_handler(asyncpg.PostgresError)  # from statements sent to the driver itself
+    async def retryable_conflict(request: Request, error: Exception) -> Response:
         # PostgreSQL aborted the transaction to break a deadlock or keep it serializable;
         # nothing was written, and the same request will most likely pass if repeated.
-        if getattr(error.orig, "sqlstate", None) in RETRYABLE_SQLSTATES:
+        sqlstate = getattr(error.orig if isinstance(error, DBAPIError) else error, "sqlstate",
+                           None)
+        if sqlstate in RETRYABLE_SQLSTATES:
             log.warning("transaction aborted by the database; asking the client to retry",
-                        path=request.url.path, sqlstate=error.orig.sqlstate)  # type: ignore[union-attr]
+                        path=request.url.path, sqlstate=sqlstate)
             return JSONResponse({"detail": "the database aborted a conflicting change; "
                                            "nothing was written, retry the request"},
                                 status_code=503, headers={"Retry-After": "1"})

@@ -52,9 +52,9 @@ class Capture:
             values["consent"] = self.submission.consent
         return {name: value for name, value in values.items() if value is not None}
 
-    def payload(self) -> dict[str, Any]:
-        """Return the submission as stored with its touchpoint."""
-        return self.submission.model_dump(mode="json", exclude_none=True)
+    def payload(self) -> str:
+        """Return the submission as stored with its touchpoint, in JSON."""
+        return self.submission.model_dump_json(exclude_none=True)
 
     def fingerprint(self) -> str:
         """Return what tells a repeat of this request from other content under its key."""

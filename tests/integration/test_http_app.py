@@ -17,21 +17,28 @@ from tests.conftest import Infrastructure
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.parametrize("through", ["sqlalchemy", "driver"])
 async def test_a_deadlock_victim_gets_503_with_retry_after_and_nothing_written(
-    infrastructure: Infrastructure,
+    infrastructure: Infrastructure, through: str,
 ) -> None:
     engine = create_engine(infrastructure.database_url)
+    table = f"pair_{through}"
     async with engine.begin() as connection:
-        await connection.execute(text("CREATE TABLE pair (id int PRIMARY KEY, n int)"))
-        await connection.execute(text("INSERT INTO pair VALUES (1, 0), (2, 0)"))
+        await connection.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY, n int)"))
+        await connection.execute(text(f"INSERT INTO {table} VALUES (1, 0), (2, 0)"))
     both_locked_first = asyncio.Barrier(2)
 
     async def cross_update(first: int, second: int) -> None:
         async with engine.begin() as connection:
-            await connection.execute(text("UPDATE pair SET n = n + 1 WHERE id = :i"), {"i": first})
+            update = f"UPDATE {table} SET n = n + 1 WHERE id = "
+            await connection.execute(text(update + ":i"), {"i": first})
             await both_locked_first.wait()
-            await connection.execute(text("UPDATE pair SET n = n + 1 WHERE id = :i"),
-                                     {"i": second})
+            if through == "driver":  # asyncpg's own error, not SQLAlchemy's DBAPIError
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert driver is not None
+                await driver.execute(update + "$1", second)
+            else:
+                await connection.execute(text(update + ":i"), {"i": second})
 
     router = APIRouter()
 
@@ -49,6 +56,8 @@ async def test_a_deadlock_victim_gets_503_with_retry_after_and_nothing_written(
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         responses = await asyncio.gather(client.post("/left"), client.post("/right"))
+    async with engine.connect() as connection:
+        assert (await connection.execute(text(f"SELECT sum(n) FROM {table}"))).scalar() == 2
     await engine.dispose()
     assert sorted(r.status_code for r in responses) == [200, 503]
     [refused] = [r for r in responses if r.status_code == 503]
