@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Row
 
 from baton_runtime.uow import UnitOfWork
 from schemas.events import (
@@ -41,21 +44,31 @@ async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, policy: Poli
                             lead_id=event.lead_id, owner_id=event.owner_id, team=event.team)
 
 
-async def on_lead_scored(event: LeadScored, uow: UnitOfWork, *, policy: Policy) -> None:
-    """Start the first-touch clock for a new tier B or a surge, keeping the lead's card."""
-    decide = partial(domain.on_score, policy.rules, tier=event.tier,
-                     previous_tier=event.previous_tier, surge=event.surge)
-    if not decide(stage=None, handled_since=False).start:
-        return  # most scores start nothing whatever the lead's state: no database work
-    lead = await store.get_lead(uow.connection, event.lead_id)
-    handled = (lead is not None and lead.last_promoted_at is not None
-               and lead.last_promoted_at >= event.scored_at)
-    changes = decide(stage=LifecycleStage(lead.stage) if lead and lead.stage else None,
-                     handled_since=handled)
-    if changes.start:
-        await store.record_score(uow.connection, event.lead_id, LeadCard.scored(event).to_json())
-        await timers.apply(uow.connection, policy, event.lead_id, changes,
-                           at=event.scored_at, reason="scored")
+async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
+                          policy: Policy) -> None:
+    """Start the first-touch clock for a new tier B or a surge, keeping the lead's card.
+
+    Most scores start nothing whatever the lead's state, and cost no database work;
+    the others of a batch are read, and their clocks started, in three statements.
+    """
+    def changes(event: LeadScored, lead: Row[Any] | None) -> domain.ClockChanges:
+        handled = (lead is not None and lead.last_promoted_at is not None
+                   and lead.last_promoted_at >= event.scored_at)
+        return domain.on_score(policy.rules, tier=event.tier, previous_tier=event.previous_tier,
+                               surge=event.surge, handled_since=handled,
+                               stage=LifecycleStage(lead.stage) if lead and lead.stage else None)
+
+    candidates = [event for event in events if changes(event, None).start]
+    if not candidates:
+        return
+    known = await store.get_leads(uow.connection, {event.lead_id for event in candidates})
+    starting = [(event, rules) for event in candidates
+                if (rules := changes(event, known.get(event.lead_id)).start)]
+    await store.record_scores(uow.connection, {event.lead_id: LeadCard.scored(event).to_json()
+                                               for event, _ in starting})
+    await store.start_clocks(uow.connection, [
+        (event.lead_id, rule, domain.plan_clock(rule, event.scored_at, policy.calendar))
+        for event, rules in starting for rule in rules])
 
 
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,

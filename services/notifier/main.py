@@ -8,6 +8,7 @@ from functools import partial
 
 import httpx
 
+from baton_runtime.consumer import Batched
 from baton_runtime.periodic import run_periodically
 from baton_runtime.service import ServiceContext, ServiceDefinition, serve
 from schemas.events import DealPhaseChanged, DealRecycled, LeadPromoted, LeadScored
@@ -61,7 +62,7 @@ def definition(settings: NotifierSettings) -> ServiceDefinition:
         name="notifier",
         tables=store.plumbing,
         handlers={
-            LeadScored.topic: partial(handlers.on_lead_scored, policy=config.policy),
+            LeadScored.topic: Batched(partial(handlers.on_leads_scored, policy=config.policy)),
             LeadPromoted.topic: partial(handlers.on_lead_promoted, policy=config.policy),
             DealPhaseChanged.topic: partial(handlers.on_deal_phase_changed,
                                             policy=config.policy),

@@ -125,17 +125,35 @@ async def record_promotion(connection: AsyncConnection, lead_id: uuid.UUID, *,
         where=or_(leads.c.last_promoted_at.is_(None), leads.c.last_promoted_at <= at)))
 
 
-async def record_score(connection: AsyncConnection, lead_id: uuid.UUID,
-                       card: dict[str, Any]) -> None:
-    """Keep a lead's latest card."""
-    statement = pg_insert(leads).values(lead_id=lead_id, card=card)
-    await connection.execute(statement.on_conflict_do_update(
-        index_elements=["lead_id"], set_={"card": card, "updated_at": func.now()}))
+def _recording_score() -> Any:
+    """Return the statement ``record_scores`` runs for each lead, built once."""
+    insert = pg_insert(leads).values(lead_id=bindparam("lead_id"), card=bindparam("card"))
+    return insert.on_conflict_do_update(
+        index_elements=["lead_id"], set_={"card": insert.excluded.card, "updated_at": func.now()})
+
+
+RECORDING_SCORE = _recording_score()
+LEADS_BY_ID = select(leads).where(leads.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
+
+
+async def record_scores(connection: AsyncConnection, cards: Mapping[uuid.UUID, dict[str, Any]]
+                        ) -> None:
+    """Keep each lead's latest card."""
+    if cards:
+        await connection.execute(RECORDING_SCORE, [{"lead_id": lead_id, "card": card}
+                                                   for lead_id, card in cards.items()])
 
 
 async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> Row[Any] | None:
     """Return what the notifier knows of a lead, or None."""
     return (await connection.execute(select(leads).where(leads.c.lead_id == lead_id))).first()
+
+
+async def get_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]
+                    ) -> dict[uuid.UUID, Row[Any]]:
+    """Return what the notifier knows of the leads, by id; leads it never saw are left out."""
+    rows = await connection.execute(LEADS_BY_ID, {"lead_ids": list(lead_ids)})
+    return {row.lead_id: row for row in rows}
 
 
 async def record_deal(connection: AsyncConnection, deal_id: uuid.UUID, *, lead_id: uuid.UUID,
@@ -158,9 +176,10 @@ START_CLOCK = (pg_insert(sla_clocks).values(
     .on_conflict_do_nothing())
 
 
-async def start_clocks(connection: AsyncConnection, lead_id: uuid.UUID,
-                       plans: Sequence[tuple[SlaRule, ClockPlan]]) -> None:
-    """Open clocks, except where one of the kind is open or started at that moment already."""
+async def start_clocks(connection: AsyncConnection,
+                       plans: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]]) -> None:
+    """Open each lead's clocks, except where one of the kind is open or started at that
+    moment already."""
     if not plans:
         return
     # One row's statement run for many rows: a multi-row VALUES would be compiled anew
@@ -169,7 +188,7 @@ async def start_clocks(connection: AsyncConnection, lead_id: uuid.UUID,
         {"lead_id": lead_id, "kind": rule.kind.value, "rule": rule.name,
          "started_at": plan.started_at, "remind_at": plan.remind_at, "due_at": plan.due_at,
          "escalate_at": plan.escalate_at, "next_fire_at": plan.next_fire_at(0)}
-        for rule, plan in plans
+        for lead_id, rule, plan in plans
     ])
 
 

@@ -40,7 +40,7 @@ async def apply(connection: AsyncConnection, policy: Policy, lead_id: uuid.UUID,
             await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH, at=at,
                                           stopped_late=True)
     started = [(rule, plan_clock(rule, at, policy.calendar)) for rule in changes.start]
-    await store.start_clocks(connection, lead_id, started)
+    await store.start_clocks(connection, [(lead_id, rule, plan) for rule, plan in started])
     return {rule.kind: plan for rule, plan in started}
 
 

@@ -224,9 +224,10 @@ def scored(lead_id: uuid.UUID, at: datetime, *, tier: Tier = Tier.B,
         account=Account(account_key="example.co.jp", company_name="例示商事株式会社"))
 
 
-async def handle_scored(database: NotifierDatabase, event: LeadScored) -> None:
+async def handle_scored(database: NotifierDatabase, *events: LeadScored) -> None:
+    """Run the lead.scored handler on ``events`` as one batch, in one unit of work."""
     async with database.unit_of_work() as uow:
-        await handlers.on_lead_scored(event, uow, policy=CONFIG.policy)
+        await handlers.on_leads_scored(events, uow, policy=CONFIG.policy)
         await uow.commit()
 
 
@@ -248,6 +249,37 @@ async def test_a_score_seen_after_a_newer_lifecycle_event_starts_no_first_touch_
     await handle(database, CONFIG, promoted(lead_id, at=jst(24, 12, 0)))
     await handle_scored(database, scored(lead_id, jst(24, 11, 0), surge=True))
     assert [clock.kind for clock in await clocks(database, lead_id)] == ["mql_acceptance"]
+
+
+async def test_a_batch_of_scores_starts_the_clocks_handling_them_one_by_one_would(
+        database: NotifierDatabase) -> None:
+    def scenario(tier_b: uuid.UUID, hot: uuid.UUID, handled: uuid.UUID, twice: uuid.UUID
+                 ) -> list[LeadScored]:
+        return [scored(tier_b, jst(24, 11)), scored(hot, jst(24, 11), tier=Tier.A),
+                scored(handled, jst(24, 11), surge=True),
+                scored(twice, jst(24, 11), surge=True), scored(twice, jst(24, 12))]
+
+    def leads() -> list[uuid.UUID]:
+        return [uuid.uuid4() for _ in range(4)]
+
+    async def outcome(lead_ids: list[uuid.UUID]) -> list[list[tuple[str, str, datetime]]]:
+        return [[(clock.kind, clock.rule, clock.due_at) for clock in await clocks(database, lead)]
+                for lead in lead_ids]
+
+    one_by_one, batched = leads(), leads()
+    for lead_ids, run in ((one_by_one, False), (batched, True)):
+        await handle(database, CONFIG, promoted(lead_ids[2], at=jst(24, 12)))
+        events = scenario(*lead_ids)
+        if run:
+            await handle_scored(database, *events)
+        else:
+            for event in events:
+                await handle_scored(database, event)
+    assert await outcome(batched) == await outcome(one_by_one)
+    assert await outcome(batched) == [
+        [("first_touch", "first_touch", jst(27, 11))], [], [("mql_acceptance", "mql_acceptance",
+                                                           jst(24, 13))],
+        [("first_touch", "first_touch_surge", jst(25, 11))]]
 
 
 async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clocks(
