@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.engine import Row
 
+from baton_runtime.consumer import distinct_runs
 from baton_runtime.uow import UnitOfWork
 from schemas.events import (
     DealPhase,
@@ -22,26 +23,39 @@ from services.notifier.domain import AlertKind, ClockKind, Policy
 from services.notifier.messages import DealNotice, LeadCard
 
 
-async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, policy: Policy) -> None:
-    """Follow a lifecycle move: clocks stop and start; a tier-A MQL is a hot-lead alert."""
-    card = LeadCard.of(event)
-    await store.record_promotion(uow.connection, event.lead_id, card=card.to_json(),
-                                 stage=event.to_stage.value, owner_id=event.owner_id,
-                                 team=event.team, at=event.occurred_at)
-    changes = domain.on_promotion(policy.rules, from_stage=event.from_stage,
-                                  to_stage=event.to_stage, tier=event.tier,
-                                  trigger=event.trigger, owner_id=event.owner_id)
-    plans = await timers.apply(
-        uow.connection, policy, event.lead_id, changes, at=event.occurred_at,
-        reason=f"lead {event.from_stage.value} -> {event.to_stage.value}: {event.reason}")
-    if (event.to_stage is LifecycleStage.MQL and event.from_stage is not LifecycleStage.MQL
-            and event.tier is Tier.A):
-        plan = plans.get(ClockKind.MQL_ACCEPTANCE)
-        message = messages.hot_lead(event, plan.due_at if plan else event.sla_due_at,
-                                    policy.locale, str(policy.display_timezone))
-        await alerts.record(uow.connection, policy, AlertKind.HOT_LEAD, message,
-                            key=f"hot_lead:{event.lead_id}:{event.occurred_at.isoformat()}",
-                            lead_id=event.lead_id, owner_id=event.owner_id, team=event.team)
+def _is_hot_lead_alert(event: LeadPromoted) -> bool:
+    """Return True when the move makes a tier-A lead an MQL: a hot-lead alert."""
+    return (event.to_stage is LifecycleStage.MQL and event.from_stage is not LifecycleStage.MQL
+            and event.tier is Tier.A)
+
+
+async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
+                            policy: Policy) -> None:
+    """Follow lifecycle moves: clocks stop and start; a tier-A MQL is a hot-lead alert.
+
+    A run of distinct leads is recorded, and its clocks moved, in a few statements;
+    hot-lead alerts are then recorded in the order their events came.
+    """
+    for run in distinct_runs(events, key=lambda event: event.lead_id):
+        await store.record_promotions(uow.connection, [
+            {"lead_id": event.lead_id, "card": LeadCard.of(event).to_json(),
+             "stage": event.to_stage.value, "owner_id": event.owner_id, "team": event.team,
+             "last_promoted_at": event.occurred_at} for event in run])
+        plans = await timers.apply(uow.connection, policy, [timers.ClockMove(
+            event.lead_id,
+            domain.on_promotion(policy.rules, from_stage=event.from_stage,
+                                to_stage=event.to_stage, tier=event.tier,
+                                trigger=event.trigger, owner_id=event.owner_id),
+            at=event.occurred_at,
+            reason=f"lead {event.from_stage.value} -> {event.to_stage.value}: {event.reason}")
+            for event in run])
+        for event in filter(_is_hot_lead_alert, run):
+            plan = plans[event.lead_id].get(ClockKind.MQL_ACCEPTANCE)
+            message = messages.hot_lead(event, plan.due_at if plan else event.sla_due_at,
+                                        policy.locale, str(policy.display_timezone))
+            await alerts.record(uow.connection, policy, AlertKind.HOT_LEAD, message,
+                                key=f"hot_lead:{event.lead_id}:{event.occurred_at.isoformat()}",
+                                lead_id=event.lead_id, owner_id=event.owner_id, team=event.team)
 
 
 async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
@@ -81,8 +95,9 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
     owner_id = event.owner_id or card.owner_id
     changes = domain.on_deal_phase(policy.rules, from_phase=event.from_phase,
                                    to_phase=event.to_phase, owner_id=owner_id)
-    await timers.apply(uow.connection, policy, event.lead_id, changes, at=event.occurred_at,
-                       reason=f"deal {event.deal_id} -> {event.to_phase.value}")
+    await timers.apply(uow.connection, policy, [timers.ClockMove(
+        event.lead_id, changes, at=event.occurred_at,
+        reason=f"deal {event.deal_id} -> {event.to_phase.value}")])
     if event.to_phase is DealPhase.WON:
         notice = DealNotice(kind=AlertKind.DEAL_WON, deal_id=event.deal_id, lead=card,
                             owner_id=owner_id, amount=event.amount)
@@ -97,8 +112,9 @@ async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, policy: Poli
     deal = await store.get_deal(uow.connection, event.deal_id)
     card = alerts.card_of(await store.get_lead(uow.connection, event.lead_id), event.lead_id)
     owner_id = (deal.owner_id if deal else None) or card.owner_id
-    await timers.apply(uow.connection, policy, event.lead_id, domain.on_deal_recycled(),
-                       at=event.recycled_at, reason=f"deal {event.deal_id} recycled")
+    await timers.apply(uow.connection, policy, [timers.ClockMove(
+        event.lead_id, domain.on_deal_recycled(), at=event.recycled_at,
+        reason=f"deal {event.deal_id} recycled")])
     notice = DealNotice(kind=AlertKind.DEAL_RECYCLED, deal_id=event.deal_id, lead=card,
                         owner_id=owner_id, phase=event.last_phase.value, reason=event.reason)
     await alerts.record(uow.connection, policy, AlertKind.DEAL_RECYCLED,

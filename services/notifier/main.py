@@ -63,7 +63,8 @@ def definition(settings: NotifierSettings) -> ServiceDefinition:
         tables=store.plumbing,
         handlers={
             LeadScored.topic: Batched(partial(handlers.on_leads_scored, policy=config.policy)),
-            LeadPromoted.topic: partial(handlers.on_lead_promoted, policy=config.policy),
+            LeadPromoted.topic: Batched(partial(handlers.on_leads_promoted,
+                                                policy=config.policy)),
             DealPhaseChanged.topic: partial(handlers.on_deal_phase_changed,
                                             policy=config.policy),
             DealRecycled.topic: partial(handlers.on_deal_recycled, policy=config.policy),

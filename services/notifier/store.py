@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,7 +18,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
-    case,
     func,
     or_,
     select,
@@ -113,16 +113,30 @@ alerts = Table(
 )
 
 
-async def record_promotion(connection: AsyncConnection, lead_id: uuid.UUID, *,
-                           card: dict[str, Any], stage: str, owner_id: str | None,
-                           team: str | None, at: datetime) -> None:
-    """Keep a lead's card, stage, owner and team as of its latest lifecycle event."""
-    values = {"card": card, "stage": stage, "owner_id": owner_id, "team": team,
-              "last_promoted_at": at, "updated_at": func.now()}
-    statement = pg_insert(leads).values(lead_id=lead_id, **values)
-    await connection.execute(statement.on_conflict_do_update(
-        index_elements=["lead_id"], set_=values,
-        where=or_(leads.c.last_promoted_at.is_(None), leads.c.last_promoted_at <= at)))
+def _recording_promotion() -> Any:
+    """Return the statement ``record_promotions`` runs for each lead, built once."""
+    columns = ("card", "stage", "owner_id", "team", "last_promoted_at")
+    insert = pg_insert(leads).values(lead_id=bindparam("lead_id"),
+                                     **{name: bindparam(name) for name in columns})
+    # An older event arriving late does not overwrite what a newer one recorded.
+    return insert.on_conflict_do_update(
+        index_elements=["lead_id"],
+        set_={**{name: insert.excluded[name] for name in columns}, "updated_at": func.now()},
+        where=or_(leads.c.last_promoted_at.is_(None),
+                  leads.c.last_promoted_at <= insert.excluded.last_promoted_at))
+
+
+RECORDING_PROMOTION = _recording_promotion()
+
+
+async def record_promotions(connection: AsyncConnection, promotions: Sequence[Mapping[str, Any]]
+                            ) -> None:
+    """Keep each lead's card, stage, owner and team as of its latest lifecycle event.
+
+    Each mapping holds lead_id, card, stage, owner_id, team and last_promoted_at.
+    """
+    if promotions:
+        await connection.execute(RECORDING_PROMOTION, list(promotions))
 
 
 def _recording_score() -> Any:
@@ -192,26 +206,47 @@ async def start_clocks(connection: AsyncConnection,
     ])
 
 
-async def stop_clocks(connection: AsyncConnection, lead_id: uuid.UUID,
-                      kinds: Collection[ClockKind], *, at: datetime,
-                      reason: str) -> list[Row[Any]]:
-    """End the lead's open clocks of ``kinds`` started before ``at``; return them as ended.
+STOPPING_CLOCKS = text(f"""
+    UPDATE {sla_clocks.fullname} AS clock SET
+        status = CASE WHEN clock.due_at >= stop.at THEN '{Outcome.MET.value}'
+                      ELSE '{Outcome.BREACHED.value}' END,
+        stopped_at = stop.at, stop_reason = stop.reason, next_fire_at = NULL
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
+                CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]))
+        AS stop(lead_id, kind, at, reason)
+    WHERE clock.lead_id = stop.lead_id AND clock.kind = stop.kind
+      AND clock.status = '{OPEN}' AND clock.started_at < stop.at
+    RETURNING clock.*
+""")
+
+
+@dataclass(frozen=True)
+class ClockStop:
+    """Which of a lead's open clocks to end, when and why."""
+
+    lead_id: uuid.UUID
+    kinds: Collection[ClockKind]
+    at: datetime
+    reason: str
+
+
+async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
+                      ) -> list[Row[Any]]:
+    """End each lead's open clocks of the kinds given, started before the stop; return them
+    as ended, oldest first. Each lead may appear once.
 
     A clock the timer sweep holds is waited for, so the returned rows show every
     rung it fired.
     """
-    if not kinds:
+    pairs = [(stop, kind) for stop in stops for kind in stop.kinds]
+    if not pairs:
         return []
-    status = case((sla_clocks.c.due_at >= at, Outcome.MET.value), else_=Outcome.BREACHED.value)
-    statement = (
-        sla_clocks.update()
-        .where(sla_clocks.c.lead_id == lead_id, sla_clocks.c.status == OPEN,
-               sla_clocks.c.kind.in_([kind.value for kind in kinds]),
-               sla_clocks.c.started_at < at)
-        .values(status=status, stopped_at=at, stop_reason=reason[:500], next_fire_at=None)
-        .returning(sla_clocks)
-    )
-    return list(await connection.execute(statement))
+    rows = await connection.execute(STOPPING_CLOCKS, {
+        "lead_ids": [stop.lead_id for stop, _ in pairs],
+        "kinds": [kind.value for _, kind in pairs],
+        "moments": [stop.at for stop, _ in pairs],
+        "reasons": [stop.reason[:500] for stop, _ in pairs]})
+    return sorted(rows, key=lambda row: row.id)
 
 
 async def claim_due_clocks(connection: AsyncConnection, now: datetime,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
@@ -30,18 +32,37 @@ RUNGS_FIRED = Counter("baton_notifier_sla_rungs_total",
                       ["clock", "rung"])
 
 
-async def apply(connection: AsyncConnection, policy: Policy, lead_id: uuid.UUID,
-                changes: ClockChanges, *, at: datetime, reason: str) -> dict[ClockKind, ClockPlan]:
-    """Stop, then start, the lead's clocks; report late stops; return the started plans."""
-    for clock in await store.stop_clocks(connection, lead_id, changes.stop, at=at,
-                                         reason=reason):
+@dataclass(frozen=True)
+class ClockMove:
+    """What one event does to one lead's clocks, at the event's time."""
+
+    lead_id: uuid.UUID
+    changes: ClockChanges
+    at: datetime
+    reason: str
+
+
+async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[ClockMove]
+                ) -> dict[uuid.UUID, dict[ClockKind, ClockPlan]]:
+    """Stop, then start, each lead's clocks; report late stops; return the started plans
+    by lead. Each lead may appear once; a few statements whatever the number of moves."""
+    stopped = await store.stop_clocks(connection, [
+        store.ClockStop(move.lead_id, move.changes.stop, move.at, move.reason)
+        for move in moves])
+    stopped_at = {move.lead_id: move.at for move in moves}
+    for clock in stopped:
+        at = stopped_at[clock.lead_id]
         if late_stop_reports_breach(clock.due_at, at, clock.rungs_fired):
             RUNGS_FIRED.labels(clock=clock.kind, rung="late_stop").inc()
             await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH, at=at,
                                           stopped_late=True)
-    started = [(rule, plan_clock(rule, at, policy.calendar)) for rule in changes.start]
-    await store.start_clocks(connection, [(lead_id, rule, plan) for rule, plan in started])
-    return {rule.kind: plan for rule, plan in started}
+    started = {move.lead_id: [(rule, plan_clock(rule, move.at, policy.calendar))
+                              for rule in move.changes.start] for move in moves}
+    await store.start_clocks(connection, [(lead_id, rule, plan)
+                                          for lead_id, plans in started.items()
+                                          for rule, plan in plans])
+    return {lead_id: {rule.kind: plan for rule, plan in plans}
+            for lead_id, plans in started.items()}
 
 
 class TimerSweeper:

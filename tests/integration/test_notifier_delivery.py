@@ -107,7 +107,7 @@ async def handle(database: NotifierDatabase, config: NotifierConfig,
     """Run the lead.promoted handler over ``events``, each in its own unit of work."""
     for event in events:
         async with database.unit_of_work() as uow:
-            await handlers.on_lead_promoted(event, uow, policy=config.policy)
+            await handlers.on_leads_promoted([event], uow, policy=config.policy)
             await uow.commit()
 
 

@@ -20,6 +20,7 @@ from schemas.events import (
     DealPhaseChanged,
     DealRecycled,
     LeadProfile,
+    LeadPromoted,
     LeadScored,
     LifecycleStage,
     ScoreReason,
@@ -280,6 +281,44 @@ async def test_a_batch_of_scores_starts_the_clocks_handling_them_one_by_one_woul
         [("first_touch", "first_touch", jst(27, 11))], [], [("mql_acceptance", "mql_acceptance",
                                                            jst(24, 13))],
         [("first_touch", "first_touch_surge", jst(25, 11))]]
+
+
+async def test_a_batch_of_promotions_moves_clocks_and_alerts_as_one_by_one_would(
+        database: NotifierDatabase) -> None:
+    """A hot lead; an MQL accepted after its due time (a late stop); a lead moved twice."""
+    def scenario(hot: uuid.UUID, late: uuid.UUID, twice: uuid.UUID) -> list[LeadPromoted]:
+        return [promoted(hot, at=jst(24, 10)),
+                promoted(late, at=jst(24, 10), from_stage=S.MQL, to_stage=S.SAL,
+                         owner_id="rep-9"),
+                promoted(twice, at=jst(24, 10)),
+                promoted(twice, at=jst(24, 10, 30), from_stage=S.MQL, to_stage=S.SAL,
+                         owner_id="rep-9")]
+
+    async def outcome(lead_ids: list[uuid.UUID]) -> list[Any]:
+        alerted = await alert_rows(database)
+        return [([(c.kind, c.status, c.due_at, c.stopped_at) for c in await clocks(database, lead)],
+                 [(row.kind, row.channel) for row in alerted if row.lead_id == lead])
+                for lead in lead_ids]
+
+    one_by_one, batched = [uuid.uuid4() for _ in range(3)], [uuid.uuid4() for _ in range(3)]
+    for lead_ids, together in ((one_by_one, False), (batched, True)):
+        await handle(database, CONFIG, promoted(lead_ids[1], at=jst(20, 10)))
+        events = scenario(*lead_ids)
+        if together:
+            async with database.unit_of_work() as uow:
+                await handlers.on_leads_promoted(events, uow, policy=CONFIG.policy)
+                await uow.commit()
+        else:
+            await handle(database, CONFIG, *events)
+    assert await outcome(batched) == await outcome(one_by_one)
+    hot, late, twice = await outcome(batched)
+    assert [(kind, status) for kind, status, *_ in hot[0]] == [("mql_acceptance", "open")]
+    assert [kind for kind, _ in hot[1]] == ["hot_lead"]
+    assert [(kind, status) for kind, status, *_ in late[0]] == [
+        ("mql_acceptance", "breached"), ("owner_activity", "open")]
+    assert [kind for kind, _ in late[1]] == ["hot_lead", "sla_breach", "sla_breach"]
+    assert [(kind, status) for kind, status, *_ in twice[0]] == [
+        ("mql_acceptance", "met"), ("owner_activity", "open")]
 
 
 async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clocks(
