@@ -50,6 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from baton.demo import TrafficGenerator
+from baton.stack import LOCAL_DEFAULTS
 from baton_runtime.db import plain_url
 from baton_runtime.embedded import LOOPBACK
 from bench.harness import Measurement, report, summary
@@ -88,6 +89,12 @@ async def receive() -> None:
 # --- the raw Kafka baseline, in a process of its own -----------------------------------------
 
 
+def stack_fetch_wait_ms() -> int:
+    """Return the fetch wait the stack's consumers use: the environment's, or baton run's."""
+    name = "BATON_KAFKA_FETCH_MAX_WAIT_MS"
+    return int(os.environ.get(name, LOCAL_DEFAULTS[name]))
+
+
 async def probe_kafka(bootstrap: str, seconds: float) -> None:
     """Produce a timestamped message every 50 ms for ``seconds``; print each round trip."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
@@ -95,9 +102,8 @@ async def probe_kafka(bootstrap: str, seconds: float) -> None:
     with contextlib.suppress(TopicAlreadyExistsError):
         await admin.create_topics([NewTopic(PROBE_TOPIC, 1, 1)])
     await admin.close()
-    # The same fetch wait as the stack's consumers (baton run's local default).
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_wait_ms=100)
+                                fetch_max_wait_ms=stack_fetch_wait_ms())
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
     await consumer.start()
     await producer.start()
