@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
@@ -66,6 +70,13 @@ def create_app(
     for router in routers:
         app.include_router(router)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> Response:
+        # FastAPI's own answer, except that input echoed back may hold text UTF-8 cannot
+        # encode (a lone surrogate a client escaped in its JSON): that must not become a 500.
+        return EscapingJSONResponse({"detail": jsonable_encoder(error.errors())},
+                                    status_code=422)
+
     @app.exception_handler(DBAPIError)
     @app.exception_handler(asyncpg.PostgresError)  # from statements sent to the driver itself
     async def retryable_conflict(request: Request, error: Exception) -> Response:
@@ -82,6 +93,18 @@ def create_app(
         raise error
 
     return app
+
+
+class EscapingJSONResponse(JSONResponse):
+    """A JSON response that escapes what UTF-8 cannot encode instead of failing."""
+
+    def render(self, content: Any) -> bytes:
+        """Return the body: UTF-8 JSON, or ASCII JSON if some text is not valid Unicode."""
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                              separators=(",", ":")).encode("ascii")
 
 
 class RequestMetrics:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import REGISTRY
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import text
 
 from baton_runtime.db import create_engine
@@ -114,3 +117,27 @@ async def test_every_request_is_observed_by_route_template_and_status() -> None:
             await client.get(path)
     assert [observed(*label) - count for label, count in zip(labels, before, strict=True)
             ] == [2, 1, 1, 1, 1]
+
+
+async def test_a_lone_surrogate_echoed_in_a_validation_error_gets_422_not_500() -> None:
+    class Person(BaseModel):
+        name: str = Field(max_length=3)
+
+    router = APIRouter()
+
+    @router.post("/people")
+    async def add(request: Request) -> dict[str, str]:
+        # Python's json module, like a service parsing a body itself, keeps a lone surrogate.
+        try:
+            person = Person.model_validate(json.loads(await request.body()))
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from None
+        return {"name": person.name}
+
+    app = create_app(service="test", version="0", routers=[router], readiness={})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post("/people", content=b'{"name": "\\ud800\\u682a\\u5f0f\\u4f1a"}')
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert (error["loc"], error["input"]) == (["name"], "\ud800株式会")

@@ -328,6 +328,13 @@ async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
     assert unknown.status_code == 422
     assert unknown.json()["detail"][0]["loc"] == ["body", "favourite_colour"]
 
+    # JSON may escape a lone UTF-16 surrogate, which no UTF-8 text (nor PostgreSQL) can hold.
+    lone = await client.post("/v1/leads", content=json.dumps(lead)[:-1].encode()
+                             + b', "name": "\\ud800\\u682a"}',
+                             headers={"Content-Type": "application/json"})
+    assert lone.status_code == 422, lone.text
+    assert [error["loc"] for error in lone.json()["detail"]] == [["body", "name"]]
+
     too_big = await client.post("/v1/leads", json={**lead, "name": "x" * (256 * 1024)})
     assert too_big.status_code == 413
     # A client that waits for "100 Continue" never has to send a byte of an oversized body.
