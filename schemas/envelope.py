@@ -8,15 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.formats.json import JSONFormat
-from cloudevents.core.v1.event import CloudEvent
-
 from schemas.events import EVENTS_BY_TOPIC, Event
 
 TYPE_PREFIX = "com.baton."
 REQUIRED_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "content-type")
-_JSON = JSONFormat()
 
 
 class EnvelopeError(ValueError):
@@ -59,26 +54,34 @@ def data_schema(event_class: type[Event]) -> str:
 def encode(
     event: Event, *, source: str, event_id: str | None = None, time: datetime | None = None
 ) -> KafkaRecord:
-    """Return ``event`` as a binary-mode Kafka record keyed by its entity id."""
+    """Return ``event`` as a binary-mode Kafka record keyed by its entity id.
+
+    The headers are written here rather than by the library's ``to_binary``, which builds
+    and validates a whole CloudEvent first (about 60 us of the 70 an event took to encode);
+    a test checks that the record is byte for byte what the library writes.
+    """
     key = event.partition_key()
-    cloud_event = CloudEvent(
-        attributes={
-            "id": event_id or str(uuid.uuid4()),
-            "type": event_type(type(event)),
-            "source": source,
-            "time": time or datetime.now(UTC),
-            "datacontenttype": "application/json",
-            "dataschema": data_schema(type(event)),
-            "subject": key,
-        },
-        # Serialised by pydantic's Rust core; the library passes JSON bytes through as-is.
-        data=event.model_dump_json().encode(),
+    event_class = type(event)
+    headers = (
+        ("ce_id", (event_id or str(uuid.uuid4())).encode()),
+        ("ce_type", event_type(event_class).encode()),
+        ("ce_source", source.encode()),
+        ("ce_time", _rfc3339(time or datetime.now(UTC)).encode()),
+        ("content-type", b"application/json"),
+        ("ce_dataschema", data_schema(event_class).encode()),
+        ("ce_subject", key.encode()),
+        ("ce_specversion", b"1.0"),
     )
-    message = ce_kafka.to_binary(cloud_event, _JSON, key_mapper=lambda _: key)
-    return KafkaRecord(
-        topic=event.topic, key=key.encode(), headers=tuple(message.headers.items()),
-        value=message.value,
-    )
+    return KafkaRecord(topic=event.topic, key=key.encode(), headers=headers,
+                       value=event.model_dump_json().encode())
+
+
+def _rfc3339(moment: datetime) -> str:
+    """Return ``moment`` as RFC 3339 text, UTC written as ``Z``; refuse a naive moment."""
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone")
+    text = moment.isoformat()
+    return f"{text[:-6]}Z" if text.endswith("+00:00") else text
 
 
 def decode(topic: str, key: bytes | None, headers: Any, value: bytes) -> Envelope:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -265,6 +265,30 @@ def test_refuses_missing_ce_header(header: str) -> None:
 
     with pytest.raises(EnvelopeError):
         decode(record.topic, record.key, _without(record, header), record.value)
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=EVENT_IDS)
+@pytest.mark.parametrize("moment", [NOW, datetime(2026, 11, 21, 3, 4, 5, 6789, tzinfo=UTC),
+                                    datetime(2026, 11, 21, tzinfo=UTC)],
+                         ids=["tokyo", "utc-microseconds", "utc-midnight"])
+def test_writes_the_record_the_cloudevents_library_writes(event: Event, moment: datetime
+                                                          ) -> None:
+    key = event.partition_key()
+    cloud_event = CloudEvent(attributes={
+        "id": EVENT_ID, "type": event_type(type(event)), "source": SOURCE, "time": moment,
+        "datacontenttype": "application/json", "dataschema": data_schema(type(event)),
+        "subject": key}, data=event.model_dump_json().encode())
+    message = ce_kafka.to_binary(cloud_event, JSONFormat(), key_mapper=lambda _: key)
+
+    record = encode(event, source=SOURCE, event_id=EVENT_ID, time=moment)
+
+    assert record == KafkaRecord(topic=event.topic, key=key.encode(),
+                                 headers=tuple(message.headers.items()), value=message.value)
+
+
+def test_refuses_to_write_a_time_without_a_zone() -> None:
+    with pytest.raises(ValueError, match="no time zone"):
+        encode(EVENTS[0], source=SOURCE, time=datetime(2026, 11, 21, 9))
 
 
 def test_reads_a_record_the_cloudevents_library_wrote() -> None:
