@@ -78,12 +78,8 @@ def _routable(lead: Row[Any]) -> domain.RoutableLead:
 async def _record(uow: UnitOfWork, lead: Row[Any], stage: LifecycleStage,
                   decision: domain.Decision, now: datetime) -> None:
     """Log the decision, store round-robin positions and make the rep the account owner."""
-    await store.log_decision(uow.connection, lead.lead_id, stage.value, decision, now)
-    await store.set_positions(uow.connection, decision.positions)
-    account_key = _routable(lead).account_key
-    if decision.rep_id is not None and account_key is not None:
-        await store.set_account_owner(uow.connection, account_key, decision.team.value,
-                                      decision.rep_id, now)
+    await store.record_decision(uow.connection, lead.lead_id, stage.value, decision, now,
+                                account_key=_routable(lead).account_key)
 
 
 async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,

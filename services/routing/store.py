@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -218,15 +219,25 @@ async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID,
     return (await connection.execute(query)).first()
 
 
-async def record_transition(connection: AsyncConnection, lead_id: uuid.UUID, **values: Any
-                            ) -> None:
-    """Move the lead to its new stage and owner, and log the transition."""
-    await connection.execute(
-        leads.update().where(leads.c.lead_id == lead_id).values(
-            stage=values["to_stage"], owner_id=values["owner_id"], team=values["team"],
-            updated_at=func.now())
+RECORDING_TRANSITION = text(f"""
+    WITH moved AS (
+        UPDATE {leads.fullname} SET stage = :to_stage, owner_id = :owner_id, team = :team,
+                                    updated_at = now()
+        WHERE lead_id = :lead_id
     )
-    await connection.execute(transitions.insert().values(lead_id=lead_id, **values))
+    INSERT INTO {transitions.fullname}
+        (lead_id, from_stage, to_stage, reason, owner_id, team, actor, occurred_at)
+    VALUES (:lead_id, :from_stage, :to_stage, :reason, :owner_id, :team, :actor, :occurred_at)
+""").bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)))
+
+
+async def record_transition(connection: AsyncConnection, lead_id: uuid.UUID, *,
+                            from_stage: str, to_stage: str, reason: str, owner_id: str | None,
+                            team: str | None, actor: str, occurred_at: datetime) -> None:
+    """Move the lead to its new stage and owner, and log the transition (one statement)."""
+    await connection.execute(RECORDING_TRANSITION, {
+        "lead_id": lead_id, "from_stage": from_stage, "to_stage": to_stage, "reason": reason,
+        "owner_id": owner_id, "team": team, "actor": actor, "occurred_at": occurred_at})
 
 
 async def set_owner(connection: AsyncConnection, lead_id: uuid.UUID, owner_id: str) -> None:
@@ -389,13 +400,6 @@ class TeamRoster:
 ROSTER = TeamRoster()
 
 
-async def set_positions(connection: AsyncConnection, positions: Mapping[str, float]) -> None:
-    """Store reps' new round-robin positions."""
-    for rep_id, position in positions.items():
-        await connection.execute(
-            reps.update().where(reps.c.rep_id == rep_id).values(position=position))
-
-
 # --- assignment ---------------------------------------------------------------------------
 
 
@@ -405,16 +409,6 @@ async def account_owner(connection: AsyncConnection, account_key: str, team: str
     return (await connection.execute(select(account_owners.c.rep_id).where(
         account_owners.c.account_key == account_key, account_owners.c.team == team))
     ).scalar_one_or_none()
-
-
-async def set_account_owner(connection: AsyncConnection, account_key: str, team: str,
-                            rep_id: str, now: datetime) -> None:
-    """Make ``rep_id`` the account's owner for the team."""
-    await connection.execute(
-        pg_insert(account_owners)
-        .values(account_key=account_key, team=team, rep_id=rep_id, updated_at=now)
-        .on_conflict_do_update(index_elements=["account_key", "team"],
-                               set_={"rep_id": rep_id, "updated_at": now}))
 
 
 ASSIGNED_SINCE = text(f"""
@@ -439,15 +433,41 @@ async def assigned_since(connection: AsyncConnection, since: Mapping[str, dateti
     return {row.rep_id: row.leads for row in rows}
 
 
-async def log_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage: str,
-                       decision: domain.Decision, now: datetime) -> None:
-    """Append the decision, with its reason and every rep considered, to the log."""
-    await connection.execute(assignments.insert().values(
-        lead_id=lead_id, team=decision.team.value, stage=stage, rep_id=decision.rep_id,
-        rule=decision.rule.value, reason=decision.reason,
-        considered=[{"rep_id": c.rep_id, "blocked_because": c.blocked_because}
-                    for c in decision.considered],
-        decided_at=now))
+RECORDING_DECISION = text(f"""
+    WITH logged AS (
+        INSERT INTO {assignments.fullname}
+            (lead_id, team, stage, rep_id, rule, reason, considered, decided_at)
+        VALUES (:lead_id, :team, :stage, :rep_id, :rule, :reason, CAST(:considered AS jsonb),
+                :decided_at)
+    ), repositioned AS (
+        UPDATE {reps.fullname} AS rep SET position = moved.position
+        FROM unnest(CAST(:moved_rep_ids AS text[]), CAST(:positions AS float8[]))
+            AS moved(rep_id, position)
+        WHERE rep.rep_id = moved.rep_id
+    )
+    INSERT INTO {account_owners.fullname} (account_key, team, rep_id, updated_at)
+    SELECT owned.account_key, :team, :rep_id, :decided_at
+    FROM (SELECT CAST(:account_key AS text) AS account_key) AS owned
+    WHERE owned.account_key IS NOT NULL AND CAST(:rep_id AS text) IS NOT NULL
+    ON CONFLICT (account_key, team) DO UPDATE
+        SET rep_id = excluded.rep_id, updated_at = excluded.updated_at
+""").bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)))
+
+
+async def record_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage: str,
+                          decision: domain.Decision, now: datetime,
+                          account_key: str | None) -> None:
+    """Log the decision with every rep considered, store the reps' new round-robin
+    positions, and make the chosen rep the account's owner (if the lead has an account);
+    one statement."""
+    considered = [{"rep_id": c.rep_id, "blocked_because": c.blocked_because}
+                  for c in decision.considered]
+    await connection.execute(RECORDING_DECISION, {
+        "lead_id": lead_id, "team": decision.team.value, "stage": stage,
+        "rep_id": decision.rep_id, "rule": decision.rule.value, "reason": decision.reason,
+        "considered": json.dumps(considered, ensure_ascii=False), "decided_at": now,
+        "moved_rep_ids": list(decision.positions),
+        "positions": list(decision.positions.values()), "account_key": account_key})
 
 
 async def decisions(connection: AsyncConnection, *, lead_id: uuid.UUID | None = None,
