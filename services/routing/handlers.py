@@ -86,15 +86,15 @@ async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,
                  stage: LifecycleStage, now: datetime) -> domain.Decision:
     """Decide who in ``team`` gets the lead, log why, and return the decision."""
     connection = uow.connection
-    await store.lock_team(connection, team.value)
-    reps = await store.ROSTER.reps(connection, team.value)
     routable = _routable(lead)
-    owner = (await store.account_owner(connection, routable.account_key, team.value)
-             if routable.account_key is not None else None)
+    # Locked in a statement of its own: the lineup, read after the lock is granted, then
+    # sees the positions the previous assignment committed.
+    await store.lock_team(connection, team.value)
+    lineup = await store.ROSTER.lineup(connection, team.value, routable.account_key)
     today = await store.assigned_since(connection,
-                                       {r.rep_id: r.hours.day_start(now) for r in reps})
-    decision = domain.assign(routable, team, reps, account_owner=owner, assigned_today=today,
-                             now=now)
+                                       {r.rep_id: r.hours.day_start(now) for r in lineup.reps})
+    decision = domain.assign(routable, team, lineup.reps, account_owner=lineup.account_owner,
+                             assigned_today=today, now=now)
     await _record(uow, lead, stage, decision, now)
     return decision
 

@@ -360,9 +360,25 @@ def rep_from_row(row: Row[Any]) -> domain.Rep:
     )
 
 
-REP_VERSIONS = (select(reps.c.rep_id, reps.c.updated_at, reps.c.position)
-                .where(reps.c.team == bindparam("team")).order_by(reps.c.rep_id))
+# One row even for a team without reps, to carry the account's owner.
+TEAM_LINEUP = text(f"""
+    SELECT rep.rep_id, rep.updated_at, rep.position,
+           (SELECT owner.rep_id FROM {account_owners.fullname} AS owner
+            WHERE owner.account_key = CAST(:account_key AS text) AND owner.team = :team)
+               AS account_owner
+    FROM (SELECT CAST(:team AS text) AS team) AS wanted
+    LEFT JOIN {reps.fullname} AS rep ON rep.team = wanted.team
+    ORDER BY rep.rep_id
+""")
 REPS_BY_ID = select(reps).where(reps.c.rep_id.in_(bindparam("rep_ids", expanding=True)))
+
+
+@dataclass(frozen=True)
+class Lineup:
+    """A team as an assignment sees it: its reps by id, and the account's owner in it."""
+
+    reps: list[domain.Rep]
+    account_owner: str | None
 
 
 class TeamRoster:
@@ -376,10 +392,13 @@ class TeamRoster:
     def __init__(self) -> None:
         self._parsed: dict[tuple[str, str], tuple[datetime, domain.Rep]] = {}
 
-    async def reps(self, connection: AsyncConnection, team: str) -> list[domain.Rep]:
-        """Return the team's reps by id, with their current round-robin positions."""
+    async def lineup(self, connection: AsyncConnection, team: str, account_key: str | None
+                     ) -> Lineup:
+        """Return the team's lineup, with the reps' positions as they are now."""
         database = connection.engine.url.render_as_string()
-        versions = list(await connection.execute(REP_VERSIONS, {"team": team}))
+        rows = list(await connection.execute(TEAM_LINEUP, {"team": team,
+                                                           "account_key": account_key}))
+        versions = [row for row in rows if row.rep_id is not None]
         stale = [v.rep_id for v in versions
                  if self._parsed.get((database, v.rep_id), (None,))[0] != v.updated_at]
         fresh = {}
@@ -394,21 +413,13 @@ class TeamRoster:
                 rep = replace(rep, position=version.position)
                 self._parsed[(database, rep.rep_id)] = (version.updated_at, rep)
             current.append(rep)
-        return current
+        return Lineup(current, rows[0].account_owner if rows else None)
 
 
 ROSTER = TeamRoster()
 
 
 # --- assignment ---------------------------------------------------------------------------
-
-
-async def account_owner(connection: AsyncConnection, account_key: str, team: str
-                        ) -> str | None:
-    """Return the rep who owns the account for the team, if any."""
-    return (await connection.execute(select(account_owners.c.rep_id).where(
-        account_owners.c.account_key == account_key, account_owners.c.team == team))
-    ).scalar_one_or_none()
 
 
 ASSIGNED_SINCE = text(f"""

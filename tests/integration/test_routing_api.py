@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -141,6 +142,16 @@ async def test_a_batch_of_scores_ends_as_handling_them_one_by_one_would(
                                                                                "suzuki")
     promoted = await routing.promoted()
     assert [(event.lead_id, event.score) for event in promoted] == [(hot, 85), (warm, 80)]
+
+
+async def test_concurrent_assignments_in_a_team_are_decided_one_at_a_time(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    await routing.put_rep("suzuki")
+    events = [lead_scored(domain=f"company-{n}.co.jp") for n in range(8)]
+    await asyncio.gather(*(routing.handle(event) for event in events))
+    owners = [(await state(routing, event.lead_id))["owner_id"] for event in events]
+    assert sorted(owners) == ["sato"] * 4 + ["suzuki"] * 4, "each saw the positions before"
 
 
 async def test_assignment_sees_a_rep_changed_since_the_last_assignment(
