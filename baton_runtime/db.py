@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -23,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InvalidatePoolError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 # A connection used this recently is trusted without a ping; a busy pool pings nothing.
@@ -36,6 +38,41 @@ def asyncpg_url(url: str) -> str:
     if url.startswith("postgresql+asyncpg://"):
         return url
     return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+
+
+async def _driver_in_transaction(connection: AsyncConnection) -> asyncpg.Connection | None:
+    """Return ``connection``'s asyncpg connection if its transaction has begun, else None.
+
+    SQLAlchemy's asyncpg adapter sends BEGIN just before a transaction's first statement,
+    so that statement must go through SQLAlchemy; later ones may go to asyncpg itself.
+    """
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert isinstance(driver, asyncpg.Connection)
+    return driver if driver.is_in_transaction() else None
+
+
+# The statements run for every request or event go to asyncpg directly where they can,
+# prepared once per connection by asyncpg's statement cache: through SQLAlchemy's execute
+# each cost about three times the CPU of the statement itself (about 300 against 100 us).
+async def fetchrow(connection: AsyncConnection, statement: str, *arguments: Any
+                   ) -> Mapping[Any, Any] | None:
+    """Return the first row of ``statement`` ($1-style parameters) by column name, or None,
+    run in ``connection``'s transaction."""
+    driver = await _driver_in_transaction(connection)
+    if driver is not None:
+        return cast(Mapping[Any, Any] | None, await driver.fetchrow(statement, *arguments))
+    return (await connection.exec_driver_sql(statement, arguments)).mappings().first()
+
+
+async def executemany(connection: AsyncConnection, statement: str,
+                      rows: Sequence[Sequence[Any]]) -> None:
+    """Run ``statement`` ($1-style parameters) once per row, in ``connection``'s transaction,
+    in one round trip."""
+    driver = await _driver_in_transaction(connection)
+    if driver is not None:
+        await driver.executemany(statement, rows)
+    else:
+        await connection.exec_driver_sql(statement, list(map(tuple, rows)))
 
 
 def plain_url(url: str) -> str:

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import insert, text
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from baton_runtime.db import PlumbingTables
+from baton_runtime.db import PlumbingTables, executemany
 from schemas.envelope import KafkaRecord, encode
 from schemas.events import Event
 
@@ -36,6 +36,11 @@ class UnitOfWork:
             "SELECT :group, * FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[]), "
             "CAST(:partitions AS int[]), CAST(:offsets AS bigint[])) "
             "ON CONFLICT DO NOTHING RETURNING event_id"
+        )
+
+        self._insert_outbox = (
+            f'INSERT INTO "{tables.schema}".outbox (topic, key, header_names, header_values, '
+            "value) VALUES ($1, $2, $3, $4, $5)"
         )
 
     async def __aenter__(self) -> Self:
@@ -109,19 +114,10 @@ class UnitOfWork:
         """Write pending outbox rows and commit everything at once (the outbox's trigger
         wakes the relay)."""
         if self._pending:
-            await self.connection.execute(
-                insert(self._tables.outbox),
-                [
-                    {
-                        "topic": record.topic,
-                        "key": record.key,
-                        "header_names": [name for name, _ in record.headers],
-                        "header_values": [value for _, value in record.headers],
-                        "value": record.value,
-                    }
-                    for record in self._pending
-                ],
-            )
+            await executemany(self.connection, self._insert_outbox, [
+                (record.topic, record.key, [name for name, _ in record.headers],
+                 [value for _, value in record.headers], record.value)
+                for record in self._pending])
         await self.connection.commit()
         self._committed = True
         self._pending.clear()

@@ -110,3 +110,34 @@ async def test_a_commit_with_outbox_rows_notifies_the_relays_channel(
     finally:
         await listener.close()
         await engine.dispose()
+
+
+async def test_outbox_rows_are_written_alike_before_and_after_the_transaction_began(
+    infrastructure: Infrastructure,
+) -> None:
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    unit_of_work = unit_of_work_factory(engine, probe_service.tables, "/tests")
+    first, second, undone = (
+        KafkaRecord(TOPIC, key, (("ce_id", key + b"-id"), ("ce_source", "/テスト".encode())),
+                    b'{"name": "' + key + b'"}') for key in (b"first", b"second", b"undone"))
+    try:
+        async with unit_of_work() as uow:  # nothing ran yet: written through SQLAlchemy
+            uow.emit_record(first)
+            await uow.commit()
+        async with unit_of_work() as uow:  # a statement ran: written through asyncpg itself
+            await uow.connection.exec_driver_sql("SELECT 1")
+            uow.emit_record(second)
+            await uow.commit()
+        async with unit_of_work() as uow:  # never committed: nothing written
+            await uow.connection.exec_driver_sql("SELECT 1")
+            uow.emit_record(undone)
+        async with engine.connect() as connection:
+            rows = await connection.exec_driver_sql(
+                "SELECT topic, key, header_names, header_values, value FROM probe.outbox "
+                "ORDER BY id")
+            written = [(row.topic, row.key, tuple(zip(row.header_names, row.header_values,
+                                                      strict=True)), row.value) for row in rows]
+    finally:
+        await engine.dispose()
+    assert written == [(r.topic, r.key, r.headers, r.value) for r in (first, second)]
