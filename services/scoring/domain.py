@@ -7,9 +7,9 @@ import functools
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from itertools import accumulate
 
@@ -20,11 +20,18 @@ T = TouchpointType
 PRICING_OR_CASE_STUDY = frozenset({T.PAGE_VIEW_PRICING, T.PAGE_VIEW_CASE_STUDY})
 WEBINARS = frozenset(t for t in T if t.value.startswith("webinar."))
 DOWNLOADS = frozenset(t for t in T if t.value.startswith("download."))
+SIGNALLING = WEBINARS | DOWNLOADS | PRICING_OR_CASE_STUDY  # besides a model's inquiries
 STAFF = "staff"
 # Beyond this many touchpoints the smallest are summed into one reason: an explanation
 # stays readable and a lead.scored stays far below Kafka's message size limit.
 ITEMISED_TOUCHPOINTS = 50
 TIER_RANK = {Tier.C: 0, Tier.B: 1, Tier.A: 2}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+ONE_SECOND = timedelta(seconds=1)
+# Lead profiles and titles remembered per model: a lead is re-scored at each touchpoint.
+PROFILES_CACHED = 8192
+MODELS_CACHED = 8
 
 
 class Dormancy(StrEnum):
@@ -141,7 +148,7 @@ def seniority(title: str | None, model: ScoringModel) -> str | None:
 
 def is_decision_maker(title: str | None, model: ScoringModel) -> bool:
     """Return True if the title makes the lead a decision maker in its buying committee."""
-    return seniority(title, model) in model.engagement.decision_maker_seniorities
+    return _rules_of(model).seniority(title) in model.engagement.decision_maker_seniorities
 
 
 def engages(touchpoint: TouchpointType, model: ScoringModel) -> bool:
@@ -180,94 +187,195 @@ def fit_reasons(facts: LeadFacts, model: ScoringModel) -> list[Reason]:
     return reasons
 
 
-def touchpoint_label(activity: Activity) -> str:
-    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"."""
-    return _label(activity.type, activity.asset_id, activity.occurred_at.date())
+def _shown(reason: Reason) -> Reason:
+    """Return ``reason`` as an explanation shows it: its points rounded to cents."""
+    return Reason(reason.code, reason.label, round(reason.points, 2))
+
+
+@dataclass(frozen=True)
+class _Profile:
+    """What a lead's facts are worth under a model: its fit reasons, exact and as shown."""
+
+    reasons: tuple[Reason, ...]
+    shown: tuple[Reason, ...]
+    competitor: bool
+
+
+def _microseconds(moment: datetime) -> int:
+    """Return ``moment`` as microseconds since the epoch."""
+    return (moment - EPOCH) // MICROSECOND
+
+
+class _Rules:
+    """A model's rules as each score reads them, derived once per model.
+
+    Durations are also held in whole microseconds: a timedelta divided by another
+    divides their microseconds, so decay computed from these gives the same floats.
+    """
+
+    def __init__(self, model: ScoringModel) -> None:
+        behaviour, high_intent = model.behaviour, model.tiers.high_intent
+        repeat, engagement = behaviour.repeat_views, model.engagement
+        # Per touchpoint type: its code, points, and whether the repeat-view, download,
+        # webinar and high-intent rules concern it.
+        self.kinds = {kind: (kind.value, behaviour.points.get(kind, 0.0),
+                             kind in repeat.touchpoints, kind in DOWNLOADS, kind in WEBINARS,
+                             kind in high_intent.inquiries or kind in SIGNALLING)
+                      for kind in TouchpointType}
+        self.repeat_window = repeat.window // MICROSECOND
+        self.repeat_points, self.repeat_cap = repeat.points, repeat.cap
+        self.further_download_points = behaviour.further_download_points
+        self.webinar_interaction_points = behaviour.webinar_interaction_points
+        self.half_life = behaviour.half_life
+        self.half_life_us = self.half_life // MICROSECOND
+        self.engagement_window = engagement.window
+        # Contacts beyond the cap earn nothing: only the lapse of the cap-th most recent
+        # lowers the points.
+        self.counted_contacts = (max(1, math.ceil(engagement.max_points
+                                                  / engagement.per_contact_points))
+                                 if engagement.per_contact_points else 0)
+        self.signal_window = high_intent.window
+        self.signal_window_us = self.signal_window // MICROSECOND
+        self.inquiries = high_intent.inquiries
+        self.signal_types = self.inquiries | SIGNALLING
+        self.surge_window = model.surge.window
+        self.surge_window_us = self.surge_window // MICROSECOND
+        self.dormant_after = timedelta(days=model.dormancy.dormant_days)
+        self.excluded_after = timedelta(days=model.dormancy.excluded_days)
+        self.thresholds = {Tier.A: model.tiers.a, Tier.B: model.tiers.b}
+        # A lead is re-scored at each of its touchpoints; its profile seldom changes.
+        self.profile: Callable[[LeadFacts], _Profile] = functools.lru_cache(
+            maxsize=PROFILES_CACHED)(functools.partial(_profile, model=model))
+        self.seniority: Callable[[str | None], str | None] = functools.lru_cache(
+            maxsize=PROFILES_CACHED)(functools.partial(seniority, model=model))
+
+
+def _profile(facts: LeadFacts, model: ScoringModel) -> _Profile:
+    """Return the fit reasons of ``facts`` under ``model`` and whether it is a competitor."""
+    reasons = tuple(fit_reasons(facts, model))
+    return _Profile(reasons, tuple(_shown(r) for r in reasons), is_competitor(facts, model))
+
+
+_RULES: dict[int, tuple[ScoringModel, _Rules]] = {}
+
+
+def _rules_of(model: ScoringModel) -> _Rules:
+    """Return ``model``'s rules, derived at its first use (models are immutable)."""
+    # By identity: a model holds a dict, so it cannot be hashed. The entry keeps the
+    # model alive, so its id is not reused while cached.
+    found = _RULES.get(id(model))
+    if found is None:
+        if len(_RULES) >= MODELS_CACHED:
+            _RULES.clear()
+        found = _RULES[id(model)] = (model, _Rules(model))
+    return found[1]
 
 
 @functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score
 def _label(kind: TouchpointType, asset_id: str | None, day: date) -> str:
-    """Return the label of a touchpoint of ``kind`` on ``asset_id`` on ``day``."""
+    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"."""
     family, _, detail = kind.value.partition(".")
     asset = f" ({asset_id})" if asset_id else ""
     return f"{family.replace('_', ' ')}: {detail.replace('_', ' ')}{asset} on {day.isoformat()}"
 
 
-@dataclass(frozen=True)
-class _Contribution:
-    """An activity's undecayed points, fixed by the activities before it."""
+class _Behaviour:
+    """The touchpoints that earn points, in ledger order, and what the recent ones signal.
 
-    activity: Activity
-    points: float
-    code: str
-    label: str
+    Parallel lists rather than an object per touchpoint: ``moments`` are their times in
+    microseconds (a touchpoint reported ahead of our clock happens now), ``points``
+    their points decayed to the scoring moment.
+    """
+
+    def __init__(self) -> None:
+        self.moments: list[int] = []
+        self.times: list[datetime] = []
+        self.points: list[float] = []
+        self.codes: list[str] = []
+        self.labels: list[str] = []
+        self.inquiries: set[str] = set()
+        self.downloads: set[str] = set()
+        self.webinar = False
+        self.views = 0
 
 
-def _contributions(ledger: Iterable[Activity], model: ScoringModel) -> list[_Contribution]:
-    """Return the activities that earn points, in ledger order, with repeat and bonus rules."""
-    behaviour = model.behaviour
-    repeat = behaviour.repeat_views
-    contributions: list[_Contribution] = []
-    repeats_in_window: dict[TouchpointType, list[datetime]] = {}
-    last_view: dict[TouchpointType, datetime] = {}
+def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Behaviour:
+    """Return the touchpoints that earn points, with the repeat and bonus rules, decayed at
+    ``now``, and the high-intent touchpoints within the signal window."""
+    found = _Behaviour()
+    moments, times, earned = found.moments, found.times, found.points
+    codes, labels = found.codes, found.labels
+    now_us = _microseconds(now)
+    half_life, repeat_window = rules.half_life_us, rules.repeat_window
+    repeats_in_window: dict[TouchpointType, list[int]] = {}
+    last_view: dict[TouchpointType, int] = {}
     downloads_seen: set[str] = set()
-    for activity in sorted(ledger, key=Activity.order):
-        kind = activity.type
-        points = behaviour.points.get(kind, 0.0)
-        code, label = kind.value, touchpoint_label(activity)
-        if kind in repeat.touchpoints:
+    for activity in sorted(counted, key=Activity.order):
+        kind, at, asset_id = activity.type, activity.occurred_at, activity.asset_id
+        code, points, repeats, download, webinar, signals = rules.kinds[kind]
+        moment = (at - EPOCH) // MICROSECOND
+        age = now_us - moment
+        if signals and age < rules.signal_window_us:
+            if download:
+                found.downloads.add(asset_id or code)
+            if webinar:
+                found.webinar = True
+            if kind in PRICING_OR_CASE_STUDY:
+                found.views += 1
+            if kind in rules.inquiries:
+                found.inquiries.add(code)
+        suffix = ""
+        if repeats:
             previous = last_view.get(kind)
-            last_view[kind] = activity.occurred_at
-            if previous is not None and activity.occurred_at - previous <= repeat.window:
-                recent = [at for at in repeats_in_window.get(kind, [])
-                          if activity.occurred_at - at <= repeat.window]
+            last_view[kind] = moment
+            if previous is not None and moment - previous <= repeat_window:
+                recent = [seen for seen in repeats_in_window.get(kind, [])
+                          if moment - seen <= repeat_window]
                 repeats_in_window[kind] = recent
-                if len(recent) >= repeat.cap:
+                if len(recent) >= rules.repeat_cap:
                     continue
-                recent.append(activity.occurred_at)
-                points, code = repeat.points, f"{code}.repeat"
-                label += " (repeat view)"
-        elif kind in DOWNLOADS:
-            asset = activity.asset_id or kind.value
+                recent.append(moment)
+                points, code, suffix = rules.repeat_points, f"{code}.repeat", " (repeat view)"
+        elif download:
+            asset = asset_id or code
             if asset in downloads_seen:
                 continue
             if downloads_seen:
-                points += behaviour.further_download_points
-                label += " (further download)"
+                points += rules.further_download_points
+                suffix = " (further download)"
             downloads_seen.add(asset)
-        if kind in WEBINARS and activity.interacted:
-            points += behaviour.webinar_interaction_points
-            label += " (question or chat)"
+        if webinar and activity.interacted:
+            points += rules.webinar_interaction_points
+            suffix += " (question or chat)"
         if points:
-            contributions.append(_Contribution(activity, points, code, label))
-    return contributions
+            if age < 0:  # reported ahead of our clock: it happens now, undecayed
+                moment, age = now_us, 0
+            moments.append(moment)
+            times.append(at)
+            earned.append(points * math.pow(0.5, age / half_life))
+            codes.append(code)
+            labels.append(_label(kind, asset_id, at.date()) + suffix)
+    return found
 
 
-def after_baseline(ledger: Iterable[Activity], baseline_at: datetime | None) -> list[Activity]:
-    """Return the activities that still count for behaviour after a reset at ``baseline_at``."""
-    return [a for a in ledger if baseline_at is None or a.occurred_at > baseline_at]
+def _signals(found: _Behaviour, colleagues: Sequence[Colleague], now: datetime,
+             model: ScoringModel, rules: _Rules) -> list[str]:
+    """Return the high-intent signals seen within the window, since the baseline."""
+    high_intent = model.tiers.high_intent
+    signals = sorted(found.inquiries)
+    if found.webinar and len(found.downloads) >= high_intent.webinar_with_downloads:
+        signals.append("webinar_and_downloads")
+    if found.views >= high_intent.pricing_or_case_study_views:
+        signals.append("pricing_or_case_study_views")
+    if high_intent.decision_maker_engaged and any(
+            c.decision_maker and now - c.engaged_at < rules.signal_window for c in colleagues):
+        signals.append("decision_maker_engaged")
+    return signals
 
 
-def _decayed(contributions: Iterable[_Contribution], now: datetime,
-             model: ScoringModel) -> list[Reason]:
-    """Return each contribution's points as decayed at ``now``."""
-    half_life = model.behaviour.half_life
-    return [Reason(c.code, c.label,
-                   c.points * decay_factor(now - c.activity.occurred_at, half_life))
-            for c in contributions]
-
-
-def engaged_colleagues(colleagues: Iterable[Colleague], now: datetime,
-                       window: timedelta) -> list[Colleague]:
-    """Return the colleagues whose last engagement lies less than ``window`` before ``now``."""
-    return [c for c in colleagues if now - c.engaged_at < window]
-
-
-def engagement_reasons(colleagues: Sequence[Colleague], now: datetime,
-                       model: ScoringModel) -> list[Reason]:
+def _engagement_reasons(engaged: Sequence[Colleague], model: ScoringModel) -> list[Reason]:
     """Return the buying-committee points: other engaged contacts and decision makers."""
     rules = model.engagement
-    engaged = engaged_colleagues(colleagues, now, rules.window)
     reasons: list[Reason] = []
     if engaged and rules.per_contact_points:
         reasons.append(Reason("engagement.contacts",
@@ -279,26 +387,6 @@ def engagement_reasons(colleagues: Sequence[Colleague], now: datetime,
     return reasons
 
 
-def high_intent_signals(ledger: Sequence[Activity], now: datetime, model: ScoringModel, *,
-                        colleagues: Sequence[Colleague] = (),
-                        baseline_at: datetime | None = None) -> list[str]:
-    """Return the high-intent signals seen within the window, since the baseline."""
-    rules = model.tiers.high_intent
-    recent = [a for a in after_baseline(ledger, baseline_at)
-              if now - a.occurred_at < rules.window]
-    types = Counter(a.type for a in recent)
-    signals = sorted({a.type.value for a in recent if a.type in rules.inquiries})
-    downloads = len({a.asset_id or a.type.value for a in recent if a.type in DOWNLOADS})
-    if any(types[w] for w in WEBINARS) and downloads >= rules.webinar_with_downloads:
-        signals.append("webinar_and_downloads")
-    if sum(types[p] for p in PRICING_OR_CASE_STUDY) >= rules.pricing_or_case_study_views:
-        signals.append("pricing_or_case_study_views")
-    if rules.decision_maker_engaged and any(
-            c.decision_maker for c in engaged_colleagues(colleagues, now, rules.window)):
-        signals.append("decision_maker_engaged")
-    return signals
-
-
 def tier_for(score: int, signals: Sequence[str], model: ScoringModel) -> Tier:
     """Return the tier: A needs both the threshold and a high-intent signal."""
     if score >= model.tiers.a and signals:
@@ -308,56 +396,54 @@ def tier_for(score: int, signals: Sequence[str], model: ScoringModel) -> Tier:
     return Tier.C
 
 
-def dormancy_of(ledger: Sequence[Activity], now: datetime, model: ScoringModel) -> Dormancy:
+def _dormancy(last: datetime | None, now: datetime, rules: _Rules) -> Dormancy:
     """Return whether the lead is active, dormant or excluded, from its last activity."""
-    if not ledger:
+    if last is None:
         return Dormancy.ACTIVE
-    silence = now - max(a.occurred_at for a in ledger)
-    if silence >= timedelta(days=model.dormancy.excluded_days):
+    silence = now - last
+    if silence >= rules.excluded_after:
         return Dormancy.EXCLUDED
-    if silence >= timedelta(days=model.dormancy.dormant_days):
+    if silence >= rules.dormant_after:
         return Dormancy.DORMANT
     return Dormancy.ACTIVE
 
 
-def _last_surge(contributions: Sequence[_Contribution], decayed: Sequence[Reason],
-                static_points: float, now: datetime, model: ScoringModel) -> datetime | None:
+def _last_surge(found: _Behaviour, static_points: float, now: datetime,
+                model: ScoringModel, rules: _Rules) -> datetime | None:
     """Return when the latest surge within the window began, or None if there was none.
 
     A touchpoint starts a surge when the score just after it is at least the surge
     points above the lowest score in the window before it; the lead then surges
     for one window. Between touchpoints a score only decays, so the lowest points
     are the start of that window and the moments just before each touchpoint. Fit
-    and engagement are held at their current values; ``decayed`` holds each
-    contribution's points decayed to ``now``.
+    and engagement are held at their current values.
     """
-    half_life, window = model.behaviour.half_life, model.surge.window
-    # A touchpoint reported ahead of our clock (hosts' clocks differ) happens now.
-    times = [min(c.activity.occurred_at, now) for c in contributions]
+    now_us, half_life, window = _microseconds(now), rules.half_life_us, rules.surge_window_us
+    moments = found.moments  # in time order
     # A prefix sum of the decayed points, scaled back to an earlier moment, is the
     # behaviour score at that moment.
-    earned = [0.0, *accumulate(reason.points for reason in decayed)]
+    earned = [0.0, *accumulate(found.points)]
 
-    @functools.cache
-    def decay_at(moment: datetime) -> float:
-        return decay_factor(now - moment, half_life)
+    def score_at(moment: int, counted: int) -> int:
+        decay = math.pow(0.5, max(now_us - moment, 0) / half_life)
+        return clip_score(static_points + earned[counted] / decay)
 
-    def score_at(moment: datetime, counted: int) -> int:
-        return clip_score(static_points + earned[counted] / decay_at(moment))
-
-    moments = sorted(set(times))
-    for moment in reversed([m for m in moments if now - m < window]):
+    distinct = list(dict.fromkeys(moments))
+    for moment in reversed([m for m in distinct if now_us - m < window]):
         start = moment - window
-        lowest = min([score_at(start, bisect.bisect_right(times, start))]
-                     + [score_at(m, bisect.bisect_left(times, m))
-                        for m in moments if start < m <= moment])
-        if score_at(moment, bisect.bisect_right(times, moment)) - lowest >= model.surge.points:
-            return moment
+        lowest = min([score_at(start, bisect.bisect_right(moments, start))]
+                     + [score_at(m, bisect.bisect_left(moments, m))
+                        for m in distinct if start < m <= moment])
+        if (score_at(moment, bisect.bisect_right(moments, moment)) - lowest
+                >= model.surge.points):
+            # The time as given (in its own zone) of the first touchpoint at that moment.
+            began = found.times[bisect.bisect_left(moments, moment)]
+            return now if now < began else began
     return None
 
 
 def _crossing(threshold: int, static_points: float, behaviour: float, now: datetime,
-              model: ScoringModel) -> datetime | None:
+              rules: _Rules) -> datetime | None:
     """Return the first moment decay has taken the score below ``threshold``, if it ever does.
 
     Every behaviour point decays at the same rate, so the behaviour total at ``now + t``
@@ -369,61 +455,56 @@ def _crossing(threshold: int, static_points: float, behaviour: float, now: datet
     if floor <= 0:
         return None
     if behaviour > floor:
-        moment = now + model.behaviour.half_life * math.log2(behaviour / floor)
+        moment = now + rules.half_life * math.log2(behaviour / floor)
         if moment > now:
             return moment
-    return now + timedelta(seconds=1)
+    return now + ONE_SECOND
 
 
-def _engagement_lapses(colleagues: Sequence[Colleague], model: ScoringModel) -> list[datetime]:
+def _engagement_lapses(colleagues: Sequence[Colleague], model: ScoringModel,
+                       rules: _Rules) -> list[datetime]:
     """Return when the engagement points next drop: a counted contact or decision maker lapses.
 
     Contacts beyond the cap earn nothing, so only the lapse of the last counted one
     (the cap-th most recent) lowers the points.
     """
-    rules = model.engagement
+    window = rules.engagement_window
     lapses: list[datetime] = []
     recent = sorted((c.engaged_at for c in colleagues), reverse=True)
-    if recent and rules.per_contact_points:
-        counted = max(1, math.ceil(rules.max_points / rules.per_contact_points))
-        lapses.append(recent[min(counted, len(recent)) - 1] + rules.window)
+    if recent and rules.counted_contacts:
+        lapses.append(recent[min(rules.counted_contacts, len(recent)) - 1] + window)
     deciders = [c.engaged_at for c in colleagues if c.decision_maker]
-    if deciders and rules.decision_maker_points:
-        lapses.append(max(deciders) + rules.window)
+    if deciders and model.engagement.decision_maker_points:
+        lapses.append(max(deciders) + window)
     return lapses
 
 
-def _signal_types(model: ScoringModel) -> frozenset[TouchpointType]:
-    """Return the touchpoints that can make a high-intent signal."""
-    return model.tiers.high_intent.inquiries | WEBINARS | DOWNLOADS | PRICING_OR_CASE_STUDY
-
-
 def _next_review(*, tier: Tier, static_points: float, behaviour: float,
-                 surge_began: datetime | None, ledger: Sequence[Activity],
-                 counted: Sequence[Activity], colleagues: Sequence[Colleague], now: datetime,
-                 model: ScoringModel) -> datetime | None:
+                 surge_began: datetime | None, occurred: Sequence[datetime],
+                 last: datetime | None, counted: Sequence[Activity],
+                 colleagues: Sequence[Colleague], now: datetime, model: ScoringModel,
+                 rules: _Rules) -> datetime | None:
     """Return the first moment the tier, surge or dormancy may change without a new touchpoint.
 
     Each candidate is the first instant of a possible new state: the sweep re-scores
-    the lead then, and whatever did not change yields a later moment.
+    the lead then, and whatever did not change yields a later moment. ``occurred``
+    are the ledger's times, ``last`` the latest of them.
     """
-    moments = [a.occurred_at for a in ledger]  # a touchpoint reported ahead of our clock
-    if ledger:
-        last = max(a.occurred_at for a in ledger)
-        moments += [last + timedelta(days=model.dormancy.dormant_days),
-                    last + timedelta(days=model.dormancy.excluded_days)]
-    moments += _engagement_lapses(colleagues, model)
-    threshold = {Tier.A: model.tiers.a, Tier.B: model.tiers.b}.get(tier)
+    moments = [at for at in occurred if at > now]  # a touchpoint reported ahead of our clock
+    if last is not None:
+        moments += [last + rules.dormant_after, last + rules.excluded_after]
+    moments += _engagement_lapses(colleagues, model, rules)
+    threshold = rules.thresholds.get(tier)
     if threshold is not None and (crossing := _crossing(threshold, static_points, behaviour,
-                                                        now, model)):
+                                                        now, rules)):
         moments.append(crossing)
     if tier is Tier.A:
-        window, types = model.tiers.high_intent.window, _signal_types(model)
+        window, types = rules.signal_window, rules.signal_types
         moments += [a.occurred_at + window for a in counted if a.type in types]
         deciders = [c.engaged_at for c in colleagues if c.decision_maker]
         moments += [max(deciders) + window] if deciders else []
     if surge_began is not None:
-        moments.append(surge_began + model.surge.window)
+        moments.append(surge_began + rules.surge_window)
     return min((moment for moment in moments if moment > now), default=None)
 
 
@@ -435,49 +516,62 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
     ``colleagues`` are the other contacts of the lead's account; activities at or
     before ``baseline_at`` (a recycled deal) no longer earn behaviour points.
     """
-    dormancy = dormancy_of(ledger, now, model)
-    colleagues = engaged_colleagues(colleagues, now, model.engagement.window)
-    static = fit_reasons(facts, model) + engagement_reasons(colleagues, now, model)
-    static_points = sum(r.points for r in static)
-    if is_competitor(facts, model):
+    rules = _rules_of(model)
+    occurred = [a.occurred_at for a in ledger]
+    last = max(occurred, default=None)
+    dormancy = _dormancy(last, now, rules)
+    window = rules.engagement_window
+    colleagues = [c for c in colleagues if now - c.engaged_at < window]
+    profile = rules.profile(facts)
+    engagement = _engagement_reasons(colleagues, model)
+    static_points = sum(r.points for r in (*profile.reasons, *engagement))
+    if profile.competitor:
         label = f"competitor: {facts.company or facts.email_domain}"
-        reasons = [*static, Reason("fit.competitor", label, -static_points)]
-        return ScoreResult(0, Tier.C, False, dormancy, _explained(reasons, ()), (),
-                           model.version,
+        shown = [*profile.shown, *(_shown(r) for r in engagement),
+                 _shown(Reason("fit.competitor", label, -static_points))]
+        return ScoreResult(0, Tier.C, False, dormancy, tuple(shown), (), model.version,
                            _next_review(tier=Tier.C, static_points=0, behaviour=0,
-                                        surge_began=None, ledger=ledger, counted=(),
-                                        colleagues=(), now=now, model=model))
-    counted = after_baseline(ledger, baseline_at)
-    contributions = _contributions(counted, model)
-    behaviour = _decayed(contributions, now, model)
-    behaviour_points = sum(r.points for r in behaviour)
+                                        surge_began=None, occurred=occurred, last=last,
+                                        counted=(), colleagues=(), now=now, model=model,
+                                        rules=rules))
+    counted = ledger if baseline_at is None else [a for a in ledger
+                                                  if a.occurred_at > baseline_at]
+    found = _behaviour(counted, now, rules)
+    behaviour_points = sum(found.points)
     score = clip_score(static_points + behaviour_points)
-    signals = high_intent_signals(ledger, now, model, colleagues=colleagues,
-                                  baseline_at=baseline_at)
+    signals = _signals(found, colleagues, now, model, rules)
     tier = tier_for(score, signals, model)
-    surge_began = _last_surge(contributions, behaviour, static_points, now, model)
+    surge_began = _last_surge(found, static_points, now, model, rules)
     next_review_at = _next_review(
         tier=tier, static_points=static_points, behaviour=behaviour_points,
-        surge_began=surge_began, ledger=ledger, counted=counted, colleagues=colleagues,
-        now=now, model=model)
+        surge_began=surge_began, occurred=occurred, last=last, counted=counted,
+        colleagues=colleagues, now=now, model=model, rules=rules)
     return ScoreResult(score, tier, surge_began is not None, dormancy,
-                       _explained(static, behaviour), tuple(signals), model.version,
-                       next_review_at)
+                       _explained([*profile.shown, *(_shown(r) for r in engagement)], found),
+                       tuple(signals), model.version, next_review_at)
 
 
-def _explained(static: Iterable[Reason], behaviour: Sequence[Reason]) -> tuple[Reason, ...]:
+def _explained(static: list[Reason], found: _Behaviour) -> tuple[Reason, ...]:
     """Return the reasons as shown: points rounded to cents, the smallest touchpoints summed.
 
-    The score uses the exact sums; the itemised touchpoints keep their time order.
+    ``static`` are the fit and engagement reasons, already rounded. The score uses the
+    exact sums; the itemised touchpoints keep their time order.
     """
-    ranked = sorted(range(len(behaviour)), key=lambda i: -abs(behaviour[i].points))
-    itemised = {i for i in ranked[:ITEMISED_TOUCHPOINTS] if round(behaviour[i].points, 2)}
-    rest = [r for i, r in enumerate(behaviour) if i not in itemised]
-    shown = [*static, *(r for i, r in enumerate(behaviour) if i in itemised)]
+    points = found.points
+    largest: set[int] | None = None
+    if len(points) > ITEMISED_TOUCHPOINTS:
+        ranked = sorted(range(len(points)), key=lambda i: -abs(points[i]))
+        largest = set(ranked[:ITEMISED_TOUCHPOINTS])
+    rest: list[float] = []
+    for i, exact in enumerate(points):
+        if (largest is None or i in largest) and (rounded := round(exact, 2)):
+            static.append(Reason(found.codes[i], found.labels[i], rounded))
+        else:
+            rest.append(exact)
     if rest:
-        shown.append(Reason("behaviour.other", f"{len(rest)} smaller or older touchpoint(s)",
-                            sum(r.points for r in rest)))
-    return tuple(Reason(r.code, r.label, round(r.points, 2)) for r in shown)
+        static.append(Reason("behaviour.other", f"{len(rest)} smaller or older touchpoint(s)",
+                             round(sum(rest), 2)))
+    return tuple(static)
 
 
 class DealOutcome(StrEnum):
