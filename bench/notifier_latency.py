@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import sys
 import tempfile
 import time
@@ -125,7 +126,9 @@ async def probe_kafka(bootstrap: str, seconds: float) -> None:
     try:
         while time.time() < deadline:
             await producer.send_and_wait(PROBE_TOPIC, f"{time.time():.6f}".encode())
-            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
+            # Jittered: sent on a fixed period equal to the fetch wait, messages would
+            # land at the same phase of every fetch and measure that phase only.
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS * random.uniform(0.5, 1.5))
         await consuming
     finally:
         await producer.stop()
