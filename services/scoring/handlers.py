@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Row
 
 from baton_runtime.clock import Clock
@@ -32,6 +33,7 @@ from services.scoring.domain import (
     DealOutcome,
     Dormancy,
     LeadFacts,
+    Reason,
     Standing,
     engages,
     is_decision_maker,
@@ -92,31 +94,42 @@ def facts_of(profile: LeadProfile, account: Account) -> LeadFacts:
                      company=profile.company or account.company_name)
 
 
+REASONS = TypeAdapter(list[ScoreReason])
+
+
+def score_reasons(reasons: Sequence[Reason]) -> tuple[list[dict[str, Any]], list[ScoreReason]]:
+    """Return the reasons as stored (what ``model_dump(mode="json")`` gives) and as sent.
+
+    One validation for the whole list instead of one ScoreReason call each (the points
+    are given as floats, as ScoreReason makes them). The dictionaries are what the
+    models dump: strings and finite floats pass validation unchanged.
+    """
+    stored = [{"code": r.code, "label": r.label, "points": float(r.points)} for r in reasons]
+    try:
+        return stored, REASONS.validate_python(stored)
+    except ValidationError:
+        # Raise what validating the reasons one by one raises (a label too long, say).
+        return stored, [ScoreReason(**reason) for reason in stored]
+
+
 async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, now: datetime,
                   triggers: Mapping[uuid.UUID, TouchpointType] | None = None) -> None:
     """Score ``leads`` at ``now``, save the results, and announce each changed standing.
 
     ``triggers`` names the touchpoint that made each lead's re-score, if one did.
     """
-    saved: list[dict[str, Any]] = []
+    saved: list[store.Saved] = []
     for lead in leads:
         result = score_lead(facts_of(lead.profile, lead.account), lead.ledger, now, model,
                             colleagues=lead.colleagues, baseline_at=lead.baseline_at)
         next_review_at = result.next_review_at
         if lead.review_now:
             next_review_at = now if next_review_at is None else min(next_review_at, now)
-        reasons = [ScoreReason(code=r.code, label=r.label, points=r.points)
-                   for r in result.reasons]
-        saved.append({
-            "lead_id": lead.lead_id, "score": result.score, "tier": result.tier.value,
-            "surge": result.surge, "dormancy": result.dormancy.value,
-            "high_intent_signals": list(result.high_intent_signals),
-            "reasons": [r.model_dump(mode="json") for r in reasons],
-            "model_version": result.model_version, "scored_at": now,
-            "next_review_at": next_review_at,
-            "decision_maker": is_decision_maker(lead.profile.title, model),
-            "last_engaged_at": lead.last_engaged_at,
-        })
+        stored, reasons = score_reasons(result.reasons)
+        saved.append(store.Saved(
+            lead.lead_id, result.score, result.tier.value, result.surge, result.dormancy.value,
+            list(result.high_intent_signals), stored, result.model_version, now,
+            next_review_at, is_decision_maker(lead.profile.title, model), lead.last_engaged_at))
         if lead.announced == result.standing:
             continue
         previous = lead.announced
