@@ -121,7 +121,8 @@ def decay_factor(age: timedelta, half_life: timedelta) -> float:
 
 def clip_score(raw: float) -> int:
     """Return ``raw`` rounded half up and clipped to 0..100."""
-    return int(min(100, max(0, math.floor(raw + 0.5))))
+    rounded = math.floor(raw + 0.5)  # an int already
+    return 0 if rounded < 0 else 100 if rounded > 100 else rounded
 
 
 @functools.lru_cache(maxsize=256)
