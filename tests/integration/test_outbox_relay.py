@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.db import create_engine, plain_url
 from baton_runtime.kafka import KafkaPublisher, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from baton_runtime.settings import KafkaSettings
-from baton_runtime.uow import unit_of_work_factory
+from baton_runtime.uow import UnitOfWorkFactory, unit_of_work_factory
 from schemas.envelope import KafkaRecord
 from tests.conftest import Infrastructure
 from tests.support import probe_service
@@ -38,6 +40,24 @@ class CountingPublisher(KafkaPublisher):
         await asyncio.sleep(self._pause)
         await super().send_batch(records)
         self.sent += len(records)
+
+
+@dataclass
+class ProbeDatabase:
+    """The probe service's fresh tables: an engine on them and its units of work."""
+
+    engine: AsyncEngine
+    unit_of_work: UnitOfWorkFactory
+
+
+@pytest.fixture
+async def probe_database(infrastructure: Infrastructure) -> AsyncIterator[ProbeDatabase]:
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    try:
+        yield ProbeDatabase(engine, unit_of_work_factory(engine, probe_service.tables, "/tests"))
+    finally:
+        await engine.dispose()
 
 
 async def test_three_relays_publish_every_row_once_in_per_key_order(
@@ -91,17 +111,14 @@ async def test_three_relays_publish_every_row_once_in_per_key_order(
 
 
 async def test_a_commit_with_outbox_rows_notifies_the_relays_channel(
-    infrastructure: Infrastructure,
+    infrastructure: Infrastructure, probe_database: ProbeDatabase,
 ) -> None:
-    engine = create_engine(infrastructure.database_url)
-    await probe_service.create_tables(engine)
-    unit_of_work = unit_of_work_factory(engine, probe_service.tables, "/tests")
     listener = await asyncpg.connect(plain_url(infrastructure.database_url))
     notified = asyncio.Event()
     await listener.add_listener(probe_service.tables.notify_channel,
                                 lambda *_: notified.set())
     try:
-        async with unit_of_work() as uow:
+        async with probe_database.unit_of_work() as uow:
             uow.emit_record(KafkaRecord(TOPIC, KEYS[0], (), b"wake up"))
             await uow.commit()
 
@@ -109,35 +126,29 @@ async def test_a_commit_with_outbox_rows_notifies_the_relays_channel(
         await asyncio.wait_for(notified.wait(), 30)
     finally:
         await listener.close()
-        await engine.dispose()
 
 
 async def test_outbox_rows_are_written_alike_before_and_after_the_transaction_began(
-    infrastructure: Infrastructure,
+    probe_database: ProbeDatabase,
 ) -> None:
-    engine = create_engine(infrastructure.database_url)
-    await probe_service.create_tables(engine)
-    unit_of_work = unit_of_work_factory(engine, probe_service.tables, "/tests")
+    unit_of_work = probe_database.unit_of_work
     first, second, undone = (
         KafkaRecord(TOPIC, key, (("ce_id", key + b"-id"), ("ce_source", "/テスト".encode())),
                     b'{"name": "' + key + b'"}') for key in (b"first", b"second", b"undone"))
-    try:
-        async with unit_of_work() as uow:  # nothing ran yet: written through SQLAlchemy
-            uow.emit_record(first)
-            await uow.commit()
-        async with unit_of_work() as uow:  # a statement ran: written through asyncpg itself
-            await uow.connection.exec_driver_sql("SELECT 1")
-            uow.emit_record(second)
-            await uow.commit()
-        async with unit_of_work() as uow:  # never committed: nothing written
-            await uow.connection.exec_driver_sql("SELECT 1")
-            uow.emit_record(undone)
-        async with engine.connect() as connection:
-            rows = await connection.exec_driver_sql(
-                "SELECT topic, key, header_names, header_values, value FROM probe.outbox "
-                "ORDER BY id")
-            written = [(row.topic, row.key, tuple(zip(row.header_names, row.header_values,
-                                                      strict=True)), row.value) for row in rows]
-    finally:
-        await engine.dispose()
+    async with unit_of_work() as uow:  # nothing ran yet: written through SQLAlchemy
+        uow.emit_record(first)
+        await uow.commit()
+    async with unit_of_work() as uow:  # a statement ran: written through asyncpg itself
+        await uow.connection.exec_driver_sql("SELECT 1")
+        uow.emit_record(second)
+        await uow.commit()
+    async with unit_of_work() as uow:  # never committed: nothing written
+        await uow.connection.exec_driver_sql("SELECT 1")
+        uow.emit_record(undone)
+    async with probe_database.engine.connect() as connection:
+        rows = await connection.exec_driver_sql(
+            "SELECT topic, key, header_names, header_values, value FROM probe.outbox "
+            "ORDER BY id")
+        written = [(row.topic, row.key, tuple(zip(row.header_names, row.header_values,
+                                                  strict=True)), row.value) for row in rows]
     assert written == [(r.topic, r.key, r.headers, r.value) for r in (first, second)]
