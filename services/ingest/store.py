@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from baton_runtime.db import fetchrow, service_metadata
+from baton_runtime.db import fetchrow, json_text, service_metadata
 from services.ingest.access import ApiKey
 
 metadata, plumbing = service_metadata("ingest")
@@ -180,7 +180,7 @@ async def record_capture(connection: AsyncConnection, *, lead_id: uuid.UUID, ema
     ``account_key`` is stored only for a new lead (see ``set_account_key``). One round
     trip for all of it.
     """
-    arguments = (lead_id, email, account_key, json.dumps(patch), event_id, source, type_,
+    arguments = (lead_id, email, account_key, json_text(patch), event_id, source, type_,
                  occurred_at, payload)
     if idempotency_key is None:
         row = await fetchrow(connection, RECORD_CAPTURE, *arguments)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -29,11 +28,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import Row
+from sqlalchemy.engine import URL, Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_runtime.business_time import BusinessCalendar
-from baton_runtime.db import service_metadata
+from baton_runtime.db import json_text, service_metadata
 from schemas.events import LifecycleStage
 from services.routing import domain
 
@@ -390,12 +389,12 @@ class TeamRoster:
     """
 
     def __init__(self) -> None:
-        self._parsed: dict[tuple[str, str], tuple[datetime, domain.Rep]] = {}
+        self._parsed: dict[tuple[URL, str], tuple[datetime, domain.Rep]] = {}
 
     async def lineup(self, connection: AsyncConnection, team: str, account_key: str | None
                      ) -> Lineup:
         """Return the team's lineup, with the reps' positions as they are now."""
-        database = connection.engine.url.render_as_string()
+        database = connection.engine.url
         rows = list(await connection.execute(TEAM_LINEUP, {"team": team,
                                                            "account_key": account_key}))
         versions = [row for row in rows if row.rep_id is not None]
@@ -476,7 +475,7 @@ async def record_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage
     await connection.execute(RECORDING_DECISION, {
         "lead_id": lead_id, "team": decision.team.value, "stage": stage,
         "rep_id": decision.rep_id, "rule": decision.rule.value, "reason": decision.reason,
-        "considered": json.dumps(considered, ensure_ascii=False), "decided_at": now,
+        "considered": json_text(considered), "decided_at": now,
         "moved_rep_ids": list(decision.positions),
         "positions": list(decision.positions.values()), "account_key": account_key})
 

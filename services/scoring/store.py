@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pydantic_core import to_json
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -28,7 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from baton_runtime.db import executemany, service_metadata
+from baton_runtime.db import executemany, json_text, service_metadata
 from schemas.events import Account, LeadCaptured, Tier, TouchpointType
 from services.scoring.domain import Activity, Colleague, DealOutcome, DealRecord
 
@@ -292,16 +291,6 @@ async def save_scores(connection: AsyncConnection, scores: Sequence[Saved]) -> N
             (s.lead_id, s.score, s.tier, s.surge, s.dormancy, json_text(s.high_intent_signals),
              json_text(s.reasons), s.model_version, s.scored_at, s.next_review_at,
              s.decision_maker, s.last_engaged_at) for s in scores])
-
-
-def json_text(value: Any) -> str:
-    """Return ``value`` as JSON text for a JSONB column.
-
-    pydantic's serialiser, a third of json.dumps's CPU: the texts differ (escapes,
-    spacing, ``1e-05`` against ``1e-5``) but spell the same strings and the same
-    decimal numbers, digit for digit, so JSONB stores the same value.
-    """
-    return to_json(value).decode()
 
 
 async def lead(connection: AsyncConnection, lead_id: uuid.UUID,

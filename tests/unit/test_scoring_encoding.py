@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from baton_runtime.db import json_text
 from schemas.events import Account, LeadProfile, LeadScored, ScoreReason, Tier
 from services.scoring.domain import Reason
 from services.scoring.handlers import score_reasons
-from services.scoring.store import json_text
 
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=60)  # no lone surrogates
 points = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
