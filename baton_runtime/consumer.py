@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Hashable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, TypeVar
 
@@ -26,6 +34,16 @@ BatchHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
 BatchHook = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
 MAX_ERROR_HEADER_BYTES = 4000
 EventT = TypeVar("EventT")
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Return once any of ``events`` is set."""
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 @dataclass(frozen=True)
@@ -80,31 +98,47 @@ async def dispatch(handler: Handler | Batched, events: Sequence[Any], uow: UnitO
         await handler(event, uow)
 
 
-@dataclass
-class _BatchLock(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Holds a rebalance until the batch in progress has committed its offsets."""
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Holds a rebalance until every lane's batch in progress has committed its offsets,
+    and wakes the lanes waiting for partitions when the group assigns them."""
 
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    assigned: asyncio.Event = field(default_factory=asyncio.Event)
+    def __init__(self, lanes: int) -> None:
+        self.locks = [asyncio.Lock() for _ in range(lanes)]
+        self.assigned = asyncio.Event()
+        self.reassigned = asyncio.Event()  # replaced by a fresh one at each assignment
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        async with self.lock:
-            pass
+        for lock in self.locks:
+            async with lock:
+                pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned.set()
+        self.reassigned.set()
+        self.reassigned = asyncio.Event()
+
+
+def share_of(assignment: Iterable[TopicPartition], lane: int, lanes: int
+             ) -> list[TopicPartition]:
+    """Return the partitions lane number ``lane`` of ``lanes`` consumes: every lanes-th one."""
+    return sorted(assignment)[lane::lanes]
 
 
 class ConsumerLoop:
     """Consumes ``handlers``' topics for one consumer group.
 
-    Each fetched batch is handled in one database transaction: its event ids are
-    claimed in the inbox at once, so redelivered events are skipped, and the handlers
-    run. If anything fails, the transaction's work is undone and the batch is handled
-    again message by message, each in a savepoint, so a failing one is undone alone.
-    A failure is retried with backoff; after the last attempt the message goes to
-    ``<topic>.dlq`` through the outbox with the error in its headers, and the
-    partition moves on. Offsets are committed only after the transaction commits.
+    The assigned partitions are shared among ``lanes`` that fetch and handle batches
+    concurrently, each in database transactions of its own: while one lane waits for
+    the database, another's handlers run. A partition's messages keep their order;
+    different partitions never had one (two replicas interleave them too).
+
+    Each batch is handled in one transaction: its event ids are claimed in the inbox
+    at once, so redelivered events are skipped, and the handlers run. If anything
+    fails, the transaction's work is undone and the batch is handled again message
+    by message, each in a savepoint, so a failing one is undone alone. A failure is
+    retried with backoff; after the last attempt the message goes to ``<topic>.dlq``
+    through the outbox with the error in its headers, and the partition moves on.
+    Offsets are committed only after the transaction commits.
     """
 
     def __init__(
@@ -116,6 +150,7 @@ class ConsumerLoop:
         unit_of_work: UnitOfWorkFactory,
         retry: RetryPolicy,
         batch_size: int,
+        lanes: int = 1,
         after_db_commit: Sequence[BatchHook] = (),
     ) -> None:
         self._consumer = consumer
@@ -124,8 +159,9 @@ class ConsumerLoop:
         self._unit_of_work = unit_of_work
         self._retry = retry
         self._batch_size = batch_size
+        self._lanes = lanes
         self._after_db_commit = list(after_db_commit)
-        self._rebalance = _BatchLock()
+        self._rebalance = _Rebalance(lanes)
 
     @property
     def assigned(self) -> bool:
@@ -133,17 +169,31 @@ class ConsumerLoop:
         return self._rebalance.assigned.is_set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, then finish the batch, commit and leave the group."""
+        """Consume until ``stop`` is set, then finish the batches, commit and leave the group."""
         self._consumer.subscribe(topics=list(self._handlers), listener=self._rebalance)
         await self._consumer.start()
         try:
-            while not stop.is_set():
-                batch = await self._consumer.getmany(timeout_ms=200, max_records=self._batch_size)
-                if batch:
-                    async with self._rebalance.lock:
-                        await self._process_or_rewind(batch)
+            await asyncio.gather(*(self._run_lane(lane, stop) for lane in range(self._lanes)))
         finally:
             await self._consumer.stop()  # leaves the group so partitions move at once
+
+    async def _run_lane(self, lane: int, stop: asyncio.Event) -> None:
+        """Fetch and handle batches of this lane's share of the partitions until ``stop``."""
+        lock = self._rebalance.locks[lane]
+        while not stop.is_set():
+            reassigned = self._rebalance.reassigned
+            mine = share_of(self._consumer.assignment(), lane, self._lanes)
+            if not mine:  # not assigned yet, or fewer partitions than lanes
+                await _first_of(reassigned, stop)
+                continue
+            batch = await self._consumer.getmany(*mine, timeout_ms=200,
+                                                 max_records=self._batch_size)
+            async with lock:
+                # A rebalance may have taken partitions while this lane waited for the lock.
+                assignment = self._consumer.assignment()
+                batch = {tp: messages for tp, messages in batch.items() if tp in assignment}
+                if batch:
+                    await self._process_or_rewind(batch)
 
     async def _process_or_rewind(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Handle and commit a batch; on an infrastructure error, rewind to re-fetch it."""

@@ -110,6 +110,7 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
             retry=RetryPolicy(settings.consumer_max_attempts,
                               settings.consumer_retry_backoff_ms / 1000),
             batch_size=settings.consumer_batch_size,
+            lanes=settings.consumer_lanes,
             after_db_commit=definition.after_db_commit,
         )
         readiness["consumer"] = _assigned_check(consumer)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import functools
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.events import EVENTS_BY_TOPIC, Event
 
 TYPE_PREFIX = "com.baton."
 REQUIRED_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "content-type")
+REQUIRED_ATTRIBUTES = frozenset(name[3:] for name in REQUIRED_HEADERS if name.startswith("ce_"))
 
 
 class EnvelopeError(ValueError):
@@ -28,8 +30,7 @@ class KafkaRecord:
     value: bytes
 
 
-@dataclass(frozen=True)
-class Envelope:
+class Envelope(NamedTuple):
     """A decoded event with the CloudEvents attributes the consumers need."""
 
     event_id: str
@@ -89,16 +90,7 @@ def decode(topic: str, key: bytes | None, headers: Any, value: bytes) -> Envelop
     event_class = EVENTS_BY_TOPIC.get(topic.removesuffix(".dlq"))
     if event_class is None:
         raise EnvelopeError(f"no Baton event is published on topic {topic!r}")
-    header_map = {name: bytes(raw) for name, raw in headers or ()}
-    # The library would invent a fresh id or time for a missing header: a redelivery
-    # would then look new to the inbox, so these are required here.
-    missing = [name for name in REQUIRED_HEADERS if name not in header_map]
-    if missing:
-        raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
-    content_type = header_map["content-type"].decode(errors="replace")
-    if content_type.split(";")[0].strip() != "application/json":
-        raise EnvelopeError(f"content-type {content_type!r} is not application/json")
-    attributes = _attributes(header_map)
+    attributes = _attributes(headers or ())
     if attributes["type"] != event_type(event_class):
         raise EnvelopeError(
             f"type {attributes['type']!r} is not {event_type(event_class)!r} on {topic!r}"
@@ -111,23 +103,41 @@ def decode(topic: str, key: bytes | None, headers: Any, value: bytes) -> Envelop
                     time=_time(attributes["time"]), event=event)
 
 
-def _attributes(header_map: dict[str, bytes]) -> dict[str, str]:
+def _attributes(headers: Iterable[tuple[str, bytes]]) -> dict[str, str]:
     """Return the record's CloudEvents attributes, checked as the v1.0 spec requires.
 
     Read here rather than by the library's ``from_binary``: that builds and validates a
     whole CloudEvent, which cost more than all the rest of consuming an event did. In
     binary mode each attribute is one ``ce_`` header, so reading them is this loop;
     tests check it reads what the library writes and refuses what the library refuses.
+    A header given twice counts as its last value.
     """
+    attributes: dict[str, str] = {}
+    content_type: bytes | None = None
     try:
-        attributes = {name[3:]: raw.decode() for name, raw in header_map.items()
-                      if name.startswith("ce_")}
+        for name, raw in headers:
+            if name.startswith("ce_"):
+                attributes[name[3:]] = str(raw, "utf-8")  # bytes, or any buffer
+            elif name == "content-type":
+                content_type = bytes(raw)
     except UnicodeDecodeError as error:
         raise EnvelopeError(f"a CloudEvents header is not UTF-8: {error}") from None
+    # The library would invent a fresh id or time for a missing header: a redelivery
+    # would then look new to the inbox, so these are required here.
+    if content_type is None or not attributes.keys() >= REQUIRED_ATTRIBUTES:
+        present = {f"ce_{name}" for name in attributes}
+        if content_type is not None:
+            present.add("content-type")
+        missing = [name for name in REQUIRED_HEADERS if name not in present]
+        raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
+    if content_type != b"application/json":
+        text = content_type.decode(errors="replace")
+        if text.split(";")[0].strip() != "application/json":
+            raise EnvelopeError(f"content-type {text!r} is not application/json")
     if attributes["specversion"] != "1.0":
         raise EnvelopeError(f"CloudEvents specversion {attributes['specversion']!r} is not 1.0")
-    empty = [name for name in ("id", "source", "type") if not attributes[name]]
-    if empty:
+    if not (attributes["id"] and attributes["source"] and attributes["type"]):
+        empty = [name for name in ("id", "source", "type") if not attributes[name]]
         raise EnvelopeError(f"empty CloudEvents attributes: {', '.join(empty)}")
     return attributes
 

@@ -16,7 +16,7 @@ from baton_runtime.embedded import free_port
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from baton_runtime.settings import RuntimeSettings
-from baton_runtime.uow import unit_of_work_factory
+from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.envelope import KafkaRecord, decode, encode
 from schemas.events import LeadCaptured, LeadScored, TouchpointType
 from tests.conftest import Infrastructure
@@ -166,3 +166,51 @@ async def _emails_are(engine: AsyncEngine, expected: list[str]) -> bool:
     async with engine.connect() as connection:
         rows = await connection.exec_driver_sql("SELECT email FROM probe.received ORDER BY id")
         return [row[0] for row in rows] == expected
+
+
+async def test_lanes_handle_their_partitions_concurrently_each_partition_in_order(
+    infrastructure: Infrastructure, engine: AsyncEngine
+) -> None:
+    settings = infrastructure.settings(RuntimeSettings, kafka_topic_partitions=2)
+    await ensure_topics(settings)
+    # Two lanes, two partitions: one each. The first event of partition 0 cannot finish
+    # until partition 1's event was handled, which only a concurrent lane can do.
+    waiting = [lead_captured(f"p0-{i}@example.co.jp") for i in range(3)]
+    releasing = [lead_captured(f"p1-{i}@example.co.jp") for i in range(2)]
+    await produce(infrastructure.bootstrap_servers, waiting, partition=0)
+    await produce(infrastructure.bootstrap_servers, releasing, partition=1)
+    released = asyncio.Event()
+    handled: list[str] = []
+
+    async def handle(event: LeadCaptured, _: UnitOfWork) -> None:
+        if event.profile.email.startswith("p0-0"):
+            await asyncio.wait_for(released.wait(), 20)
+        else:
+            released.set()
+        handled.append(event.profile.email)
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        build_consumer(settings, "baton-lanes", "probe"), group_id="baton-lanes",
+        handlers={LeadCaptured.topic: handle},
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=2)
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    bootstrap = infrastructure.bootstrap_servers
+
+    async def all_committed() -> bool:
+        return await committed_offsets(bootstrap, "baton-lanes", LeadCaptured.topic) == 5
+
+    try:
+        await wait_until(all_committed, 60, "both partitions' offsets to be committed")
+    finally:
+        stop.set()
+        await running
+    assert [email for email in handled if email.startswith("p0-")] == [
+        event.profile.email for event in waiting], "a partition keeps its order"
+    assert handled.index("p1-0@example.co.jp") < handled.index("p0-0@example.co.jp")
+    async with engine.connect() as connection:
+        claimed = (await connection.exec_driver_sql(
+            "SELECT count(*) FROM probe.inbox WHERE consumer_group = 'baton-lanes'")).scalar_one()
+    assert claimed == 5, "every event was handled once, none dead-lettered"

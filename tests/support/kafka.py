@@ -27,15 +27,16 @@ def lead_captured(email: str, touchpoint: TouchpointType = TouchpointType.PAGE_V
     )
 
 
-async def produce(bootstrap: str, records: Sequence[KafkaRecord | Event]) -> None:
-    """Send records (events are encoded first) and wait for every ack."""
+async def produce(bootstrap: str, records: Sequence[KafkaRecord | Event],
+                  partition: int | None = None) -> None:
+    """Send records (events are encoded first), to ``partition`` if given; wait for acks."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
         for item in records:
             record = item if isinstance(item, KafkaRecord) else encode(item, source="/tests")
             await producer.send_and_wait(record.topic, record.value, key=record.key,
-                                         headers=list(record.headers))
+                                         headers=list(record.headers), partition=partition)
     finally:
         await producer.stop()
 
