@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Self
@@ -58,9 +59,9 @@ class UnitOfWork:
 
     def emit(self, event: Event, *, event_id: str | None = None) -> str:
         """Queue ``event`` for the outbox (under ``event_id`` if given); return its id."""
-        record = encode(event, source=self._source, event_id=event_id)
-        self._pending.append(record)
-        return dict(record.headers)["ce_id"].decode()
+        event_id = event_id or str(uuid.uuid4())
+        self._pending.append(encode(event, source=self._source, event_id=event_id))
+        return event_id
 
     def emit_record(self, record: KafkaRecord) -> None:
         """Queue an already encoded record, e.g. a dead letter, for the outbox."""
