@@ -28,9 +28,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from baton_runtime.group_commit import GroupCommit
 from baton_runtime.service import ServiceContext, context_of
-from baton_runtime.uow import UnitOfWork
 from services.ingest import access, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, SignatureError
 from services.ingest.adapters import (
@@ -39,6 +37,7 @@ from services.ingest.adapters import (
     apply_mapping,
     hubspot_to_lead,
 )
+from services.ingest.commits import CaptureCommits
 from services.ingest.domain import fingerprint, lead_id_for
 from services.ingest.guard import NDJSON
 from services.ingest.handlers import Capture, IdempotencyConflict, ReplayedSignature
@@ -110,7 +109,7 @@ class Collaborators:
     keys: KeyRing
     limiter: RateLimiter
     mappings: MappingFile
-    commits: GroupCommit
+    commits: CaptureCommits
 
 
 def router(collaborators: Collaborators) -> APIRouter:
@@ -217,13 +216,10 @@ def router(collaborators: Collaborators) -> APIRouter:
                          response: Response) -> Accepted:
         """Record one capture (its transaction shared with concurrent ones) and answer for it."""
 
-        async def record(uow: UnitOfWork) -> handlers.Outcome:
-            if caller.signature is not None:
-                await handlers.check_signature_is_new(uow, caller.key.key_id, caller.signature)
-            return await handlers.record(uow, capture)
-
+        signature = None if caller.signature is None else (caller.key.key_id, caller.signature)
         try:
-            outcome = await commits.run(context.unit_of_work, record)
+            outcome = await commits.run(context.unit_of_work,
+                                        handlers.Submitted(capture, signature))
         except ReplayedSignature:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED,
                                 "this signed request was received before") from None

@@ -7,6 +7,7 @@ writes nothing; then it merges the lead, emits lead.captured and stores the touc
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,9 +57,27 @@ class Capture:
         """Return the submission as stored with its touchpoint, in JSON."""
         return self.submission.model_dump_json(exclude_none=True)
 
+    def row(self, *, event_id: str) -> store.CaptureRow:
+        """Return what storing this capture under ``event_id`` writes."""
+        email, patch = self.submission.email, self.patch()
+        return store.CaptureRow(
+            lead_id=self.lead_id, email=email, patch=patch,
+            account_key=domain.account_key(email, patch.get("company"),
+                                           patch.get("company_domain")),
+            event_id=event_id, source=self.source, type_=self.touchpoint.type.value,
+            occurred_at=self.touchpoint.occurred_at, payload=self.payload())
+
     def fingerprint(self) -> str:
         """Return what tells a repeat of this request from other content under its key."""
         return domain.fingerprint(self.submission.model_dump_json().encode())
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A capture to record, and if it was signed, the (scope, signature) to remember."""
+
+    capture: Capture
+    signature: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -125,18 +144,70 @@ async def record(uow: UnitOfWork, capture: Capture) -> Outcome:
                 raise IdempotencyConflict
             return Outcome(Accepted(lead_id=prior.lead_id, event_id=prior.event_id),
                            replayed=True)
-    email, patch = capture.submission.email, capture.patch()
-    event_id = str(uuid.uuid4())
+    row = capture.row(event_id=str(uuid.uuid4()))
     lead = await store.record_capture(
-        connection, lead_id=capture.lead_id, email=email, patch=patch,
-        account_key=domain.account_key(email, patch.get("company"), patch.get("company_domain")),
-        event_id=event_id, source=capture.source, type_=capture.touchpoint.type.value,
-        occurred_at=capture.touchpoint.occurred_at, payload=capture.payload(),
+        connection, lead_id=row.lead_id, email=row.email, patch=row.patch,
+        account_key=row.account_key, event_id=row.event_id, source=row.source,
+        type_=row.type_, occurred_at=row.occurred_at, payload=row.payload,
         idempotency_key=capture.idempotency_key)
+    return await _announce(uow, capture, row.event_id, lead)
+
+
+async def record_many(uow: UnitOfWork, captures: Sequence[Capture]) -> list[Outcome]:
+    """Record captures of distinct leads, none with an idempotency key, and queue their
+    lead.captured events in order; return each one's outcome (``record`` for each, in one
+    round trip)."""
+    rows = [capture.row(event_id=str(uuid.uuid4())) for capture in captures]
+    leads = await store.record_captures(uow.connection, rows)
+    return [await _announce(uow, capture, row.event_id, leads[capture.lead_id])
+            for capture, row in zip(captures, rows, strict=True)]
+
+
+async def record_all(uow: UnitOfWork, submitted: Sequence[Submitted]) -> list[Outcome]:
+    """Return the outcome of each submitted capture, recorded one after another.
+
+    What ``check_signature_is_new`` and ``record`` do for each, in the same order; runs
+    of unsigned captures without an idempotency key are recorded by ``record_many``,
+    each run cut where a lead repeats (a lead's row is merged once a statement). Raises
+    what those raise.
+    """
+    outcomes: list[Outcome] = []
+    run: list[Capture] = []
+    leads: set[uuid.UUID] = set()
+    for item in submitted:
+        capture = item.capture
+        plain = item.signature is None and capture.idempotency_key is None
+        if run and (not plain or capture.lead_id in leads):
+            outcomes += await _record_run(uow, run)
+            run, leads = [], set()
+        if plain:
+            run.append(capture)
+            leads.add(capture.lead_id)
+            continue
+        if item.signature is not None:
+            await check_signature_is_new(uow, *item.signature)
+        outcomes.append(await record(uow, capture))
+    if run:
+        outcomes += await _record_run(uow, run)
+    return outcomes
+
+
+async def _record_run(uow: UnitOfWork, run: list[Capture]) -> list[Outcome]:
+    """Return the outcomes of a run of plain captures of distinct leads, recorded."""
+    if len(run) == 1:  # the statement of one capture costs less than the JSON for one
+        return [await record(uow, run[0])]
+    return await record_many(uow, run)
+
+
+async def _announce(uow: UnitOfWork, capture: Capture, event_id: str, lead: store.StoredLead
+                    ) -> Outcome:
+    """Move the stored lead to the account its merged profile names, if that changed, and
+    queue its lead.captured; return the capture's outcome."""
+    email = capture.submission.email
     account = domain.account_for(email, lead.profile.get("company"),
                                  lead.profile.get("company_domain"))
     if account.account_key != lead.account_key:
-        await store.set_account_key(connection, capture.lead_id, account.account_key)
+        await store.set_account_key(uow.connection, capture.lead_id, account.account_key)
     # Emitted under the id chosen above, which the touchpoint row already carries.
     uow.emit(LeadCaptured(
         lead_id=capture.lead_id, source=capture.source, profile=domain.profile_of(lead.profile),

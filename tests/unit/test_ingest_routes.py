@@ -12,13 +12,13 @@ from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware import Middleware
 
-from baton_runtime.group_commit import GroupCommit, Work
 from baton_runtime.http import create_app
 from baton_runtime.service import ServiceContext
 from baton_runtime.uow import UnitOfWorkFactory
 from services.ingest import api, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, hash_api_key, signature
 from services.ingest.adapters import MappingFile
+from services.ingest.commits import CaptureCommits
 from services.ingest.guard import BodyGuard
 from services.ingest.settings import IngestSettings
 from services.ingest.submissions import Accepted
@@ -31,14 +31,15 @@ LEAD = {"email": "Taro@Example.co.jp", "name": "ｔａｒｏ", "phone": "03-1234
 ACTIVITY = {"email": "taro@example.co.jp", "type": "page.view", "asset_id": "/pricing"}
 
 
-class Answers(GroupCommit):
+class Answers(CaptureCommits):
     """Answers captures without a database: every third one as a replay."""
 
     def __init__(self) -> None:
         super().__init__()
         self.count = 0
 
-    async def run(self, unit_of_work: UnitOfWorkFactory, work: Work[Any]) -> Any:
+    async def run(self, unit_of_work: UnitOfWorkFactory,
+                  submitted: handlers.Submitted) -> handlers.Outcome:
         self.count += 1
         return handlers.Outcome(Accepted(lead_id=uuid.UUID(int=self.count), event_id="event"),
                                 replayed=self.count % 3 == 0)
