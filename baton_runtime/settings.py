@@ -55,9 +55,10 @@ class RuntimeSettings(DatabaseSettings, KafkaSettings):
     log_format: Literal["json", "console"] = "json"
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
     consumer_lanes: int = Field(
-        default=2, ge=1, le=8,
-        description="A fetched batch's partitions are handled in this many concurrent "
-                    "transactions, so one waits for the database while another computes.")
+        default=4, ge=1, le=8,
+        description="A consumer's partitions are shared among this many lanes, each handling "
+                    "its batches in its own transaction: one waits for the database while "
+                    "another computes.")
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
