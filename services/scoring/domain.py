@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from itertools import accumulate
+from typing import NamedTuple
 
 from schemas.events import DealPhase, Tier, TouchpointType
 from services.scoring.model import ScoringModel, normalise
@@ -42,9 +43,8 @@ class Dormancy(StrEnum):
     EXCLUDED = "excluded"
 
 
-@dataclass(frozen=True)
-class Activity:
-    """One touchpoint in a lead's ledger."""
+class Activity(NamedTuple):
+    """One touchpoint in a lead's ledger (a tuple: a ledger is rebuilt at every re-score)."""
 
     type: TouchpointType
     occurred_at: datetime
@@ -68,8 +68,7 @@ class LeadFacts:
     company: str | None = None
 
 
-@dataclass(frozen=True)
-class Colleague:
+class Colleague(NamedTuple):
     """Another contact at the lead's account: when it last engaged, and whether it decides."""
 
     engaged_at: datetime

@@ -95,6 +95,8 @@ deals = Table(
     Column("model_version", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+# Stored touchpoint types by value: a dictionary lookup, not an enum call, per ledger row.
+TOUCHPOINTS = {kind.value: kind for kind in TouchpointType}
 LEDGER = (activities.c.type, activities.c.occurred_at, activities.c.asset_id,
           activities.c.interacted)
 STATE = (leads.c.lead_id, leads.c.partner, leads.c.account_key, leads.c.decision_maker,
@@ -192,7 +194,7 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
     })
     recorded: dict[uuid.UUID, Recorded] = {}
     for row in rows:
-        ledger = [Activity(TouchpointType(kind), at, asset, interacted) for kind, at, asset,
+        ledger = [Activity(TOUCHPOINTS[kind], at, asset, interacted) for kind, at, asset,
                   interacted in zip(row.type or (), row.occurred_at or (), row.asset_id or (),
                                     row.interacted or (), strict=True)]
         colleagues = [Colleague(at, decider) for at, decider in
@@ -214,7 +216,7 @@ async def ledgers(connection: AsyncConnection,
     found: dict[uuid.UUID, list[Activity]] = defaultdict(list)
     for row in rows:
         found[row.lead_id].append(
-            Activity(TouchpointType(row.type), row.occurred_at, row.asset_id, row.interacted))
+            Activity(TOUCHPOINTS[row.type], row.occurred_at, row.asset_id, row.interacted))
     return found
 
 
