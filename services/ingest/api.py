@@ -63,6 +63,7 @@ API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
 REPLAYED_HEADER = "Idempotent-Replayed"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
+DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -165,9 +166,22 @@ def router(collaborators: Collaborators) -> APIRouter:
         always. FastAPI documents the route from the endpoint's signature as before.
         """
 
+        _direct: DirectHandler | None = None
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             """Return the handler: the direct path, FastAPI's for invalid requests."""
             fastapi_handler = super().get_route_handler()
+            direct = self.direct()
+
+            async def handle(request: Request) -> Response:
+                return await direct(request) or await fastapi_handler(request)
+
+            return handle
+
+        def direct(self) -> DirectHandler:
+            """Return the direct path: the answer to a valid request, None for any other."""
+            if self._direct is not None:
+                return self._direct
             endpoint = self.endpoint
             assert self.body_field is not None and self.status_code is not None
             body_model = self.body_field.field_info.annotation
@@ -177,14 +191,14 @@ def router(collaborators: Collaborators) -> APIRouter:
                 "the direct path passes exactly these")
             status_code = self.status_code
 
-            async def handle(request: Request) -> Response:
+            async def direct(request: Request) -> Response | None:
                 # Starlette's Headers scan and decode the list on every lookup, and raise
                 # inside for each absent one; the first of repeated headers wins in both.
                 headers = dict(reversed(request.scope["headers"]))
                 idempotency_key = _header(headers, b"idempotency-key")
                 submission = _valid_or_none(body_model, await request.body(), idempotency_key)
                 if submission is None:
-                    return await fastapi_handler(request)
+                    return None
                 context = await context_of(request)
                 caller = await authenticated(
                     request, context, _header(headers, API_KEY_HEADER) or None,
@@ -199,7 +213,8 @@ def router(collaborators: Collaborators) -> APIRouter:
                 response.headers.raw.extend(answered.headers.raw)
                 return response
 
-            return handle
+            self._direct = direct
+            return direct
 
     def capture_route(path: str, *, summary: str) -> Callable[[EndpointT], EndpointT]:
         """Return a decorator that adds a single capture's endpoint as a CaptureRoute."""

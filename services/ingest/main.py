@@ -12,6 +12,7 @@ from services.ingest import api, store, workers
 from services.ingest.access import KeyRing, RateLimiter
 from services.ingest.adapters import load_mapping_file
 from services.ingest.commits import CaptureCommits
+from services.ingest.direct import DirectCaptures
 from services.ingest.guard import NDJSON, BodyGuard
 from services.ingest.settings import IngestSettings
 
@@ -26,15 +27,17 @@ def definition(settings: IngestSettings) -> ServiceDefinition:
         keys=keys, limiter=RateLimiter(settings.ingest_rate_limit_per_minute),
         mappings=load_mapping_file(settings.ingest_webhook_mapping_file),
         commits=CaptureCommits())
+    routes = api.router(collaborators)
     return dataclasses.replace(
         service,
-        routers=[api.router(collaborators)],
+        routers=[routes],
         startup=[partial(workers.bootstrap_keys, keys=keys)],
         workers=[partial(workers.keep_keys_current, keys=keys), workers.forget_expired_requests],
         middleware=[Middleware(
             BodyGuard, max_body_bytes=settings.ingest_max_body_bytes,
             large_bodies={"/v1/batch": settings.ingest_max_batch_bytes},
-            content_types={"/v1/batch": NDJSON})],
+            content_types={"/v1/batch": NDJSON}),
+            Middleware(DirectCaptures, routes=routes.routes)],
     )
 
 

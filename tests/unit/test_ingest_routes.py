@@ -7,9 +7,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 from fastapi import APIRouter, FastAPI
 from fastapi.routing import APIRoute
+from prometheus_client import REGISTRY
 from starlette.middleware import Middleware
 
 from baton_runtime.http import create_app
@@ -19,6 +21,7 @@ from services.ingest import api, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, hash_api_key, signature
 from services.ingest.adapters import MappingFile
 from services.ingest.commits import CaptureCommits
+from services.ingest.direct import DirectCaptures
 from services.ingest.guard import BodyGuard
 from services.ingest.settings import IngestSettings
 from services.ingest.submissions import Accepted
@@ -40,6 +43,13 @@ class Answers(CaptureCommits):
 
     async def run(self, unit_of_work: UnitOfWorkFactory,
                   submitted: handlers.Submitted) -> handlers.Outcome:
+        name = submitted.capture.submission.name
+        if name == "deadlock":  # what the database raises through asyncpg itself
+            raise asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+        if name == "refused":
+            raise asyncpg.exceptions.CheckViolationError("refused")
+        if name == "crash":
+            raise RuntimeError("something else went wrong")
         self.count += 1
         return handlers.Outcome(Accepted(lead_id=uuid.UUID(int=self.count), event_id="event"),
                                 replayed=self.count % 3 == 0)
@@ -69,8 +79,11 @@ def app(*, direct: bool) -> FastAPI:
                                 tags=route.tags, summary=route.summary, name=route.name,
                                 description=route.description, route_class_override=APIRoute)
         routes = plain
+    middleware = [Middleware(BodyGuard, max_body_bytes=64 * 1024)]
+    if direct:
+        middleware.append(Middleware(DirectCaptures, routes=routes.routes))
     built = create_app(service="ingest", version="test", routers=[routes], readiness={},
-                       middleware=[Middleware(BodyGuard, max_body_bytes=64 * 1024)])
+                       middleware=middleware)
     built.state.context = ServiceContext("ingest", settings, None, None,  # type: ignore[arg-type]
                                          lambda: NOW)
     return built
@@ -119,23 +132,41 @@ REQUESTS: list[tuple[str, bytes, Headers]] = [
     post("/v1/activities", ACTIVITY, **{"X-API-Key": KEY}),
     post("/v1/activities", {**ACTIVITY, "type": "appointment.set"}, **{"X-API-Key": KEY}),
     post("/v1/activities", {**ACTIVITY, "type": "carrier.pigeon"}),
+    post("/v1/leads", {**LEAD, "name": "deadlock"}, **{"X-API-Key": KEY}),  # 503
+    post("/v1/leads", {**LEAD, "name": "refused"}, **{"X-API-Key": KEY}),  # 500
+    post("/v1/activities", {**ACTIVITY, "name": "crash"}, **{"X-API-Key": KEY}),  # 500
+    post("/v1/leads/", LEAD, **{"X-API-Key": KEY}),  # not the route's path
+    post("/v1/leads?x=1", LEAD, **{"X-API-Key": KEY}),
 ]
+
+
+def observations() -> dict[tuple[str, str], float]:
+    """Return how many requests RequestMetrics observed so far, by route and status."""
+    return {(sample.labels["route"], sample.labels["status"]): sample.value
+            for metric in REGISTRY.collect() if metric.name == "baton_http_request_seconds"
+            for sample in metric.samples if sample.name.endswith("_count")}
 
 
 async def test_single_captures_answer_as_fastapi_does_and_document_the_same() -> None:
     answers: dict[bool, list[tuple[int, dict[str, str], Any]]] = {}
+    observed: dict[bool, dict[tuple[str, str], float]] = {}
     for direct in (True, False):
-        transport = httpx.ASGITransport(app=app(direct=direct))
+        before = observations()
+        transport = httpx.ASGITransport(app=app(direct=direct), raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             answers[direct] = []
             for path, content, headers in REQUESTS:
                 response = await client.post(path, content=content, headers=headers)
-                body = response.json()
+                body: Any = response.json() if response.headers.get(
+                    "content-type") == "application/json" else response.text
                 if path == "/v1/leads" and "honeypot" in content.decode(errors="replace"):
                     body["event_id"] = "random"
                 answers[direct].append((response.status_code, dict(response.headers), body))
+        observed[direct] = {labels: count - before.get(labels, 0)
+                            for labels, count in observations().items()}
     assert answers[True] == answers[False]
+    assert observed[True] == observed[False], "RequestMetrics labels the same routes"
     statuses = {status for status, _, _ in answers[True]}
-    assert statuses == {202, 400, 401, 403, 422, 429}
+    assert statuses == {202, 307, 400, 401, 403, 422, 429, 500, 503}
     assert any("idempotent-replayed" in headers for _, headers, _ in answers[True])
     assert app(direct=True).openapi() == app(direct=False).openapi()
