@@ -199,7 +199,7 @@ RECORD_CAPTURES = f"""
     WITH capture AS (
         SELECT * FROM json_to_recordset($1::text::json) AS capture(
             lead_id uuid, email text, account_key text, patch jsonb, event_id text,
-            source text, type text, occurred_at timestamptz, payload jsonb)
+            source text, type text, occurred_at timestamptz, payload text)
     ), merged AS (
         INSERT INTO {leads.fullname} AS lead (lead_id, email, account_key, profile)
         -- The order /v1/batch locks leads in, so that the two never deadlock.
@@ -210,7 +210,7 @@ RECORD_CAPTURES = f"""
     ), touchpoint AS (
         INSERT INTO {touchpoints.fullname}
             (event_id, lead_id, source, type, occurred_at, payload)
-        SELECT event_id, lead_id, source, type, occurred_at, payload FROM capture
+        SELECT event_id, lead_id, source, type, occurred_at, payload::jsonb FROM capture
     )
     SELECT json_agg(json_build_array(lead_id, profile, account_key))::text AS leads FROM merged
 """
@@ -230,15 +230,15 @@ class CaptureRow:
     occurred_at: datetime
     payload: str
 
-    def json(self) -> str:
-        """Return the row as a JSON object of RECORD_CAPTURES's columns."""
+    def fields(self) -> dict[str, Any]:
+        """Return the row as RECORD_CAPTURES reads it: its columns by name."""
         # The moment in UTC, which PostgreSQL reads back exactly (to the microsecond);
-        # the payload is JSON text already.
-        head = json_text({
-            "lead_id": str(self.lead_id), "email": self.email, "account_key": self.account_key,
-            "patch": self.patch, "event_id": self.event_id, "source": self.source,
-            "type": self.type_, "occurred_at": self.occurred_at.astimezone(UTC).isoformat()})
-        return f'{head[:-1]},"payload":{self.payload}}}'
+        # the payload as the text it is (the statement casts it as the single statement
+        # does), rather than parsed and written again.
+        return {"lead_id": self.lead_id, "email": self.email, "account_key": self.account_key,
+                "patch": self.patch, "event_id": self.event_id, "source": self.source,
+                "type": self.type_, "occurred_at": self.occurred_at.astimezone(UTC),
+                "payload": self.payload}
 
 
 async def record_captures(connection: AsyncConnection, rows: Sequence[CaptureRow]
@@ -252,8 +252,8 @@ async def record_captures(connection: AsyncConnection, rows: Sequence[CaptureRow
         raise ValueError("a lead can be merged once a statement")
     if not rows:
         return {}
-    document = f"[{','.join(row.json() for row in rows)}]"
-    found = await fetchrow(connection, RECORD_CAPTURES, document)
+    found = await fetchrow(connection, RECORD_CAPTURES,
+                           json_text([row.fields() for row in rows]))
     assert found is not None and found["leads"] is not None  # each lead inserted or updated
     return {uuid.UUID(lead_id): StoredLead(profile, account_key)
             for lead_id, profile, account_key in json.loads(found["leads"])}
