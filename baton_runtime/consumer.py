@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from baton_runtime.metrics import CONSUMED, CONSUMER_BATCH_SECONDS
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
@@ -100,20 +101,27 @@ async def dispatch(handler: Handler | Batched, events: Sequence[Any], uow: UnitO
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     """Holds a rebalance until every lane's batch in progress has committed its offsets,
-    and wakes the lanes waiting for partitions when the group assigns them."""
+    keeps lanes from starting a batch until the group has assigned partitions again,
+    and wakes the lanes waiting for partitions when it does."""
 
     def __init__(self, lanes: int) -> None:
         self.locks = [asyncio.Lock() for _ in range(lanes)]
         self.assigned = asyncio.Event()
+        self.settled = asyncio.Event()  # clear from a revocation until the next assignment
         self.reassigned = asyncio.Event()  # replaced by a fresh one at each assignment
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # First close the gate: a lane that gets its lock after another lane's batch
+        # could otherwise start a batch whose offsets would be committed after the
+        # group moved on.
+        self.settled.clear()
         for lock in self.locks:
             async with lock:
                 pass
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.assigned.set()
+        self.settled.set()
         self.reassigned.set()
         self.reassigned = asyncio.Event()
 
@@ -179,7 +187,6 @@ class ConsumerLoop:
 
     async def _run_lane(self, lane: int, stop: asyncio.Event) -> None:
         """Fetch and handle batches of this lane's share of the partitions until ``stop``."""
-        lock = self._rebalance.locks[lane]
         while not stop.is_set():
             reassigned = self._rebalance.reassigned
             mine = share_of(self._consumer.assignment(), lane, self._lanes)
@@ -188,12 +195,27 @@ class ConsumerLoop:
                 continue
             batch = await self._consumer.getmany(*mine, timeout_ms=200,
                                                  max_records=self._batch_size)
-            async with lock:
-                # A rebalance may have taken partitions while this lane waited for the lock.
+            if batch:
+                await self._handle_when_settled(lane, batch, stop)
+
+    async def _handle_when_settled(self, lane: int,
+                                   batch: dict[TopicPartition, list[ConsumerRecord]],
+                                   stop: asyncio.Event) -> None:
+        """Handle what of ``batch`` is still assigned, once no rebalance is under way.
+
+        Dropped records were not committed: whoever holds their partitions fetches them.
+        """
+        rebalance = self._rebalance
+        while not stop.is_set():
+            await _first_of(rebalance.settled, stop)
+            async with rebalance.locks[lane]:
+                if not rebalance.settled.is_set():
+                    continue  # a rebalance began while this lane waited for its lock
                 assignment = self._consumer.assignment()
                 batch = {tp: messages for tp, messages in batch.items() if tp in assignment}
                 if batch:
                     await self._process_or_rewind(batch)
+                return
 
     async def _process_or_rewind(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Handle and commit a batch; on an infrastructure error, rewind to re-fetch it."""
@@ -208,7 +230,14 @@ class ConsumerLoop:
             return
         for hook in self._after_db_commit:
             await hook(offsets)
-        await self._consumer.commit(offsets)
+        try:
+            await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as error:
+            # The group moved on (this member was too slow, say). The events are
+            # committed in the database: whoever consumes them next skips them by the inbox.
+            log.warning("offsets not committed: the group rebalanced", group=self._group_id,
+                        error=repr(error))
+            return
         log.debug("offsets committed", offsets={f"{tp.topic}/{tp.partition}": offset
                                                 for tp, offset in offsets.items()})
         CONSUMER_BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
@@ -214,3 +216,100 @@ async def test_lanes_handle_their_partitions_concurrently_each_partition_in_orde
         claimed = (await connection.exec_driver_sql(
             "SELECT count(*) FROM probe.inbox WHERE consumer_group = 'baton-lanes'")).scalar_one()
     assert claimed == 5, "every event was handled once, none dead-lettered"
+
+
+class RecordingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
+    """A consumer that is never started: its assignment is set by the test, and the
+    offsets it is asked to commit are recorded."""
+
+    def __init__(self) -> None:
+        super().__init__(bootstrap_servers="127.0.0.1:9", group_id="baton-probe")
+        self.assigned: set[TopicPartition] = set()
+        self.committed: list[dict[TopicPartition, int]] = []
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        self.committed.append(dict(offsets or {}))
+
+
+def consumer_record(partition: TopicPartition, event: LeadCaptured) -> ConsumerRecord:
+    """Return ``event`` as the first record of ``partition``."""
+    record = encode(event, source="/tests")
+    return ConsumerRecord(partition.topic, partition.partition, 0, 0, 0, record.key,
+                          record.value, None, len(record.key), len(record.value),
+                          list(record.headers))
+
+
+async def test_a_lane_starts_no_batch_from_a_revocation_until_the_next_assignment(
+    engine: AsyncEngine,
+) -> None:
+    kept, moved = (TopicPartition(LeadCaptured.topic, p) for p in (1, 0))
+    consumer = RecordingConsumer()
+    consumer.assigned = {kept, moved}
+    busy, release = asyncio.Event(), asyncio.Event()
+    handled: list[str] = []
+
+    async def handle(event: LeadCaptured, _: UnitOfWork) -> None:
+        handled.append(event.profile.email)
+        if event.profile.email.startswith("busy"):
+            busy.set()
+            await release.wait()
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        consumer, group_id="baton-probe", handlers={LeadCaptured.topic: handle},
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=2)
+    rebalance, stop = loop._rebalance, asyncio.Event()
+    await rebalance.on_partitions_assigned(consumer.assigned)
+    # Lane 0 handles a batch of the partition it keeps; the group starts a rebalance.
+    lane_0 = asyncio.create_task(loop._handle_when_settled(
+        0, {kept: [consumer_record(kept, lead_captured("busy@example.co.jp"))]}, stop))
+    await asyncio.wait_for(busy.wait(), 30)
+    revoking = asyncio.create_task(rebalance.on_partitions_revoked(consumer.assigned))
+    await wait_until(lambda: _true(not rebalance.settled.is_set()), 30, "the revocation")
+    # Lane 1 fetched a batch of the partition that moves; its lock is free, the gate is not.
+    lane_1 = asyncio.create_task(loop._handle_when_settled(
+        1, {moved: [consumer_record(moved, lead_captured("moved@example.co.jp"))]}, stop))
+    release.set()
+    await asyncio.wait_for(revoking, 30)
+    assert consumer.committed == [{kept: 1}], "the batch in progress committed first"
+    assert handled == ["busy@example.co.jp"], "no lane started a batch during the rebalance"
+
+    consumer.assigned = {kept}
+    await rebalance.on_partitions_assigned(consumer.assigned)
+    await asyncio.wait_for(asyncio.gather(lane_0, lane_1), 30)
+    assert handled == ["busy@example.co.jp"], "the moved partition's batch was dropped"
+    assert consumer.committed == [{kept: 1}]
+
+
+class OutvotedConsumer(RecordingConsumer):
+    """A consumer the group has moved on from: every commit fails."""
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        raise CommitFailedError("the group has rebalanced")
+
+
+async def test_a_batch_whose_offsets_the_group_refuses_stays_committed_and_the_lane_goes_on(
+    engine: AsyncEngine,
+) -> None:
+    partition = TopicPartition(LeadCaptured.topic, 0)
+    consumer = OutvotedConsumer()
+    consumer.assigned = {partition}
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        consumer, group_id="baton-probe", handlers=definition.handlers,
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
+    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    event = lead_captured("outvoted@example.co.jp")
+    await loop._handle_when_settled(0, {partition: [consumer_record(partition, event)]},
+                                    asyncio.Event())
+    assert await received_counts(engine) == (1, 1), "the database kept the batch"
+
+
+async def _true(value: bool) -> bool:
+    """Return ``value``: a condition for wait_until."""
+    return value
