@@ -91,10 +91,12 @@ class Outcome:
 def lead_capture(submission: LeadSubmission, *, source: str, now: datetime,
                  idempotency_key: str | None) -> Capture:
     """Return the capture of a form submission."""
-    attribution = Attribution(
-        lead_source=submission.source, utm_source=submission.utm_source,
-        utm_medium=submission.utm_medium, utm_campaign=submission.utm_campaign,
-        utm_term=submission.utm_term, utm_content=submission.utm_content)
+    stated = {"lead_source": submission.source, "utm_source": submission.utm_source,
+              "utm_medium": submission.utm_medium, "utm_campaign": submission.utm_campaign,
+              "utm_term": submission.utm_term, "utm_content": submission.utm_content}
+    # Every field of Attribution defaults to None: it is empty unless one was stated.
+    attribution = Attribution(**stated) if any(
+        value is not None for value in stated.values()) else None
     touchpoint = submission.touchpoint
     return Capture(
         submission, source,
@@ -102,7 +104,7 @@ def lead_capture(submission: LeadSubmission, *, source: str, now: datetime,
                    asset_id=touchpoint.asset_id, interacted=touchpoint.interacted),
         idempotency_key=idempotency_key or submission.event_id,
         campaign=submission.campaign or submission.utm_campaign,
-        attribution=attribution if attribution.model_dump(exclude_none=True) else None,
+        attribution=attribution,
     )
 
 
