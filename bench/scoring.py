@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from baton_runtime.clock import system_clock
 from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
@@ -148,7 +148,6 @@ class LoopRun:
 
     events: int
     events_per_second: float
-    statements_per_event: float
     cpu_share: float
 
 
@@ -162,13 +161,6 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
     """
     definition = main.definition(settings)
     engine = create_engine(settings.database_url)
-    statements = 0
-
-    def count_statement(*_: object) -> None:
-        nonlocal statements
-        statements += 1
-
-    event.listen(engine.sync_engine, "before_cursor_execute", count_statement)
     unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
     if handlers is None:
         context = ServiceContext("scoring", settings, engine, unit_of_work, definition.clock)
@@ -184,7 +176,7 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
         try:
             while not loop.assigned:  # noqa: ASYNC110 - the loop offers no event to wait on
                 await asyncio.sleep(0.01)
-            target, statements = processed() + count, 0
+            target = processed() + count
             started, cpu_started = time.perf_counter(), time.process_time()
             while processed() < target and time.perf_counter() - started < budget:
                 if running.done():
@@ -201,7 +193,7 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
                 .where(store.plumbing.inbox.c.consumer_group == group))).scalar_one()
     finally:
         await engine.dispose()
-    return LoopRun(done, done / elapsed, statements / max(done, 1), cpu / elapsed)
+    return LoopRun(done, done / elapsed, cpu / elapsed)
 
 
 async def sweep_everything(settings: ScoringSettings) -> float:
@@ -330,9 +322,10 @@ async def run(count: int, budget: float) -> str:
                   f"{budget:.0f} s budget")
     print(f"rows written by the handler: {written} "
           f"(the bare write writes the same, {settings.consumer_batch_size} events a commit)")
-    print(f"SQL statements per event: handler path {handled.statements_per_event:.1f}, "
-          f"no-op handler {runtime.statements_per_event:.1f}; "
-          f"benchmark process CPU busy {handled.cpu_share:.0%} of the handler run")
+    print(f"benchmark process CPU per event: handler path "
+          f"{handled.cpu_share / handled.events_per_second * 1e6:.0f} us, no-op handler "
+          f"{runtime.cpu_share / runtime.events_per_second * 1e6:.0f} us; busy "
+          f"{handled.cpu_share:.0%} of the handler run")
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the end "
           "(shared machines: compare the lines with each other, not across runs)")
