@@ -28,6 +28,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from baton_runtime.group_commit import GroupCommit
 from baton_runtime.service import ServiceContext, context_of
 from services.ingest import access, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, SignatureError
@@ -37,7 +38,6 @@ from services.ingest.adapters import (
     apply_mapping,
     hubspot_to_lead,
 )
-from services.ingest.commits import CaptureCommits
 from services.ingest.domain import fingerprint, lead_id_for
 from services.ingest.guard import NDJSON
 from services.ingest.handlers import Capture, IdempotencyConflict, ReplayedSignature
@@ -110,7 +110,7 @@ class Collaborators:
     keys: KeyRing
     limiter: RateLimiter
     mappings: MappingFile
-    commits: CaptureCommits
+    commits: GroupCommit[handlers.Submitted, handlers.Outcome]
 
 
 def router(collaborators: Collaborators) -> APIRouter:

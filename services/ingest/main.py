@@ -7,11 +7,11 @@ from functools import partial
 
 from starlette.middleware import Middleware
 
+from baton_runtime.group_commit import GroupCommit
 from baton_runtime.service import ServiceDefinition, serve
-from services.ingest import api, store, workers
+from services.ingest import api, handlers, store, workers
 from services.ingest.access import KeyRing, RateLimiter
 from services.ingest.adapters import load_mapping_file
-from services.ingest.commits import CaptureCommits
 from services.ingest.direct import DirectCaptures
 from services.ingest.guard import NDJSON, BodyGuard
 from services.ingest.settings import IngestSettings
@@ -26,7 +26,7 @@ def definition(settings: IngestSettings) -> ServiceDefinition:
     collaborators = api.Collaborators(
         keys=keys, limiter=RateLimiter(settings.ingest_rate_limit_per_minute),
         mappings=load_mapping_file(settings.ingest_webhook_mapping_file),
-        commits=CaptureCommits())
+        commits=GroupCommit(handlers.record_all))
     routes = api.router(collaborators)
     return dataclasses.replace(
         service,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 import pytest
 from sqlalchemy import Column, Integer, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.db import create_engine, service_metadata
-from baton_runtime.group_commit import GroupCommit
+from baton_runtime.group_commit import GroupCommit, Work, run_each
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.envelope import KafkaRecord
 from tests.support.infrastructure import PostgresServer
@@ -55,7 +55,8 @@ async def committed(engine: AsyncEngine) -> tuple[list[int], int]:
 async def test_concurrent_callers_share_one_transaction_and_get_answers_after_commit(
     engine: AsyncEngine,
 ) -> None:
-    commits, unit_of_work = GroupCommit(), unit_of_work_factory(engine, tables, "/test")
+    commits: GroupCommit[Work[int], int] = GroupCommit(run_each)
+    unit_of_work = unit_of_work_factory(engine, tables, "/test")
 
     async def caller(n: int) -> int:
         transaction = await commits.run(unit_of_work, lambda uow: write(uow, n))
@@ -70,7 +71,7 @@ async def test_concurrent_callers_share_one_transaction_and_get_answers_after_co
 async def test_a_failing_work_fails_only_its_caller_and_writes_nothing(
     engine: AsyncEngine,
 ) -> None:
-    commits, unit_of_work = GroupCommit(), unit_of_work_factory(engine, tables, "/test")
+    commits, unit_of_work = GroupCommit(run_each), unit_of_work_factory(engine, tables, "/test")
 
     def work(n: int) -> Callable[[UnitOfWork], Awaitable[int]]:
         async def run(uow: UnitOfWork) -> int:
@@ -86,3 +87,20 @@ async def test_a_failing_work_fails_only_its_caller_and_writes_nothing(
     assert [type(outcome) for outcome in outcomes].count(Refused) == 1
     assert isinstance(outcomes[5], Refused)
     assert await committed(engine) == ([n for n in range(10) if n != 5], 9)
+
+
+async def test_a_group_handler_gets_the_waiting_callers_items_in_one_call_in_order(
+    engine: AsyncEngine,
+) -> None:
+    calls: list[list[int]] = []
+
+    async def insert_all(uow: UnitOfWork, numbers: Sequence[int]) -> list[int]:
+        calls.append(list(numbers))
+        await uow.connection.execute(insert(rows), [{"n": n} for n in numbers])
+        return [n * 10 for n in numbers]
+
+    commits, unit_of_work = GroupCommit(insert_all), unit_of_work_factory(engine, tables, "/t")
+    results = await asyncio.gather(*(commits.run(unit_of_work, n) for n in range(10)))
+    assert results == [n * 10 for n in range(10)], "each caller gets its own item's result"
+    assert calls == [list(range(10))]
+    assert await committed(engine) == (list(range(10)), 0)

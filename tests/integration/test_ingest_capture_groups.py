@@ -2,8 +2,9 @@
 
 The reference is the path captures took before: baton_runtime's GroupCommit running
 ``check_signature_is_new`` and ``handlers.record`` for each capture in turn. The same
-captures go through CaptureCommits on a second database, and both databases must then
-hold the same leads, touchpoints, idempotency records and outbox rows.
+captures go through GroupCommit with ``handlers.record_all`` on a second database, and
+both databases must then hold the same leads, touchpoints, idempotency records and
+outbox rows.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from baton import registry
 from baton.demo import TrafficGenerator
 from baton_runtime import migrations
 from baton_runtime.db import create_engine
-from baton_runtime.group_commit import GroupCommit, Work
+from baton_runtime.group_commit import GroupCommit, Work, run_each
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory, unit_of_work_factory
 from services.ingest import handlers, main
-from services.ingest.commits import CaptureCommits
 from services.ingest.handlers import Capture, Outcome, Submitted
 from services.ingest.settings import IngestSettings
 from services.ingest.submissions import ActivitySubmission, LeadSubmission
@@ -135,7 +135,7 @@ def answer(result: Outcome | BaseException) -> Answer:
 async def through_group_commit(db: Database, captures: Sequence[Submitted],
                                group: int) -> list[Outcome | BaseException]:
     """Record the captures as the service did before: each caller's work in turn."""
-    commits = GroupCommit(max_group=group)
+    commits: GroupCommit[Work[Outcome], Outcome] = GroupCommit(run_each, max_group=group)
 
     def work(item: Submitted) -> Work[Outcome]:
         async def record(uow: UnitOfWork) -> Outcome:
@@ -148,10 +148,10 @@ async def through_group_commit(db: Database, captures: Sequence[Submitted],
                                   for item in captures), return_exceptions=True)
 
 
-async def through_capture_commits(db: Database, captures: Sequence[Submitted],
+async def through_record_all(db: Database, captures: Sequence[Submitted],
                                   group: int) -> list[Outcome | BaseException]:
-    """Record the captures through CaptureCommits, concurrently."""
-    commits = CaptureCommits(max_group=group)
+    """Record the captures as the service does, concurrently: a group to record_all."""
+    commits = GroupCommit(handlers.record_all, max_group=group)
     return await asyncio.gather(*(commits.run(db.unit_of_work, item) for item in captures),
                                 return_exceptions=True)
 
@@ -194,11 +194,11 @@ async def contents(db: Database) -> dict[str, Any]:
 async def check_same(databases: tuple[Database, Database], captures: Sequence[Submitted],
                      group: int) -> list[Outcome | BaseException]:
     """Record ``captures`` both ways; check answers and databases are the same; return
-    the answers of CaptureCommits."""
+    the answers of the grouped path."""
     before, now = databases
     emitted = len((await contents(now))["events"])
     expected = await through_group_commit(before, captures, group)
-    got = await through_capture_commits(now, captures, group)
+    got = await through_record_all(now, captures, group)
     assert [answer(result) for result in got] == [answer(result) for result in expected]
     expected_contents, got_contents = await contents(before), await contents(now)
     assert got_contents == expected_contents

@@ -14,13 +14,13 @@ from fastapi.routing import APIRoute
 from prometheus_client import REGISTRY
 from starlette.middleware import Middleware
 
+from baton_runtime.group_commit import GroupCommit
 from baton_runtime.http import create_app
 from baton_runtime.service import ServiceContext
 from baton_runtime.uow import UnitOfWorkFactory
 from services.ingest import api, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, hash_api_key, signature
 from services.ingest.adapters import MappingFile
-from services.ingest.commits import CaptureCommits
 from services.ingest.direct import DirectCaptures
 from services.ingest.guard import BodyGuard
 from services.ingest.settings import IngestSettings
@@ -34,11 +34,11 @@ LEAD = {"email": "Taro@Example.co.jp", "name": "ｔａｒｏ", "phone": "03-1234
 ACTIVITY = {"email": "taro@example.co.jp", "type": "page.view", "asset_id": "/pricing"}
 
 
-class Answers(CaptureCommits):
+class Answers(GroupCommit[handlers.Submitted, handlers.Outcome]):
     """Answers captures without a database: every third one as a replay."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(handlers.record_all)
         self.count = 0
 
     async def run(self, unit_of_work: UnitOfWorkFactory,
