@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -32,18 +32,7 @@ class UnitOfWork:
         self._source = source
         self._pending: list[KafkaRecord] = []
         self._committed = False
-        self._claim_many = text(
-            f'INSERT INTO "{tables.schema}".inbox '
-            '(consumer_group, event_id, topic, partition, "offset") '
-            "SELECT :group, * FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[]), "
-            "CAST(:partitions AS int[]), CAST(:offsets AS bigint[])) "
-            "ON CONFLICT DO NOTHING RETURNING event_id"
-        )
-
-        self._insert_outbox = (
-            f'INSERT INTO "{tables.schema}".outbox (topic, key, header_names, header_values, '
-            "value) VALUES ($1, $2, $3::text::text[], $4::text::bytea[], $5)"
-        )
+        self._claim_many, self._insert_outbox = _statements(tables.schema)
 
     async def __aenter__(self) -> Self:
         await self.connection.begin()
@@ -123,6 +112,23 @@ class UnitOfWork:
         await self.connection.commit()
         self._committed = True
         self._pending.clear()
+
+
+@functools.lru_cache(maxsize=64)
+def _statements(schema: str) -> tuple[TextClause, str]:
+    """Return a service's inbox claim and outbox insert, built once (text() parses its SQL)."""
+    claim_many = text(
+        f'INSERT INTO "{schema}".inbox '
+        '(consumer_group, event_id, topic, partition, "offset") '
+        "SELECT :group, * FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[]), "
+        "CAST(:partitions AS int[]), CAST(:offsets AS bigint[])) "
+        "ON CONFLICT DO NOTHING RETURNING event_id"
+    )
+    insert_outbox = (
+        f'INSERT INTO "{schema}".outbox (topic, key, header_names, header_values, '
+        "value) VALUES ($1, $2, $3::text::text[], $4::text::bytea[], $5)"
+    )
+    return claim_many, insert_outbox
 
 
 # The outbox's header arrays are sent as array literals, one text parameter each: the
