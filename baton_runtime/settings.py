@@ -55,10 +55,11 @@ class RuntimeSettings(DatabaseSettings, KafkaSettings):
     log_format: Literal["json", "console"] = "json"
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
     consumer_lanes: int = Field(
-        default=4, ge=1, le=8,
+        default=1, ge=1, le=8,
         description="A consumer's partitions are shared among this many lanes, each handling "
                     "its batches in its own transaction: one waits for the database while "
-                    "another computes.")
+                    "another computes. More lanes mean more, smaller transactions when events "
+                    "are few, so the default is one (scoring's is four).")
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
     outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
