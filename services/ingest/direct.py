@@ -21,7 +21,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.ingest.guard import replaying
 
 
 @runtime_checkable
@@ -65,7 +67,7 @@ class DirectCaptures:
                 response = await run_in_threadpool(handler, request, error)
             error.__traceback__ = None  # as Starlette: reused exceptions keep no traceback
         if response is None:  # not a request for the direct path: the app answers it
-            await self.app(scope, _replaying(await request.body(), receive), send)
+            await self.app(scope, replaying(await request.body(), receive), send)
             return
         await response(scope, receive, send)
 
@@ -86,15 +88,3 @@ def _handler(scope: Scope, error: Exception) -> Any:
     return None
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    """Return a receive that gives ``body`` once, then what ``receive`` gives."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
