@@ -207,7 +207,8 @@ class ConsumerLoop:
         """
         rebalance = self._rebalance
         while not stop.is_set():
-            await _first_of(rebalance.settled, stop)
+            if not rebalance.settled.is_set():
+                await _first_of(rebalance.settled, stop)
             async with rebalance.locks[lane]:
                 if not rebalance.settled.is_set():
                     continue  # a rebalance began while this lane waited for its lock

@@ -10,8 +10,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
+from baton_runtime.consumer import distinct_runs
 from baton_runtime.uow import UnitOfWork
 from schemas.events import Attribution, LeadCaptured, PartnerNotes, Touchpoint
 from services.ingest import domain, store
@@ -174,24 +176,26 @@ async def record_all(uow: UnitOfWork, submitted: Sequence[Submitted]) -> list[Ou
     what those raise.
     """
     outcomes: list[Outcome] = []
-    run: list[Capture] = []
-    leads: set[uuid.UUID] = set()
-    for item in submitted:
-        capture = item.capture
-        plain = item.signature is None and capture.idempotency_key is None
-        if run and (not plain or capture.lead_id in leads):
-            outcomes += await _record_run(uow, run)
-            run, leads = [], set()
+    for plain, items in groupby(submitted, key=_is_plain):
         if plain:
-            run.append(capture)
-            leads.add(capture.lead_id)
+            for run in distinct_runs([item.capture for item in items], key=_lead_of):
+                outcomes += await _record_run(uow, run)
             continue
-        if item.signature is not None:
-            await check_signature_is_new(uow, *item.signature)
-        outcomes.append(await record(uow, capture))
-    if run:
-        outcomes += await _record_run(uow, run)
+        for item in items:
+            if item.signature is not None:
+                await check_signature_is_new(uow, *item.signature)
+            outcomes.append(await record(uow, item.capture))
     return outcomes
+
+
+def _is_plain(item: Submitted) -> bool:
+    """Return True for a capture with no signature and no idempotency key."""
+    return item.signature is None and item.capture.idempotency_key is None
+
+
+def _lead_of(capture: Capture) -> uuid.UUID:
+    """Return the lead a capture is about."""
+    return capture.lead_id
 
 
 async def _record_run(uow: UnitOfWork, run: list[Capture]) -> list[Outcome]:
