@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
@@ -119,6 +120,7 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
     app = create_app(service=definition.name, version=VERSION, routers=definition.routers,
                      readiness=readiness, middleware=definition.middleware)
     app.state.context = context
+    freeze_startup_heap()
     relay = OutboxRelay(
         engine, definition.tables, publisher,
         database_url=settings.database_url,
@@ -172,6 +174,17 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
         await engine.dispose()
     if crashed:
         raise SystemExit(1)
+
+
+def freeze_startup_heap() -> None:
+    """Collect start-up's garbage, then leave what is left out of every later collection.
+
+    Start-up leaves 100,000+ long-lived objects (modules, models, routes). A full
+    collection walked them all: 80-110 ms with the event loop stopped, every few seconds
+    under load, which set the p99 of requests and alerts.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _assigned_check(consumer: ConsumerLoop) -> ReadinessCheck:
