@@ -229,11 +229,7 @@ class _Rules:
         self.half_life = behaviour.half_life
         self.half_life_us = self.half_life // MICROSECOND
         self.engagement_window = engagement.window
-        # Contacts beyond the cap earn nothing: only the lapse of the cap-th most recent
-        # lowers the points.
-        self.counted_contacts = (max(1, math.ceil(engagement.max_points
-                                                  / engagement.per_contact_points))
-                                 if engagement.per_contact_points else 0)
+        self.counted_contacts = counted_contacts(model)
         self.signal_window = high_intent.window
         self.signal_window_us = self.signal_window // MICROSECOND
         self.inquiries = high_intent.inquiries
@@ -373,17 +369,70 @@ def _signals(found: _Behaviour, colleagues: Sequence[Colleague], now: datetime,
     return signals
 
 
-def _engagement_reasons(engaged: Sequence[Colleague], model: ScoringModel) -> list[Reason]:
-    """Return the buying-committee points: other engaged contacts and decision makers."""
+def counted_contacts(model: ScoringModel) -> int:
+    """Return how many other engaged contacts earn points: those beyond the cap earn none."""
     rules = model.engagement
+    if not rules.per_contact_points:
+        return 0
+    return max(1, math.ceil(rules.max_points / rules.per_contact_points))
+
+
+def contacts_to_read(model: ScoringModel) -> tuple[int, int]:
+    """Return how many of an account's most recently engaged contacts, and of its engaged
+    decision makers, scoring reads: of the others, a score reads only the counted most
+    recent ones and the latest decision maker. One more of each lets a lead's own entry
+    be left out, and lets ``changes_colleagues`` see whether the others are past the cap."""
+    return counted_contacts(model) + 1, 2
+
+
+def changes_colleagues(before: Colleague | None, after: Colleague | None,
+                       others: Sequence[Colleague], now: datetime, model: ScoringModel) -> bool:
+    """Return True if a lead's own engagement going from ``before`` to ``after`` (None: not
+    engaged) may change a colleague's engagement points, reasons or signals, or bring one
+    of their changes sooner.
+
+    ``others`` are the account's other engaged contacts, at least those
+    ``contacts_to_read`` names. Past the cap, and with two other decision makers engaged
+    within the signal window, a contact that starts engaging changes nobody's score: the
+    moments their points lapse only move later, and a review that comes early finds
+    nothing changed and sets the next one.
+    """
+    rules = _rules_of(model)
+    was_deciding = before is not None and before.decision_maker
+    if was_deciding and not (after is not None and after.decision_maker):
+        return True  # a decision maker fewer: a colleague's points may lapse sooner
+    engaged = [c for c in others if now - c.engaged_at < rules.engagement_window]
+    if (before is None) != (after is None) and len(engaged) <= rules.counted_contacts:
+        return True  # a colleague below the cap counts one contact more
+    recent = min(rules.engagement_window, rules.signal_window)
+
+    def signals(contact: Colleague | None) -> bool:
+        return (contact is not None and contact.decision_maker
+                and now - contact.engaged_at < recent)
+
+    gains = (after is not None and after.decision_maker and not was_deciding) or (
+        signals(after) and not signals(before))
+    return gains and sum(1 for c in engaged if signals(c)) < 2
+
+
+def _engagement_reasons(engaged: Sequence[Colleague], model: ScoringModel,
+                        rules: _Rules) -> list[Reason]:
+    """Return the buying-committee points: other engaged contacts and decision makers."""
+    engagement = model.engagement
     reasons: list[Reason] = []
-    if engaged and rules.per_contact_points:
-        reasons.append(Reason("engagement.contacts",
-                              f"{len(engaged)} other engaged contact(s) at the account",
-                              min(rules.max_points, rules.per_contact_points * len(engaged))))
-    if any(c.decision_maker for c in engaged) and rules.decision_maker_points:
+    if engaged and engagement.per_contact_points:
+        # Named up to the cap: a contact beyond it changes neither points nor reasons, so
+        # a large account's colleagues need no re-score each time one more engages.
+        counted = min(len(engaged), rules.counted_contacts)
+        label = (f"{counted} other engaged contact(s) at the account"
+                 if counted < rules.counted_contacts else
+                 f"{counted} or more other engaged contacts at the account")
+        reasons.append(Reason("engagement.contacts", label,
+                              min(engagement.max_points,
+                                  engagement.per_contact_points * counted)))
+    if any(c.decision_maker for c in engaged) and engagement.decision_maker_points:
         reasons.append(Reason("engagement.decision_maker", "a decision maker is engaged",
-                              rules.decision_maker_points))
+                              engagement.decision_maker_points))
     return reasons
 
 
@@ -513,8 +562,10 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
                baseline_at: datetime | None = None) -> ScoreResult:
     """Return the lead's score (0..100), tier, surge, dormancy and every reason behind it.
 
-    ``colleagues`` are the other contacts of the lead's account; activities at or
-    before ``baseline_at`` (a recycled deal) no longer earn behaviour points.
+    ``colleagues`` are the other contacts of the lead's account: only the counted most
+    recently engaged ones and the latest decision maker change the result (see
+    ``contacts_to_read``). Activities at or before ``baseline_at`` (a recycled deal) no
+    longer earn behaviour points.
     """
     rules = _rules_of(model)
     occurred = [a.occurred_at for a in ledger]
@@ -523,7 +574,7 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
     window = rules.engagement_window
     colleagues = [c for c in colleagues if now - c.engaged_at < window]
     profile = rules.profile(facts)
-    engagement = _engagement_reasons(colleagues, model)
+    engagement = _engagement_reasons(colleagues, model, rules)
     static_points = sum(r.points for r in (*profile.reasons, *engagement))
     if profile.competitor:
         label = f"competitor: {facts.company or facts.email_domain}"

@@ -35,6 +35,8 @@ from services.scoring.domain import (
     LeadFacts,
     Reason,
     Standing,
+    changes_colleagues,
+    contacts_to_read,
     engages,
     is_decision_maker,
     outcome_of,
@@ -69,7 +71,7 @@ async def load(uow: UnitOfWork, rows: Sequence[Row[Any]], model: ScoringModel,
     ledgers = await store.ledgers(connection, [row.lead_id for row in rows])
     contacts = await store.engaged_contacts(
         connection, {row.account_key for row in rows if row.account_key},
-        since=now - model.engagement.window)
+        since=now - model.engagement.window, read=contacts_to_read(model))
     return [Lead(row.lead_id, LeadProfile.model_validate(row.profile),
                  Account.model_validate(row.account), row.source, row.partner,
                  row.last_engaged_at, row.baseline_at, announced(row),
@@ -150,9 +152,10 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                             active: ActiveModel, clock: Clock) -> None:
     """Add the touchpoints to their leads' ledgers and re-score each lead once.
 
-    When a lead starts engaging, or its decision-maker standing changes, its
-    colleagues' engagement points change: they are marked for the sweep, and a
-    colleague scored in this same batch (with the colleagues read before it) too.
+    When a lead starts engaging, or its decision-maker standing changes, and that may
+    change its colleagues' engagement points (``changes_colleagues``), they are marked
+    for the sweep, and a colleague scored in this same batch (with the colleagues read
+    before it) too.
     """
     model, now = active.model, clock()
     window = model.engagement.window
@@ -161,7 +164,8 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                        for lead_id, event in latest.items()}
     recorded = await store.record_touchpoints(uow.connection, events,
                                               decision_makers=decision_makers,
-                                              engaged_since=now - window)
+                                              engaged_since=now - window,
+                                              read=contacts_to_read(model))
     engaged_at: dict[uuid.UUID, datetime | None] = {
         lead_id: found.state.last_engaged_at for lead_id, found in recorded.items()}
     for event in events:
@@ -172,10 +176,13 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
     changed_accounts: dict[str, set[uuid.UUID]] = defaultdict(set)
     for lead_id, found in recorded.items():
         state, last_engaged_at = found.state, engaged_at[lead_id]
-        was_engaged = state.last_engaged_at is not None and now - state.last_engaged_at < window
-        engaged = last_engaged_at is not None and now - last_engaged_at < window
-        if state.account_key and engaged and (
-                not was_engaged or decision_makers[lead_id] != state.decision_maker):
+        before = (Colleague(state.last_engaged_at, state.decision_maker)
+                  if state.last_engaged_at is not None
+                  and now - state.last_engaged_at < window else None)
+        after = (Colleague(last_engaged_at, decision_makers[lead_id])
+                 if last_engaged_at is not None and now - last_engaged_at < window else None)
+        if state.account_key and before != after and changes_colleagues(
+                before, after, found.colleagues, now, model):
             changed_accounts[state.account_key].add(lead_id)
     await store.ask_colleagues_for_review(uow.connection, changed_accounts, recorded, now)
     leads = []

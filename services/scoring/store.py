@@ -155,21 +155,45 @@ RECORDING = text(f"""
     CROSS JOIN LATERAL (
         SELECT array_agg(last_engaged_at) AS colleague_last_engaged_at,
                array_agg(decision_maker) AS colleague_decision_maker
+        FROM (
+            (SELECT lead_id, last_engaged_at, decision_maker FROM {leads.fullname}
+             WHERE account_key = upserted.account_key AND lead_id <> upserted.lead_id
+               AND last_engaged_at > :engaged_since
+             ORDER BY last_engaged_at DESC LIMIT :recent)
+            UNION
+            (SELECT lead_id, last_engaged_at, decision_maker FROM {leads.fullname}
+             WHERE account_key = upserted.account_key AND lead_id <> upserted.lead_id
+               AND last_engaged_at > :engaged_since AND decision_maker
+             ORDER BY last_engaged_at DESC LIMIT :deciders)
+        ) AS read) AS engaged
+""")
+# An account's engaged contacts that scoring reads (see domain.contacts_to_read), ranked
+# the same way.
+ENGAGED = text(f"""
+    SELECT account_key, lead_id, last_engaged_at, decision_maker FROM (
+        SELECT account_key, lead_id, last_engaged_at, decision_maker,
+               row_number() OVER (PARTITION BY account_key
+                                  ORDER BY last_engaged_at DESC) AS recency,
+               row_number() OVER (PARTITION BY account_key, decision_maker
+                                  ORDER BY last_engaged_at DESC) AS rank_in_kind
         FROM {leads.fullname}
-        WHERE account_key = upserted.account_key AND lead_id <> upserted.lead_id
-          AND last_engaged_at > :engaged_since) AS engaged
+        WHERE account_key = ANY(CAST(:account_keys AS text[]))
+          AND last_engaged_at > :engaged_since) AS ranked
+    WHERE recency <= :recent OR (decision_maker AND rank_in_kind <= :deciders)
 """)
 
 
 async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadCaptured], *,
                              decision_makers: Mapping[uuid.UUID, bool],
-                             engaged_since: datetime) -> dict[uuid.UUID, Recorded]:
+                             engaged_since: datetime, read: tuple[int, int]
+                             ) -> dict[uuid.UUID, Recorded]:
     """Store each lead's latest profile, append every touchpoint, and read what scoring needs.
 
     One round trip for a whole batch. Per lead: its state as it was before these
     touchpoints (``decision_makers`` is stored for new leads only: ``save_scores``
-    updates it), locked until commit; its ledger in the order given; and the
-    account's other contacts engaged after ``engaged_since``.
+    updates it), locked until commit; its ledger in the order given; and of the
+    account's other contacts engaged after ``engaged_since``, the ``read`` = (most
+    recent, decision makers) most recently engaged.
     """
     latest: dict[uuid.UUID, LeadCaptured] = {}
     partners: dict[uuid.UUID, str] = {}
@@ -190,7 +214,7 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
         "account_keys": [account_key_of(event.account) for event in latest.values()],
         "partners": [partners.get(lead_id) for lead_id in latest],
         "decision_makers": [decision_makers[lead_id] for lead_id in latest],
-        "engaged_since": engaged_since,
+        "engaged_since": engaged_since, "recent": read[0], "deciders": read[1],
     })
     recorded: dict[uuid.UUID, Recorded] = {}
     for row in rows:
@@ -221,15 +245,15 @@ async def ledgers(connection: AsyncConnection,
 
 
 async def engaged_contacts(connection: AsyncConnection, account_keys: Collection[str],
-                           since: datetime) -> dict[str, list[tuple[uuid.UUID, Colleague]]]:
-    """Return, per account, the contacts engaged after ``since`` with their lead ids."""
+                           since: datetime, read: tuple[int, int]
+                           ) -> dict[str, list[tuple[uuid.UUID, Colleague]]]:
+    """Return, per account, of the contacts engaged after ``since`` the ``read`` = (most
+    recent, decision makers) most recently engaged, with their lead ids."""
     if not account_keys:
         return {}
-    rows = await connection.execute(
-        select(leads.c.account_key, leads.c.lead_id, leads.c.last_engaged_at,
-               leads.c.decision_maker)
-        .where(leads.c.account_key.in_(account_keys), leads.c.last_engaged_at > since)
-    )
+    rows = await connection.execute(ENGAGED, {
+        "account_keys": list(account_keys), "engaged_since": since, "recent": read[0],
+        "deciders": read[1]})
     found: dict[str, list[tuple[uuid.UUID, Colleague]]] = defaultdict(list)
     for row in rows:
         found[row.account_key].append(

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from baton import registry
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
@@ -41,7 +41,8 @@ from schemas.events import (
 )
 from services.ingest.main import definition as ingest_definition
 from services.ingest.settings import IngestSettings
-from services.scoring import handlers
+from services.scoring import handlers, store
+from services.scoring.domain import Colleague, contacts_to_read, counted_contacts, score_lead
 from services.scoring.main import definition as scoring_definition
 from services.scoring.model import ActiveModel, ModelError
 from services.scoring.settings import ScoringSettings
@@ -368,6 +369,61 @@ async def test_a_batch_announces_each_lead_once_and_reviews_colleagues_it_read_t
     assert await scoring.sweep() >= 1
     _, fed = await scoring.scored(manager, 2)
     assert {r.code for r in fed.reasons} >= {"engagement.contacts", "engagement.decision_maker"}
+
+
+async def test_in_a_large_account_one_more_engaged_contact_re_scores_nobody_else(
+    scoring: Scoring
+) -> None:
+    large = Account(account_key="domain:large.co.jp", domain="large.co.jp",
+                    company_name="株式会社ラージ")
+    model = scoring.settings.scoring_model()
+
+    async def engage(*people: tuple[uuid.UUID, str]) -> None:
+        async with scoring.running.context.unit_of_work() as uow:
+            await handlers.on_leads_captured([LeadCaptured(
+                lead_id=lead_id, source="web-form", account=large,
+                profile=MANAGER.model_copy(update={"email": f"{lead_id.hex}@large.co.jp",
+                                                   "title": title}),
+                touchpoint=Touchpoint(type=T.EMAIL_CLICK, occurred_at=scoring.clock.now))
+                for lead_id, title in people],
+                uow, active=ActiveModel(model), clock=scoring.clock)
+            await uow.commit()
+
+    staff = [(uuid.uuid4(), "担当") for _ in range(counted_contacts(model) + 3)]
+    executives = [(uuid.uuid4(), "代表取締役") for _ in range(2)]
+    for person in [*staff, *executives]:
+        scoring.clock.now += timedelta(minutes=1)
+        await engage(person)
+    while await scoring.sweep():  # the colleagues' reviews the first contacts asked for
+        pass
+
+    scoring.clock.now += timedelta(minutes=1)
+    newcomer = uuid.uuid4()
+    await engage((newcomer, "担当"))
+    assert await scoring.sweep() == 0, "past the cap, with two decision makers, nobody changes"
+    explanation = await scoring.score(newcomer)
+    assert {r["code"]: r["label"] for r in explanation["reasons"]
+            if r["code"].startswith("engagement")} == {
+        "engagement.contacts": f"{counted_contacts(model)} or more other engaged contacts "
+                               "at the account",
+        "engagement.decision_maker": "a decision maker is engaged"}
+
+    # What the sweep reads of the account scores each lead as all its colleagues would.
+    async with scoring.running.context.unit_of_work() as uow:
+        rows = (await uow.connection.execute(
+            select(store.leads).where(store.leads.c.account_key == large.account_key))).all()
+        read = await handlers.load(uow, rows, model, scoring.clock.now)
+    everyone = {lead.lead_id: lead for lead in read}
+    assert len(everyone) == len(staff) + len(executives) + 1
+    for lead in read:
+        assert len(lead.colleagues) <= sum(contacts_to_read(model))
+        all_others = [Colleague(other.last_engaged_at, other.decision_maker) for other in rows
+                      if other.lead_id != lead.lead_id]
+        facts = handlers.facts_of(lead.profile, lead.account)
+        assert (score_lead(facts, lead.ledger, scoring.clock.now, model,
+                           colleagues=lead.colleagues)
+                == score_lead(facts, lead.ledger, scoring.clock.now, model,
+                              colleagues=all_others))
 
 
 async def test_calibration_reports_conversion_by_band_and_tier_against_outcomes(

@@ -131,8 +131,10 @@ def engagement_reasons(colleagues: Sequence[Colleague], now: datetime,
     engaged = engaged_colleagues(colleagues, now, rules.window)
     reasons: list[Reason] = []
     if engaged and rules.per_contact_points:
-        reasons.append(Reason("engagement.contacts",
-                              f"{len(engaged)} other engaged contact(s) at the account",
+        cap = max(1, math.ceil(rules.max_points / rules.per_contact_points))
+        label = (f"{len(engaged)} other engaged contact(s) at the account" if len(engaged) < cap
+                 else f"{cap} or more other engaged contacts at the account")
+        reasons.append(Reason("engagement.contacts", label,
                               min(rules.max_points, rules.per_contact_points * len(engaged))))
     if any(c.decision_maker for c in engaged) and rules.decision_maker_points:
         reasons.append(Reason("engagement.decision_maker", "a decision maker is engaged",
