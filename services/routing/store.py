@@ -389,28 +389,30 @@ class TeamRoster:
     """
 
     def __init__(self) -> None:
-        self._parsed: dict[tuple[URL, str], tuple[datetime, domain.Rep]] = {}
+        # Per database, then per rep: a database URL is costly to hash, once per rep it
+        # took more CPU than choosing among a hundred reps did.
+        self._parsed: dict[URL, dict[str, tuple[datetime, domain.Rep]]] = {}
 
     async def lineup(self, connection: AsyncConnection, team: str, account_key: str | None
                      ) -> Lineup:
         """Return the team's lineup, with the reps' positions as they are now."""
-        database = connection.engine.url
+        parsed = self._parsed.setdefault(connection.engine.url, {})
         rows = list(await connection.execute(TEAM_LINEUP, {"team": team,
                                                            "account_key": account_key}))
         versions = [row for row in rows if row.rep_id is not None]
         stale = [v.rep_id for v in versions
-                 if self._parsed.get((database, v.rep_id), (None,))[0] != v.updated_at]
+                 if parsed.get(v.rep_id, (None,))[0] != v.updated_at]
         fresh = {}
         if stale:
             for row in await connection.execute(REPS_BY_ID, {"rep_ids": stale}):
                 fresh[row.rep_id] = rep_from_row(row)
-                self._parsed[(database, row.rep_id)] = (row.updated_at, fresh[row.rep_id])
+                parsed[row.rep_id] = (row.updated_at, fresh[row.rep_id])
         current = []
         for version in versions:
-            rep = fresh.get(version.rep_id) or self._parsed[(database, version.rep_id)][1]
+            rep = fresh.get(version.rep_id) or parsed[version.rep_id][1]
             if rep.position != version.position:  # moved by an assignment since we parsed it
                 rep = replace(rep, position=version.position)
-                self._parsed[(database, rep.rep_id)] = (version.updated_at, rep)
+                parsed[rep.rep_id] = (version.updated_at, rep)
             current.append(rep)
         return Lineup(current, rows[0].account_owner if rows else None)
 
