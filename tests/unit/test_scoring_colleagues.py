@@ -23,12 +23,9 @@ from services.scoring.domain import (
     counted_contacts,
     score_lead,
 )
-from services.scoring.model import DEFAULT_MODEL_FILE, load_model
+from tests.unit.test_scoring_rules import MODEL, NOW
 
-MODEL = load_model(DEFAULT_MODEL_FILE)
-NOW = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 RUNS = settings(max_examples=300, deadline=None)
-T = TouchpointType
 
 engaged_moments = st.datetimes(min_value=datetime(2026, 6, 1), max_value=datetime(2026, 11, 20),
                                timezones=st.just(UTC))
