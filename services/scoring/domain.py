@@ -377,12 +377,17 @@ def counted_contacts(model: ScoringModel) -> int:
     return max(1, math.ceil(rules.max_points / rules.per_contact_points))
 
 
+# Decision makers read per account: with two others engaged, every colleague keeps one
+# besides itself (see changes_colleagues).
+DECIDERS_READ = 2
+
+
 def contacts_to_read(model: ScoringModel) -> tuple[int, int]:
     """Return how many of an account's most recently engaged contacts, and of its engaged
     decision makers, scoring reads: of the others, a score reads only the counted most
     recent ones and the latest decision maker. One more of each lets a lead's own entry
     be left out, and lets ``changes_colleagues`` see whether the others are past the cap."""
-    return counted_contacts(model) + 1, 2
+    return counted_contacts(model) + 1, DECIDERS_READ
 
 
 def changes_colleagues(before: Colleague | None, after: Colleague | None,
@@ -412,7 +417,7 @@ def changes_colleagues(before: Colleague | None, after: Colleague | None,
 
     gains = (after is not None and after.decision_maker and not was_deciding) or (
         signals(after) and not signals(before))
-    return gains and sum(1 for c in engaged if signals(c)) < 2
+    return gains and sum(1 for c in engaged if signals(c)) < DECIDERS_READ
 
 
 def _engagement_reasons(engaged: Sequence[Colleague], model: ScoringModel,

@@ -173,14 +173,15 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
         if engages(touchpoint.type, model) and (
                 previous is None or touchpoint.occurred_at > previous):
             engaged_at[event.lead_id] = touchpoint.occurred_at
+    def as_colleague(at: datetime | None, decides: bool) -> Colleague | None:
+        """Return the lead as its colleagues see it, None if it is not engaged."""
+        return Colleague(at, decides) if at is not None and now - at < window else None
+
     changed_accounts: dict[str, set[uuid.UUID]] = defaultdict(set)
     for lead_id, found in recorded.items():
-        state, last_engaged_at = found.state, engaged_at[lead_id]
-        before = (Colleague(state.last_engaged_at, state.decision_maker)
-                  if state.last_engaged_at is not None
-                  and now - state.last_engaged_at < window else None)
-        after = (Colleague(last_engaged_at, decision_makers[lead_id])
-                 if last_engaged_at is not None and now - last_engaged_at < window else None)
+        state = found.state
+        before = as_colleague(state.last_engaged_at, state.decision_maker)
+        after = as_colleague(engaged_at[lead_id], decision_makers[lead_id])
         if state.account_key and before != after and changes_colleagues(
                 before, after, found.colleagues, now, model):
             changed_accounts[state.account_key].add(lead_id)
