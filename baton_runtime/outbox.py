@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
+from operator import itemgetter
 
+import asyncpg
 import structlog
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton_runtime.db import PlumbingTables
+from baton_runtime.db import PlumbingTables, plain_url
 from baton_runtime.kafka import KafkaPublisher
 from baton_runtime.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
 from baton_runtime.wakeup import Wakeup
@@ -25,11 +26,15 @@ class OutboxRelay:
     between them, and a row is held back while an earlier row with the same topic
     and key is still unpublished in another replica's batch, so one key's events
     keep their order. Publishing is at least once; consumers dedupe by event id.
+
+    The relay keeps a connection of its own and sends its statement to asyncpg itself:
+    a batch through SQLAlchemy's pool and execute cost about 500 us of CPU against
+    about 175 us, and a busy service runs a hundred or more batches a second. A lost
+    connection is replaced at the next batch.
     """
 
     def __init__(
         self,
-        engine: AsyncEngine,
         tables: PlumbingTables,
         publisher: KafkaPublisher,
         *,
@@ -37,13 +42,14 @@ class OutboxRelay:
         batch_size: int,
         poll_interval: float,
     ) -> None:
-        self._engine = engine
         self._tables = tables
         self._publisher = publisher
         self._database_url = database_url
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._connection: asyncpg.Connection | None = None
         schema = tables.schema
+        self.application_name = f"{schema} outbox relay"
         # Rows leave the table in the transaction that publishes them: until its commit
         # they stay locked (other replicas skip them), and a failed send rolls them back.
         # Written so that the planner cannot pick a scan of the whole table: it estimates
@@ -52,11 +58,10 @@ class OutboxRelay:
         # them all: 1.6 ms a batch for ingest at 100 leads/s, the database's costliest
         # statement. Here each batch row looks up an earlier row of its key through the
         # (topic, key, id) index, and the rows leave by primary key.
-        self._take = text(
-            f"""
+        self._take = f"""
             WITH batch AS (
                 SELECT id, topic, key FROM {schema}.outbox
-                ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED
+                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
             )
             DELETE FROM {schema}.outbox o
             WHERE o.id = ANY(ARRAY(
@@ -67,43 +72,53 @@ class OutboxRelay:
                        LIMIT 1) IS NULL))
             RETURNING o.id, o.topic, o.key, o.header_names, o.header_values, o.value
             """
-        )
+
+    async def _connected(self) -> asyncpg.Connection:
+        """Return the relay's connection, connecting first if it has none or lost it."""
+        if self._connection is None or self._connection.is_closed():
+            self._connection = await asyncpg.connect(
+                plain_url(self._database_url),
+                server_settings={"application_name": self.application_name})
+        return self._connection
 
     async def publish_batch(self) -> int:
         """Publish one batch of pending rows and return how many were published."""
-        async with self._engine.begin() as connection:
-            rows = sorted((await connection.execute(self._take, {"limit": self._batch_size})),
-                          key=lambda row: row.id)
+        connection = await self._connected()
+        async with connection.transaction():
+            rows = sorted(await connection.fetch(self._take, self._batch_size),
+                          key=itemgetter(0))
             if not rows:
                 return 0
             records = [
-                KafkaRecord(
-                    topic=row.topic,
-                    key=bytes(row.key),
-                    headers=tuple(zip(row.header_names, map(bytes, row.header_values),
-                                      strict=True)),
-                    value=bytes(row.value),
-                )
-                for row in rows
+                KafkaRecord(topic=topic, key=key,
+                            headers=tuple(zip(header_names, header_values, strict=True)),
+                            value=value)
+                for _, topic, key, header_names, header_values, value in rows
             ]
             await self._publisher.send_batch(records)
-        for record in records:
-            OUTBOX_PUBLISHED.labels(topic=record.topic).inc()
+        for topic, published in Counter(record.topic for record in records).items():
+            OUTBOX_PUBLISHED.labels(topic=topic).inc(published)
         return len(records)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set, woken by NOTIFY and polling as a fallback."""
-        async with Wakeup(self._database_url, self._tables.notify_channel) as wakeup:
-            while not stop.is_set():
-                try:
-                    published = await self.publish_batch()
-                except Exception:
-                    OUTBOX_RELAY_ERRORS.inc()
-                    log.exception("outbox relay batch failed; retrying")
-                    published = 0
-                if published < self._batch_size:
-                    await wakeup.wait(stop, poll_seconds=self._poll_interval)
-        # Publish what the consumer's last batch committed before the process goes.
-        with contextlib.suppress(Exception):
-            while await self.publish_batch() == self._batch_size:
-                pass
+        try:
+            async with Wakeup(self._database_url, self._tables.notify_channel) as wakeup:
+                while not stop.is_set():
+                    try:
+                        published = await self.publish_batch()
+                    except Exception:
+                        OUTBOX_RELAY_ERRORS.inc()
+                        log.exception("outbox relay batch failed; retrying")
+                        published = 0
+                    if published < self._batch_size:
+                        await wakeup.wait(stop, poll_seconds=self._poll_interval)
+            # Publish what the consumer's last batch committed before the process goes.
+            with contextlib.suppress(Exception):
+                while await self.publish_batch() == self._batch_size:
+                    pass
+        finally:
+            if self._connection is not None:
+                with contextlib.suppress(Exception):
+                    await self._connection.close()
+                self._connection = None

@@ -122,7 +122,7 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
     app.state.context = context
     freeze_startup_heap()
     relay = OutboxRelay(
-        engine, definition.tables, publisher,
+        definition.tables, publisher,
         database_url=settings.database_url,
         batch_size=settings.outbox_batch_size,
         poll_interval=settings.outbox_poll_interval_ms / 1000,

@@ -185,7 +185,7 @@ async def run(deals: int) -> str:
             engine = create_engine(database_url)
             publisher = CountingPublisher(settings, zombies)
             await publisher.start()
-            relay = OutboxRelay(engine, definition.tables, publisher, database_url=database_url,
+            relay = OutboxRelay(definition.tables, publisher, database_url=database_url,
                                 batch_size=settings.outbox_batch_size,
                                 poll_interval=settings.outbox_poll_interval_ms / 1000)
             start = await end_offsets(bootstrap)

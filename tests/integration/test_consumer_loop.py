@@ -135,7 +135,7 @@ async def test_poison_message_goes_to_its_dead_letter_topic_and_the_partition_mo
     )
     publisher = KafkaPublisher(settings, "probe")
     await publisher.start()
-    relay = OutboxRelay(engine, definition.tables, publisher,
+    relay = OutboxRelay(definition.tables, publisher,
                         database_url=infrastructure.database_url, batch_size=100,
                         poll_interval=1.0)
     stop = asyncio.Event()

@@ -78,7 +78,7 @@ async def test_three_relays_publish_every_row_once_in_per_key_order(
 
     publishers = [CountingPublisher(settings, f"relay-{i}", pause=0.05 if i == 0 else 0)
                   for i in range(3)]
-    relays = [OutboxRelay(engine, probe_service.tables, publisher,
+    relays = [OutboxRelay(probe_service.tables, publisher,
                           database_url=infrastructure.database_url, batch_size=7,
                           poll_interval=0.5) for publisher in publishers]
     stop = asyncio.Event()
@@ -155,3 +155,44 @@ async def test_outbox_rows_are_written_alike_before_and_after_the_transaction_be
         written = [(row.topic, row.key, tuple(zip(row.header_names, row.header_values,
                                                   strict=True)), row.value) for row in rows]
     assert written == [(r.topic, r.key, r.headers, r.value) for r in (first, second)]
+
+
+async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
+    infrastructure: Infrastructure, probe_database: ProbeDatabase,
+) -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+                             kafka_idempotent_producer=False)
+    await ensure_topics(settings, [TOPIC])
+    publisher = CountingPublisher(settings, "relay-reconnects")
+    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
+                        batch_size=100, poll_interval=0.2)
+    engine, stop = probe_database.engine, asyncio.Event()
+
+    async def emit(key: bytes) -> None:
+        async with probe_database.unit_of_work() as uow:
+            uow.emit_record(KafkaRecord(TOPIC, key, (), b"after a lost connection"))
+            await uow.commit()
+
+    async def drained() -> bool:
+        async with engine.connect() as connection:
+            rows = await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
+            return bool(rows.scalar_one() == 0)
+
+    await publisher.start()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await emit(b"before")
+        await wait_until(drained, 30, "the relay to publish the first row")
+        async with engine.connect() as connection:
+            terminated = await connection.exec_driver_sql(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
+                "FROM pg_stat_activity WHERE application_name = $1",
+                (relay.application_name,))
+            assert terminated.scalar_one() == 1, "the relay's own connection was cut"
+        await emit(b"after")
+        await wait_until(drained, 30, "the relay to publish on a new connection")
+    finally:
+        stop.set()
+        await running
+        await publisher.stop()
+    assert publisher.sent == 2

@@ -118,7 +118,7 @@ async def running(infrastructure: Infrastructure, *, consume: bool = True,
     app.state.context = context
     publisher = KafkaPublisher(settings, "pipeline")
     await publisher.start()
-    relay = OutboxRelay(engine, definition.tables, publisher,
+    relay = OutboxRelay(definition.tables, publisher,
                         database_url=infrastructure.database_url, batch_size=500,
                         poll_interval=0.2)
     stop = asyncio.Event()

@@ -51,7 +51,7 @@ async def consuming(infrastructure: Infrastructure) -> AsyncIterator[Routing]:
             batch_size=100)
         publisher = KafkaPublisher(settings, definition.name)
         await publisher.start()
-        relay = OutboxRelay(routing.engine, definition.tables, publisher,
+        relay = OutboxRelay(definition.tables, publisher,
                             database_url=infrastructure.database_url, batch_size=100,
                             poll_interval=0.2)
         stop = asyncio.Event()

@@ -89,7 +89,7 @@ async def in_process(definition: ServiceDefinition, settings: RuntimeSettings
     try:
         for hook in definition.startup:
             await hook(context)
-        relay = OutboxRelay(engine, definition.tables, publisher,
+        relay = OutboxRelay(definition.tables, publisher,
                             database_url=settings.database_url, batch_size=100,
                             poll_interval=0.5)
         tasks.append(asyncio.create_task(relay.run(stop)))
