@@ -10,7 +10,7 @@ from operator import itemgetter
 import asyncpg
 import structlog
 
-from baton_runtime.db import PlumbingTables, plain_url
+from baton_runtime.db import PlumbingTables, connect_driver
 from baton_runtime.kafka import KafkaPublisher
 from baton_runtime.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
 from baton_runtime.wakeup import Wakeup
@@ -76,9 +76,7 @@ class OutboxRelay:
     async def _connected(self) -> asyncpg.Connection:
         """Return the relay's connection, connecting first if it has none or lost it."""
         if self._connection is None or self._connection.is_closed():
-            self._connection = await asyncpg.connect(
-                plain_url(self._database_url),
-                server_settings={"application_name": self.application_name})
+            self._connection = await connect_driver(self._database_url, self.application_name)
         return self._connection
 
     async def publish_batch(self) -> int:

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import structlog
 
-from baton_runtime.db import plain_url
+from baton_runtime.db import connect_driver
 
 log = structlog.get_logger(__name__)
 
@@ -23,7 +23,7 @@ class Wakeup:
 
     async def __aenter__(self) -> Wakeup:
         try:
-            self._connection = await asyncpg.connect(plain_url(self._database_url))
+            self._connection = await connect_driver(self._database_url, f"{self._channel} listener")
             await self._connection.add_listener(self._channel, lambda *_: self._event.set())
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("cannot LISTEN; polling only", channel=self._channel, error=repr(error))
