@@ -9,11 +9,9 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 
-import asyncpg
-
 from baton import registry
 from baton_runtime import migrations
-from baton_runtime.db import plain_url
+from baton_runtime.db import connect_driver, plain_url
 from baton_runtime.embedded import embedded_kafka, embedded_postgres
 from baton_runtime.settings import DatabaseSettings, KafkaSettings
 
@@ -76,7 +74,7 @@ async def scratch_database(admin_url: str, label: str, *, service: str | None = 
                            ) -> AsyncIterator[str]:
     """Yield the URL of a new database (with ``service``'s schema migrated); drop it after."""
     name = f"bench_{label}_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(plain_url(admin_url))
+    admin = await connect_driver(admin_url, "bench")
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
         url = plain_url(admin_url).rsplit("/", 1)[0] + f"/{name}"

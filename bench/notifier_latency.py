@@ -45,7 +45,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -53,7 +52,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from baton.demo import TrafficGenerator
 from baton.stack import LOCAL_DEFAULTS
-from baton_runtime.db import plain_url
+from baton_runtime.db import connect_driver
 from baton_runtime.embedded import LOOPBACK
 from bench.harness import Measurement, report, summary
 from bench.ingest import Connection
@@ -326,7 +325,7 @@ class Milestones:
 
 async def milestones(database_url: str, lead_ids: Sequence[str]) -> Milestones:
     """Return when each lead was promoted, its alert recorded and first delivered."""
-    connection = await asyncpg.connect(plain_url(database_url))
+    connection = await connect_driver(database_url, "bench")
     try:
         leads = await connection.fetch(
             "SELECT lead_id::text AS lead, last_promoted_at FROM notifier.leads "

@@ -20,11 +20,10 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from baton_runtime.clock import system_clock
-from baton_runtime.db import create_engine, plain_url
+from baton_runtime.db import connect_driver, create_engine
 from baton_runtime.kafka import KafkaPublisher, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from baton_runtime.uow import unit_of_work_factory
@@ -102,7 +101,7 @@ async def load(database_url: str, count: int, now: datetime) -> float:
             yield deal_rows(first, min(COPY_CHUNK, count - first), now)
 
     started = time.perf_counter()
-    connection = await asyncpg.connect(plain_url(database_url))
+    connection = await connect_driver(database_url, "bench")
     try:
         indexes = await connection.fetch(
             "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'pipeline' "
@@ -121,7 +120,7 @@ async def load(database_url: str, count: int, now: datetime) -> float:
 
 async def count_ms(database_url: str, runs: int = 5) -> float:
     """Return the median milliseconds of a bare SELECT count(*) over the deals, warmed up."""
-    connection = await asyncpg.connect(plain_url(database_url))
+    connection = await connect_driver(database_url, "bench")
     try:
         await connection.fetchval("SELECT count(*) FROM pipeline.deals")
         samples = []

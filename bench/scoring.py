@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 
 from baton_runtime.clock import system_clock
 from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
-from baton_runtime.db import create_engine, plain_url
+from baton_runtime.db import connect_driver, create_engine
 from baton_runtime.kafka import build_consumer, ensure_topics
 from baton_runtime.logging import configure_logging
 from baton_runtime.metrics import CONSUMED
@@ -225,7 +225,7 @@ TABLES = ("inbox", "activities", "leads", "outbox")
 
 async def written_rows(database_url: str) -> dict[str, list[asyncpg.Record]]:
     """Return, in write order, the rows the scoring handler left in its tables."""
-    connection = await asyncpg.connect(plain_url(database_url))
+    connection = await connect_driver(database_url, "bench")
     try:
         rows = {
             "inbox": await connection.fetch(
@@ -274,7 +274,7 @@ async def bare_write(rows: Mapping[str, Sequence[asyncpg.Record]], database_url:
     statements = {table: upsert_sql(table, columns[table],
                                     "lead_id" if table == "leads" else None)
                   for table in TABLES}
-    connection = await asyncpg.connect(plain_url(database_url))
+    connection = await connect_driver(database_url, "bench")
     try:
         started = time.perf_counter()
         for first in range(0, events, batch):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton_runtime.db import create_engine, plain_url
+from baton_runtime.db import connect_driver, create_engine
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -22,7 +21,7 @@ async def backend_pid(engine: AsyncEngine) -> int:
 
 async def terminate(database_url: str, pid: int) -> None:
     """End a server process from a connection of its own, as a restart or failover would."""
-    admin = await asyncpg.connect(plain_url(database_url))
+    admin = await connect_driver(database_url, "tests")
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:

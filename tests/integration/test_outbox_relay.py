@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton_runtime.db import create_engine, plain_url
+from baton_runtime.db import connect_driver, create_engine
 from baton_runtime.kafka import KafkaPublisher, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from baton_runtime.settings import KafkaSettings
@@ -40,6 +39,17 @@ class CountingPublisher(KafkaPublisher):
         await asyncio.sleep(self._pause)
         await super().send_batch(records)
         self.sent += len(records)
+
+
+def outbox_drained(engine: AsyncEngine) -> Callable[[], Awaitable[bool]]:
+    """Return a check that the probe service's outbox holds no row."""
+
+    async def drained() -> bool:
+        async with engine.connect() as connection:
+            rows = await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
+            return bool(rows.scalar_one() == 0)
+
+    return drained
 
 
 @dataclass
@@ -86,13 +96,8 @@ async def test_three_relays_publish_every_row_once_in_per_key_order(
         await publisher.start()
     tasks = [asyncio.create_task(relay.run(stop)) for relay in relays]
 
-    async def drained() -> bool:
-        async with engine.connect() as connection:
-            rows = await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
-            return bool(rows.scalar_one() == 0)
-
     try:
-        await wait_until(drained, 60, "both relays to drain the outbox")
+        await wait_until(outbox_drained(engine), 60, "both relays to drain the outbox")
     finally:
         stop.set()
         await asyncio.gather(*tasks)
@@ -113,7 +118,7 @@ async def test_three_relays_publish_every_row_once_in_per_key_order(
 async def test_a_commit_with_outbox_rows_notifies_the_relays_channel(
     infrastructure: Infrastructure, probe_database: ProbeDatabase,
 ) -> None:
-    listener = await asyncpg.connect(plain_url(infrastructure.database_url))
+    listener = await connect_driver(infrastructure.database_url, "tests")
     notified = asyncio.Event()
     await listener.add_listener(probe_service.tables.notify_channel,
                                 lambda *_: notified.set())
@@ -173,16 +178,11 @@ async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
             uow.emit_record(KafkaRecord(TOPIC, key, (), b"after a lost connection"))
             await uow.commit()
 
-    async def drained() -> bool:
-        async with engine.connect() as connection:
-            rows = await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
-            return bool(rows.scalar_one() == 0)
-
     await publisher.start()
     running = asyncio.create_task(relay.run(stop))
     try:
         await emit(b"before")
-        await wait_until(drained, 30, "the relay to publish the first row")
+        await wait_until(outbox_drained(engine), 30, "the relay to publish the first row")
         async with engine.connect() as connection:
             terminated = await connection.exec_driver_sql(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) "
@@ -190,7 +190,8 @@ async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
                 (relay.application_name,))
             assert terminated.scalar_one() == 1, "the relay's own connection was cut"
         await emit(b"after")
-        await wait_until(drained, 30, "the relay to publish on a new connection")
+        await wait_until(outbox_drained(engine), 30,
+                         "the relay to publish on a new connection")
     finally:
         stop.set()
         await running

@@ -10,10 +10,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from baton_runtime.db import plain_url
+from baton_runtime.db import connect_driver, plain_url
 from baton_runtime.embedded import embedded_postgres
 from baton_runtime.kafka import all_topics
 
@@ -36,7 +35,7 @@ class PostgresServer:
     async def create_database(self) -> str:
         """Create an empty database and return its URL."""
         name = f"test_{uuid.uuid4().hex[:12]}"
-        connection = await asyncpg.connect(plain_url(self.admin_url))
+        connection = await connect_driver(self.admin_url, "tests")
         try:
             await connection.execute(f'CREATE DATABASE "{name}"')
         finally:
