@@ -13,7 +13,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from baton_runtime.db import PlumbingTables, executemany
+from baton_runtime.db import PlumbingTables, executemany, json_text
 from schemas.envelope import KafkaRecord, encode
 from schemas.events import Event
 
@@ -95,10 +95,10 @@ class UnitOfWork:
         the group (one statement for a whole batch)."""
         if not claims:
             return set()
-        ids, topics, partitions, offsets = (list(column) for column in zip(*claims, strict=True))
         rows = await self.connection.execute(self._claim_many, {
-            "group": consumer_group, "ids": ids, "topics": topics, "partitions": partitions,
-            "offsets": offsets})
+            "group": consumer_group, "claims": json_text([
+                {"event_id": event_id, "topic": topic, "partition": partition, "offset": offset}
+                for event_id, topic, partition, offset in claims])})
         return {row[0] for row in rows}
 
     async def commit(self) -> None:
@@ -117,11 +117,14 @@ class UnitOfWork:
 @functools.lru_cache(maxsize=64)
 def _statements(schema: str) -> tuple[TextClause, str]:
     """Return a service's inbox claim and outbox insert, built once (text() parses its SQL)."""
+    # The claims go as one JSON text, not as four arrays: the driver's array encoder
+    # checks every element against abstract base classes, which cost more than the rest
+    # of claiming a batch did.
     claim_many = text(
         f'INSERT INTO "{schema}".inbox '
         '(consumer_group, event_id, topic, partition, "offset") '
-        "SELECT :group, * FROM unnest(CAST(:ids AS text[]), CAST(:topics AS text[]), "
-        "CAST(:partitions AS int[]), CAST(:offsets AS bigint[])) "
+        "SELECT :group, * FROM json_to_recordset(CAST(:claims AS json)) "
+        'AS claim(event_id text, topic text, partition int, "offset" bigint) '
         "ON CONFLICT DO NOTHING RETURNING event_id"
     )
     insert_outbox = (

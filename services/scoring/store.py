@@ -18,11 +18,13 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
+    any_,
+    bindparam,
     func,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -121,23 +123,21 @@ class Recorded:
     colleagues: list[Colleague]
 
 
+# A batch's touchpoints and leads go as two JSON texts rather than a dozen arrays: the
+# driver's array encoder checks every element against abstract base classes, which cost
+# more than building the JSON did; profiles and accounts travel as nested objects.
 RECORDING = text(f"""
     WITH appended AS (
         INSERT INTO {activities.fullname} (lead_id, type, occurred_at, asset_id, interacted)
-        SELECT * FROM unnest(CAST(:a_lead_ids AS uuid[]), CAST(:a_types AS text[]),
-                             CAST(:a_occurred_at AS timestamptz[]),
-                             CAST(:a_asset_ids AS text[]), CAST(:a_interacted AS boolean[]))
+        SELECT * FROM json_to_recordset(CAST(:touchpoints AS json))
+            AS touchpoint(lead_id uuid, type text, occurred_at timestamptz, asset_id text,
+                          interacted boolean)
     ), upserted AS (
         INSERT INTO {leads.fullname} AS lead
             (lead_id, profile, account, source, account_key, partner, decision_maker)
-        SELECT lead_id, CAST(profile AS jsonb), CAST(account AS jsonb), source, account_key,
-               partner, decision_maker
-        FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:profiles AS text[]),
-                    CAST(:accounts AS text[]), CAST(:sources AS text[]),
-                    CAST(:account_keys AS text[]), CAST(:partners AS text[]),
-                    CAST(:decision_makers AS boolean[]))
-            AS incoming(lead_id, profile, account, source, account_key, partner,
-                        decision_maker)
+        SELECT * FROM json_to_recordset(CAST(:leads AS json))
+            AS incoming(lead_id uuid, profile jsonb, account jsonb, source text,
+                        account_key text, partner text, decision_maker boolean)
         ORDER BY lead_id
         ON CONFLICT (lead_id) DO UPDATE SET
             profile = excluded.profile, account = excluded.account, source = excluded.source,
@@ -182,6 +182,22 @@ ENGAGED = text(f"""
     WHERE recency <= :recent OR (decision_maker AND rank_in_kind <= :deciders)
 """)
 
+# Lists are bound as one array parameter, not as IN (...) with a placeholder each: the
+# statement's text then stays the same whatever the batch size, so the driver prepares
+# it once instead of once per distinct count.
+LEDGERS = select(activities.c.lead_id, *LEDGER).where(
+    activities.c.lead_id == any_(bindparam("lead_ids", type_=ARRAY(UUID(as_uuid=True)))))
+COLLEAGUES_TO_REVIEW = text(f"""
+    UPDATE {leads.fullname} SET next_review_at = :at
+    WHERE lead_id IN (
+        SELECT lead_id FROM {leads.fullname}
+        WHERE account_key = ANY(CAST(:account_keys AS text[]))
+          AND lead_id <> ALL(CAST(:excluding AS uuid[]))
+          AND (next_review_at IS NULL OR next_review_at > :at)
+        ORDER BY lead_id
+        FOR UPDATE SKIP LOCKED)
+""")
+
 
 async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadCaptured], *,
                              decision_makers: Mapping[uuid.UUID, bool],
@@ -202,18 +218,15 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
         if event.partner_notes and event.partner_notes.partner:
             partners[event.lead_id] = event.partner_notes.partner
     rows = await connection.execute(RECORDING, {
-        "a_lead_ids": [event.lead_id for event in events],
-        "a_types": [event.touchpoint.type.value for event in events],
-        "a_occurred_at": [event.touchpoint.occurred_at for event in events],
-        "a_asset_ids": [event.touchpoint.asset_id for event in events],
-        "a_interacted": [event.touchpoint.interacted for event in events],
-        "lead_ids": list(latest),
-        "profiles": [event.profile.model_dump_json() for event in latest.values()],
-        "accounts": [event.account.model_dump_json() for event in latest.values()],
-        "sources": [event.source for event in latest.values()],
-        "account_keys": [account_key_of(event.account) for event in latest.values()],
-        "partners": [partners.get(lead_id) for lead_id in latest],
-        "decision_makers": [decision_makers[lead_id] for lead_id in latest],
+        "touchpoints": json_text([
+            {"lead_id": event.lead_id, "type": event.touchpoint.type,
+             "occurred_at": event.touchpoint.occurred_at, "asset_id": event.touchpoint.asset_id,
+             "interacted": event.touchpoint.interacted} for event in events]),
+        "leads": json_text([
+            {"lead_id": lead_id, "profile": event.profile, "account": event.account,
+             "source": event.source, "account_key": account_key_of(event.account),
+             "partner": partners.get(lead_id), "decision_maker": decision_makers[lead_id]}
+            for lead_id, event in latest.items()]),
         "engaged_since": engaged_since, "recent": read[0], "deciders": read[1],
     })
     recorded: dict[uuid.UUID, Recorded] = {}
@@ -235,8 +248,7 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
 async def ledgers(connection: AsyncConnection,
                   lead_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Activity]]:
     """Return each lead's activities."""
-    rows = await connection.execute(
-        select(activities.c.lead_id, *LEDGER).where(activities.c.lead_id.in_(lead_ids)))
+    rows = await connection.execute(LEDGERS, {"lead_ids": list(lead_ids)})
     found: dict[uuid.UUID, list[Activity]] = defaultdict(list)
     for row in rows:
         found[row.lead_id].append(
@@ -269,17 +281,9 @@ async def ask_colleagues_for_review(connection: AsyncConnection, account_keys: C
     Colleagues another transaction holds are skipped rather than waited for: waiting
     could deadlock with that transaction, which is scoring them right now anyway.
     """
-    if not account_keys:
-        return
-    colleagues = (
-        select(leads.c.lead_id)
-        .where(leads.c.account_key.in_(account_keys), leads.c.lead_id.not_in(excluding),
-               (leads.c.next_review_at.is_(None)) | (leads.c.next_review_at > at))
-        .order_by(leads.c.lead_id)
-        .with_for_update(skip_locked=True)
-    )
-    await connection.execute(
-        leads.update().where(leads.c.lead_id.in_(colleagues)).values(next_review_at=at))
+    if account_keys:
+        await connection.execute(COLLEAGUES_TO_REVIEW, {
+            "account_keys": list(account_keys), "excluding": list(excluding), "at": at})
 
 
 class Saved(NamedTuple):
