@@ -185,7 +185,6 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
         if state.account_key and before != after and changes_colleagues(
                 before, after, found.colleagues, now, model):
             changed_accounts[state.account_key].add(lead_id)
-    await store.ask_colleagues_for_review(uow.connection, changed_accounts, recorded, now)
     leads = []
     for lead_id, event in latest.items():
         found = recorded[lead_id]
@@ -197,6 +196,9 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                           review_now=bool(changers - {lead_id})))
     await rescore(uow, leads, model, now, triggers={
         lead_id: event.touchpoint.type for lead_id, event in latest.items()})
+    # Last, so the colleagues' rows stay locked only until the commit that follows: they
+    # belong to other partitions, whose consumers wait for those locks to record their own.
+    await store.ask_colleagues_for_review(uow.connection, changed_accounts, recorded, now)
 
 
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork) -> None:
