@@ -8,6 +8,7 @@ import time
 from collections.abc import (
     Awaitable,
     Callable,
+    Collection,
     Hashable,
     Iterable,
     Iterator,
@@ -126,18 +127,48 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.reassigned = asyncio.Event()
 
 
-def share_of(assignment: Iterable[TopicPartition], lane: int, lanes: int
-             ) -> list[TopicPartition]:
-    """Return the partitions lane number ``lane`` of ``lanes`` consumes: every lanes-th one."""
-    return sorted(assignment)[lane::lanes]
+class PartitionCheckout:
+    """The assigned partitions that no lane is fetching from or handling a batch of.
+
+    A lane takes up to its share of the free ones of each topic (the topic's assigned
+    partitions over the lanes, rounded up), fetches from them, keeps those its batch
+    came from until that batch is committed and gives the others back at once. A
+    partition is in one lane's hands at a time, so its events keep their order; and a
+    lane that is idle takes partitions a busy lane is not using, so a backlog on a few
+    partitions still keeps every lane working. The shares add up to the whole
+    assignment, so every partition is fetched; a share per topic keeps a quiet topic's
+    partitions from filling a lane's share while a busy topic waits.
+    """
+
+    def __init__(self, lanes: int) -> None:
+        self._lanes = lanes
+        self._held: set[TopicPartition] = set()
+        self.returned = asyncio.Event()  # replaced by a fresh one at each give-back
+
+    def take(self, assignment: Collection[TopicPartition]) -> list[TopicPartition]:
+        """Return (and hold) up to a lane's share of each topic's assigned partitions
+        that nobody holds."""
+        taken: list[TopicPartition] = []
+        for _, partitions in groupby(sorted(assignment), key=lambda tp: tp.topic):
+            of_topic = list(partitions)
+            share = -(-len(of_topic) // self._lanes)
+            taken += [tp for tp in of_topic if tp not in self._held][:share]
+        self._held.update(taken)
+        return taken
+
+    def give_back(self, partitions: Iterable[TopicPartition]) -> None:
+        """Free ``partitions`` for any lane, and wake the lanes waiting for some."""
+        self._held.difference_update(partitions)
+        self.returned.set()
+        self.returned = asyncio.Event()
 
 
 class ConsumerLoop:
     """Consumes ``handlers``' topics for one consumer group.
 
-    The assigned partitions are shared among ``lanes`` that fetch and handle batches
-    concurrently, each in database transactions of its own: while one lane waits for
-    the database, another's handlers run. A partition's messages keep their order;
+    ``lanes`` fetch and handle batches concurrently, each in database transactions of
+    its own: while one lane waits for the database, another's handlers run. Lanes take
+    partitions from a ``PartitionCheckout``, so a partition's messages keep their order;
     different partitions never had one (two replicas interleave them too).
 
     Each batch is handled in one transaction: its event ids are claimed in the inbox
@@ -170,6 +201,7 @@ class ConsumerLoop:
         self._lanes = lanes
         self._after_db_commit = list(after_db_commit)
         self._rebalance = _Rebalance(lanes)
+        self._checkout = PartitionCheckout(lanes)
 
     @property
     def assigned(self) -> bool:
@@ -186,17 +218,25 @@ class ConsumerLoop:
             await self._consumer.stop()  # leaves the group so partitions move at once
 
     async def _run_lane(self, lane: int, stop: asyncio.Event) -> None:
-        """Fetch and handle batches of this lane's share of the partitions until ``stop``."""
+        """Fetch and handle batches of partitions no other lane holds, until ``stop``."""
+        checkout = self._checkout
         while not stop.is_set():
-            reassigned = self._rebalance.reassigned
-            mine = share_of(self._consumer.assignment(), lane, self._lanes)
-            if not mine:  # not assigned yet, or fewer partitions than lanes
-                await _first_of(reassigned, stop)
+            reassigned, returned = self._rebalance.reassigned, checkout.returned
+            taken = checkout.take(self._consumer.assignment())
+            if not taken:  # not assigned yet, or other lanes hold every partition
+                await _first_of(reassigned, returned, stop)
                 continue
-            batch = await self._consumer.getmany(*mine, timeout_ms=200,
-                                                 max_records=self._batch_size)
-            if batch:
-                await self._handle_when_settled(lane, batch, stop)
+            holding = taken
+            try:
+                batch = await self._consumer.getmany(*taken, timeout_ms=200,
+                                                     max_records=self._batch_size)
+                # Another lane may take these at once: only the batch's stay held here.
+                checkout.give_back(tp for tp in taken if tp not in batch)
+                holding = list(batch)
+                if batch:
+                    await self._handle_when_settled(lane, batch, stop)
+            finally:
+                checkout.give_back(holding)
 
     async def _handle_when_settled(self, lane: int,
                                    batch: dict[TopicPartition, list[ConsumerRecord]],

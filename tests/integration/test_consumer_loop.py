@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import AsyncIterator
 
@@ -283,6 +284,93 @@ async def test_a_lane_starts_no_batch_from_a_revocation_until_the_next_assignmen
     await asyncio.wait_for(asyncio.gather(lane_0, lane_1), 30)
     assert handled == ["busy@example.co.jp"], "the moved partition's batch was dropped"
     assert consumer.committed == [{kept: 1}]
+
+
+class ScriptedConsumer(RecordingConsumer):
+    """A consumer whose fetches return records the test feeds, one partition per fetch
+    as aiokafka drains them; it notes every fetch that asks for a partition whose
+    fetched batch is not committed yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: dict[TopicPartition, list[ConsumerRecord]] = {}
+        self.fed = asyncio.Event()
+        self.in_hand: set[TopicPartition] = set()
+        self.fetched_twice: list[TopicPartition] = []
+
+    def feed(self, partition: TopicPartition, event: LeadCaptured) -> None:
+        self.pending.setdefault(partition, []).append(consumer_record(partition, event))
+        self.fed.set()
+        self.fed = asyncio.Event()
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
+        self.fetched_twice += [tp for tp in partitions if tp in self.in_hand]
+        ready = [tp for tp in partitions if self.pending.get(tp)]
+        if not ready:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.fed.wait(), timeout_ms / 1000)
+            return {}
+        self.in_hand.add(ready[0])
+        return {ready[0]: self.pending.pop(ready[0])}
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        await super().commit(offsets)
+        self.in_hand.difference_update(offsets or {})
+
+
+async def test_a_lane_lends_out_the_partitions_it_fetched_nothing_from_and_only_those(
+    engine: AsyncEngine,
+) -> None:
+    first, second, third = (TopicPartition(LeadCaptured.topic, p) for p in range(3))
+    consumer = ScriptedConsumer()
+    consumer.assigned = {first, second, third}  # two lanes: two partitions each at most
+    gates = {"first": asyncio.Event(), "second": asyncio.Event()}
+    entered: dict[str, asyncio.Event] = {name: asyncio.Event() for name in gates}
+
+    async def handle(event: LeadCaptured, _: UnitOfWork) -> None:
+        name = event.profile.email.partition("@")[0]
+        entered[name].set()
+        await gates[name].wait()
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        consumer, group_id="baton-probe", handlers={LeadCaptured.topic: handle},
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=2)
+    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+
+    def milestones() -> set[str]:
+        return ({name for name, event in entered.items() if event.is_set()}
+                | ({"first commit"} if consumer.committed[:1] == [{first: 1}] else set())
+                | ({"every commit"} if len(consumer.committed) == 3 else set()))
+
+    async def reached(milestone: str) -> None:
+        async def check() -> bool:
+            assert consumer.fetched_twice == [], "a partition was fetched while in hand"
+            return milestone in milestones()
+        await wait_until(check, 30, milestone)
+
+    stop = asyncio.Event()
+    consumer.feed(first, lead_captured("first@example.co.jp"))
+    lanes = asyncio.gather(*(loop._run_lane(lane, stop) for lane in range(2)))
+    try:
+        # One lane fetched the first partition together with the second, got only the
+        # first's batch and is held up handling it; the other lane takes the second.
+        await reached("first")
+        consumer.feed(second, lead_captured("second@example.co.jp"))
+        await reached("second")
+        gates["first"].set()  # the first lane finishes while the other holds the second
+        await reached("first commit")
+        gates["third"], entered["third"] = asyncio.Event(), asyncio.Event()
+        consumer.feed(third, lead_captured("third@example.co.jp"))  # both lanes fetch again
+        await reached("third")
+        gates["second"].set()
+        gates["third"].set()
+        await reached("every commit")
+    finally:
+        stop.set()
+        await asyncio.wait_for(lanes, 30)
 
 
 class OutvotedConsumer(RecordingConsumer):

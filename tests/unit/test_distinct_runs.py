@@ -1,4 +1,4 @@
-"""Cutting a batch into runs of distinct keys, and sharing partitions among lanes."""
+"""Cutting a batch into runs of distinct keys, and lending partitions to lanes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
-from baton_runtime.consumer import distinct_runs, share_of
+from baton_runtime.consumer import PartitionCheckout, distinct_runs
 
 
 def test_a_run_ends_just_before_its_first_repeated_key() -> None:
@@ -26,9 +26,26 @@ def test_runs_keep_every_event_in_order_and_no_run_repeats_a_key(keys: list[int]
 
 @given(st.sets(st.tuples(st.sampled_from(["a.b", "c.d"]), st.integers(0, 11))),
        st.integers(min_value=1, max_value=8))
-def test_every_assigned_partition_belongs_to_exactly_one_lane(
+def test_lanes_taking_in_turn_hold_every_partition_once_none_more_than_its_share(
         assigned: set[tuple[str, int]], lanes: int) -> None:
     assignment = {TopicPartition(topic, partition) for topic, partition in assigned}
-    shares = [share_of(assignment, lane, lanes) for lane in range(lanes)]
-    assert sorted(tp for share in shares for tp in share) == sorted(assignment)
-    assert max(map(len, shares)) - min(map(len, shares)) <= 1, "evenly shared"
+    checkout = PartitionCheckout(lanes)
+    taken = [checkout.take(assignment) for _ in range(lanes)]
+    assert sorted(tp for share in taken for tp in share) == sorted(assignment)
+    for topic in {tp.topic for tp in assignment}:
+        of_topic = sum(1 for tp in assignment if tp.topic == topic)
+        assert max(sum(1 for tp in share if tp.topic == topic) for share in taken) <= -(
+            -of_topic // lanes), "no lane takes more than its share of a topic"
+    assert checkout.take(assignment) == [], "a held partition is not lent twice"
+
+
+def test_a_partition_given_back_is_taken_again_and_wakes_the_waiting_lanes() -> None:
+    first, second, third = (TopicPartition("a.b", n) for n in range(3))
+    checkout = PartitionCheckout(lanes=1)
+    assert checkout.take({first, second, third}) == [first, second, third]
+    returned = checkout.returned
+    checkout.give_back([second])
+    assert returned.is_set()
+    assert checkout.take({first, second, third}) == [second]
+    checkout.give_back([first, second, third])
+    assert checkout.take({first, third}) == [first, third], "only what is assigned is lent"
