@@ -129,7 +129,8 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
             next_review_at = now if next_review_at is None else min(next_review_at, now)
         stored, reasons = score_reasons(result.reasons)
         saved.append(store.Saved(
-            lead.lead_id, result.score, result.tier.value, result.surge, result.dormancy.value,
+            lead.lead_id, lead.profile, lead.account, lead.source, lead.partner,
+            result.score, result.tier.value, result.surge, result.dormancy.value,
             list(result.high_intent_signals), stored, result.model_version, now,
             next_review_at, is_decision_maker(lead.profile.title, model), lead.last_engaged_at))
         if lead.announced == result.standing:

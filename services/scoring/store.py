@@ -29,8 +29,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from baton_runtime.db import executemany, json_text, service_metadata
-from schemas.events import Account, LeadCaptured, Tier, TouchpointType
+from baton_runtime.db import json_text, service_metadata
+from schemas.events import Account, LeadCaptured, LeadProfile, Tier, TouchpointType
 from services.scoring.domain import Activity, Colleague, DealOutcome, DealRecord
 
 metadata, plumbing = service_metadata("scoring")
@@ -123,46 +123,66 @@ class Recorded:
     colleagues: list[Colleague]
 
 
+def _recorded_state(column: str) -> str:
+    """Return how RECORDING reads a STATE column: as stored, but for what the batch sets."""
+    if column == "partner":
+        return "coalesce(incoming.partner, stored.partner) AS partner"
+    if column == "account_key":
+        return "incoming.account_key"
+    return f"stored.{column}"
+
+
 # A batch's touchpoints and leads go as two JSON texts rather than a dozen arrays: the
 # driver's array encoder checks every element against abstract base classes, which cost
 # more than building the JSON did; profiles and accounts travel as nested objects.
+# A known lead is only locked here: save_scores writes its new profile with its score,
+# one new row version per batch instead of two. A lead another transaction inserts
+# meanwhile is in neither ``added`` nor ``known`` (the snapshot predates it); the batch
+# then fails and is retried event by event, when the lead is known.
 RECORDING = text(f"""
     WITH appended AS (
         INSERT INTO {activities.fullname} (lead_id, type, occurred_at, asset_id, interacted)
         SELECT * FROM json_to_recordset(CAST(:touchpoints AS json))
             AS touchpoint(lead_id uuid, type text, occurred_at timestamptz, asset_id text,
                           interacted boolean)
-    ), upserted AS (
-        INSERT INTO {leads.fullname} AS lead
-            (lead_id, profile, account, source, account_key, partner, decision_maker)
+    ), incoming AS (
         SELECT * FROM json_to_recordset(CAST(:leads AS json))
             AS incoming(lead_id uuid, profile jsonb, account jsonb, source text,
                         account_key text, partner text, decision_maker boolean)
+    ), added AS (
+        INSERT INTO {leads.fullname}
+            (lead_id, profile, account, source, account_key, partner, decision_maker)
+        SELECT * FROM incoming ORDER BY lead_id
+        ON CONFLICT (lead_id) DO NOTHING
+        RETURNING {", ".join(column.name for column in STATE)}
+    ), known AS (
+        SELECT {", ".join(column.name for column in STATE)} FROM {leads.fullname}
+        WHERE lead_id IN (SELECT lead_id FROM incoming)
         ORDER BY lead_id
-        ON CONFLICT (lead_id) DO UPDATE SET
-            profile = excluded.profile, account = excluded.account, source = excluded.source,
-            account_key = excluded.account_key,
-            partner = coalesce(excluded.partner, lead.partner), updated_at = now()
-        RETURNING {", ".join(f"lead.{column.name}" for column in STATE)}
+        FOR UPDATE
+    ), stored AS (
+        SELECT * FROM added UNION ALL SELECT * FROM known
     )
     -- The ledger and the colleagues are read from the snapshot taken before this
-    -- statement: without the touchpoints it appends, and before its lead updates.
-    SELECT upserted.*, history.*, engaged.* FROM upserted
+    -- statement: without the touchpoints it appends.
+    SELECT {", ".join(_recorded_state(column.name) for column in STATE)},
+           history.*, engaged.*
+    FROM stored JOIN incoming USING (lead_id)
     CROSS JOIN LATERAL (
         SELECT array_agg(type) AS type, array_agg(occurred_at) AS occurred_at,
                array_agg(asset_id) AS asset_id, array_agg(interacted) AS interacted
-        FROM {activities.fullname} WHERE lead_id = upserted.lead_id) AS history
+        FROM {activities.fullname} WHERE lead_id = stored.lead_id) AS history
     CROSS JOIN LATERAL (
         SELECT array_agg(last_engaged_at) AS colleague_last_engaged_at,
                array_agg(decision_maker) AS colleague_decision_maker
         FROM (
             (SELECT lead_id, last_engaged_at, decision_maker FROM {leads.fullname}
-             WHERE account_key = upserted.account_key AND lead_id <> upserted.lead_id
+             WHERE account_key = incoming.account_key AND lead_id <> stored.lead_id
                AND last_engaged_at > :engaged_since
              ORDER BY last_engaged_at DESC LIMIT :recent)
             UNION
             (SELECT lead_id, last_engaged_at, decision_maker FROM {leads.fullname}
-             WHERE account_key = upserted.account_key AND lead_id <> upserted.lead_id
+             WHERE account_key = incoming.account_key AND lead_id <> stored.lead_id
                AND last_engaged_at > :engaged_since AND decision_maker
              ORDER BY last_engaged_at DESC LIMIT :deciders)
         ) AS read) AS engaged
@@ -203,13 +223,14 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
                              decision_makers: Mapping[uuid.UUID, bool],
                              engaged_since: datetime, read: tuple[int, int]
                              ) -> dict[uuid.UUID, Recorded]:
-    """Store each lead's latest profile, append every touchpoint, and read what scoring needs.
+    """Store new leads, append every touchpoint, and read what scoring needs.
 
-    One round trip for a whole batch. Per lead: its state as it was before these
-    touchpoints (``decision_makers`` is stored for new leads only: ``save_scores``
-    updates it), locked until commit; its ledger in the order given; and of the
-    account's other contacts engaged after ``engaged_since``, the ``read`` = (most
-    recent, decision makers) most recently engaged.
+    One round trip for a whole batch. Per lead, locked until commit: its state as it
+    was before these touchpoints, with the account key and partner the batch gives it
+    (``save_scores`` stores them, the profile and the decision-maker standing); its
+    ledger in the order given; and of the account's other contacts engaged after
+    ``engaged_since``, the ``read`` = (most recent, decision makers) most recently
+    engaged.
     """
     latest: dict[uuid.UUID, LeadCaptured] = {}
     partners: dict[uuid.UUID, str] = {}
@@ -287,9 +308,13 @@ async def ask_colleagues_for_review(connection: AsyncConnection, account_keys: C
 
 
 class Saved(NamedTuple):
-    """A lead's new score, as ``save_scores`` stores it."""
+    """A lead as ``save_scores`` stores it: who it is now and its new score."""
 
     lead_id: uuid.UUID
+    profile: LeadProfile
+    account: Account
+    source: str
+    partner: str | None
     score: int
     tier: str
     surge: bool
@@ -303,24 +328,35 @@ class Saved(NamedTuple):
     last_engaged_at: datetime | None
 
 
-# Sent to asyncpg itself (see baton_runtime.db.executemany): through SQLAlchemy's
-# executemany, binding and encoding each row cost more than scoring it did.
-SAVING = f"""
-    UPDATE {leads.fullname} SET score = $2, tier = $3, surge = $4, dormancy = $5,
-        high_intent_signals = $6::text::jsonb, reasons = $7::text::jsonb,
-        model_version = $8, scored_at = $9, next_review_at = $10, decision_maker = $11,
-        last_engaged_at = $12, updated_at = now()
-    WHERE lead_id = $1
-"""
+# One statement for a batch's leads, read from one JSON text: run once per lead, the
+# UPDATE's own cost per execution (PostgreSQL's executor start-up and finish) was a
+# large part of what saving cost there.
+SAVING = text(f"""
+    UPDATE {leads.fullname} AS lead SET profile = saved.profile, account = saved.account,
+        source = saved.source, account_key = saved.account_key, partner = saved.partner,
+        score = saved.score, tier = saved.tier, surge = saved.surge,
+        dormancy = saved.dormancy, high_intent_signals = saved.high_intent_signals,
+        reasons = saved.reasons, model_version = saved.model_version,
+        scored_at = saved.scored_at, next_review_at = saved.next_review_at,
+        decision_maker = saved.decision_maker, last_engaged_at = saved.last_engaged_at,
+        updated_at = now()
+    FROM json_to_recordset(CAST(:leads AS json)) AS saved(
+        lead_id uuid, profile jsonb, account jsonb, source text, account_key text,
+        partner text, score integer, tier text, surge boolean, dormancy text,
+        high_intent_signals jsonb, reasons jsonb, model_version text,
+        scored_at timestamptz, next_review_at timestamptz, decision_maker boolean,
+        last_engaged_at timestamptz)
+    WHERE lead.lead_id = saved.lead_id
+""")
 
 
 async def save_scores(connection: AsyncConnection, scores: Sequence[Saved]) -> None:
-    """Store new scores, in the order given."""
+    """Store leads with their new scores (one entry per lead, each locked by this
+    transaction)."""
     if scores:
-        await executemany(connection, SAVING, [
-            (s.lead_id, s.score, s.tier, s.surge, s.dormancy, json_text(s.high_intent_signals),
-             json_text(s.reasons), s.model_version, s.scored_at, s.next_review_at,
-             s.decision_maker, s.last_engaged_at) for s in scores])
+        await connection.execute(SAVING, {"leads": json_text([
+            {**saved._asdict(), "account_key": account_key_of(saved.account)}
+            for saved in scores])})
 
 
 async def lead(connection: AsyncConnection, lead_id: uuid.UUID,
