@@ -37,7 +37,7 @@ from baton_runtime.db import connect_driver, create_engine
 from baton_runtime.kafka import build_consumer, ensure_topics
 from baton_runtime.logging import configure_logging
 from baton_runtime.metrics import CONSUMED
-from baton_runtime.service import ServiceContext, freeze_startup_heap, run_on_uvloop
+from baton_runtime.service import ServiceContext, run_on_uvloop, settle_garbage_collector
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from bench.harness import Measurement, report, scratch_database, servers
 from schemas.envelope import encode
@@ -166,9 +166,9 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
         context = ServiceContext("scoring", settings, engine, unit_of_work, definition.clock)
         for hook in definition.startup:
             await hook(context)
-    # As a deployed service's start-up ends: unfrozen, this process's start-up heap made
-    # each full collection during the run walk 130,000+ objects (about 140 ms each).
-    freeze_startup_heap()
+    # As a deployed service's start-up ends (unfrozen, this process's start-up heap made
+    # each full collection during the run walk 130,000+ objects, about 140 ms each).
+    settle_garbage_collector()
     loop = ConsumerLoop(build_consumer(settings, group, "bench"), group_id=group,
                         handlers=handlers or definition.handlers, unit_of_work=unit_of_work,
                         retry=RetryPolicy(settings.consumer_max_attempts, 0.01),

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from baton_runtime.service import freeze_startup_heap
+from baton_runtime.service import FULL_COLLECTION_EVERY, settle_garbage_collector
 
 
 class Cycle:
@@ -18,18 +18,23 @@ class Cycle:
 
 
 @pytest.fixture
-def unfrozen_afterwards() -> Iterator[None]:
+def collector_restored_afterwards() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
-@pytest.mark.usefixtures("unfrozen_afterwards")
-def test_start_up_garbage_is_collected_and_what_is_left_is_frozen() -> None:
+@pytest.mark.usefixtures("collector_restored_afterwards")
+def test_start_up_garbage_is_collected_what_is_left_is_frozen_and_full_collections_rarer(
+) -> None:
     garbage = Cycle()
     garbage.partner = garbage  # reachable only from itself: only a collection frees it
     collected = weakref.ref(garbage)
     del garbage
     frozen_before = gc.get_freeze_count()
-    freeze_startup_heap()
+    young, middle, _ = gc.get_threshold()
+    settle_garbage_collector()
     assert collected() is None, "start-up garbage was frozen instead of collected"
     assert gc.get_freeze_count() > frozen_before
+    assert gc.get_threshold() == (young, middle, FULL_COLLECTION_EVERY)
