@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import (
     Awaitable,
     Callable,
@@ -313,19 +314,19 @@ class ConsumerLoop:
         fresh = await uow.claim_many(self._group_id, [
             (envelope.event_id, m.topic, m.partition, m.offset)
             for m, envelope in zip(messages, envelopes, strict=True)])
-        outcomes = []
+        outcomes: Counter[tuple[str, str]] = Counter()
         new: list[tuple[str, Any]] = []
         for message, envelope in zip(messages, envelopes, strict=True):
             if envelope.event_id in fresh:
                 fresh.discard(envelope.event_id)  # the same event twice in a batch runs once
                 new.append((message.topic, envelope.event))
-                outcomes.append((message.topic, "processed"))
+                outcomes[message.topic, "processed"] += 1
             else:
-                outcomes.append((message.topic, "duplicate"))
+                outcomes[message.topic, "duplicate"] += 1
         for topic, run in groupby(new, key=lambda item: item[0]):
             await dispatch(self._handlers[topic], [event for _, event in run], uow)
-        for topic, outcome in outcomes:
-            CONSUMED.labels(topic=topic, outcome=outcome).inc()
+        for (topic, outcome), count in outcomes.items():
+            CONSUMED.labels(topic=topic, outcome=outcome).inc(count)
 
     async def _handle(self, uow: UnitOfWork, message: ConsumerRecord) -> None:
         """Handle one message inside the batch's transaction, dead-lettering it if it fails."""
