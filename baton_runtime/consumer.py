@@ -132,34 +132,44 @@ class PartitionCheckout:
     """The assigned partitions that no lane is fetching from or handling a batch of.
 
     A lane takes up to its share of the free ones of each topic (the topic's assigned
-    partitions over the lanes, rounded up), fetches from them, keeps those its batch
-    came from until that batch is committed and gives the others back at once. A
-    partition is in one lane's hands at a time, so its events keep their order; and a
-    lane that is idle takes partitions a busy lane is not using, so a backlog on a few
-    partitions still keeps every lane working. The shares add up to the whole
-    assignment, so every partition is fetched; a share per topic keeps a quiet topic's
-    partitions from filling a lane's share while a busy topic waits.
+    partitions over the lanes, rounded up), those given back longest ago first,
+    fetches from them, keeps those its batch came from until that batch is committed
+    and gives the others back at once. A partition is in one lane's hands at a time,
+    so its events keep their order; a lane that is idle takes partitions a busy lane
+    is not using, so a backlog on a few partitions still keeps every lane working; and
+    a partition just handled waits behind the others, so none is left unfetched while
+    lanes keep taking the rest. A share per topic keeps a quiet topic's partitions
+    from filling a lane's share while a busy topic waits.
     """
 
     def __init__(self, lanes: int) -> None:
         self._lanes = lanes
         self._held: set[TopicPartition] = set()
+        self._given_back: dict[TopicPartition, int] = {}  # when, counted in give-backs
+        self._give_backs = 0
         self.returned = asyncio.Event()  # replaced by a fresh one at each give-back
 
     def take(self, assignment: Collection[TopicPartition]) -> list[TopicPartition]:
         """Return (and hold) up to a lane's share of each topic's assigned partitions
-        that nobody holds."""
+        that nobody holds, those given back longest ago first."""
         taken: list[TopicPartition] = []
         for _, partitions in groupby(sorted(assignment), key=lambda tp: tp.topic):
             of_topic = list(partitions)
             share = -(-len(of_topic) // self._lanes)
-            taken += [tp for tp in of_topic if tp not in self._held][:share]
+            free = [tp for tp in of_topic if tp not in self._held]
+            taken += sorted(free, key=lambda tp: self._given_back.get(tp, 0))[:share]
         self._held.update(taken)
         return taken
 
     def give_back(self, partitions: Iterable[TopicPartition]) -> None:
         """Free ``partitions`` for any lane, and wake the lanes waiting for some."""
-        self._held.difference_update(partitions)
+        freed = self._held.intersection(partitions)
+        if not freed:
+            return
+        self._give_backs += 1
+        for partition in freed:
+            self._given_back[partition] = self._give_backs
+        self._held -= freed
         self.returned.set()
         self.returned = asyncio.Event()
 

@@ -56,7 +56,7 @@ class RuntimeSettings(DatabaseSettings, KafkaSettings):
     consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
     consumer_lanes: int = Field(
         default=1, ge=1, le=8,
-        description="A consumer's partitions are shared among this many lanes, each handling "
+        description="A consumer's partitions are lent to this many lanes, each handling "
                     "its batches in its own transaction: one waits for the database while "
                     "another computes. More lanes mean more, smaller transactions when events "
                     "are few, so the default is one (scoring's is four).")

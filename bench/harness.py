@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import statistics
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from baton import registry
 from baton_runtime import migrations
 from baton_runtime.db import connect_driver, plain_url
 from baton_runtime.embedded import embedded_kafka, embedded_postgres
 from baton_runtime.settings import DatabaseSettings, KafkaSettings
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ def percentile(samples: Sequence[float], fraction: float) -> float:
         return float("nan")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def middle(rounds: Sequence[T], key: Callable[[T], float]) -> T:
+    """Return the round whose ``key`` is the median (the upper one of an even count)."""
+    return sorted(rounds, key=key)[len(rounds) // 2]
 
 
 def summary(samples: Sequence[float]) -> dict[str, float]:

@@ -52,7 +52,7 @@ from baton_runtime.db import create_engine
 from baton_runtime.embedded import LOOPBACK, embedded_kafka, embedded_postgres, free_port
 from baton_runtime.kafka import ensure_topics
 from baton_runtime.settings import KafkaSettings
-from bench.harness import Measurement, report, summary
+from bench.harness import Measurement, middle, report, summary
 from services.ingest.domain import lead_id_for
 from services.ingest.submissions import Accepted, LeadSubmission
 
@@ -312,7 +312,8 @@ def run(*, seconds: float, warmup: float, connections: int, rounds: int) -> str:
     """Measure both servers in ``rounds`` rounds; return the report.
 
     Each round measures both servers back to back, so what the shared machine's speed
-    does during a run affects both alike; the targets are judged on the median round.
+    does during a run affects both alike. The ratio is the median round's, the p99 the
+    median of the rounds' p99s.
     """
     with contextlib.ExitStack() as stack:
         database_url = stack.enter_context(embedded_postgres()).url("baton")
@@ -341,7 +342,7 @@ def run(*, seconds: float, warmup: float, connections: int, rounds: int) -> str:
         committed = asyncio.run(touchpoints(database_url))
     accepted = sum(sum(result.statuses.values()) for done in measured
                    for result in (done.saturated["ingest"], done.half["ingest"]))
-    typical = sorted(measured, key=lambda done: done.ratio)[rounds // 2]
+    typical = middle(measured, key=lambda done: done.ratio)
     ratio = typical.ratio
     ingest_p99 = statistics.median(done.p99("ingest") for done in measured)
     bare_p99 = statistics.median(done.p99("bare") for done in measured)

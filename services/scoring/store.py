@@ -113,10 +113,20 @@ def account_key_of(account: Account) -> str | None:
     return account.account_key
 
 
+class LeadsInsertedMeanwhile(RuntimeError):
+    """Another transaction inserted leads of this batch while it was recorded (two
+    consumers overlapping in a rebalance); recording them again finds them."""
+
+    def __init__(self, lead_ids: Collection[uuid.UUID]) -> None:
+        super().__init__(f"{len(lead_ids)} lead(s) were inserted by another transaction "
+                         f"while this batch recorded them: {sorted(map(str, lead_ids))[:5]}")
+
+
 @dataclass(frozen=True)
 class Recorded:
-    """A lead right after a batch's touchpoints were recorded: its state before, its ledger
-    (the new touchpoints included) and its engaged colleagues."""
+    """A lead right after a batch's touchpoints were recorded: its state before (with the
+    batch's account key and partner), its ledger (the new touchpoints included) and its
+    engaged colleagues."""
 
     state: Row[Any]
     ledger: list[Activity]
@@ -137,8 +147,8 @@ def _recorded_state(column: str) -> str:
 # more than building the JSON did; profiles and accounts travel as nested objects.
 # A known lead is only locked here: save_scores writes its new profile with its score,
 # one new row version per batch instead of two. A lead another transaction inserts
-# meanwhile is in neither ``added`` nor ``known`` (the snapshot predates it); the batch
-# then fails and is retried event by event, when the lead is known.
+# meanwhile is in neither ``added`` nor ``known`` (the snapshot predates it):
+# record_touchpoints raises LeadsInsertedMeanwhile, and the retry finds the lead known.
 RECORDING = text(f"""
     WITH appended AS (
         INSERT INTO {activities.fullname} (lead_id, type, occurred_at, asset_id, interacted)
@@ -223,7 +233,8 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
                              decision_makers: Mapping[uuid.UUID, bool],
                              engaged_since: datetime, read: tuple[int, int]
                              ) -> dict[uuid.UUID, Recorded]:
-    """Store new leads, append every touchpoint, and read what scoring needs.
+    """Store new leads, append every touchpoint, and read what scoring needs; raise
+    LeadsInsertedMeanwhile if another transaction inserted some of them meanwhile.
 
     One round trip for a whole batch. Per lead, locked until commit: its state as it
     was before these touchpoints, with the account key and partner the batch gives it
@@ -259,6 +270,8 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
                       zip(row.colleague_last_engaged_at or (),
                           row.colleague_decision_maker or (), strict=True)]
         recorded[row.lead_id] = Recorded(row, ledger, colleagues)
+    if missing := latest.keys() - recorded.keys():
+        raise LeadsInsertedMeanwhile(missing)
     for event in events:
         touchpoint = event.touchpoint
         recorded[event.lead_id].ledger.append(Activity(

@@ -49,3 +49,23 @@ def test_a_partition_given_back_is_taken_again_and_wakes_the_waiting_lanes() -> 
     assert checkout.take({first, second, third}) == [second]
     checkout.give_back([first, second, third])
     assert checkout.take({first, third}) == [first, third], "only what is assigned is lent"
+
+
+def test_a_partition_just_given_back_waits_behind_those_given_back_before_it() -> None:
+    first, second, third = (TopicPartition("a.b", n) for n in range(3))
+    checkout = PartitionCheckout(lanes=3)  # a share of one partition
+    assert checkout.take({first, second, third}) == [first]
+    assert checkout.take({first, second, third}) == [second]
+    checkout.give_back([first])
+    checkout.give_back([second])
+    assert checkout.take({first, second, third}) == [third], "never given back: first"
+    checkout.give_back([third])
+    assert [checkout.take({first, second, third}) for _ in range(3)] == [
+        [first], [second], [third]]
+
+
+def test_giving_back_what_no_lane_holds_wakes_nobody() -> None:
+    checkout = PartitionCheckout(lanes=1)
+    returned = checkout.returned
+    checkout.give_back([TopicPartition("a.b", 0)])
+    assert not returned.is_set()
