@@ -18,13 +18,11 @@ from sqlalchemy import (
     Integer,
     Table,
     Text,
-    any_,
-    bindparam,
     func,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
+from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -212,17 +210,21 @@ ENGAGED = text(f"""
     WHERE recency <= :recent OR (decision_maker AND rank_in_kind <= :deciders)
 """)
 
-# Lists are bound as one array parameter, not as IN (...) with a placeholder each: the
-# statement's text then stays the same whatever the batch size, so the driver prepares
-# it once instead of once per distinct count.
-LEDGERS = select(activities.c.lead_id, *LEDGER).where(
-    activities.c.lead_id == any_(bindparam("lead_ids", type_=ARRAY(UUID(as_uuid=True)))))
+# A batch's lead ids are bound as one JSON text: the statement's text stays the same
+# whatever the batch size, so the driver prepares it once (IN with a placeholder each
+# was prepared again per distinct count), and no array encoder checks every id.
+LEDGERS = text(f"""
+    SELECT lead_id, {", ".join(column.name for column in LEDGER)} FROM {activities.fullname}
+    WHERE lead_id IN (SELECT CAST(value AS uuid)
+                      FROM json_array_elements_text(CAST(:lead_ids AS json)))
+""")
 COLLEAGUES_TO_REVIEW = text(f"""
     UPDATE {leads.fullname} SET next_review_at = :at
     WHERE lead_id IN (
         SELECT lead_id FROM {leads.fullname}
         WHERE account_key = ANY(CAST(:account_keys AS text[]))
-          AND lead_id <> ALL(CAST(:excluding AS uuid[]))
+          AND lead_id NOT IN (SELECT CAST(value AS uuid)
+                              FROM json_array_elements_text(CAST(:excluding AS json)))
           AND (next_review_at IS NULL OR next_review_at > :at)
         ORDER BY lead_id
         FOR UPDATE SKIP LOCKED)
@@ -282,7 +284,7 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
 async def ledgers(connection: AsyncConnection,
                   lead_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Activity]]:
     """Return each lead's activities."""
-    rows = await connection.execute(LEDGERS, {"lead_ids": list(lead_ids)})
+    rows = await connection.execute(LEDGERS, {"lead_ids": json_text(list(lead_ids))})
     found: dict[uuid.UUID, list[Activity]] = defaultdict(list)
     for row in rows:
         found[row.lead_id].append(
@@ -317,7 +319,8 @@ async def ask_colleagues_for_review(connection: AsyncConnection, account_keys: C
     """
     if account_keys:
         await connection.execute(COLLEAGUES_TO_REVIEW, {
-            "account_keys": list(account_keys), "excluding": list(excluding), "at": at})
+            "account_keys": list(account_keys), "excluding": json_text(list(excluding)),
+            "at": at})
 
 
 class Saved(NamedTuple):
