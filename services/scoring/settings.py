@@ -15,6 +15,10 @@ class ScoringSettings(RuntimeSettings):
     # lead.captured is the stream with the most events: with several lanes a backlog is
     # scored in transactions that overlap (about 1.6x the events/s of one lane, bench.scoring).
     consumer_lanes: int = Field(default=4, ge=1, le=8)
+    # A batch pays its round trips and commit once, and a lead's touchpoints in one batch
+    # are scored once: with 1,000 events a batch instead of 500, bench.scoring scored
+    # about 18% more events a second (0.59 of the bare write instead of 0.50-0.53).
+    consumer_batch_size: int = Field(default=1_000, ge=1, le=10_000)
     scoring_model_file: FilePath | None = Field(
         default=None, description="YAML scoring model; unset means the packaged model.yaml.")
     scoring_sweep_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
