@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     seconds = 1.5 if arguments.quick else arguments.seconds
     run(seconds=seconds, warmup=0.5 if arguments.quick else 3.0,
-        fewest=4 if arguments.quick else FEWEST_CONNECTIONS,
+        fewest=8 if arguments.quick else FEWEST_CONNECTIONS,
         most=8 if arguments.quick else arguments.most_connections,
         rounds=1 if arguments.quick else arguments.rounds)
 

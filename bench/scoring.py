@@ -3,7 +3,8 @@
 Beside it, measured in the same run on the same topic: raw aiokafka consumption,
 the consumer loop with a handler that does nothing (the runtime's own cost per
 event), and a bare asyncpg batch write of exactly the rows the scoring handler
-wrote (inbox, activity ledger, lead upserts, outbox), 500 events per transaction.
+wrote (inbox, activity ledger, lead upserts, outbox), as many events a transaction as
+scoring's batches hold (BATON_CONSUMER_BATCH_SIZE, 1,000 by default).
 Scoring and the bare write are measured in three rounds, each pair back to back,
 and judged on the round of the median ratio. After each round the decay sweep
 re-scores every lead it made (leads/s, the median): the same scoring code, with
