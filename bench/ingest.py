@@ -362,7 +362,7 @@ def run(*, seconds: float, warmup: float, fewest: int, most: int, rounds: int) -
                 [sys.executable, "-m", "baton", "serve", "ingest"], ingest_url, env))),
         }
         load_before = os.getloadavg()[0]
-        # Also the warm-up.
+        # Finding how many connections saturate each server also warms both up.
         connections = {name: saturating_connections(name, url, seconds=warmup, fewest=fewest,
                                                     most=most, seed=1000 * (1 + seed))
                        for seed, (name, (url, _)) in enumerate(servers.items())}
