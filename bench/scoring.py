@@ -249,9 +249,12 @@ async def written_rows(database_url: str) -> dict[str, list[asyncpg.Record]]:
         }
         final = {row["lead_id"]: row for row in await connection.fetch(
             "SELECT * FROM scoring.leads")}
-        # A lead's row as an event leaves it, written once per event: the handler writes it
-        # once per batch the lead is in, and the bench's batches hold distinct leads.
-        rows["leads"] = [final[row["lead_id"]] for row in rows["activities"]]
+        # The handler writes a lead's row once per batch the lead is in, and a batch's
+        # activities share their transaction's recorded_at: the bare write writes each
+        # lead's final row as often, in the order the batches wrote them.
+        rows["leads"] = [final[row["lead_id"]] for row in await connection.fetch(
+            "SELECT lead_id FROM scoring.activities GROUP BY recorded_at, lead_id "
+            "ORDER BY min(id)")]
         return rows
     finally:
         await connection.close()

@@ -17,7 +17,7 @@ class ScoringSettings(RuntimeSettings):
     consumer_lanes: int = Field(default=4, ge=1, le=8)
     # A batch pays its round trips and commit once, and a lead's touchpoints in one batch
     # are scored once: with 1,000 events a batch instead of 500, bench.scoring scored
-    # about 18% more events a second (0.59 of the bare write instead of 0.50-0.53).
+    # about 18% more events a second.
     consumer_batch_size: int = Field(default=1_000, ge=1, le=10_000)
     scoring_model_file: FilePath | None = Field(
         default=None, description="YAML scoring model; unset means the packaged model.yaml.")
