@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -20,9 +19,8 @@ class EnvelopeError(ValueError):
     """A Kafka message is not a valid Baton CloudEvent; retrying cannot help."""
 
 
-@dataclass(frozen=True)
-class KafkaRecord:
-    """What goes on the wire: topic, key, headers and value."""
+class KafkaRecord(NamedTuple):
+    """What goes on the wire: topic, key, headers and value (a tuple: one per event sent)."""
 
     topic: str
     key: bytes
@@ -61,20 +59,26 @@ def encode(
     and validates a whole CloudEvent first (about 60 us of the 70 an event took to encode);
     a test checks that the record is byte for byte what the library writes.
     """
-    key = event.partition_key()
-    event_class = type(event)
+    key = event.partition_key().encode()
+    ce_type, dataschema = _class_headers(type(event))
     headers = (
         ("ce_id", (event_id or str(uuid.uuid4())).encode()),
-        ("ce_type", event_type(event_class).encode()),
+        ce_type,
         ("ce_source", source.encode()),
         ("ce_time", _rfc3339(time or datetime.now(UTC)).encode()),
         ("content-type", b"application/json"),
-        ("ce_dataschema", data_schema(event_class).encode()),
-        ("ce_subject", key.encode()),
+        dataschema,
+        ("ce_subject", key),
         ("ce_specversion", b"1.0"),
     )
-    return KafkaRecord(topic=event.topic, key=key.encode(), headers=headers,
-                       value=event.model_dump_json().encode())
+    return KafkaRecord(event.topic, key, headers, event.model_dump_json().encode())
+
+
+@functools.cache
+def _class_headers(event_class: type[Event]) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    """Return the ``ce_type`` and ``ce_dataschema`` headers of an event class, built once."""
+    return (("ce_type", event_type(event_class).encode()),
+            ("ce_dataschema", data_schema(event_class).encode()))
 
 
 def _rfc3339(moment: datetime) -> str:

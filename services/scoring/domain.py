@@ -56,9 +56,8 @@ class Activity(NamedTuple):
         return self.occurred_at, self.type, self.asset_id or "", self.interacted
 
 
-@dataclass(frozen=True)
-class LeadFacts:
-    """What the model knows about a lead besides its activities."""
+class LeadFacts(NamedTuple):
+    """What the model knows about a lead besides its activities (a tuple: it keys a cache)."""
 
     title: str | None
     free_mail: bool
@@ -75,17 +74,15 @@ class Colleague(NamedTuple):
     decision_maker: bool
 
 
-@dataclass(frozen=True)
-class Reason:
-    """One contribution to the score."""
+class Reason(NamedTuple):
+    """One contribution to the score (a tuple: a score makes one per touchpoint)."""
 
     code: str
     label: str
     points: float
 
 
-@dataclass(frozen=True)
-class Standing:
+class Standing(NamedTuple):
     """What downstream services are told about: a change here is announced."""
 
     score: int
@@ -94,8 +91,7 @@ class Standing:
     dormancy: Dormancy
 
 
-@dataclass(frozen=True)
-class ScoreResult:
+class ScoreResult(NamedTuple):
     """A computed score with its tier, reasons, signals and when to look at it again."""
 
     score: int
@@ -192,8 +188,7 @@ def _shown(reason: Reason) -> Reason:
     return Reason(reason.code, reason.label, round(reason.points, 2))
 
 
-@dataclass(frozen=True)
-class _Profile:
+class _Profile(NamedTuple):
     """What a lead's facts are worth under a model: its fit reasons, exact and as shown."""
 
     reasons: tuple[Reason, ...]
@@ -267,10 +262,12 @@ def _rules_of(model: ScoringModel) -> _Rules:
     return found[1]
 
 
-@functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score
-def _label(kind: TouchpointType, asset_id: str | None, day: date) -> str:
+# A lead's ledger is labelled again at every re-score. Keyed by the touchpoint type's
+# code: a string hashes in C, an enum member by a Python method.
+@functools.lru_cache(maxsize=4096)
+def _label(code: str, asset_id: str | None, day: date) -> str:
     """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"."""
-    family, _, detail = kind.value.partition(".")
+    family, _, detail = code.partition(".")
     asset = f" ({asset_id})" if asset_id else ""
     return f"{family.replace('_', ' ')}: {detail.replace('_', ' ')}{asset} on {day.isoformat()}"
 
@@ -308,7 +305,8 @@ def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Be
     downloads_seen: set[str] = set()
     for activity in sorted(counted, key=Activity.order):
         kind, at, asset_id = activity.type, activity.occurred_at, activity.asset_id
-        code, points, repeats, download, webinar, signals = rules.kinds[kind]
+        kind_code, points, repeats, download, webinar, signals = rules.kinds[kind]
+        code = kind_code
         moment = (at - EPOCH) // MICROSECOND
         age = now_us - moment
         if signals and age < rules.signal_window_us:
@@ -350,7 +348,7 @@ def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Be
             times.append(at)
             earned.append(points * math.pow(0.5, age / half_life))
             codes.append(code)
-            labels.append(_label(kind, asset_id, at.date()) + suffix)
+            labels.append(_label(kind_code, asset_id, at.date()) + suffix)
     return found
 
 
