@@ -81,7 +81,8 @@ def json_text(value: Any) -> str:
 
     pydantic's serialiser, a third of json.dumps's CPU: the texts differ (escapes,
     spacing, ``1e-05`` against ``1e-5``) but spell the same strings and the same
-    decimal numbers, digit for digit, so JSONB stores the same value.
+    decimal numbers, digit for digit, so JSONB stores the same value. Give it enum
+    members as their values: it took 1.7 us for a member against 0.04 for a string.
     """
     return to_json(value).decode()
 

@@ -142,8 +142,7 @@ def _recorded_state(column: str) -> str:
 
 # A batch's touchpoints and leads go as two JSON texts rather than a dozen arrays: the
 # driver's array encoder checks every element against abstract base classes, which cost
-# more than building the JSON did; profiles and accounts travel as nested objects, and
-# touchpoint types as their values (the serialiser took 1.7 us for an enum member).
+# more than building the JSON did; profiles and accounts travel as nested objects.
 # A known lead is only locked here: save_scores writes its new profile with its score,
 # one new row version per batch instead of two. A lead another transaction inserts
 # meanwhile is in neither ``added`` nor ``known`` (the snapshot predates it):
