@@ -262,12 +262,10 @@ def _rules_of(model: ScoringModel) -> _Rules:
     return found[1]
 
 
-# A lead's ledger is labelled again at every re-score. Keyed by the touchpoint type's
-# code: a string hashes in C, an enum member by a Python method.
-@functools.lru_cache(maxsize=4096)
-def _label(code: str, asset_id: str | None, day: date) -> str:
+@functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score
+def _label(kind: TouchpointType, asset_id: str | None, day: date) -> str:
     """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"."""
-    family, _, detail = code.partition(".")
+    family, _, detail = kind.value.partition(".")
     asset = f" ({asset_id})" if asset_id else ""
     return f"{family.replace('_', ' ')}: {detail.replace('_', ' ')}{asset} on {day.isoformat()}"
 
@@ -305,8 +303,7 @@ def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Be
     downloads_seen: set[str] = set()
     for activity in sorted(counted, key=Activity.order):
         kind, at, asset_id = activity.type, activity.occurred_at, activity.asset_id
-        kind_code, points, repeats, download, webinar, signals = rules.kinds[kind]
-        code = kind_code
+        code, points, repeats, download, webinar, signals = rules.kinds[kind]
         moment = (at - EPOCH) // MICROSECOND
         age = now_us - moment
         if signals and age < rules.signal_window_us:
@@ -348,7 +345,7 @@ def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Be
             times.append(at)
             earned.append(points * math.pow(0.5, age / half_life))
             codes.append(code)
-            labels.append(_label(kind_code, asset_id, at.date()) + suffix)
+            labels.append(_label(kind, asset_id, at.date()) + suffix)
     return found
 
 
