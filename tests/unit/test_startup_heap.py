@@ -8,7 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from baton_runtime.service import FULL_COLLECTION_EVERY, settle_garbage_collector
+from baton_runtime.service import (
+    FULL_COLLECTION_EVERY,
+    YOUNG_COLLECTION_EVERY,
+    settle_garbage_collector,
+)
 
 
 class Cycle:
@@ -33,8 +37,21 @@ def test_start_up_garbage_is_collected_what_is_left_is_frozen_and_full_collectio
     collected = weakref.ref(garbage)
     del garbage
     frozen_before = gc.get_freeze_count()
-    young, middle, _ = gc.get_threshold()
+    _, middle, _ = gc.get_threshold()
     settle_garbage_collector()
     assert collected() is None, "start-up garbage was frozen instead of collected"
     assert gc.get_freeze_count() > frozen_before
-    assert gc.get_threshold() == (young, middle, FULL_COLLECTION_EVERY)
+    assert gc.get_threshold() == (YOUNG_COLLECTION_EVERY, middle, FULL_COLLECTION_EVERY)
+
+
+@pytest.mark.usefixtures("collector_restored_afterwards")
+def test_garbage_in_cycles_is_still_collected_once_enough_new_objects_are_alive() -> None:
+    settle_garbage_collector()
+    garbage = Cycle()
+    garbage.partner = garbage
+    collected = weakref.ref(garbage)
+    del garbage
+    alive: list[list[object]] = [[] for _ in range(YOUNG_COLLECTION_EVERY // 10)]
+    assert collected() is not None, "a young collection ran long before its threshold"
+    alive += [[] for _ in range(YOUNG_COLLECTION_EVERY)]
+    assert collected() is None, "the cycle outlived its generation's threshold"
