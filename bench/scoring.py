@@ -40,7 +40,6 @@ from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
 from baton_runtime.db import connect_driver, create_engine
 from baton_runtime.kafka import build_consumer, ensure_topics
 from baton_runtime.logging import configure_logging
-from baton_runtime.metrics import CONSUMED
 from baton_runtime.service import ServiceContext, run_on_uvloop, settle_garbage_collector
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from bench.harness import Measurement, middle, report, scratch_database, servers
@@ -139,15 +138,6 @@ async def raw_consumption(bootstrap: str, count: int) -> float:
         await consumer.stop()
 
 
-def processed() -> float:
-    """Return how many lead.captured messages consumer loops in this process handled."""
-    # From the one counter, not the registry: collecting every metric (the process
-    # collector reads /proc) each poll took CPU from the loop being measured.
-    wanted = {"topic": LeadCaptured.topic, "outcome": "processed"}
-    return next((sample.value for metric in CONSUMED.collect() for sample in metric.samples
-                 if sample.name.endswith("_total") and sample.labels == wanted), 0.0)
-
-
 @dataclass(frozen=True)
 class LoopRun:
     """One consumer loop's pass over the topic (or as much of it as its time allowed)."""
@@ -161,9 +151,10 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
                        handlers: Mapping[str, Handler] | None = None) -> LoopRun:
     """Consume the topic in a group of its own, from assignment until done or out of time.
 
-    The loop then finishes and commits its batch; the events counted are those whose
-    inbox rows committed. Without ``handlers`` it is scoring as deployed: its start-up
-    hooks and handlers.
+    The clock stops when the transaction holding the topic's last event commits; out of
+    time, the loop finishes and commits its batch first. The events counted are those
+    whose inbox rows committed. Without ``handlers`` it is scoring as deployed: its
+    start-up hooks and handlers.
     """
     definition = main.definition(settings)
     engine = create_engine(settings.database_url)
@@ -175,34 +166,52 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
     # As a deployed service's start-up ends (unfrozen, this process's start-up heap made
     # each full collection during the run walk 130,000+ objects, about 140 ms each).
     settle_garbage_collector()
+    # The group is new and the topic holds exactly ``count`` events from offset 0, so the
+    # committed offsets add up to the events whose transactions committed.
+    committed: dict[TopicPartition, int] = {}
+    all_committed = asyncio.Event()
+    finished: list[tuple[float, float]] = []
+
+    async def note_commit(offsets: Mapping[TopicPartition, int]) -> None:
+        """Note a batch's committed offsets; stop the clock once all events committed."""
+        committed.update(offsets)
+        if not finished and sum(committed.values()) >= count:
+            finished.append((time.perf_counter(), time.process_time()))
+            all_committed.set()
+
     loop = ConsumerLoop(build_consumer(settings, group, "bench"), group_id=group,
                         handlers=handlers or definition.handlers, unit_of_work=unit_of_work,
                         retry=RetryPolicy(settings.consumer_max_attempts, 0.01),
-                        batch_size=settings.consumer_batch_size, lanes=settings.consumer_lanes)
+                        batch_size=settings.consumer_batch_size, lanes=settings.consumer_lanes,
+                        after_db_commit=[note_commit])
     stop = asyncio.Event()
     running = asyncio.create_task(loop.run(stop))
     try:
         try:
             while not loop.assigned:  # noqa: ASYNC110 - the loop offers no event to wait on
                 await asyncio.sleep(0.01)
-            target = processed() + count
             started, cpu_started = time.perf_counter(), time.process_time()
-            while processed() < target and time.perf_counter() - started < budget:
-                if running.done():
-                    running.result()  # the loop died: raise why
-                await asyncio.sleep(0.005)
+            waiting = asyncio.create_task(all_committed.wait())
+            await asyncio.wait([waiting, running], timeout=budget,
+                               return_when=asyncio.FIRST_COMPLETED)
+            waiting.cancel()
+            if running.done():
+                running.result()  # the loop died: raise why
         finally:
             stop.set()
             await running  # it finishes and commits its batch
-        elapsed = time.perf_counter() - started
-        cpu = time.process_time() - cpu_started
+        # Leaving the group (after a fetch of up to 200 ms notices the stop) is not
+        # consuming: when every event committed in time, the clock stopped then.
+        ended, cpu_ended = (finished[0] if finished
+                            else (time.perf_counter(), time.process_time()))
         async with engine.connect() as connection:
             done = (await connection.execute(
                 select(func.count()).select_from(store.plumbing.inbox)
                 .where(store.plumbing.inbox.c.consumer_group == group))).scalar_one()
     finally:
         await engine.dispose()
-    return LoopRun(done, done / elapsed, cpu / elapsed)
+    elapsed = ended - started
+    return LoopRun(done, done / elapsed, (cpu_ended - cpu_started) / elapsed)
 
 
 async def sweep_everything(settings: ScoringSettings) -> float:
