@@ -311,26 +311,30 @@ def saturating_connections(name: str, url: str, *, seconds: float, fewest: int, 
     return chosen
 
 
+def measure_server(name: str, process: subprocess.Popen[bytes], phase: Phase
+                   ) -> tuple[Result, float]:
+    """Return what ``phase`` measured of server ``name`` and its CPU ms per request."""
+    used = cpu_seconds(process.pid)
+    result = measure(phase)
+    check(name, result)
+    return result, (cpu_seconds(process.pid) - used) * 1000 / result.answered
+
+
 def measure_round(servers: dict[str, tuple[str, subprocess.Popen[bytes]]], seconds: float,
                   connections: dict[str, int], number: int) -> Round:
     """Return one round of measurements of both servers, printing its line."""
     saturated: dict[str, Result] = {}
     cpu_ms: dict[str, float] = {}
     for seed, (name, (url, process)) in enumerate(servers.items()):
-        used = cpu_seconds(process.pid)
-        saturated[name] = measure(Phase(url, seconds, connections[name],
-                                        seed=10 * number + seed))
-        cpu_ms[name] = (cpu_seconds(process.pid) - used) * 1000 / saturated[name].answered
-        check(name, saturated[name])
+        saturated[name], cpu_ms[name] = measure_server(
+            name, process, Phase(url, seconds, connections[name], seed=10 * number + seed))
     half: dict[str, Result] = {}
     half_cpu_ms: dict[str, float] = {}
     for seed, (name, (url, process)) in enumerate(servers.items()):
-        rate = saturated[name].throughput / 2
-        used = cpu_seconds(process.pid)
-        half[name] = measure(Phase(url, seconds, connections[name], rate=rate,
-                                   seed=200 + 10 * number + seed))
-        half_cpu_ms[name] = (cpu_seconds(process.pid) - used) * 1000 / half[name].answered
-        check(name, half[name])
+        half[name], half_cpu_ms[name] = measure_server(
+            name, process, Phase(url, seconds, connections[name],
+                                 rate=saturated[name].throughput / 2,
+                                 seed=200 + 10 * number + seed))
     done = Round(saturated, half, cpu_ms, half_cpu_ms)
     print(f"round {number + 1}: bare {saturated['bare'].throughput:,.0f} r/s, ingest "
           f"{saturated['ingest'].throughput:,.0f} r/s, ratio {done.ratio:.2f}; p99 at half "

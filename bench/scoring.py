@@ -170,13 +170,14 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
     # committed offsets add up to the events whose transactions committed.
     committed: dict[TopicPartition, int] = {}
     all_committed = asyncio.Event()
-    finished: list[tuple[float, float]] = []
+    clock_stopped: tuple[float, float] | None = None  # (wall, CPU) once all committed
 
     async def note_commit(offsets: Mapping[TopicPartition, int]) -> None:
         """Note a batch's committed offsets; stop the clock once all events committed."""
+        nonlocal clock_stopped
         committed.update(offsets)
-        if not finished and sum(committed.values()) >= count:
-            finished.append((time.perf_counter(), time.process_time()))
+        if clock_stopped is None and sum(committed.values()) >= count:
+            clock_stopped = (time.perf_counter(), time.process_time())
             all_committed.set()
 
     loop = ConsumerLoop(build_consumer(settings, group, "bench"), group_id=group,
@@ -202,8 +203,7 @@ async def consume_with(settings: ScoringSettings, group: str, count: int, budget
             await running  # it finishes and commits its batch
         # Leaving the group (after a fetch of up to 200 ms notices the stop) is not
         # consuming: when every event committed in time, the clock stopped then.
-        ended, cpu_ended = (finished[0] if finished
-                            else (time.perf_counter(), time.process_time()))
+        ended, cpu_ended = clock_stopped or (time.perf_counter(), time.process_time())
         async with engine.connect() as connection:
             done = (await connection.execute(
                 select(func.count()).select_from(store.plumbing.inbox)
