@@ -41,14 +41,26 @@ def asyncpg_url(url: str) -> str:
     return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
 
 
-async def _driver_in_transaction(connection: AsyncConnection) -> asyncpg.Connection | None:
-    """Return ``connection``'s asyncpg connection if its transaction has begun, else None.
-
-    SQLAlchemy's asyncpg adapter sends BEGIN just before a transaction's first statement,
-    so that statement must go through SQLAlchemy; later ones may go to asyncpg itself.
-    """
-    driver = (await connection.get_raw_connection()).driver_connection
+async def driver_of(connection: AsyncConnection) -> asyncpg.Connection:
+    """Return the asyncpg connection under ``connection``."""
+    sync = connection.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        pooled = sync.connection  # a live connection's: no I/O, so no greenlet needed
+    else:
+        pooled = await connection.get_raw_connection()
+    driver = pooled.driver_connection
     assert isinstance(driver, asyncpg.Connection)
+    return driver
+
+
+async def _driver_in_transaction(connection: AsyncConnection) -> asyncpg.Connection | None:
+    """Return ``connection``'s asyncpg connection if a transaction has begun on it, else None.
+
+    A unit of work begins its transaction on the driver. Outside one, SQLAlchemy's asyncpg
+    adapter sends BEGIN just before a transaction's first statement, so that statement
+    must go through SQLAlchemy; later ones may go to asyncpg itself.
+    """
+    driver = await driver_of(connection)
     return driver if driver.is_in_transaction() else None
 
 

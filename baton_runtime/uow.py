@@ -1,19 +1,30 @@
-"""The unit of work: state, inbox row and outbox rows committed in one transaction."""
+"""The unit of work: state, inbox row and outbox rows committed in one transaction.
+
+The transaction is the driver's own (asyncpg's BEGIN, SAVEPOINT and COMMIT), on a
+pooled connection that SQLAlchemy runs in autocommit mode: its statements then run
+inside that transaction as they are, and statements sent to asyncpg directly do too.
+Through SQLAlchemy's transaction instead, BEGIN waited for the first statement and
+that statement had to go through SQLAlchemy's execute; with its commit and the rest,
+that cost about 210,000 more instructions for every transaction (callgrind: an ingest
+group of one capture took 1.29 million against 1.08 million now, a group of five 3.27
+million against 3.06 million).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Self
 
+from asyncpg.transaction import Transaction
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from baton_runtime.db import PlumbingTables, executemany, json_text
+from baton_runtime.db import PlumbingTables, driver_of, json_text
 from schemas.envelope import KafkaRecord, encode
 from schemas.events import Event
 
@@ -23,7 +34,9 @@ class UnitOfWork:
 
     Handlers and API routes use ``connection`` for their own tables and ``emit``
     for outgoing events; events are written to the outbox at commit, in the same
-    transaction, and published by the relay afterwards.
+    transaction, and published by the relay afterwards. ``connection`` must be in
+    SQLAlchemy's autocommit mode (``unit_of_work_factory`` opens it so): the
+    transaction is begun on its driver connection.
     """
 
     def __init__(self, connection: AsyncConnection, tables: PlumbingTables, source: str) -> None:
@@ -31,11 +44,11 @@ class UnitOfWork:
         self._tables = tables
         self._source = source
         self._pending: list[KafkaRecord] = []
-        self._committed = False
+        self._transaction: Transaction | None = None
         self._claim_many, self._insert_outbox = _statements(tables.schema)
 
     async def __aenter__(self) -> Self:
-        await self.connection.begin()
+        await self._begin()
         return self
 
     async def __aexit__(
@@ -44,8 +57,32 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if not self._committed and self.connection.in_transaction():
-            await self.connection.rollback()
+        transaction, self._transaction = self._transaction, None
+        if transaction is None:  # committed, or never begun
+            return
+        try:
+            await self._guarded(transaction.rollback())
+        except Exception:
+            if exc is None:
+                raise  # else the block's own exception goes on
+
+    async def _guarded(self, step: Awaitable[None]) -> None:
+        """Run a step that begins or ends the transaction; if it fails, close the connection.
+
+        Whether the server still holds a transaction is then unknown, and SQLAlchemy, which
+        did not begin it, would pool the connection without ending it.
+        """
+        try:
+            await step
+        except BaseException:
+            await self.connection.invalidate()
+            raise
+
+    async def _begin(self) -> None:
+        """Begin the transaction on the driver connection."""
+        transaction = (await driver_of(self.connection)).transaction()
+        await self._guarded(transaction.start())
+        self._transaction = transaction
 
     def emit(self, event: Event, *, event_id: str | None = None) -> str:
         """Queue ``event`` for the outbox (under ``event_id`` if given); return its id."""
@@ -59,15 +96,18 @@ class UnitOfWork:
 
     async def discard(self) -> None:
         """Undo everything written and emitted so far, and go on in a fresh transaction."""
-        await self.connection.rollback()
+        transaction, self._transaction = self._transaction, None
+        assert transaction is not None, "the unit of work has ended"
+        await self._guarded(transaction.rollback())
         self._pending.clear()
-        await self.connection.begin()
+        await self._begin()
 
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Run a block whose database writes and emitted events are undone if it raises."""
         mark = len(self._pending)
-        nested = await self.connection.begin_nested()
+        nested = (await driver_of(self.connection)).transaction()  # inside one: a SAVEPOINT
+        await nested.start()
         try:
             yield
         except BaseException:
@@ -104,13 +144,15 @@ class UnitOfWork:
     async def commit(self) -> None:
         """Write pending outbox rows and commit everything at once (the outbox's trigger
         wakes the relay)."""
+        transaction = self._transaction
+        assert transaction is not None, "the unit of work has ended"
         if self._pending:
-            await executemany(self.connection, self._insert_outbox, [
+            await (await driver_of(self.connection)).executemany(self._insert_outbox, [
                 (record.topic, record.key, text_array(tuple(name for name, _ in record.headers)),
                  bytea_array(value for _, value in record.headers), record.value)
                 for record in self._pending])
-        await self.connection.commit()
-        self._committed = True
+        self._transaction = None
+        await self._guarded(transaction.commit())
         self._pending.clear()
 
 
@@ -156,10 +198,13 @@ def unit_of_work_factory(
     engine: AsyncEngine, tables: PlumbingTables, source: str
 ) -> UnitOfWorkFactory:
     """Return a callable that opens a new unit of work on its own pooled connection."""
+    # The same pool; SQLAlchemy sets autocommit at checkout and resets it at checkin.
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @contextlib.asynccontextmanager
     async def open_unit_of_work() -> AsyncIterator[UnitOfWork]:
-        async with engine.connect() as connection, UnitOfWork(connection, tables, source) as uow:
+        async with (autocommit.connect() as connection,
+                    UnitOfWork(connection, tables, source) as uow):
             yield uow
 
     return open_unit_of_work
