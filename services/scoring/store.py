@@ -6,7 +6,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -109,6 +109,9 @@ def account_key_of(account: Account) -> str | None:
     if account.free_mail and not account.company_name:
         return None
     return account.account_key
+
+
+ZERO = timedelta(0)
 
 
 class LeadsInsertedMeanwhile(RuntimeError):
@@ -277,8 +280,21 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
     for event in events:
         touchpoint = event.touchpoint
         recorded[event.lead_id].ledger.append(Activity(
-            touchpoint.type, touchpoint.occurred_at, touchpoint.asset_id, touchpoint.interacted))
+            touchpoint.type, in_utc_if_utc(touchpoint.occurred_at), touchpoint.asset_id,
+            touchpoint.interacted))
     return recorded
+
+
+def in_utc_if_utc(moment: datetime) -> datetime:
+    """Return ``moment`` with ``datetime.UTC`` as its zone if its offset is zero, else as is.
+
+    The parser's own UTC zone is another object: comparing or subtracting two moments
+    of different zone objects calls both zones' ``utcoffset`` first, and the ledger's
+    moments read from the database, the clock's and the model's all have ``UTC``.
+    """
+    if moment.tzinfo is UTC or moment.utcoffset() != ZERO:
+        return moment
+    return moment.astimezone(UTC)  # the same local time: the offset is zero
 
 
 async def ledgers(connection: AsyncConnection,

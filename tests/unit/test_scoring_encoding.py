@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, DecimalTuple
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from baton_runtime.db import json_text
 from schemas.events import Account, LeadProfile, LeadScored, ScoreReason, Tier
 from services.scoring.domain import Reason
 from services.scoring.handlers import score_reasons
+from services.scoring.store import in_utc_if_utc
 
 texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=60)  # no lone surrogates
 points = st.one_of(st.floats(allow_nan=False, allow_infinity=False),
@@ -71,3 +72,16 @@ def test_a_reason_scorereason_refuses_is_refused_with_the_same_error() -> None:
     with pytest.raises(ValidationError) as together:
         score_reasons([Reason("fit.icp.industry", "industry: it", 10.0), long_title])
     assert str(together.value) == str(one_by_one.value)
+
+
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=9)),
+                                                timezone(timedelta(hours=-5))])))
+def test_a_parsed_moment_is_put_in_utc_only_when_that_keeps_its_local_time(
+        moment: datetime) -> None:
+    parsed = TypeAdapter(datetime).validate_json(json.dumps(moment.isoformat()))
+    assert parsed.tzinfo is not UTC  # the parser's own zone object
+    moved = in_utc_if_utc(parsed)
+    assert moved == parsed
+    assert moved.replace(tzinfo=None) == parsed.replace(tzinfo=None)  # its date in labels
+    assert (moved.tzinfo is UTC) == (parsed.utcoffset() == timedelta(0))
+    assert in_utc_if_utc(moment.astimezone(UTC)).tzinfo is UTC
