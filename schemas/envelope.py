@@ -71,7 +71,9 @@ def encode(
         ("ce_subject", key),
         ("ce_specversion", b"1.0"),
     )
-    return KafkaRecord(event.topic, key, headers, event.model_dump_json().encode())
+    # The serializer's own UTF-8 bytes: model_dump_json() decodes them to a str, which
+    # had to be encoded again (two passes over every event's text, Japanese included).
+    return KafkaRecord(event.topic, key, headers, event.__pydantic_serializer__.to_json(event))
 
 
 @functools.cache

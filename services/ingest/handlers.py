@@ -71,7 +71,8 @@ class Capture:
 
     def fingerprint(self) -> str:
         """Return what tells a repeat of this request from other content under its key."""
-        return domain.fingerprint(self.submission.model_dump_json().encode())
+        submission = self.submission
+        return domain.fingerprint(submission.__pydantic_serializer__.to_json(submission))
 
 
 @dataclass(frozen=True)
