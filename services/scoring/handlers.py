@@ -81,9 +81,9 @@ async def load(uow: UnitOfWork, rows: Sequence[Row[Any]], model: ScoringModel,
             for row in rows]
 
 
-def announced(row: Row[Any]) -> Standing | None:
+def announced(row: Row[Any] | store.LeadState) -> Standing | None:
     """Return the standing last announced for the lead in ``row``, None if never scored."""
-    if row.score is None:
+    if row.score is None or row.tier is None:  # written together, with the first score
         return None
     return Standing(row.score, Tier(row.tier), row.surge, Dormancy(row.dormancy))
 

@@ -99,9 +99,24 @@ deals = Table(
 TOUCHPOINTS = {kind.value: kind for kind in TouchpointType}
 LEDGER = (activities.c.type, activities.c.occurred_at, activities.c.asset_id,
           activities.c.interacted)
-STATE = (leads.c.lead_id, leads.c.partner, leads.c.account_key, leads.c.decision_maker,
-         leads.c.last_engaged_at, leads.c.baseline_at, leads.c.score, leads.c.tier,
-         leads.c.surge, leads.c.dormancy)
+
+
+class LeadState(NamedTuple):
+    """What ``record_touchpoints`` reads of a lead's row before its re-score."""
+
+    lead_id: uuid.UUID
+    partner: str | None
+    account_key: str | None
+    decision_maker: bool
+    last_engaged_at: datetime | None
+    baseline_at: datetime | None
+    score: int | None
+    tier: str | None
+    surge: bool
+    dormancy: str
+
+
+STATE = tuple(leads.c[name] for name in LeadState._fields)
 
 
 def account_key_of(account: Account) -> str | None:
@@ -129,7 +144,7 @@ class Recorded:
     batch's account key and partner), its ledger (the new touchpoints included) and its
     engaged colleagues."""
 
-    state: Row[Any]
+    state: LeadState
     ledger: list[Activity]
     colleagues: list[Colleague]
 
@@ -267,14 +282,18 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
         "engaged_since": engaged_since, "recent": read[0], "deciders": read[1],
     })
     recorded: dict[uuid.UUID, Recorded] = {}
+    width = len(STATE)
+    # By position: each column read by name from a SQLAlchemy row costs a failed attribute
+    # lookup first (about 2,800 instructions), and scoring reads each a few times.
     for row in rows:
+        state = LeadState._make(row[:width])
+        kinds, moments, assets, interactions, engaged_at, deciders = row[width:]
         ledger = [Activity(TOUCHPOINTS[kind], at, asset, interacted) for kind, at, asset,
-                  interacted in zip(row.type or (), row.occurred_at or (), row.asset_id or (),
-                                    row.interacted or (), strict=True)]
+                  interacted in zip(kinds or (), moments or (), assets or (),
+                                    interactions or (), strict=True)]
         colleagues = [Colleague(at, decider) for at, decider in
-                      zip(row.colleague_last_engaged_at or (),
-                          row.colleague_decision_maker or (), strict=True)]
-        recorded[row.lead_id] = Recorded(row, ledger, colleagues)
+                      zip(engaged_at or (), deciders or (), strict=True)]
+        recorded[state.lead_id] = Recorded(state, ledger, colleagues)
     if missing := latest.keys() - recorded.keys():
         raise LeadsInsertedMeanwhile(missing)
     for event in events:
