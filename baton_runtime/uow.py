@@ -61,28 +61,33 @@ class UnitOfWork:
         if transaction is None:  # committed, or never begun
             return
         try:
-            await self._guarded(transaction.rollback())
+            await self._guarded(transaction.rollback)
         except Exception:
             if exc is None:
                 raise  # else the block's own exception goes on
 
-    async def _guarded(self, step: Awaitable[None]) -> None:
+    async def _guarded(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run a step that begins or ends the transaction; if it fails, close the connection.
 
         Whether the server still holds a transaction is then unknown, and SQLAlchemy, which
-        did not begin it, would pool the connection without ending it.
+        did not begin it, would pool the connection without ending it. The step is called
+        inside: asyncpg refuses a closed connection's step as it is called.
         """
         try:
-            await step
+            await step()
         except BaseException:
             await self.connection.invalidate()
             raise
 
     async def _begin(self) -> None:
         """Begin the transaction on the driver connection."""
-        transaction = (await driver_of(self.connection)).transaction()
-        await self._guarded(transaction.start())
-        self._transaction = transaction
+
+        async def begin() -> None:
+            transaction = (await driver_of(self.connection)).transaction()
+            await transaction.start()
+            self._transaction = transaction
+
+        await self._guarded(begin)
 
     def emit(self, event: Event, *, event_id: str | None = None) -> str:
         """Queue ``event`` for the outbox (under ``event_id`` if given); return its id."""
@@ -98,7 +103,7 @@ class UnitOfWork:
         """Undo everything written and emitted so far, and go on in a fresh transaction."""
         transaction, self._transaction = self._transaction, None
         assert transaction is not None, "the unit of work has ended"
-        await self._guarded(transaction.rollback())
+        await self._guarded(transaction.rollback)
         self._pending.clear()
         await self._begin()
 
@@ -152,7 +157,7 @@ class UnitOfWork:
                  bytea_array(value for _, value in record.headers), record.value)
                 for record in self._pending])
         self._transaction = None
-        await self._guarded(transaction.commit())
+        await self._guarded(transaction.commit)
         self._pending.clear()
 
 

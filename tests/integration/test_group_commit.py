@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Column, Integer, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton_runtime.db import create_engine, service_metadata
+from baton_runtime.db import service_metadata
 from baton_runtime.group_commit import GroupCommit, Work, run_each
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.envelope import KafkaRecord
@@ -27,10 +27,7 @@ class Refused(Exception):
 
 @pytest.fixture
 async def engine(postgres: PostgresServer) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(await postgres.create_database())
-    async with engine.begin() as connection:
-        await connection.execute(text("CREATE SCHEMA grouped"))
-        await connection.run_sync(metadata.create_all)
+    engine = await postgres.engine_with(metadata)
     yield engine
     await engine.dispose()
 

@@ -11,7 +11,7 @@ from sqlalchemy import Column, Integer, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.db import connect_driver, create_engine, driver_of, service_metadata
-from baton_runtime.uow import UnitOfWork, unit_of_work_factory
+from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory, unit_of_work_factory
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -27,12 +27,14 @@ class Refused(Exception):
 @pytest.fixture
 async def engine(postgres: PostgresServer) -> AsyncIterator[AsyncEngine]:
     # One pooled connection: every unit of work and plain connection below shares it.
-    engine = create_engine(await postgres.create_database(), pool_size=1)
-    async with engine.begin() as connection:
-        await connection.execute(text("CREATE SCHEMA unitofwork"))
-        await connection.run_sync(metadata.create_all)
+    engine = await postgres.engine_with(metadata, pool_size=1)
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+def unit_of_work(engine: AsyncEngine) -> UnitOfWorkFactory:
+    return unit_of_work_factory(engine, tables, "/tests")
 
 
 async def written(engine: AsyncEngine) -> list[int]:
@@ -49,9 +51,8 @@ async def write_both_ways(uow: UnitOfWork, first: int) -> None:
 
 
 async def test_statements_through_sqlalchemy_and_the_driver_commit_or_roll_back_together(
-    engine: AsyncEngine,
+    engine: AsyncEngine, unit_of_work: UnitOfWorkFactory,
 ) -> None:
-    unit_of_work = unit_of_work_factory(engine, tables, "/tests")
     with pytest.raises(Refused):
         async with unit_of_work() as uow:
             await write_both_ways(uow, 1)
@@ -63,9 +64,8 @@ async def test_statements_through_sqlalchemy_and_the_driver_commit_or_roll_back_
 
 
 async def test_a_savepoint_undoes_only_its_block_and_discard_undoes_everything(
-    engine: AsyncEngine,
+    engine: AsyncEngine, unit_of_work: UnitOfWorkFactory,
 ) -> None:
-    unit_of_work = unit_of_work_factory(engine, tables, "/tests")
     async with unit_of_work() as uow:
         await write_both_ways(uow, 1)
         with pytest.raises(Refused):
@@ -85,9 +85,8 @@ async def test_a_savepoint_undoes_only_its_block_and_discard_undoes_everything(
 
 
 async def test_after_a_unit_of_work_a_plain_connection_has_its_own_transactions_again(
-    engine: AsyncEngine,
+    engine: AsyncEngine, unit_of_work: UnitOfWorkFactory,
 ) -> None:
-    unit_of_work = unit_of_work_factory(engine, tables, "/tests")
     async with unit_of_work() as uow:
         await write_both_ways(uow, 1)
         await uow.commit()
@@ -100,9 +99,8 @@ async def test_after_a_unit_of_work_a_plain_connection_has_its_own_transactions_
 
 
 async def test_a_unit_of_work_cancelled_mid_statement_leaves_no_transaction_open(
-    engine: AsyncEngine, postgres: PostgresServer,
+    engine: AsyncEngine, unit_of_work: UnitOfWorkFactory, postgres: PostgresServer,
 ) -> None:
-    unit_of_work = unit_of_work_factory(engine, tables, "/tests")
     started = asyncio.Event()
 
     async def stalled() -> None:
@@ -139,20 +137,48 @@ async def test_a_unit_of_work_cancelled_mid_statement_leaves_no_transaction_open
 
 
 async def test_a_unit_of_work_whose_connection_died_at_commit_is_not_pooled_again(
-    engine: AsyncEngine, postgres: PostgresServer,
+    engine: AsyncEngine, unit_of_work: UnitOfWorkFactory, postgres: PostgresServer,
 ) -> None:
-    unit_of_work = unit_of_work_factory(engine, tables, "/tests")
     admin = await connect_driver(postgres.admin_url, "tests")
     try:
-        with pytest.raises(asyncpg.PostgresConnectionError):
+        with pytest.raises(asyncpg.InterfaceError, match="connection is closed"):
             async with unit_of_work() as uow:
                 await write_both_ways(uow, 1)
-                pid = (await driver_of(uow.connection)).get_server_pid()
-                assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-                await uow.commit()  # the driver finds its connection gone
+                driver = await driver_of(uow.connection)
+                closed = asyncio.Event()
+                driver.add_termination_listener(lambda _: closed.set())
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)",
+                                            driver.get_server_pid())
+                async with asyncio.timeout(20):
+                    await closed.wait()  # the driver has seen its connection end
+                await uow.commit()
     finally:
         await admin.close()
     async with unit_of_work() as uow:  # on a new connection, not the dead one
         await write_both_ways(uow, 3)
         await uow.commit()
     assert await written(engine) == [3, 4]
+
+
+async def test_a_connection_that_died_in_the_pool_fails_one_unit_of_work_only(
+    engine: AsyncEngine, unit_of_work: UnitOfWorkFactory, postgres: PostgresServer,
+) -> None:
+    async with unit_of_work() as uow:
+        driver = await driver_of(uow.connection)
+        await uow.commit()
+    closed = asyncio.Event()
+    driver.add_termination_listener(lambda _: closed.set())
+    admin = await connect_driver(postgres.admin_url, "tests")
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", driver.get_server_pid())
+    finally:
+        await admin.close()
+    async with asyncio.timeout(20):
+        await closed.wait()
+    with pytest.raises(asyncpg.InterfaceError, match="connection is closed"):
+        async with unit_of_work():
+            pass
+    async with unit_of_work() as uow:
+        await write_both_ways(uow, 1)
+        await uow.commit()
+    assert await written(engine) == [1, 2]

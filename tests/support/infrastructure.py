@@ -11,8 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.schema import CreateSchema
 
-from baton_runtime.db import connect_driver, plain_url
+from baton_runtime.db import connect_driver, create_engine, plain_url
 from baton_runtime.embedded import embedded_postgres
 from baton_runtime.kafka import all_topics
 
@@ -41,6 +44,14 @@ class PostgresServer:
         finally:
             await connection.close()
         return self.admin_url.rsplit("/", 1)[0] + f"/{name}"
+
+    async def engine_with(self, metadata: MetaData, *, pool_size: int = 10) -> AsyncEngine:
+        """Return an engine on a new database holding ``metadata``'s schema and tables."""
+        engine = create_engine(await self.create_database(), pool_size=pool_size)
+        async with engine.begin() as connection:
+            await connection.execute(CreateSchema(str(metadata.schema)))
+            await connection.run_sync(metadata.create_all)
+        return engine
 
 
 def docker_requested() -> bool:
