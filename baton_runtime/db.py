@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -75,17 +75,6 @@ async def fetchrow(connection: AsyncConnection, statement: str, *arguments: Any
     if driver is not None:
         return cast(Mapping[Any, Any] | None, await driver.fetchrow(statement, *arguments))
     return (await connection.exec_driver_sql(statement, arguments)).mappings().first()
-
-
-async def executemany(connection: AsyncConnection, statement: str,
-                      rows: Sequence[Sequence[Any]]) -> None:
-    """Run ``statement`` ($1-style parameters) once per row, in ``connection``'s transaction,
-    in one round trip."""
-    driver = await _driver_in_transaction(connection)
-    if driver is not None:
-        await driver.executemany(statement, rows)
-    else:
-        await connection.exec_driver_sql(statement, list(map(tuple, rows)))
 
 
 def json_text(value: Any) -> str:

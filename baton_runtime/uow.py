@@ -22,6 +22,7 @@ from typing import Self
 from asyncpg.transaction import Transaction
 from sqlalchemy import TextClause, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from baton_runtime.db import PlumbingTables, driver_of, json_text
@@ -60,11 +61,10 @@ class UnitOfWork:
         transaction, self._transaction = self._transaction, None
         if transaction is None:  # committed, or never begun
             return
-        try:
+        # A failed rollback closed the connection: nothing was committed, and the block's
+        # own error (one the caller may have caught, a statement's) says what went wrong.
+        with contextlib.suppress(Exception):
             await self._guarded(transaction.rollback)
-        except Exception:
-            if exc is None:
-                raise  # else the block's own exception goes on
 
     async def _guarded(self, step: Callable[[], Awaitable[None]]) -> None:
         """Run a step that begins or ends the transaction; if it fails, close the connection.
@@ -76,8 +76,23 @@ class UnitOfWork:
         try:
             await step()
         except BaseException:
-            await self.connection.invalidate()
+            await self._close_connection()
             raise
+
+    async def _close_connection(self) -> None:
+        """Close the connection; if it died, let SQLAlchemy see that by a statement.
+
+        A statement that fails on a dead connection makes SQLAlchemy replace every
+        connection pooled before it too (after a restart they are likely dead as well);
+        the driver's own BEGIN, COMMIT and ROLLBACK never pass through SQLAlchemy.
+        """
+        if self.connection.invalidated:  # SQLAlchemy saw a statement fail on it already
+            return
+        if (await driver_of(self.connection)).is_closed():
+            with contextlib.suppress(DBAPIError):
+                await self.connection.exec_driver_sql("SELECT 1")
+        if not self.connection.invalidated:
+            await self.connection.invalidate()
 
     async def _begin(self) -> None:
         """Begin the transaction on the driver connection."""
@@ -110,6 +125,7 @@ class UnitOfWork:
     @contextlib.asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         """Run a block whose database writes and emitted events are undone if it raises."""
+        assert self._transaction is not None, "the unit of work has ended"
         mark = len(self._pending)
         nested = (await driver_of(self.connection)).transaction()  # inside one: a SAVEPOINT
         await nested.start()

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton_runtime.db import connect_driver, create_engine
+from baton_runtime.db import create_engine
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -19,15 +19,6 @@ async def backend_pid(engine: AsyncEngine) -> int:
         return int((await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one())
 
 
-async def terminate(database_url: str, pid: int) -> None:
-    """End a server process from a connection of its own, as a restart or failover would."""
-    admin = await connect_driver(database_url, "tests")
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await admin.close()
-
-
 async def test_a_connection_that_died_while_idle_is_replaced_before_use(
     postgres: PostgresServer,
 ) -> None:
@@ -35,7 +26,7 @@ async def test_a_connection_that_died_while_idle_is_replaced_before_use(
     engine = create_engine(database_url, pool_size=1, ping_after_idle_seconds=0)
     try:
         dead = await backend_pid(engine)
-        await terminate(database_url, dead)
+        await postgres.terminate(dead)
         assert await backend_pid(engine) != dead
     finally:
         await engine.dispose()
@@ -48,7 +39,7 @@ async def test_a_recently_used_connection_is_not_pinged_and_a_dead_one_fails_onl
     engine = create_engine(database_url, pool_size=1, ping_after_idle_seconds=3600)
     try:
         dead = await backend_pid(engine)
-        await terminate(database_url, dead)
+        await postgres.terminate(dead)
         with pytest.raises(DBAPIError) as failed:
             await backend_pid(engine)
         assert failed.value.connection_invalidated

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Column, Integer, Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton_runtime.db import connect_driver, create_engine, driver_of, service_metadata
+from baton_runtime.db import create_engine, driver_of, service_metadata
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory, unit_of_work_factory
 from tests.support.infrastructure import PostgresServer
 
@@ -26,7 +26,7 @@ class Refused(Exception):
 
 @pytest.fixture
 async def engine(postgres: PostgresServer) -> AsyncIterator[AsyncEngine]:
-    # One pooled connection: every unit of work and plain connection below shares it.
+    # One pooled connection (and one overflow): the tests below reuse it in turn.
     engine = await postgres.engine_with(metadata, pool_size=1)
     yield engine
     await engine.dispose()
@@ -48,6 +48,15 @@ async def write_both_ways(uow: UnitOfWork, first: int) -> None:
     await uow.connection.execute(insert(rows).values(n=first))
     await (await driver_of(uow.connection)).execute(
         "INSERT INTO unitofwork.rows (n) VALUES ($1)", first + 1)
+
+
+async def ended(postgres: PostgresServer, driver: asyncpg.Connection) -> None:
+    """End ``driver``'s server process and return once the driver has seen it end."""
+    closed = asyncio.Event()
+    driver.add_termination_listener(lambda _: closed.set())
+    await postgres.terminate(driver.get_server_pid())
+    async with asyncio.timeout(20):
+        await closed.wait()
 
 
 async def test_statements_through_sqlalchemy_and_the_driver_commit_or_roll_back_together(
@@ -130,7 +139,7 @@ async def test_a_unit_of_work_cancelled_mid_statement_leaves_no_transaction_open
         async with watcher.connect() as connection:
             open_transactions = (await connection.execute(text(
                 "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' "
-                "AND datname = current_database()"))).scalar_one()
+                "AND datname = :database"), {"database": engine.url.database})).scalar_one()
         assert open_transactions == 0
     finally:
         await watcher.dispose()
@@ -139,21 +148,11 @@ async def test_a_unit_of_work_cancelled_mid_statement_leaves_no_transaction_open
 async def test_a_unit_of_work_whose_connection_died_at_commit_is_not_pooled_again(
     engine: AsyncEngine, unit_of_work: UnitOfWorkFactory, postgres: PostgresServer,
 ) -> None:
-    admin = await connect_driver(postgres.admin_url, "tests")
-    try:
-        with pytest.raises(asyncpg.InterfaceError, match="connection is closed"):
-            async with unit_of_work() as uow:
-                await write_both_ways(uow, 1)
-                driver = await driver_of(uow.connection)
-                closed = asyncio.Event()
-                driver.add_termination_listener(lambda _: closed.set())
-                assert await admin.fetchval("SELECT pg_terminate_backend($1)",
-                                            driver.get_server_pid())
-                async with asyncio.timeout(20):
-                    await closed.wait()  # the driver has seen its connection end
-                await uow.commit()
-    finally:
-        await admin.close()
+    with pytest.raises(asyncpg.InterfaceError, match="connection is closed"):
+        async with unit_of_work() as uow:
+            await write_both_ways(uow, 1)
+            await ended(postgres, await driver_of(uow.connection))
+            await uow.commit()
     async with unit_of_work() as uow:  # on a new connection, not the dead one
         await write_both_ways(uow, 3)
         await uow.commit()
@@ -166,15 +165,7 @@ async def test_a_connection_that_died_in_the_pool_fails_one_unit_of_work_only(
     async with unit_of_work() as uow:
         driver = await driver_of(uow.connection)
         await uow.commit()
-    closed = asyncio.Event()
-    driver.add_termination_listener(lambda _: closed.set())
-    admin = await connect_driver(postgres.admin_url, "tests")
-    try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", driver.get_server_pid())
-    finally:
-        await admin.close()
-    async with asyncio.timeout(20):
-        await closed.wait()
+    await ended(postgres, driver)
     with pytest.raises(asyncpg.InterfaceError, match="connection is closed"):
         async with unit_of_work():
             pass
@@ -182,3 +173,25 @@ async def test_a_connection_that_died_in_the_pool_fails_one_unit_of_work_only(
         await write_both_ways(uow, 1)
         await uow.commit()
     assert await written(engine) == [1, 2]
+
+
+async def test_a_connection_found_dead_gets_the_others_pooled_before_it_replaced_too(
+    postgres: PostgresServer,
+) -> None:
+    engine = await postgres.engine_with(metadata, pool_size=2)
+    unit_of_work = unit_of_work_factory(engine, tables, "/tests")
+    try:
+        drivers = []
+        async with unit_of_work() as first, unit_of_work() as second:  # two connections
+            drivers = [await driver_of(first.connection), await driver_of(second.connection)]
+        for driver in drivers:  # as a database restart would
+            await ended(postgres, driver)
+        with pytest.raises(asyncpg.InterfaceError, match="connection is closed"):
+            async with unit_of_work():
+                pass
+        async with unit_of_work() as uow:  # the other dead one was replaced as well
+            await write_both_ways(uow, 1)
+            await uow.commit()
+        assert await written(engine) == [1, 2]
+    finally:
+        await engine.dispose()

@@ -45,6 +45,14 @@ class PostgresServer:
             await connection.close()
         return self.admin_url.rsplit("/", 1)[0] + f"/{name}"
 
+    async def terminate(self, pid: int) -> None:
+        """End a server process from a connection of its own, as a restart or failover would."""
+        admin = await connect_driver(self.admin_url, "tests")
+        try:
+            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        finally:
+            await admin.close()
+
     async def engine_with(self, metadata: MetaData, *, pool_size: int = 10) -> AsyncEngine:
         """Return an engine on a new database holding ``metadata``'s schema and tables."""
         engine = create_engine(await self.create_database(), pool_size=pool_size)

@@ -74,8 +74,9 @@ def test_a_reason_scorereason_refuses_is_refused_with_the_same_error() -> None:
     assert str(together.value) == str(one_by_one.value)
 
 
-@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=9)),
-                                                timezone(timedelta(hours=-5))])))
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1),
+                    timezones=st.sampled_from([UTC, timezone(timedelta(hours=9)),
+                                               timezone(timedelta(hours=-5))])))
 def test_a_parsed_moment_is_put_in_utc_only_when_that_keeps_its_local_time(
         moment: datetime) -> None:
     parsed = TypeAdapter(datetime).validate_json(json.dumps(moment.isoformat()))
