@@ -153,7 +153,7 @@ def _record_capture_statement(*, with_idempotency_key: bool) -> str:
     return f"""
         WITH merged AS (
             INSERT INTO {leads.fullname} AS lead (lead_id, email, account_key, profile)
-            VALUES ($1, $2, $3, $4::text::jsonb)
+            VALUES ($1, $2, $3, $4::json::jsonb)
             ON CONFLICT (lead_id) DO UPDATE
                 SET profile = lead.profile || excluded.profile, updated_at = now()
             RETURNING lead.profile, lead.account_key
@@ -197,7 +197,7 @@ async def record_capture(connection: AsyncConnection, *, lead_id: uuid.UUID, ema
 # with json_to_recordset. Every lead appears once (a row can be merged once a statement).
 RECORD_CAPTURES = f"""
     WITH capture AS (
-        SELECT * FROM json_to_recordset($1::text::json) AS capture(
+        SELECT * FROM json_to_recordset($1::json) AS capture(
             lead_id uuid, email text, account_key text, patch jsonb, event_id text,
             source text, type text, occurred_at timestamptz, payload text)
     ), merged AS (

@@ -449,8 +449,8 @@ RECORDING_DECISION = text(f"""
     WITH logged AS (
         INSERT INTO {assignments.fullname}
             (lead_id, team, stage, rep_id, rule, reason, considered, decided_at)
-        VALUES (:lead_id, :team, :stage, :rep_id, :rule, :reason, CAST(:considered AS jsonb),
-                :decided_at)
+        VALUES (:lead_id, :team, :stage, :rep_id, :rule, :reason,
+                CAST(CAST(:considered AS json) AS jsonb), :decided_at)
     ), repositioned AS (
         UPDATE {reps.fullname} AS rep SET position = moved.position
         FROM unnest(CAST(:moved_rep_ids AS text[]), CAST(:positions AS float8[]))

@@ -1,4 +1,5 @@
-"""The engine's pool: idle connections are checked before use, busy ones are not."""
+"""The engine's pool: idle connections are checked before use, busy ones are not; and the
+connections it makes take JSON parameters as bytes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from baton_runtime.db import create_engine
+from baton_runtime.db import create_engine, driver_of, json_text
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -44,5 +45,23 @@ async def test_a_recently_used_connection_is_not_pinged_and_a_dead_one_fails_onl
             await backend_pid(engine)
         assert failed.value.connection_invalidated
         assert await backend_pid(engine) != dead
+    finally:
+        await engine.dispose()
+
+
+async def test_json_parameters_go_as_bytes_or_text_and_json_results_decode(
+    postgres: PostgresServer,
+) -> None:
+    engine = create_engine(await postgres.create_database(), pool_size=1)
+    document = {"会社": "株式会社サンプル", "points": [1.5, 2]}
+    try:
+        async with engine.connect() as connection:
+            for given in (json_text(document), json_text(document).decode()):
+                stored = (await connection.execute(
+                    text("SELECT CAST(CAST(:given AS json) AS jsonb) ->> '会社'"),
+                    {"given": given})).scalar_one()
+                assert stored == "株式会社サンプル"
+            driver = await driver_of(connection)  # the same codec on the driver's own calls
+            assert await driver.fetchval("SELECT $1::json", json_text(document)) == document
     finally:
         await engine.dispose()

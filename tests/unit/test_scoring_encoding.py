@@ -32,7 +32,7 @@ def decimal_digits(text: str) -> DecimalTuple:
     return Decimal(text).as_tuple()
 
 
-def as_stored(text: str) -> Any:
+def as_stored(text: str | bytes) -> Any:
     """Return a JSON text as JSONB holds it: strings, and numbers digit for digit."""
     return json.loads(text, parse_float=decimal_digits)
 
