@@ -93,7 +93,7 @@ def json_text(value: Any) -> bytes:
 
 def _json_parameter(value: str | bytes) -> bytes:
     """Return a ``json`` parameter as the bytes the driver sends: JSON text as UTF-8."""
-    return value if type(value) is bytes else value.encode()  # type: ignore[union-attr]
+    return value if isinstance(value, bytes) else value.encode()
 
 
 async def _accept_json_bytes(driver: asyncpg.Connection) -> None:
@@ -103,8 +103,7 @@ async def _accept_json_bytes(driver: asyncpg.Connection) -> None:
     a str; it is replaced here, after SQLAlchemy set it up on connecting.
     """
     await driver.set_type_codec("json", schema="pg_catalog", format="binary",
-                                encoder=_json_parameter,
-                                decoder=lambda data: json.loads(data.decode()))
+                                encoder=_json_parameter, decoder=json.loads)
 
 
 def plain_url(url: str) -> str:
