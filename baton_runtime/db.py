@@ -85,8 +85,9 @@ def json_text(value: Any) -> bytes:
     spacing, ``1e-05`` against ``1e-5``) but spell the same strings and the same
     decimal numbers, digit for digit, so JSONB stores the same value. Give it enum
     members as their values: it took 1.7 us for a member against 0.04 for a string.
-    The bytes go to the server as they are (see ``_json_parameter``): decoded to a str,
-    the driver encoded them again, two passes over every batch's text.
+    The bytes go to the server as they are on connections of ``create_engine``'s pools
+    (see ``_accept_json_bytes``), not on ``connect_driver``'s: decoded to a str, the
+    driver encoded them again, two passes over every batch's text.
     """
     return to_json(value)
 
