@@ -50,28 +50,7 @@ class OutboxRelay:
         self._connection: asyncpg.Connection | None = None
         schema = tables.schema
         self.application_name = f"{schema} outbox relay"
-        # Rows leave the table in the transaction that publishes them: until its commit
-        # they stay locked (other replicas skip them), and a failed send rolls them back.
-        # Written so that the planner cannot pick a scan of the whole table: it estimates
-        # the table's size from its pages, which hold every deleted row until a vacuum,
-        # and joined the batch back to it (or the earlier rows to the batch) by scanning
-        # them all: 1.6 ms a batch for ingest at 100 leads/s, the database's costliest
-        # statement. Here each batch row looks up an earlier row of its key through the
-        # (topic, key, id) index, and the rows leave by primary key.
-        self._take = f"""
-            WITH batch AS (
-                SELECT id, topic, key FROM {schema}.outbox
-                ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
-            )
-            DELETE FROM {schema}.outbox o
-            WHERE o.id = ANY(ARRAY(
-                SELECT b.id FROM batch b
-                WHERE (SELECT earlier.id FROM {schema}.outbox earlier
-                       WHERE earlier.topic = b.topic AND earlier.key = b.key
-                         AND earlier.id < b.id AND earlier.id NOT IN (SELECT id FROM batch)
-                       LIMIT 1) IS NULL))
-            RETURNING o.id, o.topic, o.key, o.header_names, o.header_values, o.value
-            """
+        self._take = take_statement(schema)
 
     async def _connected(self) -> asyncpg.Connection:
         """Return the relay's connection, connecting first if it has none or lost it."""
@@ -120,3 +99,33 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await self._connection.close()
                 self._connection = None
+
+
+# Rows leave the table in the transaction that publishes them: until its commit they
+# stay locked (other replicas skip them), and a failed send rolls them back.
+# The plan must not hang on the table's statistics: a queue's size swings, and autovacuum
+# analyses it whenever. Analysed near empty while its pages still held thousands of
+# deleted rows, the planner looked up each batch row's earlier rows by ``id < b.id``
+# through the primary key, passing every deleted row once a batch row, and deleted the
+# batch through the (topic, key, id) index, passing them all again: 4-8 ms a batch
+# instead of under 1 for the rest of an ingest benchmark run, whose half-rate p99 rose
+# from 15-20 ms to 25-45. So the earlier rows are found by a row comparison that only the
+# (topic, key, id) index answers, and the batch leaves by row address (locked, its rows
+# cannot move).
+def take_statement(schema: str) -> str:
+    """Return the statement that takes a batch of up to $1 rows out of ``schema``'s outbox."""
+    return f"""
+        WITH batch AS (
+            SELECT ctid, id, topic, key FROM {schema}.outbox
+            ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED
+        )
+        DELETE FROM {schema}.outbox o
+        WHERE o.ctid = ANY(ARRAY(
+            SELECT b.ctid FROM batch b
+            WHERE (SELECT earlier.id FROM {schema}.outbox earlier
+                   WHERE earlier.topic = b.topic AND earlier.key = b.key
+                     AND (earlier.topic, earlier.key, earlier.id) < (b.topic, b.key, b.id)
+                     AND earlier.id NOT IN (SELECT id FROM batch)
+                   LIMIT 1) IS NULL))
+        RETURNING o.id, o.topic, o.key, o.header_names, o.header_values, o.value
+        """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.db import connect_driver, create_engine
 from baton_runtime.kafka import KafkaPublisher, ensure_topics
-from baton_runtime.outbox import OutboxRelay
+from baton_runtime.outbox import OutboxRelay, take_statement
 from baton_runtime.settings import KafkaSettings
 from baton_runtime.uow import UnitOfWorkFactory, unit_of_work_factory
 from schemas.envelope import KafkaRecord
@@ -197,3 +198,46 @@ async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
         await running
         await publisher.stop()
     assert publisher.sent == 2
+
+
+async def test_a_batch_reads_a_few_pages_a_row_whatever_the_outbox_statistics_say(
+    infrastructure: Infrastructure, probe_database: ProbeDatabase,
+) -> None:
+    # A queue's usual state after a burst: analysed nearly empty while its pages still
+    # hold thousands of deleted rows. Planned from those statistics, the batch's earlier
+    # rows were looked up through the primary key, walking every deleted row's entry.
+    connection = await connect_driver(infrastructure.database_url, "tests")
+    try:
+        await connection.execute("ALTER TABLE probe.outbox SET (autovacuum_enabled = false)")
+        await connection.execute("DELETE FROM probe.outbox")
+
+        async def write(rows: int) -> None:
+            await connection.execute(
+                "INSERT INTO probe.outbox (topic, key, header_names, header_values, value) "
+                "SELECT $1, convert_to(gen_random_uuid()::text, 'UTF8'), '{ce_id}', "
+                "'{\\\\x00}', '\\x00' FROM generate_series(1, $2)", TOPIC, rows)
+
+        await write(20_000)
+        await connection.execute(
+            "DELETE FROM probe.outbox WHERE id < (SELECT max(id) - 2 FROM probe.outbox)")
+        await connection.execute("ANALYZE probe.outbox")
+        await connection.execute("DELETE FROM probe.outbox")
+        await write(30)
+        table_pages = await connection.fetchval(
+            "SELECT pg_relation_size('probe.outbox') / current_setting('block_size')::int")
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            [plan] = json.loads(await connection.fetchval(
+                "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + take_statement("probe"), 500))
+        finally:
+            await transaction.rollback()
+        await connection.execute("DELETE FROM probe.outbox")
+    finally:
+        await connection.execute("ALTER TABLE probe.outbox RESET (autovacuum_enabled)")
+        await connection.close()
+    assert plan["Plan"]["Actual Rows"] == 30
+    # Now about 620 pages of the table's 410: the deleted rows are passed once, by the
+    # batch's scan. Looked up by primary key, they were passed once a row: 14,452 pages.
+    pages = plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
+    assert pages <= 2 * table_pages, f"{pages} pages read; the table has {table_pages}"
