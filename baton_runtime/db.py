@@ -112,10 +112,12 @@ def plain_url(url: str) -> str:
     return "postgresql://" + url.split("://", 1)[1]
 
 
-async def connect_driver(url: str, application_name: str) -> asyncpg.Connection:
-    """Return a new asyncpg connection outside the pool, named in pg_stat_activity."""
-    return await asyncpg.connect(plain_url(url),
-                                 server_settings={"application_name": application_name})
+async def connect_driver(url: str, application_name: str,
+                         settings: Mapping[str, str] | None = None) -> asyncpg.Connection:
+    """Return a new asyncpg connection outside the pool, named in pg_stat_activity, with
+    ``settings`` (server parameters) of its own."""
+    return await asyncpg.connect(plain_url(url), server_settings={
+        **(settings or {}), "application_name": application_name})
 
 
 def create_engine(url: str, *, pool_size: int = 10, application_name: str = "baton",
