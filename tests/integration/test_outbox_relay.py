@@ -200,12 +200,13 @@ async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
     assert publisher.sent == 2
 
 
-async def test_a_batch_passes_the_deleted_rows_once_whatever_the_outbox_statistics_say(
+async def test_a_batch_does_not_pass_the_deleted_rows_once_a_row_whatever_the_statistics_say(
     infrastructure: Infrastructure, probe_database: ProbeDatabase,
 ) -> None:
     # A queue's usual state after a burst: analysed nearly empty while its pages still
-    # hold thousands of deleted rows. Planned from those statistics, the batch's earlier
-    # rows were looked up through the primary key, passing every deleted row once a row.
+    # hold thousands of deleted rows. Planned from those statistics, each batch row's
+    # earlier rows were looked up by passing every deleted row (through the primary key,
+    # or by a scan of the whole table).
     connection = await connect_driver(infrastructure.database_url, "tests", RELAY_SETTINGS)
     try:
         await connection.execute("ALTER TABLE probe.outbox SET (autovacuum_enabled = false)")
