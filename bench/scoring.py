@@ -230,7 +230,9 @@ async def sweep_everything(settings: ScoringSettings) -> float:
         elapsed = time.perf_counter() - started
     finally:
         await engine.dispose()
-    assert swept == leads, f"swept {swept} of {leads} leads"
+    # A lead whose review time comes again while the sweep runs (its next change a second
+    # away, say) is swept again: of 30,000 events' 3,000 leads, one was.
+    assert swept >= leads, f"swept {swept} of {leads} leads"
     return leads / elapsed
 
 
