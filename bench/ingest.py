@@ -24,7 +24,7 @@ each latency counts from the request's scheduled time, so a stalled server canno
 hide its queue. The machine's cores are shared by the client, the servers and
 PostgreSQL. The four phases (each server saturated, then each at half its rate) are
 measured in ``--rounds`` rounds, and the targets judged on medians: the bare
-endpoint's own p99 ranged from 4 to 124 ms between runs of this machine (2.5 to 10 ms
+endpoint's own p99 ranged from 4 to 124 ms between runs of this machine (2 to 24 ms
 once the load generator stopped collecting garbage during a phase), and a pair
 measured together drifts together.
 """
