@@ -97,4 +97,5 @@ def build_consumer(settings: RuntimeSettings, group_id: str, client_id: str) -> 
         rebalance_timeout_ms=settings.kafka_rebalance_timeout_ms,
         max_poll_interval_ms=max(300_000, settings.kafka_rebalance_timeout_ms),
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        max_partition_fetch_bytes=settings.kafka_max_partition_fetch_bytes,
     )

@@ -44,6 +44,12 @@ class KafkaSettings(BatonSettings):
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     kafka_rebalance_timeout_ms: int = Field(default=30_000, ge=1_000)
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
+    kafka_max_partition_fetch_bytes: int = Field(
+        default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+        description="The most a consumer fetches from one partition at a time. aiokafka "
+                    "sends a broker no fetch while records it fetched from any partition "
+                    "there in the last 100 ms are unconsumed, so a partition drained early "
+                    "can wait that long: larger fetches drain less often.")
 
 
 class RuntimeSettings(DatabaseSettings, KafkaSettings):

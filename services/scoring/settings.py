@@ -19,6 +19,11 @@ class ScoringSettings(RuntimeSettings):
     # are scored once: with 1,000 events a batch instead of 500, bench.scoring scored
     # about 18% more events a second.
     consumer_batch_size: int = Field(default=1_000, ge=1, le=10_000)
+    # A lane's batch takes about a fetch's worth of one partition, so with 1 MiB fetches a
+    # backlog's partitions drained every few batches and waited on the others' fetches:
+    # with 4 MiB, bench.scoring scored about 20% more events a second (35% with 30,000).
+    kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024,
+                                                 le=64 * 1024 * 1024)
     scoring_model_file: FilePath | None = Field(
         default=None, description="YAML scoring model; unset means the packaged model.yaml.")
     scoring_sweep_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
