@@ -21,7 +21,7 @@ class ScoringSettings(RuntimeSettings):
     consumer_batch_size: int = Field(default=1_000, ge=1, le=10_000)
     # A lane's batch takes about a fetch's worth of one partition, so with 1 MiB fetches a
     # backlog's partitions drained every few batches and waited on the others' fetches:
-    # with 4 MiB, bench.scoring scored about 20% more events a second (35% with 30,000).
+    # with 4 MiB, bench.scoring scored about 17% more events a second (31% with 30,000).
     kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024,
                                                  le=64 * 1024 * 1024)
     scoring_model_file: FilePath | None = Field(
