@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "BATON_"
+# The bounds of settings a service may give a default of its own: its override names the
+# type and the value, and the bounds stay in one place.
+Port = Annotated[int, Field(ge=1, le=65535)]
+BatchSize = Annotated[int, Field(ge=1, le=10_000)]
+Lanes = Annotated[int, Field(ge=1, le=8)]
+PartitionFetchBytes = Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)]
 
 
 class SettingsError(Exception):
@@ -44,8 +50,8 @@ class KafkaSettings(BatonSettings):
     kafka_heartbeat_interval_ms: int = Field(default=3_000, ge=100)
     kafka_rebalance_timeout_ms: int = Field(default=30_000, ge=1_000)
     kafka_fetch_max_wait_ms: int = Field(default=500, ge=0, le=10_000)
-    kafka_max_partition_fetch_bytes: int = Field(
-        default=1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024,
+    kafka_max_partition_fetch_bytes: PartitionFetchBytes = Field(
+        default=1024 * 1024,
         description="The most a consumer fetches from one partition at a time. aiokafka "
                     "sends a broker no fetch while records it fetched from any partition "
                     "there in the last 100 ms are unconsumed, so a partition drained early "
@@ -56,19 +62,19 @@ class RuntimeSettings(DatabaseSettings, KafkaSettings):
     """What every service needs: database, broker, HTTP, consumer and outbox tuning."""
 
     http_host: str = "0.0.0.0"
-    http_port: int = Field(default=8000, ge=1, le=65535)
+    http_port: Port = 8000
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
-    consumer_batch_size: int = Field(default=500, ge=1, le=10_000)
-    consumer_lanes: int = Field(
-        default=1, ge=1, le=8,
+    consumer_batch_size: BatchSize = 500
+    consumer_lanes: Lanes = Field(
+        default=1,
         description="A consumer's partitions are lent to this many lanes, each handling "
                     "its batches in its own transaction: one waits for the database while "
                     "another computes. More lanes mean more, smaller transactions when events "
                     "are few, so the default is one (scoring's is four).")
     consumer_max_attempts: int = Field(default=5, ge=1, le=100)
     consumer_retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
-    outbox_batch_size: int = Field(default=500, ge=1, le=10_000)
+    outbox_batch_size: BatchSize = 500
     outbox_poll_interval_ms: int = Field(default=1_000, ge=10, le=60_000)
     shutdown_grace_seconds: float = Field(default=25.0, gt=0, le=600)
 

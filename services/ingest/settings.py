@@ -9,14 +9,14 @@ import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
-from baton_runtime.settings import RuntimeSettings
+from baton_runtime.settings import Port, RuntimeSettings
 from services.ingest.adapters import load_mapping_file
 
 
 class IngestSettings(RuntimeSettings):
     """Capture API settings; bootstrap API keys come as ``source=key,...``."""
 
-    http_port: int = Field(default=8001, ge=1, le=65535)
+    http_port: Port = 8001
     ingest_api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     ingest_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     ingest_max_batch_bytes: int = Field(

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, HttpUrl, SecretStr, ValidationInfo, field_validator
 
 from baton_runtime.business_time import TimeZoneName
-from baton_runtime.settings import RuntimeSettings
+from baton_runtime.settings import Port, RuntimeSettings
 from services.notifier import config
 
 
@@ -20,7 +20,7 @@ class NotifierSettings(RuntimeSettings):
     variables below are the default channel every recipient falls back to.
     """
 
-    http_port: int = Field(default=8005, ge=1, le=65535)
+    http_port: Port = 8005
     slack_webhook_url: HttpUrl | None = None
     slack_bot_token: SecretStr | None = None
     slack_channel: config.SlackChannel | None = None

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from baton_runtime.business_time import TimeZoneName
-from baton_runtime.settings import RuntimeSettings
+from baton_runtime.settings import Port, RuntimeSettings
 from services.pipeline.domain import PipelineRules
 
 DEFAULT_LOST_REASONS = ("price", "competitor", "no_budget", "timing", "no_decision",
@@ -20,7 +20,7 @@ DEFAULT_LOST_REASONS = ("price", "competitor", "no_budget", "timing", "no_decisi
 class PipelineSettings(RuntimeSettings):
     """Pipeline service settings: lost reasons, fiscal year, zombie and health thresholds."""
 
-    http_port: int = Field(default=8004, ge=1, le=65535)
+    http_port: Port = 8004
     pipeline_timezone: TimeZoneName = Field(
         default="Asia/Tokyo", description="Where 'today' is for holds, close dates and months.")
     fiscal_year_start_month: int = Field(default=4, ge=1, le=12)

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from baton_runtime.business_time import BusinessCalendar, known_holiday_country, known_timezone
-from baton_runtime.settings import RuntimeSettings
+from baton_runtime.settings import Port, RuntimeSettings
 
 HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -23,7 +23,7 @@ class RoutingSettings(RuntimeSettings):
     holidays) counts the MQL acceptance SLA and sets the funnel's periods.
     """
 
-    http_port: int = Field(default=8003, ge=1, le=65535)
+    http_port: Port = 8003
     slack_signing_secret: SecretStr | None = None
     slack_response_hosts: Annotated[frozenset[str], NoDecode] = frozenset({"hooks.slack.com"})
     slack_locale: Literal["ja", "en"] = "ja"

@@ -4,30 +4,29 @@ from __future__ import annotations
 
 from pydantic import Field, FilePath, field_validator
 
-from baton_runtime.settings import RuntimeSettings
+from baton_runtime.settings import BatchSize, Lanes, PartitionFetchBytes, Port, RuntimeSettings
 from services.scoring.model import DEFAULT_MODEL_FILE, ModelError, ScoringModel, load_model
 
 
 class ScoringSettings(RuntimeSettings):
     """Scoring service settings."""
 
-    http_port: int = Field(default=8002, ge=1, le=65535)
+    http_port: Port = 8002
     # lead.captured is the stream with the most events: with several lanes a backlog is
     # scored in transactions that overlap (about 1.6x the events/s of one lane, bench.scoring).
-    consumer_lanes: int = Field(default=4, ge=1, le=8)
+    consumer_lanes: Lanes = 4
     # A batch pays its round trips and commit once, and a lead's touchpoints in one batch
     # are scored once: with 1,000 events a batch instead of 500, bench.scoring scored
     # about 18% more events a second.
-    consumer_batch_size: int = Field(default=1_000, ge=1, le=10_000)
+    consumer_batch_size: BatchSize = 1_000
     # A lane's batch takes about a fetch's worth of one partition, so with 1 MiB fetches a
     # backlog's partitions drained every few batches and waited on the others' fetches:
     # with 4 MiB, bench.scoring scored about 17% more events a second (31% with 30,000).
-    kafka_max_partition_fetch_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024,
-                                                 le=64 * 1024 * 1024)
+    kafka_max_partition_fetch_bytes: PartitionFetchBytes = 4 * 1024 * 1024
     scoring_model_file: FilePath | None = Field(
         default=None, description="YAML scoring model; unset means the packaged model.yaml.")
     scoring_sweep_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
-    scoring_sweep_batch_size: int = Field(default=500, ge=1, le=10_000)
+    scoring_sweep_batch_size: BatchSize = 500
 
     @field_validator("scoring_model_file")
     @classmethod
