@@ -79,7 +79,8 @@ async def fetchrow(connection: AsyncConnection, statement: str, *arguments: Any
 
 
 def json_text(value: Any) -> bytes:
-    """Return ``value`` as the UTF-8 JSON text of a ``json`` parameter sent to the driver.
+    """Return ``value`` as the UTF-8 JSON text of a ``json`` or ``jsonb`` parameter sent to
+    the driver.
 
     pydantic's serialiser, a third of json.dumps's CPU: the texts differ (escapes,
     spacing, ``1e-05`` against ``1e-5``) but spell the same strings and the same
@@ -97,14 +98,30 @@ def _json_parameter(value: str | bytes) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
-async def _accept_json_bytes(driver: asyncpg.Connection) -> None:
-    """Make ``json`` parameters take UTF-8 bytes as well as str, decoding results as before.
+JSONB_VERSION = b"\x01"  # what jsonb's binary format puts before the JSON text
 
-    SQLAlchemy's own codec (binary format, the same bytes as the text one) takes only
-    a str; it is replaced here, after SQLAlchemy set it up on connecting.
+
+def _jsonb_parameter(value: str | bytes) -> bytes:
+    """Return a ``jsonb`` parameter as the bytes the driver sends: version, then UTF-8 text."""
+    return JSONB_VERSION + (value if isinstance(value, bytes) else value.encode())
+
+
+def _jsonb_result(value: bytes) -> Any:
+    """Return the value of a ``jsonb`` result in binary format (after its version byte)."""
+    return json.loads(value[1:])
+
+
+async def _accept_json_bytes(driver: asyncpg.Connection) -> None:
+    """Make ``json`` and ``jsonb`` parameters take UTF-8 bytes as well as str, decoding
+    results as before.
+
+    SQLAlchemy's own codecs (binary format) take only a str; they are replaced here,
+    after SQLAlchemy set them up on connecting.
     """
     await driver.set_type_codec("json", schema="pg_catalog", format="binary",
                                 encoder=_json_parameter, decoder=json.loads)
+    await driver.set_type_codec("jsonb", schema="pg_catalog", format="binary",
+                                encoder=_jsonb_parameter, decoder=_jsonb_result)
 
 
 def plain_url(url: str) -> str:

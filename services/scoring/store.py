@@ -161,6 +161,9 @@ def _recorded_state(column: str) -> str:
 # A batch's touchpoints and leads go as two JSON texts rather than a dozen arrays: the
 # driver's array encoder checks every element against abstract base classes, which cost
 # more than building the JSON did; profiles and accounts travel as nested objects.
+# The leads' text is sent as jsonb: jsonb_to_recordset hands a nested object to a jsonb
+# column as it is, where json_to_recordset gives its text to jsonb's parser again (for
+# scoring's saved leads, 11 against 30 us of server CPU a row).
 # A known lead is only locked here: save_scores writes its new profile with its score,
 # one new row version per batch instead of two. A lead another transaction inserts
 # meanwhile is in neither ``added`` nor ``known`` (the snapshot predates it):
@@ -172,7 +175,7 @@ RECORDING = text(f"""
             AS touchpoint(lead_id uuid, type text, occurred_at timestamptz, asset_id text,
                           interacted boolean)
     ), incoming AS (
-        SELECT * FROM json_to_recordset(CAST(:leads AS json))
+        SELECT * FROM jsonb_to_recordset(CAST(:leads AS jsonb))
             AS incoming(lead_id uuid, profile jsonb, account jsonb, source text,
                         account_key text, partner text, decision_maker boolean)
     ), added AS (
@@ -379,7 +382,7 @@ class Saved(NamedTuple):
     last_engaged_at: datetime | None
 
 
-# One statement for a batch's leads, read from one JSON text: run once per lead, the
+# One statement for a batch's leads, read from one jsonb text (see RECORDING): run once per lead, the
 # UPDATE's own cost per execution (PostgreSQL's executor start-up and finish) was a
 # large part of what saving cost there.
 SAVING = text(f"""
@@ -391,7 +394,7 @@ SAVING = text(f"""
         scored_at = saved.scored_at, next_review_at = saved.next_review_at,
         decision_maker = saved.decision_maker, last_engaged_at = saved.last_engaged_at,
         updated_at = now()
-    FROM json_to_recordset(CAST(:leads AS json)) AS saved(
+    FROM jsonb_to_recordset(CAST(:leads AS jsonb)) AS saved(
         lead_id uuid, profile jsonb, account jsonb, source text, account_key text,
         partner text, score integer, tier text, surge boolean, dormancy text,
         high_intent_signals jsonb, reasons jsonb, model_version text,
