@@ -382,9 +382,9 @@ class Saved(NamedTuple):
     last_engaged_at: datetime | None
 
 
-# One statement for a batch's leads, read from one jsonb text (see RECORDING): run once per lead, the
-# UPDATE's own cost per execution (PostgreSQL's executor start-up and finish) was a
-# large part of what saving cost there.
+# One statement for a batch's leads, read from one jsonb text (see RECORDING): run once
+# per lead, the UPDATE's own cost per execution (PostgreSQL's executor start-up and
+# finish) was a large part of what saving cost there.
 SAVING = text(f"""
     UPDATE {leads.fullname} AS lead SET profile = saved.profile, account = saved.account,
         source = saved.source, account_key = saved.account_key, partner = saved.partner,
