@@ -49,8 +49,9 @@ async def test_a_recently_used_connection_is_not_pinged_and_a_dead_one_fails_onl
         await engine.dispose()
 
 
+@pytest.mark.parametrize("json_type", ["json", "jsonb"])
 async def test_json_parameters_go_as_bytes_or_text_and_json_results_decode(
-    postgres: PostgresServer,
+    postgres: PostgresServer, json_type: str,
 ) -> None:
     engine = create_engine(await postgres.create_database(), pool_size=1)
     document = {"会社": "株式会社サンプル", "points": [1.5, 2]}
@@ -58,10 +59,14 @@ async def test_json_parameters_go_as_bytes_or_text_and_json_results_decode(
         async with engine.connect() as connection:
             for given in (json_text(document), json_text(document).decode()):
                 stored = (await connection.execute(
-                    text("SELECT CAST(CAST(:given AS json) AS jsonb) ->> '会社'"),
+                    text(f"SELECT CAST(:given AS {json_type}) ->> '会社'"),
                     {"given": given})).scalar_one()
                 assert stored == "株式会社サンプル"
+                assert (await connection.execute(
+                    text(f"SELECT CAST(:given AS {json_type})"), {"given": given}
+                )).scalar_one() == document
             driver = await driver_of(connection)  # the same codec on the driver's own calls
-            assert await driver.fetchval("SELECT $1::json", json_text(document)) == document
+            assert await driver.fetchval(f"SELECT $1::{json_type}",
+                                         json_text(document)) == document
     finally:
         await engine.dispose()
