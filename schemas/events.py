@@ -88,7 +88,8 @@ class ContactKind(StrEnum):
     OTHER = "other"
 
 
-ShortText = Annotated[str, Field(max_length=500)]
+SHORT_TEXT_LENGTH = 500
+ShortText = Annotated[str, Field(max_length=SHORT_TEXT_LENGTH)]
 Score = Annotated[int, Field(ge=0, le=100)]
 
 

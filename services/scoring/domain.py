@@ -14,7 +14,7 @@ from enum import StrEnum
 from itertools import accumulate
 from typing import NamedTuple
 
-from schemas.events import DealPhase, Tier, TouchpointType
+from schemas.events import SHORT_TEXT_LENGTH, DealPhase, Tier, TouchpointType
 from services.scoring.model import ScoringModel, normalise
 
 T = TouchpointType
@@ -160,23 +160,38 @@ def is_competitor(facts: LeadFacts, model: ScoringModel) -> bool:
             or (company is not None and normalise(company) in competitors.company_names))
 
 
+def labelled(prefix: str, value: str | None) -> str:
+    """Return "prefix: value" as a reason's label, cut to what a label may hold.
+
+    A profile's text may be as long as a label (lead.captured allows it), and a label
+    over the limit would make the lead's score impossible to announce.
+    """
+    label = f"{prefix}: {value}"
+    if len(label) <= SHORT_TEXT_LENGTH:
+        return label
+    return label[:SHORT_TEXT_LENGTH - 1] + "…"
+
+
 def fit_reasons(facts: LeadFacts, model: ScoringModel) -> list[Reason]:
     """Return the points the lead's profile adds or removes (competitors aside)."""
     fit = model.fit
     reasons: list[Reason] = []
     if mentions(facts.title, fit.student.keywords):
-        reasons.append(Reason("fit.student", f"student: {facts.title}", fit.student.points))
+        reasons.append(Reason("fit.student", labelled("student", facts.title),
+                              fit.student.points))
     elif (rank := seniority(facts.title, model)) is not None:
         points = next((r.points for r in fit.titles if r.seniority == rank), fit.staff_points)
-        reasons.append(Reason(f"fit.title.{rank}", f"title: {facts.title}", points))
+        reasons.append(Reason(f"fit.title.{rank}", labelled("title", facts.title), points))
     if fit.industries.matches(facts.industry):
-        reasons.append(Reason("fit.icp.industry", f"industry: {facts.industry}",
+        reasons.append(Reason("fit.icp.industry", labelled("industry", facts.industry),
                               fit.industries.points))
     if fit.employee_bands.matches(facts.employee_band):
-        reasons.append(Reason("fit.icp.employee_band", f"employees: {facts.employee_band}",
+        reasons.append(Reason("fit.icp.employee_band",
+                              labelled("employees", facts.employee_band),
                               fit.employee_bands.points))
     if fit.disposable_domains.matches(facts.email_domain):
-        reasons.append(Reason("fit.disposable_domain", f"disposable mail: {facts.email_domain}",
+        reasons.append(Reason("fit.disposable_domain",
+                              labelled("disposable mail", facts.email_domain),
                               fit.disposable_domains.points))
     elif facts.free_mail:
         reasons.append(Reason("fit.free_mail", "free-mail address", fit.free_mail_points))
@@ -577,7 +592,7 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
     engagement = _engagement_reasons(colleagues, model, rules)
     static_points = sum(r.points for r in (*profile.reasons, *engagement))
     if profile.competitor:
-        label = f"competitor: {facts.company or facts.email_domain}"
+        label = labelled("competitor", facts.company or facts.email_domain)
         shown = [*profile.shown, *(_shown(r) for r in engagement),
                  _shown(Reason("fit.competitor", label, -static_points))]
         return ScoreResult(0, Tier.C, False, dormancy, tuple(shown), (), model.version,

@@ -110,7 +110,7 @@ def score_reasons(reasons: Sequence[Reason]) -> tuple[list[dict[str, Any]], list
     try:
         return stored, REASONS.validate_python(stored)
     except ValidationError:
-        # Raise what validating the reasons one by one raises (a label too long, say).
+        # Raise what validating the reasons one by one raises (which reason, and why).
         return stored, [ScoreReason(**reason) for reason in stored]
 
 

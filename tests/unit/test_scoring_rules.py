@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import Tier, TouchpointType
+from schemas.events import SHORT_TEXT_LENGTH, ScoreReason, Tier, TouchpointType
 from services.scoring.domain import (
     Activity,
     Colleague,
@@ -168,6 +168,21 @@ def test_a_competitor_is_disqualified_whatever_it_does() -> None:
         assert (result.score, result.tier, result.high_intent_signals) == (0, Tier.C, ())
         assert result.reasons[-1].code == "fit.competitor"
         assert sum(r.points for r in result.reasons) == 0
+
+
+def test_labels_of_the_longest_profile_texts_are_cut_to_what_an_event_may_carry() -> None:
+    longest = "あ" * SHORT_TEXT_LENGTH
+    model = variant(fit={"competitors": {"domains": ["rival.example"], "company_names": []}})
+    for facts in (LeadFacts("部長" + longest[2:], False, "製造業" + longest[3:]),
+                  LeadFacts("大学院生" + longest[4:], False),
+                  LeadFacts(None, False, email_domain="rival.example",
+                            company="株式会社" + longest[4:])):
+        reasons = score_lead(facts, [at(0, T.INQUIRY_DEMO_REQUEST)], NOW, model).reasons
+        cut = [r for r in reasons if r.code.startswith("fit.")]
+        assert cut and all(len(r.label) == SHORT_TEXT_LENGTH and r.label.endswith("あ…")
+                           for r in cut)
+        for reason in reasons:  # what lead.scored carries; over the limit it would raise
+            ScoreReason(code=reason.code, label=reason.label, points=reason.points)
 
 
 def test_titles_match_ascii_keywords_as_words_and_japanese_anywhere() -> None:
