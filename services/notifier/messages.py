@@ -22,6 +22,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from baton_runtime.text import clip
 from schemas.events import LeadPromoted, LeadScored
 from services.notifier.domain import AlertKind, ClockKind
 
@@ -164,11 +165,6 @@ class DealNotice:
     amount: int | None = None
     phase: str | None = None
     reason: str | None = None
-
-
-def clip(text: str, limit: int) -> str:
-    """Return ``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def when(moment: datetime, timezone: ZoneInfo) -> str:

@@ -12,7 +12,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from schemas.events import DealPhase
+from baton_runtime.text import clip
+from schemas.events import SHORT_TEXT_LENGTH, DealPhase
 
 P = DealPhase
 OPEN_PHASES: tuple[DealPhase, ...] = (P.P1, P.P2, P.P3, P.P4, P.P5)
@@ -20,7 +21,6 @@ PROBABILITY: dict[DealPhase, int] = {
     P.P1: 10, P.P2: 30, P.P3: 60, P.P4: 80, P.P5: 90, P.WON: 100, P.LOST: 0,
 }
 COMMIT_PHASES = frozenset({P.P4, P.P5})
-REASON_MAX = 500  # the events' ShortText
 
 
 class Outcome(StrEnum):
@@ -245,7 +245,7 @@ class Changed:
 
 def _short(text: str) -> str:
     """Return ``text`` cut to what an event's reason holds."""
-    return text if len(text) <= REASON_MAX else text[:REASON_MAX - 1] + "…"
+    return clip(text, SHORT_TEXT_LENGTH)
 
 
 def _require_open(deal: Deal) -> None:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from itertools import accumulate
 from typing import NamedTuple
 
+from baton_runtime.text import clip
 from schemas.events import SHORT_TEXT_LENGTH, DealPhase, Tier, TouchpointType
 from services.scoring.model import ScoringModel, normalise
 
@@ -166,10 +167,7 @@ def labelled(prefix: str, value: str | None) -> str:
     A profile's text may be as long as a label (lead.captured allows it), and a label
     over the limit would make the lead's score impossible to announce.
     """
-    label = f"{prefix}: {value}"
-    if len(label) <= SHORT_TEXT_LENGTH:
-        return label
-    return label[:SHORT_TEXT_LENGTH - 1] + "…"
+    return clip(f"{prefix}: {value}", SHORT_TEXT_LENGTH)
 
 
 def fit_reasons(facts: LeadFacts, model: ScoringModel) -> list[Reason]:

@@ -1,0 +1,10 @@
+"""Text cut to a limit: an event's field, a Slack block, an explanation's label."""
+
+from __future__ import annotations
+
+ELLIPSIS = "…"
+
+
+def clip(text: str, limit: int) -> str:
+    """Return ``text`` cut to ``limit`` characters, marked with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
