@@ -13,8 +13,10 @@ from sqlalchemy.engine import Row
 from baton_runtime.business_time import BusinessCalendar
 from baton_runtime.clock import Clock
 from baton_runtime.consumer import distinct_runs
+from baton_runtime.text import clip
 from baton_runtime.uow import UnitOfWork
 from schemas.events import (
+    SHORT_TEXT_LENGTH,
     Account,
     ContactKind,
     DealPhase,
@@ -33,7 +35,6 @@ from services.routing import domain, store
 S = LifecycleStage
 TOP_REASONS = 3
 SYSTEM = "system"
-MAX_REASON = 500
 
 
 def _emit(uow: UnitOfWork, lead: Row[Any], *, from_stage: LifecycleStage,
@@ -43,7 +44,7 @@ def _emit(uow: UnitOfWork, lead: Row[Any], *, from_stage: LifecycleStage,
     """Emit lead.promoted for ``lead`` with its profile, score and reasons."""
     uow.emit(LeadPromoted(
         lead_id=lead.lead_id, occurred_at=now, from_stage=from_stage, to_stage=to_stage,
-        reason=reason[:MAX_REASON], owner_id=owner_id, team=team, sla_due_at=sla_due_at,
+        reason=clip(reason, SHORT_TEXT_LENGTH), owner_id=owner_id, team=team, sla_due_at=sla_due_at,
         profile=LeadProfile.model_validate(lead.profile),
         account=Account.model_validate(lead.account), score=lead.score, tier=Tier(lead.tier),
         top_reasons=[ScoreReason.model_validate(r) for r in lead.top_reasons],
