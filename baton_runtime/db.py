@@ -103,12 +103,12 @@ JSONB_VERSION = b"\x01"  # what jsonb's binary format puts before the JSON text
 
 def _jsonb_parameter(value: str | bytes) -> bytes:
     """Return a ``jsonb`` parameter as the bytes the driver sends: version, then UTF-8 text."""
-    return JSONB_VERSION + (value if isinstance(value, bytes) else value.encode())
+    return JSONB_VERSION + _json_parameter(value)
 
 
 def _jsonb_result(value: bytes) -> Any:
     """Return the value of a ``jsonb`` result in binary format (after its version byte)."""
-    return json.loads(value[1:])
+    return json.loads(value[len(JSONB_VERSION):])
 
 
 async def _accept_json_bytes(driver: asyncpg.Connection) -> None:
