@@ -39,20 +39,32 @@ COMPANY_SUFFIXES = ("株式会社", "有限会社", "合同会社", "合資会�
                     "corp.", "k.k.")
 
 DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
+DOMAIN_LENGTH = 253  # DNS's limit, in ASCII form
 WEBINAR_REGISTRATION = "webinar.registration"
 """An activity type of its own: a registration is captured but is not attendance."""
 
 
-def normalise_text(value: str | None) -> str | None:
-    """Return ``value`` in Unicode NFKC with outer whitespace removed, or None if empty."""
+def normalise_text(value: str | None, limit: int | None = None) -> str | None:
+    """Return ``value`` in Unicode NFKC with outer whitespace removed, or None if empty.
+
+    Raises ValueError if it holds a NUL character, which PostgreSQL cannot store, or if
+    its normal form is longer than ``limit``: NFKC can lengthen text ("㍿" is "株式会社").
+    """
     if value is None:
         return None
+    if "\x00" in value:
+        raise ValueError("text may not contain a NUL character (\\u0000)")
     text = unicodedata.normalize("NFKC", value).strip()
+    if limit is not None and len(text) > limit:
+        raise ValueError(f"text should have at most {limit} characters once normalised to "
+                         f"NFKC, as it is stored; it has {len(text)}")
     return text or None
 
 
 def normalise_email(email: str) -> str:
     """Return the e-mail address in NFKC and lower case, its domain in IDNA ASCII form."""
+    if "\x00" in email:
+        raise ValueError("an e-mail address may not contain a NUL character (\\u0000)")
     address = unicodedata.normalize("NFKC", email).strip().lower()
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
@@ -70,6 +82,9 @@ def normalise_domain(value: str) -> str:
     host = _ascii_domain(host.rstrip(".")).removeprefix("www.")
     if not DOMAIN.fullmatch(host):
         raise ValueError("not a domain or web address")
+    if len(host) > DOMAIN_LENGTH:  # internationalised labels grow in their ASCII form
+        raise ValueError(f"a domain has at most {DOMAIN_LENGTH} characters in its ASCII "
+                         f"form; this one has {len(host)}")
     return host
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Annotated, Literal, Self
 
 from pydantic import (
@@ -22,13 +23,22 @@ from services.ingest import domain
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-Text100 = Annotated[str | None, Field(max_length=100), AfterValidator(domain.normalise_text)]
-Text200 = Annotated[str | None, Field(max_length=200), AfterValidator(domain.normalise_text)]
-Text500 = Annotated[str | None, Field(max_length=500), AfterValidator(domain.normalise_text)]
-Text4000 = Annotated[str | None, Field(max_length=4000), AfterValidator(domain.normalise_text)]
+# Free text is limited as sent and again once normalised, as it is stored and forwarded.
+Text32 = Annotated[str | None, Field(max_length=32),
+                   AfterValidator(partial(domain.normalise_text, limit=32))]
+Text100 = Annotated[str | None, Field(max_length=100),
+                    AfterValidator(partial(domain.normalise_text, limit=100))]
+Text200 = Annotated[str | None, Field(max_length=200),
+                    AfterValidator(partial(domain.normalise_text, limit=200))]
+Text500 = Annotated[str | None, Field(max_length=500),
+                    AfterValidator(partial(domain.normalise_text, limit=500))]
+Text4000 = Annotated[str | None, Field(max_length=4000),
+                     AfterValidator(partial(domain.normalise_text, limit=4000))]
+# 254 characters: the most an address can have in SMTP (RFC 5321's 256-octet path), so
+# the lead's own account key ("person:" and the address) and its domain fit the events.
 Email = Annotated[str, BeforeValidator(lambda v: domain.normalise_email(v) if isinstance(v, str)
                                        else v),
-                  Field(max_length=320, pattern=EMAIL_PATTERN,
+                  Field(max_length=254, pattern=EMAIL_PATTERN,
                         description="Normalised to NFKC and lower case; one lead per address.")]
 Phone = Annotated[str | None, Field(max_length=32, description="Stored in E.164; national "
                                     "numbers are read as Japanese."),
@@ -70,8 +80,7 @@ class Contact(Strict):
     department: Text200 = None
     phone: Phone = None
     industry: Text100 = None
-    employee_band: Annotated[str | None, Field(max_length=32),
-                             AfterValidator(domain.normalise_text)] = None
+    employee_band: Text32 = None
     region: Text100 = None
     event_id: IdempotencyKey | None = Field(
         default=None, description="The sender's id of this record; used as the idempotency key "
@@ -119,8 +128,7 @@ class PartnerNotesIn(Strict):
     authority: Text500 = None
     need: Text500 = None
     timeframe: Text500 = None
-    temperature: Annotated[str | None, Field(max_length=32),
-                           AfterValidator(domain.normalise_text)] = None
+    temperature: Text32 = None
 
 
 class ActivitySubmission(Contact):

@@ -59,7 +59,7 @@ def test_japanese_text_comes_back_exactly_as_sent(text: str) -> None:
     assert normalise_text(text) == text
 
 
-@given(st.text(max_size=50))
+@given(st.text(st.characters(exclude_characters="\x00"), max_size=50))
 def test_normalising_twice_changes_nothing_more(text: str) -> None:
     once = normalise_text(text)
     assert normalise_text(once) == once
@@ -142,3 +142,39 @@ def test_invalid_submissions_name_every_bad_field() -> None:
     with pytest.raises(ValidationError) as activity:
         ActivitySubmission.model_validate({"email": "a@b.jp", "type": "page_view.secret"})
     assert [error["loc"] for error in activity.value.errors()] == [("type",)]
+
+
+@pytest.mark.parametrize(("fields", "bad"), [
+    ({"title": "…" * 200}, ("title",)),  # "…" is "..." in NFKC: 600 characters
+    ({"company": "㈱" * 200}, ("company",)),
+    ({"employee_band": "㍿" * 32}, ("employee_band",)),
+    ({"touchpoint": {"asset_id": "…" * 100}}, ("touchpoint", "asset_id")),
+    ({"company_domain": ".".join(["ü" * 20] * 11) + ".jp"}, ("company_domain",)),  # punycode
+    ({"email": "x" * 245 + "@gmail.com"}, ("email",)),  # "person:" + it would not fit
+    ({"name": "山田\x00太郎"}, ("name",)),
+    ({"email": "a\x00b@example.co.jp"}, ("email",)),
+])
+def test_what_would_not_fit_or_could_not_be_stored_once_normalised_is_refused(
+        fields: dict[str, object], bad: tuple[str, ...]) -> None:
+    with pytest.raises(ValidationError) as raised:
+        LeadSubmission.model_validate({"email": "a@example.co.jp", **fields})
+    assert [error["loc"] for error in raised.value.errors()] == [bad]
+
+
+def test_partner_notes_are_limited_once_normalised_too() -> None:
+    with pytest.raises(ValidationError) as raised:
+        ActivitySubmission.model_validate({
+            "email": "a@example.co.jp", "type": "appointment.set",
+            "partner_notes": {"need": "…" * 500, "temperature": "㍿" * 32}})
+    assert {error["loc"] for error in raised.value.errors()} == {
+        ("partner_notes", "need"), ("partner_notes", "temperature")}
+
+
+def test_the_longest_accepted_submission_fits_the_captured_event() -> None:
+    submission = LeadSubmission.model_validate({
+        "email": "x" * 244 + "@gmail.com", "company": "㈱" * 66, "title": "…" * 66,
+        "industry": "ﷺ" * 5})
+    # Each builds a model of the event, which would refuse what does not fit.
+    assert account_for(submission.email, None, None).account_key == "person:" + submission.email
+    assert account_for(submission.email, submission.company, None).company_name
+    assert profile_of(submission.model_dump()).title == "." * 198
