@@ -7,6 +7,7 @@ any other host, and redirects are not followed.
 from __future__ import annotations
 
 import email.utils
+import re
 import ssl
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -30,6 +31,8 @@ PERMANENT_SLACK_ERRORS = frozenset({
     "account_inactive", "token_revoked", "token_expired", "no_permission", "missing_scope",
     "invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "restricted_action",
 })
+# A header is one line: the email package refuses every break str.splitlines() knows.
+LINE_BREAK_RUN = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]\s*")
 
 
 @dataclass
@@ -141,7 +144,7 @@ class EmailChannel:
     def compose(self, message: AlertMessage) -> EmailMessage:
         """Return the e-mail carrying ``message``."""
         mail = EmailMessage()
-        mail["Subject"] = message.title
+        mail["Subject"] = LINE_BREAK_RUN.sub(" ", message.title)
         mail["From"] = self._sender
         mail["To"] = self._recipient
         mail["Date"] = email.utils.format_datetime(datetime.now(UTC))

@@ -62,6 +62,18 @@ def test_e_mail_carries_japanese_subject_and_body_encoded_for_any_relay() -> Non
     assert parsed.get_content() == MESSAGE.body
 
 
+@pytest.mark.parametrize("line_break", ["\n", "\r\n", " \r\n\t", "\u2028", "\x85"])
+def test_a_company_with_a_line_break_still_makes_a_one_line_subject(line_break: str) -> None:
+    title = f"🔥 ホットリード: 株式会社サンプル{line_break}東京支店"
+    body = f"{title}\n\n会社: 株式会社サンプル{line_break}東京支店\n"
+    channel = EmailChannel(SmtpServer.from_url("smtp://127.0.0.1:2525"),
+                           "baton@example.co.jp", "sales@example.co.jp")
+    raw = channel.compose(AlertMessage(title=title, text=title, body=body, blocks=[])).as_bytes()
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["Subject"] == "🔥 ホットリード: 株式会社サンプル 東京支店"
+    assert parsed.get_content().splitlines() == body.splitlines(), "the body keeps its lines"
+
+
 def answering(status: int, body: str = "ok", headers: dict[str, str] | None = None
               ) -> httpx.AsyncClient:
     """Return a client whose every request gets this answer (httpx's own test transport)."""
