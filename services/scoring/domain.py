@@ -29,6 +29,7 @@ STAFF = "staff"
 ITEMISED_TOUCHPOINTS = 50
 TIER_RANK = {Tier.C: 0, Tier.B: 1, Tier.A: 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime.max.replace(tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 ONE_SECOND = timedelta(seconds=1)
 # Lead profiles and titles remembered per model: a lead is re-scored at each touchpoint.
@@ -207,6 +208,14 @@ class _Profile(NamedTuple):
     reasons: tuple[Reason, ...]
     shown: tuple[Reason, ...]
     competitor: bool
+
+
+def _later(moment: datetime, span: timedelta) -> datetime:
+    """Return ``moment + span``, or the latest representable moment if that is later."""
+    try:
+        return moment + span
+    except OverflowError:  # an event may carry any aware time, even late in year 9999
+        return LATEST
 
 
 def _microseconds(moment: datetime) -> int:
@@ -534,10 +543,10 @@ def _engagement_lapses(colleagues: Sequence[Colleague], model: ScoringModel,
     lapses: list[datetime] = []
     recent = sorted((c.engaged_at for c in colleagues), reverse=True)
     if recent and rules.counted_contacts:
-        lapses.append(recent[min(rules.counted_contacts, len(recent)) - 1] + window)
+        lapses.append(_later(recent[min(rules.counted_contacts, len(recent)) - 1], window))
     deciders = [c.engaged_at for c in colleagues if c.decision_maker]
     if deciders and model.engagement.decision_maker_points:
-        lapses.append(max(deciders) + window)
+        lapses.append(_later(max(deciders), window))
     return lapses
 
 
@@ -554,7 +563,7 @@ def _next_review(*, tier: Tier, static_points: float, behaviour: float,
     """
     moments = [at for at in occurred if at > now]  # a touchpoint reported ahead of our clock
     if last is not None:
-        moments += [last + rules.dormant_after, last + rules.excluded_after]
+        moments += [_later(last, rules.dormant_after), _later(last, rules.excluded_after)]
     moments += _engagement_lapses(colleagues, model, rules)
     threshold = rules.thresholds.get(tier)
     if threshold is not None and (crossing := _crossing(threshold, static_points, behaviour,
@@ -562,11 +571,11 @@ def _next_review(*, tier: Tier, static_points: float, behaviour: float,
         moments.append(crossing)
     if tier is Tier.A:
         window, types = rules.signal_window, rules.signal_types
-        moments += [a.occurred_at + window for a in counted if a.type in types]
+        moments += [_later(a.occurred_at, window) for a in counted if a.type in types]
         deciders = [c.engaged_at for c in colleagues if c.decision_maker]
-        moments += [max(deciders) + window] if deciders else []
+        moments += [_later(max(deciders), window)] if deciders else []
     if surge_began is not None:
-        moments.append(surge_began + rules.surge_window)
+        moments.append(_later(surge_began, rules.surge_window))
     return min((moment for moment in moments if moment > now), default=None)
 
 

@@ -240,6 +240,19 @@ def test_a_touchpoint_reported_ahead_of_our_clock_counts_now_for_points_and_surg
     assert (result.score, result.tier, result.surge) == (80, Tier.A, True)
 
 
+def test_a_touchpoint_or_colleague_dated_late_in_year_9999_is_scored_without_overflow() -> None:
+    # lead.captured accepts any aware time: its windows would end past year 9999.
+    far = datetime(9999, 12, 1, tzinfo=UTC)
+    alone = score_lead(NOBODY, [Activity(T.PAGE_VIEW_PRICING, far)], NOW, MODEL)
+    assert (alone.score, alone.tier, alone.next_review_at) == (10, Tier.C, far)
+    ledger = [at(20, T.PAGE_VIEW_BLOG), Activity(T.INQUIRY_DEMO_REQUEST, far)]
+    colleagues = [Colleague(far, decision_maker=True), Colleague(far, decision_maker=False)]
+    result = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL, colleagues=colleagues)
+    assert 0 <= result.score <= 100
+    assert (result.tier, result.surge) == (Tier.A, True)
+    assert result.next_review_at == NOW + timedelta(days=7), "the surge ends a week after"
+
+
 def test_silence_makes_a_lead_dormant_after_three_months_and_excluded_after_six() -> None:
     def dormancy(days: float) -> Dormancy:
         return score_lead(NOBODY, [at(days, T.EMAIL_OPEN)], NOW, MODEL).dormancy
