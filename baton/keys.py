@@ -21,7 +21,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     keys = commands.add_parser("keys", help="manage ingest's API keys (BATON_DATABASE_URL)")
     actions = keys.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="create a key for a source; printed only once")
-    create.add_argument("source", help="who posts with it, e.g. web, marketo, partner-acme")
+    create.add_argument("source", type=_source,
+                        help="who posts with it, e.g. web, marketo, partner-acme")
     signing = create.add_mutually_exclusive_group()
     signing.add_argument("--signed", action="store_true",
                          help="require HMAC-signed requests; prints a new signing secret")
@@ -35,6 +36,14 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     revoke = actions.add_parser("revoke", help="revoke a key; running services stop "
                                 "accepting it within a second")
     revoke.add_argument("key_id")
+
+
+def _source(text: str) -> str:
+    """Return ``text`` as a key's source, or refuse it with the reason."""
+    try:
+        return access.valid_source(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _positive(text: str) -> int:

@@ -35,6 +35,17 @@ class ApiKey:
     rate_limit_per_minute: int | None = None
 
 
+SOURCE_LENGTH = 100  # what lead.captured's source holds
+
+
+def valid_source(source: str) -> str:
+    """Return ``source`` stripped if a key may be given to it; raise ValueError otherwise."""
+    name = source.strip()
+    if not name or len(name) > SOURCE_LENGTH:
+        raise ValueError(f"a source is 1 to {SOURCE_LENGTH} characters (its events carry it)")
+    return name
+
+
 def new_api_key() -> str:
     """Return a fresh random API key."""
     return KEY_PREFIX + secrets.token_urlsafe(32)

@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import NoDecode
 
 from baton_runtime.settings import Port, RuntimeSettings
+from services.ingest import access
 from services.ingest.adapters import load_mapping_file
 
 
@@ -44,11 +45,11 @@ class IngestSettings(RuntimeSettings):
         keys: dict[str, str] = {}
         for item in filter(None, (part.strip() for part in value.split(","))):
             source, separator, key = item.partition("=")
-            if not separator or not source.strip() or len(key.strip()) < 16:
+            if not separator or len(key.strip()) < 16:
                 raise ValueError(
                     "expected source=key pairs separated by commas, keys of 16+ characters"
                 )
-            keys[source.strip()] = key.strip()
+            keys[access.valid_source(source)] = key.strip()
         return keys
 
     @field_validator("ingest_webhook_mapping_file")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Literal, Self
 
@@ -48,6 +49,16 @@ Domain = Annotated[str | None, Field(max_length=253, description="The company's 
                                      "domain; identifies the account of free-mail leads."),
                    AfterValidator(lambda v: None if not v or not v.strip()
                                   else domain.normalise_domain(v))]
+def _in_utc_range(moment: datetime) -> datetime:
+    """Return ``moment`` if it can be told in UTC (as it is stored); raise ValueError if not."""
+    try:
+        moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the moment is out of range once told in UTC") from None
+    return moment
+
+
+Moment = Annotated[AwareDatetime, AfterValidator(_in_utc_range)]
 IdempotencyKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 ACTIVITY_TYPES = (*(member.value for member in TouchpointType), domain.WEBINAR_REGISTRATION)
 
@@ -91,7 +102,7 @@ class TouchpointIn(Strict):
     """The interaction being reported."""
 
     type: TouchpointType = TouchpointType.FORM_SUBMISSION
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Moment | None = None
     asset_id: Text200 = None
     interacted: bool = Field(default=False,
                              description="A question or chat during a webinar.")
@@ -137,7 +148,7 @@ class ActivitySubmission(Contact):
     type: ActivityType = Field(description="What happened. Webinars: `webinar.registration` "
                                "for a registration, the webinar's kind for attendance (with "
                                "`interacted` for a question or chat).")
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Moment | None = None
     asset_id: Text200 = Field(default=None, description="The page, document, webinar or "
                               "e-mail the activity concerns.")
     interacted: bool = False

@@ -153,6 +153,8 @@ def test_invalid_submissions_name_every_bad_field() -> None:
     ({"email": "x" * 245 + "@gmail.com"}, ("email",)),  # "person:" + it would not fit
     ({"name": "山田\x00太郎"}, ("name",)),
     ({"email": "a\x00b@example.co.jp"}, ("email",)),
+    ({"touchpoint": {"occurred_at": "9999-12-31T23:00:00-12:00"}},  # after 9999 in UTC
+     ("touchpoint", "occurred_at")),
 ])
 def test_what_would_not_fit_or_could_not_be_stored_once_normalised_is_refused(
         fields: dict[str, object], bad: tuple[str, ...]) -> None:

@@ -57,7 +57,8 @@ def test_ingest_api_keys_parse_as_source_key_pairs(environment: pytest.MonkeyPat
         "web": "0123456789abcdef", "partner": "fedcba9876543210"}
 
 
-@pytest.mark.parametrize("value", ["web", "web=short", "=0123456789abcdef"])
+@pytest.mark.parametrize("value", ["web", "web=short", "=0123456789abcdef",
+                                   "s" * 101 + "=0123456789abcdef"])  # over lead.captured's
 def test_malformed_api_keys_are_refused(environment: pytest.MonkeyPatch, value: str) -> None:
     environment.setenv("BATON_INGEST_API_KEYS", value)
     with pytest.raises(SettingsError, match="BATON_INGEST_API_KEYS"):
