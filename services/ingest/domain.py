@@ -44,17 +44,22 @@ WEBINAR_REGISTRATION = "webinar.registration"
 """An activity type of its own: a registration is captured but is not attendance."""
 
 
+def storable(text: str) -> str:
+    """Return ``text`` if PostgreSQL can store it; raise ValueError if it holds a NUL."""
+    if "\x00" in text:
+        raise ValueError("text may not contain a NUL character (\\u0000)")
+    return text
+
+
 def normalise_text(value: str | None, limit: int | None = None) -> str | None:
     """Return ``value`` in Unicode NFKC with outer whitespace removed, or None if empty.
 
-    Raises ValueError if it holds a NUL character, which PostgreSQL cannot store, or if
-    its normal form is longer than ``limit``: NFKC can lengthen text ("㍿" is "株式会社").
+    Raises ValueError if it is not ``storable`` or if its normal form is longer than
+    ``limit``: NFKC can lengthen text ("㍿" is "株式会社").
     """
     if value is None:
         return None
-    if "\x00" in value:
-        raise ValueError("text may not contain a NUL character (\\u0000)")
-    text = unicodedata.normalize("NFKC", value).strip()
+    text = unicodedata.normalize("NFKC", storable(value)).strip()
     if limit is not None and len(text) > limit:
         raise ValueError(f"text should have at most {limit} characters once normalised to "
                          f"NFKC, as it is stored; it has {len(text)}")
@@ -63,9 +68,7 @@ def normalise_text(value: str | None, limit: int | None = None) -> str | None:
 
 def normalise_email(email: str) -> str:
     """Return the e-mail address in NFKC and lower case, its domain in IDNA ASCII form."""
-    if "\x00" in email:
-        raise ValueError("an e-mail address may not contain a NUL character (\\u0000)")
-    address = unicodedata.normalize("NFKC", email).strip().lower()
+    address = unicodedata.normalize("NFKC", storable(email)).strip().lower()
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address

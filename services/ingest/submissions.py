@@ -49,6 +49,8 @@ Domain = Annotated[str | None, Field(max_length=253, description="The company's 
                                      "domain; identifies the account of free-mail leads."),
                    AfterValidator(lambda v: None if not v or not v.strip()
                                   else domain.normalise_domain(v))]
+
+
 def _in_utc_range(moment: datetime) -> datetime:
     """Return ``moment`` if it can be told in UTC (as it is stored); raise ValueError if not."""
     try:
