@@ -25,6 +25,8 @@ log = structlog.get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
+# Text the database cannot store, in a text column or a JSON value: a NUL character.
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 READINESS_TIMEOUT_SECONDS = 2.0
 
 
@@ -79,11 +81,17 @@ def create_app(
 
     @app.exception_handler(DBAPIError)
     @app.exception_handler(asyncpg.PostgresError)  # from statements sent to the driver itself
-    async def retryable_conflict(request: Request, error: Exception) -> Response:
-        # PostgreSQL aborted the transaction to break a deadlock or keep it serializable;
-        # nothing was written, and the same request will most likely pass if repeated.
+    async def database_refused(request: Request, error: Exception) -> Response:
         sqlstate = getattr(error.orig if isinstance(error, DBAPIError) else error, "sqlstate",
                            None)
+        if sqlstate in UNSTORABLE_TEXT_SQLSTATES:
+            # Only a request's own text can hold what PostgreSQL refuses to store.
+            return JSONResponse({"detail": [{
+                "loc": ["request"], "type": "value_error",
+                "msg": "text may not contain a NUL character (\\u0000): it cannot be stored",
+            }]}, status_code=422)
+        # PostgreSQL aborted the transaction to break a deadlock or keep it serializable;
+        # nothing was written, and the same request will most likely pass if repeated.
         if sqlstate in RETRYABLE_SQLSTATES:
             log.warning("transaction aborted by the database; asking the client to retry",
                         path=request.url.path, sqlstate=sqlstate)

@@ -68,6 +68,31 @@ async def test_a_deadlock_victim_gets_503_with_retry_after_and_nothing_written(
     assert "nothing was written" in refused.json()["detail"]
 
 
+async def test_text_the_database_cannot_store_gets_422_not_500(
+    infrastructure: Infrastructure,
+) -> None:
+    engine = create_engine(infrastructure.database_url)
+    router = APIRouter()
+
+    @router.get("/echo")
+    async def echo(name: str, kind: str) -> dict[str, str]:
+        async with engine.connect() as connection:
+            return {"stored": (await connection.execute(
+                text(f"SELECT CAST(:name AS {kind})"), {"name": name})).scalar_one()}
+
+    app = create_app(service="test", version="0", routers=[router], readiness={})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        stored = await client.get("/echo", params={"name": "山田", "kind": "text"})
+        as_text = await client.get("/echo", params={"name": "山\x00田", "kind": "text"})
+        as_json = await client.get("/echo", params={"name": '"山\\u0000田"', "kind": "jsonb"})
+    await engine.dispose()
+    assert (stored.status_code, stored.json()) == (200, {"stored": "山田"})
+    for refused in (as_text, as_json):
+        assert refused.status_code == 422, refused.text
+        assert "NUL" in refused.json()["detail"][0]["msg"]
+
+
 async def test_readiness_names_the_failing_dependency() -> None:
     async def database() -> None:
         return None
