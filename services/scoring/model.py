@@ -33,8 +33,11 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().strip()
 
 
-# Keywords and listed values are compared as normalised text, so they are stored so.
-Keyword = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(normalise)]
+# Keywords and listed values are compared as normalised text, so they are stored so. The
+# length is checked after normalising (metadata applies in order): " " would otherwise be
+# stored as "" (matching every text) and one NFKC ligature can expand to 18 characters, so
+# a stored model would fail its own validation when read back.
+Keyword = Annotated[str, AfterValidator(normalise), Field(min_length=1, max_length=100)]
 
 
 def _sorted(values: frozenset[Any]) -> list[Any]:

@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 
 from baton_runtime.settings import SettingsError, load_settings
 from schemas.events import TouchpointType
@@ -27,6 +30,17 @@ def document(**changes: Any) -> dict[str, Any]:
     data = MODEL.model_dump(mode="json")
     for section, fields in changes.items():
         data[section] = {**data[section], **fields} if isinstance(fields, dict) else fields
+    return data
+
+
+def with_keywords(path: str, keywords: list[str]) -> dict[str, Any]:
+    """Return the packaged model as a document whose list at ``path`` (dotted) is replaced."""
+    data = MODEL.model_dump(mode="json")
+    *parents, last = path.split(".")
+    section: Any = data
+    for key in parents:
+        section = section[int(key)] if isinstance(section, list) else section[key]
+    section[last] = keywords
     return data
 
 
@@ -100,3 +114,45 @@ def test_a_bad_model_file_stops_start_up_naming_the_variable(
                     encoding="utf-8")
     monkeypatch.setenv("BATON_SCORING_MODEL_FILE", str(good))
     assert load_settings(ScoringSettings).scoring_model().version == "custom-1"
+
+
+KEYWORD_FIELDS = ("fit.titles.0.keywords", "fit.industries.values", "fit.employee_bands.values",
+                  "fit.disposable_domains.values", "fit.student.keywords",
+                  "fit.competitors.domains", "fit.competitors.company_names",
+                  "engagement.decision_maker_seniorities")
+
+
+@pytest.mark.parametrize("path", KEYWORD_FIELDS)
+@pytest.mark.parametrize(("keyword", "message"), [
+    (" ", "at least 1"),
+    ("\u3000\t", "at least 1"),  # an ideographic space is a space once NFKC
+    ("\ufdfa" * 10, "at most 100"),  # 10 characters, 180 once NFKC
+])
+def test_a_keyword_is_measured_once_normalised(path: str, keyword: str, message: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        ScoringModel.model_validate(with_keywords(path, ["ok", keyword]))
+    [problem] = raised.value.errors()
+    assert ".".join(map(str, problem["loc"])) == f"{path}.1", problem
+    assert message in problem["msg"], problem
+
+
+def test_a_keyword_of_up_to_100_characters_once_normalised_is_accepted() -> None:
+    keywords = [" " + "a" * 100 + " ", "\ufdfa" * 5]  # 102 with its spaces; 5, 90 once NFKC
+    model = ScoringModel.model_validate(with_keywords("fit.student.keywords", keywords))
+    assert model.fit.student.keywords == ("a" * 100, "صلى الله عليه وسلم" * 5)
+
+
+keyword_lists = st.lists(st.text(st.one_of(st.characters(), st.sampled_from(" \u3000\ufdfaßǰ¨")),
+                                 max_size=110), max_size=3)
+
+
+# Decision makers must name known seniorities, so random text there would only be refused.
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(KEYWORD_FIELDS[:-1]), keyword_lists)
+def test_a_model_that_validates_validates_again_from_its_own_json(path: str,
+                                                                 keywords: list[str]) -> None:
+    try:
+        model = ScoringModel.model_validate(with_keywords(path, keywords))
+    except ValidationError:
+        return
+    assert ScoringModel.model_validate(model.model_dump(mode="json")) == model
