@@ -29,6 +29,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 Label = Annotated[str, Field(min_length=1, max_length=200)]
 SLACK_USER = r"^[UW][A-Z0-9]{2,30}$"
 MAX_FUNNEL_DAYS = 3 * 366
+# Far enough from date.min / date.max that defaults and time-zone shifts cannot overflow.
+FUNNEL_DAYS = (date(1900, 1, 1), date(9998, 12, 31))
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead."}}
 ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -346,6 +348,14 @@ class WorkingHours(Strict):
         """Return the country code if the holidays package has its calendar."""
         return known_holiday_country(value)
 
+    @field_validator("starts", "ends")
+    @classmethod
+    def local_time(cls, value: time) -> time:
+        """Return the time if it has no UTC offset (it is local to ``timezone``)."""
+        if value.tzinfo is not None:
+            raise ValueError("give a local time without a UTC offset; the zone is `timezone`")
+        return value
+
     @field_validator("workdays")
     @classmethod
     def distinct_days(cls, value: list[int]) -> list[int]:
@@ -535,9 +545,9 @@ def _funnel_row(row: domain.FunnelRow) -> FunnelRow:
                                                     from_attributes=True))
 
 
-def _invalid_range(message: str) -> HTTPException:
+def _invalid_range(message: str, field: str = "until") -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
-        {"loc": ["query", "until"], "msg": message, "type": "invalid_range"}])
+        {"loc": ["query", field], "msg": message, "type": "invalid_range"}])
 
 
 @router.get("/funnel", response_model=Funnel, tags=["funnel"],
@@ -559,6 +569,10 @@ async def funnel(
     settings: RoutingSettings = context.settings
     zone = settings.business_calendar().zone
     today = context.clock().astimezone(zone).date()
+    first, last = FUNNEL_DAYS
+    for field, day in (("since", since), ("until", until)):
+        if day is not None and not first <= day <= last:
+            raise _invalid_range(f"{field} must be between {first} and {last}", field)
     until = until or today + timedelta(days=1)
     since = since or until - timedelta(days=90)
     if since >= until:

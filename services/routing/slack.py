@@ -108,11 +108,18 @@ def _refuse(detail: str) -> HTTPException:
 def verify(body: bytes, timestamp: str | None, signature: str | None, secret: str,
            clock: Clock) -> str:
     """Return the signature if Slack signed ``body`` within the last 5 minutes; raise 401."""
-    if not timestamp or not timestamp.isdigit() or not signature:
+    # isascii: str.isdigit accepts digits int() refuses (e.g. "²"), and hmac compares ASCII only
+    if not (timestamp and timestamp.isascii() and timestamp.isdigit()
+            and signature and signature.isascii()):
         raise _refuse("missing or malformed X-Slack-Request-Timestamp / X-Slack-Signature")
     if abs(clock().timestamp() - int(timestamp)) > SIGNATURE_WINDOW.total_seconds():
         raise _refuse("the request timestamp is outside the 5-minute window")
-    if not SignatureVerifier(secret, _ContextClock(clock)).is_valid(body, timestamp, signature):
+    try:
+        valid = SignatureVerifier(secret, _ContextClock(clock)).is_valid(body, timestamp,
+                                                                          signature)
+    except UnicodeDecodeError:  # slack_sdk decodes the body; Slack only signs UTF-8 forms
+        valid = False
+    if not valid:
         raise _refuse("the Slack signature does not match")
     return signature
 

@@ -394,6 +394,7 @@ async def test_reps_and_teams_are_managed_through_the_api_with_field_level_error
         ({"working_hours": {"timezone": "Mars/Olympus"}}, ("body", "working_hours",
                                                              "timezone")),
         ({"working_hours": {"starts": "18:00", "ends": "09:00"}}, ("body", "working_hours")),
+        ({"working_hours": {"ends": "18:00:00+09:00"}}, ("body", "working_hours", "ends")),
         ({"working_hours": {"workdays": [1, 8]}}, ("body", "working_hours", "workdays", "1")),
         ({"working_hours": {"holidays": "XX"}}, ("body", "working_hours", "holidays")),
         ({"out_of_office": [{"starts_at": "2026-12-02T00:00:00+09:00",
@@ -464,6 +465,11 @@ async def test_the_funnel_counts_conversions_and_speed_to_lead(routing: Routing)
     assert empty["rows"] == [] and empty["total"]["leads"] == 0
     assert field_errors(await routing.client.get("/v1/funnel", params={
         "since": "2026-12-01", "until": "2026-11-01"})) == {("query", "until")}
+    for dates, field in (({"until": "0001-01-01"}, "until"),
+                         ({"since": "0001-01-01", "until": "0001-01-02"}, "since"),
+                         ({"since": "9999-12-30", "until": "9999-12-31"}, "since")):
+        assert field_errors(await routing.client.get("/v1/funnel", params=dates)) == {
+            ("query", field)}, dates
     assert field_errors(await routing.client.get("/v1/funnel", params={
         "group_by": "owner"})) == {("query", "group_by", "0")}
 

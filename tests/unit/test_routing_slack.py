@@ -64,8 +64,16 @@ def test_a_forged_or_tampered_request_is_refused() -> None:
             verify(candidate, timestamp, signature, secret, lambda: NOW)
 
 
+def test_a_body_that_is_not_utf8_is_refused_as_unsigned() -> None:
+    timestamp, signature = signed(b"payload=x", NOW)
+    with pytest.raises(HTTPException, match="signature does not match") as refused:
+        verify(b"\x80", timestamp, signature, SECRET, lambda: NOW)
+    assert refused.value.status_code == 401
+
+
 @pytest.mark.parametrize(("timestamp", "signature"), [
-    (None, "v0=abc"), ("1700000000", None), ("soon", "v0=abc"), ("", "v0=abc")])
+    (None, "v0=abc"), ("1700000000", None), ("soon", "v0=abc"), ("", "v0=abc"),
+    ("²", "v0=abc"), (str(int(NOW.timestamp())), "v0=é")])
 def test_missing_or_malformed_signature_headers_are_refused(timestamp: str | None,
                                                             signature: str | None) -> None:
     with pytest.raises(HTTPException, match="missing or malformed"):
