@@ -14,6 +14,7 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
 from starlette.middleware import Middleware
@@ -28,6 +29,10 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, de
 # Text the database cannot store, in a text column or a JSON value: a NUL character.
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 READINESS_TIMEOUT_SECONDS = 2.0
+BODY_NOT_DECODED: dict[str, Any] = {
+    "description": "The body could not be decoded (not UTF-8 JSON).",
+    "content": {"application/json": {"schema": {
+        "type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}}
 
 
 def create_app(
@@ -70,6 +75,10 @@ def create_app(
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.body_field is not None:
+                # FastAPI's own answer to a body that is not UTF-8 JSON, before any handler.
+                route.responses.setdefault(400, BODY_NOT_DECODED)
         app.include_router(router)
 
     @app.exception_handler(RequestValidationError)

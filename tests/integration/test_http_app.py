@@ -93,6 +93,32 @@ async def test_text_the_database_cannot_store_gets_422_not_500(
         assert "NUL" in refused.json()["detail"][0]["msg"]
 
 
+class Named(BaseModel):
+    name: str
+
+
+async def test_a_body_that_is_not_utf8_gets_the_documented_400() -> None:
+    router = APIRouter()
+
+    @router.post("/names")
+    async def add(named: Named) -> dict[str, str]:
+        return {"name": named.name}
+
+    @router.get("/names")
+    async def names() -> list[str]:
+        return []
+
+    app = create_app(service="test", version="0", routers=[router], readiness={})
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        garbled = await client.post("/names", content=b"\xff",
+                                    headers={"Content-Type": "application/json"})
+        document = (await client.get("/openapi.json")).json()
+    assert garbled.status_code == 400
+    assert "400" in document["paths"]["/names"]["post"]["responses"]
+    assert "400" not in document["paths"]["/names"]["get"]["responses"]
+
+
 async def test_readiness_names_the_failing_dependency() -> None:
     async def database() -> None:
         return None
