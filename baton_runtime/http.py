@@ -29,10 +29,16 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, de
 # Text the database cannot store, in a text column or a JSON value: a NUL character.
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 READINESS_TIMEOUT_SECONDS = 2.0
-BODY_NOT_DECODED: dict[str, Any] = {
-    "description": "The body could not be decoded (not UTF-8 JSON).",
-    "content": {"application/json": {"schema": {
-        "type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}}
+
+
+def error_response(description: str) -> dict[str, Any]:
+    """Return an OpenAPI response entry for an error answered as ``{"detail": ...}``."""
+    return {"description": description,
+            "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}}
+
+
+BODY_NOT_DECODED = error_response("The body could not be decoded (not UTF-8 JSON).")
 
 
 def create_app(

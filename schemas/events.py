@@ -89,6 +89,7 @@ class ContactKind(StrEnum):
 
 
 SHORT_TEXT_LENGTH = 500
+SOURCE_LENGTH = 100  # a lead's source: the sender named by its API key
 ShortText = Annotated[str, Field(max_length=SHORT_TEXT_LENGTH)]
 Score = Annotated[int, Field(ge=0, le=100)]
 
@@ -179,7 +180,7 @@ class LeadCaptured(Event):
     key_field: ClassVar[str] = "lead_id"
 
     lead_id: uuid.UUID
-    source: Annotated[str, Field(max_length=100)]
+    source: Annotated[str, Field(max_length=SOURCE_LENGTH)]
     profile: LeadProfile
     account: Account
     touchpoint: Touchpoint
@@ -209,7 +210,7 @@ class LeadScored(Event):
     model_version: Annotated[str, Field(max_length=50)]
     profile: LeadProfile
     account: Account
-    source: Annotated[str, Field(max_length=100)]
+    source: Annotated[str, Field(max_length=SOURCE_LENGTH)]
     last_touchpoint: TouchpointType | None = None
     partner: ShortText | None = Field(
         default=None, description="The appointment-setting partner who brought the lead."

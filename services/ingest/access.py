@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
+from schemas.events import SOURCE_LENGTH
+
 KEY_PREFIX = "bk_"
 SIGNING_SECRET_PREFIX = "bks_"
 SIGNATURE_SCHEME = "v1="
@@ -33,9 +35,6 @@ class ApiKey:
     key_hash: bytes
     signing_secret: str | None = None
     rate_limit_per_minute: int | None = None
-
-
-SOURCE_LENGTH = 100  # what lead.captured's source holds
 
 
 def valid_source(source: str) -> str:

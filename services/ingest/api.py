@@ -29,6 +29,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from baton_runtime.group_commit import GroupCommit
+from baton_runtime.http import error_response
 from baton_runtime.service import ServiceContext, context_of
 from services.ingest import access, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, SignatureError
@@ -66,31 +67,24 @@ EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepte
 DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
 
 
-def _error(description: str) -> dict[str, Any]:
-    """Return an OpenAPI response entry for an error answered as ``{"detail": ...}``."""
-    return {"description": description,
-            "content": {"application/json": {"schema": {
-                "type": "object", "properties": {"detail": {}}, "required": ["detail"]}}}}
-
-
 Responses = dict[int | str, dict[str, Any]]
 GUARDED: Responses = {
-    400: _error("The body could not be decoded (not UTF-8)."),
-    413: _error("The body is over the size limit; refused before it was read."),
-    415: _error("The body is not JSON in UTF-8 (NDJSON for /v1/batch)."),
-    422: _error("Invalid input: field-level errors in `detail`. Nothing was written."),
-    429: _error("Over this key's rate limit; retry after `Retry-After` seconds."),
-    503: _error("The database aborted a conflicting change; nothing was written, retry "
+    400: error_response("The body could not be decoded (not UTF-8)."),
+    413: error_response("The body is over the size limit; refused before it was read."),
+    415: error_response("The body is not JSON in UTF-8 (NDJSON for /v1/batch)."),
+    422: error_response("Invalid input: field-level errors in `detail`. Nothing was written."),
+    429: error_response("Over this key's rate limit; retry after `Retry-After` seconds."),
+    503: error_response("The database aborted a conflicting change; nothing was written, retry "
                 "after `Retry-After` seconds."),
 }
 AUTHENTICATED: Responses = {
-    401: _error("No API key, or a signature that is missing, stale, wrong or replayed."),
-    403: _error("Unknown or revoked API key."),
+    401: error_response("No API key, or a signature that is missing, stale, wrong or replayed."),
+    403: error_response("Unknown or revoked API key."),
     **GUARDED,
 }
 CAPTURED: Responses = {
     **AUTHENTICATED,
-    409: _error("The idempotency key was used before with a different body."),
+    409: error_response("The idempotency key was used before with a different body."),
 }
 
 
@@ -383,8 +377,8 @@ def router(collaborators: Collaborators) -> APIRouter:
         "/webhooks/hubspot", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
         summary="Capture a HubSpot form submission (v3 signature, 5-minute tolerance).",
         responses={**GUARDED,
-                   401: _error("Missing, stale or wrong HubSpot v3 signature."),
-                   404: _error("No HubSpot signing secret is set up (`baton keys create "
+                   401: error_response("Missing, stale or wrong HubSpot v3 signature."),
+                   404: error_response("No HubSpot signing secret is set up (`baton keys create "
                                "hubspot --signing-secret ...`)."),
                    409: CAPTURED[409]},
     )
@@ -405,7 +399,7 @@ def router(collaborators: Collaborators) -> APIRouter:
 
     @routes.post(
         "/webhooks/{adapter}", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
-        responses={**CAPTURED, 404: _error("No adapter of that name in the mapping file.")},
+        responses={**CAPTURED, 404: error_response("No adapter of that name in the mapping file.")},
         summary="Capture another tool's webhook through the field-mapping file.",
     )
     async def mapped_webhook(
