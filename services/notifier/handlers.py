@@ -89,8 +89,7 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
                                 policy: Policy) -> None:
     """Follow a deal: a rep moving it is activity on the lead; a won deal is an alert."""
     await store.record_deal(uow.connection, event.deal_id, lead_id=event.lead_id,
-                            owner_id=event.owner_id, phase=event.to_phase.value,
-                            amount=event.amount)
+                            owner_id=event.owner_id, phase=event.to_phase.value)
     card = alerts.card_of(await store.get_lead(uow.connection, event.lead_id), event.lead_id)
     owner_id = event.owner_id or card.owner_id
     changes = domain.on_deal_phase(policy.rules, from_phase=event.from_phase,

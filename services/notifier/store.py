@@ -54,7 +54,6 @@ deals = Table(
     Column("lead_id", UUID(as_uuid=True), nullable=False),
     Column("owner_id", Text),
     Column("phase", Text, nullable=False),
-    Column("amount", BigInteger),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -171,9 +170,9 @@ async def get_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]
 
 
 async def record_deal(connection: AsyncConnection, deal_id: uuid.UUID, *, lead_id: uuid.UUID,
-                      owner_id: str | None, phase: str, amount: int | None) -> None:
-    """Keep a deal's lead, owner, phase and amount."""
-    values = {"lead_id": lead_id, "owner_id": owner_id, "phase": phase, "amount": amount,
+                      owner_id: str | None, phase: str) -> None:
+    """Keep a deal's lead, owner and phase."""
+    values = {"lead_id": lead_id, "owner_id": owner_id, "phase": phase,
               "updated_at": func.now()}
     await connection.execute(pg_insert(deals).values(deal_id=deal_id, **values)
                              .on_conflict_do_update(index_elements=["deal_id"], set_=values))

@@ -358,3 +358,18 @@ async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clo
     assert "¥3,600,000" in rows[0].message["body"]
     assert "90日間フェーズ変更なし" in rows[2].message["body"]
     assert all(c.status != "open" for c in await clocks(database, lead_id))
+
+
+async def test_a_deal_won_for_more_than_a_bigint_holds_is_alerted(
+        database: NotifierDatabase) -> None:
+    # The contract allows any non-negative amount; the notifier once stored it in a bigint,
+    # which refused this one, so the event failed every attempt.
+    lead_id, amount = uuid.uuid4(), 2**63
+    async with database.unit_of_work() as uow:
+        await handlers.on_deal_phase_changed(DealPhaseChanged(
+            deal_id=uuid.uuid4(), lead_id=lead_id, occurred_at=jst(25, 15),
+            from_phase=DealPhase.P5, to_phase=DealPhase.WON, probability=100,
+            owner_id="fs-1", amount=amount), uow, policy=CONFIG.policy)
+        await uow.commit()
+    [won, *_] = [row for row in await alert_rows(database) if row.lead_id == lead_id]
+    assert won.kind == "deal_won" and f"¥{amount:,}" in won.message["body"]
