@@ -1,5 +1,5 @@
 """The ``baton`` command: run a service or the whole stack, migrate, create topics, manage
-ingest's API keys, or post demo traffic."""
+ingest's API keys, list and replay dead letters, or post demo traffic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import asyncio
 import sys
 
-from baton import demo, keys, registry
+from baton import demo, dlq, keys, registry
 from baton_runtime import migrations
 from baton_runtime.kafka import ensure_topics
 from baton_runtime.service import serve
@@ -30,6 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     run_command.add_argument("--broker-port", type=int, default=19092,
                              help="port of the embedded broker (default: 19092)")
     keys.add_parser(commands)
+    dlq.add_parser(commands)
     demo.add_parser(commands)
     return parser
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
                                        broker_port=arguments.broker_port))
         elif arguments.command == "keys":
             raise SystemExit(keys.run(arguments))
+        elif arguments.command == "dlq":
+            raise SystemExit(dlq.run(arguments))
         elif arguments.command == "demo":
             raise SystemExit(demo.run(arguments))
     except SettingsError as error:

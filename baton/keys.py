@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton.table import table
 from baton_runtime.db import create_engine
 from baton_runtime.settings import DatabaseSettings, load_settings
 from services.ingest import access, store
@@ -100,16 +101,11 @@ def _listing(rows: Sequence[dict[str, object]], *, as_json: bool) -> str:
     """Return the keys as a table, or as JSON lines."""
     if as_json:
         return "\n".join(json.dumps(row, default=str, ensure_ascii=False) for row in rows)
-    header = ("KEY ID", "SOURCE", "KEY", "SIGNED", "LIMIT/MIN", "CREATED", "REVOKED")
-    table = [header] + [
+    return table(("KEY ID", "SOURCE", "KEY", "SIGNED", "LIMIT/MIN", "CREATED", "REVOKED"), [
         (str(row["key_id"]), str(row["source"]), str(row["key_hint"]),
          "yes" if row["signed"] else "no", str(row["rate_limit_per_minute"] or "default"),
          _when(row["created_at"]), _when(row["revoked_at"]))
-        for row in rows]
-    widths = [max(len(line[column]) for line in table) for column in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths,
-                                                                         strict=True)).rstrip()
-                     for line in table)
+        for row in rows])
 
 
 def _when(value: object) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import services
-from baton_runtime.service import ServiceDefinition
+from baton_runtime.service import ServiceDefinition, consumer_group_of
 from baton_runtime.settings import RuntimeSettings
 
 SERVICES: tuple[str, ...] = ("ingest", "scoring", "routing", "pipeline", "notifier")
@@ -31,3 +31,10 @@ def load(name: str) -> tuple[type[RuntimeSettings], Callable[[Any], ServiceDefin
         raise ValueError(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
     module = importlib.import_module(f"services.{name}.main")
     return module.SETTINGS, module.definition
+
+
+def inbox_schemas() -> dict[str, str]:
+    """Return each service's consumer group with the database schema of its inbox."""
+    return {consumer_group_of(name):
+            importlib.import_module(f"services.{name}.store").plumbing.schema
+            for name in SERVICES}

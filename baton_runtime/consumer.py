@@ -25,17 +25,16 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from baton_runtime.dead_letters import dead_letter
 from baton_runtime.metrics import CONSUMED, CONSUMER_BATCH_SECONDS
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
-from schemas.envelope import EnvelopeError, KafkaRecord, decode
-from schemas.events import dead_letter_topic
+from schemas.envelope import EnvelopeError, decode
 
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
 BatchHook = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
-MAX_ERROR_HEADER_BYTES = 4000
 EventT = TypeVar("EventT")
 
 
@@ -374,25 +373,8 @@ class ConsumerLoop:
             if not await uow.claim(self._group_id, event_id, message.topic, message.partition,
                                    message.offset):
                 return
-            description = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_HEADER_BYTES]
-            headers = (
-                *((name, bytes(value)) for name, value in message.headers or ()),
-                ("baton_error", description),
-                ("baton_error_type", type(error).__name__.encode()),
-                ("baton_attempts", str(attempts).encode()),
-                ("baton_consumer_group", self._group_id.encode()),
-                ("baton_original_topic", message.topic.encode()),
-                ("baton_original_partition", str(message.partition).encode()),
-                ("baton_original_offset", str(message.offset).encode()),
-            )
-            uow.emit_record(
-                KafkaRecord(
-                    topic=dead_letter_topic(message.topic),
-                    key=message.key or b"",
-                    headers=headers,
-                    value=message.value or b"",
-                )
-            )
+            uow.emit_record(dead_letter(message, consumer_group=self._group_id,
+                                        event_id=event_id, error=error, attempts=attempts))
         CONSUMED.labels(topic=message.topic, outcome="dead_lettered").inc()
         log.error("message dead-lettered", topic=message.topic, partition=message.partition,
                   offset=message.offset, event_id=event_id, error=repr(error))

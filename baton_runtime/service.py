@@ -33,6 +33,11 @@ log = structlog.get_logger(__name__)
 VERSION = "0.1.0"
 
 
+def consumer_group_of(service: str) -> str:
+    """Return the Kafka consumer group of the service named ``service``."""
+    return f"baton-{service}"
+
+
 @dataclass(frozen=True)
 class ServiceContext:
     """What handlers' collaborators, routes and workers share inside one process."""
@@ -65,7 +70,7 @@ class ServiceDefinition:
     @property
     def consumer_group(self) -> str:
         """Return the Kafka consumer group of this service."""
-        return f"baton-{self.name}"
+        return consumer_group_of(self.name)
 
     @property
     def source(self) -> str:

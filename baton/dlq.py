@@ -1,0 +1,104 @@
+"""``baton dlq``: list the messages consumers gave up on, and replay them once fixed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from baton import registry
+from baton.table import table
+from baton_runtime.db import connect_driver
+from baton_runtime.dead_letters import DeadLetter, read_dead_letters, replay
+from baton_runtime.kafka import KafkaPublisher
+from baton_runtime.settings import KafkaSettings, RuntimeSettings, load_settings
+from baton_runtime.text import clip
+from schemas.events import TOPICS, dead_letter_topic
+
+# Characters of a letter's error in the table, on one line; --json gives it whole.
+ERROR_SHOWN = 80
+
+
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``dlq`` command and its subcommands to the ``baton`` parser."""
+    dlq = commands.add_parser("dlq", help="list and replay dead-lettered messages")
+    actions = dlq.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="list every dead letter "
+                                 "(BATON_KAFKA_BOOTSTRAP_SERVERS)")
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    again = actions.add_parser(
+        "replay", help="hand dead letters back to the consumer group that gave up on them, "
+        "and only to it (BATON_DATABASE_URL and BATON_KAFKA_BOOTSTRAP_SERVERS)")
+    chosen = again.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("event_ids", nargs="*", default=[], metavar="EVENT_ID",
+                        help="the event ids of the letters to replay")
+    chosen.add_argument("--all", action="store_true", help="replay every dead letter")
+    for parser in (listing, again):
+        parser.add_argument("--topic", action="append", choices=TOPICS, dest="topics",
+                            help="only the dead letters of this topic (repeatable)")
+
+
+def run(arguments: argparse.Namespace) -> int:
+    """Run a ``baton dlq`` subcommand; return the exit code."""
+    dead_letter_topics = [dead_letter_topic(topic) for topic in arguments.topics or TOPICS]
+    if arguments.action == "list":
+        settings = load_settings(KafkaSettings)
+        letters = asyncio.run(read_dead_letters(settings.kafka_bootstrap_servers,
+                                                dead_letter_topics))
+        print(_listing(letters, as_json=arguments.json))
+        return 0
+    return asyncio.run(_replay(load_settings(RuntimeSettings), dead_letter_topics,
+                               arguments.event_ids, every=arguments.all))
+
+
+async def _replay(settings: RuntimeSettings, dead_letter_topics: Sequence[str],
+                  event_ids: Sequence[str], *, every: bool) -> int:
+    """Replay the chosen letters, saying what became of each; return the exit code."""
+    letters = await read_dead_letters(settings.kafka_bootstrap_servers, dead_letter_topics)
+    chosen = letters if every else [letter for letter in letters
+                                    if letter.event_id in set(event_ids)]
+    unknown = sorted(set(event_ids) - {letter.event_id for letter in letters})
+    for event_id in unknown:
+        print(f"baton dlq replay: no dead letter of event {event_id}", file=sys.stderr)
+    schemas = registry.inbox_schemas()
+    if foreign := sorted({letter.consumer_group for letter in chosen} - schemas.keys()):
+        print(f"baton dlq replay: consumer groups {', '.join(foreign)} are not Baton's "
+              "services'; nothing replayed", file=sys.stderr)
+        return 1
+    connection = await connect_driver(settings.database_url, "baton dlq replay")
+    publisher = KafkaPublisher(settings, "baton-dlq")
+    await publisher.start()
+    try:
+        replayed = await replay(chosen, connection=connection, schema_of=schemas.__getitem__,
+                                publish=publisher.send_batch)
+    finally:
+        await publisher.stop()
+        await connection.close()
+    for letter, done in zip(chosen, replayed, strict=True):
+        where = f"{letter.original.topic} for {letter.consumer_group}"
+        print(f"replayed {letter.event_id} to {where}" if done else
+              f"skipped {letter.event_id} ({where}): handled or dead-lettered again since")
+    return 1 if unknown else 0
+
+
+def _listing(letters: Sequence[DeadLetter], *, as_json: bool) -> str:
+    """Return the letters as a table, or as JSON lines."""
+    if as_json:
+        return "\n".join(json.dumps({
+            "dead_letter": _place(letter.dead_letter_topic, letter.dead_letter_partition,
+                                  letter.dead_letter_offset),
+            "consumer_group": letter.consumer_group, "event_id": letter.event_id,
+            "original": _place(letter.original.topic, letter.partition, letter.offset),
+            "attempts": letter.attempts, "error_type": letter.error_type,
+            "error": letter.error}, ensure_ascii=False) for letter in letters)
+    return table(("GROUP", "EVENT ID", "MESSAGE", "ATTEMPTS", "ERROR"), [
+        (letter.consumer_group, letter.event_id,
+         _place(letter.original.topic, letter.partition, letter.offset), str(letter.attempts),
+         clip(" ".join(letter.error.split()), ERROR_SHOWN)) for letter in letters])
+
+
+def _place(topic: str, partition: int, offset: int) -> str:
+    """Return where a message is, as ``topic[partition]@offset``."""
+    return f"{topic}[{partition}]@{offset}"

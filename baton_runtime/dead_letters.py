@@ -1,0 +1,161 @@
+"""Dead letters: the messages a consumer group gave up on, listed, and replayed once fixed.
+
+When a message keeps failing, the consumer loop claims its event id in the group's inbox
+(so the partition moves on and a redelivery is skipped) and the outbox publishes it to
+``<topic>.dlq``, with headers saying which group gave up, where the message was and why.
+Replaying one releases that claim and publishes the original message to its topic again:
+the group that gave up handles it anew, and every other group, which handled it the first
+time, skips it as a duplicate.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+
+from schemas.envelope import KafkaRecord
+from schemas.events import dead_letter_topic
+
+MAX_ERROR_HEADER_BYTES = 4000
+HEADER_PREFIX = "baton_"  # the dead-letter headers; the original message's follow none
+REQUIRED_HEADERS = ("baton_consumer_group", "baton_event_id", "baton_original_topic",
+                    "baton_original_partition", "baton_original_offset", "baton_error_type",
+                    "baton_error", "baton_attempts")
+
+
+def dead_letter(message: ConsumerRecord, *, consumer_group: str, event_id: str,
+                error: Exception, attempts: int) -> KafkaRecord:
+    """Return ``message`` as its dead-letter topic keeps it: as it was, plus why and where."""
+    description = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_HEADER_BYTES]
+    headers = (
+        *((name, bytes(value)) for name, value in message.headers or ()),
+        ("baton_error", description),
+        ("baton_error_type", type(error).__name__.encode()),
+        ("baton_attempts", str(attempts).encode()),
+        ("baton_consumer_group", consumer_group.encode()),
+        ("baton_event_id", event_id.encode()),
+        ("baton_original_topic", message.topic.encode()),
+        ("baton_original_partition", str(message.partition).encode()),
+        ("baton_original_offset", str(message.offset).encode()),
+    )
+    return KafkaRecord(topic=dead_letter_topic(message.topic), key=message.key or b"",
+                       headers=headers, value=message.value or b"")
+
+
+class NotADeadLetter(ValueError):
+    """A record on a dead-letter topic lacks what the consumer loop writes there."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message a consumer group gave up on, where its dead-letter topic keeps it."""
+
+    dead_letter_topic: str
+    dead_letter_partition: int
+    dead_letter_offset: int
+    consumer_group: str
+    event_id: str
+    partition: int  # where the original message was
+    offset: int
+    error_type: str
+    error: str
+    attempts: int
+    original: KafkaRecord  # the message as it was first published
+
+    @classmethod
+    def from_record(cls, record: ConsumerRecord) -> DeadLetter:
+        """Return the dead letter in ``record``; raise NotADeadLetter if it is not one."""
+        headers = [(name, bytes(value)) for name, value in record.headers or ()]
+        ours = {name: value.decode(errors="replace") for name, value in headers
+                if name.startswith(HEADER_PREFIX)}
+        where = f"{record.topic}[{record.partition}]@{record.offset}"
+        if missing := [name for name in REQUIRED_HEADERS if name not in ours]:
+            raise NotADeadLetter(f"{where} has no {', '.join(missing)} header")
+        try:
+            partition, offset, attempts = (int(ours[f"baton_{name}"]) for name in
+                                           ("original_partition", "original_offset", "attempts"))
+        except ValueError:
+            raise NotADeadLetter(f"{where} has a partition, offset or attempt count that is "
+                                 "not a number") from None
+        original = KafkaRecord(
+            topic=ours["baton_original_topic"], key=record.key or b"", value=record.value or b"",
+            headers=tuple((name, value) for name, value in headers
+                          if not name.startswith(HEADER_PREFIX)))
+        return cls(record.topic, record.partition, record.offset, ours["baton_consumer_group"],
+                   ours["baton_event_id"], partition, offset, ours["baton_error_type"],
+                   ours["baton_error"], attempts, original)
+
+
+async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
+                            timeout: float = 30.0) -> list[DeadLetter]:
+    """Return every dead letter ``topics`` hold now, in each partition's order.
+
+    Reads without a consumer group, so nothing is committed and a letter is never used
+    up. Topics that do not exist hold none. Raises TimeoutError if the broker does not
+    hand over what it reported within ``timeout`` seconds.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, partition) for topic in topics
+                      for partition in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"dead-letter topics not read to their end in {timeout:g} s")
+            fetched = await consumer.getmany(*partitions, timeout_ms=1000)
+            records += [record for batch in fetched.values() for record in batch]
+        return [DeadLetter.from_record(record)
+                for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset))]
+    finally:
+        await consumer.stop()
+
+
+def release_statement(schema: str) -> str:
+    """Return the statement releasing a dead letter's claim in ``schema``'s inbox.
+
+    It answers whether the letter may be replayed: its claim was there and is gone, or
+    no claim is there at all (an earlier replay released it and its message is not
+    handled yet; the inbox lets one copy through). A claim from another message means the
+    event was handled, or dead-lettered anew, since this letter was written.
+    """
+    return f"""
+        WITH released AS (
+            DELETE FROM "{schema}".inbox
+            WHERE consumer_group = $1 AND event_id = $2 AND topic = $3
+              AND partition = $4 AND "offset" = $5
+            RETURNING 1)
+        SELECT EXISTS (SELECT 1 FROM released) OR NOT EXISTS (
+            SELECT 1 FROM "{schema}".inbox WHERE consumer_group = $1 AND event_id = $2)
+    """
+
+
+async def replay(letters: Sequence[DeadLetter], *, connection: asyncpg.Connection,
+                 schema_of: Callable[[str], str],
+                 publish: Callable[[Sequence[KafkaRecord]], Awaitable[None]]) -> list[bool]:
+    """Replay each letter whose claim is still its own; return which were replayed.
+
+    ``schema_of`` names the schema of a consumer group's inbox. Each claim is released
+    and committed before its message is published, so a failed publish leaves nothing
+    claimed, and replaying again sends it.
+    """
+    replayed = []
+    for letter in letters:
+        released = await connection.fetchval(
+            release_statement(schema_of(letter.consumer_group)), letter.consumer_group,
+            letter.event_id, letter.original.topic, letter.partition, letter.offset)
+        if released:
+            await publish([letter.original])
+        replayed.append(bool(released))
+    return replayed

@@ -1,0 +1,142 @@
+"""Dead letters listed and replayed with ``baton dlq``, against real PostgreSQL and a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from baton import registry
+from baton_runtime import migrations
+from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
+from baton_runtime.db import PlumbingTables, create_engine
+from baton_runtime.dead_letters import read_dead_letters
+from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
+from baton_runtime.outbox import OutboxRelay
+from baton_runtime.settings import RuntimeSettings
+from baton_runtime.uow import UnitOfWork, unit_of_work_factory
+from schemas.envelope import encode
+from schemas.events import LeadCaptured, dead_letter_topic
+from services.scoring import store as scoring_store
+from tests.conftest import Infrastructure
+from tests.support import probe_service
+from tests.support.kafka import committed_offsets, lead_captured, produce, read_all, wait_until
+
+pytestmark = pytest.mark.integration
+GIVING_UP = "baton-scoring"  # a real service's group: ``baton dlq`` knows its inbox
+HANDLING = "baton-probe"  # another group on the same topic, which handles every event
+
+
+class NotYetFixed(RuntimeError):
+    """What the handler of the group that gives up raises until it is fixed."""
+
+
+@contextlib.asynccontextmanager
+async def consuming(settings: RuntimeSettings, engine: AsyncEngine, group: str,
+                    tables: PlumbingTables, handler: Handler) -> AsyncIterator[None]:
+    """Run a consumer loop of ``group`` and its outbox relay for the duration of the block."""
+    loop = ConsumerLoop(build_consumer(settings, group, group), group_id=group,
+                        handlers={LeadCaptured.topic: handler},
+                        unit_of_work=unit_of_work_factory(engine, tables, "/tests"),
+                        retry=RetryPolicy(2, 0.01), batch_size=10)
+    publisher = KafkaPublisher(settings, group)
+    await publisher.start()
+    relay = OutboxRelay(tables, publisher, database_url=settings.database_url,
+                        batch_size=10, poll_interval=0.2)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop.run(stop)), asyncio.create_task(relay.run(stop))]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await publisher.stop()
+
+
+async def baton(infrastructure: Infrastructure, *arguments: str) -> tuple[int | None, str, str]:
+    """Return the exit code, output and error output of the ``baton`` command."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "baton", *arguments, env={**os.environ,
+                                                         **infrastructure.environment()},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_replayed_dead_letter_is_handled_by_the_group_that_gave_up_and_only_by_it(
+        infrastructure: Infrastructure) -> None:
+    settings = infrastructure.settings(RuntimeSettings)
+    await ensure_topics(settings)
+    await asyncio.to_thread(migrations.upgrade, registry.migrations_dir("scoring"),
+                            infrastructure.database_url)
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    fixed, handled_elsewhere, handled_at_last = False, [], []
+
+    async def until_fixed(event: LeadCaptured, uow: UnitOfWork) -> None:
+        if not fixed:
+            raise NotYetFixed(f"cannot handle {event.profile.email}\nyet")
+        handled_at_last.append(event.lead_id)
+
+    async def every_event(event: LeadCaptured, uow: UnitOfWork) -> None:
+        handled_elsewhere.append(event.lead_id)
+
+    event = lead_captured("山田@example.co.jp")
+    record = encode(event, source="/tests")
+    event_id = dict(record.headers)["ce_id"].decode()
+    await produce(infrastructure.bootstrap_servers, [record])
+    dead_letters = [dead_letter_topic(LeadCaptured.topic)]
+    try:
+        async with (consuming(settings, engine, GIVING_UP, scoring_store.plumbing, until_fixed),
+                    consuming(settings, engine, HANDLING, probe_service.tables, every_event)):
+
+            async def dead_lettered() -> bool:
+                return bool(await read_dead_letters(settings.kafka_bootstrap_servers,
+                                                    dead_letters))
+
+            await wait_until(dead_lettered, 30, "the event's dead letter")
+            [letter] = await read_dead_letters(settings.kafka_bootstrap_servers, dead_letters)
+            assert (letter.consumer_group, letter.event_id, letter.attempts,
+                    letter.error_type) == (GIVING_UP, event_id, 2, "NotYetFixed")
+            assert letter.original == record, "the letter keeps the message as it was sent"
+            code, out, _ = await baton(infrastructure, "dlq", "list")
+            assert code == 0
+            header, line = out.splitlines()
+            assert header.split() == ["GROUP", "EVENT", "ID", "MESSAGE", "ATTEMPTS", "ERROR"]
+            assert line.split()[:4] == [GIVING_UP, event_id,
+                                        f"lead.captured[{letter.partition}]@0", "2"]
+            assert line.endswith("NotYetFixed: cannot handle 山田@example.co.jp yet")
+
+            fixed = True
+            assert await baton(infrastructure, "dlq", "replay", event_id) == (
+                0, f"replayed {event_id} to lead.captured for {GIVING_UP}\n", "")
+
+            async def both_groups_past_the_replay() -> bool:
+                return all([await committed_offsets(infrastructure.bootstrap_servers, group,
+                                                    LeadCaptured.topic) == 2
+                            for group in (GIVING_UP, HANDLING)])
+
+            await wait_until(both_groups_past_the_replay, 30, "both groups to read the replay")
+            assert handled_at_last == [event.lead_id], "the group that gave up handled it"
+            assert handled_elsewhere == [event.lead_id], "the other group skipped the replay"
+
+            assert await baton(infrastructure, "dlq", "replay", "--all") == (
+                0, f"skipped {event_id} (lead.captured for {GIVING_UP}): handled or "
+                "dead-lettered again since\n", "")
+            assert len(await read_all(infrastructure.bootstrap_servers,
+                                      LeadCaptured.topic)) == 2, "nothing published again"
+    finally:
+        await engine.dispose()
+
+
+async def test_replaying_an_event_that_has_no_dead_letter_fails_and_says_so(
+        infrastructure: Infrastructure) -> None:
+    await ensure_topics(infrastructure.settings(RuntimeSettings))
+    code, out, err = await baton(infrastructure, "dlq", "replay", "no-such-event")
+    assert (code, out) == (1, "")
+    assert err == "baton dlq replay: no dead letter of event no-such-event\n"
