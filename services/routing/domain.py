@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from baton_runtime.business_time import (
     BusinessCalendar,
 )
-from schemas.events import LifecycleStage, Tier, TouchpointType
+from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
 
 S = LifecycleStage
 ALLOWED: dict[LifecycleStage, frozenset[LifecycleStage]] = {
@@ -60,10 +60,29 @@ class IllegalTransition(ActionRefused):
         self.current, self.target = current, target
 
 
+def can_move(current: LifecycleStage, target: LifecycleStage) -> bool:
+    """Return True if the lifecycle allows ``current -> target``."""
+    return target in ALLOWED[current]
+
+
 def check_transition(current: LifecycleStage, target: LifecycleStage) -> None:
     """Return if ``current -> target`` is legal; raise IllegalTransition otherwise."""
-    if target not in ALLOWED[current]:
+    if not can_move(current, target):
         raise IllegalTransition(current, target)
+
+
+def after_deal(stage: LifecycleStage, phase: DealPhase) -> LifecycleStage | None:
+    """Return the stage a deal reaching ``phase`` moves a lead in ``stage`` to next, or None.
+
+    Any open deal makes an SQL an opportunity (one opened for it, or an older one the
+    lead kept); winning makes an opportunity won; losing makes it lost, and a lost lead
+    is then nurtured, so that it may become an MQL again.
+    """
+    if phase is DealPhase.WON:
+        return S.WON if stage is S.OPPORTUNITY else None
+    if phase is DealPhase.LOST:
+        return {S.OPPORTUNITY: S.LOST, S.LOST: S.NURTURE}.get(stage)
+    return S.OPPORTUNITY if stage is S.SQL else None
 
 
 def promotion_for(stage: LifecycleStage, tier: Tier) -> LifecycleStage | None:

@@ -19,7 +19,6 @@ from schemas.events import (
     SHORT_TEXT_LENGTH,
     Account,
     ContactKind,
-    DealPhase,
     DealPhaseChanged,
     DealRecycled,
     LeadProfile,
@@ -155,32 +154,31 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
 
 
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock) -> None:
-    """Send a recycled deal's lead back to nurturing; it must earn MQL again."""
+    """Send a recycled deal's lead back to nurturing; it must earn MQL again.
+
+    A lead already nurtured, or whose outcome is final (won, disqualified), stays where
+    it is: a won customer's recycled upsell deal does not make it a prospect again.
+    """
     lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
-    if lead is None or lead.stage == LifecycleStage.NURTURE:
+    if lead is None or not domain.can_move(LifecycleStage(lead.stage), LifecycleStage.NURTURE):
         return
     await move(uow, lead, LifecycleStage.NURTURE, reason=f"deal recycled: {event.reason}",
                now=clock(), owner_id=None, team=None, sla_due_at=None)
 
 
-DEAL_OUTCOMES = {
-    DealPhase.P1: (LifecycleStage.SQL, LifecycleStage.OPPORTUNITY),
-    DealPhase.WON: (LifecycleStage.OPPORTUNITY, LifecycleStage.WON),
-    DealPhase.LOST: (LifecycleStage.OPPORTUNITY, LifecycleStage.LOST),
-}
-
-
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
                                 clock: Clock) -> None:
-    """Follow the deal: an opened deal makes the lead an opportunity; closing decides it."""
-    expected = DEAL_OUTCOMES.get(event.to_phase)
+    """Follow the deal: an open deal makes the lead an opportunity; closing decides it."""
     lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
-    if expected is None or lead is None or lead.stage != expected[0]:
-        return
     now = clock()
-    await move(uow, lead, expected[1], reason=f"deal {event.deal_id} {event.to_phase.value}",
-               now=now, owner_id=lead.owner_id, team=lead.team,
-               sla_due_at=domain.due_after_move(expected[1], now))
+    while lead is not None and (
+            target := domain.after_deal(LifecycleStage(lead.stage), event.to_phase)):
+        owned = target is not LifecycleStage.NURTURE  # marketing nurtures; no rep owns it
+        await move(uow, lead, target, reason=f"deal {event.deal_id} {event.to_phase.value}",
+                   now=now, owner_id=lead.owner_id if owned else None,
+                   team=lead.team if owned else None,
+                   sla_due_at=domain.due_after_move(target, now))
+        lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
 
 
 # --- sales actions (the API and Slack share them) -----------------------------------------

@@ -14,7 +14,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-from schemas.events import ContactKind, LeadPromoted, LifecycleStage, Tier, TouchpointType
+from schemas.events import (
+    ContactKind,
+    DealPhase,
+    DealPhaseChanged,
+    DealRecycled,
+    LeadPromoted,
+    LifecycleStage,
+    Tier,
+    TouchpointType,
+)
 from services.routing import store
 from tests.integration.test_routing_harness import (
     WEDNESDAY_10_JST,
@@ -223,6 +232,68 @@ async def test_sales_actions_are_idempotent_and_each_emits_lead_promoted(
         ContactKind.CALL, "tanaka", routing.clock.now + timedelta(days=14))
     assert disqualified.reason == "disqualified by tanaka: 競合に決定済み"
     assert disqualified.owner_id is None
+
+
+async def new_sql(routing: Routing) -> uuid.UUID:
+    """Return a lead that sato accepted and qualified, handed to tanaka of field sales."""
+    await routing.put_rep("sato")
+    await routing.put_rep("tanaka", team="field_sales")
+    lead_id = await new_mql(routing)
+    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                          authority=True, need=True, timeframe=True)
+    assert qualified.json()["stage"] == "sql", qualified.text
+    return lead_id
+
+
+def deal_event(lead_id: uuid.UUID, deal_id: uuid.UUID, phase: DealPhase) -> DealPhaseChanged:
+    """Return pipeline's announcement that the lead's deal is in ``phase``."""
+    return DealPhaseChanged(deal_id=deal_id, lead_id=lead_id, occurred_at=WEDNESDAY_10_JST,
+                            to_phase=phase, probability=50, owner_id="tanaka")
+
+
+async def test_an_sql_whose_older_deal_is_announced_again_becomes_an_opportunity(
+        routing: Routing) -> None:
+    # Pipeline keeps a lead's open deal when it is qualified again, and announces it in
+    # the phase it is in: not only a new deal in P1 makes an SQL an opportunity.
+    lead_id = await new_sql(routing)
+    await routing.handle(deal_event(lead_id, uuid.uuid4(), DealPhase.P3))
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"]) == ("opportunity", "tanaka")
+
+
+async def test_a_lost_deal_nurtures_its_lead_which_a_hot_score_makes_an_mql_again(
+        routing: Routing) -> None:
+    lead_id, deal_id = await new_sql(routing), uuid.uuid4()
+    for phase in (DealPhase.P1, DealPhase.LOST):
+        await routing.handle(deal_event(lead_id, deal_id, phase))
+    assert (await state(routing, lead_id))["stage"] == "nurture"
+    routing.clock.advance(timedelta(days=120))
+    await routing.handle(lead_scored(lead_id=lead_id, score=95))
+    *_, opportunity, lost, nurtured, mql = await routing.promoted()
+    assert [(e.from_stage, e.to_stage) for e in (opportunity, lost, nurtured, mql)] == [
+        (S.SQL, S.OPPORTUNITY), (S.OPPORTUNITY, S.LOST), (S.LOST, S.NURTURE),
+        (S.NURTURE, S.MQL)]
+    assert (lost.owner_id, nurtured.owner_id, nurtured.team) == ("tanaka", None, None)
+
+
+async def test_a_recycled_deal_leaves_a_won_or_disqualified_lead_where_it_is(
+        routing: Routing) -> None:
+    # A won customer's upsell deal, or a deal opened for a lead later disqualified, may
+    # be recycled: the lead cannot go back to nurturing, and the event is no failure.
+    won, disqualified = await new_sql(routing), await new_sql(routing)
+    for phase in (DealPhase.P1, DealPhase.WON):
+        await routing.handle(deal_event(won, uuid.uuid4(), phase))
+    gone = await act(routing, disqualified, "disqualify", rep_id="tanaka", reason="予算凍結")
+    assert gone.status_code == 200, gone.text
+    before = await routing.promoted()
+    for lead_id in (won, disqualified):
+        await routing.handle(DealRecycled(deal_id=uuid.uuid4(), lead_id=lead_id,
+                                          recycled_at=WEDNESDAY_10_JST,
+                                          last_phase=DealPhase.P2, reason="90日間フェーズ変更なし"))
+    assert [(await state(routing, lead_id))["stage"] for lead_id in (won, disqualified)] == [
+        "won", "disqualified"]
+    assert await routing.promoted() == before, "nothing announced"
 
 
 async def test_a_demo_request_is_due_in_five_minutes_and_qualifies_on_a_weak_bant(

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton_runtime.business_time import BusinessCalendar
-from schemas.events import LifecycleStage, Tier, TouchpointType
+from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
 from services.routing.domain import (
     ALLOWED,
     Bant,
@@ -22,6 +22,7 @@ from services.routing.domain import (
     TeamKind,
     acceptance_due,
     actor_refusal,
+    after_deal,
     check_transition,
     due_after_move,
     promotion_for,
@@ -65,6 +66,26 @@ def test_the_table_covers_every_stage() -> None:
 def test_only_hot_leads_with_marketing_become_mql(stage: LifecycleStage, tier: Tier,
                                                    expected: LifecycleStage | None) -> None:
     assert promotion_for(stage, tier) == expected
+
+
+OPEN_PHASES = (DealPhase.P1, DealPhase.P2, DealPhase.P3, DealPhase.P4, DealPhase.P5)
+DEAL_MOVES = {
+    **{(S.SQL, phase): S.OPPORTUNITY for phase in OPEN_PHASES},
+    (S.OPPORTUNITY, DealPhase.WON): S.WON,
+    (S.OPPORTUNITY, DealPhase.LOST): S.LOST,
+    (S.LOST, DealPhase.LOST): S.NURTURE,
+}
+
+
+@pytest.mark.parametrize(("stage", "phase"), sorted(product(S, DealPhase)))
+def test_deals_move_leads_only_along_the_lifecycle(stage: LifecycleStage,
+                                                   phase: DealPhase) -> None:
+    # Any open deal makes an SQL an opportunity, even one it kept from before; a lost
+    # lead goes on to nurture. Everything else, a won customer included, stays put.
+    target = after_deal(stage, phase)
+    assert target == DEAL_MOVES.get((stage, phase))
+    if target is not None:
+        check_transition(stage, target)
 
 
 JST = ZoneInfo("Asia/Tokyo")
