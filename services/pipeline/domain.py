@@ -296,6 +296,30 @@ def update(deal: Deal, now: datetime, *, amount: int | None, expected_close_date
     return _changed(after_deal, Action.UPDATED, "; ".join(notes), before=deal)
 
 
+def follow_lead(deal: Deal, *, owner_id: str | None, team: str | None,
+                qualified_at: datetime | None, last_change_at: datetime) -> Changed | None:
+    """Return the lead's open deal handed to the rep who owns the lead, or None if nothing
+    changes.
+
+    ``qualified_at`` is when the lead was handed to field sales as an SQL, if this is that
+    hand-off; ``last_change_at`` when the deal last changed. A deal unchanged since before
+    the hand-off (opened by hand, or left open by an earlier one) is the SQL's deal: it
+    is announced even if its owner stays, so that the lead becomes an opportunity. A
+    hand-off that names no owner (queued) leaves the owner as it is.
+    """
+    if not deal.is_open:
+        return None
+    kept = qualified_at is not None and last_change_at < qualified_at
+    owner, team = (owner_id, team) if owner_id is not None else (deal.owner_id, deal.team)
+    notes = ["kept for the lead qualified again"] if kept else []
+    if owner != deal.owner_id:
+        notes.append(f"owner {deal.owner_id or 'none'} -> {owner}")
+    if not notes:
+        return None
+    return _changed(replace(deal, owner_id=owner, team=team), Action.UPDATED, "; ".join(notes),
+                    before=deal)
+
+
 def _money(amount: int | None) -> str:
     """Return an amount for a history line."""
     return "none" if amount is None else f"{amount:,}"

@@ -13,6 +13,8 @@ from services.pipeline import domain, store
 from services.pipeline.domain import Changed, Deal
 
 OPENED_FROM_SQL = "opened from SQL"
+# The stages in which a lead has its deal, owned by the rep who owns the lead.
+DEAL_STAGES = frozenset({LifecycleStage.SQL, LifecycleStage.OPPORTUNITY})
 
 
 def phase_changed(changed: Changed, now: datetime) -> DealPhaseChanged:
@@ -34,18 +36,32 @@ def recycled(changed: Changed, now: datetime) -> DealRecycled:
 
 
 async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock) -> None:
-    """Open one deal in P1, owned by the assigned rep, when a lead becomes an SQL.
+    """Open one deal in P1, owned by the assigned rep, when a lead becomes an SQL, and keep
+    a lead's open deal with the rep who owns the lead.
 
-    A lead with an open deal keeps it: a repeated promotion changes nothing.
+    A repeated announcement of one SQL changes nothing. A lead qualified again while a
+    deal of it is open keeps that deal (see ``domain.follow_lead``), and a queued SQL's
+    deal goes to the rep who takes the lead.
     """
-    if event.to_stage is not LifecycleStage.SQL:
+    if event.to_stage not in DEAL_STAGES:
         return
     now = clock()
-    opened = domain.open_deal(deal_id=uuid.uuid4(), lead_id=event.lead_id,
-                              owner_id=event.owner_id, team=event.team,
-                              company=event.profile.company, now=now, reason=OPENED_FROM_SQL)
-    if await store.insert_deal(uow.connection, opened):
-        uow.emit(phase_changed(opened, now))
+    if event.to_stage is LifecycleStage.SQL:
+        opened = domain.open_deal(deal_id=uuid.uuid4(), lead_id=event.lead_id,
+                                  owner_id=event.owner_id, team=event.team,
+                                  company=event.profile.company, now=now,
+                                  reason=OPENED_FROM_SQL)
+        if await store.insert_deal(uow.connection, opened):
+            uow.emit(phase_changed(opened, now))
+            return
+    deal_id = await store.open_deal_of(uow.connection, event.lead_id)
+    if deal_id is None:
+        return
+    handed_off = event.to_stage is LifecycleStage.SQL and event.from_stage is not event.to_stage
+    last_change_at = await store.last_change_at(uow.connection, deal_id)
+    await change_deal(uow, deal_id, now, lambda deal: domain.follow_lead(
+        deal, owner_id=event.owner_id, team=event.team,
+        qualified_at=event.occurred_at if handed_off else None, last_change_at=last_change_at))
 
 
 async def create_deal(uow: UnitOfWork, opened: Changed) -> Deal:

@@ -163,6 +163,14 @@ async def open_deal_of(connection: AsyncConnection, lead_id: uuid.UUID) -> uuid.
         select(deals.c.deal_id).where(deals.c.lead_id == lead_id, is_open))).scalar_one_or_none()
 
 
+async def last_change_at(connection: AsyncConnection, deal_id: uuid.UUID) -> datetime:
+    """Return when the deal's latest change (its opening at the least) was recorded."""
+    latest: datetime = (await connection.execute(
+        select(func.max(phase_history.c.occurred_at))
+        .where(phase_history.c.deal_id == deal_id))).scalar_one()
+    return latest
+
+
 async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID, *,
                    lock: bool = False) -> Deal | None:
     """Return the deal (locked for this transaction if ``lock``), or None."""

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import baton.registry
 from baton_runtime import migrations
-from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.consumer import ConsumerLoop, RetryPolicy, dispatch
 from baton_runtime.db import create_engine
 from baton_runtime.http import create_app
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
@@ -33,6 +33,7 @@ from baton_runtime.uow import unit_of_work_factory
 from schemas.envelope import decode
 from schemas.events import (
     Account,
+    ContactKind,
     DealPhase,
     DealPhaseChanged,
     DealRecycled,
@@ -195,6 +196,57 @@ async def test_an_sql_from_the_broker_opens_one_deal_in_p1_for_its_field_rep(
         deal_id=uuid.UUID(deal["deal_id"]), lead_id=sql_lead, occurred_at=START,
         from_phase=None, to_phase=P.P1, probability=10, owner_id="field-sato",
         reason="opened from SQL")]
+
+
+async def handle(pipeline: Pipeline, *events: LeadPromoted) -> None:
+    """Run pipeline's lead.promoted handler on each event, each in a unit of work."""
+    for event in events:
+        async with pipeline.context.unit_of_work() as uow:
+            await dispatch(pipeline.definition.handlers[event.topic], [event], uow)
+            await uow.commit()
+
+
+async def test_a_lead_qualified_again_keeps_its_open_deal_which_goes_to_its_new_owner(
+    infrastructure: Infrastructure,
+) -> None:
+    # Field sales rejected the SQL while its P1 deal was on the way, or a deal was opened
+    # by hand: the lead keeps that one open deal, announced again so that routing makes the
+    # SQL an opportunity (no deal opening for it, it stayed an SQL for good).
+    lead_id = uuid.uuid4()
+    async with running(infrastructure, consume=False) as pipeline:
+        first = promoted(lead_id)
+        await handle(pipeline, first, first.model_copy(update={"reason": "announced again"}))
+        pipeline.clock.advance(days=10)
+        again = first.model_copy(update={"occurred_at": pipeline.clock(),
+                                          "owner_id": "field-suzuki"})
+        await handle(pipeline, again, again)
+        [deal] = await deals_of(pipeline, lead_id)
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        events = await pipeline.events(DealPhaseChanged)
+
+    assert (deal["phase"], deal["owner_id"]) == ("P1", "field-suzuki")
+    assert [(e.from_phase, e.to_phase, e.owner_id, e.reason) for e in events] == [
+        (None, P.P1, "field-sato", "opened from SQL"),
+        (P.P1, P.P1, "field-suzuki",
+         "kept for the lead qualified again; owner field-sato -> field-suzuki")]
+
+
+async def test_a_queued_sqls_deal_goes_to_the_rep_who_takes_the_lead(
+    infrastructure: Infrastructure,
+) -> None:
+    lead_id = uuid.uuid4()
+    async with running(infrastructure, consume=False) as pipeline:
+        queued = promoted(lead_id).model_copy(update={"owner_id": None})
+        taken = promoted(lead_id, to_stage=LifecycleStage.OPPORTUNITY).model_copy(update={
+            "from_stage": LifecycleStage.OPPORTUNITY, "contact": ContactKind.CALL})
+        await handle(pipeline, queued, taken, taken)
+        [deal] = await deals_of(pipeline, lead_id)
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        events = await pipeline.events(DealPhaseChanged)
+
+    assert (deal["owner_id"], deal["team"]) == ("field-sato", "field-east")
+    assert [(e.to_phase, e.owner_id, e.reason) for e in events] == [
+        (P.P1, None, "opened from SQL"), (P.P1, "field-sato", "owner none -> field-sato")]
 
 
 # --- the API takes a deal to won ----------------------------------------------------------

@@ -29,6 +29,7 @@ from services.pipeline.domain import (
     Outcome,
     PipelineRules,
     advance,
+    follow_lead,
     issues,
     lose,
     move_back,
@@ -76,6 +77,37 @@ class Clock:
     def advance(self, **delta: float) -> datetime:
         self.now += timedelta(**delta)
         return self.now
+
+
+# --- a deal follows its lead -------------------------------------------------------------
+
+
+def test_a_deal_goes_to_the_rep_who_takes_its_lead_and_stays_when_nobody_is_named() -> None:
+    deal, later = deal_in(P.P2), OPENED + timedelta(days=1)
+    taken = follow_lead(deal, owner_id="suzuki", team="field-west", qualified_at=None,
+                        last_change_at=OPENED)
+    assert taken is not None
+    assert (taken.deal.owner_id, taken.deal.team, taken.deal.phase) == (
+        "suzuki", "field-west", P.P2)
+    assert (taken.change.action, taken.change.from_phase, taken.change.to_phase,
+            taken.change.reason) == (Action.UPDATED, P.P2, P.P2, "owner sato -> suzuki")
+    for owner in ("sato", None):  # the same rep, or a hand-off to a queue
+        assert follow_lead(deal, owner_id=owner, team=None, qualified_at=None,
+                           last_change_at=OPENED) is None
+    assert follow_lead(recycle(deal, later, "zombie").deal, owner_id="suzuki", team=None,
+                       qualified_at=None, last_change_at=OPENED) is None, "closed"
+
+
+def test_a_deal_older_than_its_leads_new_sql_hand_off_is_announced_again_once() -> None:
+    deal, qualified = deal_in(P.P3), OPENED + timedelta(days=30)
+    kept = follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
+                       last_change_at=OPENED)
+    assert kept is not None and kept.deal == deal
+    assert (kept.change.to_phase, kept.change.reason) == (
+        P.P3, "kept for the lead qualified again")
+    # Changed (announced) since the hand-off: a repeated hand-off event changes nothing.
+    assert follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
+                       last_change_at=qualified + timedelta(seconds=1)) is None
 
 
 # --- exit criteria and moves --------------------------------------------------------------
