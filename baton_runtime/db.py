@@ -28,7 +28,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 # A connection used this recently is trusted without a ping; a busy pool pings nothing.
 PING_AFTER_IDLE_SECONDS = 5.0
@@ -137,7 +137,7 @@ async def connect_driver(url: str, application_name: str,
         **(settings or {}), "application_name": application_name})
 
 
-def create_engine(url: str, *, pool_size: int = 10, application_name: str = "baton",
+def create_engine(url: str, *, pool_size: int | None = 10, application_name: str = "baton",
                   ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
     """Return an async engine for ``url`` with a bounded, health-checked pool.
 
@@ -146,12 +146,17 @@ def create_engine(url: str, *, pool_size: int = 10, application_name: str = "bat
     Not ``pool_pre_ping``: that pings every checkout, three round trips (BEGIN, a
     query, ROLLBACK) before each transaction. A connection that dies while in use
     fails its statement; SQLAlchemy then replaces every connection pooled before it.
+
+    ``pool_size=None`` pools nothing: each checkout connects anew and checking in
+    closes. An asyncpg connection belongs to the event loop that opened it, so that
+    is the engine for callers that use it from more than one loop.
     """
+    sizes: dict[str, Any] = ({"poolclass": NullPool} if pool_size is None
+                             else {"pool_size": pool_size, "max_overflow": pool_size})
     engine = create_async_engine(
         asyncpg_url(url),
-        pool_size=pool_size,
-        max_overflow=pool_size,
         connect_args={"server_settings": {"application_name": application_name}},
+        **sizes,
     )
     pool, dialect = engine.sync_engine.pool, engine.sync_engine.dialect
 

@@ -9,7 +9,15 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Self
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy.engine import Row
 
 from baton_runtime.business_time import known_holiday_country, known_timezone
@@ -28,6 +36,11 @@ Reason = Annotated[str, Field(min_length=1, max_length=400)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Label = Annotated[str, Field(min_length=1, max_length=200)]
 SLACK_USER = r"^[UW][A-Z0-9]{2,30}$"
+# A time of day without a UTC offset: JSON Schema's `format: time` requires one.
+LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]+)?)?$"
+LocalTime = Annotated[time, WithJsonSchema({
+    "type": "string", "pattern": LOCAL_TIME, "examples": ["09:00", "18:30:00"],
+    "description": "Local time of day, `HH:MM[:SS[.ffffff]]`, without a UTC offset."})]
 MAX_FUNNEL_DAYS = 3 * 366
 # Far enough from date.min / date.max that defaults and time-zone shifts cannot overflow.
 FUNNEL_DAYS = (date(1900, 1, 1), date(9998, 12, 31))
@@ -329,8 +342,8 @@ class WorkingHours(Strict):
     """When a rep works: local hours on ISO weekdays (1 = Monday), minus public holidays."""
 
     timezone: str = "Asia/Tokyo"
-    starts: time = time(9)
-    ends: time = time(18)
+    starts: LocalTime = time(9)
+    ends: LocalTime = time(18)
     workdays: Annotated[list[Annotated[int, Field(ge=1, le=7)]],
                         Field(min_length=1, max_length=7)] = [1, 2, 3, 4, 5]
     holidays: Annotated[str, Field(max_length=10)] | None = Field(

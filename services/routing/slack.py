@@ -23,6 +23,7 @@ from slack_sdk.signature import Clock as SlackClock
 from slack_sdk.signature import SignatureVerifier
 
 from baton_runtime.clock import Clock
+from baton_runtime.http import error_response
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.uow import UnitOfWork
 from services.routing import domain, handlers, store
@@ -72,6 +73,12 @@ class SlackAction(_Payload):
     value: Annotated[str, Field(max_length=2000)] = ""
 
 
+class SlackMessage(_Payload):
+    """The alert the button is on; its blocks are kept when the outcome replaces the buttons."""
+
+    blocks: list[dict[str, Any]] = []
+
+
 class BlockActions(_Payload):
     """The part of Slack's ``block_actions`` payload routing uses."""
 
@@ -79,7 +86,7 @@ class BlockActions(_Payload):
     user: SlackUser
     actions: Annotated[list[SlackAction], Field(min_length=1)]
     response_url: Annotated[str, Field(max_length=2000)] | None = None
-    message: dict[str, Any] | None = None
+    message: SlackMessage | None = None
 
 
 class _ContextClock(SlackClock):
@@ -144,14 +151,14 @@ class Reply:
     text: str
     replace_original: bool
 
-    def body(self, message: dict[str, Any] | None, lead_id: str) -> dict[str, Any]:
+    def body(self, message: SlackMessage | None, lead_id: str) -> dict[str, Any]:
         """Return the JSON to post: the alert minus its buttons plus the outcome, or a note.
 
         A note (ephemeral) is seen only by the user who clicked.
         """
         if not self.replace_original:
             return {"response_type": "ephemeral", "replace_original": False, "text": self.text}
-        kept = [block for block in (message or {}).get("blocks", [])
+        kept = [block for block in (message.blocks if message else [])
                 if block.get("block_id") != f"lead:{lead_id}"]
         outcome = {"type": "section", "text": {"type": "mrkdwn", "text": self.text}}
         return {"replace_original": True, "text": self.text, "blocks": [*kept, outcome]}
@@ -203,10 +210,17 @@ async def post_reply(url: str, body: dict[str, Any]) -> None:
     summary="Slack interactivity: Accept / Reject buttons of hot-lead alerts.",
     responses={
         200: {"description": "Applied (or not ours); the alert is updated via response_url."},
-        401: {"description": "Missing, stale (over 5 minutes), forged or replayed request."},
-        422: {"description": "Not a block_actions payload (field-level detail)."},
-        503: {"description": "BATON_SLACK_SIGNING_SECRET is not set."},
+        401: error_response("Missing, stale (over 5 minutes), forged or replayed request."),
+        422: error_response("Not a block_actions payload (field-level detail)."),
+        503: error_response("BATON_SLACK_SIGNING_SECRET is not set."),
     },
+    # Read as bytes (the signature covers them), so FastAPI cannot document it itself.
+    openapi_extra={"requestBody": {"required": True, "content": {
+        "application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "required": ["payload"],
+            "properties": {"payload": {
+                "type": "string",
+                "description": "Slack's `block_actions` payload, as JSON."}}}}}}},
 )
 async def slack_actions(request: Request, background: BackgroundTasks,
                         context: Annotated[ServiceContext, Depends(context_of)]) -> Response:

@@ -1,7 +1,9 @@
-"""The engine's pool: idle connections are checked before use, busy ones are not; and the
-connections it makes take JSON parameters as bytes."""
+"""The engine's pool: idle connections are checked before use, busy ones are not; the
+connections it makes take JSON parameters as bytes; an unpooled engine serves any loop."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sqlalchemy import text
@@ -68,5 +70,25 @@ async def test_json_parameters_go_as_bytes_or_text_and_json_results_decode(
             driver = await driver_of(connection)  # the same codec on the driver's own calls
             assert await driver.fetchval(f"SELECT $1::{json_type}",
                                          json_text(document)) == document
+    finally:
+        await engine.dispose()
+
+
+async def test_an_unpooled_engine_serves_callers_on_other_event_loops(
+    postgres: PostgresServer,
+) -> None:
+    engine = create_engine(await postgres.create_database(), pool_size=None)
+
+    async def stored_company() -> str:
+        async with engine.connect() as connection:
+            return str((await connection.execute(
+                text("SELECT CAST(:given AS jsonb) ->> '会社'"),
+                {"given": json_text({"会社": "株式会社サンプル"})})).scalar_one())
+
+    try:
+        # Each asyncio.run is a loop of its own; a pooled connection would outlive its loop.
+        for _ in range(2):
+            assert await asyncio.to_thread(asyncio.run, stored_company()) == "株式会社サンプル"
+        assert await stored_company() == "株式会社サンプル"
     finally:
         await engine.dispose()

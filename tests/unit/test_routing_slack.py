@@ -23,7 +23,8 @@ PAYLOAD: dict[str, Any] = {
                  "type": "button"}],
     "response_url": "https://hooks.slack.com/actions/T0/1/xyz",
     "message": {"text": "🔥 ホットリード", "blocks": [
-        {"type": "header", "block_id": "h", "text": {"type": "plain_text", "text": "🔥"}},
+        {"type": "header", "block_id": "h",
+         "text": {"type": "plain_text", "text": "🔥 ホットリード"}},
         {"type": "actions", "block_id": f"lead:{LEAD_ID}", "elements": []}]},
 }
 
@@ -84,7 +85,8 @@ def test_a_block_actions_payload_is_parsed_with_japanese_intact() -> None:
     payload = parse(form(PAYLOAD))
     assert (payload.user.id, payload.actions[0].action_id, payload.actions[0].value) == (
         "U024BE7LH", "lead.accept", LEAD_ID)
-    assert payload.message is not None and payload.message["text"] == "🔥 ホットリード"
+    assert payload.message is not None
+    assert payload.message.blocks[0]["text"]["text"] == "🔥 ホットリード"
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -92,6 +94,10 @@ def test_a_block_actions_payload_is_parsed_with_japanese_intact() -> None:
     (urlencode({"payload": "{not json"}).encode(), "payload"),
     (form({**PAYLOAD, "type": "view_submission"}), "type"),
     (form({**PAYLOAD, "actions": []}), "actions"),
+    # The alert's blocks are kept when it is updated: they must be blocks (objects).
+    (form({**PAYLOAD, "message": {"blocks": ["not a block"]}}), "blocks"),
+    (form({**PAYLOAD, "message": {"blocks": "text"}}), "blocks"),
+    (form({**PAYLOAD, "message": {"blocks": None}}), "blocks"),
 ])
 def test_other_bodies_get_a_422_naming_the_field(body: bytes, field: str) -> None:
     with pytest.raises(HTTPException) as refused:
@@ -115,9 +121,10 @@ def test_response_urls_are_followed_only_to_allowed_hosts(url: str, allowed: boo
 
 
 def test_a_reply_replaces_the_buttons_with_the_outcome_or_speaks_privately() -> None:
-    replaced = Reply("✅ 受け入れました", replace_original=True).body(PAYLOAD["message"], LEAD_ID)
+    message = parse(form(PAYLOAD)).message
+    replaced = Reply("✅ 受け入れました", replace_original=True).body(message, LEAD_ID)
     assert replaced["replace_original"] is True
     assert [b.get("block_id") for b in replaced["blocks"]] == ["h", None]
     assert replaced["blocks"][-1]["text"]["text"] == "✅ 受け入れました"
-    private = Reply("⚠️ no", replace_original=False).body(PAYLOAD["message"], LEAD_ID)
+    private = Reply("⚠️ no", replace_original=False).body(message, LEAD_ID)
     assert private == {"response_type": "ephemeral", "replace_original": False, "text": "⚠️ no"}
