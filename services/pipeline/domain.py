@@ -304,8 +304,9 @@ def follow_lead(deal: Deal, *, owner_id: str | None, team: str | None,
     ``qualified_at`` is when the lead was handed to field sales as an SQL, if this is that
     hand-off; ``last_change_at`` when the deal last changed. A deal unchanged since before
     the hand-off (opened by hand, or left open by an earlier one) is the SQL's deal: it
-    is announced even if its owner stays, so that the lead becomes an opportunity. A
-    hand-off that names no owner (queued) leaves the owner as it is.
+    is announced even if its owner stays, so that the lead becomes an opportunity, and
+    announced as a deal opened for the SQL is (no from-phase): nobody acted on it since
+    the hand-off. A hand-off that names no owner (queued) leaves the owner as it is.
     """
     if not deal.is_open:
         return None
@@ -316,8 +317,9 @@ def follow_lead(deal: Deal, *, owner_id: str | None, team: str | None,
         notes.append(f"owner {deal.owner_id or 'none'} -> {owner}")
     if not notes:
         return None
-    return _changed(replace(deal, owner_id=owner, team=team), Action.UPDATED, "; ".join(notes),
-                    before=deal)
+    return Changed(replace(deal, owner_id=owner, team=team),
+                   Change(Action.UPDATED, None if kept else deal.phase, deal.phase,
+                          _short("; ".join(notes))))
 
 
 def _money(amount: int | None) -> str:

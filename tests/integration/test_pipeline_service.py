@@ -211,7 +211,8 @@ async def test_a_lead_qualified_again_keeps_its_open_deal_which_goes_to_its_new_
 ) -> None:
     # Field sales rejected the SQL while its P1 deal was on the way, or a deal was opened
     # by hand: the lead keeps that one open deal, announced again so that routing makes the
-    # SQL an opportunity (no deal opening for it, it stayed an SQL for good).
+    # SQL an opportunity (no deal opening for it, it stayed an SQL for good). Announced as
+    # an opening is (no from-phase), the notifier takes it for no rep's activity.
     lead_id = uuid.uuid4()
     async with running(infrastructure, consume=False) as pipeline:
         first = promoted(lead_id)
@@ -227,7 +228,7 @@ async def test_a_lead_qualified_again_keeps_its_open_deal_which_goes_to_its_new_
     assert (deal["phase"], deal["owner_id"]) == ("P1", "field-suzuki")
     assert [(e.from_phase, e.to_phase, e.owner_id, e.reason) for e in events] == [
         (None, P.P1, "field-sato", "opened from SQL"),
-        (P.P1, P.P1, "field-suzuki",
+        (None, P.P1, "field-suzuki",
          "kept for the lead qualified again; owner field-sato -> field-suzuki")]
 
 

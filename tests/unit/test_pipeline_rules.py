@@ -103,8 +103,8 @@ def test_a_deal_older_than_its_leads_new_sql_hand_off_is_announced_again_once() 
     kept = follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
                        last_change_at=OPENED)
     assert kept is not None and kept.deal == deal
-    assert (kept.change.to_phase, kept.change.reason) == (
-        P.P3, "kept for the lead qualified again")
+    assert (kept.change.from_phase, kept.change.to_phase, kept.change.reason) == (
+        None, P.P3, "kept for the lead qualified again")
     # Changed (announced) since the hand-off: a repeated hand-off event changes nothing.
     assert follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
                        last_change_at=qualified + timedelta(seconds=1)) is None
