@@ -360,6 +360,31 @@ async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clo
     assert all(c.status != "open" for c in await clocks(database, lead_id))
 
 
+async def test_a_deal_change_delivered_after_its_recycling_starts_no_clock(
+        database: NotifierDatabase) -> None:
+    # deal.phase_changed and deal.recycled are different topics: a change made before the
+    # recycling may arrive after it, and after the lead's return to nurture.
+    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 10), from_stage=S.SAL,
+                                            to_stage=S.SQL, owner_id="fs-1",
+                                            team="field_sales"))
+    async with database.unit_of_work() as uow:
+        await handlers.on_deal_recycled(DealRecycled(
+            deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9),
+            last_phase=DealPhase.P2, reason="90日間フェーズ変更なし"), uow, policy=CONFIG.policy)
+        await uow.commit()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(26, 9, 1),
+                                            from_stage=S.OPPORTUNITY, to_stage=S.NURTURE,
+                                            team=None))
+    async with database.unit_of_work() as uow:
+        await handlers.on_deal_phase_changed(DealPhaseChanged(
+            deal_id=deal_id, lead_id=lead_id, occurred_at=jst(26, 8, 59),
+            from_phase=DealPhase.P2, to_phase=DealPhase.P2, probability=30, owner_id="fs-1",
+            amount=1_000_000), uow, policy=CONFIG.policy)
+        await uow.commit()
+    assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == []
+
+
 async def test_a_deal_won_for_more_than_a_bigint_holds_is_alerted(
         database: NotifierDatabase) -> None:
     # The contract allows any non-negative amount; the notifier once stored it in a bigint,
