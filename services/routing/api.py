@@ -249,10 +249,11 @@ async def disqualify_lead(lead_id: uuid.UUID, body: Disqualification,
 @router.post("/leads/{lead_id}/contacts", response_model=LeadState, responses=ACTION_ERRORS,
              tags=["lifecycle"])
 async def log_contact(lead_id: uuid.UUID, body: Contact, context: Context) -> LeadState:
-    """Log a call, e-mail, meeting or visit with an accepted lead.
+    """Log a call, e-mail, meeting or visit with an accepted lead, or a first touch of a
+    lead marketing holds (lead, nurture: the tier-B and surge SLA's first touch).
 
-    An unowned lead (waiting in its team's queue) becomes the rep's. Contacts in the
-    future are refused (422).
+    An unowned accepted lead (waiting in its team's queue) becomes the rep's; a lead
+    marketing holds stays unowned. Contacts in the future are refused (422).
     """
     if body.occurred_at > context.clock():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [

@@ -35,6 +35,10 @@ FAST_LANE = timedelta(minutes=5)
 SQL_FIRST_CONTACT = timedelta(hours=24)
 OWNED_ACTIVITY = timedelta(days=14)
 OWNED_STAGES = frozenset({S.SAL, S.SQL, S.OPPORTUNITY})
+# Leads marketing holds: a rep's contact with one is its first touch (a tier-B or surging
+# lead's SLA), and the lead stays with marketing, owned by nobody.
+MARKETING_STAGES = frozenset({S.LEAD, S.NURTURE})
+CONTACT_STAGES = OWNED_STAGES | MARKETING_STAGES
 REJECTABLE = frozenset({S.MQL, S.SAL, S.SQL})
 
 

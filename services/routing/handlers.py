@@ -269,25 +269,29 @@ async def disqualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: s
 
 async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: ContactKind,
                       occurred_at: datetime, note: str | None, *, now: datetime) -> None:
-    """Log a contact with an accepted lead and emit it; a repeat changes nothing.
+    """Log a contact with an accepted lead, or a first touch of one marketing holds, and
+    emit it; a repeat changes nothing.
 
-    An unowned lead (waiting in its team's queue) becomes the rep's.
+    An unowned accepted lead (waiting in its team's queue) becomes the rep's; a lead
+    marketing holds stays with marketing.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     stage = LifecycleStage(lead.stage)
-    if stage not in domain.OWNED_STAGES:
+    if stage not in domain.CONTACT_STAGES:
         raise domain.ActionRefused(
-            f"contacts are logged on accepted leads (sal, sql, opportunity); "
-            f"lead {lead_id} is {stage.value}")
+            f"contacts are logged on accepted leads (sal, sql, opportunity) and on leads "
+            f"marketing holds (lead, nurture); lead {lead_id} is {stage.value}")
     _may_act(rep, lead)
     if not await store.add_contact(uow.connection, lead_id, rep_id=rep_id, kind=kind.value,
                                    occurred_at=occurred_at, note=note, logged_at=now):
         return
-    owner = lead.owner_id
-    if owner is None:
-        await _take(uow, lead, rep, now, "first contact")
-        await store.set_owner(uow.connection, lead_id, rep_id)
-        owner = rep_id
+    owner, team, due = None, None, None  # a lead marketing holds stays unowned
+    if stage in domain.OWNED_STAGES:
+        owner, team, due = lead.owner_id, lead.team, domain.due_after_contact(now)
+        if owner is None:
+            await _take(uow, lead, rep, now, "first contact")
+            await store.set_owner(uow.connection, lead_id, rep_id)
+            owner = rep_id
     _emit(uow, lead, from_stage=stage, to_stage=stage,
           reason=f"{kind.value} contact logged by {rep_id}", now=now, owner_id=owner,
-          team=lead.team, sla_due_at=domain.due_after_contact(now), contact=kind)
+          team=team, sla_due_at=due, contact=kind)

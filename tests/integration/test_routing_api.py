@@ -312,6 +312,25 @@ async def test_a_demo_request_is_due_in_five_minutes_and_qualifies_on_a_weak_ban
     assert sql.reason.endswith("queued for team field_sales: no rep can take it now")
 
 
+async def test_a_touch_of_a_lead_marketing_holds_is_announced_and_leaves_it_unowned(
+        routing: Routing) -> None:
+    # A tier-B or surging lead's SLA is a first touch by sales, which the notifier stops on
+    # the lead's next lifecycle event: logging the touch must announce one.
+    await routing.put_rep("sato")
+    warm = lead_scored(tier=Tier.B, score=62)
+    await routing.handle(warm)
+    call = {"rep_id": "sato", "kind": "call", "occurred_at": routing.clock.now.isoformat(),
+            "note": "資料送付のお礼"}
+    for _ in range(2):
+        touched = await act(routing, warm.lead_id, "contacts", **call)
+        assert touched.status_code == 200, touched.text
+    assert (touched.json()["stage"], touched.json()["owner_id"]) == ("lead", None)
+    [touch] = await routing.promoted()
+    assert (touch.from_stage, touch.to_stage, touch.contact, touch.owner_id, touch.team,
+            touch.sla_due_at) == (S.LEAD, S.LEAD, ContactKind.CALL, None, None, None)
+    assert touch.reason == "call contact logged by sato"
+
+
 async def test_bad_actions_get_clear_errors_and_change_nothing(routing: Routing) -> None:
     await routing.put_rep("sato")
     lead_id = await new_mql(routing)
