@@ -3,8 +3,8 @@
 Beside it, measured in the same run on the same topic: raw aiokafka consumption,
 the consumer loop with a handler that does nothing (the runtime's own cost per
 event), and a bare asyncpg batch write of exactly the rows the scoring handler
-wrote (inbox, activity ledger, lead upserts, outbox), as many events a transaction as
-scoring's batches hold (BATON_CONSUMER_BATCH_SIZE, 1,000 by default).
+wrote (inbox, activity ledger, lead upserts, outbox, review requests), as many events
+a transaction as scoring's batches hold (BATON_CONSUMER_BATCH_SIZE, 1,000 by default).
 Scoring and the bare write are measured in three rounds, each pair back to back,
 and judged on the round of the median ratio. After each round the decay sweep
 re-scores every lead it made (leads/s, the median): the same scoring code, with
@@ -240,7 +240,7 @@ async def nothing(_: LeadCaptured, __: UnitOfWork) -> None:
     """Handle an event by doing nothing: what is left is the runtime's own work."""
 
 
-TABLES = ("inbox", "activities", "leads", "outbox")
+TABLES = ("inbox", "activities", "leads", "outbox", "review_requests")
 
 
 async def written_rows(database_url: str) -> dict[str, list[asyncpg.Record]]:
@@ -257,6 +257,8 @@ async def written_rows(database_url: str) -> dict[str, list[asyncpg.Record]]:
             "outbox": await connection.fetch(
                 "SELECT topic, key, header_names, header_values, value "
                 "FROM scoring.outbox ORDER BY id"),
+            "review_requests": await connection.fetch(
+                "SELECT lead_id, requested_at FROM scoring.review_requests ORDER BY id"),
         }
         final = {row["lead_id"]: row for row in await connection.fetch(
             "SELECT * FROM scoring.leads")}
@@ -294,7 +296,8 @@ async def bare_write(rows: Mapping[str, Sequence[asyncpg.Record]], database_url:
     columns = {"inbox": ("consumer_group", "event_id", "topic", "partition", "offset"),
                "activities": ("lead_id", "type", "occurred_at", "asset_id", "interacted"),
                "leads": LEAD_COLUMNS,
-               "outbox": ("topic", "key", "header_names", "header_values", "value")}
+               "outbox": ("topic", "key", "header_names", "header_values", "value"),
+               "review_requests": ("lead_id", "requested_at")}
     statements = {table: upsert_sql(table, columns[table],
                                     "lead_id" if table == "leads" else None)
                   for table in TABLES}

@@ -197,8 +197,6 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                           review_now=bool(changers - {lead_id})))
     await rescore(uow, leads, model, now, triggers={
         lead_id: event.touchpoint.type for lead_id, event in latest.items()})
-    # Last, so the colleagues' rows stay locked only until the commit that follows: they
-    # belong to other partitions, whose consumers wait for those locks to record their own.
     await store.ask_colleagues_for_review(uow.connection, changed_accounts, recorded, now)
 
 
@@ -226,8 +224,12 @@ async def sweep(unit_of_work: UnitOfWorkFactory, active: ActiveModel, clock: Clo
     """Re-score every lead whose review time has come; return how many were re-scored.
 
     One replica sweeps at a time (an advisory lock); leads a consumer holds are
-    skipped, since that consumer is scoring them anyway.
+    skipped, since that consumer is scoring them anyway. Colleagues' review requests are
+    taken first, in a transaction of their own (see ``store.ask_colleagues_for_review``).
     """
+    async with unit_of_work() as uow:
+        await store.take_review_requests(uow.connection, clock())
+        await uow.commit()
     swept = 0
     while True:
         async with unit_of_work() as uow:

@@ -71,6 +71,17 @@ activities = Table(
     Column("interacted", Boolean, nullable=False, server_default="false"),
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+# A lead's colleagues asked to be re-scored (their engagement points changed). Inserted
+# without touching the colleagues' rows: a colleague may be locked by a transaction that
+# read the account before the change, and must still be re-scored after it commits.
+review_requests = Table(
+    "review_requests",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("lead_id", UUID(as_uuid=True), nullable=False),
+    Column("requested_at", DateTime(timezone=True), nullable=False),
+    Index("ix_scoring_review_requests_requested_at", "requested_at"),
+)
 models = Table(
     "models",
     metadata,
@@ -240,15 +251,29 @@ LEDGERS = text(f"""
                       FROM json_array_elements_text(CAST(:lead_ids AS json)))
 """)
 COLLEAGUES_TO_REVIEW = text(f"""
-    UPDATE {leads.fullname} SET next_review_at = :at
-    WHERE lead_id IN (
-        SELECT lead_id FROM {leads.fullname}
-        WHERE account_key = ANY(CAST(:account_keys AS text[]))
-          AND lead_id NOT IN (SELECT CAST(value AS uuid)
-                              FROM json_array_elements_text(CAST(:excluding AS json)))
-          AND (next_review_at IS NULL OR next_review_at > :at)
-        ORDER BY lead_id
-        FOR UPDATE SKIP LOCKED)
+    INSERT INTO {review_requests.fullname} (lead_id, requested_at)
+    SELECT lead_id, :at FROM {leads.fullname}
+    WHERE account_key = ANY(CAST(:account_keys AS text[]))
+      AND lead_id NOT IN (SELECT CAST(value AS uuid)
+                          FROM json_array_elements_text(CAST(:excluding AS json)))
+""")
+# Each requested lead's review is brought forward to its earliest request, its row locked
+# in lead id order as the consumers lock theirs, so that the two cannot deadlock.
+REVIEWS_REQUESTED = text(f"""
+    WITH requested AS (
+        DELETE FROM {review_requests.fullname} WHERE requested_at <= :now
+        RETURNING lead_id, requested_at
+    ), earliest AS (
+        SELECT lead_id, min(requested_at) AS at FROM requested GROUP BY lead_id
+    ), locked AS (
+        SELECT lead.lead_id, earliest.at FROM {leads.fullname} AS lead
+        JOIN earliest USING (lead_id)
+        WHERE lead.next_review_at IS NULL OR lead.next_review_at > earliest.at
+        ORDER BY lead.lead_id
+        FOR UPDATE OF lead
+    )
+    UPDATE {leads.fullname} AS lead SET next_review_at = locked.at
+    FROM locked WHERE lead.lead_id = locked.lead_id
 """)
 
 
@@ -349,16 +374,22 @@ async def engaged_contacts(connection: AsyncConnection, account_keys: Collection
 
 async def ask_colleagues_for_review(connection: AsyncConnection, account_keys: Collection[str],
                                     excluding: Collection[uuid.UUID], at: datetime) -> None:
-    """Make the sweep re-score, at ``at``, the contacts of ``account_keys`` other than
+    """Ask the sweep to re-score, at ``at``, the contacts of ``account_keys`` other than
     ``excluding`` (their engagement points changed).
 
-    Colleagues another transaction holds are skipped rather than waited for: waiting
-    could deadlock with that transaction, which is scoring them right now anyway.
+    Only a request is written, and no colleague is locked: a colleague another
+    transaction holds may be scored from colleagues read before this change, so it must
+    be re-scored after, and waiting for it could deadlock with that transaction.
     """
     if account_keys:
         await connection.execute(COLLEAGUES_TO_REVIEW, {
             "account_keys": list(account_keys), "excluding": json_text(list(excluding)),
             "at": at})
+
+
+async def take_review_requests(connection: AsyncConnection, now: datetime) -> None:
+    """Bring each lead asked for review by ``now`` due at its request, and drop the requests."""
+    await connection.execute(REVIEWS_REQUESTED, {"now": now})
 
 
 class Saved(NamedTuple):

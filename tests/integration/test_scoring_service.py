@@ -371,6 +371,35 @@ async def test_a_batch_announces_each_lead_once_and_reviews_colleagues_it_read_t
     assert {r.code for r in fed.reasons} >= {"engagement.contacts", "engagement.decision_maker"}
 
 
+async def test_a_colleague_another_transaction_holds_is_still_reviewed(
+    scoring: Scoring
+) -> None:
+    # The sweep re-scoring a colleague, or another lane scoring it, read the account before
+    # a decision maker engaged: it saves the colleague without those points, so the review
+    # the decision maker asks for must outlive that transaction.
+    staff = MANAGER.model_copy(update={"email": "jiro@sample.co.jp", "title": "担当"})
+    colleague, executive = uuid.uuid4(), uuid.uuid4()
+
+    async def engage(lead_id: uuid.UUID, profile: LeadProfile) -> None:
+        async with scoring.running.context.unit_of_work() as uow:
+            await handlers.on_leads_captured([LeadCaptured(
+                lead_id=lead_id, source="web-form", profile=profile, account=SAMPLE_CO,
+                touchpoint=Touchpoint(type=T.EMAIL_CLICK, occurred_at=scoring.clock.now))],
+                uow, active=ActiveModel(scoring.settings.scoring_model()), clock=scoring.clock)
+            await uow.commit()
+
+    await engage(colleague, staff)
+    scoring.clock.now += timedelta(minutes=1)
+    async with scoring.running.context.engine.connect() as holder, holder.begin():
+        await holder.execute(select(store.leads.c.lead_id)
+                             .where(store.leads.c.lead_id == colleague).with_for_update())
+        await engage(executive, EXECUTIVE)
+    assert await scoring.sweep() == 1
+    explanation = await scoring.score(colleague)
+    assert {r["code"] for r in explanation["reasons"]} >= {
+        "engagement.contacts", "engagement.decision_maker"}
+
+
 async def test_in_a_large_account_one_more_engaged_contact_re_scores_nobody_else(
     scoring: Scoring
 ) -> None:
