@@ -70,9 +70,14 @@ class Capture:
             occurred_at=self.touchpoint.occurred_at, payload=self.payload())
 
     def fingerprint(self) -> str:
-        """Return what tells a repeat of this request from other content under its key."""
+        """Return what tells a repeat of this request from other content under its key.
+
+        A batch line's ``kind`` is left out: it says which endpoint a record would have
+        gone to, so the same record posted alone and as a line is one request.
+        """
         submission = self.submission
-        return domain.fingerprint(submission.__pydantic_serializer__.to_json(submission))
+        return domain.fingerprint(submission.__pydantic_serializer__.to_json(
+            submission, exclude={"kind"}))
 
 
 @dataclass(frozen=True)

@@ -393,6 +393,12 @@ async def test_a_repeated_idempotency_key_gets_the_first_answer_or_a_conflict(
     once = await client.post("/v1/leads", json=by_event_id)
     twice = await client.post("/v1/leads", json=by_event_id)
     assert (once.status_code, twice.json()) == (202, once.json())
+    # The same record as a batch line is the same request, with the same answer.
+    as_line = json.dumps({**by_event_id, "kind": "lead"}, ensure_ascii=False).encode()
+    batch = await client.post("/v1/batch", content=as_line,
+                              headers={"Content-Type": "application/x-ndjson"})
+    [line] = batch.json()["results"]
+    assert (line["status"], line["event_id"]) == (202, once.json()["event_id"])
     await ingest.wait_for_events(first.json()["lead_id"], 2)
 
 
