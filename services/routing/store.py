@@ -512,7 +512,13 @@ async def journeys(connection: AsyncConnection, *, since: datetime, until: datet
     first_entry = (select(transitions.c.lead_id, transitions.c.to_stage,
                           func.min(transitions.c.occurred_at).label("at"))
                    .group_by(transitions.c.lead_id, transitions.c.to_stage).subquery())
+    # Speed to lead counts from the MQL: a touch while marketing held the lead is earlier.
+    mql_at = (select(transitions.c.lead_id, func.min(transitions.c.occurred_at).label("at"))
+              .where(transitions.c.to_stage == LifecycleStage.MQL.value)
+              .group_by(transitions.c.lead_id).subquery())
     first_contact = (select(contacts.c.lead_id, func.min(contacts.c.occurred_at).label("at"))
+                     .join(mql_at, mql_at.c.lead_id == contacts.c.lead_id)
+                     .where(contacts.c.occurred_at >= mql_at.c.at)
                      .group_by(contacts.c.lead_id).subquery())
     query = (
         select(leads.c.lead_id, leads.c.source, leads.c.partner, leads.c.created_at,

@@ -564,6 +564,28 @@ async def test_the_funnel_counts_conversions_and_speed_to_lead(routing: Routing)
         "group_by": "owner"})) == {("query", "group_by", "0")}
 
 
+async def test_speed_to_first_contact_counts_from_the_mql_not_an_earlier_touch(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    warm = lead_scored(tier=Tier.B, score=62)
+    await routing.handle(warm)
+    touched = await act(routing, warm.lead_id, "contacts", rep_id="sato", kind="email",
+                        occurred_at=routing.clock.now.isoformat())
+    assert touched.status_code == 200, touched.text
+    routing.clock.advance(timedelta(days=2))
+    await routing.handle(lead_scored(lead_id=warm.lead_id))  # tier A: an MQL now
+    routing.clock.advance(timedelta(minutes=45))
+    assert (await act(routing, warm.lead_id, "accept", rep_id="sato")).status_code == 200
+    called = await act(routing, warm.lead_id, "contacts", rep_id="sato", kind="call",
+                       occurred_at=routing.clock.now.isoformat())
+    assert called.status_code == 200, called.text
+    response = await routing.client.get("/v1/funnel", params={
+        "since": "2026-11-01", "until": "2026-12-01"})
+    [row] = response.json()["rows"]
+    assert row["speed_to_first_contact"] == {"leads": 1, "p50_minutes": 45.0,
+                                             "p95_minutes": 45.0}
+
+
 async def test_the_openapi_document_names_every_route_and_its_errors(routing: Routing) -> None:
     paths = (await routing.client.get("/openapi.json")).json()["paths"]
     assert set(paths["/slack/actions"]["post"]["responses"]) >= {"200", "401", "422", "503"}
