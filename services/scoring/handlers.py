@@ -225,17 +225,15 @@ async def sweep(unit_of_work: UnitOfWorkFactory, active: ActiveModel, clock: Clo
 
     One replica sweeps at a time (an advisory lock); leads a consumer holds are
     skipped, since that consumer is scoring them anyway. Colleagues' review requests are
-    taken first, in a transaction of their own (see ``store.ask_colleagues_for_review``).
+    taken first in each batch (see ``store.ask_colleagues_for_review``).
     """
-    async with unit_of_work() as uow:
-        await store.take_review_requests(uow.connection, clock())
-        await uow.commit()
     swept = 0
     while True:
         async with unit_of_work() as uow:
             if not await holds_exclusive_lock(uow.connection, SWEEP_LOCK):
                 return swept
             model, now = active.model, clock()
+            await store.take_review_requests(uow.connection, now)
             due = await store.due_for_review(uow.connection, now, batch_size)
             await rescore(uow, await load(uow, due, model, now), model, now)
             await uow.commit()

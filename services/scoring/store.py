@@ -257,23 +257,26 @@ COLLEAGUES_TO_REVIEW = text(f"""
       AND lead_id NOT IN (SELECT CAST(value AS uuid)
                           FROM json_array_elements_text(CAST(:excluding AS json)))
 """)
-# Each requested lead's review is brought forward to its earliest request, its row locked
-# in lead id order as the consumers lock theirs, so that the two cannot deadlock.
+# Each requested lead's review is brought forward to its earliest request. Leads another
+# transaction holds are skipped and keep their requests for a later sweep: waiting for
+# them could deadlock with a consumer, which locks leads in an order of its own.
 REVIEWS_REQUESTED = text(f"""
-    WITH requested AS (
-        DELETE FROM {review_requests.fullname} WHERE requested_at <= :now
-        RETURNING lead_id, requested_at
+    WITH locked AS (
+        SELECT lead_id FROM {leads.fullname}
+        WHERE lead_id IN (SELECT lead_id FROM {review_requests.fullname}
+                          WHERE requested_at <= :now)
+        FOR UPDATE SKIP LOCKED
+    ), taken AS (
+        DELETE FROM {review_requests.fullname} AS request USING locked
+        WHERE request.lead_id = locked.lead_id AND request.requested_at <= :now
+        RETURNING request.lead_id, request.requested_at
     ), earliest AS (
-        SELECT lead_id, min(requested_at) AS at FROM requested GROUP BY lead_id
-    ), locked AS (
-        SELECT lead.lead_id, earliest.at FROM {leads.fullname} AS lead
-        JOIN earliest USING (lead_id)
-        WHERE lead.next_review_at IS NULL OR lead.next_review_at > earliest.at
-        ORDER BY lead.lead_id
-        FOR UPDATE OF lead
+        SELECT lead_id, min(requested_at) AS at FROM taken GROUP BY lead_id
     )
-    UPDATE {leads.fullname} AS lead SET next_review_at = locked.at
-    FROM locked WHERE lead.lead_id = locked.lead_id
+    UPDATE {leads.fullname} AS lead SET next_review_at = earliest.at
+    FROM earliest
+    WHERE lead.lead_id = earliest.lead_id
+      AND (lead.next_review_at IS NULL OR lead.next_review_at > earliest.at)
 """)
 
 
@@ -388,7 +391,8 @@ async def ask_colleagues_for_review(connection: AsyncConnection, account_keys: C
 
 
 async def take_review_requests(connection: AsyncConnection, now: datetime) -> None:
-    """Bring each lead asked for review by ``now`` due at its request, and drop the requests."""
+    """Bring each lead asked for review by ``now`` due at its request, locking it, and drop
+    its requests; leads another transaction holds keep theirs."""
     await connection.execute(REVIEWS_REQUESTED, {"now": now})
 
 

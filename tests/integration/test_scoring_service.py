@@ -394,6 +394,9 @@ async def test_a_colleague_another_transaction_holds_is_still_reviewed(
         await holder.execute(select(store.leads.c.lead_id)
                              .where(store.leads.c.lead_id == colleague).with_for_update())
         await engage(executive, EXECUTIVE)
+        # Nor does the sweep wait for a lead another transaction holds (a consumer locks
+        # leads in an order of its own): it leaves that lead's request for later.
+        assert await asyncio.wait_for(scoring.sweep(), 10) == 0
     assert await scoring.sweep() == 1
     explanation = await scoring.score(colleague)
     assert {r["code"] for r in explanation["reasons"]} >= {
