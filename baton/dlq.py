@@ -38,25 +38,39 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     for parser in (listing, again):
         parser.add_argument("--topic", action="append", choices=TOPICS, dest="topics",
                             help="only the dead letters of this topic (repeatable)")
+        parser.add_argument("--group", action="append", dest="groups", metavar="GROUP",
+                            help="only the dead letters of this consumer group, e.g. "
+                                 "baton-scoring (repeatable)")
 
 
 def run(arguments: argparse.Namespace) -> int:
     """Run a ``baton dlq`` subcommand; return the exit code."""
-    dead_letter_topics = [dead_letter_topic(topic) for topic in arguments.topics or TOPICS]
+    topics = [dead_letter_topic(topic) for topic in arguments.topics or TOPICS]
     if arguments.action == "list":
         settings = load_settings(KafkaSettings)
-        letters = asyncio.run(read_dead_letters(settings.kafka_bootstrap_servers,
-                                                dead_letter_topics))
+        letters = asyncio.run(_read(settings.kafka_bootstrap_servers, topics, arguments.groups))
         print(_listing(letters, as_json=arguments.json))
         return 0
-    return asyncio.run(_replay(load_settings(RuntimeSettings), dead_letter_topics,
+    return asyncio.run(_replay(load_settings(RuntimeSettings), topics, arguments.groups,
                                arguments.event_ids, every=arguments.all))
 
 
-async def _replay(settings: RuntimeSettings, dead_letter_topics: Sequence[str],
-                  event_ids: Sequence[str], *, every: bool) -> int:
+async def _read(bootstrap_servers: str, topics: Sequence[str],
+                groups: Sequence[str] | None) -> list[DeadLetter]:
+    """Return the letters of ``groups`` (all if None); say on stderr what is not a letter."""
+    found = await read_dead_letters(bootstrap_servers, topics)
+    for problem in found.unreadable:
+        print(f"baton dlq: skipped a record that is not a dead letter: {problem}",
+              file=sys.stderr)
+    return [letter for letter in found.letters
+            if groups is None or letter.consumer_group in groups]
+
+
+async def _replay(settings: RuntimeSettings, topics: Sequence[str],
+                  groups: Sequence[str] | None, event_ids: Sequence[str], *,
+                  every: bool) -> int:
     """Replay the chosen letters, saying what became of each; return the exit code."""
-    letters = await read_dead_letters(settings.kafka_bootstrap_servers, dead_letter_topics)
+    letters = await _read(settings.kafka_bootstrap_servers, topics, groups)
     chosen = letters if every else [letter for letter in letters
                                     if letter.event_id in set(event_ids)]
     unknown = sorted(set(event_ids) - {letter.event_id for letter in letters})

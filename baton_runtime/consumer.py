@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
-from baton_runtime.dead_letters import dead_letter
+from baton_runtime.dead_letters import dead_letter, undecodable_event_id
 from baton_runtime.metrics import CONSUMED, CONSUMER_BATCH_SECONDS
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
 from schemas.envelope import EnvelopeError, decode
@@ -344,7 +344,7 @@ class ConsumerLoop:
             envelope = decode(topic, message.key, message.headers, message.value)
         except EnvelopeError as error:
             # A malformed message fails the same way every time: no retries.
-            event_id = f"undecodable:{topic}:{message.partition}:{message.offset}"
+            event_id = undecodable_event_id(topic, message.partition, message.offset)
             await self._dead_letter(uow, message, event_id, error, attempts=1)
             return
         for attempt in range(1, self._retry.max_attempts + 1):

@@ -13,18 +13,24 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from schemas.envelope import KafkaRecord
+from schemas.envelope import EnvelopeError, KafkaRecord
 from schemas.events import dead_letter_topic
 
 MAX_ERROR_HEADER_BYTES = 4000
 HEADER_PREFIX = "baton_"  # the dead-letter headers; the original message's follow none
-REQUIRED_HEADERS = ("baton_consumer_group", "baton_event_id", "baton_original_topic",
+REQUIRED_HEADERS = ("baton_consumer_group", "baton_original_topic",
                     "baton_original_partition", "baton_original_offset", "baton_error_type",
                     "baton_error", "baton_attempts")
+
+
+def undecodable_event_id(topic: str, partition: int, offset: int) -> str:
+    """Return the event id the inbox claims for a message that could not be decoded."""
+    return f"undecodable:{topic}:{partition}:{offset}"
 
 
 def dead_letter(message: ConsumerRecord, *, consumer_group: str, event_id: str,
@@ -81,17 +87,42 @@ class DeadLetter:
         except ValueError:
             raise NotADeadLetter(f"{where} has a partition, offset or attempt count that is "
                                  "not a number") from None
+        topic = ours["baton_original_topic"]
         original = KafkaRecord(
-            topic=ours["baton_original_topic"], key=record.key or b"", value=record.value or b"",
+            topic=topic, key=record.key or b"", value=record.value or b"",
             headers=tuple((name, value) for name, value in headers
                           if not name.startswith(HEADER_PREFIX)))
+        event_id = ours.get("baton_event_id") or _claimed_before(
+            original, ours["baton_error_type"], partition, offset)
         return cls(record.topic, record.partition, record.offset, ours["baton_consumer_group"],
-                   ours["baton_event_id"], partition, offset, ours["baton_error_type"],
-                   ours["baton_error"], attempts, original)
+                   event_id, partition, offset, ours["baton_error_type"], ours["baton_error"],
+                   attempts, original)
+
+    @property
+    def message(self) -> tuple[str, int, int]:
+        """Return where the original message was: topic, partition, offset."""
+        return self.original.topic, self.partition, self.offset
+
+
+def _claimed_before(original: KafkaRecord, error_type: str, partition: int,
+                    offset: int) -> str:
+    """Return the event id the consumer claimed for a letter written before letters named it:
+    the message's ``ce_id``, or for a message it could not decode, one made of its place."""
+    ce_id = dict(original.headers).get("ce_id")
+    if ce_id and error_type != EnvelopeError.__name__:
+        return ce_id.decode(errors="replace")
+    return undecodable_event_id(original.topic, partition, offset)
+
+
+class DeadLetters(NamedTuple):
+    """What dead-letter topics hold: the letters, and what was not one (``NotADeadLetter``)."""
+
+    letters: list[DeadLetter]
+    unreadable: list[str]
 
 
 async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
-                            timeout: float = 30.0) -> list[DeadLetter]:
+                            timeout: float = 30.0) -> DeadLetters:
     """Return every dead letter ``topics`` hold now, in each partition's order.
 
     Reads without a consumer group, so nothing is committed and a letter is never used
@@ -101,11 +132,12 @@ async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
+    found = DeadLetters([], [])
     try:
         partitions = [TopicPartition(topic, partition) for topic in topics
                       for partition in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
-            return []
+            return found
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
@@ -116,10 +148,14 @@ async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
                 raise TimeoutError(f"dead-letter topics not read to their end in {timeout:g} s")
             fetched = await consumer.getmany(*partitions, timeout_ms=1000)
             records += [record for batch in fetched.values() for record in batch]
-        return [DeadLetter.from_record(record)
-                for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset))]
     finally:
         await consumer.stop()
+    for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        try:
+            found.letters.append(DeadLetter.from_record(record))
+        except NotADeadLetter as error:
+            found.unreadable.append(str(error))
+    return found
 
 
 def release_statement(schema: str) -> str:
@@ -148,14 +184,17 @@ async def replay(letters: Sequence[DeadLetter], *, connection: asyncpg.Connectio
 
     ``schema_of`` names the schema of a consumer group's inbox. Each claim is released
     and committed before its message is published, so a failed publish leaves nothing
-    claimed, and replaying again sends it.
+    claimed, and replaying again sends it. A message several groups gave up on is
+    published once: an undecodable one has no event id of its own, and each copy would
+    be new to every group.
     """
-    replayed = []
+    replayed, published = [], set()
     for letter in letters:
         released = await connection.fetchval(
             release_statement(schema_of(letter.consumer_group)), letter.consumer_group,
             letter.event_id, letter.original.topic, letter.partition, letter.offset)
-        if released:
+        if released and letter.message not in published:
             await publish([letter.original])
+            published.add(letter.message)
         replayed.append(bool(released))
     return replayed

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -14,18 +14,31 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from baton import registry
 from baton_runtime import migrations
 from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
-from baton_runtime.db import PlumbingTables, create_engine
-from baton_runtime.dead_letters import read_dead_letters
+from baton_runtime.db import PlumbingTables, connect_driver, create_engine
+from baton_runtime.dead_letters import (
+    DeadLetter,
+    dead_letter,
+    read_dead_letters,
+    replay,
+    undecodable_event_id,
+)
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
-from schemas.envelope import encode
+from schemas.envelope import EnvelopeError, KafkaRecord, encode
 from schemas.events import LeadCaptured, dead_letter_topic
 from services.scoring import store as scoring_store
 from tests.conftest import Infrastructure
 from tests.support import probe_service
-from tests.support.kafka import committed_offsets, lead_captured, produce, read_all, wait_until
+from tests.support.kafka import (
+    as_consumed,
+    committed_offsets,
+    lead_captured,
+    produce,
+    read_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 GIVING_UP = "baton-scoring"  # a real service's group: ``baton dlq`` knows its inbox
@@ -96,11 +109,12 @@ async def test_a_replayed_dead_letter_is_handled_by_the_group_that_gave_up_and_o
                     consuming(settings, engine, HANDLING, probe_service.tables, every_event)):
 
             async def dead_lettered() -> bool:
-                return bool(await read_dead_letters(settings.kafka_bootstrap_servers,
-                                                    dead_letters))
+                return bool((await read_dead_letters(settings.kafka_bootstrap_servers,
+                                                     dead_letters)).letters)
 
             await wait_until(dead_lettered, 30, "the event's dead letter")
-            [letter] = await read_dead_letters(settings.kafka_bootstrap_servers, dead_letters)
+            [letter] = (await read_dead_letters(settings.kafka_bootstrap_servers,
+                                                dead_letters)).letters
             assert (letter.consumer_group, letter.event_id, letter.attempts,
                     letter.error_type) == (GIVING_UP, event_id, 2, "NotYetFixed")
             assert letter.original == record, "the letter keeps the message as it was sent"
@@ -134,9 +148,55 @@ async def test_a_replayed_dead_letter_is_handled_by_the_group_that_gave_up_and_o
         await engine.dispose()
 
 
+async def test_a_record_that_is_no_dead_letter_is_skipped_and_named(
+        infrastructure: Infrastructure) -> None:
+    await ensure_topics(infrastructure.settings(RuntimeSettings))
+    stray = encode(lead_captured("stray@example.co.jp"), source="/tests")
+    await produce(infrastructure.bootstrap_servers,
+                  [stray._replace(topic=dead_letter_topic(stray.topic))], partition=1)
+    code, out, err = await baton(infrastructure, "dlq", "list")
+    assert (code, out.split()) == (0, ["GROUP", "EVENT", "ID", "MESSAGE", "ATTEMPTS", "ERROR"])
+    assert err == ("baton dlq: skipped a record that is not a dead letter: "
+                   "lead.captured.dlq[1]@0 has no baton_consumer_group, baton_original_topic, "
+                   "baton_original_partition, baton_original_offset, baton_error_type, "
+                   "baton_error, baton_attempts header\n")
+
+
 async def test_replaying_an_event_that_has_no_dead_letter_fails_and_says_so(
         infrastructure: Infrastructure) -> None:
     await ensure_topics(infrastructure.settings(RuntimeSettings))
     code, out, err = await baton(infrastructure, "dlq", "replay", "no-such-event")
     assert (code, out) == (1, "")
     assert err == "baton dlq replay: no dead letter of event no-such-event\n"
+
+
+async def test_a_message_two_groups_gave_up_on_is_published_once(
+        infrastructure: Infrastructure) -> None:
+    # Undecodable, it has no event id of its own: each copy would be new to every group.
+    original = encode(lead_captured("壊れ@example.co.jp"), source="/tests")._replace(
+        value=b'{"not": "a lead"')
+    event_id = undecodable_event_id(original.topic, 3, 41)
+    letters = [DeadLetter.from_record(as_consumed(dead_letter(
+        as_consumed(original, 3, 41), consumer_group=group, event_id=event_id,
+        error=EnvelopeError("no lead"), attempts=1), 0, number))
+        for number, group in enumerate(("baton-probe", "baton-other"))]
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    await engine.dispose()
+    connection = await connect_driver(infrastructure.database_url, "test")
+    published: list[KafkaRecord] = []
+
+    async def publish(records: Sequence[KafkaRecord]) -> None:
+        published.extend(records)
+
+    try:
+        await connection.executemany(
+            "INSERT INTO probe.inbox (consumer_group, event_id, topic, partition, \"offset\") "
+            "VALUES ($1, $2, 'lead.captured', 3, 41)",
+            [(letter.consumer_group, event_id) for letter in letters])
+        assert await replay(letters, connection=connection, schema_of=lambda group: "probe",
+                            publish=publish) == [True, True]
+        assert await connection.fetchval("SELECT count(*) FROM probe.inbox") == 0
+    finally:
+        await connection.close()
+    assert published == [original]

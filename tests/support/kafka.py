@@ -116,3 +116,9 @@ async def committed_offsets(bootstrap: str, group: str, topic: str) -> int:
         return sum([await consumer.committed(TopicPartition(topic, p)) or 0 for p in partitions])
     finally:
         await consumer.stop()
+
+
+def as_consumed(record: KafkaRecord, partition: int, offset: int) -> ConsumerRecord:
+    """Return ``record`` as a consumer receives it from ``partition`` at ``offset``."""
+    return ConsumerRecord(record.topic, partition, offset, 0, 0, record.key, record.value, None,
+                          len(record.key), len(record.value), list(record.headers))
