@@ -22,8 +22,6 @@ from services.notifier import alerts, domain, messages, store, timers
 from services.notifier.domain import AlertKind, ClockKind, Policy
 from services.notifier.messages import DealNotice, LeadCard
 
-RECYCLED = "recycled"  # a recycled deal's phase as the notifier keeps it
-
 
 def _is_hot_lead_alert(event: LeadPromoted) -> bool:
     """Return True when the move makes a tier-A lead an MQL: a hot-lead alert."""
@@ -94,11 +92,9 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
     A change of a deal already recycled was made before the recycling and delivered after
     it (the two are on different topics): it moves no clock of a lead gone to nurture.
     """
-    known = await store.get_deal(uow.connection, event.deal_id)
-    if known is not None and known.phase == RECYCLED:
+    if not await store.record_deal(uow.connection, event.deal_id, lead_id=event.lead_id,
+                                   owner_id=event.owner_id, phase=event.to_phase.value):
         return
-    await store.record_deal(uow.connection, event.deal_id, lead_id=event.lead_id,
-                            owner_id=event.owner_id, phase=event.to_phase.value)
     card = alerts.card_of(await store.get_lead(uow.connection, event.lead_id), event.lead_id)
     owner_id = event.owner_id or card.owner_id
     changes = domain.on_deal_phase(policy.rules, from_phase=event.from_phase,
@@ -116,10 +112,11 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
 
 
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, policy: Policy) -> None:
-    """Tell the owner and team that a zombie deal went back to nurturing."""
+    """Tell the owner and team that a zombie deal went back to nurturing, and keep the deal
+    as recycled."""
     deal = await store.get_deal(uow.connection, event.deal_id)
     await store.record_deal(uow.connection, event.deal_id, lead_id=event.lead_id,
-                            owner_id=deal.owner_id if deal else None, phase=RECYCLED)
+                            owner_id=deal.owner_id if deal else None, phase=store.RECYCLED)
     card = alerts.card_of(await store.get_lead(uow.connection, event.lead_id), event.lead_id)
     owner_id = (deal.owner_id if deal else None) or card.owner_id
     await timers.apply(uow.connection, policy, [timers.ClockMove(

@@ -47,6 +47,7 @@ leads = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+RECYCLED = "recycled"  # a recycled deal's phase as the notifier keeps it
 deals = Table(
     "deals",
     metadata,
@@ -170,12 +171,21 @@ async def get_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]
 
 
 async def record_deal(connection: AsyncConnection, deal_id: uuid.UUID, *, lead_id: uuid.UUID,
-                      owner_id: str | None, phase: str) -> None:
-    """Keep a deal's lead, owner and phase."""
+                      owner_id: str | None, phase: str) -> bool:
+    """Keep a deal's lead, owner and phase; return False, changing nothing, if the deal was
+    recycled: only its recycling may be recorded again.
+
+    Decided on the row as last committed (the upsert waits for a transaction recording the
+    deal at the same time), so a change handled beside the recycling cannot undo it.
+    """
     values = {"lead_id": lead_id, "owner_id": owner_id, "phase": phase,
               "updated_at": func.now()}
-    await connection.execute(pg_insert(deals).values(deal_id=deal_id, **values)
-                             .on_conflict_do_update(index_elements=["deal_id"], set_=values))
+    recorded = await connection.execute(
+        pg_insert(deals).values(deal_id=deal_id, **values)
+        .on_conflict_do_update(index_elements=["deal_id"], set_=values,
+                               where=None if phase == RECYCLED else deals.c.phase != RECYCLED)
+        .returning(deals.c.deal_id))
+    return recorded.first() is not None
 
 
 async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID) -> Row[Any] | None:

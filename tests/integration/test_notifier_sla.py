@@ -385,6 +385,44 @@ async def test_a_deal_change_delivered_after_its_recycling_starts_no_clock(
     assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == []
 
 
+async def test_a_deal_change_handled_beside_its_recycling_cannot_undo_it(
+        database: NotifierDatabase) -> None:
+    # Two replicas, after the lead went back to nurture: the change is handled while the
+    # recycling is not yet committed.
+    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 10), from_stage=S.SAL,
+                                            to_stage=S.SQL, owner_id="fs-1",
+                                            team="field_sales"))
+    change = DealPhaseChanged(deal_id=deal_id, lead_id=lead_id, occurred_at=jst(26, 8, 59),
+                              from_phase=DealPhase.P2, to_phase=DealPhase.P2, probability=30,
+                              owner_id="fs-1")
+
+    async def handle_change() -> None:
+        async with database.unit_of_work() as uow:
+            await handlers.on_deal_phase_changed(change, uow, policy=CONFIG.policy)
+            await uow.commit()
+
+    async def waiting_for_a_lock() -> bool:
+        async with database.engine.connect() as connection:
+            return bool((await connection.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()")).scalar())
+
+    await handle(database, CONFIG, promoted(lead_id, at=jst(26, 9, 1),
+                                            from_stage=S.OPPORTUNITY, to_stage=S.NURTURE,
+                                            team=None))
+    async with database.unit_of_work() as recycling:
+        await handlers.on_deal_recycled(DealRecycled(
+            deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9),
+            last_phase=DealPhase.P2, reason="90日間フェーズ変更なし"), recycling,
+            policy=CONFIG.policy)
+        changing = asyncio.create_task(handle_change())
+        await wait_until(waiting_for_a_lock, 10, "the change to wait for the recycling")
+        await recycling.commit()
+    await changing
+    assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == []
+
+
 async def test_a_deal_won_for_more_than_a_bigint_holds_is_alerted(
         database: NotifierDatabase) -> None:
     # The contract allows any non-negative amount; the notifier once stored it in a bigint,
