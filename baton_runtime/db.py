@@ -139,7 +139,8 @@ async def connect_driver(url: str, application_name: str,
 
 def create_engine(url: str, *, pool_size: int | None = 10, application_name: str = "baton",
                   ping_after_idle_seconds: float = PING_AFTER_IDLE_SECONDS) -> AsyncEngine:
-    """Return an async engine for ``url`` with a bounded, health-checked pool.
+    """Return an async engine for ``url`` with a bounded, health-checked pool (none when
+    ``pool_size`` is None).
 
     A connection that sat idle in the pool for ``ping_after_idle_seconds`` is pinged
     before use and replaced if dead (the database restarted, a firewall dropped it).

@@ -196,7 +196,7 @@ def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: De
                   owner_id: str | None) -> ClockChanges:
     """Return the clock changes a deal moving causes: a rep moved it, so it is activity."""
     if from_phase is None:
-        return ClockChanges()  # pipeline opened it for an SQL: nobody acted yet
+        return ClockChanges()  # pipeline opened (or kept) it for an SQL: nobody acted yet
     if to_phase in (DealPhase.WON, DealPhase.LOST):
         return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
     start = (rules.owner_activity,) if owner_id is not None else ()

@@ -315,6 +315,8 @@ def follow_lead(deal: Deal, *, owner_id: str | None, team: str | None,
     notes = ["kept for the lead qualified again"] if kept else []
     if owner != deal.owner_id:
         notes.append(f"owner {deal.owner_id or 'none'} -> {owner}")
+    elif team != deal.team:
+        notes.append(f"team {deal.team or 'none'} -> {team}")
     if not notes:
         return None
     return Changed(replace(deal, owner_id=owner, team=team),

@@ -92,8 +92,12 @@ def test_a_deal_goes_to_the_rep_who_takes_its_lead_and_stays_when_nobody_is_name
     assert (taken.change.action, taken.change.from_phase, taken.change.to_phase,
             taken.change.reason) == (Action.UPDATED, P.P2, P.P2, "owner sato -> suzuki")
     for owner in ("sato", None):  # the same rep, or a hand-off to a queue
-        assert follow_lead(deal, owner_id=owner, team=None, qualified_at=None,
+        assert follow_lead(deal, owner_id=owner, team="field-east", qualified_at=None,
                            last_change_at=OPENED) is None
+    moved = follow_lead(deal, owner_id="sato", team="field-west", qualified_at=None,
+                        last_change_at=OPENED)
+    assert moved is not None and (moved.deal.team, moved.change.reason) == (
+        "field-west", "team field-east -> field-west")
     assert follow_lead(recycle(deal, later, "zombie").deal, owner_id="suzuki", team=None,
                        qualified_at=None, last_change_at=OPENED) is None, "closed"
 
