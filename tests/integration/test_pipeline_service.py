@@ -15,10 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import baton.registry
@@ -563,29 +560,3 @@ async def test_the_forecast_endpoint_sums_the_stored_deals_and_targets(
     assert sato["2027-02"]["weighted"] == 1_200_000
     assert targets == [{"period": "FY2026-Q3", "scope": "owner", "name": "sato",
                         "amount": 20_000_000}]
-
-
-# --- schema -------------------------------------------------------------------------------
-
-
-async def test_the_migration_creates_exactly_the_tables_and_indexes_store_declares(
-    infrastructure: Infrastructure,
-) -> None:
-    await asyncio.to_thread(migrations.upgrade, baton.registry.migrations_dir("pipeline"),
-                            infrastructure.database_url)
-    engine = create_engine(infrastructure.database_url)
-
-    def differences(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={
-            "include_schemas": True,
-            "include_name": lambda name, kind, _parent: (
-                name == "pipeline" if kind == "schema" else name != "alembic_version"),
-        })
-        return list(compare_metadata(context, store.metadata))
-
-    try:
-        async with engine.connect() as connection:
-            found = await connection.run_sync(differences)
-    finally:
-        await engine.dispose()
-    assert found == []

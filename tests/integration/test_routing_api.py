@@ -10,9 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
 
 from schemas.events import (
     ContactKind,
@@ -24,7 +21,6 @@ from schemas.events import (
     Tier,
     TouchpointType,
 )
-from services.routing import store
 from tests.integration.test_routing_harness import (
     WEDNESDAY_10_JST,
     Routing,
@@ -594,16 +590,3 @@ async def test_the_openapi_document_names_every_route_and_its_errors(routing: Ro
             "200", "404", "409", "422"}
     assert {"/v1/funnel", "/v1/reps/{rep_id}", "/v1/teams/{team}/queue",
             "/v1/assignments"} <= set(paths)
-
-
-async def test_the_store_tables_match_the_migration(routing: Routing) -> None:
-    def differences(connection: Connection) -> list[Any]:
-        context = MigrationContext.configure(connection, opts={
-            "include_schemas": True,
-            "include_name": lambda name, kind, _parent: (
-                name == "routing" if kind == "schema" else name != "alembic_version"),
-        })
-        return list(compare_metadata(context, store.metadata))
-
-    async with routing.engine.connect() as connection:
-        assert await connection.run_sync(differences) == []

@@ -6,12 +6,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from baton import registry
@@ -22,27 +18,6 @@ from tests.conftest import Infrastructure
 from tests.support.kafka import lead_captured, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def differences(connection: Connection) -> list[Any]:
-    """Return what autogenerate would change to make the database match store.py."""
-    context = MigrationContext.configure(connection, opts={
-        "include_schemas": True, "compare_type": True, "compare_server_default": True,
-        "include_name": lambda name, kind, _: kind != "schema" or name == "scoring",
-        "include_object": lambda obj, name, kind, *_: name != "alembic_version",
-    })
-    return list(compare_metadata(context, store.metadata))
-
-
-async def test_the_migrations_match_the_store_tables(infrastructure: Infrastructure) -> None:
-    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"),
-                            infrastructure.database_url)
-    engine = create_engine(infrastructure.database_url)
-    try:
-        async with engine.connect() as connection:
-            assert await connection.run_sync(differences) == []
-    finally:
-        await engine.dispose()
 
 
 async def test_a_lead_another_transaction_inserts_meanwhile_is_named_and_found_on_retry(
