@@ -13,7 +13,7 @@ import pytest
 from slack_sdk.models.blocks import Block, HeaderBlock
 
 from baton_runtime.db import create_engine
-from baton_runtime.uow import unit_of_work_factory
+from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.events import (
     Account,
     DealPhase,
@@ -360,27 +360,48 @@ async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clo
     assert all(c.status != "open" for c in await clocks(database, lead_id))
 
 
+def stale_change(lead_id: uuid.UUID, deal_id: uuid.UUID) -> DealPhaseChanged:
+    """Return a change of the lead's deal made a minute before it was recycled."""
+    return DealPhaseChanged(deal_id=deal_id, lead_id=lead_id, occurred_at=jst(26, 8, 59),
+                            from_phase=DealPhase.P2, to_phase=DealPhase.P2, probability=30,
+                            owner_id="fs-1")
+
+
+async def recycle(uow: UnitOfWork, lead_id: uuid.UUID, deal_id: uuid.UUID) -> None:
+    """Handle the recycling of the lead's deal at 9:00 on the 26th in ``uow``."""
+    await handlers.on_deal_recycled(DealRecycled(
+        deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9), last_phase=DealPhase.P2,
+        reason="90日間フェーズ変更なし"), uow, policy=CONFIG.policy)
+
+
+async def field_sales_lead(database: NotifierDatabase) -> uuid.UUID:
+    """Return an SQL handed to fs-1 on the 24th."""
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 10), from_stage=S.SAL,
+                                            to_stage=S.SQL, owner_id="fs-1",
+                                            team="field_sales"))
+    return lead_id
+
+
+async def nurture(database: NotifierDatabase, lead_id: uuid.UUID) -> None:
+    """Handle the lead's return to nurture, just after its deal's recycling."""
+    await handle(database, CONFIG, promoted(lead_id, at=jst(26, 9, 1),
+                                            from_stage=S.OPPORTUNITY, to_stage=S.NURTURE,
+                                            team=None))
+
+
 async def test_a_deal_change_delivered_after_its_recycling_starts_no_clock(
         database: NotifierDatabase) -> None:
     # deal.phase_changed and deal.recycled are different topics: a change made before the
     # recycling may arrive after it, and after the lead's return to nurture.
-    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
-    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 10), from_stage=S.SAL,
-                                            to_stage=S.SQL, owner_id="fs-1",
-                                            team="field_sales"))
+    lead_id, deal_id = await field_sales_lead(database), uuid.uuid4()
     async with database.unit_of_work() as uow:
-        await handlers.on_deal_recycled(DealRecycled(
-            deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9),
-            last_phase=DealPhase.P2, reason="90日間フェーズ変更なし"), uow, policy=CONFIG.policy)
+        await recycle(uow, lead_id, deal_id)
         await uow.commit()
-    await handle(database, CONFIG, promoted(lead_id, at=jst(26, 9, 1),
-                                            from_stage=S.OPPORTUNITY, to_stage=S.NURTURE,
-                                            team=None))
+    await nurture(database, lead_id)
     async with database.unit_of_work() as uow:
-        await handlers.on_deal_phase_changed(DealPhaseChanged(
-            deal_id=deal_id, lead_id=lead_id, occurred_at=jst(26, 8, 59),
-            from_phase=DealPhase.P2, to_phase=DealPhase.P2, probability=30, owner_id="fs-1",
-            amount=1_000_000), uow, policy=CONFIG.policy)
+        await handlers.on_deal_phase_changed(stale_change(lead_id, deal_id), uow,
+                                             policy=CONFIG.policy)
         await uow.commit()
     assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == []
 
@@ -389,17 +410,13 @@ async def test_a_deal_change_handled_beside_its_recycling_cannot_undo_it(
         database: NotifierDatabase) -> None:
     # Two replicas, after the lead went back to nurture: the change is handled while the
     # recycling is not yet committed.
-    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
-    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 10), from_stage=S.SAL,
-                                            to_stage=S.SQL, owner_id="fs-1",
-                                            team="field_sales"))
-    change = DealPhaseChanged(deal_id=deal_id, lead_id=lead_id, occurred_at=jst(26, 8, 59),
-                              from_phase=DealPhase.P2, to_phase=DealPhase.P2, probability=30,
-                              owner_id="fs-1")
+    lead_id, deal_id = await field_sales_lead(database), uuid.uuid4()
+    await nurture(database, lead_id)
 
     async def handle_change() -> None:
         async with database.unit_of_work() as uow:
-            await handlers.on_deal_phase_changed(change, uow, policy=CONFIG.policy)
+            await handlers.on_deal_phase_changed(stale_change(lead_id, deal_id), uow,
+                                                 policy=CONFIG.policy)
             await uow.commit()
 
     async def waiting_for_a_lock() -> bool:
@@ -408,14 +425,8 @@ async def test_a_deal_change_handled_beside_its_recycling_cannot_undo_it(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                 "AND datname = current_database()")).scalar())
 
-    await handle(database, CONFIG, promoted(lead_id, at=jst(26, 9, 1),
-                                            from_stage=S.OPPORTUNITY, to_stage=S.NURTURE,
-                                            team=None))
     async with database.unit_of_work() as recycling:
-        await handlers.on_deal_recycled(DealRecycled(
-            deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9),
-            last_phase=DealPhase.P2, reason="90日間フェーズ変更なし"), recycling,
-            policy=CONFIG.policy)
+        await recycle(recycling, lead_id, deal_id)
         changing = asyncio.create_task(handle_change())
         await wait_until(waiting_for_a_lock, 10, "the change to wait for the recycling")
         await recycling.commit()
