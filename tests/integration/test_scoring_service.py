@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 
 from baton import registry
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
@@ -155,7 +155,13 @@ class Scoring:
             found = [e for e in events if isinstance(e, LeadScored) and e.lead_id == lead_id]
             return len(found) >= count
 
-        await wait_until(enough, 30, f"{count} lead.scored events of {lead_id}")
+        try:
+            await wait_until(enough, 30, f"{count} lead.scored events of {lead_id}")
+        except AssertionError as timeout:  # say whether the relay or the broker kept them
+            async with self.running.context.engine.connect() as connection:
+                waiting = (await connection.execute(
+                    select(func.count()).select_from(store.plumbing.outbox))).scalar()
+            raise AssertionError(f"{timeout}; {waiting} outbox rows not yet published") from None
         assert len(found) == count, [(e.score, e.tier) for e in found]
         return found
 
