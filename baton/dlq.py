@@ -71,9 +71,9 @@ async def _replay(settings: RuntimeSettings, topics: Sequence[str],
                   every: bool) -> int:
     """Replay the chosen letters, saying what became of each; return the exit code."""
     letters = await _read(settings.kafka_bootstrap_servers, topics, groups)
-    chosen = letters if every else [letter for letter in letters
-                                    if letter.event_id in set(event_ids)]
-    unknown = sorted(set(event_ids) - {letter.event_id for letter in letters})
+    wanted = set(event_ids)
+    chosen = letters if every else [letter for letter in letters if letter.event_id in wanted]
+    unknown = sorted(wanted - {letter.event_id for letter in letters})
     for event_id in unknown:
         print(f"baton dlq replay: no dead letter of event {event_id}", file=sys.stderr)
     schemas = registry.inbox_schemas()

@@ -54,11 +54,11 @@ async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock
         if await store.insert_deal(uow.connection, opened):
             uow.emit(phase_changed(opened, now))
             return
-    deal_id = await store.open_deal_of(uow.connection, event.lead_id)
+    # Locked first: no change comes between reading when it last changed and using that.
+    deal_id = await store.open_deal_of(uow.connection, event.lead_id, lock=True)
     if deal_id is None:
         return
     handed_off = event.to_stage is LifecycleStage.SQL and event.from_stage is not event.to_stage
-    await store.get_deal(uow.connection, deal_id, lock=True)  # no change between read and use
     last_change_at = await store.last_change_at(uow.connection, deal_id)
     await change_deal(uow, deal_id, now, lambda deal: domain.follow_lead(
         deal, owner_id=event.owner_id, team=event.team,

@@ -157,10 +157,13 @@ async def insert_deal(connection: AsyncConnection, opened: Changed) -> bool:
     return True
 
 
-async def open_deal_of(connection: AsyncConnection, lead_id: uuid.UUID) -> uuid.UUID | None:
-    """Return the id of the lead's open deal, or None."""
+async def open_deal_of(connection: AsyncConnection, lead_id: uuid.UUID, *,
+                       lock: bool = False) -> uuid.UUID | None:
+    """Return the id of the lead's open deal (locked for this transaction if ``lock``), or
+    None."""
+    query = select(deals.c.deal_id).where(deals.c.lead_id == lead_id, is_open)
     return (await connection.execute(
-        select(deals.c.deal_id).where(deals.c.lead_id == lead_id, is_open))).scalar_one_or_none()
+        query.with_for_update() if lock else query)).scalar_one_or_none()
 
 
 async def last_change_at(connection: AsyncConnection, deal_id: uuid.UUID) -> datetime:

@@ -25,6 +25,7 @@ from schemas.events import LeadCaptured, LeadScored, TouchpointType
 from tests.conftest import Infrastructure
 from tests.support import probe_service
 from tests.support.kafka import (
+    as_consumed,
     committed_offsets,
     lead_captured,
     produce,
@@ -237,10 +238,7 @@ class RecordingConsumer(AIOKafkaConsumer):  # type: ignore[misc]
 
 def consumer_record(partition: TopicPartition, event: LeadCaptured) -> ConsumerRecord:
     """Return ``event`` as the first record of ``partition``."""
-    record = encode(event, source="/tests")
-    return ConsumerRecord(partition.topic, partition.partition, 0, 0, 0, record.key,
-                          record.value, None, len(record.key), len(record.value),
-                          list(record.headers))
+    return as_consumed(encode(event, source="/tests"), partition.partition, 0)
 
 
 async def test_a_lane_starts_no_batch_from_a_revocation_until_the_next_assignment(

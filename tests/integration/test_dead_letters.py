@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import sys
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -31,6 +29,7 @@ from schemas.events import LeadCaptured, dead_letter_topic
 from services.scoring import store as scoring_store
 from tests.conftest import Infrastructure
 from tests.support import probe_service
+from tests.support.cli import run_baton
 from tests.support.kafka import (
     as_consumed,
     committed_offsets,
@@ -73,12 +72,8 @@ async def consuming(settings: RuntimeSettings, engine: AsyncEngine, group: str,
 
 async def baton(infrastructure: Infrastructure, *arguments: str) -> tuple[int | None, str, str]:
     """Return the exit code, output and error output of the ``baton`` command."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "baton", *arguments, env={**os.environ,
-                                                         **infrastructure.environment()},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await process.communicate()
-    return process.returncode, out.decode(), err.decode()
+    done = await asyncio.to_thread(run_baton, infrastructure.environment(), *arguments)
+    return done.returncode, done.stdout, done.stderr
 
 
 async def test_a_replayed_dead_letter_is_handled_by_the_group_that_gave_up_and_only_by_it(

@@ -35,6 +35,7 @@ from schemas.envelope import decode
 from schemas.events import LeadCaptured, TouchpointType
 from services.ingest import access
 from tests.conftest import Infrastructure
+from tests.support.cli import run_baton
 from tests.support.infrastructure import PostgresServer, delete_baton_topics
 from tests.support.kafka import read_all, wait_until
 
@@ -76,9 +77,7 @@ class Ingest:
 
     def baton(self, *arguments: str) -> subprocess.CompletedProcess[str]:
         """Run the ``baton`` command against this service's database."""
-        return subprocess.run([sys.executable, "-m", "baton", *arguments], capture_output=True,
-                              text=True, timeout=60,
-                              env={**os.environ, "BATON_DATABASE_URL": self.database_url})
+        return run_baton({"BATON_DATABASE_URL": self.database_url}, *arguments)
 
     def create_key(self, source: str, *options: str) -> dict[str, str]:
         """Create a key with ``baton keys create`` and return what it printed, by label."""
