@@ -6,14 +6,12 @@ and never a 5xx.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import schemathesis
 
 from baton_runtime.service import ServiceContext
-from tests.support.infrastructure import PostgresServer
 from tests.support.openapi import CHECKS, InProcessService, generated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -30,11 +28,7 @@ def ndjson(context: Any, value: Any) -> bytes:
     return value.encode() if isinstance(value, str) else str(value).encode()
 
 
-@pytest.fixture(scope="module")
-async def context(postgres: PostgresServer) -> AsyncIterator[ServiceContext]:
-    """Yield ingest's context over its own database, its API key bootstrapped."""
-    async with INGEST.running(postgres) as running:
-        yield running
+context = INGEST.context_fixture()
 
 
 @schema.parametrize()

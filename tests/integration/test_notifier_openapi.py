@@ -8,7 +8,6 @@ and requests mostly name them.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,7 +17,6 @@ import schemathesis
 from baton_runtime.service import ServiceContext
 from schemas.events import LifecycleStage
 from tests.integration.test_notifier_delivery import promoted
-from tests.support.infrastructure import PostgresServer
 from tests.support.openapi import CHECKS, InProcessService, KnownValues, generated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -42,12 +40,7 @@ async def seed(context: ServiceContext) -> None:
     KNOWN.add("lead_id", *(str(lead_id) for lead_id in (fresh, overdue, accepted)))
 
 
-@pytest.fixture(scope="module")
-async def context(postgres: PostgresServer) -> AsyncIterator[ServiceContext]:
-    """Yield notifier's context over its own database, with leads, clocks and alerts."""
-    async with NOTIFIER.running(postgres) as running:
-        await seed(running)
-        yield running
+context = NOTIFIER.context_fixture(seed)
 
 
 @schema.parametrize()

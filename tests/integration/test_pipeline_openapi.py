@@ -8,7 +8,6 @@ them: their ids, owners, teams, and the configured lost reasons.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +17,6 @@ import schemathesis
 
 from baton_runtime.service import ServiceContext
 from services.pipeline.api import CriteriaUpdate
-from tests.support.infrastructure import PostgresServer
 from tests.support.openapi import CHECKS, InProcessService, KnownValues, generated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -80,12 +78,7 @@ async def seed(context: ServiceContext) -> None:
     KNOWN.add("reason", *context.settings.lost_reasons)
 
 
-@pytest.fixture(scope="module")
-async def context(postgres: PostgresServer) -> AsyncIterator[ServiceContext]:
-    """Yield pipeline's context over its own database, with deals and targets seeded."""
-    async with PIPELINE.running(postgres) as running:
-        await seed(running)
-        yield running
+context = PIPELINE.context_fixture(seed)
 
 
 @schema.parametrize()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -30,7 +30,6 @@ from tests.integration.test_routing_harness import (
     rep_body,
     slack_headers,
 )
-from tests.support.infrastructure import PostgresServer
 from tests.support.openapi import CHECKS, InProcessService, KnownValues, generated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -92,12 +91,7 @@ async def seed(context: ServiceContext) -> None:
     ALERTED.extend(lead.lead_id for lead in alerted)
 
 
-@pytest.fixture(scope="module")
-async def context(postgres: PostgresServer) -> AsyncIterator[ServiceContext]:
-    """Yield routing's context over its own database, with reps and leads seeded."""
-    async with ROUTING.running(postgres) as running:
-        await seed(running)
-        yield running
+context = ROUTING.context_fixture(seed)
 
 
 @schema.hook

@@ -8,7 +8,6 @@ name them; models put mostly reuse the stored model's version or its sections.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +16,6 @@ import schemathesis
 
 from baton_runtime.service import ServiceContext
 from schemas.events import DealPhase, DealPhaseChanged, TouchpointType
-from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import lead_captured
 from tests.support.openapi import CHECKS, InProcessService, KnownValues, generated
 
@@ -59,12 +57,7 @@ async def seed(context: ServiceContext) -> None:
         KNOWN.add(section, stored["model"][section])
 
 
-@pytest.fixture(scope="module")
-async def context(postgres: PostgresServer) -> AsyncIterator[ServiceContext]:
-    """Yield scoring's context over its own database, its model installed, leads seeded."""
-    async with SCORING.running(postgres) as running:
-        await seed(running)
-        yield running
+context = SCORING.context_fixture(seed)
 
 
 @schema.parametrize()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
+import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
@@ -99,6 +100,19 @@ class InProcessService:
             yield context
         finally:
             await engine.dispose()
+
+    def context_fixture(self, seed: Callable[[ServiceContext], Awaitable[None]] | None = None
+                        ) -> Any:
+        """Return the module's ``context`` fixture: the app's context over its own database,
+        ``seed`` run on it first. Assign it to ``context`` in the test module."""
+
+        async def context(postgres: PostgresServer) -> AsyncIterator[ServiceContext]:
+            async with self.running(postgres) as running:
+                if seed is not None:
+                    await seed(running)
+                yield running
+
+        return pytest.fixture(scope="module", name="context")(context)
 
     def client(self) -> httpx.AsyncClient:
         """Return a client of the app on the caller's event loop, to seed through the API."""
