@@ -12,7 +12,6 @@ from schemas.events import EVENTS_BY_TOPIC, Event
 
 TYPE_PREFIX = "com.baton."
 REQUIRED_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "content-type")
-REQUIRED_ATTRIBUTES = frozenset(name[3:] for name in REQUIRED_HEADERS if name.startswith("ce_"))
 
 
 class EnvelopeError(ValueError):
@@ -96,56 +95,52 @@ def decode(topic: str, key: bytes | None, headers: Any, value: bytes) -> Envelop
     event_class = EVENTS_BY_TOPIC.get(topic.removesuffix(".dlq"))
     if event_class is None:
         raise EnvelopeError(f"no Baton event is published on topic {topic!r}")
-    attributes = _attributes(headers or ())
-    if attributes["type"] != event_type(event_class):
-        raise EnvelopeError(
-            f"type {attributes['type']!r} is not {event_type(event_class)!r} on {topic!r}"
-        )
+    event_id, source, kind, time = _attributes(headers or ())
+    if kind != event_type(event_class):
+        raise EnvelopeError(f"type {kind!r} is not {event_type(event_class)!r} on {topic!r}")
     try:
         event = event_class.model_validate_json(value)
     except ValueError as error:
         raise EnvelopeError(f"event data does not match {event_class.__name__}: {error}") from error
-    return Envelope(event_id=attributes["id"], source=attributes["source"],
-                    time=_time(attributes["time"]), event=event)
+    return Envelope(event_id=event_id, source=source, time=_time(time), event=event)
 
 
-def _attributes(headers: Iterable[tuple[str, bytes]]) -> dict[str, str]:
-    """Return the record's CloudEvents attributes, checked as the v1.0 spec requires.
+def _attributes(headers: Iterable[tuple[str, bytes]]) -> tuple[str, str, str, str]:
+    """Return the record's CloudEvents id, source, type and time, checked as v1.0 requires.
 
     Read here rather than by the library's ``from_binary``: that builds and validates a
     whole CloudEvent, which cost more than all the rest of consuming an event did. In
-    binary mode each attribute is one ``ce_`` header, so reading them is this loop;
-    tests check it reads what the library writes and refuses what the library refuses.
-    A header given twice counts as its last value.
+    binary mode each attribute is one ``ce_`` header, so reading them is looking up the
+    headers; tests check it reads what the library writes and refuses what the library
+    refuses. A header given twice counts as its last value. Only the attributes read are
+    decoded (a loop decoding every ``ce_`` header took four times as long).
     """
-    attributes: dict[str, str] = {}
-    content_type: bytes | None = None
+    found = dict(headers)
     try:
-        for name, raw in headers:
-            if name.startswith("ce_"):
-                attributes[name[3:]] = str(raw, "utf-8")  # bytes, or any buffer
-            elif name == "content-type":
-                content_type = bytes(raw)
+        event_id, source, kind, time = (str(found["ce_id"], "utf-8"),
+                                        str(found["ce_source"], "utf-8"),
+                                        str(found["ce_type"], "utf-8"),
+                                        str(found["ce_time"], "utf-8"))
+        specversion, content_type = found["ce_specversion"], found["content-type"]
+    except KeyError:
+        # The library would invent a fresh id or time for a missing header: a redelivery
+        # would then look new to the inbox, so these are required here.
+        missing = [name for name in REQUIRED_HEADERS if name not in found]
+        raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}") from None
     except UnicodeDecodeError as error:
         raise EnvelopeError(f"a CloudEvents header is not UTF-8: {error}") from None
-    # The library would invent a fresh id or time for a missing header: a redelivery
-    # would then look new to the inbox, so these are required here.
-    if content_type is None or not attributes.keys() >= REQUIRED_ATTRIBUTES:
-        present = {f"ce_{name}" for name in attributes}
-        if content_type is not None:
-            present.add("content-type")
-        missing = [name for name in REQUIRED_HEADERS if name not in present]
-        raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}")
     if content_type != b"application/json":
-        text = content_type.decode(errors="replace")
+        text = bytes(content_type).decode(errors="replace")
         if text.split(";")[0].strip() != "application/json":
             raise EnvelopeError(f"content-type {text!r} is not application/json")
-    if attributes["specversion"] != "1.0":
-        raise EnvelopeError(f"CloudEvents specversion {attributes['specversion']!r} is not 1.0")
-    if not (attributes["id"] and attributes["source"] and attributes["type"]):
-        empty = [name for name in ("id", "source", "type") if not attributes[name]]
+    if specversion != b"1.0":
+        text = bytes(specversion).decode(errors="replace")
+        raise EnvelopeError(f"CloudEvents specversion {text!r} is not 1.0")
+    if not (event_id and source and kind):
+        empty = [name for name, text in (("id", event_id), ("source", source), ("type", kind))
+                 if not text]
         raise EnvelopeError(f"empty CloudEvents attributes: {', '.join(empty)}")
-    return attributes
+    return event_id, source, kind, time
 
 
 def _time(text: str) -> datetime:
