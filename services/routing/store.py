@@ -259,14 +259,23 @@ async def history(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Row[A
     return list(rows)
 
 
+# Stages a lead waits in for a rep of its team. A queued SQL's deal opens while it waits,
+# so an unowned opportunity still waits for field sales.
+QUEUED_STAGES = (LifecycleStage.MQL, LifecycleStage.SQL, LifecycleStage.OPPORTUNITY)
+# The moves that hand a lead to a team: it has waited since the latest of them.
+HAND_OFFS = (LifecycleStage.MQL, LifecycleStage.SQL)
+
+
 async def queue(connection: AsyncConnection, team: str) -> list[Row[Any]]:
-    """Return the team's unowned leads with ``waiting_since`` (their last move), oldest first."""
+    """Return the team's unowned leads with ``waiting_since`` (their hand-off to the team),
+    oldest first."""
     waiting_since = func.max(transitions.c.occurred_at).label("waiting_since")
     rows = await connection.execute(
         select(leads, waiting_since)
         .join(transitions, transitions.c.lead_id == leads.c.lead_id)
         .where(leads.c.team == team, leads.c.owner_id.is_(None),
-               leads.c.stage.in_([LifecycleStage.MQL.value, LifecycleStage.SQL.value]))
+               leads.c.stage.in_([stage.value for stage in QUEUED_STAGES]),
+               transitions.c.to_stage.in_([stage.value for stage in HAND_OFFS]))
         .group_by(leads.c.lead_id)
         .order_by(waiting_since, leads.c.lead_id))
     return list(rows)

@@ -6,7 +6,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -308,6 +308,31 @@ async def test_a_demo_request_is_due_in_five_minutes_and_qualifies_on_a_weak_ban
     assert sql.reason.endswith("queued for team field_sales: no rep can take it now")
 
 
+async def test_a_queued_sql_whose_deal_opens_waits_in_the_queue_until_a_rep_takes_it(
+        routing: Routing) -> None:
+    # Pipeline opens a deal for every SQL, owned or not, and the deal makes the lead an
+    # opportunity: still nobody's, so it must stay where field sales looks for work.
+    await routing.put_rep("sato")
+    lead_id = await new_mql(routing)
+    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                          authority=True, need=True, timeframe=True)
+    assert (qualified.json()["stage"], qualified.json()["owner_id"]) == ("sql", None)
+    handed_off = (await routing.promoted())[-1].occurred_at
+    routing.clock.advance(timedelta(hours=1))
+    await routing.handle(deal_event(lead_id, uuid.uuid4(), DealPhase.P1))
+
+    queue = (await routing.client.get("/v1/teams/field_sales/queue")).json()
+    assert [(q["lead_id"], q["stage"]) for q in queue] == [(str(lead_id), "opportunity")]
+    assert datetime.fromisoformat(queue[0]["waiting_since"]) == handed_off, (
+        "waiting since the hand-off to field sales, not since the deal opened")
+    await routing.put_rep("tanaka", team="field_sales")
+    taken = await act(routing, lead_id, "contacts", rep_id="tanaka", kind="call",
+                      occurred_at=routing.clock.now.isoformat())
+    assert (taken.json()["stage"], taken.json()["owner_id"]) == ("opportunity", "tanaka")
+    assert (await routing.client.get("/v1/teams/field_sales/queue")).json() == []
+
+
 async def test_a_touch_of_a_lead_marketing_holds_is_announced_and_leaves_it_unowned(
         routing: Routing) -> None:
     # A tier-B or surging lead's SLA is a first touch by sales, which the notifier stops on
@@ -334,6 +359,10 @@ async def test_bad_actions_get_clear_errors_and_change_nothing(routing: Routing)
         ("body", "rep_id")}
     assert field_errors(await act(routing, lead_id, "reject", rep_id="sato")) == {
         ("body", "reason")}
+    for blank in ("   ", "\u3000\u3000", "\n"):  # a rejection needs a reason (DESIGN)
+        for action in ("reject", "disqualify"):
+            assert field_errors(await act(routing, lead_id, action, rep_id="sato",
+                                          reason=blank)) == {("body", "reason")}
     assert field_errors(await act(routing, lead_id, "accept", rep_id="sato", extra=1)) == {
         ("body", "extra")}
     future = (routing.clock.now + timedelta(hours=1)).isoformat()
