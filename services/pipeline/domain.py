@@ -306,11 +306,18 @@ def follow_lead(deal: Deal, *, owner_id: str | None, team: str | None,
     the hand-off (opened by hand, or left open by an earlier one) is the SQL's deal: it
     is announced even if its owner stays, so that the lead becomes an opportunity, and
     announced as a deal opened for the SQL is (no from-phase): nobody acted on it since
-    the hand-off. A hand-off that names no owner (queued) leaves the owner as it is.
+    the hand-off. Its idle clocks (phase and next action) restart at the hand-off, as a
+    new deal's start at its opening: a deal left idle before it is the new SQL's, not a
+    zombie to recycle days later. A hand-off that names no owner (queued) leaves the owner
+    as it is.
     """
     if not deal.is_open:
         return None
-    kept = qualified_at is not None and last_change_at < qualified_at
+    handed_off = qualified_at if qualified_at and last_change_at < qualified_at else None
+    kept = handed_off is not None
+    if handed_off is not None:
+        deal = replace(deal, phase_changed_at=max(deal.phase_changed_at, handed_off),
+                       next_action_entered_at=max(deal.next_action_clock, handed_off))
     owner, team = (owner_id, team) if owner_id is not None else (deal.owner_id, deal.team)
     notes = ["kept for the lead qualified again"] if kept else []
     if owner != deal.owner_id:

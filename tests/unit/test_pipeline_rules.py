@@ -106,12 +106,26 @@ def test_a_deal_older_than_its_leads_new_sql_hand_off_is_announced_again_once() 
     deal, qualified = deal_in(P.P3), OPENED + timedelta(days=30)
     kept = follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
                        last_change_at=OPENED)
-    assert kept is not None and kept.deal == deal
+    assert kept is not None and kept.deal == replace(
+        deal, phase_changed_at=qualified, next_action_entered_at=qualified)
     assert (kept.change.from_phase, kept.change.to_phase, kept.change.reason) == (
         None, P.P3, "kept for the lead qualified again")
     # Changed (announced) since the hand-off: a repeated hand-off event changes nothing.
     assert follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
                        last_change_at=qualified + timedelta(seconds=1)) is None
+
+
+def test_a_deal_kept_for_a_new_sql_counts_its_idle_days_from_the_hand_off() -> None:
+    # Left idle for 59 days, then the SQL's deal: recycling it (and nurturing the lead)
+    # the day after field sales got it would take the lead from the rep at once.
+    deal, qualified = deal_in(P.P1), OPENED + timedelta(days=59)
+    assert zombie_reason(deal, qualified + timedelta(days=1), RULES) is not None
+    kept = follow_lead(deal, owner_id="suzuki", team="field-west", qualified_at=qualified,
+                       last_change_at=OPENED)
+    assert kept is not None
+    assert zombie_reason(kept.deal, qualified + timedelta(days=59), RULES) is None
+    assert zombie_reason(kept.deal, qualified + timedelta(days=60), RULES) == (
+        "no next action entered for 60 days")
 
 
 # --- exit criteria and moves --------------------------------------------------------------
