@@ -7,7 +7,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import MAXYEAR, datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -227,13 +227,27 @@ class Rep:
         return 1.0 / self.weight
 
 
+def _until_text(ends_at: datetime, zone: ZoneInfo) -> str:
+    """Return ``until <local end>`` in ``zone``, or ``until further notice`` if open-ended."""
+    try:
+        local = ends_at.astimezone(zone)
+    except OverflowError:
+        # An open-ended leave ends at the last representable instant (9999-12-31), which lies
+        # past year 9999 in zones east of UTC.
+        return "until further notice"
+    if local.year == MAXYEAR:
+        # The same sentinel seen from zones west of UTC: read alike wherever the rep works.
+        return "until further notice"
+    return f"until {local:%Y-%m-%d %H:%M %Z}"
+
+
 def absent_because(rep: Rep, now: datetime) -> str | None:
     """Return why the rep cannot take any lead now (inactive, on leave), or None."""
     if not rep.active:
         return "inactive"
     leave = next((p for p in rep.out_of_office if p.covers(now)), None)
     if leave is not None:
-        return f"out of office until {leave.ends_at.astimezone(rep.hours.zone):%Y-%m-%d %H:%M %Z}"
+        return f"out of office {_until_text(leave.ends_at, rep.hours.zone)}"
     return None
 
 
@@ -293,7 +307,8 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
     """Return who in ``team`` gets the lead.
 
     (1) The account's owner, unless inactive or on leave: continuity beats working hours
-    and capacity. (2) Territory: the reps whose territory matches most specifically.
+    and capacity. (2) Territory: the available reps whose territory matches most
+    specifically, trying broader matching territories when none of those is available.
     (3) Weighted round robin among the team's reps who are working, present and under
     capacity. Nobody available: the lead waits in the team's queue.
     """
@@ -308,15 +323,17 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
                         f"{owner.rep_id} owns account {lead.account_key}"
                         + (f" (assigned although {although})" if although else ""),
                         considered, {owner.rep_id: owner.position + owner.stride})
-    territorial = _best_territory_matches(lead, members)
+    tried: list[Rep] = []
     fallback = ""
-    if territorial:
-        pool = [r for r in territorial if blocked[r.rep_id] is None]
-        described = territorial[0].territory.describe() if territorial[0].territory else ""
+    for level in _territory_levels(lead, members):
+        # Skipped reps of a more specific level join the scope, so their time away banks
+        # no credit against the broader level's reps either.
+        tried.extend(level)
+        pool = [r for r in level if blocked[r.rep_id] is None]
         if pool:
-            return _round_robin(pool, territorial, team, Rule.TERRITORY,
-                                f"territory {described}", considered)
-        fallback = f"; territory {described} reps unavailable"
+            return _round_robin(pool, tried, team, Rule.TERRITORY,
+                                f"territory {_describe_level(level)}{fallback}", considered)
+        fallback += f"; territory {_describe_level(level)} reps unavailable"
     available = [r for r in members if blocked[r.rep_id] is None]
     if available:
         return _round_robin(available, members, team, Rule.ROUND_ROBIN,
@@ -328,13 +345,18 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
                     considered)
 
 
-def _best_territory_matches(lead: RoutableLead, members: Sequence[Rep]) -> list[Rep]:
-    """Return the members whose territory matches the lead most specifically."""
-    matching = [r for r in members if r.territory is not None and r.territory.matches(lead)]
-    if not matching:
-        return []
-    best = max(r.territory.specificity for r in matching if r.territory is not None)
-    return [r for r in matching if r.territory is not None and r.territory.specificity == best]
+def _territory_levels(lead: RoutableLead, members: Sequence[Rep]) -> list[list[Rep]]:
+    """Return the members whose territory matches the lead, grouped most specific first."""
+    levels: dict[int, list[Rep]] = defaultdict(list)
+    for member in members:
+        if member.territory is not None and member.territory.matches(lead):
+            levels[member.territory.specificity].append(member)
+    return [levels[specificity] for specificity in sorted(levels, reverse=True)]
+
+
+def _describe_level(level: Sequence[Rep]) -> str:
+    """Return the distinct territories of one specificity level, joined by `` or ``."""
+    return " or ".join(sorted({r.territory.describe() for r in level if r.territory is not None}))
 
 
 def _round_robin(pool: Sequence[Rep], everyone: Sequence[Rep], team: TeamKind, rule: Rule,

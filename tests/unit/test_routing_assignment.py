@@ -185,6 +185,27 @@ def test_the_most_specific_matching_territory_takes_the_lead() -> None:
                   now=WEDNESDAY_10_JST).rep_id == "kansai"
 
 
+def test_busy_specific_territory_reps_give_way_to_broader_matching_ones_first() -> None:
+    leave = Period(WEDNESDAY_10_JST - timedelta(days=1), WEDNESDAY_10_JST + timedelta(days=2))
+    kanto_makers = rep("kanto-makers", out_of_office=(leave,), territory=Territory(
+        regions=frozenset({"関東"}), industries=frozenset({"製造業"})))
+    kanto = rep("kanto", position=5.0, territory=Territory(regions=frozenset({"関東"})))
+    makers = rep("makers", daily_capacity=1, territory=Territory(
+        industries=frozenset({"製造業"})))
+    team = [kanto_makers, kanto, makers, rep("anyone")]
+    decision = assign(LEAD, SDR, team, account_owner=None, assigned_today={"makers": 1},
+                      now=WEDNESDAY_10_JST)
+    assert (decision.rep_id, decision.rule) == ("kanto", Rule.TERRITORY)
+    assert decision.reason == (
+        "weighted round robin (territory industry=製造業 or region=関東; "
+        "territory region=関東, industry=製造業 reps unavailable) among kanto")
+    assert decision.positions["kanto-makers"] == 5.0, "time on leave banks no credit"
+    nobody_in_territory = assign(LEAD, SDR, [kanto_makers, rep("anyone")], account_owner=None,
+                                 assigned_today={}, now=WEDNESDAY_10_JST)
+    assert (nobody_in_territory.rep_id, nobody_in_territory.rule) == (
+        "anyone", Rule.ROUND_ROBIN)
+
+
 def test_territory_values_match_across_full_and_half_width_and_case() -> None:
     territory = Territory(employee_bands=frozenset({"５００-９９９"}),
                           industries=frozenset({"Manufacturing"}))
@@ -218,6 +239,18 @@ def test_a_lead_nobody_can_take_is_queued_with_every_reason() -> None:
         "outside working hours (09:00-18:00 Asia/Tokyo)")
     empty = assign(LEAD, SDR, [], account_owner=None, assigned_today={}, now=WEDNESDAY_10_JST)
     assert "the team has no reps" in empty.reason
+
+
+def test_an_open_ended_leave_reads_until_further_notice_and_assignment_goes_on() -> None:
+    forever = Period(WEDNESDAY_10_JST, datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC))
+    for zone in ("Asia/Tokyo", "America/New_York", "UTC"):
+        away = rep("away", out_of_office=(forever,), hours=BusinessCalendar(timezone=zone))
+        assert unavailable_because(away, WEDNESDAY_10_JST, 0) == (
+            "out of office until further notice")
+    decision = assign(LEAD, SDR, [rep("away", out_of_office=(forever,)), rep("present")],
+                      account_owner="away", assigned_today={}, now=WEDNESDAY_10_JST)
+    assert (decision.rep_id, decision.rule) == ("present", Rule.ROUND_ROBIN)
+    assert decision.considered[0].blocked_because == "out of office until further notice"
 
 
 def test_working_hours_follow_the_reps_time_zone_and_public_holidays() -> None:
