@@ -89,6 +89,20 @@ def after_deal(stage: LifecycleStage, phase: DealPhase) -> LifecycleStage | None
     return S.OPPORTUNITY if stage is S.SQL else None
 
 
+# Stages in which a lead's deal is its own: an SQL's, an opportunity's, a lost one's.
+DEAL_STAGES = frozenset({S.SQL, S.OPPORTUNITY, S.LOST})
+
+
+def after_recycling(stage: LifecycleStage) -> LifecycleStage | None:
+    """Return the stage a recycled deal sends a lead in ``stage`` to, or None to stay.
+
+    Only a lead the deal belongs to goes back to nurture. A lead that left the deal
+    behind (rejected by field sales, then an MQL or SAL again) is being worked afresh,
+    and a won, disqualified or nurtured one stays where it is.
+    """
+    return S.NURTURE if stage in DEAL_STAGES else None
+
+
 def promotion_for(stage: LifecycleStage, tier: Tier) -> LifecycleStage | None:
     """Return MQL when a hot lead is still with marketing, else None."""
     if tier is Tier.A and stage in (S.LEAD, S.NURTURE):

@@ -154,15 +154,12 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
 
 
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock) -> None:
-    """Send a recycled deal's lead back to nurturing; it must earn MQL again.
-
-    A lead already nurtured, or whose outcome is final (won, disqualified), stays where
-    it is: a won customer's recycled upsell deal does not make it a prospect again.
-    """
+    """Send a recycled deal's lead back to nurturing (``domain.after_recycling``); it must
+    earn MQL again."""
     lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
-    if lead is None or not domain.can_move(LifecycleStage(lead.stage), LifecycleStage.NURTURE):
+    if lead is None or (target := domain.after_recycling(LifecycleStage(lead.stage))) is None:
         return
-    await move(uow, lead, LifecycleStage.NURTURE, reason=f"deal recycled: {event.reason}",
+    await move(uow, lead, target, reason=f"deal recycled: {event.reason}",
                now=clock(), owner_id=None, team=None, sla_due_at=None)
 
 

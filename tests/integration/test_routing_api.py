@@ -292,6 +292,29 @@ async def test_a_recycled_deal_leaves_a_won_or_disqualified_lead_where_it_is(
     assert await routing.promoted() == before, "nothing announced"
 
 
+async def test_an_old_deal_recycled_leaves_a_lead_qualified_afresh_with_its_rep(
+        routing: Routing) -> None:
+    # Field sales rejects an SQL before its P1 deal is announced, and the deal stays open;
+    # the lead turns hot again and an SDR accepts it. When the sweep recycles the old
+    # deal, the SAL stays the SDR's.
+    lead_id, deal_id = await new_sql(routing), uuid.uuid4()
+    assert (await act(routing, lead_id, "reject", rep_id="tanaka",
+                      reason="時期尚早")).status_code == 200
+    await routing.handle(deal_event(lead_id, deal_id, DealPhase.P1))
+    assert (await state(routing, lead_id))["stage"] == "nurture"
+    routing.clock.advance(timedelta(days=30))
+    await routing.handle(lead_scored(lead_id=lead_id, score=95))
+    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    before = await routing.promoted()
+    routing.clock.advance(timedelta(days=30))
+    await routing.handle(DealRecycled(deal_id=deal_id, lead_id=lead_id,
+                                      recycled_at=routing.clock.now, last_phase=DealPhase.P1,
+                                      reason="no next action entered for 60 days"))
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"]) == ("sal", "sato")
+    assert await routing.promoted() == before, "nothing announced"
+
+
 async def test_a_demo_request_is_due_in_five_minutes_and_qualifies_on_a_weak_bant(
         routing: Routing) -> None:
     await routing.put_rep("sato")

@@ -23,6 +23,7 @@ from services.routing.domain import (
     acceptance_due,
     actor_refusal,
     after_deal,
+    after_recycling,
     check_transition,
     due_after_move,
     promotion_for,
@@ -84,6 +85,16 @@ def test_deals_move_leads_only_along_the_lifecycle(stage: LifecycleStage,
     # lead goes on to nurture. Everything else, a won customer included, stays put.
     target = after_deal(stage, phase)
     assert target == DEAL_MOVES.get((stage, phase))
+    if target is not None:
+        check_transition(stage, target)
+
+
+@pytest.mark.parametrize("stage", list(S))
+def test_a_recycled_deal_nurtures_only_the_lead_it_belongs_to(stage: LifecycleStage) -> None:
+    # An SQL rejected by field sales keeps its deal open; once it is an MQL or SAL again,
+    # that old deal's recycling must not take it from the rep working it now.
+    target = after_recycling(stage)
+    assert target == (S.NURTURE if stage in (S.SQL, S.OPPORTUNITY, S.LOST) else None)
     if target is not None:
         check_transition(stage, target)
 
