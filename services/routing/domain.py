@@ -103,11 +103,24 @@ def after_recycling(stage: LifecycleStage) -> LifecycleStage | None:
     return S.NURTURE if stage in DEAL_STAGES else None
 
 
-def promotion_for(stage: LifecycleStage, tier: Tier) -> LifecycleStage | None:
-    """Return MQL when a hot lead is still with marketing, else None."""
-    if tier is Tier.A and stage in (S.LEAD, S.NURTURE):
-        return S.MQL
-    return None
+# A lead asking us something: heat enough for a nurtured lead that stayed tier A.
+INQUIRIES = frozenset({TouchpointType.INQUIRY_DEMO_REQUEST,
+                       TouchpointType.INQUIRY_QUOTE_REQUEST, TouchpointType.INQUIRY_GENERAL})
+
+
+def promotion_for(stage: LifecycleStage, tier: Tier, *, previous_tier: Tier | None = None,
+                  trigger: TouchpointType | None = None) -> LifecycleStage | None:
+    """Return MQL when a hot lead is still with marketing, else None.
+
+    A nurtured lead (rejected, lost, recycled) must earn MQL again: it reaches tier A
+    anew, or an inquiry keeps it there. Staying hot is not enough: a lead rejected at
+    tier A would otherwise be an MQL again at its next e-mail open.
+    """
+    if tier is not Tier.A or stage not in (S.LEAD, S.NURTURE):
+        return None
+    if stage is S.NURTURE and previous_tier is Tier.A and trigger not in INQUIRIES:
+        return None
+    return S.MQL
 
 
 class TeamKind(StrEnum):

@@ -140,7 +140,9 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
                                          now=now)
         for event in run:
             lead = leads[event.lead_id]
-            target = domain.promotion_for(LifecycleStage(lead.stage), event.tier)
+            target = domain.promotion_for(LifecycleStage(lead.stage), event.tier,
+                                          previous_tier=event.previous_tier,
+                                          trigger=event.last_touchpoint)
             if target is None:
                 continue
             team = domain.team_for_source(event.source, outbound_sources)

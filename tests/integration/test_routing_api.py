@@ -292,6 +292,25 @@ async def test_a_recycled_deal_leaves_a_won_or_disqualified_lead_where_it_is(
     assert await routing.promoted() == before, "nothing announced"
 
 
+async def test_a_rejected_hot_lead_is_not_an_mql_again_until_it_shows_new_heat(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    lead_id = await new_mql(routing)
+    assert (await act(routing, lead_id, "reject", rep_id="sato",
+                      reason="予算なし")).status_code == 200
+    still_hot = {"previous_tier": Tier.A, "previous_score": 85}
+    opened = lead_scored(lead_id=lead_id, score=86, touchpoint=TouchpointType.EMAIL_OPEN)
+    await routing.handle(opened.model_copy(update=still_hot))
+    assert (await state(routing, lead_id))["stage"] == "nurture", "an e-mail open is no news"
+    asked = lead_scored(lead_id=lead_id, score=96,
+                        touchpoint=TouchpointType.INQUIRY_DEMO_REQUEST)
+    await routing.handle(asked.model_copy(update=still_hot))
+    *_, rejected, again = await routing.promoted()
+    assert [(e.from_stage, e.to_stage) for e in (rejected, again)] == [
+        (S.MQL, S.NURTURE), (S.NURTURE, S.MQL)]
+    assert again.owner_id == "sato" and again.trigger is TouchpointType.INQUIRY_DEMO_REQUEST
+
+
 async def test_an_old_deal_recycled_leaves_a_lead_qualified_afresh_with_its_rep(
         routing: Routing) -> None:
     # Field sales rejects an SQL before its P1 deal is announced, and the deal stays open;

@@ -69,6 +69,27 @@ def test_only_hot_leads_with_marketing_become_mql(stage: LifecycleStage, tier: T
     assert promotion_for(stage, tier) == expected
 
 
+@pytest.mark.parametrize(("previous_tier", "trigger", "expected"), [
+    (Tier.A, TouchpointType.EMAIL_OPEN, None),
+    (Tier.A, TouchpointType.PAGE_VIEW_PRICING, None),
+    (Tier.A, None, None),  # the decay sweep's re-score
+    (Tier.A, TouchpointType.INQUIRY_DEMO_REQUEST, S.MQL),
+    (Tier.A, TouchpointType.INQUIRY_QUOTE_REQUEST, S.MQL),
+    (Tier.A, TouchpointType.INQUIRY_GENERAL, S.MQL),
+    (Tier.B, TouchpointType.EMAIL_OPEN, S.MQL),
+    (Tier.C, None, S.MQL),
+    (None, TouchpointType.EMAIL_OPEN, S.MQL),
+])
+def test_a_nurtured_lead_earns_mql_again_by_new_heat_not_by_staying_hot(
+        previous_tier: Tier | None, trigger: TouchpointType | None,
+        expected: LifecycleStage | None) -> None:
+    assert promotion_for(S.NURTURE, Tier.A, previous_tier=previous_tier,
+                         trigger=trigger) == expected
+    # A lead marketing has never handed over needs no more than tier A.
+    assert promotion_for(S.LEAD, Tier.A, previous_tier=previous_tier,
+                         trigger=trigger) == S.MQL
+
+
 OPEN_PHASES = (DealPhase.P1, DealPhase.P2, DealPhase.P3, DealPhase.P4, DealPhase.P5)
 DEAL_MOVES = {
     **{(S.SQL, phase): S.OPPORTUNITY for phase in OPEN_PHASES},
