@@ -166,6 +166,15 @@ def _hubspot_consent(options: Mapping[str, Any]) -> bool | None:
     return any(isinstance(item, Mapping) and item.get("value") is True for item in communications)
 
 
+def page_utm(page_uri: str) -> dict[str, str]:
+    """Return the UTM parameters in a page's address; none when it cannot be parsed."""
+    try:
+        query = urlsplit(page_uri).query
+    except ValueError:  # e.g. an unclosed "[": the page is HubSpot's, the lead still counts
+        return {}
+    return {name: values[0] for name, values in parse_qs(query).items() if name in UTM_FIELDS}
+
+
 def hubspot_to_lead(submission: HubSpotSubmission, forms: Mapping[str, TouchpointType],
                     fallback_event_id: str) -> dict[str, Any]:
     """Return the ``POST /v1/leads`` body of a HubSpot form submission.
@@ -177,10 +186,8 @@ def hubspot_to_lead(submission: HubSpotSubmission, forms: Mapping[str, Touchpoin
                   if item.value not in (None, "")}
     body: dict[str, Any] = {target: properties[name] for name, target in HUBSPOT_PROPERTIES.items()
                             if name in properties}
-    page = str(submission.context.get("pageUri") or "")
-    for name, values in parse_qs(urlsplit(page).query).items():
-        if name in UTM_FIELDS and name not in body:
-            body[name] = values[0]
+    for name, value in page_utm(str(submission.context.get("pageUri") or "")).items():
+        body.setdefault(name, value)
     if person := full_name(properties.get("firstname"), properties.get("lastname")):
         body["name"] = person
     if phone := properties.get("phone") or properties.get("mobilephone"):

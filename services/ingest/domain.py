@@ -33,10 +33,17 @@ FREE_MAIL_DOMAINS = frozenset(
         "willcom.com", "wcm.ne.jp", "rakumail.jp", "uqmobile.jp", "povo.jp",
     }
 )
-# Corporate suffixes dropped when companies are matched by name (free-mail leads).
-COMPANY_SUFFIXES = ("株式会社", "有限会社", "合同会社", "合資会社", "(株)", "(有)", "inc.", "inc",
-                    "co., ltd.", "co.,ltd.", "co. ltd.", "ltd.", "ltd", "llc", "corporation",
-                    "corp.", "k.k.")
+# Legal forms dropped when companies are matched by name (free-mail leads). Japanese ones
+# go wherever they stand, as Japanese writes no spaces between words.
+JAPANESE_LEGAL_FORMS = ("株式会社", "有限会社", "合同会社", "合資会社", "(株)", "(有)")
+# Latin ones only as whole words at either end, so that "Zinc" keeps its "inc".
+LATIN_LEGAL_FORM = r"(?:co\.?,?\s*ltd\.?|inc\.?|ltd\.?|llc\.?|corp(?:oration|\.)?|k\.?\s?k\.?)"
+LEADING_LEGAL_FORM = re.compile(rf"^{LATIN_LEGAL_FORM}(?=[\s,]|$)[\s,]*")
+TRAILING_LEGAL_FORM = re.compile(rf"(?:^|[\s,]+){LATIN_LEGAL_FORM}$")
+ACCOUNT_KEY_LENGTH = 320  # Account.account_key in the lead.captured contract
+PHONE_LENGTH = 32  # LeadProfile.phone in the lead.captured contract
+# phonenumbers knows "ext", "x", "#" and others, not the Japanese "内線".
+JAPANESE_EXTENSION = "内線"
 
 DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
 DOMAIN_LENGTH = 253  # DNS's limit, in ASCII form
@@ -100,17 +107,28 @@ def _ascii_domain(domain: str) -> str:
 
 
 def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
-    """Return a phone number in E.164; national numbers are read in ``region``.
+    """Return a phone number in E.164 (RFC 3966's ``;ext=`` after it for an extension).
 
-    Raises ValueError for text that is not a valid phone number.
+    National numbers are read in ``region``; an extension may be written ``ext. 12``,
+    ``x12`` or ``内線12``. Raises ValueError for text that is not a valid phone number,
+    or one whose extension would not fit the event.
     """
+    text = unicodedata.normalize("NFKC", value).replace(JAPANESE_EXTENSION, "ext")
     try:
-        number = phonenumbers.parse(unicodedata.normalize("NFKC", value), region)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as error:
         raise ValueError("not a phone number") from error
     if not phonenumbers.is_valid_number(number):
         raise ValueError("not a valid phone number")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if not number.extension:
+        return e164
+    # E.164 has no extension; RFC 3966 (tel: URIs) gives it the ";ext=" parameter.
+    phone = f"{e164};ext={number.extension}"
+    if len(phone) > PHONE_LENGTH:
+        raise ValueError(f"a phone number and its extension have at most {PHONE_LENGTH} "
+                         f"characters as stored; {phone} has {len(phone)}")
+    return phone
 
 
 def email_domain(email: str) -> str:
@@ -124,11 +142,28 @@ def is_free_mail(domain: str) -> bool:
 
 
 def company_key(company: str) -> str:
-    """Return a company name reduced to what identifies it: NFKC, lower case, no suffix."""
-    key = unicodedata.normalize("NFKC", company).lower()
-    for suffix in COMPANY_SUFFIXES:
-        key = key.replace(suffix, "")
+    """Return a company name reduced to what identifies it: case-folded NFKC, no legal form."""
+    # NFKC again after folding, as folding may undo it (Unicode's NFKC_Casefold, simplified).
+    key = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", company).casefold())
+    for form in JAPANESE_LEGAL_FORMS:
+        key = key.replace(form, " ")
+    key = TRAILING_LEGAL_FORM.sub("", LEADING_LEGAL_FORM.sub("", key.strip()))
     return "".join(key.split())
+
+
+def name_account_key(company: str) -> str:
+    """Return the account key of a company known only by name ("" if nothing identifies it)."""
+    name = company_key(company)
+    if not name:
+        return ""
+    key = f"name:{name}"
+    if len(key) <= ACCOUNT_KEY_LENGTH:
+        return key
+    # Folding lengthens some names ("İ" is "i̇") past what the event carries: keep a readable
+    # start, tell such names apart by a digest of the whole. The space marks this form, as
+    # no whitespace is left in a name's key.
+    digest = f" sha256:{hashlib.sha256(name.encode()).hexdigest()}"
+    return key[:ACCOUNT_KEY_LENGTH - len(digest)] + digest
 
 
 def account_key(email: str, company: str | None, company_domain: str | None = None) -> str:
@@ -138,9 +173,7 @@ def account_key(email: str, company: str | None, company_domain: str | None = No
         return f"domain:{domain}"
     if company_domain and not is_free_mail(company_domain):
         return f"domain:{company_domain}"
-    if company and company_key(company):
-        return f"name:{company_key(company)}"
-    return f"person:{email}"
+    return (company and name_account_key(company)) or f"person:{email}"
 
 
 def account_for(email: str, company: str | None, company_domain: str | None) -> Account:

@@ -273,6 +273,45 @@ async def test_free_mail_leads_share_the_account_of_their_company_name(
     assert accounts[2].account_key.startswith("person:"), "no company: an account of one"
 
 
+async def test_a_company_name_that_grows_when_case_folded_still_makes_an_account(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # "İ" folds to two characters: the account key outgrew the event and the lead (or a
+    # whole batch) got a 500.
+    company, other = "İ" * 200, "İ" * 199 + "I"
+    single = await client.post("/v1/leads", json={
+        "email": unique_email("ali", "gmail.com"), "company": company})
+    lines = [{"kind": "lead", "email": unique_email("ok")},
+             {"kind": "lead", "email": unique_email("ayse", "gmail.com"), "company": company},
+             {"kind": "lead", "email": unique_email("mehmet", "gmail.com"), "company": other}]
+    batch = await client.post("/v1/batch", content="\n".join(
+        json.dumps(line, ensure_ascii=False) for line in lines).encode(),
+        headers={"Content-Type": "application/x-ndjson"})
+    assert single.status_code == 202, single.text
+    assert batch.status_code == 200, batch.text
+    results = batch.json()["results"]
+    assert [item["status"] for item in results] == [202] * 3
+    accounts = []
+    for lead_id in (single.json()["lead_id"], results[1]["lead_id"], results[2]["lead_id"]):
+        [(_, event)] = await ingest.wait_for_events(lead_id, 1)
+        accounts.append(event.account)
+    assert accounts[0].account_key == accounts[1].account_key, "one company, one account"
+    assert accounts[2].account_key != accounts[0].account_key
+    assert accounts[0].company_name == company
+
+
+async def test_a_phone_extension_is_kept_whether_written_in_japanese_or_english(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    phones = {"03-1234-5678（内線12）": "+81312345678;ext=12",
+              "03-1234-5678 ext. 34": "+81312345678;ext=34",
+              "03-1234-5678": "+81312345678"}
+    for sent, stored in phones.items():
+        response = await client.post("/v1/leads", json={"email": unique_email(),
+                                                        "phone": sent})
+        assert response.status_code == 202, response.text
+        [(_, event)] = await ingest.wait_for_events(response.json()["lead_id"], 1)
+        assert event.profile.phone == stored
+
+
 async def test_activities_map_to_touchpoints_and_carry_partner_notes(
         ingest: Ingest, client: httpx.AsyncClient) -> None:
     email = unique_email("ichiro")
@@ -414,9 +453,10 @@ async def test_concurrent_requests_with_one_idempotency_key_write_one_event(
 
 
 def hubspot_delivery(ingest: Ingest, body: bytes, *, secret: str = HUBSPOT_SECRET,
-                     sent_at: float | None = None) -> dict[str, str]:
-    """Return the headers HubSpot would send with ``body``."""
-    timestamp = str(int((sent_at or time.time()) * 1000))
+                     sent_at: float | None = None, timestamp: str | None = None
+                     ) -> dict[str, str]:
+    """Return the headers HubSpot would send with ``body`` (at ``timestamp`` if given)."""
+    timestamp = timestamp or str(int((sent_at or time.time()) * 1000))
     signature = access.hubspot_signature(secret, method="POST",
                                          uri=f"{ingest.url}/v1/webhooks/hubspot", body=body,
                                          timestamp=timestamp)
@@ -427,6 +467,13 @@ def hubspot_delivery(ingest: Ingest, body: bytes, *, secret: str = HUBSPOT_SECRE
 @pytest.fixture(scope="module")
 def hubspot_key(ingest: Ingest) -> dict[str, str]:
     return ingest.create_key("hubspot", "--signing-secret", HUBSPOT_SECRET)
+
+
+async def _hubspot_key_loaded(ingest: Ingest) -> bool:
+    """Return True once the service knows a HubSpot secret (401 unsigned, not 404)."""
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        response = await client.post("/v1/webhooks/hubspot", json={"fields": []})
+    return response.status_code == 401
 
 
 async def test_five_concurrent_identical_hubspot_deliveries_give_one_lead_captured(
@@ -478,6 +525,59 @@ async def test_hubspot_deliveries_with_a_bad_or_stale_signature_are_refused(
                                      headers={"Content-Type": "application/json"})
     assert [r.status_code for r in (forged, stale, tampered, unsigned)] == [401] * 4
     assert "window" in stale.text
+    assert await ingest.written() == before
+
+
+async def test_a_hubspot_submission_from_a_page_address_that_cannot_be_parsed_is_captured(
+        ingest: Ingest, hubspot_key: dict[str, str]) -> None:
+    await wait_until(lambda: _hubspot_key_loaded(ingest), 10, "the HubSpot key to be loaded")
+    email = unique_email("hubspot-page")
+    body = json.dumps({
+        "conversionId": str(uuid.uuid4()),
+        "fields": [{"name": "email", "value": email},
+                   {"name": "utm_campaign", "value": "spring"}],
+        # urlsplit refuses an unclosed "[": the lead was lost with a 500.
+        "context": {"pageUri": "https://[www.example.co.jp/lp?utm_source=ads"},
+    }).encode()
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        response = await client.post("/v1/webhooks/hubspot", content=body,
+                                     headers=hubspot_delivery(ingest, body))
+    assert response.status_code == 202, response.text
+    [(_, event)] = await ingest.wait_for_events(response.json()["lead_id"], 1)
+    assert event.profile.email == email
+    assert event.attribution is not None
+    assert (event.attribution.utm_source, event.attribution.utm_campaign) == (None, "spring")
+
+
+async def _signed_key_loaded(ingest: Ingest, key: str) -> bool:
+    """Return True once the service knows the signed ``key`` (401 unsigned, not 403)."""
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        response = await client.post("/v1/leads", json={}, headers={"X-API-Key": key})
+    return response.status_code == 401
+
+
+@pytest.mark.parametrize("stamp", ["9" * 400, "-" + "9" * 400])
+async def test_a_signature_timestamp_too_large_for_any_clock_gets_401(
+        ingest: Ingest, hubspot_key: dict[str, str], stamp: str) -> None:
+    created = ingest.create_key("partner-far-future", "--signed")
+    await wait_until(lambda: _signed_key_loaded(ingest, created["api key"]), 10,
+                     "the signed key to be loaded")
+    await wait_until(lambda: _hubspot_key_loaded(ingest), 10, "the HubSpot key to be loaded")
+    before = await ingest.written()
+    body = json.dumps({"email": unique_email(), "touchpoint": {"type": "inquiry.general"}})
+    hubspot_body = json.dumps({"fields": [{"name": "email", "value": unique_email()}]}).encode()
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        # Correctly signed, so only the timestamp can be what is refused.
+        signed = await client.post("/v1/leads", content=body, headers={
+            "X-API-Key": created["api key"], "Content-Type": "application/json",
+            "X-Baton-Timestamp": stamp,
+            "X-Baton-Signature": access.signature(created["signing secret"], stamp,
+                                                  body.encode())})
+        hubspot = await client.post("/v1/webhooks/hubspot", content=hubspot_body,
+                                    headers=hubspot_delivery(ingest, hubspot_body,
+                                                             timestamp=stamp))
+    assert [r.status_code for r in (signed, hubspot)] == [401] * 2, signed.text
+    assert "window" in signed.text and "window" in hubspot.text
     assert await ingest.written() == before
 
 

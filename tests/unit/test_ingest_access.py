@@ -72,6 +72,21 @@ def test_a_signature_is_valid_only_fresh_and_for_the_exact_body() -> None:
             verify_signature("secret", **arguments)
 
 
+@pytest.mark.parametrize("stamp", ["9" * 400, "-" + "9" * 400])
+def test_a_timestamp_too_large_for_any_clock_is_outside_the_window(stamp: str) -> None:
+    # An integer that no float can hold: dividing it overflowed into a server error.
+    body = b'{"email": "a@example.co.jp"}'
+    with pytest.raises(SignatureError, match="outside the allowed window"):
+        verify_signature("secret", timestamp=stamp, presented=signature("secret", stamp, body),
+                         body=body, now=NOW, tolerance_seconds=300)
+    uri = "https://leads.example.com/v1/webhooks/hubspot"
+    with pytest.raises(SignatureError, match="outside the allowed window"):
+        verify_hubspot("app-secret", method="POST", uri=uri, body=body, timestamp=stamp,
+                       presented=hubspot_signature("app-secret", method="POST", uri=uri,
+                                                   body=body, timestamp=stamp),
+                       now=NOW, tolerance_seconds=300)
+
+
 def test_hubspot_v3_signs_method_uri_body_and_milliseconds() -> None:
     uri = "https://leads.example.com/v1/webhooks/hubspot?portal=1"
     body = b'{"fields": []}'

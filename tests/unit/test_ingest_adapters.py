@@ -89,3 +89,15 @@ def test_a_hubspot_conversion_id_identifies_redeliveries() -> None:
     assert body["event_id"] == "conv-1"
     assert body["touchpoint"]["type"] is TouchpointType.FORM_SUBMISSION
     assert "consent" not in body, "a form that does not ask says nothing about consent"
+
+
+@pytest.mark.parametrize("page", ["https://[www.example.co.jp/lp?utm_source=ads",
+                                  "https://example.co.jp／lp?utm_source=ads"])  # a full-width /
+def test_a_hubspot_page_address_that_cannot_be_parsed_costs_only_its_utm_tags(
+        page: str) -> None:
+    submission = HubSpotSubmission.model_validate({
+        "fields": [{"name": "email", "value": "a@b.jp"},
+                   {"name": "utm_campaign", "value": "spring"}],
+        "context": {"pageUri": page}})
+    lead = LeadSubmission.model_validate(hubspot_to_lead(submission, {}, fallback_event_id="d"))
+    assert (lead.email, lead.utm_source, lead.utm_campaign) == ("a@b.jp", None, "spring")

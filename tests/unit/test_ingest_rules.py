@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -81,6 +81,27 @@ def test_phone_numbers_become_e164_read_as_japanese_by_default(raw: str, e164: s
     assert normalise_phone(raw) == e164
 
 
+@pytest.mark.parametrize("raw", [
+    "03-1234-5678（内線12）", "03-1234-5678(内線12)", "03-1234-5678 内線:12",
+    "03-1234-5678 内線 12", "03-1234-5678（内線：１２）", "03-1234-5678 ext. 12",
+    "03-1234-5678 x12", "+81312345678;ext=12",
+])
+def test_an_extension_in_japanese_or_english_is_kept_after_the_number(raw: str) -> None:
+    assert normalise_phone(raw) == "+81312345678;ext=12"
+
+
+def test_an_extension_that_would_not_fit_the_event_is_refused() -> None:
+    assert normalise_phone("0312345678ext" + "1" * 15) == "+81312345678;ext=" + "1" * 15
+    with pytest.raises(ValueError, match="at most 32 characters"):
+        normalise_phone("0312345678ext" + "1" * 16)
+
+
+def test_a_lead_with_an_extension_is_accepted_and_fits_the_captured_event() -> None:
+    lead = LeadSubmission.model_validate({"email": "a@example.co.jp",
+                                          "phone": "03-1234-5678（内線12）"})
+    assert profile_of(lead.model_dump()).phone == "+81312345678;ext=12"
+
+
 @pytest.mark.parametrize("raw", ["call me", "12", "03-1234"])
 def test_what_is_not_a_phone_number_is_refused(raw: str) -> None:
     with pytest.raises(ValueError, match="phone number"):
@@ -107,6 +128,64 @@ def test_free_mail_accounts_go_by_company_domain_then_name_then_person() -> None
     assert (by_name.account_key, by_name.domain) == ("name:サンプル", None)
     assert account_for("a@ezweb.ne.jp", None, None).account_key == "person:a@ezweb.ne.jp"
     assert account_for("a@gmail.com", "株式会社", None).account_key == "person:a@gmail.com"
+
+
+@pytest.mark.parametrize(("one", "other"), [
+    ("Zinc Corporation", "Z Inc."), ("Sinclair Ltd", "Slair"), ("Lincoln Co., Ltd.", "Loln"),
+    ("Incognito", "Ognito"), ("Hillcorp Japan", "Hill Japan"),
+])
+def test_latin_legal_forms_inside_a_word_are_part_of_the_name(one: str, other: str) -> None:
+    assert account_key("a@gmail.com", one) != account_key("b@gmail.com", other)
+
+
+@pytest.mark.parametrize("name", [
+    "Sample", "Sample Inc.", "SAMPLE INC", "Sample, Inc.", "Sample Co., Ltd.", "Sample Co.,Ltd.",
+    "Sample Co. Ltd.", "Sample Ltd", "Sample LLC", "Sample Corporation", "Sample Corp.",
+    "Sample K.K.", "K.K. Sample", "Ｓａｍｐｌｅ　Ｉｎｃ．",
+])
+def test_latin_legal_forms_are_dropped_as_whole_words_at_either_end(name: str) -> None:
+    assert company_key(name) == "sample"
+
+
+def test_japanese_legal_forms_are_dropped_wherever_they_stand() -> None:
+    for name in ("株式会社サンプル", "サンプル株式会社", "（株）サンプル", "㈱サンプル",
+                 "サンプル有限会社", "合同会社サンプル"):
+        assert company_key(name) == "サンプル", name
+
+
+@given(HIRAGANA_KATAKANA_KANJI)
+def test_japanese_company_names_are_their_own_account_keys(name: str) -> None:
+    assume("会社" not in name)  # no legal form (株式会社, 有限会社, ...) to drop
+    assert account_key("a@gmail.com", name) == f"name:{name}"
+
+
+# Any text, weighted to what folding or NFKC lengthens and to legal forms.
+COMPANY_NAMES = st.lists(
+    st.one_of(st.sampled_from(["İ", "ẞ", "ŉ", "ﬃ", "㍿", " Inc.", "(株)", "Ltd "]),
+              st.characters(exclude_categories=("Cs",), exclude_characters="\x00")),
+    min_size=1, max_size=200).map("".join)
+
+
+@given(COMPANY_NAMES)
+def test_every_accepted_company_name_gives_an_account_the_event_can_carry(name: str) -> None:
+    try:
+        lead = LeadSubmission.model_validate({"email": "a@gmail.com", "company": name})
+    except ValidationError:
+        return
+    # Building the event's Account refuses a key that does not fit.
+    account = account_for(lead.email, lead.company, None)
+    assert account == account_for(lead.email, lead.company, None)
+
+
+def test_company_names_that_grow_when_folded_keep_distinct_stable_keys() -> None:
+    # "İ" folds to two characters: 200 of them made a key longer than the event allows.
+    long_name, other = "İ" * 200, "İ" * 199 + "I"
+    assert LeadSubmission.model_validate({"email": "a@gmail.com", "company": long_name})
+    key = account_for("a@gmail.com", long_name, None).account_key
+    assert key.startswith("name:i̇i̇") and len(key) == 320
+    assert key == account_key("b@gmail.com", long_name)
+    assert key != account_key("b@gmail.com", other)
+    assert company_key("STRASSE") == company_key("Straße"), "case-folded, not just lower-cased"
 
 
 def test_the_event_profile_leaves_out_what_only_ingest_keeps() -> None:
