@@ -13,6 +13,8 @@ ENV_PREFIX = "BATON_"
 Port = Annotated[int, Field(ge=1, le=65535)]
 BatchSize = Annotated[int, Field(ge=1, le=10_000)]
 Lanes = Annotated[int, Field(ge=1, le=8)]
+# The month a fiscal year starts in (April in Japan): quarters and fiscal years follow it.
+FiscalYearStartMonth = Annotated[int, Field(ge=1, le=12)]
 PartitionFetchBytes = Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)]
 
 

@@ -10,7 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
 from baton_runtime.business_time import TimeZoneName
-from baton_runtime.settings import Port, RuntimeSettings
+from baton_runtime.settings import FiscalYearStartMonth, Port, RuntimeSettings
 from services.pipeline.domain import PipelineRules
 
 DEFAULT_LOST_REASONS = ("price", "competitor", "no_budget", "timing", "no_decision",
@@ -23,7 +23,7 @@ class PipelineSettings(RuntimeSettings):
     http_port: Port = 8004
     pipeline_timezone: TimeZoneName = Field(
         default="Asia/Tokyo", description="Where 'today' is for holds, close dates and months.")
-    fiscal_year_start_month: int = Field(default=4, ge=1, le=12)
+    fiscal_year_start_month: FiscalYearStartMonth = 4
     lost_reasons: Annotated[tuple[str, ...], NoDecode] = Field(
         default=DEFAULT_LOST_REASONS, description="Comma-separated codes a lost deal may give.")
     zombie_no_phase_change_days: int = Field(default=90, ge=1, le=3650)

@@ -581,7 +581,7 @@ async def funnel(
 ) -> Funnel:
     """Return stage counts, stage-to-stage conversion and speed-to-lead (MQL to acceptance,
     MQL to first contact, p50 / p95) for leads first seen in the range, in the business
-    time zone; fiscal quarters start in April."""
+    time zone; fiscal quarters follow BATON_FISCAL_YEAR_START_MONTH (April by default)."""
     settings: RoutingSettings = context.settings
     zone = settings.business_calendar().zone
     today = context.clock().astimezone(zone).date()
@@ -603,7 +603,8 @@ async def funnel(
     async with context.unit_of_work() as uow:
         journeys = await store.journeys(uow.connection, since=start_of(since),
                                         until=start_of(until), source=source, partner=partner)
-    rows, total = domain.funnel(journeys, dimensions, period, zone)
+    rows, total = domain.funnel(journeys, dimensions, period, zone,
+                                settings.fiscal_year_start_month)
     return Funnel(since=since, until=until, timezone=settings.routing_timezone, period=period,
                   group_by=dimensions, rows=[_funnel_row(r) for r in rows],
                   total=_funnel_row(total))

@@ -571,12 +571,14 @@ def funnel_row(group: Mapping[Dimension, str | None], journeys: Sequence[Journey
 
 
 def funnel(journeys: Iterable[Journey], group_by: Sequence[Dimension],
-           granularity: Granularity, zone: ZoneInfo) -> tuple[list[FunnelRow], FunnelRow]:
+           granularity: Granularity, zone: ZoneInfo, fiscal_year_start: int = 4
+           ) -> tuple[list[FunnelRow], FunnelRow]:
     """Return one funnel row per group (sorted) and the total over every journey."""
     groups: dict[tuple[str | None, ...], list[Journey]] = defaultdict(list)
     everything = list(journeys)
     for journey in everything:
-        values = {Dimension.PERIOD: period_of(journey.created_at, granularity, zone),
+        values = {Dimension.PERIOD: period_of(journey.created_at, granularity, zone,
+                                              fiscal_year_start),
                   Dimension.SOURCE: journey.source, Dimension.PARTNER: journey.partner}
         groups[tuple(values[d] for d in group_by)].append(journey)
     rows = [funnel_row(dict(zip(group_by, key, strict=True)), members)

@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
 from baton_runtime.business_time import BusinessCalendar, known_holiday_country, known_timezone
-from baton_runtime.settings import Port, RuntimeSettings
+from baton_runtime.settings import FiscalYearStartMonth, Port, RuntimeSettings
 
 HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
@@ -32,6 +32,8 @@ class RoutingSettings(RuntimeSettings):
     routing_timezone: str = "Asia/Tokyo"
     routing_business_hours: str = "09:00-18:00"
     routing_holidays: str = Field(default="JP", description="ISO country code, or 'none'.")
+    # The funnel's fiscal quarters, named as pipeline's forecast names them.
+    fiscal_year_start_month: FiscalYearStartMonth = 4
 
     @field_validator("slack_response_hosts", "routing_outbound_sources", mode="before")
     @classmethod

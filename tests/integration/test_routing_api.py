@@ -631,6 +631,20 @@ async def test_the_funnel_counts_conversions_and_speed_to_lead(routing: Routing)
         "group_by": "owner"})) == {("query", "group_by", "0")}
 
 
+@pytest.mark.parametrize(("start_month", "quarter"), [(4, "FY2026-Q3"), (1, "FY2026-Q4"),
+                                                       (12, "FY2025-Q4")])
+async def test_the_funnels_fiscal_quarters_follow_the_configured_fiscal_year(
+        postgres: PostgresServer, start_month: int, quarter: str) -> None:
+    # As pipeline's forecast names its quarters, from the same BATON_ setting.
+    async with running_routing(await postgres.create_database(),
+                               fiscal_year_start_month=start_month) as routing:
+        await routing.put_rep("sato")
+        await new_mql(routing)  # on Wednesday 18 November 2026
+        report = (await routing.client.get("/v1/funnel", params={
+            "since": "2026-11-01", "until": "2026-12-01", "period": "fiscal_quarter"})).json()
+    assert [row["group"]["period"] for row in report["rows"]] == [quarter]
+
+
 async def test_speed_to_first_contact_counts_from_the_mql_not_an_earlier_touch(
         routing: Routing) -> None:
     await routing.put_rep("sato")
