@@ -35,13 +35,16 @@ class Alert(BaseModel):
 
 
 class SlaClock(BaseModel):
-    """One SLA clock: when it reminds, falls due and escalates, and how it ended."""
+    """One SLA clock: when it reminds, falls due and escalates, and how it ended.
+
+    A superseded clock was replaced by one of its kind falling due earlier.
+    """
 
     id: int
     lead_id: uuid.UUID
     kind: ClockKind
     rule: str
-    state: Literal["open", "overdue", "met", "breached"]
+    state: Literal["open", "overdue", "met", "breached", "superseded"]
     started_at: datetime
     remind_at: datetime
     due_at: datetime
@@ -90,7 +93,7 @@ async def list_alerts(
 async def list_clocks(
     context: Annotated[ServiceContext, Depends(context_of)],
     lead_id: uuid.UUID | None = None,
-    status: Literal["open", "met", "breached"] | None = None,
+    status: Literal["open", "met", "breached", "superseded"] | None = None,
     limit: Limit = 100,
 ) -> list[SlaClock]:
     """Return the newest SLA clocks, optionally of one lead or with one status."""
@@ -105,7 +108,7 @@ async def list_clocks(
             responses={404: {"description": "The notifier has seen no event of this lead."}})
 async def lead_sla(lead_id: uuid.UUID,
                    context: Annotated[ServiceContext, Depends(context_of)]) -> LeadSla:
-    """Return a lead's SLA clocks (open, overdue, met or breached) and current owner."""
+    """Return a lead's SLA clocks (open, overdue, met, breached or superseded) and owner."""
     async with context.unit_of_work() as uow:
         lead = await store.get_lead(uow.connection, lead_id)
         if lead is None:

@@ -31,17 +31,25 @@ PERMANENT_SLACK_ERRORS = frozenset({
     "account_inactive", "token_revoked", "token_expired", "no_permission", "missing_scope",
     "invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "restricted_action",
 })
+# Of those, the ones that refuse the message itself: another message may still go through.
+MESSAGE_SLACK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long",
+                                  "no_text"})
 # A header is one line: the email package refuses every break str.splitlines() knows.
 LINE_BREAK_RUN = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]\s*")
 
 
 @dataclass
 class DeliveryFailed(Exception):
-    """A delivery attempt failed; ``retry_after`` is the server's wish, if it said one."""
+    """A delivery attempt failed; ``retry_after`` is the server's wish, if it said one.
+
+    ``message_refused`` says the destination refused this message's content, not the
+    destination itself being unusable.
+    """
 
     reason: str
     permanent: bool = False
     retry_after: float | None = None
+    message_refused: bool = False
 
     def __str__(self) -> str:
         return self.reason
@@ -104,7 +112,8 @@ class SlackBotChannel:
         if not answer.get("ok"):
             error = str(answer.get("error", "unknown_error"))
             raise DeliveryFailed(f"Slack refused the message: {error}",
-                                 permanent=error in PERMANENT_SLACK_ERRORS)
+                                 permanent=error in PERMANENT_SLACK_ERRORS,
+                                 message_refused=error in MESSAGE_SLACK_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -186,7 +195,10 @@ def _raise_for_status(response: httpx.Response) -> None:
     if response.status_code == 429:
         raise DeliveryFailed(reason, retry_after=retry_after(response.headers))
     # 4xx other than 429 means the message or the destination is wrong: retrying cannot help.
-    raise DeliveryFailed(reason, permanent=400 <= response.status_code < 500)
+    # A webhook answers 400 to the payload (invalid_blocks, no_text, ...), other 4xx to the
+    # destination (404 no_service, 403 invalid_token, 410 channel_is_archived).
+    raise DeliveryFailed(reason, permanent=400 <= response.status_code < 500,
+                         message_refused=response.status_code == 400)
 
 
 def retry_after(headers: httpx.Headers) -> float | None:

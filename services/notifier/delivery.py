@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,16 @@ DELIVERIES = Counter("baton_notifier_deliveries_total",
                      "Messages sent by the notifier, by outcome.", ["outcome"])
 
 
+def together(alerts: Sequence[Row[Any]]) -> list[Row[Any]]:
+    """Return the oldest of a destination's sendable alerts that go out as one message.
+
+    An alert whose digest was refused goes alone; the others fold up to the next such.
+    """
+    if alerts[0].send_alone:
+        return [alerts[0]]
+    return list(itertools.takewhile(lambda alert: not alert.send_alone, alerts))
+
+
 def backoff(attempt: int) -> float:
     """Return the wait after failed ``attempt`` (1-based): exponential, capped, jittered."""
     return float(min(MAX_BACKOFF_SECONDS, 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.0))
@@ -37,7 +48,9 @@ class DeliveryWorker:
 
     A destination is locked with SKIP LOCKED for the whole send, so several
     replicas never send one alert twice nor break one destination's rate limit.
-    Alerts that pile up while a destination must wait go out together as a digest.
+    Alerts that pile up while a destination must wait go out together as a digest;
+    a digest refused as a message is sent again one alert at a time, at the same pace,
+    so that one bad alert cannot take the others down with it.
     """
 
     def __init__(self, engine: AsyncEngine, channels: Mapping[str, Channel], *,
@@ -54,9 +67,10 @@ class DeliveryWorker:
             keys = await store.claim_destinations(connection, DESTINATIONS_PER_BATCH)
             if not keys:
                 return 0
-            due: dict[str, list[Row[Any]]] = defaultdict(list)
+            sendable: dict[str, list[Row[Any]]] = defaultdict(list)
             for alert in await store.sendable_alerts(connection, keys, DIGEST_MAX_ALERTS):
-                due[alert.channel].append(alert)
+                sendable[alert.channel].append(alert)
+            due = {key: together(alerts) for key, alerts in sendable.items()}
             failures = dict(zip(due, await asyncio.gather(
                 *(self._send(key, alerts) for key, alerts in due.items())), strict=True))
             sent = [key for key, failure in failures.items() if failure is None]
@@ -91,6 +105,13 @@ class DeliveryWorker:
     async def _failed(self, connection: AsyncConnection, key: str,
                       alerts: Sequence[Row[Any]], failure: DeliveryFailed) -> dict[str, timedelta]:
         """Record a failed send of ``alerts``; return the pause ``key`` asked for, if any."""
+        channel = self._channels.get(key)
+        if failure.message_refused and len(alerts) > 1 and channel is not None:
+            # Slack refuses the whole digest for one bad part: the others must still go out.
+            await store.unfold(connection, [alert.id for alert in alerts], error=str(failure))
+            log.warning("digest refused; its alerts are sent one by one", destination=key,
+                        alerts=len(alerts), error=str(failure))
+            return {key: channel.min_interval} if channel.min_interval else {}
         for alert in alerts:
             attempt = alert.attempts + 1
             # Being asked to wait is not the message's fault: it never uses up attempts.

@@ -116,6 +116,9 @@ class Outcome(StrEnum):
 
     MET = "met"
     BREACHED = "breached"
+    # Replaced, before its due time, by a clock of its kind that falls due earlier (a surge
+    # during the tier-B first-touch wait): the stricter deadline is the one that counts.
+    SUPERSEDED = "superseded"
 
 
 def outcome(due_at: datetime, stopped_at: datetime) -> Outcome:
@@ -145,7 +148,9 @@ class ClockChanges:
     """What one event does to a lead's clocks: which stop, then which start.
 
     A stop ends the lead's open clocks of those kinds started before the event; a
-    start opens a clock from the event's time, unless one of its kind is open.
+    start opens a clock from the event's time, unless one of its kind is open: then
+    the earlier deadline wins, and an open clock started before the event that falls
+    due later is superseded (a later deadline never loosens an open clock).
     """
 
     stop: frozenset[ClockKind] = frozenset()

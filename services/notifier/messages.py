@@ -297,18 +297,27 @@ def deal_alert(notice: DealNotice, locale: str) -> AlertMessage:
 def digest(messages: Sequence[AlertMessage], locale: str) -> AlertMessage:
     """Return one message folding a burst of alerts for the same destination.
 
-    Each alert keeps its title and text, and its buttons, so that a hot lead in a
-    digest can still be accepted from Slack.
+    Each alert keeps its title and text, and each lead its buttons (once), so that a hot
+    lead in a digest can still be accepted from Slack.
     """
     if len(messages) == 1:
         return messages[0]
     label = LABELS[locale]
     title = f"{label['digest']}: {len(messages)}{label['count']}"
     blocks: list[dict[str, Any]] = [HeaderBlock(text=title).to_dict()]
+    block_ids: set[str] = set()
     for message in messages[:DIGEST_MAX_ALERTS]:
         blocks.append(SectionBlock(text=MarkdownTextObject(
             text=clip(f"*{message.title}*\n{message.text}", SECTION_MAX))).to_dict())
-        blocks += [block for block in message.blocks if block.get("type") == "actions"]
+        for block in message.blocks:
+            block_id = block.get("block_id")
+            # Slack refuses a whole message whose block_ids repeat (invalid_blocks), and one
+            # lead's alerts (hot lead, then its reminder) carry the same buttons.
+            if block.get("type") != "actions" or block_id in block_ids:
+                continue
+            if block_id is not None:
+                block_ids.add(block_id)
+            blocks.append(block)
     return AlertMessage(
         title=title,
         text=clip(f"{title}\n" + "\n".join(m.text for m in messages), TEXT_MAX),

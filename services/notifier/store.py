@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    false,
     func,
     or_,
     select,
@@ -105,6 +107,8 @@ alerts = Table(
            server_default=func.now()),
     Column("last_error", Text),
     Column("digest_size", Integer),
+    # A digest holding the alert was refused as a message: it is then sent on its own.
+    Column("send_alone", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("delivered_at", DateTime(timezone=True)),
     Index("ix_notifier_alerts_pending", "channel", "id",
@@ -193,24 +197,58 @@ async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID) -> Row[Any] 
     return (await connection.execute(select(deals).where(deals.c.deal_id == deal_id))).first()
 
 
-START_CLOCK = (pg_insert(sla_clocks).values(
-    {name: bindparam(name) for name in ("lead_id", "kind", "rule", "started_at", "remind_at",
-                                        "due_at", "escalate_at", "next_fire_at")})
-    .on_conflict_do_nothing())
+_CLOCK_COLUMNS = ("lead_id", "kind", "rule", "started_at", "remind_at", "due_at", "escalate_at",
+                  "next_fire_at")
+# The open-clock index is the arbiter, so that a clock committed by another replica since
+# this statement's snapshot is still found, locked and compared (a plain read would miss
+# it). A clock started later that falls due earlier supersedes the open one, which is
+# ended and opened anew in the same statement; otherwise the open one stays as it is.
+# A start seen before (same lead, kind and moment) changes nothing, even if since stopped.
+START_CLOCK = text(f"""
+    WITH proposed AS (
+        SELECT CAST(:lead_id AS uuid) AS lead_id, CAST(:kind AS text) AS kind,
+               CAST(:rule AS text) AS rule, CAST(:started_at AS timestamptz) AS started_at,
+               CAST(:remind_at AS timestamptz) AS remind_at,
+               CAST(:due_at AS timestamptz) AS due_at,
+               CAST(:escalate_at AS timestamptz) AS escalate_at,
+               CAST(:next_fire_at AS timestamptz) AS next_fire_at
+    ), opened AS (
+        INSERT INTO {sla_clocks.fullname} AS clock ({", ".join(_CLOCK_COLUMNS)})
+        SELECT {", ".join(_CLOCK_COLUMNS)} FROM proposed
+        WHERE NOT EXISTS (SELECT FROM {sla_clocks.fullname} AS seen
+                          WHERE seen.lead_id = proposed.lead_id AND seen.kind = proposed.kind
+                            AND seen.started_at = proposed.started_at)
+        ON CONFLICT (lead_id, kind) WHERE status = '{OPEN}' DO UPDATE SET
+            status = '{Outcome.SUPERSEDED.value}', stopped_at = excluded.started_at,
+            stop_reason = CAST(:superseded_because AS text), next_fire_at = NULL
+        WHERE clock.due_at > excluded.due_at AND clock.started_at < excluded.started_at
+        RETURNING clock.status
+    )
+    INSERT INTO {sla_clocks.fullname} ({", ".join(_CLOCK_COLUMNS)})
+    SELECT {", ".join(_CLOCK_COLUMNS)} FROM proposed
+    WHERE EXISTS (SELECT FROM opened WHERE opened.status = '{Outcome.SUPERSEDED.value}')
+""")
 
 
 async def start_clocks(connection: AsyncConnection,
                        plans: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]]) -> None:
-    """Open each lead's clocks, except where one of the kind is open or started at that
-    moment already."""
+    """Open each lead's clocks, in order; where one of the kind is open, the one falling due
+    earlier wins, unless it started earlier (older news than the open clock's start).
+
+    A clock that loses is not opened; an open one that loses is ended as superseded. A start
+    seen before (lead, kind and moment) changes nothing.
+    """
     if not plans:
         return
-    # One row's statement run for many rows: a multi-row VALUES would be compiled anew
-    # on every call, as SQLAlchemy cannot cache it.
+    # One row's statement run for many rows, one after another: a row must see the clocks
+    # the rows before it opened, and a multi-row statement would be compiled on every call.
     await connection.execute(START_CLOCK, [
         {"lead_id": lead_id, "kind": rule.kind.value, "rule": rule.name,
          "started_at": plan.started_at, "remind_at": plan.remind_at, "due_at": plan.due_at,
-         "escalate_at": plan.escalate_at, "next_fire_at": plan.next_fire_at(0)}
+         "escalate_at": plan.escalate_at, "next_fire_at": plan.next_fire_at(0),
+         "superseded_because": f"superseded by {rule.name} started "
+                               f"{plan.started_at.isoformat()}, due earlier "
+                               f"{plan.due_at.isoformat()}"}
         for lead_id, rule, plan in plans
     ])
 
@@ -370,6 +408,14 @@ async def mark_failed_attempt(connection: AsyncConnection, alert_id: int, *, err
     else:
         values["next_attempt_at"] = func.now() + retry_in
     await connection.execute(alerts.update().where(alerts.c.id == alert_id).values(**values))
+
+
+async def unfold(connection: AsyncConnection, alert_ids: Sequence[int], *, error: str) -> None:
+    """Record that a digest of these alerts was refused: each is retried now, on its own."""
+    await connection.execute(
+        alerts.update().where(alerts.c.id.in_(alert_ids)).values(
+            send_alone=True, attempts=alerts.c.attempts + 1, last_error=error[:2000],
+            next_attempt_at=func.now()))
 
 
 async def hold_destinations(connection: AsyncConnection,

@@ -19,6 +19,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from slack_sdk.models.blocks import ActionsBlock, Block
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 
 from baton import registry
 from baton_runtime.clock import system_clock
@@ -225,6 +227,50 @@ async def test_a_burst_to_one_webhook_waits_a_second_and_goes_out_as_one_digest(
         assert sorted(lead_ids_in(folded)) == sorted(str(e.lead_id) for e in burst)
         assert folded.body["text"].startswith("📬 通知まとめ: 5件")
         assert [row.digest_size for row in await alert_rows(database)] == [1, 5, 5, 5, 5, 5]
+
+
+class StrictSlack(FakeSlack):
+    """Refuses, as Slack does, a message whose blocks repeat a block_id: 400 invalid_blocks."""
+
+    async def _receive(self, request: Request) -> PlainTextResponse:
+        block_ids = [block["block_id"] for block in json.loads(await request.body())["blocks"]
+                     if "block_id" in block]
+        if len(block_ids) != len(set(block_ids)):
+            self.replies.insert(0, Reply(400, "invalid_blocks"))
+        return await super()._receive(request)
+
+
+async def test_a_digest_slack_refuses_is_sent_again_one_alert_at_a_time(
+        database: NotifierDatabase) -> None:
+    async with FakeSlack().running() as slack:
+        # The digest is refused, then the first alert on its own: only that one is lost.
+        slack.replies = [Reply(400, "invalid_blocks")] * 2
+        config = configure(slack.webhook_url)
+        events = [promoted() for _ in range(3)]
+        await handle(database, config, *events)
+        async with delivering(database, config):
+            await wait_until(lambda: settled(database), 20, "every alert to be settled")
+        folded, *alone = slack.messages
+        assert sorted(lead_ids_in(folded)) == sorted(str(e.lead_id) for e in events)
+        assert [lead_ids_in(message) for message in alone] == [[str(e.lead_id)]
+                                                               for e in events]
+        assert alone[0].arrived_at - folded.arrived_at >= 1.0, "the refusal keeps the pace"
+        rows = await alert_rows(database)
+        assert [(row.status, row.attempts, row.digest_size) for row in rows] == [
+            ("failed", 2, None), ("delivered", 2, 1), ("delivered", 2, 1)]
+        assert rows[0].last_error == "Slack answered 400: invalid_blocks"
+
+
+async def test_a_digest_refused_for_its_destination_is_not_sent_again(
+        database: NotifierDatabase) -> None:
+    async with FakeSlack().running() as slack:
+        slack.replies = [Reply(404, "no_service")]
+        config = configure(slack.webhook_url)
+        await handle(database, config, promoted(), promoted())
+        async with delivering(database, config):
+            await wait_until(lambda: settled(database), 20, "the alerts to fail")
+        assert len(slack.messages) == 1
+        assert [row.status for row in await alert_rows(database)] == ["failed", "failed"]
 
 
 async def test_two_replicas_never_send_an_alert_twice(database: NotifierDatabase) -> None:

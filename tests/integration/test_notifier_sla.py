@@ -29,19 +29,21 @@ from schemas.events import (
 )
 from services.notifier import handlers, store
 from services.notifier.config import NotifierConfig
+from services.notifier.domain import plan_clock
 from services.notifier.timers import TimerSweeper
 from tests.integration.test_notifier_delivery import (
     SOURCE,
     NotifierDatabase,
+    StrictSlack,
     alert_rows,
     configure,
     delivering,
     handle,
+    lead_ids_in,
     notifier_database,
     promoted,
     settled,
 )
-from tests.support.fake_slack import FakeSlack
 from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import wait_until
 
@@ -202,17 +204,22 @@ async def test_timers_survive_restarts_and_fire_once_with_several_replicas(
 
 async def test_a_rung_waiting_with_the_hot_lead_alert_goes_out_in_one_digest(
         database: NotifierDatabase) -> None:
-    async with FakeSlack().running() as slack:
+    # Both alerts carry the lead's buttons; Slack refuses a message repeating a block_id.
+    async with StrictSlack().running() as slack:
         config = configure(slack.webhook_url)
-        await handle(database, config, promoted(at=jst(24, 10, 0),
-                                                trigger=TouchpointType.INQUIRY_DEMO_REQUEST))
+        hot_leads = [promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_DEMO_REQUEST)
+                     for _ in range(2)]
+        await handle(database, config, *hot_leads)
         await sweep(database, jst(24, 10, 3), config)
         async with delivering(database, config, slack_interval=timedelta(0)):
-            await wait_until(lambda: settled(database), 20, "both alerts to be delivered")
+            await wait_until(lambda: settled(database), 20, "the alerts to be delivered")
     [message] = slack.messages
-    first, hot, reminder = message.body["text"].splitlines()[:3]
-    assert first == "📬 通知まとめ: 2件"
-    assert hot.startswith("🔥 ホットリード") and reminder.startswith("⏰ SLAリマインド")
+    first, *alerts = message.body["text"].splitlines()[:5]
+    assert first == "📬 通知まとめ: 4件"
+    assert [alert.split(":")[0] for alert in alerts] == ["🔥 ホットリード"] * 2 + [
+        "⏰ SLAリマインド"] * 2
+    assert lead_ids_in(message) == [str(event.lead_id) for event in hot_leads]
+    assert [row.digest_size for row in await alert_rows(database)] == [4] * 4
 
 
 def scored(lead_id: uuid.UUID, at: datetime, *, tier: Tier = Tier.B,
@@ -252,20 +259,83 @@ async def test_a_score_seen_after_a_newer_lifecycle_event_starts_no_first_touch_
     assert [clock.kind for clock in await clocks(database, lead_id)] == ["mql_acceptance"]
 
 
+async def test_a_surge_during_the_tier_b_wait_brings_the_first_touch_due_forward(
+        database: NotifierDatabase) -> None:
+    # Monday 16th 10:00 tier B (due Thursday 10:00), 11:00 a surge (due Tuesday 11:00):
+    # the two are one kind of clock, and the earlier due time is the one that counts.
+    lead_id = uuid.uuid4()
+    surge = scored(lead_id, jst(16, 11), previous=Tier.B, surge=True)
+    await handle_scored(database, scored(lead_id, jst(16, 10)))
+    await handle_scored(database, surge)
+    await handle_scored(database, surge)  # delivered twice: nothing more changes
+    tier_b, surged = await clocks(database, lead_id)
+    assert (tier_b.rule, tier_b.status, tier_b.stopped_at) == (
+        "first_touch", "superseded", jst(16, 11))
+    assert (surged.rule, surged.status, surged.started_at, surged.due_at) == (
+        "first_touch_surge", "open", jst(16, 11), jst(17, 11))
+    await sweep(database, jst(19, 10, 30))  # past both due times
+    assert [(row.kind, row.clock_id) for row in await alert_rows(database)] == [
+        ("sla_breach", surged.id), ("sla_breach", surged.id), ("sla_escalation", surged.id)]
+    assert [clock.rungs_fired for clock in await clocks(database, lead_id)] == [0, 3]
+
+
+async def test_a_later_due_time_never_loosens_an_open_clock(
+        database: NotifierDatabase) -> None:
+    # A surge on Monday (due Tuesday); on Wednesday the lead falls to C and comes back to B.
+    lead_id = uuid.uuid4()
+    await handle_scored(database, scored(lead_id, jst(16, 11), previous=Tier.B, surge=True))
+    await handle_scored(database, scored(lead_id, jst(18, 10)))
+    [clock] = await clocks(database, lead_id)
+    assert (clock.rule, clock.status, clock.due_at) == ("first_touch_surge", "open",
+                                                        jst(17, 11))
+
+
+@pytest.mark.parametrize("first_rule", ["first_touch", "first_touch_surge"])
+async def test_two_replicas_starting_first_touch_clocks_at_once_keep_the_earlier_due(
+        database: NotifierDatabase, first_rule: str) -> None:
+    # One replica opens a clock and has not committed; the other starts the lead's other
+    # clock meanwhile: the clock it meets was not there when its statement began.
+    lead_id, rules = uuid.uuid4(), CONFIG.policy.rules.by_name()
+    other_rule = {"first_touch": "first_touch_surge"}.get(first_rule, "first_touch")
+    starts = {"first_touch": jst(16, 10), "first_touch_surge": jst(16, 11)}
+
+    async def start(uow: UnitOfWork, name: str) -> None:
+        rule = rules[name]
+        await store.start_clocks(uow.connection, [
+            (lead_id, rule, plan_clock(rule, starts[name], CONFIG.policy.calendar))])
+
+    async def start_other() -> None:
+        async with database.unit_of_work() as uow:
+            await start(uow, other_rule)
+            await uow.commit()
+
+    async with database.unit_of_work() as first:
+        await start(first, first_rule)
+        other = asyncio.create_task(start_other())
+        await wait_until(lambda: waiting_for_a_lock(database), 10,
+                         "the other replica to wait for the first")
+        await first.commit()
+    await other
+    found = [(clock.rule, clock.status) for clock in await clocks(database, lead_id)]
+    assert [rule for rule, status in found if status == "open"] == ["first_touch_surge"]
+    assert len(found) == (2 if first_rule == "first_touch" else 1)
+
+
 async def test_a_batch_of_scores_starts_the_clocks_handling_them_one_by_one_would(
         database: NotifierDatabase) -> None:
-    def scenario(tier_b: uuid.UUID, hot: uuid.UUID, handled: uuid.UUID, twice: uuid.UUID
-                 ) -> list[LeadScored]:
+    def scenario(tier_b: uuid.UUID, hot: uuid.UUID, handled: uuid.UUID, twice: uuid.UUID,
+                 surged: uuid.UUID) -> list[LeadScored]:
         return [scored(tier_b, jst(24, 11)), scored(hot, jst(24, 11), tier=Tier.A),
                 scored(handled, jst(24, 11), surge=True),
-                scored(twice, jst(24, 11), surge=True), scored(twice, jst(24, 12))]
+                scored(twice, jst(24, 11), surge=True), scored(twice, jst(24, 12)),
+                scored(surged, jst(24, 11)), scored(surged, jst(24, 12), surge=True)]
 
     def leads() -> list[uuid.UUID]:
-        return [uuid.uuid4() for _ in range(4)]
+        return [uuid.uuid4() for _ in range(5)]
 
-    async def outcome(lead_ids: list[uuid.UUID]) -> list[list[tuple[str, str, datetime]]]:
-        return [[(clock.kind, clock.rule, clock.due_at) for clock in await clocks(database, lead)]
-                for lead in lead_ids]
+    async def outcome(lead_ids: list[uuid.UUID]) -> list[list[tuple[str, str, datetime, str]]]:
+        return [[(clock.kind, clock.rule, clock.due_at, clock.status)
+                 for clock in await clocks(database, lead)] for lead in lead_ids]
 
     one_by_one, batched = leads(), leads()
     for lead_ids, run in ((one_by_one, False), (batched, True)):
@@ -278,9 +348,11 @@ async def test_a_batch_of_scores_starts_the_clocks_handling_them_one_by_one_woul
                 await handle_scored(database, event)
     assert await outcome(batched) == await outcome(one_by_one)
     assert await outcome(batched) == [
-        [("first_touch", "first_touch", jst(27, 11))], [], [("mql_acceptance", "mql_acceptance",
-                                                           jst(24, 13))],
-        [("first_touch", "first_touch_surge", jst(25, 11))]]
+        [("first_touch", "first_touch", jst(27, 11), "open")], [],
+        [("mql_acceptance", "mql_acceptance", jst(24, 13), "open")],
+        [("first_touch", "first_touch_surge", jst(25, 11), "open")],
+        [("first_touch", "first_touch", jst(27, 11), "superseded"),
+         ("first_touch", "first_touch_surge", jst(25, 12), "open")]]
 
 
 async def test_a_batch_of_promotions_moves_clocks_and_alerts_as_one_by_one_would(
@@ -406,6 +478,14 @@ async def test_a_deal_change_delivered_after_its_recycling_starts_no_clock(
     assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == []
 
 
+async def waiting_for_a_lock(database: NotifierDatabase) -> bool:
+    """Return True while a session of the test's database waits for a lock."""
+    async with database.engine.connect() as connection:
+        return bool((await connection.exec_driver_sql(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()")).scalar())
+
+
 async def test_a_deal_change_handled_beside_its_recycling_cannot_undo_it(
         database: NotifierDatabase) -> None:
     # Two replicas, after the lead went back to nurture: the change is handled while the
@@ -419,16 +499,11 @@ async def test_a_deal_change_handled_beside_its_recycling_cannot_undo_it(
                                                  policy=CONFIG.policy)
             await uow.commit()
 
-    async def waiting_for_a_lock() -> bool:
-        async with database.engine.connect() as connection:
-            return bool((await connection.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                "AND datname = current_database()")).scalar())
-
     async with database.unit_of_work() as recycling:
         await recycle(recycling, lead_id, deal_id)
         changing = asyncio.create_task(handle_change())
-        await wait_until(waiting_for_a_lock, 10, "the change to wait for the recycling")
+        await wait_until(lambda: waiting_for_a_lock(database), 10,
+                         "the change to wait for the recycling")
         await recycling.commit()
     await changing
     assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == []

@@ -81,27 +81,30 @@ def answering(status: int, body: str = "ok", headers: dict[str, str] | None = No
         lambda _: httpx.Response(status, text=body, headers=headers)))
 
 
-@pytest.mark.parametrize(("status", "permanent", "wait"), [
-    (500, False, None), (503, False, None), (404, True, None), (400, True, None),
-    (429, False, 7.0),
+@pytest.mark.parametrize(("status", "permanent", "wait", "refused"), [
+    (500, False, None, False), (503, False, None, False), (404, True, None, False),
+    (410, True, None, False), (400, True, None, True), (429, False, 7.0, False),
 ])
 async def test_webhook_failures_say_whether_retrying_can_help(
-        status: int, permanent: bool, wait: float | None) -> None:
+        status: int, permanent: bool, wait: float | None, refused: bool) -> None:
     async with answering(status, headers={"Retry-After": "7"}) as client:
         with pytest.raises(DeliveryFailed) as failure:
             await SlackWebhookChannel(client, HOOK, timedelta(seconds=1)).send(MESSAGE)
     assert (failure.value.permanent, failure.value.retry_after) == (permanent, wait)
+    assert failure.value.message_refused is refused, "a 400 refuses the message, not the hook"
 
 
-@pytest.mark.parametrize(("error", "permanent"), [("channel_not_found", True),
-                                                  ("invalid_auth", True),
-                                                  ("internal_error", False)])
-async def test_bot_refusals_in_a_200_answer_are_failures(error: str, permanent: bool) -> None:
+@pytest.mark.parametrize(("error", "permanent", "refused"), [
+    ("channel_not_found", True, False), ("invalid_auth", True, False),
+    ("internal_error", False, False), ("invalid_blocks", True, True),
+    ("msg_too_long", True, True)])
+async def test_bot_refusals_in_a_200_answer_are_failures(error: str, permanent: bool,
+                                                         refused: bool) -> None:
     async with answering(200, f'{{"ok": false, "error": "{error}"}}') as client:
         channel = SlackBotChannel(client, "xoxb-t", "#sales", timedelta(seconds=1))
         with pytest.raises(DeliveryFailed, match=error) as failure:
             await channel.send(MESSAGE)
-    assert failure.value.permanent is permanent
+    assert (failure.value.permanent, failure.value.message_refused) == (permanent, refused)
 
 
 async def test_the_guard_refuses_hosts_not_configured_before_anything_is_sent() -> None:

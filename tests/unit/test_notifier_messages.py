@@ -149,8 +149,24 @@ def test_a_digest_of_one_is_the_alert_itself() -> None:
 
 
 def test_the_largest_digest_stays_within_slack_s_fifty_blocks() -> None:
-    messages = [hot_lead(EVENT, DUE, "en", "Asia/Tokyo")] * DIGEST_MAX_ALERTS
-    assert len(digest(messages, "en").blocks) <= 50
+    messages = [hot_lead(EVENT.model_copy(update={"lead_id": uuid.uuid4()}), DUE, "en",
+                         "Asia/Tokyo") for _ in range(DIGEST_MAX_ALERTS)]
+    folded = digest(messages, "en")
+    assert len(buttons(parse(folded))) == 2 * DIGEST_MAX_ALERTS
+    assert len(folded.blocks) <= 50
+
+
+def test_a_digest_shows_a_lead_s_buttons_once_as_slack_refuses_a_repeated_block_id() -> None:
+    other = EVENT.model_copy(update={"lead_id": uuid.uuid4()})
+    reminder = sla_alert(notice(AlertKind.SLA_REMINDER, ClockKind.MQL_ACCEPTANCE,
+                                DUE - timedelta(minutes=2)), "ja", "Asia/Tokyo")
+    folded = digest([hot_lead(EVENT, DUE, "ja", "Asia/Tokyo"), reminder,
+                     hot_lead(other, DUE, "ja", "Asia/Tokyo")], "ja")
+    block_ids = [block["block_id"] for block in folded.blocks if "block_id" in block]
+    assert block_ids == [f"lead:{EVENT.lead_id}", f"lead:{other.lead_id}"]
+    assert [block.type for block in parse(folded)] == [
+        "header", "section", "actions", "section", "section", "actions"]
+    assert folded.text.count(str(CARD.company)) == 3, "every alert is still told"
 
 
 def test_messages_and_cards_round_trip_through_json_with_japanese_intact() -> None:
