@@ -184,9 +184,19 @@ def span(duration: timedelta, locale: str) -> str:
     return ("" if locale == "ja" else " ").join(parts)
 
 
+def mrkdwn_safe(text: str) -> str:
+    """Return ``text`` with Slack's control characters as entities, for mrkdwn.
+
+    Names, companies and reasons come from web forms: unescaped, a lead named
+    ``<!channel>`` would notify a whole sales channel, and ``<https://…|…>`` hide a link.
+    """
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _fields(pairs: Sequence[tuple[str, str]]) -> SectionBlock:
-    return SectionBlock(fields=[MarkdownTextObject(text=clip(f"*{key}*\n{value}", FIELD_MAX))
-                                for key, value in pairs])
+    return SectionBlock(fields=[
+        MarkdownTextObject(text=clip(f"*{key}*\n{mrkdwn_safe(value)}", FIELD_MAX))
+        for key, value in pairs])
 
 
 def _lead_pairs(lead: LeadCard, label: dict[str, str]) -> list[tuple[str, str]]:
@@ -234,12 +244,12 @@ def hot_lead(event: LeadPromoted, due_at: datetime | None, locale: str,
         HeaderBlock(text=clip(title, HEADER_MAX)),
         _fields(pairs),
         SectionBlock(text=MarkdownTextObject(
-            text=clip(f"*{label['reasons']}*\n{reasons}", SECTION_MAX))),
+            text=clip(f"*{label['reasons']}*\n{mrkdwn_safe(reasons)}", SECTION_MAX))),
         _buttons(lead, label),
         ContextBlock(elements=[MarkdownTextObject(text=f"lead `{lead.lead_id}`")]),
     ]
-    text = (f"{label['hot_lead']}: {name} / {company} / {lead.title or '-'} / "
-            f"{label['score']} {lead.score} / {label['due']} {due}")
+    text = mrkdwn_safe(f"{label['hot_lead']}: {name} / {company} / {lead.title or '-'} / "
+                       f"{label['score']} {lead.score} / {label['due']} {due}")
     return _render(title, pairs, blocks, text, extra=f"{label['reasons']}:\n{reasons}\n\n"
                                                      f"lead {lead.lead_id}")
 
@@ -267,8 +277,9 @@ def sla_alert(notice: SlaNotice, locale: str, timezone: str) -> AlertMessage:
     if notice.clock is ClockKind.MQL_ACCEPTANCE and not notice.stopped_late:
         blocks.append(_buttons(lead, label))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"lead `{lead.lead_id}`")]))
-    text = (f"{heading}: {label[f'clock.{notice.clock}']} / {company} / "
-            f"{label['deadline']} {when(notice.due_at, zone)} / {timing[0]} {timing[1]}")
+    text = mrkdwn_safe(f"{heading}: {label[f'clock.{notice.clock}']} / {company} / "
+                       f"{label['deadline']} {when(notice.due_at, zone)} / "
+                       f"{timing[0]} {timing[1]}")
     return _render(title, pairs, blocks, text, extra=f"lead {lead.lead_id}")
 
 
@@ -289,7 +300,7 @@ def deal_alert(notice: DealNotice, locale: str) -> AlertMessage:
     blocks = [HeaderBlock(text=clip(title, HEADER_MAX)), _fields(pairs),
               ContextBlock(elements=[MarkdownTextObject(
                   text=f"{label['deal']} `{notice.deal_id}` · lead `{lead.lead_id}`")])]
-    text = f"{title} / " + " / ".join(f"{key} {value}" for key, value in pairs[1:])
+    text = mrkdwn_safe(f"{title} / " + " / ".join(f"{key} {value}" for key, value in pairs[1:]))
     return _render(title, pairs, blocks, text,
                    extra=f"deal {notice.deal_id}\nlead {lead.lead_id}")
 
@@ -307,8 +318,8 @@ def digest(messages: Sequence[AlertMessage], locale: str) -> AlertMessage:
     blocks: list[dict[str, Any]] = [HeaderBlock(text=title).to_dict()]
     block_ids: set[str] = set()
     for message in messages[:DIGEST_MAX_ALERTS]:
-        blocks.append(SectionBlock(text=MarkdownTextObject(
-            text=clip(f"*{message.title}*\n{message.text}", SECTION_MAX))).to_dict())
+        blocks.append(SectionBlock(text=MarkdownTextObject(  # the text is mrkdwn already
+            text=clip(f"*{mrkdwn_safe(message.title)}*\n{message.text}", SECTION_MAX))).to_dict())
         for block in message.blocks:
             block_id = block.get("block_id")
             # Slack refuses a whole message whose block_ids repeat (invalid_blocks), and one

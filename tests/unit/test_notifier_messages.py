@@ -90,6 +90,46 @@ def test_a_very_long_company_name_is_clipped_to_what_slack_accepts() -> None:
     assert len(header.text.text) == 150 and header.text.text.endswith("…")
 
 
+def mrkdwn_texts(message: AlertMessage) -> list[str]:
+    """Return every text Slack parses as mrkdwn: the fallback text, mrkdwn objects."""
+    found = [message.text]
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                found.append(node["text"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(message.blocks)
+    return found
+
+
+def test_what_a_lead_typed_cannot_mention_a_channel_or_hide_a_link() -> None:
+    hostile = "<!channel> 山田 & <https://evil.example|請求書>"
+    event = EVENT.model_copy(update={
+        "profile": EVENT.profile.model_copy(update={"name": hostile, "company": hostile}),
+        "top_reasons": [ScoreReason(code="download.x", label=f"download ({hostile})",
+                                    points=5)]})
+    card = LeadCard.of(event)
+    messages = [hot_lead(event, DUE, "ja", "Asia/Tokyo"),
+                sla_alert(SlaNotice(kind=AlertKind.SLA_BREACH, clock=ClockKind.MQL_ACCEPTANCE,
+                                    lead=card, started_at=DUE - timedelta(hours=1),
+                                    due_at=DUE, at=DUE + timedelta(minutes=1)), "en",
+                          "Asia/Tokyo"),
+                deal_alert(DealNotice(kind=AlertKind.DEAL_RECYCLED, deal_id=uuid.uuid4(),
+                                      lead=card, owner_id=None, reason=hostile), "ja")]
+    for message in [*messages, digest(messages, "ja")]:
+        for text in mrkdwn_texts(message):
+            assert "<" not in text and ">" not in text, text
+    hot = messages[0]
+    assert hostile in hot.title and hostile in hot.body, "plain text and e-mail read as typed"
+    assert any("&lt;!channel&gt; 山田" in text for text in mrkdwn_texts(hot))
+
+
 def notice(kind: AlertKind, clock: ClockKind, at: datetime, late: bool = False) -> SlaNotice:
     return SlaNotice(kind=kind, clock=clock, lead=CARD, started_at=DUE - timedelta(hours=1),
                      due_at=DUE, at=at, stopped_late=late)
