@@ -5,6 +5,7 @@ Shared by every service that counts SLA time (routing's due times, notifier's cl
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -15,6 +16,9 @@ import holidays
 from pydantic import AfterValidator
 
 MONDAY_TO_FRIDAY = frozenset({1, 2, 3, 4, 5})
+# Japan's year-end and New Year closing (nenmatsu nenshi): most businesses, and by law
+# government offices, close from 29 December to 3 January, holidays or not.
+JAPANESE_YEAR_END = ("12-29", "12-30", "12-31", "01-01", "01-02", "01-03")
 # A duration needing more calendar days than this is a configuration error, not a wait.
 MAX_CALENDAR_DAYS = 3660
 
@@ -36,6 +40,19 @@ def known_holiday_country(code: str | None) -> str | None:
     return code
 
 
+def month_days(texts: Iterable[str]) -> frozenset[tuple[int, int]]:
+    """Return ``MM-DD`` days of the year as (month, day); raise ValueError for any other text."""
+    days = set()
+    for text in texts:
+        try:
+            month, day = (int(part) for part in text.strip().split("-"))
+            date(2000, month, day)  # a leap year: 02-29 is a day of some years
+        except ValueError:
+            raise ValueError(f"{text!r} is not a day of the year as MM-DD, e.g. 12-29") from None
+        days.add((month, day))
+    return frozenset(days)
+
+
 TimeZoneName = Annotated[str, AfterValidator(known_timezone)]
 HolidayCountry = Annotated[str | None, AfterValidator(known_holiday_country)]
 
@@ -48,13 +65,15 @@ def public_holidays(country: str, year: int) -> frozenset[date]:
 
 @dataclass(frozen=True)
 class BusinessCalendar:
-    """Opening hours in a time zone, on working weekdays (ISO 1-7) that are not holidays."""
+    """Opening hours in a time zone, on working weekdays (ISO 1-7) that are neither public
+    holidays nor days the business closes every year (``closed_days``, as (month, day))."""
 
     timezone: str = "Asia/Tokyo"
     opens: time = time(9)
     closes: time = time(18)
     holidays: str | None = "JP"
     workdays: frozenset[int] = MONDAY_TO_FRIDAY
+    closed_days: frozenset[tuple[int, int]] = frozenset()
 
     def __post_init__(self) -> None:
         known_timezone(self.timezone)  # an unknown zone fails at start-up, not at the first lead
@@ -71,8 +90,8 @@ class BusinessCalendar:
         return ZoneInfo(self.timezone)
 
     def is_business_day(self, day: date) -> bool:
-        """Return True on a working weekday that is not a public holiday."""
-        if day.isoweekday() not in self.workdays:
+        """Return True on a working weekday that is neither a public holiday nor a closed day."""
+        if day.isoweekday() not in self.workdays or (day.month, day.day) in self.closed_days:
             return False
         return not (self.holidays and day in public_holidays(self.holidays, day.year))
 

@@ -3,7 +3,8 @@
 ``BATON_NOTIFIER_CONFIG_FILE`` names the file; every section is optional::
 
     calendar: {timezone: Asia/Tokyo, hours: "09:00-18:00", holidays_country: JP,
-               workdays: [mon, tue, wed, thu, fri]}
+               workdays: [mon, tue, wed, thu, fri],
+               closed_days: ["12-29", "12-30", "12-31", "01-01", "01-02", "01-03"]}
     sla:                        # each: one of minutes / hours / days (wall clock)
       mql_acceptance: {business_hours: 1}     # or business_minutes / _hours / _days
       mql_fast_lane: {minutes: 5}             # demo or quote request
@@ -40,7 +41,13 @@ from zoneinfo import ZoneInfo
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, model_validator
 
-from baton_runtime.business_time import BusinessCalendar, HolidayCountry, TimeZoneName
+from baton_runtime.business_time import (
+    JAPANESE_YEAR_END,
+    BusinessCalendar,
+    HolidayCountry,
+    TimeZoneName,
+    month_days,
+)
 from services.notifier.domain import (
     ClockKind,
     Directory,
@@ -103,6 +110,8 @@ class CalendarSpec(Strict):
     hours: str = Field(default="09:00-18:00", pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$")
     holidays_country: HolidayCountry = "JP"
     workdays: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+    # MM-DD days closed every year besides public holidays; [] for none.
+    closed_days: tuple[str, ...] = JAPANESE_YEAR_END
 
     @model_validator(mode="after")
     def buildable(self) -> Self:
@@ -115,6 +124,7 @@ class CalendarSpec(Strict):
         opens, closes = (time.fromisoformat(part) for part in self.hours.split("-"))
         return BusinessCalendar(timezone=self.timezone, opens=opens, closes=closes,
                                 holidays=self.holidays_country,
+                                closed_days=month_days(self.closed_days),
                                 workdays=frozenset(WEEKDAYS.index(day) + 1
                                                    for day in self.workdays))
 

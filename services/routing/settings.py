@@ -9,7 +9,13 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import NoDecode
 
-from baton_runtime.business_time import BusinessCalendar, known_holiday_country, known_timezone
+from baton_runtime.business_time import (
+    JAPANESE_YEAR_END,
+    BusinessCalendar,
+    known_holiday_country,
+    known_timezone,
+    month_days,
+)
 from baton_runtime.settings import FiscalYearStartMonth, Port, RuntimeSettings
 
 HOURS = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
@@ -32,6 +38,9 @@ class RoutingSettings(RuntimeSettings):
     routing_timezone: str = "Asia/Tokyo"
     routing_business_hours: str = "09:00-18:00"
     routing_holidays: str = Field(default="JP", description="ISO country code, or 'none'.")
+    routing_closed_days: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=JAPANESE_YEAR_END, description="Comma-separated MM-DD days closed every year, "
+                                               "or 'none'.")
     # The funnel's fiscal quarters, named as pipeline's forecast names them.
     fiscal_year_start_month: FiscalYearStartMonth = 4
 
@@ -41,6 +50,18 @@ class RoutingSettings(RuntimeSettings):
         """Return ``a,b,c`` as a set of trimmed, non-empty names."""
         if isinstance(value, str):
             return frozenset(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("routing_closed_days", mode="before")
+    @classmethod
+    def days_of_the_year(cls, value: object) -> object:
+        """Return ``MM-DD,...`` (or 'none') as a tuple of days, refusing any other text."""
+        if value == "none":
+            return ()
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list):
+            month_days(value)
         return value
 
     @field_validator("routing_holidays")
@@ -71,7 +92,8 @@ class RoutingSettings(RuntimeSettings):
         opens, closes = parse_hours(self.routing_business_hours)
         return BusinessCalendar(
             timezone=self.routing_timezone, opens=opens, closes=closes,
-            holidays=None if self.routing_holidays == "none" else self.routing_holidays)
+            holidays=None if self.routing_holidays == "none" else self.routing_holidays,
+            closed_days=month_days(self.routing_closed_days))
 
 
 def parse_hours(value: str) -> tuple[time, time]:

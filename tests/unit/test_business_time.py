@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from baton_runtime.business_time import BusinessCalendar
+from baton_runtime.business_time import JAPANESE_YEAR_END, BusinessCalendar, month_days
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 JAPAN = BusinessCalendar()
@@ -34,6 +34,25 @@ def test_golden_week_holidays_do_not_count() -> None:
     # Wednesday 2026-04-29 (昭和の日) is a holiday; 2026-05-04..06 too.
     assert JAPAN.add(tokyo(2026, 4, 28, 17, 0), timedelta(hours=2)) == tokyo(2026, 4, 30, 10, 0)
     assert JAPAN.add(tokyo(2026, 5, 1, 18, 0), timedelta(minutes=1)) == tokyo(2026, 5, 7, 9, 1)
+
+
+def test_the_year_end_closing_is_skipped_when_the_business_closes_for_it() -> None:
+    # Monday 2026-12-28 17:00 + 2h: an hour that day, then 29 December to 3 January are
+    # closed (Sunday the 3rd anyway): Monday 4 January, 10:00.
+    closing = BusinessCalendar(closed_days=month_days(JAPANESE_YEAR_END))
+    assert closing.add(tokyo(2026, 12, 28, 17, 0), timedelta(hours=2)) == tokyo(
+        2027, 1, 4, 10, 0)
+    assert JAPAN.add(tokyo(2026, 12, 28, 17, 0), timedelta(hours=2)) == tokyo(
+        2026, 12, 29, 10, 0), "without closed days the 29th is a working Tuesday"
+    assert closing.between(tokyo(2026, 12, 28, 9, 0), tokyo(2027, 1, 5, 9, 0)) == timedelta(
+        hours=18)
+
+
+def test_closed_days_are_days_of_the_year() -> None:
+    assert month_days(["12-29", " 02-29 ", "01-03"]) == {(12, 29), (2, 29), (1, 3)}
+    for text in ("13-01", "02-30", "1229", "12/29", "", "12-29-2026"):
+        with pytest.raises(ValueError, match="not a day of the year"):
+            month_days([text])
 
 
 def test_a_start_before_opening_counts_from_opening() -> None:

@@ -88,6 +88,16 @@ def test_the_yaml_file_sets_calendar_sla_table_and_every_recipient(tmp_path: Pat
                                                               "email", "console"}
 
 
+def test_the_year_end_closing_is_the_default_and_closed_days_are_configurable(
+        tmp_path: Path) -> None:
+    assert not build(NotifierFile(), environment()).policy.calendar.is_business_day(
+        date(2026, 12, 30))
+    calendar = build(read_file(write(tmp_path, "calendar: {closed_days: ['08-13']}")),
+                     environment()).policy.calendar
+    assert calendar.is_business_day(date(2026, 12, 30))
+    assert not calendar.is_business_day(date(2026, 8, 13))  # a Thursday of Obon
+
+
 def test_working_days_are_configurable(tmp_path: Path) -> None:
     calendar = build(read_file(write(tmp_path, YAML)),
                      environment(bot_configured=True, smtp_configured=True)).policy.calendar
@@ -119,6 +129,7 @@ def test_the_environment_gives_the_default_route_once_its_secrets_are_set() -> N
     ("calendar: {hours: '18:00-09:00'}", "must be before closing"),
     ("calendar: {workdays: [someday]}", "calendar.workdays.0"),
     ("calendar: {holidays_country: XX}", "calendar.holidays_country: Value error, no public"),
+    ("calendar: {closed_days: ['12-32']}", "'12-32' is not a day of the year"),
     ("channels: {teams: {sdr: {email: [not-an-address]}}}", "channels.teams.sdr.email.0"),
     ("channels: {reps: {r: {slack_webhook_url: 'ftp://x'}}}", "channels.reps.r.slack_webhook_url"),
     ("chanels: {}", "chanels"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import time
+from datetime import date, time
 
 import pytest
 
@@ -29,6 +29,7 @@ def test_defaults_describe_tokyo_business_hours_and_slack_only(
         "Asia/Tokyo", time(9), time(18), "JP")
     assert settings.slack_response_hosts == frozenset({"hooks.slack.com"})
     assert settings.routing_outbound_sources == frozenset({"outbound"})
+    assert not calendar.is_business_day(date(2026, 12, 30)), "the year-end closing"
 
 
 def test_lists_are_comma_separated_and_holidays_can_be_off(
@@ -37,12 +38,14 @@ def test_lists_are_comma_separated_and_holidays_can_be_off(
     environment.setenv("BATON_ROUTING_OUTBOUND_SOURCES", "outbound,bdr-list")
     environment.setenv("BATON_ROUTING_HOLIDAYS", "none")
     environment.setenv("BATON_ROUTING_BUSINESS_HOURS", "08:30-17:15")
+    environment.setenv("BATON_ROUTING_CLOSED_DAYS", "none")
     settings = load_settings(RoutingSettings)
     assert settings.slack_response_hosts == frozenset({"hooks.slack.com", "127.0.0.1"})
     assert settings.routing_outbound_sources == frozenset({"outbound", "bdr-list"})
     calendar = settings.business_calendar()
     assert (calendar.opens, calendar.closes, calendar.holidays) == (time(8, 30), time(17, 15),
                                                                     None)
+    assert calendar.is_business_day(date(2026, 12, 30)), "no closed days"
 
 
 @pytest.mark.parametrize(("variable", "value", "message"), [
@@ -51,6 +54,7 @@ def test_lists_are_comma_separated_and_holidays_can_be_off(
     ("BATON_ROUTING_BUSINESS_HOURS", "09:00-25:00", "hour must be in 0..23"),
     ("BATON_ROUTING_TIMEZONE", "Asia/Atlantis", "unknown time zone"),
     ("BATON_ROUTING_HOLIDAYS", "XX", "no public holiday calendar"),
+    ("BATON_ROUTING_CLOSED_DAYS", "12-29,12-32", "'12-32' is not a day of the year"),
     ("BATON_SLACK_LOCALE", "fr", "'ja' or 'en'"),
     ("BATON_MQL_SLA_MINUTES", "0", "greater than or equal to 1"),
 ])
