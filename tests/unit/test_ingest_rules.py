@@ -162,7 +162,7 @@ def test_japanese_company_names_are_their_own_account_keys(name: str) -> None:
 # Any text, weighted to what folding or NFKC lengthens and to legal forms.
 COMPANY_NAMES = st.lists(
     st.one_of(st.sampled_from(["İ", "ẞ", "ŉ", "ﬃ", "㍿", " Inc.", "(株)", "Ltd "]),
-              st.characters(exclude_categories=("Cs",), exclude_characters="\x00")),
+              st.characters(exclude_categories=["Cs"], exclude_characters="\x00")),
     min_size=1, max_size=200).map("".join)
 
 
