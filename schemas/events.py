@@ -193,7 +193,8 @@ class LeadCaptured(Event):
 
 
 class LeadScored(Event):
-    """Scoring recomputed a lead and its score, tier or surge state changed."""
+    """Scoring recomputed a lead and its score, tier, surge or dormancy changed, or the lead
+    made an inquiry (announced even when its score is capped)."""
 
     topic: ClassVar[str] = "lead.scored"
     key_field: ClassVar[str] = "lead_id"
@@ -211,7 +212,10 @@ class LeadScored(Event):
     profile: LeadProfile
     account: Account
     source: Annotated[str, Field(max_length=SOURCE_LENGTH)]
-    last_touchpoint: TouchpointType | None = None
+    last_touchpoint: TouchpointType | None = Field(
+        default=None, description="The touchpoint that made this re-score: of several in one "
+                                  "batch, the latest inquiry, else the latest; none for a "
+                                  "re-score by time (decay).")
     partner: ShortText | None = Field(
         default=None, description="The appointment-setting partner who brought the lead."
     )

@@ -149,6 +149,27 @@ def is_decision_maker(title: str | None, model: ScoringModel) -> bool:
     return _rules_of(model).seniority(title) in model.engagement.decision_maker_seniorities
 
 
+def trigger_of(touchpoints: Sequence[TouchpointType], model: ScoringModel) -> TouchpointType:
+    """Return the touchpoint a batch's re-score of one lead is announced for: its latest
+    inquiry, else its latest touchpoint (``touchpoints`` in the order they came).
+
+    A demo request followed by an e-mail open in one batch is still a demo request to
+    sales: its five-minute SLA and a nurtured lead's return to MQL hang on it.
+    """
+    inquiries = model.tiers.high_intent.inquiries
+    return next((kind for kind in reversed(touchpoints) if kind in inquiries), touchpoints[-1])
+
+
+def worth_announcing(announced: Standing | None, result: ScoreResult,
+                     trigger: TouchpointType | None, model: ScoringModel) -> bool:
+    """Return True if a re-score is announced: its standing changed, or an inquiry made it.
+
+    An inquiry is news to sales even when the score cannot rise (capped at 100): a lead
+    sent back to nurture earns MQL again by asking.
+    """
+    return announced != result.standing or trigger in model.tiers.high_intent.inquiries
+
+
 def engages(touchpoint: TouchpointType, model: ScoringModel) -> bool:
     """Return True if this touchpoint makes its contact engaged for the buying committee."""
     return touchpoint not in model.engagement.ignored_touchpoints

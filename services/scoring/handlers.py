@@ -41,6 +41,8 @@ from services.scoring.domain import (
     is_decision_maker,
     outcome_of,
     score_lead,
+    trigger_of,
+    worth_announcing,
 )
 from services.scoring.model import ActiveModel, ModelError, ScoringModel
 
@@ -138,7 +140,8 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
             list(result.high_intent_signals), stored, result.model_version, now,
             next_review_at, is_decision_maker(lead.profile.title, model), lead.last_engaged_at))
     for lead, result, (_, reasons) in zip(leads, results, explained, strict=True):
-        if lead.announced == result.standing:
+        trigger = (triggers or {}).get(lead.lead_id)
+        if not worth_announcing(lead.announced, result, trigger, model):
             continue
         previous = lead.announced
         uow.emit(LeadScored(
@@ -147,7 +150,7 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
             previous_tier=previous.tier if previous else None, surge=result.surge,
             high_intent_signals=list(result.high_intent_signals), reasons=reasons,
             model_version=result.model_version, profile=lead.profile, account=lead.account,
-            source=lead.source, last_touchpoint=(triggers or {}).get(lead.lead_id),
+            source=lead.source, last_touchpoint=trigger,
             partner=lead.partner,
             dormancy=result.dormancy.value,
         ))
@@ -200,8 +203,11 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                           engaged_at[lead_id], state.baseline_at, announced(state),
                           found.ledger, found.colleagues,
                           review_now=bool(changers - {lead_id})))
+    touchpoints: dict[uuid.UUID, list[TouchpointType]] = defaultdict(list)
+    for event in events:
+        touchpoints[event.lead_id].append(event.touchpoint.type)
     await rescore(uow, leads, model, now, triggers={
-        lead_id: event.touchpoint.type for lead_id, event in latest.items()})
+        lead_id: trigger_of(kinds, model) for lead_id, kinds in touchpoints.items()})
     await store.ask_colleagues_for_review(uow.connection, changed_accounts, recorded, now)
 
 

@@ -298,6 +298,24 @@ async def test_only_one_replica_sweeps_at_a_time(scoring: Scoring) -> None:
     assert await scoring.sweep() == 1
 
 
+async def test_an_inquiry_at_a_capped_score_is_announced_for_sales_to_hear(
+        scoring: Scoring) -> None:
+    # A lead sent back to nurture at 100 earns MQL again by asking: routing must see it.
+    lead_id = uuid.uuid4()
+    for count, touchpoint in enumerate((T.INQUIRY_QUOTE_REQUEST, T.WEBINAR_PRODUCT_DEMO), 1):
+        await scoring.capture(lead_id, touchpoint)
+        await scoring.scored(lead_id, count)
+        scoring.clock.now += timedelta(minutes=1)
+    await scoring.capture(lead_id, T.EMAIL_OPEN)  # at 100 already: nothing to announce
+    scoring.clock.now += timedelta(minutes=1)
+    await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
+    *_, capped, asked = await scoring.scored(lead_id, 3)
+    assert (capped.score, asked.score, asked.previous_score, asked.tier) == (
+        100, 100, 100, Tier.A)
+    # Ordered on the lead's partition: had the e-mail open been announced, it would be third.
+    assert asked.last_touchpoint is T.INQUIRY_DEMO_REQUEST
+
+
 async def test_a_recycled_deal_resets_the_behaviour_baseline(scoring: Scoring) -> None:
     lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
     await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)

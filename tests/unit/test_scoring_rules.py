@@ -20,6 +20,8 @@ from services.scoring.domain import (
     decay_factor,
     score_lead,
     seniority,
+    trigger_of,
+    worth_announcing,
 )
 from services.scoring.model import DEFAULT_MODEL_FILE, ScoringModel, load_model
 
@@ -94,6 +96,24 @@ def test_a_signal_older_than_its_window_no_longer_makes_tier_a() -> None:
     result = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL)
     assert result.score >= 80
     assert result.tier is Tier.B
+
+
+def test_a_batch_is_announced_for_its_latest_inquiry_before_its_latest_touchpoint() -> None:
+    assert trigger_of([T.INQUIRY_DEMO_REQUEST, T.EMAIL_OPEN], MODEL) is T.INQUIRY_DEMO_REQUEST
+    assert trigger_of([T.INQUIRY_GENERAL, T.INQUIRY_QUOTE_REQUEST, T.PAGE_VIEW_BLOG],
+                      MODEL) is T.INQUIRY_QUOTE_REQUEST
+    assert trigger_of([T.EMAIL_OPEN, T.PAGE_VIEW_PRICING], MODEL) is T.PAGE_VIEW_PRICING
+
+
+def test_an_inquiry_is_announced_even_when_the_capped_score_stays_the_same() -> None:
+    ledger = [at(3, T.INQUIRY_QUOTE_REQUEST), at(3, T.WEBINAR_PRODUCT_DEMO)]
+    before = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL)
+    after = score_lead(EXEC_AT_ICP, [*ledger, at(0, T.INQUIRY_DEMO_REQUEST)], NOW, MODEL)
+    assert (before.score, before.tier) == (100, Tier.A) and after.standing == before.standing
+    assert worth_announcing(before.standing, after, T.INQUIRY_DEMO_REQUEST, MODEL)
+    assert not worth_announcing(before.standing, after, T.EMAIL_OPEN, MODEL)
+    assert not worth_announcing(before.standing, after, None, MODEL), "the decay sweep"
+    assert worth_announcing(None, after, None, MODEL), "a first score"
 
 
 def test_repeat_pricing_views_within_a_week_add_five_each_up_to_the_cap() -> None:
