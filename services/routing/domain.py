@@ -93,13 +93,17 @@ def after_deal(stage: LifecycleStage, phase: DealPhase) -> LifecycleStage | None
 DEAL_STAGES = frozenset({S.SQL, S.OPPORTUNITY, S.LOST})
 
 
-def after_recycling(stage: LifecycleStage) -> LifecycleStage | None:
+def after_recycling(stage: LifecycleStage, *, recycled_at: datetime,
+                    last_moved_at: datetime | None) -> LifecycleStage | None:
     """Return the stage a recycled deal sends a lead in ``stage`` to, or None to stay.
 
     Only a lead the deal belongs to goes back to nurture. A lead that left the deal
     behind (rejected by field sales, then an MQL or SAL again) is being worked afresh,
-    and a won, disqualified or nurtured one stays where it is.
+    and so is one that moved after the recycling (qualified again meanwhile: its SQL is
+    a new deal's); a won, disqualified or nurtured one stays where it is.
     """
+    if last_moved_at is not None and last_moved_at > recycled_at:
+        return None
     return S.NURTURE if stage in DEAL_STAGES else None
 
 

@@ -159,7 +159,9 @@ async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock
     """Send a recycled deal's lead back to nurturing (``domain.after_recycling``); it must
     earn MQL again."""
     lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
-    if lead is None or (target := domain.after_recycling(LifecycleStage(lead.stage))) is None:
+    if lead is None or (target := domain.after_recycling(
+            LifecycleStage(lead.stage), recycled_at=event.recycled_at,
+            last_moved_at=await store.last_moved_at(uow.connection, event.lead_id))) is None:
         return
     await move(uow, lead, target, reason=f"deal recycled: {event.reason}",
                now=clock(), owner_id=None, team=None, sla_due_at=None)

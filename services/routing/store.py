@@ -252,6 +252,14 @@ async def save_bant(connection: AsyncConnection, lead_id: uuid.UUID,
         bant=dict(bant), updated_at=func.now()))
 
 
+async def last_moved_at(connection: AsyncConnection, lead_id: uuid.UUID) -> datetime | None:
+    """Return when the lead last changed stage, None if it never did."""
+    moved: datetime | None = (await connection.execute(
+        select(func.max(transitions.c.occurred_at)).where(transitions.c.lead_id == lead_id)
+    )).scalar_one()
+    return moved
+
+
 async def history(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Row[Any]]:
     """Return the lead's transitions, oldest first."""
     rows = await connection.execute(

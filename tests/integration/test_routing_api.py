@@ -334,6 +334,29 @@ async def test_an_old_deal_recycled_leaves_a_lead_qualified_afresh_with_its_rep(
     assert await routing.promoted() == before, "nothing announced"
 
 
+async def test_a_recycling_that_arrives_after_a_new_hand_off_leaves_the_new_sql_alone(
+        routing: Routing) -> None:
+    # The old deal is recycled a minute before the lead is qualified again, and the
+    # recycling reaches routing after that: the new SQL is a new deal's, not the old one's.
+    lead_id, deal_id = await new_sql(routing), uuid.uuid4()
+    assert (await act(routing, lead_id, "reject", rep_id="tanaka",
+                      reason="時期尚早")).status_code == 200
+    await routing.handle(deal_event(lead_id, deal_id, DealPhase.P1))
+    routing.clock.advance(timedelta(days=30))
+    await routing.handle(lead_scored(lead_id=lead_id, score=95))
+    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    recycled_at = routing.clock.now
+    routing.clock.advance(timedelta(minutes=1))
+    qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                          authority=True, need=True, timeframe=True)
+    assert qualified.json()["stage"] == "sql", qualified.text
+    await routing.handle(DealRecycled(deal_id=deal_id, lead_id=lead_id, recycled_at=recycled_at,
+                                      last_phase=DealPhase.P1,
+                                      reason="no phase change for 90 days"))
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"]) == ("sql", "tanaka")
+
+
 async def test_a_demo_request_is_due_in_five_minutes_and_qualifies_on_a_weak_bant(
         routing: Routing) -> None:
     await routing.put_rep("sato")

@@ -110,14 +110,22 @@ def test_deals_move_leads_only_along_the_lifecycle(stage: LifecycleStage,
         check_transition(stage, target)
 
 
+RECYCLED_FROM = {S.SQL: S.NURTURE, S.OPPORTUNITY: S.NURTURE, S.LOST: S.NURTURE}
+
+
 @pytest.mark.parametrize("stage", list(S))
 def test_a_recycled_deal_nurtures_only_the_lead_it_belongs_to(stage: LifecycleStage) -> None:
     # An SQL rejected by field sales keeps its deal open; once it is an MQL or SAL again,
     # that old deal's recycling must not take it from the rep working it now.
-    target = after_recycling(stage)
-    assert target == (S.NURTURE if stage in (S.SQL, S.OPPORTUNITY, S.LOST) else None)
+    recycled_at = jst(20, 10)
+    target = after_recycling(stage, recycled_at=recycled_at,
+                             last_moved_at=recycled_at - timedelta(days=30))
+    assert target == RECYCLED_FROM.get(stage)
     if target is not None:
         check_transition(stage, target)
+    # Moved since (qualified again a minute later, before the recycling arrived): a new deal's.
+    assert after_recycling(stage, recycled_at=recycled_at,
+                           last_moved_at=recycled_at + timedelta(minutes=1)) is None
 
 
 JST = ZoneInfo("Asia/Tokyo")
