@@ -194,6 +194,7 @@ def mrkdwn_safe(text: str) -> str:
 
 
 def _fields(pairs: Sequence[tuple[str, str]]) -> SectionBlock:
+    """Return a section of (label, value) fields, the values escaped for mrkdwn."""
     return SectionBlock(fields=[
         MarkdownTextObject(text=clip(f"*{key}*\n{mrkdwn_safe(value)}", FIELD_MAX))
         for key, value in pairs])
