@@ -155,6 +155,14 @@ class TargetBody(Strict):
 # --- responses ----------------------------------------------------------------------------
 
 
+HANDED_OFF_AT = (
+    "When this deal, kept open from before, was last handed to field sales with its lead "
+    "qualified again as an SQL; null if not since it opened. The zombie rules (no phase "
+    "change, no next action entered) and the stuck-phase check count from it when it is "
+    "later than the last phase change or next-action entry, as a new deal's count from its "
+    "opening.")
+
+
 class NextActionView(BaseModel):
     """The rep's next step and when it was entered."""
 
@@ -202,6 +210,7 @@ class DealView(BaseModel):
     hold: HoldView | None
     opened_at: datetime
     phase_changed_at: datetime
+    handed_off_at: datetime | None = Field(description=HANDED_OFF_AT)
     closed_at: datetime | None
 
 
@@ -247,6 +256,7 @@ class DealIssue(BaseModel):
     amount: int | None
     expected_close_date: date | None
     phase_changed_at: datetime
+    handed_off_at: datetime | None = Field(description=HANDED_OFF_AT)
     detail: str
 
 
@@ -311,7 +321,7 @@ def _view(deal: Deal, rules: PipelineRules, now: datetime) -> DealView:
                       placed_at=deal.hold.placed_at, active=deal.held_on(rules.today(now)))
         if deal.hold else None,
         opened_at=deal.opened_at, phase_changed_at=deal.phase_changed_at,
-        closed_at=deal.closed_at)
+        handed_off_at=deal.handed_off_at, closed_at=deal.closed_at)
 
 
 def _http_error(error: Exception) -> HTTPException:
@@ -578,7 +588,9 @@ async def pipeline_health(
     """Return zombies, past-due close dates, missing next actions and stuck phases.
 
     Zombies are what the next sweep recycles; a next action past its date counts as
-    missing. Each list gives the total and the longest-unmoved deals.
+    missing. A deal kept for a lead qualified again counts its idle days (zombie, stuck)
+    from that hand-off (`handed_off_at`) when it is later. Each list gives the total and
+    the longest-unmoved deals (by last phase change).
     """
     group = _group(owner_id, team) or GroupKey(Scope.ALL)
     rules = _rules(context)
@@ -594,6 +606,7 @@ async def pipeline_health(
                           team=d.team, company=d.company, phase=d.phase, amount=d.amount,
                           expected_close_date=d.expected_close_date,
                           phase_changed_at=d.phase_changed_at,
+                          handed_off_at=d.handed_off_at,
                           detail=domain.issues(d, now, rules).get(issue, issue.value))
                 for d in found])
     return Health(

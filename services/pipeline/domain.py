@@ -199,6 +199,7 @@ class Deal:
     expected_close_date: date | None = None
     next_action: NextAction | None = None
     next_action_entered_at: datetime | None = None
+    handed_off_at: datetime | None = None
     criteria: ExitCriteria = ExitCriteria()
     hold: Hold | None = None
     closed_at: datetime | None = None
@@ -215,10 +216,24 @@ class Deal:
         """Return the win probability: the phase's, or 0 once recycled."""
         return 0 if self.outcome is Outcome.RECYCLED else PROBABILITY[self.phase]
 
+    # Both idle clocks count from the later of their own event and the deal's latest
+    # start. A new deal starts at its opening, which both already record (phase_changed_at
+    # is its opening, the next-action clock falls back to opened_at); a deal kept for a
+    # lead qualified again restarts at that hand-off (``handed_off_at``, None until one).
+    # The events themselves stay as they happened: no phase change or entry is invented.
+    def _since_hand_off(self, clock: datetime) -> datetime:
+        """Return ``clock``, or the deal's latest hand-off if that came later."""
+        return clock if self.handed_off_at is None else max(clock, self.handed_off_at)
+
+    @property
+    def phase_clock(self) -> datetime:
+        """Return the phase idle clock's start: the last phase change, or a later hand-off."""
+        return self._since_hand_off(self.phase_changed_at)
+
     @property
     def next_action_clock(self) -> datetime:
-        """Return when a next action was last entered (the opening if never)."""
-        return self.next_action_entered_at or self.opened_at
+        """Return the next-action idle clock's start: last entry or opening, or a later hand-off."""
+        return self._since_hand_off(self.next_action_entered_at or self.opened_at)
 
     def held_on(self, day: date) -> bool:
         """Return True if a hold covers ``day``."""
@@ -306,18 +321,17 @@ def follow_lead(deal: Deal, *, owner_id: str | None, team: str | None,
     the hand-off (opened by hand, or left open by an earlier one) is the SQL's deal: it
     is announced even if its owner stays, so that the lead becomes an opportunity, and
     announced as a deal opened for the SQL is (no from-phase): nobody acted on it since
-    the hand-off. Its idle clocks (phase and next action) restart at the hand-off, as a
-    new deal's start at its opening: a deal left idle before it is the new SQL's, not a
-    zombie to recycle days later. A hand-off that names no owner (queued) leaves the owner
-    as it is.
+    the hand-off. The hand-off is recorded as ``handed_off_at``, from which its idle clocks
+    (phase and next action) count, as a new deal's count from its opening: a deal left
+    idle before it is the new SQL's, not a zombie to recycle days later. Its last phase
+    change and next-action entry stay as they were. A hand-off that names no owner
+    (queued) leaves the owner as it is.
     """
     if not deal.is_open:
         return None
-    handed_off = qualified_at if qualified_at and last_change_at < qualified_at else None
-    kept = handed_off is not None
-    if handed_off is not None:
-        deal = replace(deal, phase_changed_at=max(deal.phase_changed_at, handed_off),
-                       next_action_entered_at=max(deal.next_action_clock, handed_off))
+    kept = qualified_at is not None and last_change_at < qualified_at
+    if kept:
+        deal = replace(deal, handed_off_at=qualified_at)
     owner, team = (owner_id, team) if owner_id is not None else (deal.owner_id, deal.team)
     notes = ["kept for the lead qualified again"] if kept else []
     if owner != deal.owner_id:
@@ -472,7 +486,7 @@ def zombie_reason(deal: Deal, now: datetime, rules: PipelineRules) -> str | None
     if not deal.is_open or deal.held_on(cutoffs.today):
         return None
     reasons = []
-    if deal.phase_changed_at <= cutoffs.phase_changed_before:
+    if deal.phase_clock <= cutoffs.phase_changed_before:
         reasons.append(f"no phase change for {rules.zombie_no_phase_change.days} days")
     if deal.next_action_clock <= cutoffs.next_action_entered_before:
         reasons.append(f"no next action entered for {rules.zombie_no_next_action.days} days")
@@ -502,9 +516,14 @@ def issues(deal: Deal, now: datetime, rules: PipelineRules) -> dict[Issue, str]:
         found[Issue.NO_NEXT_ACTION] = "no next action"
     elif deal.next_action.due < cutoffs.today:
         found[Issue.NO_NEXT_ACTION] = f"next action overdue since {deal.next_action.due}"
-    if deal.phase_changed_at <= cutoffs.stuck_since:
-        days = (now - deal.phase_changed_at).days
-        found[Issue.STUCK] = f"in {deal.phase.value} for {days} days"
+    # Stuck counts from the hand-off too: it is the early warning on the zombie rule's
+    # phase clock, and health is read per owner, whose rep got a kept deal only then. The
+    # detail still gives the real time in the phase.
+    if deal.phase_clock <= cutoffs.stuck_since:
+        detail = f"in {deal.phase.value} for {(now - deal.phase_changed_at).days} days"
+        if deal.phase_clock != deal.phase_changed_at:
+            detail += f", {(now - deal.phase_clock).days} since the hand-off"
+        found[Issue.STUCK] = detail
     return found
 
 

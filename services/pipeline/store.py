@@ -60,6 +60,8 @@ deals = Table(
     Column("hold_placed_at", DateTime(timezone=True)),
     Column("opened_at", DateTime(timezone=True), nullable=False),
     Column("phase_changed_at", DateTime(timezone=True), nullable=False),
+    # A kept deal's latest hand-off to a new SQL (null until one): its idle clocks restart.
+    Column("handed_off_at", DateTime(timezone=True)),
     Column("closed_at", DateTime(timezone=True)),
     Column("outcome", Text),
     Column("close_reason", Text),
@@ -120,7 +122,7 @@ def deal_from_row(row: Row[Any]) -> Deal:
         owner_id=row.owner_id, team=row.team, company=row.company, opened_at=row.opened_at,
         phase_changed_at=row.phase_changed_at, amount=row.amount,
         expected_close_date=row.expected_close_date, next_action=next_action,
-        next_action_entered_at=row.next_action_entered_at,
+        next_action_entered_at=row.next_action_entered_at, handed_off_at=row.handed_off_at,
         criteria=domain.ExitCriteria.from_dict(row.criteria), hold=hold,
         closed_at=row.closed_at, outcome=domain.Outcome(row.outcome) if row.outcome else None,
         close_reason=row.close_reason)
@@ -135,6 +137,7 @@ def _values(deal: Deal) -> dict[str, Any]:
         "next_action_date": deal.next_action.due if deal.next_action else None,
         "next_action_text": deal.next_action.text if deal.next_action else None,
         "next_action_entered_at": deal.next_action_entered_at,
+        "handed_off_at": deal.handed_off_at,
         "criteria": deal.criteria.as_dict(),
         "hold_until": deal.hold.until if deal.hold else None,
         "hold_reason": deal.hold.reason if deal.hold else None,
@@ -232,17 +235,27 @@ async def history(connection: AsyncConnection, deal_id: uuid.UUID) -> Sequence[R
 # --- zombies and health -------------------------------------------------------------------
 
 
+def _idle_since(clock: ColumnElement[Any], cutoff: datetime) -> ColumnElement[bool]:
+    """Return the SQL that an idle clock started at or before ``cutoff`` (domain.Deal's)."""
+    # An idle clock starts at ``clock`` or at a later hand-off: both must be that old.
+    # Spelled out rather than greatest(clock, handed_off_at) <= cutoff: the clock's own
+    # index (phase_changed_at, next_action_clock) still narrows the scan, and the few deals
+    # handed off since are dropped by the second test.
+    return and_(clock <= cutoff,
+                or_(deals.c.handed_off_at.is_(None), deals.c.handed_off_at <= cutoff))
+
+
 def _issue_conditions(cutoffs: Cutoffs) -> dict[Issue, ColumnElement[bool]]:
     """Return, per health issue, the SQL that picks the open deals domain.issues flags."""
     not_held = or_(deals.c.hold_until.is_(None), deals.c.hold_until < cutoffs.today)
     return {
         Issue.ZOMBIE: and_(is_open, not_held, or_(
-            deals.c.phase_changed_at <= cutoffs.phase_changed_before,
-            next_action_clock <= cutoffs.next_action_entered_before)),
+            _idle_since(deals.c.phase_changed_at, cutoffs.phase_changed_before),
+            _idle_since(next_action_clock, cutoffs.next_action_entered_before))),
         Issue.PAST_DUE_CLOSE: and_(is_open, deals.c.expected_close_date < cutoffs.today),
         Issue.NO_NEXT_ACTION: and_(is_open, or_(deals.c.next_action_date.is_(None),
                                              deals.c.next_action_date < cutoffs.today)),
-        Issue.STUCK: and_(is_open, deals.c.phase_changed_at <= cutoffs.stuck_since),
+        Issue.STUCK: and_(is_open, _idle_since(deals.c.phase_changed_at, cutoffs.stuck_since)),
     }
 
 

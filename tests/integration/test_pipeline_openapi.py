@@ -17,6 +17,7 @@ import schemathesis
 
 from baton_runtime.service import ServiceContext
 from services.pipeline.api import CriteriaUpdate
+from tests.integration.test_pipeline_service import promoted
 from tests.support.openapi import CHECKS, InProcessService, KnownValues, generated
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -43,8 +44,9 @@ async def succeeded(client: httpx.AsyncClient, method: str, url: str, body: Any 
 
 
 async def seed(context: ServiceContext) -> None:
-    """Open deals closing from a month ago on; move one to P3, win, lose and hold others;
-    set targets for everyone, a team and an owner."""
+    """Open deals closing from a month ago on; move one to P3, win, lose and hold others,
+    hand the last to field sales again (its lead qualified anew); set targets for everyone,
+    a team and an owner."""
     today = context.clock().astimezone(context.settings.rules().timezone).date()
     async with PIPELINE.client() as client:
         deals = [await succeeded(client, "POST", "/v1/deals", {
@@ -55,6 +57,10 @@ async def seed(context: ServiceContext) -> None:
             "next_action": {"due": str(today + timedelta(days=7)), "text": "提案書を送る"}})
             for i in range(5)]
         advanced, won, lost, held, _ = (f"/v1/deals/{deal['deal_id']}" for deal in deals)
+        await PIPELINE.handle(context, promoted(uuid.UUID(deals[-1]["lead_id"])).model_copy(
+            update={"occurred_at": context.clock()}))
+        kept = await succeeded(client, "GET", f"/v1/deals/{deals[-1]['deal_id']}")
+        assert kept["handed_off_at"] is not None, kept
         for url in (advanced, won):
             await succeeded(client, "PATCH", url, {"criteria": every_criterion()})
         await succeeded(client, "POST", f"{advanced}/advance", {"to_phase": "P3"})

@@ -432,6 +432,62 @@ async def test_the_sweep_recycles_zombies_but_not_held_deals_and_announces_their
     assert str(events[2].deal_id) == held_deal["deal_id"]
 
 
+async def test_a_kept_deal_counts_its_idle_days_from_the_new_hand_off_keeping_its_dates(
+    infrastructure: Infrastructure,
+) -> None:
+    # Opened for an SQL, then left idle 59 days until the lead was qualified again: the
+    # sweep leaves it to the new rep for 60 days from that hand-off, while the deal still
+    # shows when its phase really changed (its opening) and that no next action was entered.
+    lead_id = uuid.uuid4()
+    async with running(infrastructure, consume=False) as pipeline:
+        api, clock = pipeline.api, pipeline.clock
+        rules = pipeline.settings.rules()
+
+        async def sweep() -> int:
+            return await sweep_zombies(pipeline.context.unit_of_work, rules, clock,
+                                       batch_size=10)
+
+        await handle(pipeline, promoted(lead_id))
+        clock.advance(days=59)
+        handed_off = clock()
+        await handle(pipeline, promoted(lead_id, owner_id="field-suzuki").model_copy(
+            update={"occurred_at": handed_off}))
+        clock.advance(days=1)
+        assert await sweep() == 0, "not a zombie the day after the hand-off"
+        [deal] = await deals_of(pipeline, lead_id)
+        assert (deal["owner_id"], deal["is_open"], deal["next_action"]) == (
+            "field-suzuki", True, None)
+        assert datetime.fromisoformat(deal["opened_at"]) == START
+        assert datetime.fromisoformat(deal["phase_changed_at"]) == START, "no made-up change"
+        assert datetime.fromisoformat(deal["handed_off_at"]) == handed_off
+
+        clock.now = handed_off + timedelta(days=30)
+        health = (await api.get("/v1/pipeline/health")).json()
+        [stuck] = [d for d in health["stuck"]["deals"] if d["deal_id"] == deal["deal_id"]]
+        assert stuck["detail"] == "in P1 for 89 days, 30 since the hand-off"
+        assert datetime.fromisoformat(stuck["phase_changed_at"]) == START
+        assert datetime.fromisoformat(stuck["handed_off_at"]) == handed_off
+        assert deal["deal_id"] not in {d["deal_id"] for d in health["zombies"]["deals"]}
+
+        clock.now = handed_off + timedelta(days=60) - timedelta(seconds=1)
+        assert await sweep() == 0
+        clock.advance(seconds=1)
+        assert await sweep() == 1, "60 days after the hand-off without a next action"
+        [recycled] = await deals_of(pipeline, lead_id)
+        history = (await api.get(f"/v1/deals/{deal['deal_id']}/history")).json()
+        await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
+        events = [e for e in await pipeline.events(DealRecycled) if e.lead_id == lead_id]
+
+    assert (recycled["outcome"], recycled["close_reason"]) == (
+        "recycled", "no next action entered for 60 days")
+    assert datetime.fromisoformat(recycled["phase_changed_at"]) == START
+    assert [(h["action"], h["reason"]) for h in history] == [
+        ("opened", "opened from SQL"),
+        ("updated", "kept for the lead qualified again; owner field-sato -> field-suzuki"),
+        ("recycled", "no next action entered for 60 days")]
+    assert [e.recycled_at for e in events] == [handed_off + timedelta(days=60)]
+
+
 async def test_two_sweepers_at_once_recycle_each_zombie_exactly_once(
     infrastructure: Infrastructure,
 ) -> None:
@@ -474,7 +530,9 @@ def random_deal(rng: random.Random, now: datetime) -> Deal:
             today + timedelta(days=rng.randint(-10, 30)), "次回訪問"),
         next_action_entered_at=entered,
         hold=rng.choice([None, domain.Hold(today + timedelta(days=rng.randint(-5, 5)), "x",
-                                           opened_at)]))
+                                           opened_at)]),
+        # Kept for a lead qualified again: the idle clocks restart then, if later.
+        handed_off_at=rng.choice([None, opened_at + (now - opened_at) * rng.random()]))
 
 
 @pytest.mark.slow
@@ -510,6 +568,7 @@ async def test_health_lists_exactly_the_deals_the_rules_flag(
         assert all(listed[str(i)] == flagged[i][issue] for i in flagged if str(i) in listed)
         assert expected, f"the population exercises {issue}"
         assert {d["owner_id"] for d in sato[section]["deals"]} <= {"sato"}
+    assert any(d["detail"].endswith("since the hand-off") for d in health["stuck"]["deals"])
     assert both.status_code == 422
 
 

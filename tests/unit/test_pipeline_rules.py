@@ -106,8 +106,8 @@ def test_a_deal_older_than_its_leads_new_sql_hand_off_is_announced_again_once() 
     deal, qualified = deal_in(P.P3), OPENED + timedelta(days=30)
     kept = follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
                        last_change_at=OPENED)
-    assert kept is not None and kept.deal == replace(
-        deal, phase_changed_at=qualified, next_action_entered_at=qualified)
+    # Only the hand-off is recorded: no phase change or next-action entry is made up.
+    assert kept is not None and kept.deal == replace(deal, handed_off_at=qualified)
     assert (kept.change.from_phase, kept.change.to_phase, kept.change.reason) == (
         None, P.P3, "kept for the lead qualified again")
     # Changed (announced) since the hand-off: a repeated hand-off event changes nothing.
@@ -123,9 +123,35 @@ def test_a_deal_kept_for_a_new_sql_counts_its_idle_days_from_the_hand_off() -> N
     kept = follow_lead(deal, owner_id="suzuki", team="field-west", qualified_at=qualified,
                        last_change_at=OPENED)
     assert kept is not None
+    assert (kept.deal.phase_changed_at, kept.deal.next_action_entered_at) == (OPENED, None)
+    assert (kept.deal.phase_clock, kept.deal.next_action_clock) == (qualified, qualified)
     assert zombie_reason(kept.deal, qualified + timedelta(days=59), RULES) is None
     assert zombie_reason(kept.deal, qualified + timedelta(days=60), RULES) == (
         "no next action entered for 60 days")
+    assert zombie_reason(kept.deal, qualified + timedelta(days=90), RULES) == (
+        "no phase change for 90 days; no next action entered for 60 days")
+
+
+def test_each_idle_clock_counts_from_its_own_event_or_a_later_hand_off() -> None:
+    handed_off = OPENED + timedelta(days=20)
+    entered = handed_off + timedelta(days=10)
+    deal = replace(deal_in(P.P2), phase_changed_at=OPENED + timedelta(days=5),
+                   next_action=NextAction(date(2026, 6, 1), "訪問"),
+                   next_action_entered_at=entered, handed_off_at=handed_off)
+    assert (deal.phase_clock, deal.next_action_clock) == (handed_off, entered)
+    moved = advance(deal, handed_off + timedelta(days=40)).deal
+    assert moved.phase_clock == handed_off + timedelta(days=40), "a later move counts"
+    assert moved.handed_off_at == handed_off, "other changes keep the hand-off"
+
+
+def test_a_kept_deal_is_stuck_30_days_after_its_hand_off_and_says_how_long_in_phase() -> None:
+    deal, qualified = deal_in(P.P3), OPENED + timedelta(days=80)
+    kept = follow_lead(deal, owner_id=None, team=None, qualified_at=qualified,
+                       last_change_at=OPENED)
+    assert kept is not None
+    assert Issue.STUCK not in issues(kept.deal, qualified + timedelta(days=29), RULES)
+    assert issues(kept.deal, qualified + timedelta(days=30), RULES)[Issue.STUCK] == (
+        "in P3 for 110 days, 30 since the hand-off")
 
 
 # --- exit criteria and moves --------------------------------------------------------------
@@ -448,17 +474,24 @@ ages = st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=400))
 
 
 @given(phase_age=ages, entry_age=ages, later=ages,
-       hold_days=st.one_of(st.none(), st.integers(min_value=-30, max_value=200)))
+       hold_days=st.one_of(st.none(), st.integers(min_value=-30, max_value=200)),
+       hand_off_age=st.one_of(st.none(), ages))
 def test_zombie_rules_hold_for_any_ages(phase_age: timedelta, entry_age: timedelta,
-                                        later: timedelta, hold_days: int | None) -> None:
+                                        later: timedelta, hold_days: int | None,
+                                        hand_off_age: timedelta | None) -> None:
     now = datetime(2027, 1, 15, 3, 0, tzinfo=UTC)
     today = RULES.today(now)
     hold = (None if hold_days is None else
             Hold(until=today + timedelta(days=hold_days), reason="x", placed_at=now))
-    deal = replace(new_deal(now - max(phase_age, entry_age)), phase_changed_at=now - phase_age,
-                   next_action_entered_at=now - entry_age, hold=hold)
+    opened_age = max(phase_age, entry_age, hand_off_age or timedelta(0))
+    deal = replace(new_deal(now - opened_age), phase_changed_at=now - phase_age,
+                   next_action_entered_at=now - entry_age, hold=hold,
+                   handed_off_at=None if hand_off_age is None else now - hand_off_age)
     reason = zombie_reason(deal, now, RULES)
-    stale = phase_age >= timedelta(days=90) or entry_age >= timedelta(days=60)
+    # Each clock is idle for the shorter of its own age and the hand-off's.
+    idle_phase, idle_entry = ((phase_age, entry_age) if hand_off_age is None else
+                              (min(phase_age, hand_off_age), min(entry_age, hand_off_age)))
+    stale = idle_phase >= timedelta(days=90) or idle_entry >= timedelta(days=60)
     assert (reason is not None) == (stale and not deal.held_on(today))
     if reason is not None and deal.hold is None:
         assert zombie_reason(deal, now + later, RULES) is not None, "time never revives one"
