@@ -12,6 +12,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+from baton_runtime.fiscal import fiscal_year_of, quarter_label
 from baton_runtime.text import clip
 from schemas.events import SHORT_TEXT_LENGTH, DealPhase
 
@@ -574,7 +575,7 @@ class FiscalCalendar:
 
     def fiscal_year_of(self, day: date) -> int:
         """Return the fiscal year ``day`` belongs to."""
-        return day.year if day.month >= self.start_month else day.year - 1
+        return fiscal_year_of(day, self.start_month)
 
     def year(self, fiscal_year: int) -> Period:
         """Return the fiscal year as a period."""
@@ -584,7 +585,7 @@ class FiscalCalendar:
     def quarters(self, fiscal_year: int) -> list[Period]:
         """Return the fiscal year's four quarters."""
         starts = self.year(fiscal_year).starts
-        return [Period(f"FY{fiscal_year}-Q{n + 1}", PeriodKind.QUARTER,
+        return [Period(quarter_label(fiscal_year, n + 1), PeriodKind.QUARTER,
                        _add_months(starts, 3 * n), _add_months(starts, 3 * n + 3))
                 for n in range(4)]
 

@@ -12,9 +12,8 @@ from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
-from baton_runtime.business_time import (
-    BusinessCalendar,
-)
+from baton_runtime.business_time import BusinessCalendar
+from baton_runtime.fiscal import fiscal_quarter_of
 from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
 
 S = LifecycleStage
@@ -491,9 +490,7 @@ def period_of(at: datetime, granularity: Granularity, zone: ZoneInfo,
         return f"{year}-W{week:02d}"
     if granularity is Granularity.MONTH:
         return f"{local:%Y-%m}"
-    months_into_year = (local.month - fiscal_year_start) % 12
-    fiscal_year = local.year if local.month >= fiscal_year_start else local.year - 1
-    return f"FY{fiscal_year}-Q{months_into_year // 3 + 1}"
+    return fiscal_quarter_of(local.date(), fiscal_year_start)
 
 
 @dataclass(frozen=True)
