@@ -36,10 +36,16 @@ FREE_MAIL_DOMAINS = frozenset(
 # Legal forms dropped when companies are matched by name (free-mail leads). Japanese ones
 # go wherever they stand, as Japanese writes no spaces between words.
 JAPANESE_LEGAL_FORMS = ("株式会社", "有限会社", "合同会社", "合資会社", "(株)", "(有)")
-# Latin ones only as whole words at either end, so that "Zinc" keeps its "inc".
+# Latin ones only as whole words, so that "Zinc" keeps its "inc", but wherever they stand
+# ("Acme Inc. Japan" is "Acme Japan"): a word is bounded by the text's ends, whitespace,
+# commas or brackets. The commas and spaces around one go with it ("Acme, Inc., Japan").
+WORD_BOUNDARY = r"\s,、()\[\]{}【】「」『』〔〕"
 LATIN_LEGAL_FORM = r"(?:co\.?,?\s*ltd\.?|inc\.?|ltd\.?|llc\.?|corp(?:oration|\.)?|k\.?\s?k\.?)"
-LEADING_LEGAL_FORM = re.compile(rf"^{LATIN_LEGAL_FORM}(?=[\s,]|$)[\s,]*")
-TRAILING_LEGAL_FORM = re.compile(rf"(?:^|[\s,]+){LATIN_LEGAL_FORM}$")
+# Stacked forms ("Inc., Ltd.") go as one. A match starts only where a run of separators
+# does: trying each space of a long run would cost the run's square.
+LATIN_LEGAL_FORMS = re.compile(
+    rf"(?<![\s,、])[\s,、]*(?<![^{WORD_BOUNDARY}]){LATIN_LEGAL_FORM}"
+    rf"(?:[\s,、]+{LATIN_LEGAL_FORM})*(?![^{WORD_BOUNDARY}])[\s,、]*")
 ACCOUNT_KEY_LENGTH = 320  # Account.account_key in the lead.captured contract
 PHONE_LENGTH = 32  # LeadProfile.phone in the lead.captured contract
 # phonenumbers knows "ext", "x", "#" and others, not the Japanese "内線".
@@ -110,8 +116,8 @@ def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
     """Return a phone number in E.164 (RFC 3966's ``;ext=`` after it for an extension).
 
     National numbers are read in ``region``; an extension may be written ``ext. 12``,
-    ``x12`` or ``内線12``. Raises ValueError for text that is not a valid phone number,
-    or one whose extension would not fit the event.
+    ``x12`` or ``内線12``, and is left out when it would not fit the event. Raises
+    ValueError for text that is not a valid phone number.
     """
     text = unicodedata.normalize("NFKC", value).replace(JAPANESE_EXTENSION, "ext")
     try:
@@ -125,10 +131,9 @@ def normalise_phone(value: str, region: str = DEFAULT_PHONE_REGION) -> str:
         return e164
     # E.164 has no extension; RFC 3966 (tel: URIs) gives it the ";ext=" parameter.
     phone = f"{e164};ext={number.extension}"
-    if len(phone) > PHONE_LENGTH:
-        raise ValueError(f"a phone number and its extension have at most {PHONE_LENGTH} "
-                         f"characters as stored; {phone} has {len(phone)}")
-    return phone
+    # The number is what reaches the lead; an extension too long to carry is lost rather
+    # than the whole lead refused (as before extensions were kept).
+    return phone if len(phone) <= PHONE_LENGTH else e164
 
 
 def email_domain(email: str) -> str:
@@ -147,7 +152,7 @@ def company_key(company: str) -> str:
     key = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", company).casefold())
     for form in JAPANESE_LEGAL_FORMS:
         key = key.replace(form, " ")
-    key = TRAILING_LEGAL_FORM.sub("", LEADING_LEGAL_FORM.sub("", key.strip()))
+    key = LATIN_LEGAL_FORMS.sub(" ", key)
     return "".join(key.split())
 
 

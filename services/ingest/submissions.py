@@ -43,7 +43,8 @@ Email = Annotated[str, BeforeValidator(lambda v: domain.normalise_email(v) if is
                         description="Normalised to NFKC and lower case; one lead per address.")]
 Phone = Annotated[str | None, Field(max_length=32, description="Stored in E.164; national "
                                     "numbers are read as Japanese. An extension (ext. 12, "
-                                    "内線12) is kept as RFC 3966's ;ext=12 after it."),
+                                    "内線12) is kept as RFC 3966's ;ext=12 after it when "
+                                    "both fit in 32 characters, else left out."),
                   AfterValidator(lambda v: None if not v or not v.strip()
                                  else domain.normalise_phone(v))]
 Domain = Annotated[str | None, Field(max_length=253, description="The company's web site or "

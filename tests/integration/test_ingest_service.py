@@ -202,6 +202,18 @@ def unique_email(local: str = "taro", domain: str = "sample-seisakusho.co.jp") -
     return f"{local}.{uuid.uuid4().hex[:8]}@{domain}"
 
 
+async def _signing_loaded(ingest: Ingest, path: str, api_key: str | None = None) -> bool:
+    """Return True once ``path`` asks an unsigned request for a signature (401).
+
+    Until the service has loaded a new HubSpot secret or signed ``api_key``, it answers
+    404 (no HubSpot secret) or 403 (unknown key) instead.
+    """
+    headers = {"X-API-Key": api_key} if api_key else {}
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        response = await client.post(path, json={}, headers=headers)
+    return response.status_code == 401
+
+
 async def test_a_form_submission_is_normalised_committed_and_published(
         ingest: Ingest, client: httpx.AsyncClient) -> None:
     local = f"taro.{uuid.uuid4().hex[:8]}"
@@ -310,6 +322,17 @@ async def test_a_phone_extension_is_kept_whether_written_in_japanese_or_english(
         assert response.status_code == 202, response.text
         [(_, event)] = await ingest.wait_for_events(response.json()["lead_id"], 1)
         assert event.profile.phone == stored
+
+
+async def test_a_lead_whose_phone_extension_would_not_fit_is_captured_with_the_number_alone(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # "+81312345678;ext=" and 16 digits is longer than the event's 32 characters: the lead
+    # was refused with a 422; before extensions were kept, only the extension was lost.
+    response = await client.post("/v1/leads", json={
+        "email": unique_email(), "phone": "0312345678ext" + "1" * 16})
+    assert response.status_code == 202, response.text
+    [(_, event)] = await ingest.wait_for_events(response.json()["lead_id"], 1)
+    assert event.profile.phone == "+81312345678"
 
 
 async def test_activities_map_to_touchpoints_and_carry_partner_notes(
@@ -469,13 +492,6 @@ def hubspot_key(ingest: Ingest) -> dict[str, str]:
     return ingest.create_key("hubspot", "--signing-secret", HUBSPOT_SECRET)
 
 
-async def _hubspot_key_loaded(ingest: Ingest) -> bool:
-    """Return True once the service knows a HubSpot secret (401 unsigned, not 404)."""
-    async with httpx.AsyncClient(base_url=ingest.url) as client:
-        response = await client.post("/v1/webhooks/hubspot", json={"fields": []})
-    return response.status_code == 401
-
-
 async def test_five_concurrent_identical_hubspot_deliveries_give_one_lead_captured(
         ingest: Ingest, hubspot_key: dict[str, str]) -> None:
     email = unique_email("hubspot")
@@ -530,7 +546,8 @@ async def test_hubspot_deliveries_with_a_bad_or_stale_signature_are_refused(
 
 async def test_a_hubspot_submission_from_a_page_address_that_cannot_be_parsed_is_captured(
         ingest: Ingest, hubspot_key: dict[str, str]) -> None:
-    await wait_until(lambda: _hubspot_key_loaded(ingest), 10, "the HubSpot key to be loaded")
+    await wait_until(lambda: _signing_loaded(ingest, "/v1/webhooks/hubspot"), 10,
+                     "the HubSpot key to be loaded")
     email = unique_email("hubspot-page")
     body = json.dumps({
         "conversionId": str(uuid.uuid4()),
@@ -549,20 +566,14 @@ async def test_a_hubspot_submission_from_a_page_address_that_cannot_be_parsed_is
     assert (event.attribution.utm_source, event.attribution.utm_campaign) == (None, "spring")
 
 
-async def _signed_key_loaded(ingest: Ingest, key: str) -> bool:
-    """Return True once the service knows the signed ``key`` (401 unsigned, not 403)."""
-    async with httpx.AsyncClient(base_url=ingest.url) as client:
-        response = await client.post("/v1/leads", json={}, headers={"X-API-Key": key})
-    return response.status_code == 401
-
-
 @pytest.mark.parametrize("stamp", ["9" * 400, "-" + "9" * 400])
 async def test_a_signature_timestamp_too_large_for_any_clock_gets_401(
         ingest: Ingest, hubspot_key: dict[str, str], stamp: str) -> None:
     created = ingest.create_key("partner-far-future", "--signed")
-    await wait_until(lambda: _signed_key_loaded(ingest, created["api key"]), 10,
+    await wait_until(lambda: _signing_loaded(ingest, "/v1/leads", created["api key"]), 10,
                      "the signed key to be loaded")
-    await wait_until(lambda: _hubspot_key_loaded(ingest), 10, "the HubSpot key to be loaded")
+    await wait_until(lambda: _signing_loaded(ingest, "/v1/webhooks/hubspot"), 10,
+                     "the HubSpot key to be loaded")
     before = await ingest.written()
     body = json.dumps({"email": unique_email(), "touchpoint": {"type": "inquiry.general"}})
     hubspot_body = json.dumps({"fields": [{"name": "email", "value": unique_email()}]}).encode()
