@@ -311,11 +311,9 @@ async def test_a_rejected_hot_lead_is_not_an_mql_again_until_it_shows_new_heat(
     assert again.owner_id == "sato" and again.trigger is TouchpointType.INQUIRY_DEMO_REQUEST
 
 
-async def test_an_old_deal_recycled_leaves_a_lead_qualified_afresh_with_its_rep(
-        routing: Routing) -> None:
-    # Field sales rejects an SQL before its P1 deal is announced, and the deal stays open;
-    # the lead turns hot again and an SDR accepts it. When the sweep recycles the old
-    # deal, the SAL stays the SDR's.
+async def accepted_again_with_an_old_deal(routing: Routing) -> tuple[uuid.UUID, uuid.UUID]:
+    """Return (lead, deal): field sales rejected the SQL before its P1 deal was announced,
+    so the deal stays open; 30 days later the lead turned hot again and sato accepted it."""
     lead_id, deal_id = await new_sql(routing), uuid.uuid4()
     assert (await act(routing, lead_id, "reject", rep_id="tanaka",
                       reason="時期尚早")).status_code == 200
@@ -324,6 +322,13 @@ async def test_an_old_deal_recycled_leaves_a_lead_qualified_afresh_with_its_rep(
     routing.clock.advance(timedelta(days=30))
     await routing.handle(lead_scored(lead_id=lead_id, score=95))
     assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    return lead_id, deal_id
+
+
+async def test_an_old_deal_recycled_leaves_a_lead_qualified_afresh_with_its_rep(
+        routing: Routing) -> None:
+    # When the sweep recycles the old deal, the SAL stays the SDR's.
+    lead_id, deal_id = await accepted_again_with_an_old_deal(routing)
     before = await routing.promoted()
     routing.clock.advance(timedelta(days=30))
     await routing.handle(DealRecycled(deal_id=deal_id, lead_id=lead_id,
@@ -338,13 +343,7 @@ async def test_a_recycling_that_arrives_after_a_new_hand_off_leaves_the_new_sql_
         routing: Routing) -> None:
     # The old deal is recycled a minute before the lead is qualified again, and the
     # recycling reaches routing after that: the new SQL is a new deal's, not the old one's.
-    lead_id, deal_id = await new_sql(routing), uuid.uuid4()
-    assert (await act(routing, lead_id, "reject", rep_id="tanaka",
-                      reason="時期尚早")).status_code == 200
-    await routing.handle(deal_event(lead_id, deal_id, DealPhase.P1))
-    routing.clock.advance(timedelta(days=30))
-    await routing.handle(lead_scored(lead_id=lead_id, score=95))
-    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    lead_id, deal_id = await accepted_again_with_an_old_deal(routing)
     recycled_at = routing.clock.now
     routing.clock.advance(timedelta(minutes=1))
     qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
