@@ -22,7 +22,20 @@ from pydantic import (
 from schemas.events import TouchpointType
 
 DEFAULT_MODEL_FILE = Path(__file__).with_name("model.yaml")
-Days = Annotated[float, Field(gt=0, le=3650)]
+SHORTEST_SPAN_DAYS = 1 / 24  # an hour: shorter windows or half-lives mean nothing here
+
+
+def at_least_an_hour(days: float) -> float:
+    """Return ``days`` if it spans an hour or more; raise ValueError otherwise."""
+    if days < SHORTEST_SPAN_DAYS:
+        raise ValueError(f"must be at least an hour ({SHORTEST_SPAN_DAYS:.4f} days)")
+    return days
+
+
+Days = Annotated[float, Field(gt=0, le=3650), AfterValidator(at_least_an_hour)]
+# A surge is found by scaling today's decayed points back to moments up to two surge
+# windows ago: over more than 500 half-lives a float's 0.5 ** n is zero.
+SURGE_WINDOWS_PER_HALF_LIFE = 250
 Points = Annotated[float, Field(ge=-100, le=100)]
 Penalty = Annotated[float, Field(ge=-100, le=0)]
 Bonus = Annotated[float, Field(ge=0, le=100)]
@@ -223,6 +236,15 @@ class ScoringModel(Part):
     tiers: Tiers
     surge: Surge
     dormancy: DormancyRules
+
+    @model_validator(mode="after")
+    def surge_window_within_reach_of_decay(self) -> Self:
+        """Return the model if the surge window spans at most 250 half-lives."""
+        if self.surge.window_days > SURGE_WINDOWS_PER_HALF_LIFE * self.behaviour.half_life_days:
+            raise ValueError(f"surge.window_days ({self.surge.window_days:g}) may span at most "
+                             f"{SURGE_WINDOWS_PER_HALF_LIFE} behaviour half-lives "
+                             f"({self.behaviour.half_life_days:g} days each)")
+        return self
 
     @model_validator(mode="after")
     def known_decision_makers(self) -> Self:

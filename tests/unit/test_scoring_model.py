@@ -74,6 +74,12 @@ def test_a_model_survives_json_and_yaml_round_trips_with_japanese_intact() -> No
 @pytest.mark.parametrize(("changes", "field", "message"), [
     ({"tiers": {"a": 50, "b": 60}}, "tiers", "must be above tier B"),
     ({"behaviour": {"half_life_days": 0}}, "behaviour.half_life_days", "greater than 0"),
+    # Shorter ones scored every lead with a division by zero, dead-lettering them all.
+    ({"behaviour": {"half_life_days": 1e-12}}, "behaviour.half_life_days", "at least an hour"),
+    ({"surge": {"points": 20, "window_days": 7}, "behaviour": {"half_life_days": 0.02}},
+     "behaviour.half_life_days", "at least an hour"),
+    ({"surge": {"points": 20, "window_days": 3000}, "behaviour": {"half_life_days": 1}},
+     "(document)", "at most 250 behaviour half-lives"),
     ({"behaviour": {"points": {"page_view.nowhere": 5}}}, "page_view.nowhere.[key]",
      "Input should be"),
     ({"behaviour": {"points": {"email.open": -1}}}, "behaviour.points.email.open",
