@@ -164,7 +164,8 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
     When a lead starts engaging, or its decision-maker standing changes, and that may
     change its colleagues' engagement points (``changes_colleagues``), they are marked
     for the sweep, and a colleague scored in this same batch (with the colleagues read
-    before it) too.
+    before it) too; so are the colleagues it leaves behind when it moves to another
+    account.
     """
     model, now = active.model, clock()
     window = model.engagement.window
@@ -191,6 +192,12 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
         state = found.state
         before = as_colleague(state.last_engaged_at, state.decision_maker)
         after = as_colleague(engaged_at[lead_id], decision_makers[lead_id])
+        if found.previous_account_key != state.account_key:
+            # Moved to another account: its old colleagues lose an engaged contact (they
+            # are reviewed, as an early review changes nothing), its new ones gain one.
+            if found.previous_account_key and before is not None:
+                changed_accounts[found.previous_account_key].add(lead_id)
+            before = None
         if state.account_key and before != after and changes_colleagues(
                 before, after, found.colleagues, now, model):
             changed_accounts[state.account_key].add(lead_id)

@@ -152,12 +152,13 @@ class LeadsInsertedMeanwhile(RuntimeError):
 @dataclass(frozen=True)
 class Recorded:
     """A lead right after a batch's touchpoints were recorded: its state before (with the
-    batch's account key and partner), its ledger (the new touchpoints included) and its
-    engaged colleagues."""
+    batch's account key and partner), its ledger (the new touchpoints included), its
+    engaged colleagues, and the account key it had before the batch."""
 
     state: LeadState
     ledger: list[Activity]
     colleagues: list[Colleague]
+    previous_account_key: str | None
 
 
 def _recorded_state(column: str) -> str:
@@ -206,7 +207,7 @@ RECORDING = text(f"""
     -- The ledger and the colleagues are read from the snapshot taken before this
     -- statement: without the touchpoints it appends.
     SELECT {", ".join(_recorded_state(column.name) for column in STATE)},
-           history.*, engaged.*
+           history.*, engaged.*, stored.account_key AS previous_account_key
     FROM stored JOIN incoming USING (lead_id)
     CROSS JOIN LATERAL (
         SELECT array_agg(type) AS type, array_agg(occurred_at) AS occurred_at,
@@ -318,13 +319,13 @@ async def record_touchpoints(connection: AsyncConnection, events: Sequence[LeadC
     # lookup first (about 2,800 instructions), and scoring reads each a few times.
     for row in rows:
         state = LeadState._make(row[:width])
-        kinds, moments, assets, interactions, engaged_at, deciders = row[width:]
+        kinds, moments, assets, interactions, engaged_at, deciders, previous_key = row[width:]
         ledger = [Activity(TOUCHPOINTS[kind], at, asset, interacted) for kind, at, asset,
                   interacted in zip(kinds or (), moments or (), assets or (),
                                     interactions or (), strict=True)]
         colleagues = [Colleague(at, decider) for at, decider in
                       zip(engaged_at or (), deciders or (), strict=True)]
-        recorded[state.lead_id] = Recorded(state, ledger, colleagues)
+        recorded[state.lead_id] = Recorded(state, ledger, colleagues, previous_key)
     if missing := latest.keys() - recorded.keys():
         raise LeadsInsertedMeanwhile(missing)
     for event in events:

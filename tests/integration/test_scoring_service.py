@@ -316,6 +316,39 @@ async def test_an_inquiry_at_a_capped_score_is_announced_for_sales_to_hear(
     assert asked.last_touchpoint is T.INQUIRY_DEMO_REQUEST
 
 
+async def test_a_contact_who_moves_to_another_account_leaves_its_colleagues_points_behind(
+        scoring: Scoring) -> None:
+    # Ingest moves a free-mail lead to another account when it names another company.
+    old = Account(account_key="name:sample", company_name="Sample", free_mail=True)
+    new = Account(account_key="name:other", company_name="Other", free_mail=True)
+    staff = LeadProfile(email="jiro@gmail.com", company="Sample", title="部長",
+                        industry="製造業")
+    boss = LeadProfile(email="boss@gmail.com", company="Sample", title="代表取締役")
+    colleague, executive = uuid.uuid4(), uuid.uuid4()
+    await scoring.capture(colleague, T.INQUIRY_QUOTE_REQUEST, profile=staff, account=old)
+    await scoring.scored(colleague, 1)
+    scoring.clock.now += timedelta(minutes=1)
+    await scoring.capture(executive, T.EMAIL_CLICK, profile=boss, account=old)
+    await scoring.scored(executive, 1)
+    scoring.clock.now += timedelta(minutes=1)
+    while await scoring.sweep():
+        pass
+    fed = await scoring.score(colleague)
+    assert {r["code"] for r in fed["reasons"]} >= {"engagement.contacts",
+                                                    "engagement.decision_maker"}
+
+    scoring.clock.now += timedelta(minutes=1)
+    await scoring.capture(executive, T.EMAIL_CLICK,
+                          profile=boss.model_copy(update={"company": "Other"}), account=new)
+    await scoring.scored(executive, 2)  # it left its only colleague: 5 points fewer
+    scoring.clock.now += timedelta(minutes=1)
+    while await scoring.sweep():
+        pass
+    left = await scoring.score(colleague)
+    assert not [r for r in left["reasons"] if r["code"].startswith("engagement")], left
+    assert "decision_maker_engaged" not in left["high_intent_signals"]
+
+
 async def test_a_recycled_deal_resets_the_behaviour_baseline(scoring: Scoring) -> None:
     lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
     await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
