@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -88,22 +89,24 @@ def after_deal(stage: LifecycleStage, phase: DealPhase) -> LifecycleStage | None
     return S.OPPORTUNITY if stage is S.SQL else None
 
 
-# Stages in which a lead's deal is its own: an SQL's, an opportunity's, a lost one's.
-DEAL_STAGES = frozenset({S.SQL, S.OPPORTUNITY, S.LOST})
+# Stages in which a lead has a deal of its own: the one that made it an opportunity.
+DEAL_STAGES = frozenset({S.OPPORTUNITY, S.LOST})
 
 
-def after_recycling(stage: LifecycleStage, *, recycled_at: datetime,
-                    last_moved_at: datetime | None) -> LifecycleStage | None:
+def after_recycling(stage: LifecycleStage, *, recycled: uuid.UUID,
+                    own_deal: uuid.UUID | None) -> LifecycleStage | None:
     """Return the stage a recycled deal sends a lead in ``stage`` to, or None to stay.
 
-    Only a lead the deal belongs to goes back to nurture. A lead that left the deal
-    behind (rejected by field sales, then an MQL or SAL again) is being worked afresh,
-    and so is one that moved after the recycling (qualified again meanwhile: its SQL is
-    a new deal's); a won, disqualified or nurtured one stays where it is.
+    Only the lead's own deal sends it back to nurture: the deal that made it an
+    opportunity (``own_deal``; None for a lead routed before deals were remembered,
+    which any recycling nurtures). Any other deal is an older one, left open when field
+    sales rejected an earlier SQL: the lead is being worked afresh (an MQL, SAL, or an SQL
+    whose new deal is on its way, whichever event comes first). A won, disqualified or
+    nurtured lead stays where it is.
     """
-    if last_moved_at is not None and last_moved_at > recycled_at:
+    if stage not in DEAL_STAGES or own_deal not in (None, recycled):
         return None
-    return S.NURTURE if stage in DEAL_STAGES else None
+    return S.NURTURE
 
 
 # A lead asking us something: heat enough for a nurtured lead that stayed tier A.

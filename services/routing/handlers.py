@@ -160,8 +160,7 @@ async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock
     earn MQL again."""
     lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
     if lead is None or (target := domain.after_recycling(
-            LifecycleStage(lead.stage), recycled_at=event.recycled_at,
-            last_moved_at=await store.last_moved_at(uow.connection, event.lead_id))) is None:
+            LifecycleStage(lead.stage), recycled=event.deal_id, own_deal=lead.deal_id)) is None:
         return
     await move(uow, lead, target, reason=f"deal recycled: {event.reason}",
                now=clock(), owner_id=None, team=None, sla_due_at=None)
@@ -179,6 +178,8 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
                    now=now, owner_id=lead.owner_id if owned else None,
                    team=lead.team if owned else None,
                    sla_due_at=domain.due_after_move(target, now))
+        if target is LifecycleStage.OPPORTUNITY:
+            await store.set_deal(uow.connection, event.lead_id, event.deal_id)
         lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
 
 

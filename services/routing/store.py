@@ -55,6 +55,8 @@ leads = Table(
     Column("partner", Text),
     Column("demo_or_quote_requested", Boolean, nullable=False, server_default="false"),
     Column("bant", JSONB),
+    # The deal that made the lead an opportunity: only its recycling nurtures the lead.
+    Column("deal_id", UUID(as_uuid=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, index=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -252,12 +254,11 @@ async def save_bant(connection: AsyncConnection, lead_id: uuid.UUID,
         bant=dict(bant), updated_at=func.now()))
 
 
-async def last_moved_at(connection: AsyncConnection, lead_id: uuid.UUID) -> datetime | None:
-    """Return when the lead last changed stage, None if it never did."""
-    moved: datetime | None = (await connection.execute(
-        select(func.max(transitions.c.occurred_at)).where(transitions.c.lead_id == lead_id)
-    )).scalar_one()
-    return moved
+async def set_deal(connection: AsyncConnection, lead_id: uuid.UUID,
+                   deal_id: uuid.UUID) -> None:
+    """Remember ``deal_id`` as the deal the lead is an opportunity of."""
+    await connection.execute(leads.update().where(leads.c.lead_id == lead_id)
+                             .values(deal_id=deal_id))
 
 
 async def history(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Row[Any]]:

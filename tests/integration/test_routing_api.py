@@ -339,21 +339,31 @@ async def test_an_old_deal_recycled_leaves_a_lead_qualified_afresh_with_its_rep(
     assert await routing.promoted() == before, "nothing announced"
 
 
-async def test_a_recycling_that_arrives_after_a_new_hand_off_leaves_the_new_sql_alone(
-        routing: Routing) -> None:
-    # The old deal is recycled a minute before the lead is qualified again, and the
-    # recycling reaches routing after that: the new SQL is a new deal's, not the old one's.
+@pytest.mark.parametrize("recycled_before_the_hand_off", [True, False])
+async def test_an_old_deals_recycling_leaves_a_new_sql_alone_and_its_new_deal_takes_it(
+        routing: Routing, recycled_before_the_hand_off: bool) -> None:
+    # The old deal is recycled around the time the lead is qualified again, and its
+    # recycling reaches routing before the new deal does: the new SQL is the new deal's.
     lead_id, deal_id = await accepted_again_with_an_old_deal(routing)
-    recycled_at = routing.clock.now
-    routing.clock.advance(timedelta(minutes=1))
+    recycled_at = routing.clock.now + timedelta(minutes=-1 if recycled_before_the_hand_off
+                                                else 1)
     qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
                           authority=True, need=True, timeframe=True)
     assert qualified.json()["stage"] == "sql", qualified.text
+    routing.clock.advance(timedelta(minutes=2))
     await routing.handle(DealRecycled(deal_id=deal_id, lead_id=lead_id, recycled_at=recycled_at,
                                       last_phase=DealPhase.P1,
                                       reason="no phase change for 90 days"))
     lead = await state(routing, lead_id)
     assert (lead["stage"], lead["owner_id"]) == ("sql", "tanaka")
+    new_deal = uuid.uuid4()
+    await routing.handle(deal_event(lead_id, new_deal, DealPhase.P1))
+    assert (await state(routing, lead_id))["stage"] == "opportunity"
+    # Its own deal's recycling, later, does send it back.
+    await routing.handle(DealRecycled(deal_id=new_deal, lead_id=lead_id,
+                                      recycled_at=routing.clock.now, last_phase=DealPhase.P1,
+                                      reason="no phase change for 90 days"))
+    assert (await state(routing, lead_id))["stage"] == "nurture"
 
 
 async def test_a_demo_request_is_due_in_five_minutes_and_qualifies_on_a_weak_bant(

@@ -3,6 +3,7 @@ business time, BANT and who may act on a lead."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, time, timedelta
 from itertools import product
 from zoneinfo import ZoneInfo
@@ -110,22 +111,22 @@ def test_deals_move_leads_only_along_the_lifecycle(stage: LifecycleStage,
         check_transition(stage, target)
 
 
-RECYCLED_FROM = {S.SQL: S.NURTURE, S.OPPORTUNITY: S.NURTURE, S.LOST: S.NURTURE}
+RECYCLED_FROM = {S.OPPORTUNITY: S.NURTURE, S.LOST: S.NURTURE}
+OWN_DEAL, OLD_DEAL = uuid.UUID(int=1), uuid.UUID(int=2)
 
 
 @pytest.mark.parametrize("stage", list(S))
 def test_a_recycled_deal_nurtures_only_the_lead_it_belongs_to(stage: LifecycleStage) -> None:
-    # An SQL rejected by field sales keeps its deal open; once it is an MQL or SAL again,
-    # that old deal's recycling must not take it from the rep working it now.
-    recycled_at = jst(20, 10)
-    target = after_recycling(stage, recycled_at=recycled_at,
-                             last_moved_at=recycled_at - timedelta(days=30))
+    # An SQL rejected by field sales keeps its deal open; once the lead is an MQL, SAL or
+    # SQL again, or an opportunity of a new deal, that old deal's recycling must not take
+    # it from the rep working it now, whichever event arrives first.
+    target = after_recycling(stage, recycled=OWN_DEAL, own_deal=OWN_DEAL)
     assert target == RECYCLED_FROM.get(stage)
     if target is not None:
         check_transition(stage, target)
-    # Moved since (qualified again a minute later, before the recycling arrived): a new deal's.
-    assert after_recycling(stage, recycled_at=recycled_at,
-                           last_moved_at=recycled_at + timedelta(minutes=1)) is None
+    assert after_recycling(stage, recycled=OLD_DEAL, own_deal=OWN_DEAL) is None
+    # A lead routed before deals were remembered: any recycling is its own deal's.
+    assert after_recycling(stage, recycled=OLD_DEAL, own_deal=None) == RECYCLED_FROM.get(stage)
 
 
 JST = ZoneInfo("Asia/Tokyo")
