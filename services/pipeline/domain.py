@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from baton_runtime.fiscal import fiscal_year_of, quarter_label
+from baton_runtime.fiscal import fiscal_year_of, parse_label, quarter_label, year_label
 from baton_runtime.text import clip
 from schemas.events import SHORT_TEXT_LENGTH, DealPhase
 
@@ -552,9 +552,9 @@ class Period:
         return isinstance(day, date) and self.starts <= day < self.ends
 
 
-MONTH_LABEL = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
-QUARTER_LABEL = re.compile(r"^FY(\d{4})-Q([1-4])$")
-YEAR_LABEL = re.compile(r"^FY(\d{4})$")
+# Months are pipeline's own periods; fiscal years and quarters are named in baton_runtime.fiscal.
+# The whole text, ASCII digits only: a target stored under "2026-04\n" matched no month.
+MONTH_LABEL = re.compile(r"([0-9]{4})-(0[1-9]|1[0-2])")
 
 
 def _add_months(day: date, months: int) -> date:
@@ -580,7 +580,7 @@ class FiscalCalendar:
     def year(self, fiscal_year: int) -> Period:
         """Return the fiscal year as a period."""
         starts = date(fiscal_year, self.start_month, 1)
-        return Period(f"FY{fiscal_year}", PeriodKind.YEAR, starts, _add_months(starts, 12))
+        return Period(year_label(fiscal_year), PeriodKind.YEAR, starts, _add_months(starts, 12))
 
     def quarters(self, fiscal_year: int) -> list[Period]:
         """Return the fiscal year's four quarters."""
@@ -601,13 +601,14 @@ class FiscalCalendar:
 
     def period(self, label: str) -> Period:
         """Return the period a label names (``2026-04``, ``FY2026-Q1``, ``FY2026``)."""
-        if match := MONTH_LABEL.match(label):
+        if match := MONTH_LABEL.fullmatch(label):
             first = date(int(match[1]), int(match[2]), 1)
             return Period(label, PeriodKind.MONTH, first, _add_months(first, 1))
-        if match := QUARTER_LABEL.match(label):
-            return self.quarters(int(match[1]))[int(match[2]) - 1]
-        if match := YEAR_LABEL.match(label):
-            return self.year(int(match[1]))
+        if (named := parse_label(label)) is not None:
+            fiscal_year, quarter = named
+            if quarter is None:
+                return self.year(fiscal_year)
+            return self.quarters(fiscal_year)[quarter - 1]
         raise ValueError(f"{label!r} is not a period: use YYYY-MM, FYyyyy-Qn or FYyyyy")
 
 

@@ -63,7 +63,8 @@ def test_every_day_is_in_exactly_one_month_and_quarter_of_its_fiscal_year(
         assert calendar.period(period.label) == period, "labels name their period"
 
 
-@pytest.mark.parametrize("label", ["2026-13", "FY2026-Q5", "2026/04", "Q1", ""])
+@pytest.mark.parametrize("label", ["2026-13", "FY2026-Q5", "2026/04", "Q1", "",
+                                   "2026-04\n", "FY2026\n", "\u0662\u0660\u0662\u0666-04"])
 def test_a_bad_period_label_is_refused_with_the_formats(label: str) -> None:
     with pytest.raises(ValueError, match="YYYY-MM, FYyyyy-Qn or FYyyyy"):
         APRIL.period(label)
