@@ -193,8 +193,7 @@ class LeadCaptured(Event):
 
 
 class LeadScored(Event):
-    """Scoring recomputed a lead and its score, tier, surge or dormancy changed, or the lead
-    made an inquiry (announced even when its score is capped)."""
+    """Scoring recomputed a lead: its score, tier, surge or dormancy changed, or it inquired."""
 
     topic: ClassVar[str] = "lead.scored"
     key_field: ClassVar[str] = "lead_id"
@@ -214,8 +213,10 @@ class LeadScored(Event):
     source: Annotated[str, Field(max_length=SOURCE_LENGTH)]
     last_touchpoint: TouchpointType | None = Field(
         default=None, description="The touchpoint that made this re-score: of several in one "
-                                  "batch, the latest inquiry, else the latest; none for a "
-                                  "re-score by time (decay).")
+                                  "batch, the weightiest inquiry made within the high-intent "
+                                  "window, else the latest; none for a re-score by time "
+                                  "(decay). A fresh inquiry is announced even when the "
+                                  "standing stays the same (a score capped at 100).")
     partner: ShortText | None = Field(
         default=None, description="The appointment-setting partner who brought the lead."
     )

@@ -149,25 +149,26 @@ def is_decision_maker(title: str | None, model: ScoringModel) -> bool:
     return _rules_of(model).seniority(title) in model.engagement.decision_maker_seniorities
 
 
-def trigger_of(touchpoints: Sequence[TouchpointType], model: ScoringModel) -> TouchpointType:
-    """Return the touchpoint a batch's re-score of one lead is announced for: its latest
-    inquiry, else its latest touchpoint (``touchpoints`` in the order they came).
+def fresh_inquiry(touchpoints: Sequence[tuple[TouchpointType, datetime]], now: datetime,
+                  model: ScoringModel) -> TouchpointType | None:
+    """Return the weightiest inquiry (the latest of equal points) among a batch's touchpoints
+    of one lead, in the order they came, made within the high-intent window; None if none.
 
-    A demo request followed by an e-mail open in one batch is still a demo request to
-    sales: its five-minute SLA and a nurtured lead's return to MQL hang on it.
+    A demo request followed by an e-mail open or a general inquiry in one batch is still a
+    demo request to sales: its five-minute SLA and a nurtured lead's return to MQL hang
+    on it. An inquiry reported months late is no news.
     """
-    inquiries = model.tiers.high_intent.inquiries
-    return next((kind for kind in reversed(touchpoints) if kind in inquiries), touchpoints[-1])
+    high_intent, points = model.tiers.high_intent, model.behaviour.points
+    fresh = [kind for kind, at in reversed(touchpoints)
+             if kind in high_intent.inquiries and now - at < high_intent.window]
+    return max(fresh, key=lambda kind: points.get(kind, 0.0), default=None)
 
 
-def worth_announcing(announced: Standing | None, result: ScoreResult,
-                     trigger: TouchpointType | None, model: ScoringModel) -> bool:
-    """Return True if a re-score is announced: its standing changed, or an inquiry made it.
-
-    An inquiry is news to sales even when the score cannot rise (capped at 100): a lead
-    sent back to nurture earns MQL again by asking.
-    """
-    return announced != result.standing or trigger in model.tiers.high_intent.inquiries
+def worth_announcing(announced: Standing | None, result: ScoreResult, inquired: bool) -> bool:
+    """Return True if a re-score is announced: its standing changed, or a fresh inquiry
+    made it (news to sales even when a score capped at 100 cannot rise: a lead sent back
+    to nurture earns MQL again by asking)."""
+    return announced != result.standing or inquired
 
 
 def engages(touchpoint: TouchpointType, model: ScoringModel) -> bool:

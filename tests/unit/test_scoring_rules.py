@@ -18,9 +18,9 @@ from services.scoring.domain import (
     ScoreResult,
     clip_score,
     decay_factor,
+    fresh_inquiry,
     score_lead,
     seniority,
-    trigger_of,
     worth_announcing,
 )
 from services.scoring.model import DEFAULT_MODEL_FILE, ScoringModel, load_model
@@ -98,11 +98,21 @@ def test_a_signal_older_than_its_window_no_longer_makes_tier_a() -> None:
     assert result.tier is Tier.B
 
 
-def test_a_batch_is_announced_for_its_latest_inquiry_before_its_latest_touchpoint() -> None:
-    assert trigger_of([T.INQUIRY_DEMO_REQUEST, T.EMAIL_OPEN], MODEL) is T.INQUIRY_DEMO_REQUEST
-    assert trigger_of([T.INQUIRY_GENERAL, T.INQUIRY_QUOTE_REQUEST, T.PAGE_VIEW_BLOG],
-                      MODEL) is T.INQUIRY_QUOTE_REQUEST
-    assert trigger_of([T.EMAIL_OPEN, T.PAGE_VIEW_PRICING], MODEL) is T.PAGE_VIEW_PRICING
+def made(*kinds: TouchpointType, days_ago: float = 0) -> list[tuple[TouchpointType, datetime]]:
+    return [(kind, NOW - timedelta(days=days_ago)) for kind in kinds]
+
+
+def test_a_batch_is_announced_for_its_weightiest_fresh_inquiry() -> None:
+    assert fresh_inquiry(made(T.INQUIRY_DEMO_REQUEST, T.EMAIL_OPEN), NOW,
+                         MODEL) is T.INQUIRY_DEMO_REQUEST
+    # A general inquiry after a demo request does not hide it (the five-minute fast lane).
+    assert fresh_inquiry(made(T.INQUIRY_DEMO_REQUEST, T.INQUIRY_GENERAL), NOW,
+                         MODEL) is T.INQUIRY_DEMO_REQUEST
+    assert fresh_inquiry(made(T.INQUIRY_QUOTE_REQUEST, T.INQUIRY_DEMO_REQUEST), NOW,
+                         MODEL) is T.INQUIRY_QUOTE_REQUEST  # 60 points against 50
+    assert fresh_inquiry(made(T.EMAIL_OPEN, T.PAGE_VIEW_PRICING), NOW, MODEL) is None
+    # Reported months late, an inquiry is no news.
+    assert fresh_inquiry(made(T.INQUIRY_DEMO_REQUEST, days_ago=200), NOW, MODEL) is None
 
 
 def test_an_inquiry_is_announced_even_when_the_capped_score_stays_the_same() -> None:
@@ -110,10 +120,9 @@ def test_an_inquiry_is_announced_even_when_the_capped_score_stays_the_same() -> 
     before = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL)
     after = score_lead(EXEC_AT_ICP, [*ledger, at(0, T.INQUIRY_DEMO_REQUEST)], NOW, MODEL)
     assert (before.score, before.tier) == (100, Tier.A) and after.standing == before.standing
-    assert worth_announcing(before.standing, after, T.INQUIRY_DEMO_REQUEST, MODEL)
-    assert not worth_announcing(before.standing, after, T.EMAIL_OPEN, MODEL)
-    assert not worth_announcing(before.standing, after, None, MODEL), "the decay sweep"
-    assert worth_announcing(None, after, None, MODEL), "a first score"
+    assert worth_announcing(before.standing, after, inquired=True)
+    assert not worth_announcing(before.standing, after, inquired=False)
+    assert worth_announcing(None, after, inquired=False), "a first score"
 
 
 def test_repeat_pricing_views_within_a_week_add_five_each_up_to_the_cap() -> None:
