@@ -34,8 +34,9 @@ def at_least_an_hour(days: float) -> float:
 
 Days = Annotated[float, Field(gt=0, le=3650), AfterValidator(at_least_an_hour)]
 # A surge is found by scaling today's decayed points back to moments up to two surge
-# windows ago: over more than 500 half-lives a float's 0.5 ** n is zero.
-SURGE_WINDOWS_PER_HALF_LIFE = 250
+# windows ago, dividing by 0.5 ** (2 * window / half-life): past about 1,022 half-lives
+# that divisor leaves a float's normal range (and past 1,074 it is zero).
+SURGE_WINDOWS_PER_HALF_LIFE = 500
 Points = Annotated[float, Field(ge=-100, le=100)]
 Penalty = Annotated[float, Field(ge=-100, le=0)]
 Bonus = Annotated[float, Field(ge=0, le=100)]
@@ -239,7 +240,7 @@ class ScoringModel(Part):
 
     @model_validator(mode="after")
     def surge_window_within_reach_of_decay(self) -> Self:
-        """Return the model if the surge window spans at most 250 half-lives."""
+        """Return the model if the surge window spans at most 500 half-lives."""
         if self.surge.window_days > SURGE_WINDOWS_PER_HALF_LIFE * self.behaviour.half_life_days:
             raise ValueError(f"surge.window_days ({self.surge.window_days:g}) may span at most "
                              f"{SURGE_WINDOWS_PER_HALF_LIFE} behaviour half-lives "
