@@ -36,16 +36,34 @@ FREE_MAIL_DOMAINS = frozenset(
 # Legal forms dropped when companies are matched by name (free-mail leads). Japanese ones
 # go wherever they stand, as Japanese writes no spaces between words.
 JAPANESE_LEGAL_FORMS = ("株式会社", "有限会社", "合同会社", "合資会社", "(株)", "(有)")
-# Latin ones only as whole words, so that "Zinc" keeps its "inc", but wherever they stand
-# ("Acme Inc. Japan" is "Acme Japan"): a word is bounded by the text's ends, whitespace,
-# commas or brackets. The commas and spaces around one go with it ("Acme, Inc., Japan").
-WORD_BOUNDARY = r"\s,、()\[\]{}【】「」『』〔〕"
-LATIN_LEGAL_FORM = r"(?:co\.?,?\s*ltd\.?|inc\.?|ltd\.?|llc\.?|corp(?:oration|\.)?|k\.?\s?k\.?)"
-# Stacked forms ("Inc., Ltd.") go as one. A match starts only where a run of separators
-# does: trying each space of a long run would cost the run's square.
-LATIN_LEGAL_FORMS = re.compile(
-    rf"(?<![\s,、])[\s,、]*(?<![^{WORD_BOUNDARY}]){LATIN_LEGAL_FORM}"
-    rf"(?:[\s,、]+{LATIN_LEGAL_FORM})*(?![^{WORD_BOUNDARY}])[\s,、]*")
+# Latin ones only as whole words, wherever they stand ("Acme Inc. Japan" is "Acme Japan"):
+# not next to a Latin letter or digit, so that "Zinc" keeps its "inc" but "アクメInc." is
+# "アクメ", as nothing spaces Japanese (or other scripts' text) from them either.
+LATIN_LETTER = r"0-9a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0300-\u036f\u1e00-\u1eff"
+LATIN_LEGAL_FORM = (rf"(?<![{LATIN_LETTER}])(?:co\.?,?\s*ltd|inc|ltd|llc|corp(?:oration)?"
+                    rf"|k\.?\s?k)(?![{LATIN_LETTER}])\.?")
+LEGAL_FORM = rf"(?:{LATIN_LEGAL_FORM}|{'|'.join(map(re.escape, JAPANESE_LEGAL_FORMS))})"
+# What separates a form from the rest goes with it: spaces and commas always ("Acme, Inc.,
+# Japan" is "Acme Japan"); a mark ("・", "/", "-") stays once if the form stood between
+# two parts of the name ("Acme Inc.・Japan" is "Acme・Japan"), not if it would dangle.
+SEPARATING_MARKS = "・·/-‐‑‒–—―−"
+SEPARATOR = rf"[\s,、{''.join(map(re.escape, SEPARATING_MARKS))}]"
+# Brackets holding nothing but forms go with them ("Acme (Inc.)" is "Acme"); others stay,
+# being part of the name ("Sample Inc. (Japan)" is "Sample (Japan)").
+BRACKETS = ("()", "[]", "{}", "<>", "【】", "「」", "『』", "〔〕", "〈〉", "《》", "〖〗", "〘〙",
+            "“”", "‘’", "«»", '""', "''")
+OPENING_BRACKETS = frozenset(pair[0] for pair in BRACKETS)
+CLOSING_BRACKETS = frozenset(pair[1] for pair in BRACKETS)
+STACKED_FORMS = rf"{LEGAL_FORM}(?:{SEPARATOR}*{LEGAL_FORM})*"
+LEGAL_FORM_OR_BRACKETED = "|".join(
+    [LEGAL_FORM, *(rf"{re.escape(pair[0])}{SEPARATOR}*{STACKED_FORMS}{SEPARATOR}*"
+                   rf"{re.escape(pair[1])}" for pair in BRACKETS)])
+# Stacked forms ("Inc., Ltd.", "Inc. (K.K.)") go as one. A match starts only where a run of
+# separators does (no form or bracket starts with one): trying each space of a long run
+# would cost the run's square.
+LEGAL_FORMS = re.compile(
+    rf"(?<!{SEPARATOR})({SEPARATOR}*)(?:{LEGAL_FORM_OR_BRACKETED})"
+    rf"(?:{SEPARATOR}*(?:{LEGAL_FORM_OR_BRACKETED}))*({SEPARATOR}*)")
 ACCOUNT_KEY_LENGTH = 320  # Account.account_key in the lead.captured contract
 PHONE_LENGTH = 32  # LeadProfile.phone in the lead.captured contract
 # phonenumbers knows "ext", "x", "#" and others, not the Japanese "内線".
@@ -150,10 +168,22 @@ def company_key(company: str) -> str:
     """Return a company name reduced to what identifies it: case-folded NFKC, no legal form."""
     # NFKC again after folding, as folding may undo it (Unicode's NFKC_Casefold, simplified).
     key = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", company).casefold())
-    for form in JAPANESE_LEGAL_FORMS:
-        key = key.replace(form, " ")
-    key = LATIN_LEGAL_FORMS.sub(" ", key)
-    return "".join(key.split())
+    return "".join(LEGAL_FORMS.sub(_without_legal_forms, key).split())
+
+
+def _without_legal_forms(match: re.Match[str]) -> str:
+    """Return what stays of dropped legal forms: a mark they stood between, or a space."""
+    text, start, end = match.string, match.start(), match.end()
+    if (start == 0 or end == len(text) or text[start - 1] in OPENING_BRACKETS
+            or text[end] in CLOSING_BRACKETS):
+        return " "  # a mark would be left at an end of the name or of a bracket
+    # Only the marks outside the forms: one between two stacked forms separated nothing.
+    # Commas belong to Latin forms (", Inc."), not to Japanese ones: there they part the name.
+    forms = text[match.end(1):match.start(2)]
+    marks = [char for run, japanese in ((match[1], forms.startswith(JAPANESE_LEGAL_FORMS)),
+                                        (match[2], forms.endswith(JAPANESE_LEGAL_FORMS)))
+             for char in run if char in SEPARATING_MARKS or (japanese and char in ",、")]
+    return marks[0] if marks else " "
 
 
 def name_account_key(company: str) -> str:

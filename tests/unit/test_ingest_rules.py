@@ -168,10 +168,45 @@ def test_latin_legal_forms_are_dropped_as_whole_words_at_either_end(name: str) -
     ("Sample Inc. Ltd.", "sample"), ("Sample, Inc., Ltd., K.K.", "sample"),
     ("Ltd. Co., Ltd. Sample", "sample"), ("サンプル株式会社 Inc.", "サンプル"),
     ("Lincoln Electric", "lincolnelectric"), ("Sinclair", "sinclair"),
+    ("Acme Corp.Japan", "acmejapan"), ("Сбербанк Inc.", "сбербанк"), ("Zéinc", "zéinc"),
 ])
 def test_latin_legal_forms_are_dropped_as_whole_words_anywhere_even_stacked(
         name: str, key: str) -> None:
     # Dropped only at either end, "Acme Inc. Japan" was another company than "Acme Japan".
+    assert company_key(name) == key
+
+
+@pytest.mark.parametrize(("name", "key"), [
+    ("アクメInc.", "アクメ"), ("アクメ Inc.", "アクメ"), ("Inc.アクメ", "アクメ"),
+    ("アクメCo.,Ltd.", "アクメ"), ("アクメK.K.東京", "アクメ東京"),
+    ("アクメ株式会社Inc.", "アクメ"), ("アクメZinc", "アクメzinc"),
+    ("アクメLincoln", "アクメlincoln"), ("Princetonラボ", "princetonラボ"),
+    ("アクメCorporate", "アクメcorporate"), ("Sinclairジャパン", "sinclairジャパン"),
+])
+def test_latin_legal_forms_next_to_japanese_text_are_words_of_their_own(
+        name: str, key: str) -> None:
+    # Japanese writes no spaces: "アクメInc." kept its "inc." where "アクメ Inc." lost it.
+    assert company_key(name) == key
+
+
+@pytest.mark.parametrize(("name", "key"), [
+    ("Acme (Inc.)", "acme"), ("Acme(Inc.)", "acme"), ("Acme【Inc.】", "acme"),
+    ("Acme ( Inc., Ltd. )", "acme"), ("Acme (Inc.) Japan", "acmejapan"),
+    ("Acme “Inc”", "acme"), ("Acme Inc. (K.K.)", "acme"), ("Acme (Inc./Ltd.) Japan", "acmejapan"),
+    ("Sample (Japan, Inc.)", "sample(japan)"), ("Sample (Inc., Japan)", "sample(japan)"),
+    ("アクメ（株式会社）", "アクメ"), ("アクメ【株式会社】", "アクメ"), ("Acme ()", "acme()"),
+    ("Acme・Inc.", "acme"), ("Acme Inc./", "acme"), ("Inc.・Acme", "acme"),
+    ("株式会社・アクメ", "アクメ"), ("アクメ、株式会社", "アクメ"), ("(Inc.-Acme)", "(acme)"),
+    ("Acme Inc.・Japan", "acme・japan"), ("Acme・Inc.・Japan", "acme・japan"),
+    ("Acme Inc./Japan", "acme/japan"), ("Acme-Inc-Tokyo", "acme-tokyo"),
+    ("Acme Inc.・(Ltd.)・Japan", "acme・japan"), ("アクメ株式会社・東京支店", "アクメ・東京支店"),
+    ("アクメ株式会社、東京支店", "アクメ、東京支店"), ("Acme・Japan", "acme・japan"),
+    ("アクメ・ジャパン株式会社", "アクメ・ジャパン"), ("Acme, Inc., Japan", "acmejapan"),
+])
+def test_brackets_and_marks_a_dropped_form_leaves_empty_or_dangling_go_with_it(
+        name: str, key: str) -> None:
+    # "Acme (Inc.)" was "acme()", another company than "Acme"; a mark between two parts of
+    # the name stays once, as it would have stood without the form ("Acme・Japan").
     assert company_key(name) == key
 
 
