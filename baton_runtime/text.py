@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 ELLIPSIS = "…"
+# A pattern for text that must say something: blanks alone (full-width spaces too) do not.
+NOT_BLANK = r"\S"
 
 
 def clip(text: str, limit: int) -> str:

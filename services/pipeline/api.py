@@ -12,6 +12,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from baton_runtime.service import ServiceContext, context_of
+from baton_runtime.text import NOT_BLANK
 from schemas.events import DealPhase
 from services.pipeline import domain, handlers, store
 from services.pipeline.domain import (
@@ -31,7 +32,7 @@ OwnerId = Annotated[str, Field(min_length=1, max_length=100, description="The re
 TeamName = Annotated[str, Field(min_length=1, max_length=100)]
 Amount = Annotated[int, Field(ge=0, le=10**15, description="In the smallest currency unit.")]
 Reason = Annotated[str, Field(min_length=1, max_length=400)]
-Note = Annotated[str, Field(min_length=1, max_length=400)]
+Note = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK)]
 Notes = Annotated[str, Field(max_length=2000)]
 OpenPhase = Literal["P1", "P2", "P3", "P4", "P5"]
 
@@ -62,7 +63,8 @@ class NextActionBody(Strict):
     """The rep's next step: when and what."""
 
     due: date
-    text: Annotated[str, Field(min_length=1, max_length=200)]
+    # Blank, it would restart the zombie rule's next-action clock with nothing entered.
+    text: Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 
 
 class DealCreate(Strict):

@@ -765,7 +765,9 @@ def _period_forecast(period: Period, total: _Sums, target: int | None,
     if target is not None:
         gap = max(0, target - total.won)
         coverage = round(total.pipeline / gap, 3) if gap else None
-        if win_rate:
+        if not gap:
+            needed = 0  # met: nothing more is needed, whatever the win rate
+        elif win_rate:
             needed = max(0, round(gap / win_rate) - total.pipeline)
     return PeriodForecast(
         period=period.label, kind=period.kind, starts=period.starts, ends=period.ends,

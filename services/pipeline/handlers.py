@@ -35,6 +35,11 @@ def recycled(changed: Changed, now: datetime) -> DealRecycled:
                         last_phase=deal.phase, reason=deal.close_reason)
 
 
+# An SQL's deal: a conflict with an open deal that then closed is met once more at most,
+# unless deals keep closing under it (the consumer's retry takes over then).
+OPEN_DEAL_ATTEMPTS = 3
+
+
 async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock) -> None:
     """Open one deal in P1, owned by the assigned rep, when a lead becomes an SQL, and keep
     a lead's open deal with the rep who owns the lead.
@@ -46,16 +51,22 @@ async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock
     if event.to_stage not in DEAL_STAGES:
         return
     now = clock()
-    if event.to_stage is LifecycleStage.SQL:
-        opened = domain.open_deal(deal_id=uuid.uuid4(), lead_id=event.lead_id,
-                                  owner_id=event.owner_id, team=event.team,
-                                  company=event.profile.company, now=now,
-                                  reason=OPENED_FROM_SQL)
-        if await store.insert_deal(uow.connection, opened):
-            uow.emit(phase_changed(opened, now))
-            return
-    # Locked first: no change comes between reading when it last changed and using that.
-    deal_id = await store.open_deal_of(uow.connection, event.lead_id, lock=True)
+    deal_id = None
+    # An SQL gets a new deal unless one of the lead's is open. The open one found may close
+    # (the zombie sweep, a won or lost deal) before its lock is ours: then try again.
+    for _ in range(OPEN_DEAL_ATTEMPTS):
+        if event.to_stage is LifecycleStage.SQL:
+            opened = domain.open_deal(deal_id=uuid.uuid4(), lead_id=event.lead_id,
+                                      owner_id=event.owner_id, team=event.team,
+                                      company=event.profile.company, now=now,
+                                      reason=OPENED_FROM_SQL)
+            if await store.insert_deal(uow.connection, opened):
+                uow.emit(phase_changed(opened, now))
+                return
+        # Locked first: no change comes between reading when it last changed and using that.
+        deal_id = await store.open_deal_of(uow.connection, event.lead_id, lock=True)
+        if deal_id is not None or event.to_stage is not LifecycleStage.SQL:
+            break
     if deal_id is None:
         return
     handed_off = event.to_stage is LifecycleStage.SQL and event.from_stage is not event.to_stage

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Row
 
 from baton_runtime.business_time import known_holiday_country, known_timezone
 from baton_runtime.service import ServiceContext, context_of
+from baton_runtime.text import NOT_BLANK
 from baton_runtime.uow import UnitOfWork
 from schemas.events import ContactKind, LifecycleStage
 from services.routing import domain, handlers, store
@@ -32,11 +33,9 @@ router = APIRouter(prefix="/v1")
 RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$",
                              description="A rep's id, e.g. `sato` or `rep-001`.")]
 RepIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")]
-# Text that must say something: blank (spaces, full-width spaces included) is refused.
-SAYS_SOMETHING = r"\S"
-Reason = Annotated[str, Field(min_length=1, max_length=400, pattern=SAYS_SOMETHING)]
-Name = Annotated[str, Field(min_length=1, max_length=200, pattern=SAYS_SOMETHING)]
-Label = Annotated[str, Field(min_length=1, max_length=200, pattern=SAYS_SOMETHING)]
+Reason = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK)]
+Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
+Label = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 SLACK_USER = r"^[UW][A-Z0-9]{2,30}$"
 # A time of day without a UTC offset: JSON Schema's `format: time` requires one.
 LOCAL_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9]([.,][0-9]+)?)?$"

@@ -46,6 +46,7 @@ from tests.integration.test_notifier_delivery import (
 )
 from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import wait_until
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -312,7 +313,7 @@ async def test_two_replicas_starting_first_touch_clocks_at_once_keep_the_earlier
     async with database.unit_of_work() as first:
         await start(first, first_rule)
         other = asyncio.create_task(start_other())
-        await wait_until(lambda: waiting_for_a_lock(database), 10,
+        await wait_until(lambda: waiting_for_a_lock(database.engine), 10,
                          "the other replica to wait for the first")
         await first.commit()
     await other
@@ -478,14 +479,6 @@ async def test_a_deal_change_delivered_after_its_recycling_starts_no_clock(
     assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == []
 
 
-async def waiting_for_a_lock(database: NotifierDatabase) -> bool:
-    """Return True while a session of the test's database waits for a lock."""
-    async with database.engine.connect() as connection:
-        return bool((await connection.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()")).scalar())
-
-
 async def test_a_deal_change_handled_beside_its_recycling_cannot_undo_it(
         database: NotifierDatabase) -> None:
     # Two replicas, after the lead went back to nurture: the change is handled while the
@@ -502,7 +495,7 @@ async def test_a_deal_change_handled_beside_its_recycling_cannot_undo_it(
     async with database.unit_of_work() as recycling:
         await recycle(recycling, lead_id, deal_id)
         changing = asyncio.create_task(handle_change())
-        await wait_until(lambda: waiting_for_a_lock(database), 10,
+        await wait_until(lambda: waiting_for_a_lock(database.engine), 10,
                          "the change to wait for the recycling")
         await recycling.commit()
     await changing

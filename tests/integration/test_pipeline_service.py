@@ -46,6 +46,7 @@ from services.pipeline.settings import PipelineSettings
 from services.pipeline.sweep import sweep_zombies
 from tests.conftest import Infrastructure
 from tests.support.kafka import produce, read_all, wait_until
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 E = TypeVar("E", bound=Event)
@@ -203,6 +204,33 @@ async def handle(pipeline: Pipeline, *events: LeadPromoted) -> None:
             await uow.commit()
 
 
+async def test_an_sql_handed_off_while_the_sweep_recycles_its_old_deal_gets_a_new_deal(
+    infrastructure: Infrastructure,
+) -> None:
+    # The sweep has claimed (locked) the lead's old deal when the new SQL arrives: the
+    # hand-off meets that open deal, then finds it recycled once the sweep commits.
+    lead_id = uuid.uuid4()
+    async with running(infrastructure, consume=False) as pipeline:
+        await handle(pipeline, promoted(lead_id))
+        [old] = await deals_of(pipeline, lead_id)
+        pipeline.clock.advance(days=91)
+        now, rules = pipeline.clock(), pipeline.settings.rules()
+        async with pipeline.context.unit_of_work() as sweep:
+            [claimed] = await store.claim_zombies(sweep.connection, rules.cutoffs(now),
+                                                  [uuid.UUID(old["deal_id"])])
+            handing_off = asyncio.create_task(handle(pipeline, promoted(lead_id).model_copy(
+                update={"occurred_at": now})))
+            await wait_until(lambda: waiting_for_a_lock(pipeline.engine), 10,
+                             "the hand-off to wait for the sweep's lock")
+            recycled = domain.recycle(claimed, now, "no phase change for 90 days")
+            await store.save_recycled(sweep.connection, [recycled], at=now)
+            await sweep.commit()
+        await handing_off
+        deals = await deals_of(pipeline, lead_id)
+    assert sorted((d["deal_id"] == old["deal_id"], d["is_open"], d["outcome"])
+                  for d in deals) == [(False, True, None), (True, False, "recycled")]
+
+
 async def test_a_lead_qualified_again_keeps_its_open_deal_which_goes_to_its_new_owner(
     infrastructure: Infrastructure,
 ) -> None:
@@ -338,6 +366,13 @@ async def test_refused_changes_answer_4xx_with_field_detail_and_announce_nothing
         assert negative.json()["detail"][0]["loc"] == ["body", "amount"]
         unknown = await api.post(f"/v1/deals/{deal_id}/advance", json={"to_phase": "P9"})
         assert unknown.status_code == 422
+        # A blank next action would restart the zombie rule's clock with nothing entered.
+        blank = await api.patch(f"/v1/deals/{deal_id}", json={
+            "next_action": {"due": "2026-11-27", "text": "\u3000"}})
+        assert blank.status_code == 422
+        assert blank.json()["detail"][0]["loc"] == ["body", "next_action", "text"]
+        blank_note = await api.post(f"/v1/deals/{deal_id}/win", json={"note": "  "})
+        assert blank_note.status_code == 422
         missing = await api.post(f"/v1/deals/{uuid.uuid4()}/win", json={})
         assert missing.status_code == 404
         no_hold = await api.delete(f"/v1/deals/{deal_id}/hold")

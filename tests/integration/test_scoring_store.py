@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton import registry
 from baton_runtime.db import create_engine
@@ -16,6 +16,7 @@ from baton_runtime.migrations import upgrade
 from services.scoring import store
 from tests.conftest import Infrastructure
 from tests.support.kafka import lead_captured, wait_until
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +52,3 @@ async def test_a_lead_another_transaction_inserts_meanwhile_is_named_and_found_o
         await engine.dispose()
 
 
-async def waiting_for_a_lock(engine: AsyncEngine) -> bool:
-    """Return True once some session of the database waits for a lock."""
-    async with engine.connect() as connection:
-        return bool((await connection.exec_driver_sql(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database()")).scalar_one())

@@ -158,6 +158,15 @@ def test_without_any_closed_deal_the_need_is_unknown() -> None:
     assert period(groups, ALL, "FY2026-Q1").needed_pipeline is None
 
 
+def test_a_met_target_needs_nothing_even_without_a_win_rate() -> None:
+    for closed in ([], [ClosedCount("sato", None, won=0, lost=3)]):  # no rate, a rate of 0
+        groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN,
+                          won_slices=WON, closed=closed,
+                          targets=[Target("2026-05", SATO, 1_000_000), Target("2026-06", ALL, 0)])
+        assert period(groups, SATO, "2026-05").needed_pipeline == 0
+        assert period(groups, ALL, "2026-06").needed_pipeline == 0
+
+
 def test_quarters_and_the_year_sum_the_month_targets_they_lack() -> None:
     targets = [Target("2026-04", ALL, 1_000), Target("2026-05", ALL, 2_000),
                Target("FY2026-Q2", ALL, 10_000)]
