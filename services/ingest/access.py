@@ -66,8 +66,9 @@ def hash_api_key(key: str) -> bytes:
 
 
 def key_hint(key: str) -> str:
-    """Return the start of a key, enough for a person to recognise it in a listing."""
-    return key[:8] + "…"
+    """Return the last 4 characters of a key, enough to recognise it in a listing."""
+    # Keys may be as short as 16 characters: the start of one would give away half of it.
+    return "…" + key[-4:]
 
 
 class KeyRing:

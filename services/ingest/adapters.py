@@ -7,13 +7,15 @@ Both translate a foreign payload into the body of ``POST /v1/leads`` or
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from types import UnionType
+from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from schemas.events import TouchpointType
 from services.ingest.submissions import ActivitySubmission, LeadSubmission, Strict
@@ -52,6 +54,20 @@ class FieldMapping(Strict):
         if unknown:
             raise ValueError(
                 f"not fields of a {self.kind} submission: {', '.join(sorted(unknown))}")
+        if overlapping := overlapping_targets([*self.fields, *self.constants]):
+            raise ValueError("a field cannot be set both whole and in part: "
+                             + ", ".join(f"{whole} and {part}" for whole, part in overlapping))
+        # Checked here, not at the first request: each request would be refused with a 422
+        # blaming its sender for the operator's mistake.
+        fixed = [(f"constants.{target}", target, value)
+                 for target, value in self.constants.items()]
+        fixed += [(f"values.{target}.{sent}", target, value)
+                  for target, translations in self.values.items()
+                  for sent, value in translations.items()]
+        problems = [f"{where}: {problem}" for where, target, value in fixed
+                    for problem in value_problems(model, target, value)]
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 
@@ -73,16 +89,62 @@ def load_mapping_file(path: Path | None) -> MappingFile:
 
 def _has_field(model: type[BaseModel], parts: list[str]) -> bool:
     """Return True if the dotted path ``parts`` names a field of ``model`` or its sub-models."""
+    return _field(model, parts) is not None
+
+
+def _field(model: type[BaseModel], parts: list[str]) -> FieldInfo | None:
+    """Return the field the dotted path ``parts`` names in ``model`` or its sub-models."""
     info = model.model_fields.get(parts[0])
-    if info is None:
-        return False
-    if len(parts) == 1:
-        return True
+    if info is None or len(parts) == 1:
+        return info
     nested = info.annotation
     for candidate in getattr(nested, "__args__", (nested,)):
         if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return _has_field(candidate, parts[1:])
-    return False
+            return _field(candidate, parts[1:])
+    return None
+
+
+def _is_text(info: FieldInfo | None) -> bool:
+    """Return True if a field holds free text (``str``, perhaps optional or constrained)."""
+    if info is None:
+        return False
+    annotation = info.annotation
+    options = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (
+        annotation,)
+    return any((get_args(option)[0] if get_origin(option) is Annotated else option) is str
+               for option in options)
+
+
+def as_submitted(model: type[BaseModel], target: str, value: Any) -> Any:
+    """Return ``value`` as the submission field ``target`` takes it: numbers as text in text.
+
+    Tools send a submission id, a phone number or a head count as a JSON number; joined
+    values already become text.
+    """
+    if isinstance(value, int | float) and not isinstance(value, bool) and _is_text(
+            _field(model, target.split("."))):
+        return str(value)
+    return value
+
+
+def overlapping_targets(targets: Iterable[str]) -> list[tuple[str, str]]:
+    """Return the pairs of targets where one is part of the other (a and a.b), sorted."""
+    names = sorted(set(targets))
+    return [(whole, part) for whole in names for part in names
+            if part.startswith(whole + ".")]
+
+
+def value_problems(model: type[BaseModel], target: str, value: Any) -> list[str]:
+    """Return why ``value`` is not valid for the field ``target`` of ``model``, if it is not."""
+    body: dict[str, Any] = {}
+    _assign(body, target, as_submitted(model, target, value))
+    try:
+        model.model_validate(body)
+    except ValidationError as error:
+        where = tuple(target.split("."))
+        return [problem["msg"] for problem in error.errors(include_url=False)
+                if tuple(problem["loc"][:len(where)]) == where]
+    return []
 
 
 def _lookup(payload: Any, path: str) -> Any:
@@ -108,9 +170,10 @@ def _assign(target: dict[str, Any], dotted: str, value: Any) -> None:
 
 def apply_mapping(mapping: FieldMapping, payload: Any) -> dict[str, Any]:
     """Return the submission body ``mapping`` makes of ``payload``; absent values are left out."""
+    model = SUBMISSIONS[mapping.kind]
     body: dict[str, Any] = {}
     for target, value in mapping.constants.items():
-        _assign(body, target, value)
+        _assign(body, target, as_submitted(model, target, value))
     for target, paths in mapping.fields.items():
         found = [_lookup(payload, path) for path in ([paths] if isinstance(paths, str) else paths)]
         present = [item for item in found if item is not None and item != ""]
@@ -120,7 +183,7 @@ def apply_mapping(mapping: FieldMapping, payload: Any) -> dict[str, Any]:
         translations = mapping.values.get(target)
         if translations is not None and isinstance(value, str | int | bool):
             value = translations.get(str(value), value)
-        _assign(body, target, value)
+        _assign(body, target, as_submitted(model, target, value))
     return body
 
 

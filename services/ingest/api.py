@@ -62,6 +62,7 @@ IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
 ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
 API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
 REPLAYED_HEADER = "Idempotent-Replayed"
+UTF8_BOM = b"\xef\xbb\xbf"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
 DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
@@ -286,8 +287,10 @@ def router(collaborators: Collaborators) -> APIRouter:
     ) -> BatchResult:
         """Record every valid line in one transaction; answer each line's outcome in order."""
         settings: IngestSettings = context.settings
-        lines = [(number, line) for number, line in
-                 enumerate((await request.body()).split(b"\n"), start=1) if line.strip()]
+        # Some editors start UTF-8 files with a byte order mark; /v1/leads accepts it too.
+        body = (await request.body()).removeprefix(UTF8_BOM)
+        lines = [(number, line) for number, line in enumerate(body.split(b"\n"), start=1)
+                 if line.strip()]
         if not lines or len(lines) > settings.ingest_max_batch_records:
             raise RequestValidationError([{
                 "loc": ("body",), "type": "batch_size",
@@ -313,8 +316,7 @@ def router(collaborators: Collaborators) -> APIRouter:
                 capture = handlers.activity_capture(parsed, source=caller.key.source, now=now,
                                                     idempotency_key=None)
             captures.append((number, capture))
-        # One lead's rows are locked in one order by every batch: no deadlocks between them.
-        captures.sort(key=lambda item: item[1].lead_id)
+        captures = handlers.recording_order(captures)
         try:
             async with context.unit_of_work() as uow:
                 if caller.signature is not None:

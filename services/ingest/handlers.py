@@ -132,6 +132,27 @@ def activity_capture(submission: ActivitySubmission, *, source: str, now: dateti
     )
 
 
+def recording_order(captures: Sequence[tuple[int, Capture]]) -> list[tuple[int, Capture]]:
+    """Return numbered captures in the order a batch records them: by lead, then line.
+
+    One lead's rows are locked in one order by every batch, so batches cannot deadlock.
+    A line reusing an earlier line's idempotency key follows that line wherever its own
+    lead sorts, so the earlier line claims the key as it would sent alone first; such a
+    line writes no lead (it is a replay or a conflict), so the lock order still holds.
+    """
+    first_lead: dict[str, uuid.UUID] = {}
+    for _, capture in captures:
+        if capture.idempotency_key is not None:
+            first_lead.setdefault(capture.idempotency_key, capture.lead_id)
+
+    def position(item: tuple[int, Capture]) -> tuple[uuid.UUID, int]:
+        number, capture = item
+        key = capture.idempotency_key
+        return (capture.lead_id if key is None else first_lead[key]), number
+
+    return sorted(captures, key=position)
+
+
 async def check_signature_is_new(uow: UnitOfWork, scope: str, signature: str) -> None:
     """Remember a request signature; raise ReplayedSignature if it was seen before."""
     if not await store.remember_signature(uow.connection, scope, signature):

@@ -39,7 +39,7 @@ class IngestSettings(RuntimeSettings):
     @field_validator("ingest_api_keys", mode="before")
     @classmethod
     def parse_api_keys(cls, value: object) -> object:
-        """Return ``source=key,...`` as a mapping of source to key."""
+        """Return ``source=key,...`` as a mapping of source to key; a source may appear once."""
         if not isinstance(value, str):
             return value
         keys: dict[str, str] = {}
@@ -49,7 +49,15 @@ class IngestSettings(RuntimeSettings):
                 raise ValueError(
                     "expected source=key pairs separated by commas, keys of 16+ characters"
                 )
-            keys[access.valid_source(source)] = key.strip()
+            name = access.valid_source(source)
+            if name in keys:
+                # A dictionary would keep only the last key, and the first one's clients
+                # would be refused. Rotating needs no second entry: a listed key is stored
+                # and stays valid after it leaves the list, until `baton keys revoke`.
+                raise ValueError(
+                    f"source {name!r} is listed twice; list each source once (to rotate its "
+                    "key, list the new one: the old one stays valid until `baton keys revoke`)")
+            keys[name] = key.strip()
         return keys
 
     @field_validator("ingest_webhook_mapping_file")

@@ -34,6 +34,7 @@ from baton_runtime.settings import KafkaSettings
 from schemas.envelope import decode
 from schemas.events import LeadCaptured, TouchpointType
 from services.ingest import access
+from services.ingest.domain import lead_id_for
 from tests.conftest import Infrastructure
 from tests.support.cli import run_baton
 from tests.support.infrastructure import PostgresServer, delete_baton_topics
@@ -729,3 +730,28 @@ async def test_a_batch_answers_each_line_and_commits_the_valid_ones(
     over = await client.post("/v1/batch", content=too_many,
                              headers={"Content-Type": "application/x-ndjson"})
     assert over.status_code == 422
+
+
+async def test_the_earlier_batch_line_claims_an_event_id_whichever_lead_sorts_first(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # Lines used to be recorded in lead order, so a later line could take the id.
+    first, second = sorted((unique_email("first"), unique_email("second")),
+                           key=lead_id_for, reverse=True)
+    event_id = f"evt-{uuid.uuid4()}"
+    body = "\n".join(json.dumps({"kind": "lead", "email": email, "event_id": event_id})
+                     for email in (first, second)).encode()
+    response = await client.post("/v1/batch", content=body,
+                                 headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200, response.text
+    assert [item["status"] for item in response.json()["results"]] == [202, 409]
+    assert await ingest.count("touchpoints", "lead_id = :lead", lead=lead_id_for(first)) == 1
+    assert await ingest.count("touchpoints", "lead_id = :lead", lead=lead_id_for(second)) == 0
+
+
+async def test_a_batch_may_start_with_a_byte_order_mark(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    line = json.dumps({"kind": "lead", "email": unique_email("bom")}).encode()
+    response = await client.post("/v1/batch", content=b"\xef\xbb\xbf" + line + b"\n" + line,
+                                 headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200, response.text
+    assert [item["status"] for item in response.json()["results"]] == [202, 202]

@@ -19,6 +19,7 @@ from services.ingest.access import (
     hash_api_key,
     hubspot_signature,
     hubspot_uri,
+    key_hint,
     new_api_key,
     retry_after,
     signature,
@@ -31,6 +32,13 @@ NOW = 1_800_000_000.0
 
 def key(key_id: str = "key_1", per_minute: int | None = None) -> ApiKey:
     return ApiKey(key_id, "web", hash_api_key(key_id), rate_limit_per_minute=per_minute)
+
+
+def test_a_key_hint_shows_only_the_last_four_characters() -> None:
+    # A key of BATON_INGEST_API_KEYS may have 16 characters: its first 8 were half of it.
+    assert key_hint("web-0123456789ab") == "…89ab"
+    created = new_api_key()
+    assert key_hint(created) == "…" + created[-4:]
 
 
 def test_a_key_is_found_by_what_the_caller_presents_and_stored_only_hashed() -> None:

@@ -45,6 +45,54 @@ def test_a_mapping_into_a_field_that_does_not_exist_is_refused_at_load(tmp_path:
     assert load_mapping_file(None).adapters == {}
 
 
+def test_numbers_mapped_to_text_fields_are_submitted_as_text() -> None:
+    mapping = FieldMapping.model_validate({
+        "fields": {"email": "mail", "event_id": "entry", "phone": "tel",
+                   "employee_band": "size", "consent": "agreed"},
+        "constants": {"campaign": 2026}})
+    body = apply_mapping(mapping, {"mail": "a@sample.co.jp", "entry": 5873459812,
+                                   "tel": 312345678, "size": 250.5, "agreed": True})
+    assert body == {"email": "a@sample.co.jp", "event_id": "5873459812", "phone": "312345678",
+                    "employee_band": "250.5", "consent": True, "campaign": "2026"}
+    submission = LeadSubmission.model_validate(body)
+    assert (submission.event_id, submission.phone) == ("5873459812", "+81312345678")
+
+
+def test_a_mapping_setting_a_field_both_whole_and_in_part_is_refused_at_load() -> None:
+    # It used to fail at each request (500): the part was set inside a string.
+    with pytest.raises(ValidationError, match=r"partner_notes and partner_notes\.partner"):
+        FieldMapping.model_validate({
+            "kind": "activity",
+            "fields": {"email": "mail", "type": "kind", "partner_notes": "notes",
+                       "partner_notes.partner": "partner"}})
+    with pytest.raises(ValidationError, match=r"touchpoint and touchpoint\.type"):
+        FieldMapping.model_validate({"fields": {"email": "mail", "touchpoint": "tp"},
+                                     "constants": {"touchpoint.type": "inquiry.general"}})
+
+
+@pytest.mark.parametrize(("mapping", "named"), [
+    ({"constants": {"touchpoint.type": "inquiry.bogus"}}, r"constants\.touchpoint\.type"),
+    ({"constants": {"consent": "maybe"}}, r"constants\.consent"),
+    ({"constants": {"employee_band": "x" * 33}}, r"constants\.employee_band"),
+    ({"values": {"touchpoint.type": {"demo": "inquiry.demo"}}},
+     r"values\.touchpoint\.type\.demo"),
+])
+def test_constants_and_translations_that_no_submission_could_take_are_refused_at_load(
+        tmp_path: Path, mapping: dict[str, object], named: str) -> None:
+    with pytest.raises(ValidationError, match=named):
+        FieldMapping.model_validate({"fields": {"email": "mail"}, **mapping})
+
+
+def test_valid_constants_and_translations_load() -> None:
+    mapping = FieldMapping.model_validate({
+        "fields": {"email": "mail", "touchpoint.type": "form"},
+        "values": {"touchpoint.type": {"demo": "inquiry.demo_request"}},
+        "constants": {"consent": True, "employee_band": 100, "touchpoint.asset_id": "lp-1"}})
+    assert apply_mapping(mapping, {"mail": "a@sample.co.jp", "form": "demo"}) == {
+        "email": "a@sample.co.jp", "consent": True, "employee_band": "100",
+        "touchpoint": {"type": "inquiry.demo_request", "asset_id": "lp-1"}}
+
+
 def test_names_follow_the_order_of_their_script() -> None:
     assert full_name("太郎", "山田") == "山田 太郎"
     assert full_name("Emma", "Smith") == "Emma Smith"

@@ -52,3 +52,15 @@ def test_the_event_profile_is_the_merged_record_s_profile_fields() -> None:
             expected = LeadProfile.model_validate(
                 {name: record[name] for name in LeadProfile.model_fields if name in record})
             assert domain.profile_of(record) == expected
+
+
+def test_a_batch_records_by_lead_but_an_event_id_is_claimed_by_its_earliest_line() -> None:
+    emails = sorted((f"lead{number}@sample.co.jp" for number in range(4)),
+                    key=domain.lead_id_for, reverse=True)
+    captures = [(number, handlers.lead_capture(
+        LeadSubmission(email=email, event_id=event_id), source="web", now=NOW,
+        idempotency_key=None)) for number, (email, event_id) in enumerate(
+            zip(emails, ["shared", None, "shared", None], strict=True), start=1)]
+    order = [number for number, _ in handlers.recording_order(captures)]
+    # Lines 2 and 4 go by their own leads; line 3 follows line 1, whose id it reuses.
+    assert order == [4, 2, 1, 3]
