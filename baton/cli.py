@@ -13,6 +13,8 @@ from baton_runtime.kafka import ensure_topics
 from baton_runtime.service import serve
 from baton_runtime.settings import DatabaseSettings, KafkaSettings, SettingsError, load_settings
 
+MAX_PORT = 65535
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="baton", description=__doc__)
@@ -25,14 +27,28 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("topics", help="create the topics and their dead-letter topics")
     run_command = commands.add_parser(
         "run", help="run the whole stack, starting embedded servers for what is not configured")
-    run_command.add_argument("--base-port", type=int, default=registry.DEFAULT_BASE_PORT,
+    run_command.add_argument("--base-port", type=_base_port, default=registry.DEFAULT_BASE_PORT,
                              help="ingest's port; the others follow (default: 8001)")
-    run_command.add_argument("--broker-port", type=int, default=19092,
+    run_command.add_argument("--broker-port", type=_port, default=19092,
                              help="port of the embedded broker (default: 19092)")
     keys.add_parser(commands)
     dlq.add_parser(commands)
     demo.add_parser(commands)
     return parser
+
+
+def _port(text: str, *, following: int = 0) -> int:
+    """Return ``text`` as a TCP port that leaves ``following`` more ports above it."""
+    highest = MAX_PORT - following
+    # int() alone would pass 70000 or -3 on to socket calls, which raise OverflowError.
+    if not text.isdecimal() or not 1 <= int(text) <= highest:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to {highest}")
+    return int(text)
+
+
+def _base_port(text: str) -> int:
+    """Return ``text`` as ingest's port, with room above it for every other service's."""
+    return _port(text, following=len(registry.SERVICES) - 1)
 
 
 def migrate(names: list[str]) -> None:

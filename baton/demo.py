@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import random
 import sys
@@ -283,8 +284,21 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--api-key", help="default: the first key of BATON_INGEST_API_KEYS, "
                       "else the local stack's demo key")
     demo.add_argument("--count", type=int, default=200, help="requests to send (200)")
-    demo.add_argument("--rate", type=float, default=20.0, help="requests a second (20)")
+    demo.add_argument("--rate", type=_rate, default=20.0, help="requests a second (20)")
     demo.add_argument("--seed", type=int, default=None, help="repeat a stream exactly")
+
+
+def _rate(text: str) -> float:
+    """Return ``text`` as a finite number of requests a second above 0."""
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    # post_stream divides by the rate once a request is sent, and a negative or infinite
+    # rate would silently mean no throttling at all.
+    if not 0 < rate < math.inf:
+        raise argparse.ArgumentTypeError("must be a number of requests a second above 0")
+    return rate
 
 
 def default_api_key() -> str:

@@ -8,6 +8,8 @@ import json
 import sys
 from collections.abc import Sequence
 
+from aiokafka.errors import KafkaConnectionError
+
 from baton import registry
 from baton.table import table
 from baton_runtime.db import connect_driver
@@ -47,12 +49,27 @@ def run(arguments: argparse.Namespace) -> int:
     """Run a ``baton dlq`` subcommand; return the exit code."""
     topics = [dead_letter_topic(topic) for topic in arguments.topics or TOPICS]
     if arguments.action == "list":
-        settings = load_settings(KafkaSettings)
-        letters = asyncio.run(_read(settings.kafka_bootstrap_servers, topics, arguments.groups))
-        print(_listing(letters, as_json=arguments.json))
-        return 0
-    return asyncio.run(_replay(load_settings(RuntimeSettings), topics, arguments.groups,
-                               arguments.event_ids, every=arguments.all))
+        servers = load_settings(KafkaSettings).kafka_bootstrap_servers
+        work = _list(servers, topics, arguments.groups, as_json=arguments.json)
+    else:
+        settings = load_settings(RuntimeSettings)
+        servers = settings.kafka_bootstrap_servers
+        work = _replay(settings, topics, arguments.groups, arguments.event_ids,
+                       every=arguments.all)
+    try:
+        return asyncio.run(work)
+    except KafkaConnectionError as error:
+        # An unreachable broker is a setting or an outage to fix, not a bug to report.
+        print(f"baton dlq {arguments.action}: cannot reach the broker at {servers} "
+              f"(BATON_KAFKA_BOOTSTRAP_SERVERS): {error}", file=sys.stderr)
+        return 1
+
+
+async def _list(bootstrap_servers: str, topics: Sequence[str], groups: Sequence[str] | None,
+                *, as_json: bool) -> int:
+    """Print the letters of ``groups`` (all if None); return the exit code."""
+    print(_listing(await _read(bootstrap_servers, topics, groups), as_json=as_json))
+    return 0
 
 
 async def _read(bootstrap_servers: str, topics: Sequence[str],

@@ -15,6 +15,7 @@ from baton.table import table
 from baton_runtime.db import create_engine
 from baton_runtime.settings import DatabaseSettings, load_settings
 from services.ingest import access, store
+from services.ingest.settings import MOST_REQUESTS_PER_MINUTE
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,8 +31,9 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     signing.add_argument("--signing-secret", metavar="SECRET",
                          help="require requests signed with SECRET (for source hubspot: the "
                               "HubSpot app's client secret)")
-    create.add_argument("--rate-limit", type=_positive, metavar="PER_MINUTE",
-                        help="requests a minute (default: BATON_INGEST_RATE_LIMIT_PER_MINUTE)")
+    create.add_argument("--rate-limit", type=_rate_limit, metavar="PER_MINUTE",
+                        help=f"requests a minute, 1 to {MOST_REQUESTS_PER_MINUTE:,} "
+                             "(default: BATON_INGEST_RATE_LIMIT_PER_MINUTE)")
     listing = actions.add_parser("list", help="list keys (never the keys themselves)")
     listing.add_argument("--json", action="store_true", help="one JSON object a line")
     revoke = actions.add_parser("revoke", help="revoke a key; running services stop "
@@ -47,10 +49,12 @@ def _source(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _positive(text: str) -> int:
-    """Return ``text`` as a whole number of at least 1."""
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of at least 1")
+def _rate_limit(text: str) -> int:
+    """Return ``text`` as a key's requests a minute, within the bounds of ingest's default
+    (an out-of-range value failed the insert, printing the key's hash)."""
+    if not text.isdecimal() or not 1 <= int(text) <= MOST_REQUESTS_PER_MINUTE:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number from 1 to {MOST_REQUESTS_PER_MINUTE}")
     return int(text)
 
 

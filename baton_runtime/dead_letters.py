@@ -131,9 +131,9 @@ async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
     """
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
     found = DeadLetters([], [])
     try:
+        await consumer.start()  # inside: a consumer that failed to start is stopped too
         partitions = [TopicPartition(topic, partition) for topic in topics
                       for partition in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:

@@ -13,6 +13,10 @@ from baton_runtime.settings import Port, RuntimeSettings
 from services.ingest import access
 from services.ingest.adapters import load_mapping_file
 
+# A rate limit's bound, for the default and each key's own (the keys table's column is an
+# integer, and a limit of millions a minute is no limit).
+MOST_REQUESTS_PER_MINUTE = 1_000_000
+
 
 class IngestSettings(RuntimeSettings):
     """Capture API settings; bootstrap API keys come as ``source=key,...``."""
@@ -25,7 +29,7 @@ class IngestSettings(RuntimeSettings):
         description="Body limit of POST /v1/batch: 1,000 records do not fit in 256 KiB.")
     ingest_max_batch_records: int = Field(default=1000, ge=1, le=10_000)
     ingest_rate_limit_per_minute: int = Field(
-        default=600, ge=1, le=1_000_000,
+        default=600, ge=1, le=MOST_REQUESTS_PER_MINUTE,
         description="Requests a minute per API key and process, unless the key sets its own.")
     ingest_signature_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
     ingest_idempotency_retention_hours: int = Field(default=72, ge=1, le=24 * 90)

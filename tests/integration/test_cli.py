@@ -1,0 +1,77 @@
+"""``baton`` refuses arguments it cannot honour in one line and an exit code, not a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from baton import cli
+from baton_runtime.embedded import LOOPBACK, free_port
+from services.ingest.settings import MOST_REQUESTS_PER_MINUTE
+from tests.support.cli import run_baton
+
+# Nothing listens here: a request to it fails at once.
+NOWHERE = f"{LOOPBACK}:{free_port()}"
+
+
+def refused(*arguments: str, environment: dict[str, str] | None = None) -> str:
+    """Return the error output of ``baton arguments``, which must stop at parsing."""
+    done = run_baton(environment or {}, *arguments)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    return done.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("rate", ["0", "-1", "0.0", "nan", "inf", "fast"])
+def test_demo_refuses_a_rate_that_is_not_above_0_before_sending_anything(rate: str) -> None:
+    assert refused("demo", "--url", f"http://{NOWHERE}", "--rate", rate) == (
+        "baton demo: error: argument --rate: must be a number of requests a second above 0")
+
+
+def test_demo_accepts_a_fractional_rate() -> None:
+    assert cli._parser().parse_args(["demo", "--rate", "0.5"]).rate == 0.5
+
+
+@pytest.mark.parametrize("port", ["70000", "-3", "0", "65532", "65536", "8o01"])
+def test_run_refuses_a_base_port_without_room_for_every_service(port: str) -> None:
+    assert refused("run", "--base-port", port) == (
+        "baton run: error: argument --base-port: must be a port from 1 to 65531")
+
+
+@pytest.mark.parametrize("port", ["1", "65531"])
+def test_run_accepts_a_base_port_whose_services_all_fit(port: str) -> None:
+    assert cli._parser().parse_args(["run", "--base-port", port]).base_port == int(port)
+
+
+@pytest.mark.parametrize("port", ["70000", "-3", "0"])
+def test_run_refuses_a_broker_port_that_is_not_a_port(port: str) -> None:
+    assert refused("run", "--broker-port", port) == (
+        "baton run: error: argument --broker-port: must be a port from 1 to 65535")
+
+
+@pytest.mark.parametrize("limit", ["3000000000", "1000001", "0", "-5", "ten"])
+def test_keys_create_refuses_a_rate_limit_ingest_would_not_take_as_its_default(
+        limit: str) -> None:
+    error = refused("keys", "create", "big", "--rate-limit", limit,
+                    environment={"BATON_DATABASE_URL": f"postgresql://baton@{NOWHERE}/baton"})
+    assert error == ("baton keys create: error: argument --rate-limit: "
+                     "must be a whole number from 1 to 1000000")
+
+
+def test_a_keys_rate_limit_has_the_bounds_of_ingests_default() -> None:
+    for limit in ("1", str(MOST_REQUESTS_PER_MINUTE)):
+        parsed = cli._parser().parse_args(["keys", "create", "big", "--rate-limit", limit])
+        assert parsed.rate_limit == int(limit)
+
+
+@pytest.mark.parametrize("arguments", [("list",), ("list", "--json"), ("replay", "--all")])
+def test_dlq_names_an_unreachable_broker_in_one_line(arguments: tuple[str, ...]) -> None:
+    done = run_baton({"BATON_KAFKA_BOOTSTRAP_SERVERS": NOWHERE,
+                      "BATON_DATABASE_URL": f"postgresql://baton@{NOWHERE}/baton"},
+                     "dlq", *arguments)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert (f"baton dlq {arguments[0]}: cannot reach the broker at {NOWHERE} "
+            "(BATON_KAFKA_BOOTSTRAP_SERVERS): KafkaConnectionError: Unable to bootstrap"
+            in done.stderr)
