@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
+import structlog
 from fastapi import (
     APIRouter,
     Body,
@@ -66,6 +67,8 @@ UTF8_BOM = b"\xef\xbb\xbf"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
 DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
+
+log = structlog.get_logger(__name__)
 
 
 Responses = dict[int | str, dict[str, Any]]
@@ -391,10 +394,14 @@ def router(collaborators: Collaborators) -> APIRouter:
         context: Annotated[ServiceContext, Depends(context_of)],
         response: Response,
     ) -> Accepted:
-        """Capture a verified HubSpot submission as a lead; redeliveries are recognised."""
+        """Capture a verified HubSpot submission as a lead; redeliveries are recognised.
+
+        An optional field HubSpot sent that no lead may hold (a phone "不明", a band too
+        long) is left out rather than the lead refused: HubSpot would not send it again.
+        """
         lead = _validated(LeadSubmission, hubspot_to_lead(
             submission, mappings.hubspot_forms, fallback_event_id=fingerprint(
-                await request.body())))
+                await request.body())), optional=HUBSPOT_OPTIONAL)
         capture = handlers.lead_capture(lead, source=caller.key.source, now=context.clock(),
                                         idempotency_key=None)
         return await record_one(context, caller, capture, response)
@@ -457,12 +464,24 @@ def _valid_or_none(model: type[ModelT], body: bytes, idempotency_key: str | None
         return None
 
 
-def _validated(model: type[ModelT], body: dict[str, Any]) -> ModelT:
-    """Return ``body`` validated as ``model``; raise a 422 naming the submission's fields."""
+# What a HubSpot submission may lose rather than be refused for: all but who and what.
+HUBSPOT_OPTIONAL = frozenset(LeadSubmission.model_fields) - {"email", "touchpoint", "event_id",
+                                                              "source", "honeypot"}
+
+
+def _validated(model: type[ModelT], body: dict[str, Any],
+               optional: frozenset[str] = frozenset()) -> ModelT:
+    """Return ``body`` validated as ``model``, without those of its ``optional`` fields that
+    are invalid; raise a 422 naming the submission's fields if any other is."""
     try:
         return model.model_validate(body)
     except ValidationError as error:
-        raise RequestValidationError(_errors(error, prefix=("body",))) from None
+        invalid = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+        if not invalid or not invalid <= optional:
+            raise RequestValidationError(_errors(error, prefix=("body",))) from None
+    log.info("invalid optional fields left out", fields=sorted(invalid))
+    return _validated(model, {name: value for name, value in body.items()
+                              if name not in invalid})
 
 
 def _errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[dict[str, Any]]:

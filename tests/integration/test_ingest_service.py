@@ -567,6 +567,30 @@ async def test_a_hubspot_submission_from_a_page_address_that_cannot_be_parsed_is
     assert (event.attribution.utm_source, event.attribution.utm_campaign) == (None, "spring")
 
 
+async def test_a_hubspot_submission_loses_an_invalid_optional_field_not_the_lead(
+        ingest: Ingest, hubspot_key: dict[str, str]) -> None:
+    # HubSpot does not send a refused submission again: a junk phone must not lose the lead.
+    await wait_until(lambda: _signing_loaded(ingest, "/v1/webhooks/hubspot"), 10,
+                     "the HubSpot key to be loaded")
+    email = unique_email("hubspot-junk")
+    fields = [{"name": "email", "value": email}, {"name": "company", "value": "株式会社サンプル"},
+              {"name": "phone", "value": "不明"}, {"name": "numemployees", "value": "x" * 40}]
+    body = json.dumps({"conversionId": str(uuid.uuid4()), "fields": fields}).encode()
+    bad_email = json.dumps({"conversionId": str(uuid.uuid4()), "fields": [
+        {"name": "email", "value": "not-an-address"}]}).encode()
+    async with httpx.AsyncClient(base_url=ingest.url) as client:
+        response = await client.post("/v1/webhooks/hubspot", content=body,
+                                     headers=hubspot_delivery(ingest, body))
+        refused = await client.post("/v1/webhooks/hubspot", content=bad_email,
+                                    headers=hubspot_delivery(ingest, bad_email))
+    assert response.status_code == 202, response.text
+    [(_, event)] = await ingest.wait_for_events(response.json()["lead_id"], 1)
+    assert (event.profile.email, event.profile.company) == (email, "株式会社サンプル")
+    assert (event.profile.phone, event.profile.employee_band) == (None, None)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "email"]
+
+
 @pytest.mark.parametrize("stamp", ["9" * 400, "-" + "9" * 400])
 async def test_a_signature_timestamp_too_large_for_any_clock_gets_401(
         ingest: Ingest, hubspot_key: dict[str, str], stamp: str) -> None:
