@@ -283,9 +283,16 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--url", default=DEFAULT_URL, help=f"ingest's address ({DEFAULT_URL})")
     demo.add_argument("--api-key", help="default: the first key of BATON_INGEST_API_KEYS, "
                       "else the local stack's demo key")
-    demo.add_argument("--count", type=int, default=200, help="requests to send (200)")
+    demo.add_argument("--count", type=_count, default=200, help="requests to send (200)")
     demo.add_argument("--rate", type=_rate, default=20.0, help="requests a second (20)")
     demo.add_argument("--seed", type=int, default=None, help="repeat a stream exactly")
+
+
+def _count(text: str) -> int:
+    """Return ``text`` as a whole number of requests, at least 1."""
+    if not text.isdecimal() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of requests, at least 1")
+    return int(text)
 
 
 def _rate(text: str) -> float:

@@ -28,6 +28,12 @@ def test_demo_refuses_a_rate_that_is_not_above_0_before_sending_anything(rate: s
         "baton demo: error: argument --rate: must be a number of requests a second above 0")
 
 
+@pytest.mark.parametrize("count", ["-1", "0", "many"])
+def test_demo_refuses_a_count_below_one(count: str) -> None:
+    assert refused("demo", "--url", f"http://{NOWHERE}", "--count", count) == (
+        "baton demo: error: argument --count: must be a whole number of requests, at least 1")
+
+
 def test_demo_accepts_a_fractional_rate() -> None:
     assert cli._parser().parse_args(["demo", "--rate", "0.5"]).rate == 0.5
 
