@@ -90,6 +90,8 @@ class ContactKind(StrEnum):
 
 SHORT_TEXT_LENGTH = 500
 SOURCE_LENGTH = 100  # a lead's source: the sender named by its API key
+PHONE_LENGTH = 32  # E.164 with an RFC 3966 extension
+ACCOUNT_KEY_LENGTH = 320
 ShortText = Annotated[str, Field(max_length=SHORT_TEXT_LENGTH)]
 Score = Annotated[int, Field(ge=0, le=100)]
 
@@ -102,7 +104,7 @@ class LeadProfile(Contract):
     company: ShortText | None = None
     title: ShortText | None = None
     department: ShortText | None = None
-    phone: Annotated[str, Field(max_length=32)] | None = None
+    phone: Annotated[str, Field(max_length=PHONE_LENGTH)] | None = None
     industry: ShortText | None = None
     employee_band: Annotated[str, Field(max_length=32)] | None = None
     region: ShortText | None = None
@@ -111,7 +113,7 @@ class LeadProfile(Contract):
 class Account(Contract):
     """The company a lead belongs to, identified by domain or normalised name."""
 
-    account_key: Annotated[str, Field(max_length=320)]
+    account_key: Annotated[str, Field(max_length=ACCOUNT_KEY_LENGTH)]
     domain: Annotated[str, Field(max_length=253)] | None = None
     company_name: ShortText | None = None
     free_mail: bool = False

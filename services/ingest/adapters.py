@@ -50,7 +50,7 @@ class FieldMapping(Strict):
     def _targets_exist(self) -> Self:
         model = SUBMISSIONS[self.kind]
         unknown = [target for target in {*self.fields, *self.values, *self.constants}
-                   if not _has_field(model, target.split("."))]
+                   if _field(model, target.split(".")) is None]
         if unknown:
             raise ValueError(
                 f"not fields of a {self.kind} submission: {', '.join(sorted(unknown))}")
@@ -85,11 +85,6 @@ def load_mapping_file(path: Path | None) -> MappingFile:
     if path is None:
         return MappingFile()
     return MappingFile.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
-
-
-def _has_field(model: type[BaseModel], parts: list[str]) -> bool:
-    """Return True if the dotted path ``parts`` names a field of ``model`` or its sub-models."""
-    return _field(model, parts) is not None
 
 
 def _field(model: type[BaseModel], parts: list[str]) -> FieldInfo | None:

@@ -6,6 +6,7 @@ every 4xx means nothing was written.
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations, which
 # name dependencies local to ``router``.
+import codecs
 import inspect
 import uuid
 from collections.abc import Callable, Coroutine
@@ -63,7 +64,6 @@ IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
 ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
 API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
 REPLAYED_HEADER = "Idempotent-Replayed"
-UTF8_BOM = b"\xef\xbb\xbf"
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
 DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
@@ -291,7 +291,7 @@ def router(collaborators: Collaborators) -> APIRouter:
         """Record every valid line in one transaction; answer each line's outcome in order."""
         settings: IngestSettings = context.settings
         # Some editors start UTF-8 files with a byte order mark; /v1/leads accepts it too.
-        body = (await request.body()).removeprefix(UTF8_BOM)
+        body = (await request.body()).removeprefix(codecs.BOM_UTF8)
         lines = [(number, line) for number, line in enumerate(body.split(b"\n"), start=1)
                  if line.strip()]
         if not lines or len(lines) > settings.ingest_max_batch_records:

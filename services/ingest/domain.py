@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import phonenumbers
 
-from schemas.events import Account, LeadProfile, TouchpointType
+from schemas.events import ACCOUNT_KEY_LENGTH, PHONE_LENGTH, Account, LeadProfile, TouchpointType
 
 # A stable namespace so that one e-mail address always maps to one lead id.
 LEAD_NAMESPACE = uuid.UUID("6f1c2a52-7d3e-4c8e-9f0a-2b5d8e4c1a90")
@@ -64,8 +64,6 @@ LEGAL_FORM_OR_BRACKETED = "|".join(
 LEGAL_FORMS = re.compile(
     rf"(?<!{SEPARATOR})({SEPARATOR}*)(?:{LEGAL_FORM_OR_BRACKETED})"
     rf"(?:{SEPARATOR}*(?:{LEGAL_FORM_OR_BRACKETED}))*({SEPARATOR}*)")
-ACCOUNT_KEY_LENGTH = 320  # Account.account_key in the lead.captured contract
-PHONE_LENGTH = 32  # LeadProfile.phone in the lead.captured contract
 # phonenumbers knows "ext", "x", "#" and others, not the Japanese "内線".
 JAPANESE_EXTENSION = "内線"
 

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from schemas.events import TouchpointType
+from schemas.events import PHONE_LENGTH, TouchpointType
 from services.ingest import domain
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -41,9 +41,9 @@ Email = Annotated[str, BeforeValidator(lambda v: domain.normalise_email(v) if is
                                        else v),
                   Field(max_length=254, pattern=EMAIL_PATTERN,
                         description="Normalised to NFKC and lower case; one lead per address.")]
-Phone = Annotated[str | None, Field(max_length=32, description="Stored in E.164; national "
-                                    "numbers are read as Japanese. An extension (ext. 12, "
-                                    "内線12) is kept as RFC 3966's ;ext=12 after it when "
+Phone = Annotated[str | None, Field(max_length=PHONE_LENGTH, description="Stored in E.164; "
+                                    "national numbers are read as Japanese. An extension "
+                                    "(ext. 12, 内線12) is kept as RFC 3966's ;ext=12 after it when "
                                     "both fit in 32 characters, else left out."),
                   AfterValidator(lambda v: None if not v or not v.strip()
                                  else domain.normalise_phone(v))]

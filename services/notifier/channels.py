@@ -25,15 +25,15 @@ from services.notifier.messages import AlertMessage
 
 SLACK_API_URL = "https://slack.com/api/chat.postMessage"
 HTTP_TIMEOUT_SECONDS = 10.0
-# chat.postMessage errors that no retry can fix.
-PERMANENT_SLACK_ERRORS = frozenset({
-    "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed",
-    "account_inactive", "token_revoked", "token_expired", "no_permission", "missing_scope",
-    "invalid_blocks", "invalid_blocks_format", "msg_too_long", "no_text", "restricted_action",
-})
-# Of those, the ones that refuse the message itself: another message may still go through.
+# chat.postMessage errors that refuse the message itself: another message may go through.
 MESSAGE_SLACK_ERRORS = frozenset({"invalid_blocks", "invalid_blocks_format", "msg_too_long",
                                   "no_text"})
+# chat.postMessage errors that no retry can fix.
+PERMANENT_SLACK_ERRORS = MESSAGE_SLACK_ERRORS | frozenset({
+    "channel_not_found", "not_in_channel", "is_archived", "invalid_auth", "not_authed",
+    "account_inactive", "token_revoked", "token_expired", "no_permission", "missing_scope",
+    "restricted_action",
+})
 # A header is one line: the email package refuses every break str.splitlines() knows.
 LINE_BREAK_RUN = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]\s*")
 

@@ -122,7 +122,7 @@ def promotion_for(stage: LifecycleStage, tier: Tier, *, previous_tier: Tier | No
     anew, or an inquiry keeps it there. Staying hot is not enough: a lead rejected at
     tier A would otherwise be an MQL again at its next e-mail open.
     """
-    if tier is not Tier.A or stage not in (S.LEAD, S.NURTURE):
+    if tier is not Tier.A or stage not in MARKETING_STAGES:
         return None
     if stage is S.NURTURE and previous_tier is Tier.A and trigger not in INQUIRIES:
         return None

@@ -179,8 +179,10 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                                               read=contacts_to_read(model))
     engaged_at: dict[uuid.UUID, datetime | None] = {
         lead_id: found.state.last_engaged_at for lead_id, found in recorded.items()}
+    touchpoints: dict[uuid.UUID, list[tuple[TouchpointType, datetime]]] = defaultdict(list)
     for event in events:
         touchpoint, previous = event.touchpoint, engaged_at[event.lead_id]
+        touchpoints[event.lead_id].append((touchpoint.type, touchpoint.occurred_at))
         if engages(touchpoint.type, model) and (
                 previous is None or touchpoint.occurred_at > previous):
             engaged_at[event.lead_id] = touchpoint.occurred_at
@@ -211,9 +213,6 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                           engaged_at[lead_id], state.baseline_at, announced(state),
                           found.ledger, found.colleagues,
                           review_now=bool(changers - {lead_id})))
-    touchpoints: dict[uuid.UUID, list[tuple[TouchpointType, datetime]]] = defaultdict(list)
-    for event in events:
-        touchpoints[event.lead_id].append((event.touchpoint.type, event.touchpoint.occurred_at))
     inquiries = {lead_id: fresh_inquiry(made, now, model)
                  for lead_id, made in touchpoints.items()}
     await rescore(uow, leads, model, now, triggers={
