@@ -54,13 +54,15 @@ def _emit(uow: UnitOfWork, lead: Row[Any], *, from_stage: LifecycleStage,
 
 async def move(uow: UnitOfWork, lead: Row[Any], target: LifecycleStage, *, reason: str,
                now: datetime, owner_id: str | None, team: str | None,
-               sla_due_at: datetime | None, actor: str = SYSTEM) -> None:
-    """Move ``lead`` to ``target`` (refusing illegal moves) and emit lead.promoted."""
+               sla_due_at: datetime | None, actor: str = SYSTEM,
+               deal_id: uuid.UUID | None = None) -> None:
+    """Move ``lead`` to ``target`` (refusing illegal moves; ``deal_id`` the deal that moves
+    it, if one does) and emit lead.promoted."""
     current = LifecycleStage(lead.stage)
     domain.check_transition(current, target)
     await store.record_transition(uow.connection, lead.lead_id, from_stage=current.value,
                                   to_stage=target.value, reason=reason, owner_id=owner_id,
-                                  team=team, actor=actor, occurred_at=now)
+                                  team=team, actor=actor, occurred_at=now, deal_id=deal_id)
     _emit(uow, lead, from_stage=current, to_stage=target, reason=reason, now=now,
           owner_id=owner_id, team=team, sla_due_at=sla_due_at)
 
@@ -177,9 +179,8 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
         await move(uow, lead, target, reason=f"deal {event.deal_id} {event.to_phase.value}",
                    now=now, owner_id=lead.owner_id if owned else None,
                    team=lead.team if owned else None,
-                   sla_due_at=domain.due_after_move(target, now))
-        if target is LifecycleStage.OPPORTUNITY:
-            await store.set_deal(uow.connection, event.lead_id, event.deal_id)
+                   sla_due_at=domain.due_after_move(target, now),
+                   deal_id=event.deal_id if target is LifecycleStage.OPPORTUNITY else None)
         lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
 
 

@@ -223,22 +223,26 @@ async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID,
 RECORDING_TRANSITION = text(f"""
     WITH moved AS (
         UPDATE {leads.fullname} SET stage = :to_stage, owner_id = :owner_id, team = :team,
-                                    updated_at = now()
+                                    deal_id = coalesce(:deal_id, deal_id), updated_at = now()
         WHERE lead_id = :lead_id
     )
     INSERT INTO {transitions.fullname}
         (lead_id, from_stage, to_stage, reason, owner_id, team, actor, occurred_at)
     VALUES (:lead_id, :from_stage, :to_stage, :reason, :owner_id, :team, :actor, :occurred_at)
-""").bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)))
+""").bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)),
+                bindparam("deal_id", type_=UUID(as_uuid=True)))
 
 
 async def record_transition(connection: AsyncConnection, lead_id: uuid.UUID, *,
                             from_stage: str, to_stage: str, reason: str, owner_id: str | None,
-                            team: str | None, actor: str, occurred_at: datetime) -> None:
-    """Move the lead to its new stage and owner, and log the transition (one statement)."""
+                            team: str | None, actor: str, occurred_at: datetime,
+                            deal_id: uuid.UUID | None = None) -> None:
+    """Move the lead to its new stage and owner (and deal, if ``deal_id``), and log the
+    transition (one statement)."""
     await connection.execute(RECORDING_TRANSITION, {
         "lead_id": lead_id, "from_stage": from_stage, "to_stage": to_stage, "reason": reason,
-        "owner_id": owner_id, "team": team, "actor": actor, "occurred_at": occurred_at})
+        "owner_id": owner_id, "team": team, "actor": actor, "occurred_at": occurred_at,
+        "deal_id": deal_id})
 
 
 async def set_owner(connection: AsyncConnection, lead_id: uuid.UUID, owner_id: str) -> None:
@@ -252,13 +256,6 @@ async def save_bant(connection: AsyncConnection, lead_id: uuid.UUID,
     """Keep the BANT the rep confirmed when qualifying the lead."""
     await connection.execute(leads.update().where(leads.c.lead_id == lead_id).values(
         bant=dict(bant), updated_at=func.now()))
-
-
-async def set_deal(connection: AsyncConnection, lead_id: uuid.UUID,
-                   deal_id: uuid.UUID) -> None:
-    """Remember ``deal_id`` as the deal the lead is an opportunity of."""
-    await connection.execute(leads.update().where(leads.c.lead_id == lead_id)
-                             .values(deal_id=deal_id))
 
 
 async def history(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Row[Any]]:
