@@ -76,8 +76,7 @@ class DeliveryWorker:
             sent = [key for key, failure in failures.items() if failure is None]
             await store.mark_delivered(connection, [[alert.id for alert in due[key]]
                                                     for key in sent])
-            pauses = {key: self._channels[key].min_interval for key in sent
-                      if self._channels[key].min_interval}
+            pauses = {key: pace for key in sent if (pace := self._pace(key))}
             for key, failure in failures.items():
                 if failure is not None:
                     pauses.update(await self._failed(connection, key, due[key], failure))
@@ -102,16 +101,20 @@ class DeliveryWorker:
             return DeliveryFailed(f"{type(error).__name__}: {error}")
         return None
 
+    def _pace(self, key: str) -> timedelta | None:
+        """Return how long ``key`` rests after a message, None if it need not."""
+        return self._channels[key].min_interval or None
+
     async def _failed(self, connection: AsyncConnection, key: str,
                       alerts: Sequence[Row[Any]], failure: DeliveryFailed) -> dict[str, timedelta]:
         """Record a failed send of ``alerts``; return the pause ``key`` asked for, if any."""
-        channel = self._channels.get(key)
-        if failure.message_refused and len(alerts) > 1 and channel is not None:
+        if failure.message_refused and len(alerts) > 1:
             # Slack refuses the whole digest for one bad part: the others must still go out.
+            # (Only a configured channel's send refuses a message.)
             await store.unfold(connection, [alert.id for alert in alerts], error=str(failure))
             log.warning("digest refused; its alerts are sent one by one", destination=key,
                         alerts=len(alerts), error=str(failure))
-            return {key: channel.min_interval} if channel.min_interval else {}
+            return {key: pace} if (pace := self._pace(key)) else {}
         for alert in alerts:
             attempt = alert.attempts + 1
             # Being asked to wait is not the message's fault: it never uses up attempts.
