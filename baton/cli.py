@@ -8,6 +8,7 @@ import asyncio
 import sys
 
 from baton import demo, dlq, keys, registry
+from baton.arguments import whole_number
 from baton_runtime import migrations
 from baton_runtime.kafka import ensure_topics
 from baton_runtime.service import serve
@@ -40,10 +41,7 @@ def _parser() -> argparse.ArgumentParser:
 def _port(text: str, *, following: int = 0) -> int:
     """Return ``text`` as a TCP port that leaves ``following`` more ports above it."""
     highest = MAX_PORT - following
-    # int() alone would pass 70000 or -3 on to socket calls, which raise OverflowError.
-    if not text.isdecimal() or not 1 <= int(text) <= highest:
-        raise argparse.ArgumentTypeError(f"must be a port from 1 to {highest}")
-    return int(text)
+    return whole_number(text, low=1, high=highest, refusal=f"must be a port from 1 to {highest}")
 
 
 def _base_port(text: str) -> int:

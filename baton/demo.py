@@ -24,6 +24,8 @@ from typing import Any
 
 import httpx
 
+from baton.arguments import whole_number
+
 DEFAULT_URL = "http://127.0.0.1:8001"
 # The key `baton run` bootstraps when BATON_INGEST_API_KEYS is not set.
 LOCAL_DEMO_KEY = "local-demo-key-change-me"
@@ -290,9 +292,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _count(text: str) -> int:
     """Return ``text`` as a whole number of requests, at least 1."""
-    if not text.isdecimal() or int(text) < 1:
-        raise argparse.ArgumentTypeError("must be a whole number of requests, at least 1")
-    return int(text)
+    return whole_number(text, low=1, high=None,
+                        refusal="must be a whole number of requests, at least 1")
 
 
 def _rate(text: str) -> float:

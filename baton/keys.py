@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from baton.arguments import whole_number
 from baton.table import table
 from baton_runtime.db import create_engine
 from baton_runtime.settings import DatabaseSettings, load_settings
@@ -52,10 +53,8 @@ def _source(text: str) -> str:
 def _rate_limit(text: str) -> int:
     """Return ``text`` as a key's requests a minute, within the bounds of ingest's default
     (an out-of-range value failed the insert, printing the key's hash)."""
-    if not text.isdecimal() or not 1 <= int(text) <= MOST_REQUESTS_PER_MINUTE:
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number from 1 to {MOST_REQUESTS_PER_MINUTE}")
-    return int(text)
+    return whole_number(text, low=1, high=MOST_REQUESTS_PER_MINUTE,
+                        refusal=f"must be a whole number from 1 to {MOST_REQUESTS_PER_MINUTE}")
 
 
 def run(arguments: argparse.Namespace) -> int:
