@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import platform
 import statistics
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +30,17 @@ class Measurement:
     value: float
     unit: str
     higher_is_better: bool = True
+
+
+def machine() -> str:
+    """Return what a run measured on: cores, the last minute's load average, interpreter.
+
+    Every number shares the machine's cores with PostgreSQL, the broker and anything
+    else running; the interpreter's build changes the services' CPU per request (see
+    PYTHON in the Makefile).
+    """
+    return (f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, Python "
+            f"{platform.python_version()} ({os.path.realpath(sys.executable)})")
 
 
 def percentile(samples: Sequence[float], fraction: float) -> float:

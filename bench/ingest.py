@@ -62,7 +62,7 @@ from baton_runtime.db import create_engine
 from baton_runtime.embedded import LOOPBACK, embedded_kafka, embedded_postgres, free_port
 from baton_runtime.kafka import ensure_topics
 from baton_runtime.settings import KafkaSettings
-from bench.harness import Measurement, middle, report, summary
+from bench.harness import Measurement, machine, middle, report, summary
 from services.ingest.domain import lead_id_for
 from services.ingest.submissions import Accepted, LeadSubmission
 
@@ -431,8 +431,7 @@ def run(*, seconds: float, warmup: float, fewest: int, most: int, rounds: int) -
                      higher_is_better=False)])
     integrity = (f"every 202 committed: {committed} touchpoints for {accepted} accepted "
                  f"requests (+ warm-up) {'ok' if committed >= accepted else 'MISSING ROWS'}\n"
-                 f"1-minute load average: {load_before:.1f} before, "
-                 f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
+                 f"1-minute load average before: {load_before:.1f}; after: {machine()}")
     print(integrity, flush=True)
     return "\n".join((throughput, latency, cpu, integrity))
 

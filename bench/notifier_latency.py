@@ -54,7 +54,7 @@ from baton.demo import TrafficGenerator
 from baton.stack import LOCAL_DEFAULTS
 from baton_runtime.db import connect_driver
 from baton_runtime.embedded import LOOPBACK
-from bench.harness import Measurement, report, summary
+from bench.harness import Measurement, machine, report, summary
 from bench.ingest import Connection
 from services.ingest.domain import lead_id_for, normalise_email
 from tests.support.fake_slack import FakeSlack
@@ -374,7 +374,7 @@ def stage_report(stage: Stage, slack: Receiver, kafka_ms: Sequence[float],
         f"requests/s achieved ({stage.unsent} not sent in time), statuses "
         f"{dict(stage.statuses)}, {len(stage.accepted_at)} hot leads, "
         f"{len(stage.accepted_at) - len(latencies)} alerts missing, first seen via "
-        f"{dict(via)}, load average {os.getloadavg()[0]:.1f}",
+        f"{dict(via)}; {machine()}",
         kafka_p50,
         [*kafka_tail, *alerts,
          *percentiles("  202 -> routing's MQL (ingest, scoring, routing)",

@@ -27,7 +27,7 @@ from baton_runtime.db import connect_driver, create_engine
 from baton_runtime.kafka import KafkaPublisher, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from baton_runtime.uow import unit_of_work_factory
-from bench.harness import Measurement, report, scratch_database, servers
+from bench.harness import Measurement, machine, report, scratch_database, servers
 from schemas.envelope import KafkaRecord
 from schemas.events import DealRecycled
 from services.pipeline import main
@@ -208,10 +208,7 @@ async def run(deals: int) -> str:
         raise SystemExit(f"expected {zombies} recycled deals and events, got {recycled} "
                          f"recycled and {on_broker} events on the broker")
     total_ms = (published - started) * 1000
-    # Every number here shares the machine's cores with PostgreSQL, the broker and anything
-    # else running: say how busy it was.
-    print(f"{os.cpu_count()} cores; load average over the last minute: "
-          f"{os.getloadavg()[0]:.1f}; CPU time of this process (sweep and relay) during "
+    print(f"{machine()}; CPU time of this process (sweep and relay) during "
           f"sweep + publish: {cpu_used * 1000:.0f} ms", flush=True)
     return report(
         f"zombie sweep over {deals:,} open deals, {zombies:,} recycled "

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
 import statistics
 import time
@@ -42,7 +41,7 @@ from baton_runtime.kafka import build_consumer, ensure_topics
 from baton_runtime.logging import configure_logging
 from baton_runtime.service import ServiceContext, run_on_uvloop, settle_garbage_collector
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
-from bench.harness import Measurement, middle, report, scratch_database, servers
+from bench.harness import Measurement, machine, middle, report, scratch_database, servers
 from schemas.envelope import encode
 from schemas.events import Account, LeadCaptured, LeadProfile, Touchpoint, TouchpointType
 from services.scoring import handlers, main, store
@@ -390,9 +389,8 @@ async def run(count: int, budget: float, rounds: int) -> str:
           f"{typical.scored.cpu_share / rate * 1e6:.0f} us, no-op handler "
           f"{runtime.cpu_share / runtime.events_per_second * 1e6:.0f} us; busy "
           f"{typical.scored.cpu_share:.0%} of the handler run")
-    load = os.getloadavg()[0]
-    print(f"machine: {os.cpu_count()} cores, load average {load:.1f} at the end "
-          "(shared machines: compare the lines with each other, not across runs)")
+    print(f"machine at the end: {machine()} (shared machines: compare the lines with "
+          "each other, not across runs)")
     return report(
         f"scoring {count:,} lead.captured events ({leads:,} leads), events/s; "
         f"scoring and the bare write of the round of the median ratio ({rounds} round(s))",
