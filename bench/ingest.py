@@ -1,6 +1,6 @@
 """POST /v1/leads: ingest's throughput and latency beside a bare FastAPI endpoint.
 
-Run: ``uv run python -m bench.ingest`` (about two minutes) or ``--quick``.
+Run: ``uv run python -m bench.ingest`` (about five minutes) or ``--quick``.
 
 Both servers run as processes of their own under the same uvicorn settings:
 ``baton serve ingest`` (embedded PostgreSQL with fsync off, as the local stack
@@ -26,7 +26,10 @@ PostgreSQL. The four phases (each server saturated, then each at half its rate) 
 measured in ``--rounds`` rounds, and the targets judged on medians: the bare
 endpoint's own p99 ranged from 4 to 124 ms between runs of this machine (2 to 24 ms
 once the load generator stopped collecting garbage during a phase), and a pair
-measured together drifts together.
+measured together drifts together. A p99 is the hundred-and-twentieth slowest of
+about 12,000 requests, so one short stall of the shared machine moves a round's by
+10 ms or more (ingest's ranged from 19 to 39 ms within runs): five rounds by default,
+as the median of three still swung across the target between runs.
 """
 
 from __future__ import annotations
@@ -453,7 +456,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a few seconds, for tests")
     parser.add_argument("--seconds", type=float, default=8.0, help="each phase (8)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of four phases (3)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of four phases (5)")
     parser.add_argument("--most-connections", type=int, default=256,
                         help="the closed loop's most connections (256)")
     parser.add_argument("--serve-bare", type=int, metavar="PORT", help=argparse.SUPPRESS)
