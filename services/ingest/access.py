@@ -166,7 +166,7 @@ class RateLimiter:
 
     def acquire(self, key: ApiKey, now: float) -> float:
         """Take one request's token; return 0, or how many seconds until one is free."""
-        rate = key.rate_limit_per_minute or self.default_per_minute
+        rate = self._rate(key)
         capacity = float(rate)
         bucket = self._buckets.setdefault(key.key_id, _Bucket(capacity, now))
         bucket.tokens = min(capacity, bucket.tokens + (now - bucket.updated) * rate / 60)
@@ -175,6 +175,16 @@ class RateLimiter:
             bucket.tokens -= 1
             return 0.0
         return (1 - bucket.tokens) * 60 / rate
+
+    def refund(self, key: ApiKey) -> None:
+        """Give back the token ``acquire`` took for a request that did not count."""
+        bucket = self._buckets[key.key_id]
+        # Capped: the bucket may have filled up while the request was being recorded.
+        bucket.tokens = min(float(self._rate(key)), bucket.tokens + 1)
+
+    def _rate(self, key: ApiKey) -> int:
+        """Return the requests a minute ``key`` may make."""
+        return key.rate_limit_per_minute or self.default_per_minute
 
 
 def retry_after(seconds: float) -> str:

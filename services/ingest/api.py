@@ -8,7 +8,6 @@ every 4xx means nothing was written.
 # name dependencies local to ``router``.
 import codecs
 import inspect
-import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -41,7 +40,7 @@ from services.ingest.adapters import (
     apply_mapping,
     hubspot_to_lead,
 )
-from services.ingest.domain import fingerprint, lead_id_for
+from services.ingest.domain import decoy_event_id, fingerprint, lead_id_for
 from services.ingest.guard import NDJSON
 from services.ingest.handlers import Capture, IdempotencyConflict, ReplayedSignature
 from services.ingest.settings import IngestSettings
@@ -123,6 +122,12 @@ def router(collaborators: Collaborators) -> APIRouter:
             raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, "rate limit exceeded",
                                 headers={"Retry-After": access.retry_after(wait)})
 
+    def replayed(caller: Caller) -> HTTPException:
+        """Return the 401 for a replayed signed request, its rate-limit token given back."""
+        limiter.refund(caller.key)
+        return HTTPException(status.HTTP_401_UNAUTHORIZED,
+                             "this signed request was received before")
+
     async def authenticated(
         request: Request,
         context: Annotated[ServiceContext, Depends(context_of)],
@@ -140,8 +145,8 @@ def router(collaborators: Collaborators) -> APIRouter:
         key = keys.find(x_api_key)
         if key is None:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "unknown or revoked API key")
-        throttle(key, context)
         if key.signing_secret is None:
+            throttle(key, context)
             return Caller(key)
         settings: IngestSettings = context.settings
         try:
@@ -151,6 +156,9 @@ def router(collaborators: Collaborators) -> APIRouter:
                 tolerance_seconds=settings.ingest_signature_tolerance_seconds)
         except SignatureError as error:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(error)) from None
+        # Only now: whoever knows a signed key could otherwise spend its partner's quota
+        # with unsigned requests. A replay is found when recorded, and gives its token back.
+        throttle(key, context)
         return Caller(key, x_baton_signature)
 
     class CaptureRoute(APIRoute):
@@ -234,8 +242,7 @@ def router(collaborators: Collaborators) -> APIRouter:
             outcome = await commits.run(context.unit_of_work,
                                         handlers.Submitted(capture, signature))
         except ReplayedSignature:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                                "this signed request was received before") from None
+            raise replayed(caller) from None
         except IdempotencyConflict:
             raise HTTPException(status.HTTP_409_CONFLICT, "this idempotency key was used "
                                 "with a different request body") from None
@@ -257,7 +264,7 @@ def router(collaborators: Collaborators) -> APIRouter:
     ) -> Accepted:
         """Commit the touchpoint and its lead.captured event, then answer 202."""
         if submission.honeypot:
-            return decoy(submission)
+            return decoy(submission, caller.key, idempotency_key)
         capture = handlers.lead_capture(submission, source=caller.key.source,
                                         now=context.clock(), idempotency_key=idempotency_key)
         return await record_one(context, caller, capture, response)
@@ -309,7 +316,7 @@ def router(collaborators: Collaborators) -> APIRouter:
                 continue
             if isinstance(parsed, LeadRecord):
                 if parsed.honeypot:
-                    told = decoy(parsed)
+                    told = decoy(parsed, caller.key, None)
                     results[number] = RecordResult(line=number, status=202,
                                                    lead_id=told.lead_id, event_id=told.event_id)
                     continue
@@ -338,8 +345,7 @@ def router(collaborators: Collaborators) -> APIRouter:
                                                    event_id=outcome.accepted.event_id)
                 await uow.commit()
         except ReplayedSignature:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED,
-                                "this signed request was received before") from None
+            raise replayed(caller) from None
         ordered = [results[number] for number in sorted(results)]
         accepted = sum(1 for result in ordered if result.status == 202)
         return BatchResult(accepted=accepted, rejected=len(ordered) - accepted, results=ordered)
@@ -430,7 +436,7 @@ def router(collaborators: Collaborators) -> APIRouter:
         if mapping.kind == "lead":
             lead = _validated(LeadSubmission, body)
             if lead.honeypot:
-                return decoy(lead)
+                return decoy(lead, caller.key, idempotency_key)
             capture = handlers.lead_capture(lead, source=caller.key.source, now=context.clock(),
                                             idempotency_key=idempotency_key)
         else:
@@ -442,9 +448,13 @@ def router(collaborators: Collaborators) -> APIRouter:
     return routes
 
 
-def decoy(submission: LeadSubmission) -> Accepted:
-    """Return what a bot that filled the honeypot is told: a 202 for nothing stored."""
-    return Accepted(lead_id=lead_id_for(submission.email), event_id=str(uuid.uuid4()))
+def decoy(submission: LeadSubmission, key: ApiKey, idempotency_key: str | None) -> Accepted:
+    """Return what a bot that filled the honeypot is told: a 202 for nothing stored, the
+    same each time it repeats the request."""
+    # A batch line's kind is left out, as for real captures: a line is the record sent alone.
+    content = submission.__pydantic_serializer__.to_json(submission, exclude={"kind"})
+    return Accepted(lead_id=lead_id_for(submission.email), event_id=decoy_event_id(
+        key.key_id, idempotency_key or submission.event_id, content))
 
 
 def _header(headers: dict[bytes, bytes], name: bytes) -> str | None:

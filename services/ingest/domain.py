@@ -40,14 +40,21 @@ JAPANESE_LEGAL_FORMS = ("株式会社", "有限会社", "合同会社", "合資�
 # not next to a Latin letter or digit, so that "Zinc" keeps its "inc" but "アクメInc." is
 # "アクメ", as nothing spaces Japanese (or other scripts' text) from them either.
 LATIN_LETTER = r"0-9a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0300-\u036f\u1e00-\u1eff"
-LATIN_LEGAL_FORM = (rf"(?<![{LATIN_LETTER}])(?:co\.?,?\s*ltd|inc|ltd|llc|corp(?:oration)?"
-                    rf"|k\.?\s?k)(?![{LATIN_LETTER}])\.?")
+# "Co." is a form with its period only ("co" alone is too often a word or part of one, as
+# in "Co-op"), and only if no letter follows the period ("x.co.jp" keeps its "co").
+LATIN_LEGAL_FORM = (rf"(?<![{LATIN_LETTER}])(?:co\.?,?\s*ltd|co\.|company|inc|ltd|llc"
+                    rf"|corp(?:oration)?|k\.?\s?k)(?![{LATIN_LETTER}])\.?")
 LEGAL_FORM = rf"(?:{LATIN_LEGAL_FORM}|{'|'.join(map(re.escape, JAPANESE_LEGAL_FORMS))})"
 # What separates a form from the rest goes with it: spaces and commas always ("Acme, Inc.,
 # Japan" is "Acme Japan"); a mark ("・", "/", "-") stays once if the form stood between
 # two parts of the name ("Acme Inc.・Japan" is "Acme・Japan"), not if it would dangle.
 SEPARATING_MARKS = "・·/-‐‑‒–—―−"
 SEPARATOR = rf"[\s,、{''.join(map(re.escape, SEPARATING_MARKS))}]"
+# An "&" or "and" just before a form joins it to the name ("Acme & Co. Ltd", "Acme and
+# Company"): it goes with the form, or "acme&" is left. After one, "Co" needs no period
+# ("Acme and Co"). One anywhere else is part of the name ("AT&T", "Johnson & Johnson").
+CONNECTED_FORM = (rf"(?:&|(?<![{LATIN_LETTER}])and){SEPARATOR}*"
+                  rf"(?:{LEGAL_FORM}|(?<![{LATIN_LETTER}])co(?![{LATIN_LETTER}])\.?)")
 # Brackets holding nothing but forms go with them ("Acme (Inc.)" is "Acme"); others stay,
 # being part of the name ("Sample Inc. (Japan)" is "Sample (Japan)").
 BRACKETS = ("()", "[]", "{}", "<>", "【】", "「」", "『』", "〔〕", "〈〉", "《》", "〖〗", "〘〙",
@@ -56,8 +63,9 @@ OPENING_BRACKETS = frozenset(pair[0] for pair in BRACKETS)
 CLOSING_BRACKETS = frozenset(pair[1] for pair in BRACKETS)
 STACKED_FORMS = rf"{LEGAL_FORM}(?:{SEPARATOR}*{LEGAL_FORM})*"
 LEGAL_FORM_OR_BRACKETED = "|".join(
-    [LEGAL_FORM, *(rf"{re.escape(pair[0])}{SEPARATOR}*{STACKED_FORMS}{SEPARATOR}*"
-                   rf"{re.escape(pair[1])}" for pair in BRACKETS)])
+    [CONNECTED_FORM, LEGAL_FORM,
+     *(rf"{re.escape(pair[0])}{SEPARATOR}*{STACKED_FORMS}{SEPARATOR}*{re.escape(pair[1])}"
+       for pair in BRACKETS)])
 # Stacked forms ("Inc., Ltd.", "Inc. (K.K.)") go as one. A match starts only where a run of
 # separators does (no form or bracket starts with one): trying each space of a long run
 # would cost the run's square.
@@ -223,6 +231,17 @@ def account_for(email: str, company: str | None, company_domain: str | None) -> 
 def lead_id_for(email: str) -> uuid.UUID:
     """Return the lead id of a normalised e-mail address: one lead per address."""
     return uuid.uuid5(LEAD_NAMESPACE, email)
+
+
+def decoy_event_id(key_id: str, idempotency_key: str | None, content: bytes) -> str:
+    """Return the event id a honeypot request is told: the same for the same idempotency
+    key, or without one for the same content, so that a repeat gets the first answer."""
+    request = b"content:" + content if idempotency_key is None else (
+        b"key:" + idempotency_key.encode())
+    # Salted with the key's id, which callers never see, and shaped as the uuid4 of a stored
+    # event (not a uuid5, whose version shows): a bot can tell it from a real id neither way.
+    digest = hashlib.sha256(key_id.encode() + b"\n" + request).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 # Read once: pydantic's model_fields is a property that warns when read on an instance,

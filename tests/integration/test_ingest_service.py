@@ -56,6 +56,7 @@ adapters:
       title: contact.position
       touchpoint.type: form.kind
       event_id: submission_id
+      honeypot: website
     values:
       touchpoint.type: {demo: inquiry.demo_request, whitepaper: download.industry_report}
     constants:
@@ -434,6 +435,36 @@ async def test_a_filled_honeypot_gets_202_but_is_not_forwarded(
     assert await ingest.events_for(response.json()["lead_id"]) == []
 
 
+async def test_a_repeated_honeypot_request_gets_the_same_decoy_answer(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # A new decoy id for each repeat told a bot that it was being fooled: a real repeat
+    # (same idempotency key or event id) gets the first answer.
+    lead = {"email": unique_email("bot"), "honeypot": "http://spam.example"}
+    line = json.dumps({**lead, "kind": "lead"}).encode()
+    payload = {"submission_id": f"sub-{uuid.uuid4()}", "website": "http://spam.example",
+               "contact": {"mail": unique_email("bot")}}
+    keyed = {"Idempotency-Key": f"bot-{uuid.uuid4()}"}
+    before = await ingest.written()
+    answers = [
+        [(await client.post("/v1/leads", json=lead, headers=keyed)).json() for _ in range(2)],
+        [(await client.post("/v1/leads", json=lead)).json() for _ in range(2)],
+        [(await client.post("/v1/leads", json={**lead, "event_id": "e-1"})).json()
+         for _ in range(2)],
+        [(await client.post("/v1/webhooks/formtool", json=payload)).json() for _ in range(2)],
+        [{name: item[name] for name in ("lead_id", "event_id")} for item in (
+            await client.post("/v1/batch", content=line + b"\n" + line, headers={
+                "Content-Type": "application/x-ndjson"})).json()["results"]],
+    ]
+    assert await ingest.written() == before, "a decoy stores nothing"
+    for first, again in answers:
+        assert again == first
+        assert uuid.UUID(first["event_id"]).version == 4, "as the ids of real events"
+    event_ids = [first["event_id"] for first, _ in answers]
+    assert len(set(event_ids)) == len(event_ids) - 1, "another request, another id"
+    assert event_ids[-1] == event_ids[1], "a batch line is the record sent alone"
+    assert await ingest.events_for(answers[0][0]["lead_id"]) == []
+
+
 async def test_a_repeated_idempotency_key_gets_the_first_answer_or_a_conflict(
         ingest: Ingest, client: httpx.AsyncClient) -> None:
     key = f"form-{uuid.uuid4()}"
@@ -683,6 +714,51 @@ async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(
     assert int(responses[-1].headers["Retry-After"]) >= 1
     after = await ingest.written()
     assert after["touchpoints"] == before["touchpoints"] + 1
+
+
+async def test_bad_or_replayed_signatures_spend_none_of_the_keys_rate_limit(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # Spent before the signature was checked, tokens let anyone who knew a key use up its
+    # partner's quota with unsigned or replayed requests.
+    created = ingest.create_key("partner-quota", "--signed", "--rate-limit", "3")
+    await wait_until(lambda: _signing_loaded(ingest, "/v1/leads", created["api key"]), 10,
+                     "the signed key to be loaded")
+
+    def signed(content: bytes, media_type: str = "application/json", *, late: float = 0,
+               secret: str = created["signing secret"]) -> dict[str, str]:
+        stamp = str(int(time.time() - late))
+        return {"X-API-Key": created["api key"], "Content-Type": media_type,
+                "X-Baton-Timestamp": stamp,
+                "X-Baton-Signature": access.signature(secret, stamp, content)}
+
+    def lead(**fields: str) -> bytes:
+        return json.dumps({"email": unique_email("quota"), **fields}).encode()
+
+    body, line, ndjson = lead(), lead(kind="lead"), "application/x-ndjson"
+    unsigned = {"X-API-Key": created["api key"], "Content-Type": "application/json"}
+    junk = [await client.post(path, content=content, headers=headers) for _ in range(2)
+            for path, content, headers in (
+                ("/v1/leads", body, unsigned),
+                ("/v1/leads", body, signed(body, secret="bks_not-the-secret")),
+                ("/v1/leads", body, signed(body, late=400)),
+                ("/v1/batch", line, signed(line, ndjson, secret="bks_not-the-secret")))]
+    assert [r.status_code for r in junk] == [401] * 8
+    headers = signed(body)
+    accepted = await client.post("/v1/leads", content=body, headers=headers)
+    assert accepted.status_code == 202, accepted.text
+    replayed = await client.post("/v1/leads", content=body, headers=headers)
+    assert replayed.status_code == 401 and "before" in replayed.text
+    headers = signed(line, ndjson)
+    batch = await client.post("/v1/batch", content=line, headers=headers)
+    assert batch.status_code == 200, batch.text
+    replayed = await client.post("/v1/batch", content=line, headers=headers)
+    assert replayed.status_code == 401 and "before" in replayed.text
+    last = lead()
+    assert (await client.post("/v1/leads", content=last, headers=signed(last))
+            ).status_code == 202, "the third of 3 tokens"
+    over = lead()
+    refused = await client.post("/v1/leads", content=over, headers=signed(over))
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
 
 
 async def _accepted_key(ingest: Ingest, key: str) -> bool:

@@ -146,3 +146,17 @@ def test_no_key_gets_more_than_its_rate_over_any_stretch(gaps: list[float], rate
         now += gap
         granted += limiter.acquire(key(), now) == 0.0
     assert granted <= rate + (now - NOW) * rate / 60 + 1e-9
+
+
+@given(st.lists(st.floats(min_value=0, max_value=5), min_size=1, max_size=100),
+       st.integers(min_value=1, max_value=600))
+def test_a_token_given_back_is_as_if_it_was_never_taken(gaps: list[float], rate: int) -> None:
+    # A request whose signature turns out replayed gives its token back: it must not spend
+    # the key's quota.
+    refunding, untouched = RateLimiter(default_per_minute=rate), RateLimiter(rate)
+    now = NOW
+    for gap in gaps:
+        now += gap
+        if refunding.acquire(key(), now) == 0.0:
+            refunding.refund(key())
+        assert refunding.acquire(key(), now) == pytest.approx(untouched.acquire(key(), now))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -12,6 +14,7 @@ from services.ingest.domain import (
     account_for,
     account_key,
     company_key,
+    decoy_event_id,
     is_free_mail,
     lead_id_for,
     normalise_domain,
@@ -210,6 +213,29 @@ def test_brackets_and_marks_a_dropped_form_leaves_empty_or_dangling_go_with_it(
     assert company_key(name) == key
 
 
+@pytest.mark.parametrize("name", [
+    "Acme & Co. Ltd", "Acme and Co.", "Acme Co., Ltd.", "ACME", "Acme & Co.", "Acme Co.",
+    "Acme and Company", "Acme Company", "Acme&Co.,Ltd.", "Acme & Company, Inc.",
+    "ＡＣＭＥ　＆　ＣＯ．", "Acme AND CO",
+])
+def test_a_connector_before_a_legal_form_goes_with_it(name: str) -> None:
+    # "Acme & Co. Ltd" was "acme&": the "&" stayed once "Co. Ltd" was dropped.
+    assert company_key(name) == company_key("Acme") == "acme"
+
+
+@pytest.mark.parametrize(("name", "key"), [
+    ("AT&T", "at&t"), ("AT&T Inc.", "at&t"), ("Johnson & Johnson", "johnson&johnson"),
+    ("Johnson & Johnson K.K.", "johnson&johnson"), ("Tom and Jerry Inc.", "tomandjerry"),
+    ("Procter & Gamble Co.", "procter&gamble"), ("Sand & Co.", "sand"),
+    ("Brand Inc.", "brand"), ("Acme & Co. Japan", "acmejapan"), ("Co-op Inc.", "co-op"),
+    ("Acme Co", "acmeco"), ("Costco Co., Ltd.", "costco"), ("Acme &", "acme&"),
+    ("Sample.co.jp", "sample.co.jp"), ("アクメ&Co.", "アクメ"),
+])
+def test_a_connector_is_dropped_only_before_a_legal_form(name: str, key: str) -> None:
+    # An "&" or "and" inside a name is part of it, a dangling one too ("Acme &").
+    assert company_key(name) == key
+
+
 def test_japanese_legal_forms_are_dropped_wherever_they_stand() -> None:
     for name in ("株式会社サンプル", "サンプル株式会社", "（株）サンプル", "㈱サンプル",
                  "サンプル有限会社", "合同会社サンプル"):
@@ -250,6 +276,17 @@ def test_company_names_that_grow_when_folded_keep_distinct_stable_keys() -> None
     assert key == account_key("b@gmail.com", long_name)
     assert key != account_key("b@gmail.com", other)
     assert company_key("STRASSE") == company_key("Straße"), "case-folded, not just lower-cased"
+
+
+def test_a_decoy_event_id_is_the_same_for_a_repeat_and_looks_like_a_real_one() -> None:
+    # A new decoy id for each repeat told a bot that its honeypot requests were ignored.
+    by_key = decoy_event_id("key_1", "form-1", b'{"email":"a@b.jp"}')
+    assert by_key == decoy_event_id("key_1", "form-1", b'{"email":"other@b.jp"}')
+    by_content = decoy_event_id("key_1", None, b'{"email":"a@b.jp"}')
+    assert by_content == decoy_event_id("key_1", None, b'{"email":"a@b.jp"}')
+    assert len({by_key, by_content, decoy_event_id("key_1", None, b"{}"),
+                decoy_event_id("key_2", "form-1", b'{"email":"a@b.jp"}')}) == 4
+    assert uuid.UUID(by_key).version == uuid.UUID(by_content).version == 4, "as stored ids"
 
 
 def test_the_event_profile_leaves_out_what_only_ingest_keeps() -> None:
