@@ -29,8 +29,12 @@ STAFF = "staff"
 ITEMISED_TOUCHPOINTS = 50
 TIER_RANK = {Tier.C: 0, Tier.B: 1, Tier.A: 2}
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH_DAY = EPOCH.date()
+# The UTC dates a label can show, as days since the epoch.
+FIRST_DAY, LAST_DAY = (date.min - EPOCH_DAY).days, (date.max - EPOCH_DAY).days
 LATEST = datetime.max.replace(tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
+DAY_US = timedelta(days=1) // MICROSECOND
 ONE_SECOND = timedelta(seconds=1)
 # Lead profiles and titles remembered per model: a lead is re-scored at each touchpoint.
 PROFILES_CACHED = 8192
@@ -307,10 +311,18 @@ def _rules_of(model: ScoringModel) -> _Rules:
 
 
 @functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score
-def _label(kind: TouchpointType, asset_id: str | None, day: date) -> str:
-    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"."""
+def _label(kind: TouchpointType, asset_id: str | None, utc_day: int) -> str:
+    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21".
+
+    ``utc_day`` is its UTC date as days since the epoch, whatever offset its moment came
+    with: a ledger is read back from the database in UTC, and a re-score must not move a
+    touchpoint to another day. A day number keys the cache without converting the moment.
+    """
     family, _, detail = kind.value.partition(".")
     asset = f" ({asset_id})" if asset_id else ""
+    # An offset can take a moment at either end of the calendar past it (9999-12-31
+    # 23:00-05:00 is in year 10000 in UTC): it is dated at the end it passed.
+    day = EPOCH_DAY + timedelta(days=min(max(utc_day, FIRST_DAY), LAST_DAY))
     return f"{family.replace('_', ' ')}: {detail.replace('_', ' ')}{asset} on {day.isoformat()}"
 
 
@@ -383,13 +395,13 @@ def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Be
             points += rules.webinar_interaction_points
             suffix += " (question or chat)"
         if points:
+            labels.append(_label(kind, asset_id, moment // DAY_US) + suffix)
             if age < 0:  # reported ahead of our clock: it happens now, undecayed
                 moment, age = now_us, 0
             moments.append(moment)
             times.append(at)
             earned.append(points * math.pow(0.5, age / half_life))
             codes.append(code)
-            labels.append(_label(kind, asset_id, at.date()) + suffix)
     return found
 
 

@@ -83,6 +83,6 @@ def test_a_parsed_moment_is_put_in_utc_only_when_that_keeps_its_local_time(
     assert parsed.tzinfo is not UTC  # the parser's own zone object
     moved = in_utc_if_utc(parsed)
     assert moved == parsed
-    assert moved.replace(tzinfo=None) == parsed.replace(tzinfo=None)  # its date in labels
+    assert moved.replace(tzinfo=None) == parsed.replace(tzinfo=None)  # as the event gave it
     assert (moved.tzinfo is UTC) == (parsed.utcoffset() == timedelta(0))
     assert in_utc_if_utc(moment.astimezone(UTC)).tzinfo is UTC

@@ -42,8 +42,9 @@ from services.scoring.model import DEFAULT_MODEL_FILE, ScoringModel, load_model
 
 
 def touchpoint_label(activity: Activity) -> str:
-    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"."""
-    return _label(activity.type, activity.asset_id, activity.occurred_at.date())
+    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21",
+    dated in UTC."""
+    return _label(activity.type, activity.asset_id, activity.occurred_at.astimezone(UTC).date())
 
 
 @functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score

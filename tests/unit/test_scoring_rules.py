@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import given, settings
@@ -282,6 +282,29 @@ def test_a_touchpoint_or_colleague_dated_late_in_year_9999_is_scored_without_ove
     assert result.next_review_at == NOW + timedelta(days=7), "the surge ends a week after"
 
 
+def test_a_touchpoint_is_dated_in_utc_whichever_offset_its_moment_carries() -> None:
+    # As the event carried it, then as the ledger is read back from the database.
+    tokyo = timezone(timedelta(hours=9))
+    given_in_tokyo = [
+        Activity(T.INQUIRY_DEMO_REQUEST, datetime(2026, 11, 20, 8, 0, tzinfo=tokyo)),
+        Activity(T.PAGE_VIEW_PRICING, datetime(2026, 11, 19, 9, 30, tzinfo=tokyo))]
+    read_back = [a._replace(occurred_at=a.occurred_at.astimezone(UTC)) for a in given_in_tokyo]
+    first = score_lead(MANAGER_AT_ICP, given_in_tokyo, NOW, MODEL).reasons
+    again = score_lead(MANAGER_AT_ICP, read_back, NOW, MODEL).reasons
+    assert first == again
+    assert [r.label for r in first if r.code.startswith(("inquiry", "page_view"))] == [
+        "page view: pricing on 2026-11-19", "inquiry: demo request on 2026-11-19"]
+
+
+def test_a_touchpoint_whose_utc_date_is_past_the_calendars_end_is_dated_at_that_end() -> None:
+    last = datetime(9999, 12, 31, 23, 0, tzinfo=timezone(timedelta(hours=-5)))
+    first = datetime(1, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=2)))
+    ledger = [Activity(T.INQUIRY_DEMO_REQUEST, last), Activity(T.PAGE_VIEW_PRICING, first)]
+    labels = [r.label for r in score_lead(NOBODY, ledger, NOW, MODEL).reasons]
+    # The view, labelled too, has decayed to nothing.
+    assert labels == ["inquiry: demo request on 9999-12-31", "1 smaller or older touchpoint(s)"]
+
+
 def test_silence_makes_a_lead_dormant_after_three_months_and_excluded_after_six() -> None:
     def dormancy(days: float) -> Dormancy:
         return score_lead(NOBODY, [at(days, T.EMAIL_OPEN)], NOW, MODEL).dormancy
@@ -354,6 +377,21 @@ def test_the_same_ledger_in_any_order_gives_the_same_result(
     shuffled = list(ledger)
     shuffler.shuffle(shuffled)
     assert score_lead(lead, ledger, NOW, MODEL) == score_lead(lead, shuffled, NOW, MODEL)
+
+
+# Any offset a timestamp may carry, to the minute.
+offsets = st.integers(min_value=-(24 * 60 - 1), max_value=24 * 60 - 1).map(
+    lambda minutes: timezone(timedelta(minutes=minutes)))
+
+
+@PROPERTY_RUNS
+@given(facts, st.lists(st.tuples(activities, offsets), max_size=30))
+def test_the_same_ledger_in_any_utc_offsets_gives_the_same_result(
+    lead: LeadFacts, given_in: list[tuple[Activity, timezone]]
+) -> None:
+    in_utc = [activity for activity, _ in given_in]
+    elsewhere = [a._replace(occurred_at=a.occurred_at.astimezone(zone)) for a, zone in given_in]
+    assert score_lead(lead, elsewhere, NOW, MODEL) == score_lead(lead, in_utc, NOW, MODEL)
 
 
 same_moments = st.lists(st.builds(
