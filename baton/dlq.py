@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Sequence
+from urllib.parse import urlsplit, urlunsplit
 
-from aiokafka.errors import KafkaConnectionError
+import asyncpg
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from baton import registry
 from baton.table import table
@@ -21,6 +24,12 @@ from schemas.events import TOPICS, dead_letter_topic
 
 # Characters of a letter's error in the table, on one line; --json gives it whole.
 ERROR_SHOWN = 80
+READ_TIMEOUT_SECONDS = 30.0
+
+
+class Unserved(Exception):
+    """The broker or the database did not do what the command needs: an outage or a
+    setting to fix, said in one line rather than reported as a bug."""
 
 
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -43,6 +52,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         parser.add_argument("--group", action="append", dest="groups", metavar="GROUP",
                             help="only the dead letters of this consumer group, e.g. "
                                  "baton-scoring (repeatable)")
+        parser.add_argument("--timeout", type=_seconds, default=READ_TIMEOUT_SECONDS,
+                            metavar="SECONDS", help="how long the broker may take to hand "
+                            f"over the dead letters ({READ_TIMEOUT_SECONDS:g})")
+
+
+def _seconds(text: str) -> float:
+    """Return ``text`` as a number of seconds above 0; raise argparse's error otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
+    return seconds
 
 
 def run(arguments: argparse.Namespace) -> int:
@@ -50,12 +73,13 @@ def run(arguments: argparse.Namespace) -> int:
     topics = [dead_letter_topic(topic) for topic in arguments.topics or TOPICS]
     if arguments.action == "list":
         servers = load_settings(KafkaSettings).kafka_bootstrap_servers
-        work = _list(servers, topics, arguments.groups, as_json=arguments.json)
+        work = _list(servers, topics, arguments.groups, arguments.timeout,
+                     as_json=arguments.json)
     else:
         settings = load_settings(RuntimeSettings)
         servers = settings.kafka_bootstrap_servers
-        work = _replay(settings, topics, arguments.groups, arguments.event_ids,
-                       every=arguments.all)
+        work = _replay(settings, topics, arguments.groups, arguments.timeout,
+                       arguments.event_ids, every=arguments.all)
     try:
         return asyncio.run(work)
     except KafkaConnectionError as error:
@@ -63,19 +87,27 @@ def run(arguments: argparse.Namespace) -> int:
         print(f"baton dlq {arguments.action}: cannot reach the broker at {servers} "
               f"(BATON_KAFKA_BOOTSTRAP_SERVERS): {error}", file=sys.stderr)
         return 1
+    except Unserved as error:
+        print(f"baton dlq {arguments.action}: {error}", file=sys.stderr)
+        return 1
 
 
 async def _list(bootstrap_servers: str, topics: Sequence[str], groups: Sequence[str] | None,
-                *, as_json: bool) -> int:
+                timeout: float, *, as_json: bool) -> int:
     """Print the letters of ``groups`` (all if None); return the exit code."""
-    print(_listing(await _read(bootstrap_servers, topics, groups), as_json=as_json))
+    print(_listing(await _read(bootstrap_servers, topics, groups, timeout), as_json=as_json))
     return 0
 
 
-async def _read(bootstrap_servers: str, topics: Sequence[str],
-                groups: Sequence[str] | None) -> list[DeadLetter]:
-    """Return the letters of ``groups`` (all if None); say on stderr what is not a letter."""
-    found = await read_dead_letters(bootstrap_servers, topics)
+async def _read(bootstrap_servers: str, topics: Sequence[str], groups: Sequence[str] | None,
+                timeout: float) -> list[DeadLetter]:
+    """Return the letters of ``groups`` (all if None) read within ``timeout`` seconds; say on
+    stderr what is not a letter."""
+    try:
+        found = await read_dead_letters(bootstrap_servers, topics, timeout=timeout)
+    except (TimeoutError, KafkaTimeoutError) as error:
+        raise Unserved(f"timed out reading the broker at {bootstrap_servers} "
+                       f"(BATON_KAFKA_BOOTSTRAP_SERVERS): {error} (see --timeout)") from None
     for problem in found.unreadable:
         print(f"baton dlq: skipped a record that is not a dead letter: {problem}",
               file=sys.stderr)
@@ -84,10 +116,10 @@ async def _read(bootstrap_servers: str, topics: Sequence[str],
 
 
 async def _replay(settings: RuntimeSettings, topics: Sequence[str],
-                  groups: Sequence[str] | None, event_ids: Sequence[str], *,
+                  groups: Sequence[str] | None, timeout: float, event_ids: Sequence[str], *,
                   every: bool) -> int:
     """Replay the chosen letters, saying what became of each; return the exit code."""
-    letters = await _read(settings.kafka_bootstrap_servers, topics, groups)
+    letters = await _read(settings.kafka_bootstrap_servers, topics, groups, timeout)
     wanted = set(event_ids)
     chosen = letters if every else [letter for letter in letters if letter.event_id in wanted]
     unknown = sorted(wanted - {letter.event_id for letter in letters})
@@ -98,7 +130,12 @@ async def _replay(settings: RuntimeSettings, topics: Sequence[str],
         print(f"baton dlq replay: consumer groups {', '.join(foreign)} are not Baton's "
               "services'; nothing replayed", file=sys.stderr)
         return 1
-    connection = await connect_driver(settings.database_url, "baton dlq replay")
+    try:
+        connection = await connect_driver(settings.database_url, "baton dlq replay")
+    except (OSError, asyncpg.PostgresError) as error:  # unreachable, or refused by the server
+        address = _without_password(settings.database_url)
+        raise Unserved(f"cannot connect to the database at {address} (BATON_DATABASE_URL): "
+                       f"{type(error).__name__}: {error}") from None
     publisher = KafkaPublisher(settings, "baton-dlq")
     await publisher.start()
     try:
@@ -128,6 +165,15 @@ def _listing(letters: Sequence[DeadLetter], *, as_json: bool) -> str:
         (letter.consumer_group, letter.event_id,
          _place(letter.original.topic, letter.partition, letter.offset), str(letter.attempts),
          clip(" ".join(letter.error.split()), ERROR_SHOWN)) for letter in letters])
+
+
+def _without_password(url: str) -> str:
+    """Return ``url`` with the password it holds, if any, masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user_info, _, hosts = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{user_info.partition(':')[0]}:***@{hosts}"))
 
 
 def _place(topic: str, partition: int, offset: int) -> str:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from baton import cli
 from baton_runtime.embedded import LOOPBACK, free_port
+from baton_runtime.kafka import ensure_topics
+from baton_runtime.settings import RuntimeSettings
+from schemas.envelope import encode
+from schemas.events import dead_letter_topic
 from services.ingest.settings import MOST_REQUESTS_PER_MINUTE
+from tests.conftest import Infrastructure
 from tests.support.cli import run_baton
+from tests.support.kafka import lead_captured, produce
 
 # Nothing listens here: a request to it fails at once.
 NOWHERE = f"{LOOPBACK}:{free_port()}"
@@ -81,3 +89,43 @@ def test_dlq_names_an_unreachable_broker_in_one_line(arguments: tuple[str, ...])
     assert (f"baton dlq {arguments[0]}: cannot reach the broker at {NOWHERE} "
             "(BATON_KAFKA_BOOTSTRAP_SERVERS): KafkaConnectionError: Unable to bootstrap"
             in done.stderr)
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_dlq_refuses_a_timeout_that_is_not_above_0(timeout: str) -> None:
+    assert refused("dlq", "list", "--timeout", timeout) == (
+        "baton dlq list: error: argument --timeout: must be a number of seconds above 0")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("arguments", [("list",), ("replay", "--all")])
+async def test_dlq_names_a_broker_it_timed_out_reading_in_one_line(
+        infrastructure: Infrastructure, arguments: tuple[str, ...]) -> None:
+    await ensure_topics(infrastructure.settings(RuntimeSettings))
+    stray = encode(lead_captured("stray@example.co.jp"), source="/tests")
+    await produce(infrastructure.bootstrap_servers,
+                  [stray._replace(topic=dead_letter_topic(stray.topic))])
+    # A nanosecond is over before the first check of what is left to read.
+    done = await asyncio.to_thread(run_baton, infrastructure.environment(), "dlq", *arguments,
+                                   "--timeout", "1e-9")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"baton dlq {arguments[0]}: timed out reading the broker at "
+        f"{infrastructure.bootstrap_servers} (BATON_KAFKA_BOOTSTRAP_SERVERS): dead-letter "
+        "topics not read to their end in 1e-09 s (see --timeout)"]
+
+
+@pytest.mark.integration
+async def test_dlq_replay_names_an_unreachable_database_in_one_line_without_its_password(
+        infrastructure: Infrastructure) -> None:
+    await ensure_topics(infrastructure.settings(RuntimeSettings))  # no letters to replay
+    environment = {**infrastructure.environment(),
+                   "BATON_DATABASE_URL": f"postgresql://baton:s3cret@{NOWHERE}/baton"}
+    done = await asyncio.to_thread(run_baton, environment, "dlq", "replay", "--all")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"baton dlq replay: cannot connect to the database at postgresql://baton:***@{NOWHERE}"
+        "/baton (BATON_DATABASE_URL): ConnectionRefusedError: [Errno 111] Connect call failed "
+        f"('{LOOPBACK}', {NOWHERE.rsplit(':', 1)[1]})"]
