@@ -10,6 +10,7 @@ time, skips it as a duplicate.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -137,6 +138,9 @@ async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
         partitions = [TopicPartition(topic, partition) for topic in topics
                       for partition in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
+            # Not stopped straight after starting: stop() awaits a task of the consumer's
+            # own, which raises CancelledError if it is cancelled before its first step.
+            await asyncio.sleep(0)
             return found
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)

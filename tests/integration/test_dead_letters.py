@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -15,6 +16,7 @@ from baton_runtime.consumer import ConsumerLoop, Handler, RetryPolicy
 from baton_runtime.db import PlumbingTables, connect_driver, create_engine
 from baton_runtime.dead_letters import (
     DeadLetter,
+    DeadLetters,
     dead_letter,
     read_dead_letters,
     replay,
@@ -155,6 +157,13 @@ async def test_a_record_that_is_no_dead_letter_is_skipped_and_named(
                    "lead.captured.dlq[1]@0 has no baton_consumer_group, baton_original_topic, "
                    "baton_original_partition, baton_original_offset, baton_error_type, "
                    "baton_error, baton_attempts header\n")
+
+
+async def test_topics_that_do_not_exist_hold_no_dead_letters(
+        infrastructure: Infrastructure) -> None:
+    found = await read_dead_letters(infrastructure.bootstrap_servers,
+                                    [f"never-created-{uuid.uuid4()}.dlq"])
+    assert found == DeadLetters([], [])
 
 
 async def test_replaying_an_event_that_has_no_dead_letter_fails_and_says_so(
