@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 
 def whole_number(text: str, *, low: int, high: int | None, refusal: str) -> int:
@@ -12,3 +13,16 @@ def whole_number(text: str, *, low: int, high: int | None, refusal: str) -> int:
     if not text.isdecimal() or int(text) < low or (high is not None and int(text) > high):
         raise argparse.ArgumentTypeError(refusal)
     return int(text)
+
+
+def positive_number(text: str, *, refusal: str) -> float:
+    """Return ``text`` as a finite number above 0; raise argparse's error, ``refusal``, for
+    anything else."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    # float() also takes "inf" and "nan", which would silently mean no limit at all.
+    if not 0 < number < math.inf:
+        raise argparse.ArgumentTypeError(refusal)
+    return number

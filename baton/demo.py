@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
 import random
 import sys
@@ -24,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from baton.arguments import whole_number
+from baton.arguments import positive_number, whole_number
 
 DEFAULT_URL = "http://127.0.0.1:8001"
 # The key `baton run` bootstraps when BATON_INGEST_API_KEYS is not set.
@@ -297,16 +296,9 @@ def _count(text: str) -> int:
 
 
 def _rate(text: str) -> float:
-    """Return ``text`` as a finite number of requests a second above 0."""
-    try:
-        rate = float(text)
-    except ValueError:
-        rate = math.nan
-    # post_stream divides by the rate once a request is sent, and a negative or infinite
-    # rate would silently mean no throttling at all.
-    if not 0 < rate < math.inf:
-        raise argparse.ArgumentTypeError("must be a number of requests a second above 0")
-    return rate
+    """Return ``text`` as a finite number of requests a second above 0 (post_stream
+    divides by it; a negative or infinite rate would mean no throttling at all)."""
+    return positive_number(text, refusal="must be a number of requests a second above 0")
 
 
 def default_api_key() -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 from collections.abc import Sequence
 from urllib.parse import urlsplit, urlunsplit
@@ -14,6 +13,7 @@ import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from baton import registry
+from baton.arguments import positive_number
 from baton.table import table
 from baton_runtime.db import connect_driver
 from baton_runtime.dead_letters import DeadLetter, read_dead_letters, replay
@@ -58,14 +58,8 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _seconds(text: str) -> float:
-    """Return ``text`` as a number of seconds above 0; raise argparse's error otherwise."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = math.nan
-    if not 0 < seconds < math.inf:
-        raise argparse.ArgumentTypeError("must be a number of seconds above 0")
-    return seconds
+    """Return ``text`` as a number of seconds above 0."""
+    return positive_number(text, refusal="must be a number of seconds above 0")
 
 
 def run(arguments: argparse.Namespace) -> int:
