@@ -11,9 +11,9 @@ export UV_SYSTEM_CERTS ?= 1
 # the first python3.11 uv finds. Debian's links the interpreter statically and is built
 # optimised, as the deployed image's is; a pyenv build (a shared libpython, no
 # profile-guided optimisation) spent about a fifth more CPU per event scored
-# (bench.scoring) and decoded an event about 1.5x slower. Override: make PYTHON=...
-PYTHON ?= $(or $(wildcard /usr/bin/python3.11),3.11)
-export UV_PYTHON ?= $(PYTHON)
+# (bench.scoring) and decoded an event about 1.5x slower. Override: make VENV_PYTHON=...
+VENV_PYTHON ?= $(or $(wildcard /usr/bin/python3.11),3.11)
+export UV_PYTHON ?= $(VENV_PYTHON)
 PYTEST_ARGS ?=
 
 .PHONY: run demo bench test test-quick lint schemas schemas-check deploy-check sync clean help

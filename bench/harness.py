@@ -37,7 +37,7 @@ def machine() -> str:
 
     Every number shares the machine's cores with PostgreSQL, the broker and anything
     else running; the interpreter's build changes the services' CPU per request (see
-    PYTHON in the Makefile).
+    VENV_PYTHON in the Makefile).
     """
     return (f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}, Python "
             f"{platform.python_version()} ({os.path.realpath(sys.executable)})")

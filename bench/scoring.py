@@ -57,7 +57,7 @@ FULL_BUDGET = 40.0
 QUICK_BUDGET = 8.0
 # Rounds of one run have ranged from 0.31 to 0.62 of the bare write on this shared
 # machine: the median of five moved less between runs than that of three, and still
-# 0.44 to 0.51 in one hour; nine rounds take about a minute and a half.
+# 0.44 to 0.51 in one hour; nine rounds take about 75 seconds.
 FULL_ROUNDS = 9
 EVENTS_PER_LEAD = 10
 LEADS_PER_ACCOUNT = 4
