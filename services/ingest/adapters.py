@@ -6,6 +6,7 @@ Both translate a foreign payload into the body of ``POST /v1/leads`` or
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -116,10 +117,16 @@ def as_submitted(model: type[BaseModel], target: str, value: Any) -> Any:
     Tools send a submission id, a phone number or a head count as a JSON number; joined
     values already become text.
     """
-    if isinstance(value, int | float) and not isinstance(value, bool) and _is_text(
-            _field(model, target.split("."))):
+    if isinstance(value, int | float) and not isinstance(value, bool) and _takes_text(
+            model, target):
         return str(value)
     return value
+
+
+@functools.cache  # a mapping's targets are few and fixed: looked up per request otherwise
+def _takes_text(model: type[BaseModel], target: str) -> bool:
+    """Return True if the dotted field ``target`` of ``model`` holds free text."""
+    return _is_text(_field(model, target.split(".")))
 
 
 def overlapping_targets(targets: Iterable[str]) -> list[tuple[str, str]]:
