@@ -34,6 +34,9 @@ class Alert(BaseModel):
     delivered_at: datetime | None
 
 
+ClockState = Literal["open", "overdue", "met", "breached", "superseded"]
+
+
 class SlaClock(BaseModel):
     """One SLA clock: when it reminds, falls due and escalates, and how it ended.
 
@@ -44,7 +47,7 @@ class SlaClock(BaseModel):
     lead_id: uuid.UUID
     kind: ClockKind
     rule: str
-    state: Literal["open", "overdue", "met", "breached", "superseded"]
+    state: ClockState
     started_at: datetime
     remind_at: datetime
     due_at: datetime
@@ -68,7 +71,7 @@ def _clock(row: Any, now: datetime) -> SlaClock:
     """Return the API view of a clock; an open clock past its due time is overdue."""
     state = row.status
     if state == store.OPEN and now > row.due_at:
-        state = "overdue"
+        state = store.OVERDUE
     return SlaClock.model_validate({**row._mapping, "state": state})
 
 
@@ -93,14 +96,15 @@ async def list_alerts(
 async def list_clocks(
     context: Annotated[ServiceContext, Depends(context_of)],
     lead_id: uuid.UUID | None = None,
-    status: Literal["open", "met", "breached", "superseded"] | None = None,
+    status: ClockState | None = None,
     limit: Limit = 100,
 ) -> list[SlaClock]:
-    """Return the newest SLA clocks, optionally of one lead or with one status."""
-    async with context.unit_of_work() as uow:
-        rows = await store.list_clocks(uow.connection, lead_id=lead_id, status=status,
-                                       limit=limit)
+    """Return the newest SLA clocks, optionally of one lead or in one state (the ``state``
+    each clock is listed with)."""
     now = context.clock()
+    async with context.unit_of_work() as uow:
+        rows = await store.list_clocks(uow.connection, lead_id=lead_id, state=status, now=now,
+                                       limit=limit)
     return [_clock(row, now) for row in rows]
 
 
@@ -113,9 +117,9 @@ async def lead_sla(lead_id: uuid.UUID,
         lead = await store.get_lead(uow.connection, lead_id)
         if lead is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
-        rows = await store.list_clocks(uow.connection, lead_id=lead_id, status=None,
+        now = context.clock()
+        rows = await store.list_clocks(uow.connection, lead_id=lead_id, state=None, now=now,
                                        limit=500)
-    now = context.clock()
     return LeadSla(lead_id=lead_id, stage=lead.stage, owner_id=lead.owner_id, team=lead.team,
                    clocks=[_clock(row, now) for row in rows])
 

@@ -163,7 +163,7 @@ class EmailChannel:
         return mail
 
     async def send(self, message: AlertMessage) -> None:
-        """Submit the e-mail; a 5xx answer or a refused recipient is permanent."""
+        """Submit the e-mail; a 5xx answer, to the recipient too, is permanent."""
         server = self._server
         try:
             await aiosmtplib.send(
@@ -171,7 +171,9 @@ class EmailChannel:
                 username=server.username, password=server.password, use_tls=server.use_tls,
                 tls_context=self._tls_context, timeout=HTTP_TIMEOUT_SECONDS)
         except aiosmtplib.SMTPRecipientsRefused as error:
-            raise DeliveryFailed(f"recipient refused: {error}", permanent=True) from error
+            # A 4xx refusal (greylisting, a full mailbox) asks to try again later.
+            raise DeliveryFailed(f"recipient refused: {error}", permanent=all(
+                refusal.code >= 500 for refusal in error.recipients)) from error
         except aiosmtplib.SMTPResponseException as error:
             raise DeliveryFailed(f"SMTP answered {error.code}: {error.message}",
                                  permanent=error.code >= 500) from error
@@ -201,18 +203,26 @@ def _raise_for_status(response: httpx.Response) -> None:
                          message_refused=response.status_code == 400)
 
 
+# The longest wait a Retry-After header is taken at: a misbehaving server's year-long (or
+# longer than a timedelta holds) wait would otherwise park the destination for good.
+LONGEST_RETRY_AFTER = 3600.0
+
+
 def retry_after(headers: httpx.Headers) -> float | None:
-    """Return the seconds a Retry-After header asks for (delta or HTTP date), if any."""
+    """Return the seconds a Retry-After header asks for (delta or HTTP date), if any, at most
+    LONGEST_RETRY_AFTER."""
     value = headers.get("retry-after")
     if value is None:
         return None
     if value.strip().isdigit():
-        return float(value)
+        return min(float(value), LONGEST_RETRY_AFTER)
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (parsed - datetime.now(UTC)).total_seconds())
+    if parsed.tzinfo is None:  # a date "-0000" names no zone, but HTTP dates are in GMT
+        parsed = parsed.replace(tzinfo=UTC)
+    return min(max(0.0, (parsed - datetime.now(UTC)).total_seconds()), LONGEST_RETRY_AFTER)
 
 
 def host_guard(allowed: Iterable[str]) -> Callable[[httpx.Request], Awaitable[None]]:

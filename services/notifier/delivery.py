@@ -103,11 +103,13 @@ class DeliveryWorker:
 
     def _pace(self, key: str) -> timedelta | None:
         """Return how long ``key`` rests after a message, None if it need not."""
-        return self._channels[key].min_interval or None
+        channel = self._channels.get(key)
+        return (channel.min_interval or None) if channel is not None else None
 
     async def _failed(self, connection: AsyncConnection, key: str,
                       alerts: Sequence[Row[Any]], failure: DeliveryFailed) -> dict[str, timedelta]:
-        """Record a failed send of ``alerts``; return the pause ``key`` asked for, if any."""
+        """Record a failed send of ``alerts``; return the pause ``key`` needs, if any: its pace,
+        or longer if the server asked to wait."""
         if failure.message_refused and len(alerts) > 1:
             # Slack refuses the whole digest for one bad part: the others must still go out.
             # (Only a configured channel's send refuses a message.)
@@ -115,20 +117,21 @@ class DeliveryWorker:
             log.warning("digest refused; its alerts are sent one by one", destination=key,
                         alerts=len(alerts), error=str(failure))
             return {key: pace} if (pace := self._pace(key)) else {}
+        asked_to_wait = failure.retry_after is not None
         for alert in alerts:
-            attempt = alert.attempts + 1
             # Being asked to wait is not the message's fault: it never uses up attempts.
-            give_up = failure.permanent or (failure.retry_after is None
-                                            and attempt >= self._max_attempts)
+            attempt = alert.attempts + (0 if asked_to_wait else 1)
+            give_up = failure.permanent or (not asked_to_wait and attempt >= self._max_attempts)
             wait = failure.retry_after if failure.retry_after is not None else backoff(attempt)
             await store.mark_failed_attempt(
-                connection, alert.id, error=str(failure),
+                connection, alert.id, error=str(failure), counted=not asked_to_wait,
                 retry_in=None if give_up else timedelta(seconds=wait))
             log.warning("alert delivery failed", alert_id=alert.id, destination=key,
                         attempt=attempt, gave_up=give_up, error=str(failure))
-        if failure.retry_after is None:
-            return {}
-        return {key: timedelta(seconds=failure.retry_after)}
+        # A refused request still counts against the destination's rate limit.
+        pause = max(self._pace(key) or timedelta(0),
+                    timedelta(seconds=failure.retry_after or 0))
+        return {key: pause} if pause else {}
 
     async def next_wait(self, poll_seconds: float) -> float:
         """Return how long to sleep before something may be due: at most ``poll_seconds``."""

@@ -314,14 +314,22 @@ async def advance_clock(connection: AsyncConnection, clock_id: int, *, rungs_fir
                              .values(rungs_fired=rungs_fired, next_fire_at=next_fire_at))
 
 
+OVERDUE = "overdue"  # not a stored status: an open clock past its due time
+
+
 async def list_clocks(connection: AsyncConnection, *, lead_id: uuid.UUID | None,
-                      status: str | None, limit: int) -> list[Row[Any]]:
-    """Return the newest clocks, optionally of one lead or with one status."""
+                      state: str | None, now: datetime, limit: int) -> list[Row[Any]]:
+    """Return the newest clocks, optionally of one lead or in one state at ``now``: a stored
+    status, with ``open`` split into open (not yet due) and ``overdue``."""
     query = select(sla_clocks).order_by(sla_clocks.c.id.desc()).limit(limit)
     if lead_id is not None:
         query = query.where(sla_clocks.c.lead_id == lead_id)
-    if status is not None:
-        query = query.where(sla_clocks.c.status == status)
+    if state == OVERDUE:
+        query = query.where(sla_clocks.c.status == OPEN, sla_clocks.c.due_at < now)
+    elif state == OPEN:
+        query = query.where(sla_clocks.c.status == OPEN, sla_clocks.c.due_at >= now)
+    elif state is not None:
+        query = query.where(sla_clocks.c.status == state)
     return list(await connection.execute(query))
 
 
@@ -400,9 +408,13 @@ async def mark_delivered(connection: AsyncConnection,
 
 
 async def mark_failed_attempt(connection: AsyncConnection, alert_id: int, *, error: str,
-                              retry_in: timedelta | None) -> None:
-    """Record a failed attempt: retry after ``retry_in``, or give up when it is None."""
-    values: dict[str, Any] = {"attempts": alerts.c.attempts + 1, "last_error": error[:2000]}
+                              retry_in: timedelta | None, counted: bool = True) -> None:
+    """Record a failed attempt: retry after ``retry_in``, or give up when it is None.
+
+    An attempt not ``counted`` (the server asked to wait) uses up none of the alert's attempts.
+    """
+    values: dict[str, Any] = {"attempts": alerts.c.attempts + int(counted),
+                              "last_error": error[:2000]}
     if retry_in is None:
         values["status"] = "failed"
     else:

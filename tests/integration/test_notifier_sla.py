@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
 import pytest
 from slack_sdk.models.blocks import Block, HeaderBlock
 
 from baton_runtime.db import create_engine
+from baton_runtime.http import create_app
+from baton_runtime.service import ServiceContext
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.events import (
     Account,
@@ -27,7 +30,7 @@ from schemas.events import (
     Tier,
     TouchpointType,
 )
-from services.notifier import handlers, store
+from services.notifier import api, handlers, store
 from services.notifier.config import NotifierConfig
 from services.notifier.domain import plan_clock
 from services.notifier.timers import TimerSweeper
@@ -100,7 +103,8 @@ async def kinds(database: NotifierDatabase) -> list[tuple[str, str]]:
 async def clocks(database: NotifierDatabase, lead_id: uuid.UUID) -> list[Any]:
     """Return the lead's clocks, oldest first."""
     async with database.engine.connect() as connection:
-        rows = await store.list_clocks(connection, lead_id=lead_id, status=None, limit=50)
+        rows = await store.list_clocks(connection, lead_id=lead_id, state=None,
+                                       now=datetime.now(UTC), limit=50)
     return sorted(rows, key=lambda row: row.id)
 
 
@@ -515,3 +519,22 @@ async def test_a_deal_won_for_more_than_a_bigint_holds_is_alerted(
         await uow.commit()
     [won, *_] = [row for row in await alert_rows(database) if row.lead_id == lead_id]
     assert won.kind == "deal_won" and f"¥{amount:,}" in won.message["body"]
+
+
+async def test_the_clock_list_filters_by_the_state_it_shows_overdue_included(
+        database: NotifierDatabase) -> None:
+    late = promoted(at=jst(20, 17, 30))  # due Tuesday 24th 09:30
+    fresh = promoted(at=jst(24, 10, 0))  # due 11:00 the same day
+    await handle(database, CONFIG, late, fresh)
+    app = create_app(service="notifier", version="test", routers=[api.router], readiness={})
+    app.state.context = ServiceContext("notifier", None, database.engine, database.unit_of_work,
+                                       ManualClock(jst(24, 10, 30)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://notifier") as client:
+        listed = {state: (await client.get("/v1/sla/clocks", params={"status": state})).json()
+                  for state in ("overdue", "open")}
+        every = (await client.get("/v1/sla/clocks")).json()
+    assert [(c["lead_id"], c["state"]) for c in listed["overdue"]] == [
+        (str(late.lead_id), "overdue")]
+    assert [(c["lead_id"], c["state"]) for c in listed["open"]] == [(str(fresh.lead_id), "open")]
+    assert sorted(c["state"] for c in every) == ["open", "overdue"]

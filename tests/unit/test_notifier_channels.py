@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.notifier.channels import (
+    LONGEST_RETRY_AFTER,
     DeliveryFailed,
     EmailChannel,
     SlackBotChannel,
@@ -41,6 +42,23 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after(httpx.Headers({"Retry-After": "soon"})) is None
     assert retry_after(httpx.Headers()) is None
 
+
+
+@pytest.mark.parametrize("value", [
+    "99999999999999999999999",  # more seconds than a timedelta holds
+    "Fri, 31 Dec 9999 23:59:59 GMT",
+])
+def test_retry_after_takes_an_absurd_wait_as_the_longest_it_honours(value: str) -> None:
+    seconds = retry_after(httpx.Headers({"Retry-After": value}))
+    assert seconds == LONGEST_RETRY_AFTER
+    assert timedelta(seconds=seconds), "a wait the delivery worker can schedule"
+
+
+def test_retry_after_reads_a_date_that_names_no_zone_as_gmt() -> None:
+    later = datetime.now(UTC) + timedelta(seconds=120)
+    seconds = retry_after(httpx.Headers({"Retry-After": later.strftime(
+        "%a, %d %b %Y %H:%M:%S -0000")}))
+    assert seconds is not None and 100 < seconds <= 120
 
 def test_smtp_urls_name_server_port_credentials_and_tls() -> None:
     assert SmtpServer.from_url("smtps://alerts:p%40ss@smtp.example.com") == SmtpServer(
