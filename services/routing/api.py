@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 
 from baton_runtime.business_time import known_holiday_country, known_timezone
 from baton_runtime.service import ServiceContext, context_of
@@ -150,6 +151,16 @@ class Contact(Strict):
     kind: ContactKind
     occurred_at: AwareDatetime
     note: Annotated[str, Field(max_length=2000)] | None = None
+
+    @field_validator("occurred_at")
+    @classmethod
+    def storable(cls, value: datetime) -> datetime:
+        """Return the time if it exists in UTC (the first hours of year 1 east of it do not)."""
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("the time lies before 0001-01-01 in UTC") from None
+        return value
 
 
 def unknown_rep(error: domain.UnknownRep) -> HTTPException:
@@ -472,15 +483,24 @@ async def put_rep(rep_id: RepIdPath, body: RepIn, context: Context) -> Rep:
         start = domain.starting_position(await store.team_positions(connection,
                                                                     body.team.value))
         hours = body.working_hours
-        row = await store.put_rep(
-            connection, rep_id, starting_position=start, name=body.name,
-            team=body.team.value, email=body.email, slack_user_id=body.slack_user_id,
-            weight=body.weight, daily_capacity=body.daily_capacity, timezone=hours.timezone,
-            work_starts=hours.starts, work_ends=hours.ends, workdays=hours.workdays,
-            holidays=hours.holidays,
-            out_of_office=[leave.model_dump(mode="json") for leave in body.out_of_office],
-            territory=body.territory.model_dump() if body.territory else None,
-            active=body.active)
+        try:
+            row = await store.put_rep(
+                connection, rep_id, starting_position=start, name=body.name,
+                team=body.team.value, email=body.email, slack_user_id=body.slack_user_id,
+                weight=body.weight, daily_capacity=body.daily_capacity,
+                timezone=hours.timezone, work_starts=hours.starts, work_ends=hours.ends,
+                workdays=hours.workdays, holidays=hours.holidays,
+                out_of_office=[leave.model_dump(mode="json") for leave in body.out_of_office],
+                territory=body.territory.model_dump() if body.territory else None,
+                active=body.active)
+        except IntegrityError:
+            # The Slack user is the only unique value left: another rep linked it after the
+            # check above, in a transaction committed while this one waited for it.
+            if body.slack_user_id is None:
+                raise
+            raise HTTPException(status.HTTP_409_CONFLICT,
+                                f"Slack user {body.slack_user_id} is linked to another rep"
+                                ) from None
         await uow.commit()
     return _rep(row)
 

@@ -274,13 +274,26 @@ def _until_text(ends_at: datetime, zone: ZoneInfo) -> str:
     return f"until {local:%Y-%m-%d %H:%M %Z}"
 
 
+def back_at(leaves: Iterable[Period], now: datetime) -> datetime | None:
+    """Return when a rep on leave at ``now`` is back, or None if no leave covers ``now``.
+
+    Leaves that continue or overlap one another are one absence: a week booked as two
+    periods ends with the second.
+    """
+    periods = tuple(leaves)
+    back = None
+    while covering := [p.ends_at for p in periods if p.covers(now)]:
+        back = now = max(covering)
+    return back
+
+
 def absent_because(rep: Rep, now: datetime) -> str | None:
     """Return why the rep cannot take any lead now (inactive, on leave), or None."""
     if not rep.active:
         return "inactive"
-    leave = next((p for p in rep.out_of_office if p.covers(now)), None)
-    if leave is not None:
-        return f"out of office {_until_text(leave.ends_at, rep.hours.zone)}"
+    back = back_at(rep.out_of_office, now)
+    if back is not None:
+        return f"out of office {_until_text(back, rep.hours.zone)}"
     return None
 
 
@@ -498,13 +511,15 @@ def period_of(at: datetime, granularity: Granularity, zone: ZoneInfo,
 
 @dataclass(frozen=True)
 class Journey:
-    """One lead's path: where it came from, when it first entered each stage, first contact."""
+    """One lead's path: where it came from, when it first entered each stage, first contact,
+    and every time it became an MQL (``mqls``; a nurtured lead may become one again)."""
 
     source: str
     partner: str | None
     created_at: datetime
     entered: Mapping[LifecycleStage, datetime]
     first_contact_at: datetime | None = None
+    mqls: tuple[datetime, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -551,9 +566,17 @@ def _speed(samples: Sequence[float]) -> Speed:
 
 
 def _minutes_since_mql(journey: Journey, milestone: datetime | None) -> float | None:
-    """Return minutes from first MQL to ``milestone`` (at least 0); None if either is missing."""
-    mql = journey.entered.get(S.MQL)
-    if mql is None or milestone is None:
+    """Return minutes to ``milestone`` from the MQL it answered (at least 0); None if either
+    is missing.
+
+    That is the latest MQL at or before it: a lead rejected at its first MQL and accepted
+    at a later one was accepted that much after the later one.
+    """
+    if milestone is None:
+        return None
+    mql = max((at for at in journey.mqls if at <= milestone),
+              default=journey.entered.get(S.MQL))
+    if mql is None:
         return None
     return max(0.0, (milestone - mql).total_seconds() / 60)
 

@@ -224,7 +224,11 @@ async def accept(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, *, now: datet
 
 async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, *,
                  now: datetime, actor: str) -> None:
-    """Send a lead back to nurturing with the rep's reason; a rejected lead stays rejected."""
+    """Send a lead back to nurturing with the rep's reason; a rejected lead stays rejected.
+
+    An accepted lead (SAL) is rejected only by the rep who accepted it, unless they are
+    inactive.
+    """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     if lead.stage == S.NURTURE:
         return
@@ -232,6 +236,13 @@ async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, 
         raise domain.ActionRefused(
             f"only an mql, sal or sql can be rejected; lead {lead_id} is {lead.stage}")
     _may_act(rep, lead)
+    if lead.stage == S.SAL and lead.owner_id not in (None, rep_id):
+        # A colleague's click on the same alert must not undo an acceptance, as a second
+        # accept does not take the lead; a departed owner's leads stay open to the team.
+        owner = await store.get_rep(uow.connection, lead.owner_id)
+        if owner is not None and owner.active:
+            raise domain.ActionRefused(
+                f"lead {lead_id} was accepted by {lead.owner_id}; only they can reject it")
     await move(uow, lead, S.NURTURE, reason=f"rejected by {rep_id}: {reason}", now=now,
                owner_id=None, team=None, sla_due_at=None, actor=actor)
 

@@ -35,6 +35,7 @@ router = APIRouter(tags=["slack"])
 ACCEPT_ACTION = "lead.accept"
 REJECT_ACTION = "lead.reject"
 SIGNATURE_WINDOW = timedelta(minutes=5)
+TIMESTAMP_DIGITS = 20
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 RESPONSE_TIMEOUT_SECONDS = 5.0
 
@@ -115,9 +116,10 @@ def _refuse(detail: str) -> HTTPException:
 def verify(body: bytes, timestamp: str | None, signature: str | None, secret: str,
            clock: Clock) -> str:
     """Return the signature if Slack signed ``body`` within the last 5 minutes; raise 401."""
-    # isascii: str.isdigit accepts digits int() refuses (e.g. "²"), and hmac compares ASCII only
-    if not (timestamp and timestamp.isascii() and timestamp.isdigit()
-            and signature and signature.isascii()):
+    # isascii: str.isdigit accepts digits int() refuses (e.g. "²"), and hmac compares ASCII only;
+    # the length: int() refuses more than 4,300 digits, and Unix seconds need 10 until 2286
+    if not (timestamp and len(timestamp) <= TIMESTAMP_DIGITS and timestamp.isascii()
+            and timestamp.isdigit() and signature and signature.isascii()):
         raise _refuse("missing or malformed X-Slack-Request-Timestamp / X-Slack-Signature")
     if abs(clock().timestamp() - int(timestamp)) > SIGNATURE_WINDOW.total_seconds():
         raise _refuse("the request timestamp is outside the 5-minute window")

@@ -535,9 +535,13 @@ async def journeys(connection: AsyncConnection, *, since: datetime, until: datet
                      .join(mql_at, mql_at.c.lead_id == contacts.c.lead_id)
                      .where(contacts.c.occurred_at >= mql_at.c.at)
                      .group_by(contacts.c.lead_id).subquery())
+    mqls = (select(func.array_agg(transitions.c.occurred_at))
+            .where(transitions.c.lead_id == leads.c.lead_id,
+                   transitions.c.to_stage == LifecycleStage.MQL.value)
+            .scalar_subquery())
     query = (
         select(leads.c.lead_id, leads.c.source, leads.c.partner, leads.c.created_at,
-               first_contact.c.at.label("first_contact_at"),
+               first_contact.c.at.label("first_contact_at"), mqls.label("mqls"),
                func.coalesce(func.jsonb_object_agg(first_entry.c.to_stage, first_entry.c.at)
                              .filter(first_entry.c.to_stage.is_not(None)),
                              func.jsonb_build_object()).label("entered"))
@@ -555,7 +559,7 @@ async def journeys(connection: AsyncConnection, *, since: datetime, until: datet
             source=row.source, partner=row.partner, created_at=row.created_at,
             entered={LifecycleStage(stage): datetime.fromisoformat(at)
                      for stage, at in row.entered.items()},
-            first_contact_at=row.first_contact_at)
+            first_contact_at=row.first_contact_at, mqls=tuple(row.mqls or ()))
         for row in await connection.execute(query)
     ]
 

@@ -1,0 +1,158 @@
+"""Routing over real PostgreSQL at its edges: colleagues acting on one lead, odd input."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from schemas.events import LifecycleStage, TouchpointType
+from services.routing import store
+from tests.integration.test_routing_harness import (
+    Routing,
+    button_click,
+    lead_scored,
+    rep_body,
+    running_routing,
+    slack_form,
+    slack_headers,
+)
+from tests.support.fake_slack import FakeSlack
+from tests.support.infrastructure import PostgresServer
+from tests.support.kafka import wait_until
+from tests.support.locks import waiting_for_a_lock
+
+pytestmark = pytest.mark.integration
+S = LifecycleStage
+
+
+@pytest.fixture
+async def routing(postgres: PostgresServer) -> AsyncIterator[Routing]:
+    async with running_routing(await postgres.create_database()) as service:
+        yield service
+
+
+async def state(routing: Routing, lead_id: uuid.UUID) -> dict[str, Any]:
+    response = await routing.client.get(f"/v1/leads/{lead_id}")
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+async def act(routing: Routing, lead_id: uuid.UUID, action: str, **body: Any) -> Any:
+    return await routing.client.post(f"/v1/leads/{lead_id}/{action}", json=body)
+
+
+async def accepted_by_sato(routing: Routing) -> uuid.UUID:
+    """Return an MQL of team sdr (sato and suzuki) that sato accepted."""
+    await routing.put_rep("sato", slack_user_id="U0SATO1")
+    await routing.put_rep("suzuki", slack_user_id="U0SUZUKI")
+    event = lead_scored()
+    await routing.handle(event)
+    accepted = await act(routing, event.lead_id, "accept", rep_id="sato")
+    assert accepted.status_code == 200, accepted.text
+    return event.lead_id
+
+
+async def test_a_colleague_cannot_reject_a_lead_another_rep_accepted(routing: Routing) -> None:
+    # Both saw the hot-lead alert; sato accepted first. Suzuki's reject must not throw
+    # sato's accepted lead back to marketing, as a second accept does not take it either.
+    lead_id = await accepted_by_sato(routing)
+    refused = await act(routing, lead_id, "reject", rep_id="suzuki", reason="対象外")
+    assert refused.status_code == 409, refused.text
+    assert "accepted by sato" in refused.json()["detail"]
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"]) == ("sal", "sato")
+    assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL]
+
+    own = await act(routing, lead_id, "reject", rep_id="sato", reason="予算なし")
+    assert own.status_code == 200 and own.json()["stage"] == "nurture", own.text
+
+
+async def test_a_reject_click_after_a_colleague_accepted_gets_a_private_note(
+        routing: Routing) -> None:
+    lead_id = await accepted_by_sato(routing)
+    async with FakeSlack().running() as slack:
+        url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
+        body = slack_form(button_click("lead.reject", lead_id, "U0SUZUKI", url))
+        answer = await routing.client.post("/slack/actions", content=body,
+                                           headers=slack_headers(body, routing.clock.now))
+        assert answer.status_code == 200, answer.text
+        [note] = await slack.wait_for(1, timeout=5)
+    assert note.body["response_type"] == "ephemeral"
+    assert "accepted by sato" in note.body["text"]
+    assert (await state(routing, lead_id))["stage"] == "sal"
+
+
+@pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+09:00",
+                                         "0001-01-01T08:59:59+09:00"])
+async def test_a_contact_before_the_first_representable_instant_gets_a_422(
+        routing: Routing, occurred_at: str) -> None:
+    # Year 1 east of UTC lies before year 1 in UTC, which no timestamp can hold.
+    lead_id = await accepted_by_sato(routing)
+    routing.clock.advance(timedelta(minutes=5))
+    response = await act(routing, lead_id, "contacts", rep_id="sato", kind="call",
+                         occurred_at=occurred_at)
+    assert response.status_code == 422, response.text
+    assert {tuple(item["loc"]) for item in response.json()["detail"]} == {
+        ("body", "occurred_at")}
+    assert len(await routing.promoted()) == 2, "nothing announced"
+
+
+async def test_a_departed_reps_accepted_lead_can_still_be_rejected_by_the_team(
+        routing: Routing) -> None:
+    lead_id = await accepted_by_sato(routing)
+    await routing.put_rep("sato", slack_user_id="U0SATO1", active=False)
+    rejected = await act(routing, lead_id, "reject", rep_id="suzuki", reason="担当退職のため")
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["history"][-1]["reason"] == "rejected by suzuki: 担当退職のため"
+
+
+async def test_speed_to_acceptance_counts_from_the_mql_that_was_accepted(
+        routing: Routing) -> None:
+    # Rejected at its first MQL, the lead asked for a demo a month later and was accepted
+    # 5 minutes after that MQL: its speed to lead is 5 minutes, not a month.
+    await routing.put_rep("sato")
+    first = lead_scored()
+    await routing.handle(first)
+    assert (await act(routing, first.lead_id, "reject", rep_id="sato",
+                      reason="時期尚早")).status_code == 200
+    routing.clock.advance(timedelta(days=30))
+    await routing.handle(lead_scored(lead_id=first.lead_id, score=95,
+                                     touchpoint=TouchpointType.INQUIRY_DEMO_REQUEST))
+    routing.clock.advance(timedelta(minutes=5))
+    assert (await act(routing, first.lead_id, "accept", rep_id="sato")).status_code == 200
+    called = await act(routing, first.lead_id, "contacts", rep_id="sato", kind="call",
+                       occurred_at=routing.clock.now.isoformat())
+    assert called.status_code == 200, called.text
+
+    response = await routing.client.get("/v1/funnel", params={
+        "since": "2026-11-01", "until": "2027-01-01"})
+    total = response.json()["total"]
+    assert total["speed_to_acceptance"] == {"leads": 1, "p50_minutes": 5.0,
+                                            "p95_minutes": 5.0}
+    assert total["speed_to_first_contact"] == {"leads": 1, "p50_minutes": 5.0,
+                                               "p95_minutes": 5.0}
+
+
+async def test_two_reps_linked_to_one_slack_user_at_once_get_a_200_and_a_409(
+        routing: Routing) -> None:
+    # Two admins link the same Slack user to a rep of sdr and one of bdr at once: both
+    # find the user free, and the later write meets the first's link.
+    async with routing.context.unit_of_work() as assigning:
+        await store.lock_team(assigning.connection, "sdr")  # an assignment in progress
+        sato = asyncio.create_task(routing.client.put(
+            "/v1/reps/sato", json=rep_body("sdr", slack_user_id="U0SHARED")))
+        await wait_until(lambda: waiting_for_a_lock(routing.engine), 10,
+                         "sato's write to wait for team sdr")
+        suzuki = await routing.client.put(
+            "/v1/reps/suzuki", json=rep_body("bdr", slack_user_id="U0SHARED"))
+        assert suzuki.status_code == 200, suzuki.text
+    answer = await sato
+    assert answer.status_code == 409, answer.text
+    assert "U0SHARED" in answer.json()["detail"]
+    assert (await routing.client.get("/v1/reps/sato")).status_code == 404, "nothing stored"
