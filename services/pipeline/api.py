@@ -486,9 +486,12 @@ async def lose_deal(deal_id: uuid.UUID, body: Lose, context: Context) -> DealVie
 @router.put("/deals/{deal_id}/hold", response_model=DealView, responses=CHANGE_ERRORS,
             tags=["phases"])
 async def hold_deal(deal_id: uuid.UUID, body: HoldBody, context: Context) -> DealView:
-    """Keep the deal from the zombie sweep through an end date, for a reason."""
+    """Keep the deal from the zombie sweep through an end date, for a reason.
+
+    Putting the hold the deal already has changes nothing (and announces nothing).
+    """
     rules = _rules(context)
-    return await _change(context, deal_id, lambda deal, now: domain.place_hold(
+    return await _change(context, deal_id, lambda deal, now: domain.put_hold(
         deal, now, body.until, body.reason, today=rules.today(now), max_hold=rules.max_hold))
 
 

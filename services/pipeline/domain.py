@@ -417,6 +417,18 @@ def place_hold(deal: Deal, now: datetime, until: date, reason: str, *, today: da
     return _changed(held, Action.HELD, f"on hold until {until}: {reason}", before=deal)
 
 
+def put_hold(deal: Deal, now: datetime, until: date, reason: str, *, today: date,
+             max_hold: timedelta) -> Changed | None:
+    """Return the deal held through ``until`` for ``reason``, or None if that hold is on."""
+    # A repeated request (a retried PUT) changes nothing: no second entry or announcement,
+    # and the hold keeps the time it was placed at.
+    hold = deal.hold
+    if (deal.is_open and deal.held_on(today) and hold is not None
+            and (hold.until, hold.reason) == (until, reason)):
+        return None
+    return place_hold(deal, now, until, reason, today=today, max_hold=max_hold)
+
+
 def release_hold(deal: Deal, *, today: date) -> Changed:
     """Return the deal without its hold."""
     _require_open(deal)

@@ -68,6 +68,10 @@ async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock
         if deal_id is not None or event.to_stage is not LifecycleStage.SQL:
             break
     if deal_id is None:
+        if event.to_stage is LifecycleStage.SQL:
+            # Never a silent drop: the consumer retries the event, then dead-letters it.
+            raise domain.DealConflict(f"lead {event.lead_id}'s open deal closed under each of "
+                                      f"{OPEN_DEAL_ATTEMPTS} attempts to open its deal")
         return
     handed_off = event.to_stage is LifecycleStage.SQL and event.from_stage is not event.to_stage
     last_change_at = await store.last_change_at(uow.connection, deal_id)
