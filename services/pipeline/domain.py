@@ -337,7 +337,7 @@ def follow_lead(deal: Deal, *, owner_id: str | None, team: str | None,
     notes = ["kept for the lead qualified again"] if kept else []
     if owner != deal.owner_id:
         notes.append(f"owner {deal.owner_id or 'none'} -> {owner}")
-    elif team != deal.team:
+    if team != deal.team:  # it moves the deal between teams' forecasts: on the record too
         notes.append(f"team {deal.team or 'none'} -> {team}")
     if not notes:
         return None

@@ -90,7 +90,8 @@ def test_a_deal_goes_to_the_rep_who_takes_its_lead_and_stays_when_nobody_is_name
     assert (taken.deal.owner_id, taken.deal.team, taken.deal.phase) == (
         "suzuki", "field-west", P.P2)
     assert (taken.change.action, taken.change.from_phase, taken.change.to_phase,
-            taken.change.reason) == (Action.UPDATED, P.P2, P.P2, "owner sato -> suzuki")
+            taken.change.reason) == (Action.UPDATED, P.P2, P.P2,
+                                     "owner sato -> suzuki; team field-east -> field-west")
     for owner in ("sato", None):  # the same rep, or a hand-off to a queue
         assert follow_lead(deal, owner_id=owner, team="field-east", qualified_at=None,
                            last_change_at=OPENED) is None
