@@ -36,6 +36,7 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
     A run of distinct leads is recorded, and its clocks moved, in a few statements;
     hot-lead alerts are then recorded in the order their events came.
     """
+    await store.lock_leads(uow.connection, {event.lead_id for event in events})
     for run in distinct_runs(events, key=lambda event: event.lead_id):
         await store.record_promotions(uow.connection, [
             {"lead_id": event.lead_id, "card": LeadCard.of(event).to_json(),
@@ -63,7 +64,8 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
     """Start the first-touch clock for a new tier B or a surge, keeping the lead's card.
 
     Most scores start nothing whatever the lead's state, and cost no database work;
-    the others of a batch are read, and their clocks started, in three statements.
+    the others of a batch are locked, read, and their clocks started, in four statements.
+    The lock makes the read wait for a lifecycle event of the lead being handled beside.
     """
     def changes(event: LeadScored, lead: Row[Any] | None) -> domain.ClockChanges:
         handled = (lead is not None and lead.last_promoted_at is not None
@@ -75,7 +77,9 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
     candidates = [event for event in events if changes(event, None).start]
     if not candidates:
         return
-    known = await store.get_leads(uow.connection, {event.lead_id for event in candidates})
+    lead_ids = {event.lead_id for event in candidates}
+    await store.lock_leads(uow.connection, lead_ids)
+    known = await store.get_leads(uow.connection, lead_ids)
     starting = [(event, rules) for event in candidates
                 if (rules := changes(event, known.get(event.lead_id)).start)]
     await store.record_scores(uow.connection, {event.lead_id: LeadCard.scored(event).to_json()
@@ -92,6 +96,7 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
     A change of a deal already recycled was made before the recycling and delivered after
     it (the two are on different topics): it moves no clock of a lead gone to nurture.
     """
+    await store.lock_leads(uow.connection, {event.lead_id})
     if not await store.record_deal(uow.connection, event.deal_id, lead_id=event.lead_id,
                                    owner_id=event.owner_id, phase=event.to_phase.value):
         return
@@ -114,6 +119,7 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, policy: Policy) -> None:
     """Tell the owner and team that a zombie deal went back to nurturing, and keep the deal
     as recycled."""
+    await store.lock_leads(uow.connection, {event.lead_id})
     deal = await store.get_deal(uow.connection, event.deal_id)
     await store.record_deal(uow.connection, event.deal_id, lead_id=event.lead_id,
                             owner_id=deal.owner_id if deal else None, phase=store.RECYCLED)

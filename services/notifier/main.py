@@ -9,7 +9,7 @@ from functools import partial
 import httpx
 
 from baton_runtime.consumer import Batched
-from baton_runtime.periodic import run_periodically
+from baton_runtime.periodic import holds_exclusive_lock, run_periodically
 from baton_runtime.service import ServiceContext, ServiceDefinition, serve
 from schemas.events import DealPhaseChanged, DealRecycled, LeadPromoted, LeadScored
 from services.notifier import api, handlers, store
@@ -55,6 +55,27 @@ async def sweep_timers(context: ServiceContext, stop: asyncio.Event, *,
                            interval_seconds=settings.sla_sweep_interval_ms / 1000, stop=stop)
 
 
+# A start can arrive this late: replayed from a dead-letter topic, kept 30 days. A stop
+# older than that can end no clock still to be handled.
+STOPS_KEPT = timedelta(days=35)
+FORGET_STOPS_SECONDS = 3600.0
+
+
+async def forget_old_stops(context: ServiceContext) -> None:
+    """Delete the clock stops no start can still arrive for (one replica at a time)."""
+    async with context.unit_of_work() as uow:
+        if not await holds_exclusive_lock(uow.connection, "notifier-forget-stops"):
+            return
+        await store.forget_stops_before(uow.connection, context.clock() - STOPS_KEPT)
+        await uow.commit()
+
+
+async def keep_stops_bounded(context: ServiceContext, stop: asyncio.Event) -> None:
+    """Forget old clock stops every hour until ``stop``."""
+    await run_periodically("notifier-forget-stops", partial(forget_old_stops, context),
+                           interval_seconds=FORGET_STOPS_SECONDS, stop=stop)
+
+
 def definition(settings: NotifierSettings) -> ServiceDefinition:
     """Return notifier's wiring."""
     config = settings.notifier_config()
@@ -70,7 +91,8 @@ def definition(settings: NotifierSettings) -> ServiceDefinition:
             DealRecycled.topic: partial(handlers.on_deal_recycled, policy=config.policy),
         },
         routers=[api.router],
-        workers=[partial(deliver_alerts, config=config), partial(sweep_timers, config=config)],
+        workers=[partial(deliver_alerts, config=config), partial(sweep_timers, config=config),
+                 keep_stops_bounded],
     )
 
 

@@ -84,6 +84,17 @@ sla_clocks = Table(
           postgresql_where=text("status = 'open'")),
 )
 
+# Every stop handled, whether or not it ended a clock: a start handled after a stop that
+# follows it (another topic, behind) is recorded as stopped by the first such stop.
+clock_stops = Table(
+    "clock_stops",
+    metadata,
+    Column("lead_id", UUID(as_uuid=True), primary_key=True),
+    Column("kind", Text, primary_key=True),
+    Column("stopped_at", DateTime(timezone=True), primary_key=True),
+    Column("reason", Text, nullable=False),
+)
+
 destinations = Table(
     "destinations",
     metadata,
@@ -115,6 +126,23 @@ alerts = Table(
           postgresql_where=text("status = 'pending'")),
     Index("ix_notifier_alerts_lead", "lead_id"),
 )
+
+
+# Advisory rather than row locks: a lead a deal event names may have no row, and a row
+# another transaction is inserting cannot be locked. Taken in key order, so handlers
+# locking several leads never wait for each other in a circle.
+LOCKING_LEADS = text("""
+    SELECT pg_advisory_xact_lock(hashtext('notifier.leads'), key)
+    FROM (SELECT DISTINCT hashtext(CAST(lead_id AS text)) AS key
+          FROM unnest(CAST(:lead_ids AS uuid[])) AS lead_id ORDER BY key) AS keys
+""")
+
+
+async def lock_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]) -> None:
+    """Hold the leads until the transaction ends: every handler moving a lead's clocks takes
+    its lock first, so each sees the clocks, stops and state the others committed."""
+    if lead_ids:
+        await connection.execute(LOCKING_LEADS, {"lead_ids": list(lead_ids)})
 
 
 def _recording_promotion() -> Any:
@@ -253,14 +281,64 @@ async def start_clocks(connection: AsyncConnection,
     ])
 
 
+# A start is born stopped by the first stop of its kind handled earlier but made after it.
+STARTING_STOPPED = text(f"""
+    INSERT INTO {sla_clocks.fullname} AS clock (lead_id, kind, rule, started_at, remind_at,
+                                                due_at, escalate_at, status, stopped_at,
+                                                stop_reason)
+    SELECT start.lead_id, start.kind, start.rule, start.started_at, start.remind_at,
+           start.due_at, start.escalate_at,
+           CASE WHEN start.due_at >= stop.stopped_at THEN '{Outcome.MET.value}'
+                ELSE '{Outcome.BREACHED.value}' END, stop.stopped_at, stop.reason
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:rules AS text[]),
+                CAST(:started AS timestamptz[]), CAST(:reminds AS timestamptz[]),
+                CAST(:dues AS timestamptz[]), CAST(:escalates AS timestamptz[]))
+        AS start(lead_id, kind, rule, started_at, remind_at, due_at, escalate_at)
+    CROSS JOIN LATERAL (
+        SELECT seen.stopped_at, seen.reason FROM {clock_stops.fullname} AS seen
+        WHERE seen.lead_id = start.lead_id AND seen.kind = start.kind
+          AND seen.stopped_at > start.started_at
+        ORDER BY seen.stopped_at LIMIT 1) AS stop
+    ON CONFLICT DO NOTHING
+    RETURNING clock.*
+""")
+
+
+async def start_stopped_clocks(connection: AsyncConnection,
+                               plans: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]]
+                               ) -> list[Row[Any]]:
+    """Record, already stopped, each clock a stop handled before it ends; return those new.
+
+    Call with the leads locked and before ``start_clocks``, which then leaves these clocks
+    alone (a start seen before). Each lead's kind may appear once.
+    """
+    if not plans:
+        return []
+    rows = await connection.execute(STARTING_STOPPED, {
+        "lead_ids": [lead_id for lead_id, _, _ in plans],
+        "kinds": [rule.kind.value for _, rule, _ in plans],
+        "rules": [rule.name for _, rule, _ in plans],
+        "started": [plan.started_at for _, _, plan in plans],
+        "reminds": [plan.remind_at for _, _, plan in plans],
+        "dues": [plan.due_at for _, _, plan in plans],
+        "escalates": [plan.escalate_at for _, _, plan in plans]})
+    return sorted(rows, key=lambda row: row.id)
+
+
 STOPPING_CLOCKS = text(f"""
+    WITH stop AS (
+        SELECT * FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
+                             CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]))
+            AS stop(lead_id, kind, at, reason)
+    ), kept AS (
+        INSERT INTO {clock_stops.fullname} (lead_id, kind, stopped_at, reason)
+        SELECT lead_id, kind, at, reason FROM stop ON CONFLICT DO NOTHING
+    )
     UPDATE {sla_clocks.fullname} AS clock SET
         status = CASE WHEN clock.due_at >= stop.at THEN '{Outcome.MET.value}'
                       ELSE '{Outcome.BREACHED.value}' END,
         stopped_at = stop.at, stop_reason = stop.reason, next_fire_at = NULL
-    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
-                CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]))
-        AS stop(lead_id, kind, at, reason)
+    FROM stop
     WHERE clock.lead_id = stop.lead_id AND clock.kind = stop.kind
       AND clock.status = '{OPEN}' AND clock.started_at < stop.at
     RETURNING clock.*
@@ -277,10 +355,17 @@ class ClockStop:
     reason: str
 
 
+async def forget_stops_before(connection: AsyncConnection, cutoff: datetime) -> int:
+    """Delete the stops made before ``cutoff``; return how many were deleted."""
+    result = await connection.execute(clock_stops.delete().where(
+        clock_stops.c.stopped_at < cutoff))
+    return int(result.rowcount)
+
+
 async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
                       ) -> list[Row[Any]]:
-    """End each lead's open clocks of the kinds given, started before the stop; return them
-    as ended, oldest first. Each lead may appear once.
+    """End each lead's open clocks of the kinds given, started before the stop, and keep the
+    stop; return the clocks as ended, oldest first. Each lead may appear once.
 
     A clock the timer sweep holds is waited for, so the returned rows show every
     rung it fired.

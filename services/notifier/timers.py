@@ -45,22 +45,26 @@ class ClockMove:
 async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[ClockMove]
                 ) -> dict[uuid.UUID, dict[ClockKind, ClockPlan]]:
     """Stop, then start, each lead's clocks; report late stops; return the started plans
-    by lead. Each lead may appear once; a few statements whatever the number of moves."""
+    by lead. Each lead may appear once, locked by the caller; a few statements whatever
+    the number of moves.
+
+    A start whose stop was handled first (the stop came on another topic, or that topic
+    was behind) is recorded already stopped, and reported if that stop was late.
+    """
     stopped = await store.stop_clocks(connection, [
         store.ClockStop(move.lead_id, move.changes.stop, move.at, move.reason)
         for move in moves])
-    stopped_at = {move.lead_id: move.at for move in moves}
-    for clock in stopped:
-        at = stopped_at[clock.lead_id]
-        if late_stop_reports_breach(clock.due_at, at, clock.rungs_fired):
-            RUNGS_FIRED.labels(clock=clock.kind, rung="late_stop").inc()
-            await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH, at=at,
-                                          stopped_late=True)
     started = {move.lead_id: [(rule, plan_clock(rule, move.at, policy.calendar))
                               for rule in move.changes.start] for move in moves}
-    await store.start_clocks(connection, [(lead_id, rule, plan)
-                                          for lead_id, plans in started.items()
-                                          for rule, plan in plans])
+    planned = [(lead_id, rule, plan) for lead_id, plans in started.items()
+               for rule, plan in plans]
+    born_stopped = await store.start_stopped_clocks(connection, planned)
+    for clock in [*stopped, *born_stopped]:
+        if late_stop_reports_breach(clock.due_at, clock.stopped_at, clock.rungs_fired):
+            RUNGS_FIRED.labels(clock=clock.kind, rung="late_stop").inc()
+            await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH,
+                                          at=clock.stopped_at, stopped_late=True)
+    await store.start_clocks(connection, planned)
     return {lead_id: {rule.kind: plan for rule, plan in plans}
             for lead_id, plans in started.items()}
 
