@@ -21,7 +21,7 @@ from pydantic import (
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from baton_runtime.business_time import known_holiday_country, known_timezone
+from baton_runtime.business_time import BusinessCalendar, known_holiday_country, known_timezone
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.text import NOT_BLANK
 from baton_runtime.uow import UnitOfWork
@@ -50,7 +50,8 @@ FUNNEL_DAYS = (date(1900, 1, 1), date(9998, 12, 31))
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead."}}
 ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
-    409: {"description": "The lead's stage or the rep's team does not allow the action."},
+    409: {"description": "The lead's stage or the rep's team does not allow the action, or "
+                         "another rep accepted the lead."},
     422: {"description": "Invalid body, or `rep_id` names no rep (field-level detail)."},
 }
 
@@ -191,6 +192,12 @@ async def _state(uow: UnitOfWork, lead_id: uuid.UUID) -> LeadState:
 Action = Callable[[UnitOfWork, datetime], Awaitable[None]]
 
 
+def _calendar(context: ServiceContext) -> BusinessCalendar:
+    """Return the business calendar routing's SLA due times count in."""
+    settings: RoutingSettings = context.settings
+    return settings.business_calendar()
+
+
 async def _act(context: ServiceContext, lead_id: uuid.UUID, action: Action) -> LeadState:
     """Run a sales action in one unit of work and return the lead's state after it."""
     async with context.unit_of_work() as uow:
@@ -222,8 +229,9 @@ async def lead_state(lead_id: uuid.UUID, context: Context) -> LeadState:
              tags=["lifecycle"])
 async def accept_lead(lead_id: uuid.UUID, body: Acceptance, context: Context) -> LeadState:
     """Accept an MQL for a rep of its team (SAL); accepting it again changes nothing."""
+    calendar = _calendar(context)
     return await _act(context, lead_id, lambda uow, now: handlers.accept(
-        uow, lead_id, body.rep_id, now=now, actor=body.rep_id))
+        uow, lead_id, body.rep_id, now=now, actor=body.rep_id, calendar=calendar))
 
 
 @router.post("/leads/{lead_id}/reject", response_model=LeadState, responses=ACTION_ERRORS,
@@ -244,9 +252,10 @@ async def qualify_lead(lead_id: uuid.UUID, body: Qualification, context: Context
     """
     bant = domain.Bant(budget=body.budget, authority=body.authority, need=body.need,
                        timeframe=body.timeframe)
+    calendar = _calendar(context)
     return await _act(context, lead_id, lambda uow, now: handlers.qualify(
         uow, lead_id, body.rep_id, bant, body.demo_or_quote_requested, now=now,
-        actor=body.rep_id))
+        actor=body.rep_id, calendar=calendar))
 
 
 @router.post("/leads/{lead_id}/disqualify", response_model=LeadState, responses=ACTION_ERRORS,
@@ -271,8 +280,10 @@ async def log_contact(lead_id: uuid.UUID, body: Contact, context: Context) -> Le
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
             {"loc": ["body", "occurred_at"], "msg": "a contact cannot be in the future",
              "type": "future_contact"}])
+    calendar = _calendar(context)
     return await _act(context, lead_id, lambda uow, now: handlers.log_contact(
-        uow, lead_id, body.rep_id, body.kind, body.occurred_at, body.note, now=now))
+        uow, lead_id, body.rep_id, body.kind, body.occurred_at, body.note, now=now,
+        calendar=calendar))
 
 
 @router.get("/leads/{lead_id}/assignments", response_model=list[Assignment],

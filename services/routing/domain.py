@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import MAXYEAR, datetime, timedelta
+from datetime import MAXYEAR, date, datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -32,8 +32,10 @@ ALLOWED: dict[LifecycleStage, frozenset[LifecycleStage]] = {
 FAST_LANE_TRIGGERS = frozenset({TouchpointType.INQUIRY_DEMO_REQUEST,
                                 TouchpointType.INQUIRY_QUOTE_REQUEST})
 FAST_LANE = timedelta(minutes=5)
-SQL_FIRST_CONTACT = timedelta(hours=24)
-OWNED_ACTIVITY = timedelta(days=14)
+# DESIGN's "24 hours" and "2 weeks", counted as the notifier's clocks count them by default
+# (its first_contact and owner_activity rules): business days of the calendar.
+SQL_FIRST_CONTACT_BUSINESS_DAYS = 1
+OWNED_ACTIVITY_BUSINESS_DAYS = 10
 OWNED_STAGES = frozenset({S.SAL, S.SQL, S.OPPORTUNITY})
 # Leads marketing holds: a rep's contact with one is its first touch (a tier-B or surging
 # lead's SLA), and the lead stays with marketing, owned by nobody.
@@ -160,22 +162,31 @@ def acceptance_due(trigger: TouchpointType | None, promoted_at: datetime,
     return calendar.add(promoted_at, accept_within)
 
 
-def due_after_move(target: LifecycleStage, now: datetime) -> datetime | None:
-    """Return when the owner must act next after a move (None when nobody must).
+def business_days(days: int, calendar: BusinessCalendar) -> timedelta:
+    """Return ``days`` business days as opening time: one day is the calendar's opening hours."""
+    any_day = date(2000, 1, 3)
+    return days * (datetime.combine(any_day, calendar.closes)
+                   - datetime.combine(any_day, calendar.opens))
 
-    First contact within 24 hours of an SQL hand-off; any activity within 2 weeks
+
+def due_after_move(target: LifecycleStage, now: datetime,
+                   calendar: BusinessCalendar) -> datetime | None:
+    """Return when the owner must act next after a move, in business time (None when
+    nobody must).
+
+    First contact within one business day of an SQL hand-off; any activity within ten
     while a rep owns the lead. MQLs have their own rule, ``acceptance_due``.
     """
     if target is S.SQL:
-        return now + SQL_FIRST_CONTACT
+        return calendar.add(now, business_days(SQL_FIRST_CONTACT_BUSINESS_DAYS, calendar))
     if target in OWNED_STAGES:
-        return now + OWNED_ACTIVITY
+        return due_after_contact(now, calendar)
     return None
 
 
-def due_after_contact(now: datetime) -> datetime:
-    """Return when the next activity is due after a logged contact."""
-    return now + OWNED_ACTIVITY
+def due_after_contact(now: datetime, calendar: BusinessCalendar) -> datetime:
+    """Return when the next activity on an owned lead is due: ten business days on."""
+    return calendar.add(now, business_days(OWNED_ACTIVITY_BUSINESS_DAYS, calendar))
 
 
 # --- assignment ---------------------------------------------------------------------------

@@ -169,7 +169,7 @@ async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock
 
 
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
-                                clock: Clock) -> None:
+                                clock: Clock, calendar: BusinessCalendar) -> None:
     """Follow the deal: an open deal makes the lead an opportunity; closing decides it."""
     lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
     now = clock()
@@ -179,7 +179,7 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
         await move(uow, lead, target, reason=f"deal {event.deal_id} {event.to_phase.value}",
                    now=now, owner_id=lead.owner_id if owned else None,
                    team=lead.team if owned else None,
-                   sla_due_at=domain.due_after_move(target, now),
+                   sla_due_at=domain.due_after_move(target, now, calendar),
                    deal_id=event.deal_id if target is LifecycleStage.OPPORTUNITY else None)
         lead = await store.get_lead(uow.connection, event.lead_id, lock=True)
 
@@ -199,27 +199,40 @@ async def _lead_and_rep(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str
     return lead, store.rep_from_row(row)
 
 
-def _may_act(rep: domain.Rep, lead: Row[Any]) -> None:
-    """Raise ActionRefused unless ``rep`` may act on ``lead``."""
+async def _may_act(uow: UnitOfWork, rep: domain.Rep, lead: Row[Any], action: str) -> None:
+    """Return if ``rep`` may ``action`` the lead; raise ActionRefused otherwise.
+
+    Only active reps of the lead's team act on it, and an accepted lead (SAL) only its
+    owner, unless they are inactive.
+    """
     refusal = domain.actor_refusal(rep, lead.team)
+    if refusal is None and lead.stage == S.SAL and lead.owner_id not in (None, rep.rep_id):
+        # A colleague's click on the same alert must not undo an acceptance, nor act on the
+        # lead in its owner's name, as a second accept does not take the lead; a departed
+        # owner's leads stay open to the team.
+        owner = await store.get_rep(uow.connection, lead.owner_id)
+        if owner is not None and owner.active:
+            refusal = (f"lead {lead.lead_id} was accepted by {lead.owner_id}; "
+                       f"only they can {action} it")
     if refusal is not None:
         raise domain.ActionRefused(refusal)
 
 
 async def accept(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, *, now: datetime,
-                 actor: str) -> None:
+                 actor: str, calendar: BusinessCalendar) -> None:
     """Accept an MQL for the rep (SAL); accepting it again for the same rep changes nothing."""
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     if lead.stage == S.SAL and lead.owner_id == rep_id:
         return
     if lead.stage == S.SAL:
         raise domain.ActionRefused(f"lead {lead_id} was already accepted by {lead.owner_id}")
-    _may_act(rep, lead)
+    await _may_act(uow, rep, lead, "accept")
     domain.check_transition(LifecycleStage(lead.stage), S.SAL)
     if lead.owner_id != rep_id:
         await _take(uow, lead, rep, now, "accepted")
     await move(uow, lead, S.SAL, reason=f"accepted by {rep_id}", now=now, owner_id=rep_id,
-               team=lead.team, sla_due_at=domain.due_after_move(S.SAL, now), actor=actor)
+               team=lead.team, sla_due_at=domain.due_after_move(S.SAL, now, calendar),
+               actor=actor)
 
 
 async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, *,
@@ -235,25 +248,22 @@ async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, 
     if lead.stage not in domain.REJECTABLE:
         raise domain.ActionRefused(
             f"only an mql, sal or sql can be rejected; lead {lead_id} is {lead.stage}")
-    _may_act(rep, lead)
-    if lead.stage == S.SAL and lead.owner_id not in (None, rep_id):
-        # A colleague's click on the same alert must not undo an acceptance, as a second
-        # accept does not take the lead; a departed owner's leads stay open to the team.
-        owner = await store.get_rep(uow.connection, lead.owner_id)
-        if owner is not None and owner.active:
-            raise domain.ActionRefused(
-                f"lead {lead_id} was accepted by {lead.owner_id}; only they can reject it")
+    await _may_act(uow, rep, lead, "reject")
     await move(uow, lead, S.NURTURE, reason=f"rejected by {rep_id}: {reason}", now=now,
                owner_id=None, team=None, sla_due_at=None, actor=actor)
 
 
 async def qualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, bant: domain.Bant,
-                  demo_or_quote_requested: bool, *, now: datetime, actor: str) -> None:
-    """Qualify an accepted lead (SQL) and hand it to field sales; a repeat changes nothing."""
+                  demo_or_quote_requested: bool, *, now: datetime, actor: str,
+                  calendar: BusinessCalendar) -> None:
+    """Qualify an accepted lead (SQL) and hand it to field sales; a repeat changes nothing.
+
+    Only the rep who accepted it qualifies it, unless they are inactive.
+    """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     if lead.stage == S.SQL:
         return
-    _may_act(rep, lead)
+    await _may_act(uow, rep, lead, "qualify")
     domain.check_transition(LifecycleStage(lead.stage), S.SQL)
     requested = demo_or_quote_requested or lead.demo_or_quote_requested
     rank = bant.rank
@@ -267,27 +277,33 @@ async def qualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, bant: domain
     why = f"BANT rank {rank.value}" + (", demo or quote requested" if requested else "")
     await move(uow, lead, S.SQL, reason=f"qualified by {rep_id} ({why}); {decision.summary}",
                now=now, owner_id=decision.rep_id, team=decision.team.value,
-               sla_due_at=domain.due_after_move(S.SQL, now), actor=actor)
+               sla_due_at=domain.due_after_move(S.SQL, now, calendar), actor=actor)
 
 
 async def disqualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, *,
                      now: datetime, actor: str) -> None:
-    """Disqualify a lead for good with the rep's reason; a repeat changes nothing."""
+    """Disqualify a lead for good with the rep's reason; a repeat changes nothing.
+
+    An accepted lead (SAL) is disqualified only by the rep who accepted it, unless they
+    are inactive.
+    """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     if lead.stage == S.DISQUALIFIED:
         return
-    _may_act(rep, lead)
+    await _may_act(uow, rep, lead, "disqualify")
     await move(uow, lead, S.DISQUALIFIED, reason=f"disqualified by {rep_id}: {reason}",
                now=now, owner_id=None, team=None, sla_due_at=None, actor=actor)
 
 
 async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: ContactKind,
-                      occurred_at: datetime, note: str | None, *, now: datetime) -> None:
+                      occurred_at: datetime, note: str | None, *, now: datetime,
+                      calendar: BusinessCalendar) -> None:
     """Log a contact with an accepted lead, or a first touch of one marketing holds, and
     emit it; a repeat changes nothing.
 
     An unowned accepted lead (waiting in its team's queue) becomes the rep's; a lead
-    marketing holds stays with marketing.
+    marketing holds stays with marketing. Contacts on an SAL are its owner's to log,
+    unless they are inactive.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     stage = LifecycleStage(lead.stage)
@@ -295,13 +311,13 @@ async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: Co
         raise domain.ActionRefused(
             f"contacts are logged on accepted leads (sal, sql, opportunity) and on leads "
             f"marketing holds (lead, nurture); lead {lead_id} is {stage.value}")
-    _may_act(rep, lead)
+    await _may_act(uow, rep, lead, "log a contact on")
     if not await store.add_contact(uow.connection, lead_id, rep_id=rep_id, kind=kind.value,
                                    occurred_at=occurred_at, note=note, logged_at=now):
         return
     owner, team, due = None, None, None  # a lead marketing holds stays unowned
     if stage in domain.OWNED_STAGES:
-        owner, team, due = lead.owner_id, lead.team, domain.due_after_contact(now)
+        owner, team, due = lead.owner_id, lead.team, domain.due_after_contact(now, calendar)
         if owner is None:
             await _take(uow, lead, rep, now, "first contact")
             await store.set_owner(uow.connection, lead_id, rep_id)

@@ -17,6 +17,7 @@ SETTINGS = RoutingSettings
 
 def definition(settings: RoutingSettings, clock: Clock = system_clock) -> ServiceDefinition:
     """Return routing's wiring for these settings (``clock`` is for tests)."""
+    calendar = settings.business_calendar()
     return ServiceDefinition(
         name="routing",
         tables=store.plumbing,
@@ -24,10 +25,11 @@ def definition(settings: RoutingSettings, clock: Clock = system_clock) -> Servic
             LeadScored.topic: Batched(partial(
                 handlers.on_leads_scored, clock=clock,
                 accept_within=timedelta(minutes=settings.mql_sla_minutes),
-                calendar=settings.business_calendar(),
+                calendar=calendar,
                 outbound_sources=settings.routing_outbound_sources)),
             DealRecycled.topic: partial(handlers.on_deal_recycled, clock=clock),
-            DealPhaseChanged.topic: partial(handlers.on_deal_phase_changed, clock=clock),
+            DealPhaseChanged.topic: partial(handlers.on_deal_phase_changed, clock=clock,
+                                            calendar=calendar),
         },
         routers=[api.router, slack.router],
         clock=clock,

@@ -26,7 +26,7 @@ class RoutingSettings(RuntimeSettings):
 
     The signing secret verifies Slack button clicks; Slack's ``response_url`` is only
     followed to the allowed hosts. The business calendar (time zone, hours, public
-    holidays) counts the MQL acceptance SLA and sets the funnel's periods.
+    holidays) counts the SLA due times lead.promoted announces and sets the funnel's periods.
     """
 
     http_port: Port = 8003

@@ -181,16 +181,18 @@ async def apply(uow: UnitOfWork, payload: BlockActions, settings: RoutingSetting
     except ValueError:
         return Reply(text["refused"].format(why=f"{action.value!r} is not a lead id"), False)
     actor = f"{rep.rep_id} via Slack"
+    calendar = settings.business_calendar()
     try:
         async with uow.savepoint():
             if action.action_id == ACCEPT_ACTION:
-                await handlers.accept(uow, lead_id, rep.rep_id, now=now, actor=actor)
+                await handlers.accept(uow, lead_id, rep.rep_id, now=now, actor=actor,
+                                      calendar=calendar)
             else:
                 await handlers.reject(uow, lead_id, rep.rep_id, text["reject_reason"],
                                       now=now, actor=actor)
     except (domain.ActionRefused, domain.UnknownLead, domain.UnknownRep) as error:
         return Reply(text["refused"].format(why=error), replace_original=False)
-    local = now.astimezone(settings.business_calendar().zone)
+    local = now.astimezone(calendar.zone)
     return Reply(text[action.action_id].format(user=payload.user.id,
                                                time=f"{local:%Y-%m-%d %H:%M %Z}"), True)
 

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -35,6 +36,7 @@ from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
 S = LifecycleStage
+JST = ZoneInfo("Asia/Tokyo")
 
 
 @pytest.fixture
@@ -219,15 +221,43 @@ async def test_sales_actions_are_idempotent_and_each_emits_lead_promoted(
         (S.LEAD, S.MQL), (S.MQL, S.SAL), (S.SAL, S.SQL), (S.SQL, S.SQL),
         (S.SQL, S.DISQUALIFIED)], "one event per action, none for repeats"
     _, sal, sql, contact, disqualified = events
+    # Business days of 09:00-18:00 from Wednesday 18th 10:00, Monday 23rd a public holiday:
+    # ten for any activity on an owned lead, one for an SQL's first contact.
     assert (sal.owner_id, sal.team, sal.sla_due_at) == (
-        "sato", "sdr", WEDNESDAY_10_JST + timedelta(days=14))
+        "sato", "sdr", datetime(2026, 12, 3, 10, 0, tzinfo=JST))
     assert (sql.owner_id, sql.team, sql.sla_due_at) == (
-        "tanaka", "field_sales", WEDNESDAY_10_JST + timedelta(hours=24))
+        "tanaka", "field_sales", datetime(2026, 11, 19, 10, 0, tzinfo=JST))
     assert sql.reason == "qualified by sato (BANT rank B); assigned to tanaka (round_robin)"
     assert (contact.contact, contact.owner_id, contact.sla_due_at) == (
-        ContactKind.CALL, "tanaka", routing.clock.now + timedelta(days=14))
+        ContactKind.CALL, "tanaka", datetime(2026, 12, 3, 10, 30, tzinfo=JST))
     assert disqualified.reason == "disqualified by tanaka: 競合に決定済み"
     assert disqualified.owner_id is None
+
+
+async def test_a_friday_evening_hand_off_is_due_when_the_notifiers_clocks_are(
+        routing: Routing) -> None:
+    # The notifier counts these SLAs in business days of the calendar (DESIGN section 3):
+    # an SQL handed off on Friday at 17:00 is due on Monday, not on Saturday.
+    await routing.put_rep("sato")
+    await routing.put_rep("tanaka", team="field_sales")
+    lead_id = await new_mql(routing)
+    routing.clock.now = datetime(2026, 11, 27, 17, 0, tzinfo=JST)  # a Friday
+    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                          authority=True, need=True, timeframe=True)
+    assert qualified.status_code == 200, qualified.text
+    await routing.handle(deal_event(lead_id, uuid.uuid4(), DealPhase.P1))
+    routing.clock.now = datetime(2026, 11, 30, 10, 0, tzinfo=JST)  # the Monday after
+    called = await act(routing, lead_id, "contacts", rep_id="tanaka", kind="call",
+                       occurred_at=routing.clock.now.isoformat())
+    assert called.status_code == 200, called.text
+
+    _, sal, sql, opportunity, contact = await routing.promoted()
+    assert [(e.to_stage, e.sla_due_at) for e in (sal, sql, opportunity, contact)] == [
+        (S.SAL, datetime(2026, 12, 11, 17, 0, tzinfo=JST)),  # ten business days
+        (S.SQL, datetime(2026, 11, 30, 17, 0, tzinfo=JST)),  # one business day
+        (S.OPPORTUNITY, datetime(2026, 12, 11, 17, 0, tzinfo=JST)),
+        (S.OPPORTUNITY, datetime(2026, 12, 14, 10, 0, tzinfo=JST))]
 
 
 async def new_sql(routing: Routing) -> uuid.UUID:

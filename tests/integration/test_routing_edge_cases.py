@@ -13,6 +13,7 @@ import pytest
 from schemas.events import LifecycleStage, TouchpointType
 from services.routing import store
 from tests.integration.test_routing_harness import (
+    WEDNESDAY_10_JST,
     Routing,
     button_click,
     lead_scored,
@@ -86,6 +87,49 @@ async def test_a_reject_click_after_a_colleague_accepted_gets_a_private_note(
     assert note.body["response_type"] == "ephemeral"
     assert "accepted by sato" in note.body["text"]
     assert (await state(routing, lead_id))["stage"] == "sal"
+
+
+# What the owner of an accepted lead may do with it, and the stage it is in afterwards.
+OWNERS_ACTIONS: dict[str, tuple[dict[str, Any], str]] = {
+    "qualify": ({"budget": True, "authority": True, "need": True, "timeframe": True}, "sql"),
+    "disqualify": ({"reason": "競合に決定済み"}, "disqualified"),
+    "contacts": ({"kind": "call", "occurred_at": WEDNESDAY_10_JST.isoformat()}, "sal"),
+}
+
+
+@pytest.mark.parametrize("action", OWNERS_ACTIONS)
+async def test_only_the_rep_who_accepted_a_lead_qualifies_disqualifies_or_logs_contacts(
+        routing: Routing, action: str) -> None:
+    # As with reject: an accepted lead is its owner's to work; a colleague's BANT, verdict
+    # or call would act on sato's lead and restart sato's SLA clocks in sato's name.
+    lead_id = await accepted_by_sato(routing)
+    body, stage_after = OWNERS_ACTIONS[action]
+    refused = await act(routing, lead_id, action, rep_id="suzuki", **body)
+    assert refused.status_code == 409, refused.text
+    assert "accepted by sato" in refused.json()["detail"]
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"], lead["bant"]) == ("sal", "sato", None)
+    assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL], "nothing announced"
+    funnel = (await routing.client.get("/v1/funnel", params={
+        "since": "2026-11-01", "until": "2027-01-01"})).json()
+    assert funnel["total"]["speed_to_first_contact"]["leads"] == 0, "no contact stored"
+
+    own = await act(routing, lead_id, action, rep_id="sato", **body)
+    assert own.status_code == 200, own.text
+    assert own.json()["stage"] == stage_after
+    assert "by sato" in (await routing.promoted())[-1].reason
+
+
+@pytest.mark.parametrize("action", OWNERS_ACTIONS)
+async def test_a_departed_reps_accepted_lead_stays_open_to_the_team(routing: Routing,
+                                                                    action: str) -> None:
+    lead_id = await accepted_by_sato(routing)
+    await routing.put_rep("sato", slack_user_id="U0SATO1", active=False)
+    body, stage_after = OWNERS_ACTIONS[action]
+    done = await act(routing, lead_id, action, rep_id="suzuki", **body)
+    assert done.status_code == 200, done.text
+    assert done.json()["stage"] == stage_after
+    assert "by suzuki" in (await routing.promoted())[-1].reason
 
 
 @pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+09:00",

@@ -3,6 +3,7 @@ business time, BANT and who may act on a lead."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, datetime, time, timedelta
 from itertools import product
@@ -13,7 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton_runtime.business_time import BusinessCalendar
+from baton_runtime.settings import ENV_PREFIX
 from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
+from services.notifier.config import NotifierFile
+from services.notifier.domain import plan_clock
 from services.routing.domain import (
     ALLOWED,
     Bant,
@@ -26,11 +30,13 @@ from services.routing.domain import (
     after_deal,
     after_recycling,
     check_transition,
+    due_after_contact,
     due_after_move,
     promotion_for,
     qualifies,
     team_for_source,
 )
+from services.routing.settings import RoutingSettings
 
 S = LifecycleStage
 LEGAL = {
@@ -196,13 +202,56 @@ def test_a_calendar_that_closes_before_it_opens_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("stage", "due"), [
-    (LifecycleStage.SQL, timedelta(hours=24)), (LifecycleStage.SAL, timedelta(days=14)),
-    (LifecycleStage.OPPORTUNITY, timedelta(days=14)), (LifecycleStage.NURTURE, None),
-    (LifecycleStage.DISQUALIFIED, None), (LifecycleStage.WON, None),
+    # From Friday 20th 10:00, Monday 23rd being a public holiday: one business day (nine
+    # opening hours) for an SQL's first contact, ten for any activity on an owned lead.
+    (S.SQL, jst(24, 10)), (S.SAL, datetime(2026, 12, 7, 10, tzinfo=JST)),
+    (S.OPPORTUNITY, datetime(2026, 12, 7, 10, tzinfo=JST)), (S.NURTURE, None),
+    (S.DISQUALIFIED, None), (S.WON, None), (S.LOST, None),
 ])
-def test_follow_up_due_times(stage: LifecycleStage, due: timedelta | None) -> None:
-    now = jst(20, 10)
-    assert due_after_move(stage, now) == (now + due if due else None)
+def test_follow_up_due_times_count_business_days(stage: LifecycleStage,
+                                                 due: datetime | None) -> None:
+    assert due_after_move(stage, jst(20, 10), CALENDAR) == due
+
+
+def test_the_next_activity_after_a_contact_is_due_in_ten_business_days() -> None:
+    assert due_after_contact(jst(20, 10), CALENDAR) == datetime(2026, 12, 7, 10, tzinfo=JST)
+
+
+def test_a_business_day_is_the_calendars_opening_hours_on_one_day() -> None:
+    short = BusinessCalendar(opens=time(8, 30), closes=time(17, 15))
+    # Friday 13th 17:00: 15 minutes left that day, the other 8 h 30 min on Monday 16th.
+    assert due_after_move(S.SQL, jst(13, 17), short) == jst(16, 17, 0)
+
+
+@pytest.fixture
+def routing_calendar(monkeypatch: pytest.MonkeyPatch) -> BusinessCalendar:
+    """Return routing's default business calendar, whatever this shell's variables say."""
+    for name in list(os.environ):
+        if name.startswith(ENV_PREFIX):
+            monkeypatch.delenv(name)
+    return RoutingSettings(database_url="postgresql://u@localhost/baton",
+                           kafka_bootstrap_servers="localhost:9092").business_calendar()
+
+
+@pytest.mark.parametrize(("handed_off", "due"), [
+    (jst(13, 17), jst(16, 17)),  # Friday evening: Monday, not Saturday 17:00
+    (jst(20, 17), jst(24, 17)),  # Friday evening before Labour Thanksgiving Day (Monday 23rd)
+    (datetime(2026, 12, 28, 17, tzinfo=JST),  # the last day before the year-end closing
+     datetime(2027, 1, 4, 17, tzinfo=JST)),
+])
+def test_an_sqls_first_contact_is_due_when_the_notifiers_clock_is(
+        routing_calendar: BusinessCalendar, handed_off: datetime, due: datetime) -> None:
+    # The notifier runs the clocks that lead.promoted announces: both services' default
+    # calendars and SLA tables must give one due time.
+    notifier = NotifierFile()
+    notifier_calendar = notifier.calendar.calendar()
+    rules = notifier.sla.rules(notifier_calendar)
+    assert due_after_move(S.SQL, handed_off, routing_calendar) == due
+    assert plan_clock(rules.first_contact, handed_off, notifier_calendar).due_at == due
+    owner_activity = plan_clock(rules.owner_activity, handed_off, notifier_calendar).due_at
+    for stage in (S.SAL, S.OPPORTUNITY):
+        assert due_after_move(stage, handed_off, routing_calendar) == owner_activity
+    assert due_after_contact(handed_off, routing_calendar) == owner_activity
 
 
 @pytest.mark.parametrize(("confirmed", "rank"), [
