@@ -89,6 +89,12 @@ class BusinessCalendar:
         """Return the calendar's time zone."""
         return ZoneInfo(self.timezone)
 
+    @property
+    def business_day(self) -> timedelta:
+        """Return one business day as opening time: the hours from opening to closing."""
+        any_day = date(2000, 1, 3)
+        return datetime.combine(any_day, self.closes) - datetime.combine(any_day, self.opens)
+
     def is_business_day(self, day: date) -> bool:
         """Return True on a working weekday that is neither a public holiday nor a closed day."""
         if day.isoweekday() not in self.workdays or (day.month, day.day) in self.closed_days:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self, get_args
 from zoneinfo import ZoneInfo
@@ -92,12 +92,9 @@ class DurationSpec(Strict):
 
     def rule(self, name: str, kind: ClockKind, calendar: BusinessCalendar) -> SlaRule:
         """Return the SLA rule this duration describes; a business day is one working day."""
-        any_day = date(2000, 1, 3)
-        working_day = (datetime.combine(any_day, calendar.closes)
-                       - datetime.combine(any_day, calendar.opens))
         units = {"minutes": timedelta(minutes=1), "hours": timedelta(hours=1),
                  "days": timedelta(days=1), "business_minutes": timedelta(minutes=1),
-                 "business_hours": timedelta(hours=1), "business_days": working_day}
+                 "business_hours": timedelta(hours=1), "business_days": calendar.business_day}
         [(unit, amount)] = [(k, v) for k, v in self.model_dump().items() if v is not None]
         return SlaRule(name=name, kind=kind, duration=units[unit] * amount,
                        business=unit.startswith("business_"))

@@ -8,7 +8,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import MAXYEAR, date, datetime, timedelta
+from datetime import MAXYEAR, datetime, timedelta
 from enum import StrEnum
 from itertools import pairwise
 from zoneinfo import ZoneInfo
@@ -162,13 +162,6 @@ def acceptance_due(trigger: TouchpointType | None, promoted_at: datetime,
     return calendar.add(promoted_at, accept_within)
 
 
-def business_days(days: int, calendar: BusinessCalendar) -> timedelta:
-    """Return ``days`` business days as opening time: one day is the calendar's opening hours."""
-    any_day = date(2000, 1, 3)
-    return days * (datetime.combine(any_day, calendar.closes)
-                   - datetime.combine(any_day, calendar.opens))
-
-
 def due_after_move(target: LifecycleStage, now: datetime,
                    calendar: BusinessCalendar) -> datetime | None:
     """Return when the owner must act next after a move, in business time (None when
@@ -178,7 +171,7 @@ def due_after_move(target: LifecycleStage, now: datetime,
     while a rep owns the lead. MQLs have their own rule, ``acceptance_due``.
     """
     if target is S.SQL:
-        return calendar.add(now, business_days(SQL_FIRST_CONTACT_BUSINESS_DAYS, calendar))
+        return calendar.add(now, SQL_FIRST_CONTACT_BUSINESS_DAYS * calendar.business_day)
     if target in OWNED_STAGES:
         return due_after_contact(now, calendar)
     return None
@@ -186,7 +179,7 @@ def due_after_move(target: LifecycleStage, now: datetime,
 
 def due_after_contact(now: datetime, calendar: BusinessCalendar) -> datetime:
     """Return when the next activity on an owned lead is due: ten business days on."""
-    return calendar.add(now, business_days(OWNED_ACTIVITY_BUSINESS_DAYS, calendar))
+    return calendar.add(now, OWNED_ACTIVITY_BUSINESS_DAYS * calendar.business_day)
 
 
 # --- assignment ---------------------------------------------------------------------------
