@@ -85,14 +85,19 @@ async def _record(uow: UnitOfWork, lead: Row[Any], stage: LifecycleStage,
 
 
 async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,
-                 stage: LifecycleStage, now: datetime) -> domain.Decision:
-    """Decide who in ``team`` gets the lead, log why, and return the decision."""
+                 stage: LifecycleStage, now: datetime, calendar: BusinessCalendar
+                 ) -> domain.Decision:
+    """Decide who in ``team`` gets the lead, log why, and return the decision.
+
+    Reps work their own hours, and on none of the days ``calendar`` closes every year.
+    """
     connection = uow.connection
     routable = _routable(lead)
     # Locked in a statement of its own: the lineup, read after the lock is granted, then
     # sees the positions the previous assignment committed.
     await store.lock_team(connection, team.value)
-    lineup = await store.ROSTER.lineup(connection, team.value, routable.account_key)
+    lineup = await store.ROSTER.lineup(connection, team.value, routable.account_key,
+                                       calendar.closed_days)
     today = await store.assigned_since(connection,
                                        {r.rep_id: r.hours.day_start(now) for r in lineup.reps})
     decision = domain.assign(routable, team, lineup.reps, account_owner=lineup.account_owner,
@@ -148,7 +153,7 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
             if target is None:
                 continue
             team = domain.team_for_source(event.source, outbound_sources)
-            decision = await assign(uow, lead, team, target, now)
+            decision = await assign(uow, lead, team, target, now, calendar)
             await move(uow, lead, target,
                        reason=f"tier {event.tier.value} at score {event.score}; "
                               f"{decision.summary}",
@@ -273,7 +278,7 @@ async def qualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, bant: domain
     await store.save_bant(uow.connection, lead_id, {
         "budget": bant.budget, "authority": bant.authority, "need": bant.need,
         "timeframe": bant.timeframe, "rank": rank.value, "qualified_by": rep_id})
-    decision = await assign(uow, lead, domain.TeamKind.FIELD_SALES, S.SQL, now)
+    decision = await assign(uow, lead, domain.TeamKind.FIELD_SALES, S.SQL, now, calendar)
     why = f"BANT rank {rank.value}" + (", demo or quote requested" if requested else "")
     await move(uow, lead, S.SQL, reason=f"qualified by {rep_id} ({why}); {decision.summary}",
                now=now, owner_id=decision.rep_id, team=decision.team.value,

@@ -354,15 +354,17 @@ async def put_rep(connection: AsyncConnection, rep_id: str, *, starting_position
     return row
 
 
-def rep_from_row(row: Row[Any]) -> domain.Rep:
-    """Return the rep as assignment sees them."""
+def rep_from_row(row: Row[Any], closed_days: frozenset[tuple[int, int]] = frozenset()
+                 ) -> domain.Rep:
+    """Return the rep as assignment sees them; nobody works on the company's ``closed_days``
+    (as (month, day))."""
     territory = row.territory
     return domain.Rep(
         rep_id=row.rep_id, team=domain.TeamKind(row.team), weight=row.weight,
         daily_capacity=row.daily_capacity,
         hours=BusinessCalendar(timezone=row.timezone, opens=row.work_starts,
-                                      closes=row.work_ends, holidays=row.holidays,
-                                      workdays=frozenset(row.workdays)),
+                               closes=row.work_ends, holidays=row.holidays,
+                               workdays=frozenset(row.workdays), closed_days=closed_days),
         out_of_office=tuple(domain.Period(datetime.fromisoformat(p["starts_at"]),
                                           datetime.fromisoformat(p["ends_at"]))
                             for p in row.out_of_office),
@@ -406,12 +408,14 @@ class TeamRoster:
     def __init__(self) -> None:
         # Per database, then per rep: a database URL is costly to hash, once per rep it
         # took more CPU than choosing among a hundred reps did.
-        self._parsed: dict[URL, dict[str, tuple[datetime, domain.Rep]]] = {}
+        self._parsed: dict[tuple[URL, frozenset[tuple[int, int]]],
+                           dict[str, tuple[datetime, domain.Rep]]] = {}
 
-    async def lineup(self, connection: AsyncConnection, team: str, account_key: str | None
-                     ) -> Lineup:
-        """Return the team's lineup, with the reps' positions as they are now."""
-        parsed = self._parsed.setdefault(connection.engine.url, {})
+    async def lineup(self, connection: AsyncConnection, team: str, account_key: str | None,
+                     closed_days: frozenset[tuple[int, int]]) -> Lineup:
+        """Return the team's lineup, with the reps' positions as they are now and the
+        company's ``closed_days`` in their hours."""
+        parsed = self._parsed.setdefault((connection.engine.url, closed_days), {})
         rows = list(await connection.execute(TEAM_LINEUP, {"team": team,
                                                            "account_key": account_key}))
         versions = [row for row in rows if row.rep_id is not None]
@@ -420,7 +424,7 @@ class TeamRoster:
         fresh = {}
         if stale:
             for row in await connection.execute(REPS_BY_ID, {"rep_ids": stale}):
-                fresh[row.rep_id] = rep_from_row(row)
+                fresh[row.rep_id] = rep_from_row(row, closed_days)
                 parsed[row.rep_id] = (row.updated_at, fresh[row.rep_id])
         current = []
         for version in versions:

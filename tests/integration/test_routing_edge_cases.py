@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -200,3 +200,19 @@ async def test_two_reps_linked_to_one_slack_user_at_once_get_a_200_and_a_409(
     assert answer.status_code == 409, answer.text
     assert "U0SHARED" in answer.json()["detail"]
     assert (await routing.client.get("/v1/reps/sato")).status_code == 404, "nothing stored"
+
+
+async def test_nobody_is_assigned_a_lead_on_a_day_the_company_is_closed(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    owners = []
+    # Wednesday 30 December, 10:00 JST (the year-end closing), then Monday 28th, 10:00.
+    for moment in (datetime(2026, 12, 30, 1, 0, tzinfo=UTC),
+                   datetime(2026, 12, 28, 1, 0, tzinfo=UTC)):
+        routing.clock.now = moment
+        event = lead_scored()
+        await routing.handle(event)
+        lead = await state(routing, event.lead_id)
+        owners.append((lead["owner_id"], lead["assignments"][-1]["rule"]))
+    assert owners[0] == (None, "queued")
+    assert owners[1][0] == "sato"
