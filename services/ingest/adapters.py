@@ -60,6 +60,10 @@ class FieldMapping(Strict):
                              + ", ".join(f"{whole} and {part}" for whole, part in overlapping))
         # Checked here, not at the first request: each request would be refused with a 422
         # blaming its sender for the operator's mistake.
+        required = [name for name, info in model.model_fields.items() if info.is_required()]
+        if unset := [name for name in required if name not in {*self.fields, *self.constants}]:
+            raise ValueError(f"the mapping never sets {', '.join(unset)}, which every "
+                             f"{self.kind} submission needs (map it in fields or constants)")
         fixed = [(f"constants.{target}", target, value)
                  for target, value in self.constants.items()]
         fixed += [(f"values.{target}.{sent}", target, value)
@@ -184,7 +188,9 @@ def apply_mapping(mapping: FieldMapping, payload: Any) -> dict[str, Any]:
         value = present[0] if len(present) == 1 else " ".join(str(item) for item in present)
         translations = mapping.values.get(target)
         if translations is not None and isinstance(value, str | int | bool):
-            value = translations.get(str(value), value)
+            # Keyed by the value as the payload spells it: JSON's true, not Python's True.
+            sent = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            value = translations.get(sent, value)
         _assign(body, target, as_submitted(model, target, value))
     return body
 

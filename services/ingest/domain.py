@@ -30,7 +30,7 @@ FREE_MAIL_DOMAINS = frozenset(
         # Japanese mobile carriers
         "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp",
         "disney.ne.jp", "ymobile.ne.jp", "y-mobile.ne.jp", "emnet.ne.jp", "pdx.ne.jp",
-        "willcom.com", "wcm.ne.jp", "rakumail.jp", "uqmobile.jp", "povo.jp",
+        "willcom.com", "wcm.ne.jp", "rakumail.jp", "uqmobile.jp", "povo.jp", "vodafone.ne.jp",
     }
 )
 # Legal forms dropped when companies are matched by name (free-mail leads). Japanese ones
@@ -167,7 +167,10 @@ def email_domain(email: str) -> str:
 
 def is_free_mail(domain: str) -> bool:
     """Return True for consumer and carrier mail domains that do not identify a company."""
-    return domain in FREE_MAIL_DOMAINS
+    # Carriers and ISPs hand out addresses at subdomains (Willcom's are all "xx.pdx.ne.jp",
+    # OCN's mostly "xxx.ocn.ne.jp"): the domain or any parent of it counts.
+    labels = domain.split(".")
+    return any(".".join(labels[start:]) in FREE_MAIL_DOMAINS for start in range(len(labels) - 1))
 
 
 def company_key(company: str) -> str:
