@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+import idna
 import phonenumbers
 
 from schemas.events import ACCOUNT_KEY_LENGTH, PHONE_LENGTH, Account, LeadProfile, TouchpointType
@@ -131,8 +132,12 @@ def normalise_domain(value: str) -> str:
 def _ascii_domain(domain: str) -> str:
     """Return ``domain`` with internationalised labels in their ASCII (punycode) form."""
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError as error:
+        if domain.isascii():  # checked for empty and overlong labels, and kept as it is
+            return domain.encode("idna").decode("ascii")
+        # IDNA 2008 with UTS 46, as browsers and registries: Python's own codec (IDNA 2003)
+        # maps "faß.de" to "fass.de", another registered domain than xn--fa-hia.de.
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (UnicodeError, idna.IDNAError) as error:
         raise ValueError(f"not a valid domain: {domain!r}") from error
 
 

@@ -124,6 +124,9 @@ def test_company_domains_are_reduced_to_their_host() -> None:
     assert normalise_domain("ＳＡＭＰＬＥ．ＣＯ．ＪＰ") == "sample.co.jp"
     assert normalise_domain("例え.jp") == "xn--r8jz45g.jp"
     assert normalise_email("Taro@例え.JP") == "taro@xn--r8jz45g.jp"
+    # IDNA 2008: ß is a letter of its own, not "ss" (fass.de is another domain)
+    assert normalise_email("hans@faß.de") == "hans@xn--fa-hia.de"
+    assert normalise_domain("https://www.Straße.de/kontakt") == "xn--strae-oqa.de"
     for bad in ("localhost", "http://", "no spaces.example com"):
         with pytest.raises(ValueError):
             normalise_domain(bad)
