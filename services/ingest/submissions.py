@@ -47,8 +47,12 @@ Phone = Annotated[str | None, Field(max_length=PHONE_LENGTH, description="Stored
                                     "both fit in 32 characters, else left out."),
                   AfterValidator(lambda v: None if not v or not v.strip()
                                  else domain.normalise_phone(v))]
-Domain = Annotated[str | None, Field(max_length=253, description="The company's web site or "
-                                     "domain; identifies the account of free-mail leads."),
+# A web address pasted whole (a page deep in the site, tracking parameters) is fine: its
+# host is what is kept, and is held to DNS's 253 characters.
+WEB_ADDRESS_LENGTH = 2048
+Domain = Annotated[str | None, Field(max_length=WEB_ADDRESS_LENGTH,
+                                     description="The company's web site or domain; "
+                                     "identifies the account of free-mail leads."),
                    AfterValidator(lambda v: None if not v or not v.strip()
                                   else domain.normalise_domain(v))]
 

@@ -132,6 +132,15 @@ def test_company_domains_are_reduced_to_their_host() -> None:
             normalise_domain(bad)
 
 
+
+def test_a_web_address_pasted_whole_gives_its_host_however_long_its_path() -> None:
+    page = "https://www.sample.co.jp/company/" + "about/" * 60 + "?utm_source=newsletter"
+    lead = LeadSubmission.model_validate({"email": "taro@gmail.com", "company_domain": page})
+    assert len(page) > 253 and lead.company_domain == "sample.co.jp"
+    with pytest.raises(ValidationError, match="at most 253 characters"):
+        LeadSubmission.model_validate({"email": "taro@gmail.com",
+                                       "company_domain": ".".join(["a" * 60] * 5) + ".jp"})
+
 def test_free_mail_accounts_go_by_company_domain_then_name_then_person() -> None:
     corporate = account_for("a@sample.co.jp", "株式会社サンプル", None)
     assert (corporate.account_key, corporate.domain, corporate.free_mail) == (
