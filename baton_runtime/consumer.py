@@ -28,7 +28,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from baton_runtime.dead_letters import dead_letter, undecodable_event_id
 from baton_runtime.metrics import CONSUMED, CONSUMER_BATCH_SECONDS
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
-from schemas.envelope import EnvelopeError, decode
+from schemas.envelope import decode
 
 log = structlog.get_logger(__name__)
 
@@ -342,8 +342,9 @@ class ConsumerLoop:
         topic = message.topic
         try:
             envelope = decode(topic, message.key, message.headers, message.value)
-        except EnvelopeError as error:
-            # A malformed message fails the same way every time: no retries.
+        except Exception as error:  # EnvelopeError, or what a header without a value raises
+            # Decoding does no I/O: a malformed message fails the same way every time, so
+            # no retries, and an error it raises must not rewind the batch for ever.
             event_id = undecodable_event_id(topic, message.partition, message.offset)
             await self._dead_letter(uow, message, event_id, error, attempts=1)
             return

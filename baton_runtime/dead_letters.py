@@ -39,7 +39,8 @@ def dead_letter(message: ConsumerRecord, *, consumer_group: str, event_id: str,
     """Return ``message`` as its dead-letter topic keeps it: as it was, plus why and where."""
     description = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_HEADER_BYTES]
     headers = (
-        *((name, bytes(value)) for name, value in message.headers or ()),
+        # A header may have no value (None), kept as empty as a missing key or value is.
+        *((name, bytes(value or b"")) for name, value in message.headers or ()),
         ("baton_error", description),
         ("baton_error_type", type(error).__name__.encode()),
         ("baton_attempts", str(attempts).encode()),
@@ -76,7 +77,7 @@ class DeadLetter:
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> DeadLetter:
         """Return the dead letter in ``record``; raise NotADeadLetter if it is not one."""
-        headers = [(name, bytes(value)) for name, value in record.headers or ()]
+        headers = [(name, bytes(value or b"")) for name, value in record.headers or ()]
         ours = {name: value.decode(errors="replace") for name, value in headers
                 if name.startswith(HEADER_PREFIX)}
         where = f"{record.topic}[{record.partition}]@{record.offset}"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator
+from typing import cast
 
 import httpx
 import pytest
@@ -35,6 +36,7 @@ from tests.support.kafka import (
 )
 
 pytestmark = pytest.mark.integration
+NO_VALUE = cast(bytes, None)  # how aiokafka sends a header without a value
 
 
 @pytest.fixture
@@ -163,6 +165,42 @@ async def test_poison_message_goes_to_its_dead_letter_topic_and_the_partition_mo
     poison_record = next(r for r in dead if dict(r.headers)["baton_error_type"] == b"PoisonPill")
     assert decode("lead.captured.dlq", poison_record.key, poison_record.headers,
                   poison_record.value).event == poison, "the dead letter keeps the original"
+
+
+async def test_messages_with_headers_that_have_no_value_do_not_block_their_partition(
+    infrastructure: Infrastructure, engine: AsyncEngine
+) -> None:
+    # Kafka lets a header have no value (some tracing libraries send such headers).
+    settings = infrastructure.settings(RuntimeSettings, consumer_max_attempts=2)
+    await ensure_topics(settings)
+    same_key = lead_captured("poison@example.com").lead_id
+    poison = encode(lead_captured("poison@example.com", lead_id=same_key), source="/tests")
+    valueless_trace = poison._replace(headers=(*poison.headers, ("traceparent", NO_VALUE)))
+    unreadable = encode(lead_captured("unreadable@example.com", lead_id=same_key),
+                        source="/tests")
+    valueless_id = unreadable._replace(headers=tuple(
+        (name, NO_VALUE if name == "ce_id" else value) for name, value in unreadable.headers))
+    good = lead_captured("ok@example.com", lead_id=same_key)
+    await produce(infrastructure.bootstrap_servers, [valueless_trace, valueless_id, good])
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        build_consumer(settings, "baton-probe", "probe"), group_id="baton-probe",
+        handlers=definition.handlers,
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(settings.consumer_max_attempts, 0.01), batch_size=100)
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop))
+    try:
+        await wait_until(lambda: _emails_are(engine, ["ok@example.com"]), 30,
+                         "the message after the two to be handled")
+    finally:
+        stop.set()
+        await running
+    async with engine.connect() as connection:
+        queued = (await connection.exec_driver_sql(
+            "SELECT topic FROM probe.outbox WHERE topic LIKE '%.dlq' ORDER BY id")).all()
+    assert [row[0] for row in queued] == ["lead.captured.dlq"] * 2, "both dead-lettered"
 
 
 async def _emails_are(engine: AsyncEngine, expected: list[str]) -> bool:

@@ -49,3 +49,14 @@ def test_a_letter_written_before_letters_named_their_event_id_gets_the_id_claime
         older = written._replace(headers=tuple(
             (name, value) for name, value in written.headers if name != "baton_event_id"))
         assert DeadLetter.from_record(as_consumed(older, 0, 0)).event_id == claimed
+
+
+def test_a_message_with_a_header_that_has_no_value_is_dead_lettered_and_reads_back() -> None:
+    original = encode(lead_captured("a@example.co.jp"), source="/tests")
+    consumed = as_consumed(original, 0, 5)
+    consumed.headers.append(("traceparent", None))  # Kafka lets a header have no value
+    written = dead_letter(consumed, consumer_group="g", event_id="e",
+                          error=RuntimeError("handler failed"), attempts=3)
+    letter = DeadLetter.from_record(as_consumed(written, 0, 0))
+    assert letter.original.headers == (*original.headers, ("traceparent", b""))
+    assert letter.event_id == "e"
