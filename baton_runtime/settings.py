@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal, Self, TypeVar
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "BATON_"
@@ -59,6 +60,21 @@ class KafkaSettings(BatonSettings):
                     "there in the last 100 ms are unconsumed, so a partition drained early "
                     "can wait that long: larger fetches drain less often.")
 
+    @model_validator(mode="after")
+    def _heartbeat_within_session(self) -> Self:
+        """Return these settings if a member heartbeats more often than its session lasts."""
+        # Otherwise the broker expires the member between two heartbeats and the group
+        # rebalances over and over; aiokafka does not check it (Kafka's Java client does).
+        if self.kafka_heartbeat_interval_ms >= self.kafka_session_timeout_ms:
+            raise PydanticCustomError(
+                "heartbeat_not_below_session",
+                "{heartbeat} ({heartbeat_ms}) must be below {session} ({session_ms})",
+                {"heartbeat": env_name("kafka_heartbeat_interval_ms"),
+                 "heartbeat_ms": self.kafka_heartbeat_interval_ms,
+                 "session": env_name("kafka_session_timeout_ms"),
+                 "session_ms": self.kafka_session_timeout_ms})
+        return self
+
 
 class RuntimeSettings(DatabaseSettings, KafkaSettings):
     """What every service needs: database, broker, HTTP, consumer and outbox tuning."""
@@ -96,7 +112,9 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            field = str(item["loc"][0]) if item["loc"] else "?"
+            if not item["loc"]:  # a check across variables: its message names them
+                problems.append(item["msg"])
+                continue
             detail = "is required but not set" if item["type"] == "missing" else item["msg"]
-            problems.append(f"{env_name(field)} {detail}")
+            problems.append(f"{env_name(str(item['loc'][0]))} {detail}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -73,3 +73,23 @@ def test_a_service_exits_2_naming_the_variable_before_touching_anything() -> Non
     )
     assert result.returncode == 2
     assert "BATON_DATABASE_URL is required but not set" in result.stderr
+
+
+def test_a_heartbeat_interval_not_below_the_session_timeout_is_refused_naming_both(
+        environment: pytest.MonkeyPatch) -> None:
+    # Heartbeats no more often than the session lasts: the broker would expire the member
+    # between two of them, and the group would rebalance over and over instead of consuming.
+    environment.delenv("BATON_KAFKA_HEARTBEAT_INTERVAL_MS", raising=False)  # default: 3000
+    environment.setenv("BATON_KAFKA_SESSION_TIMEOUT_MS", "2000")
+    with pytest.raises(SettingsError) as raised:
+        load_settings(RuntimeSettings)
+    assert str(raised.value) == (
+        "invalid configuration: BATON_KAFKA_HEARTBEAT_INTERVAL_MS (3000) must be below "
+        "BATON_KAFKA_SESSION_TIMEOUT_MS (2000)")
+
+
+def test_a_heartbeat_interval_below_the_session_timeout_is_accepted(
+        environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("BATON_KAFKA_SESSION_TIMEOUT_MS", "3000")
+    environment.setenv("BATON_KAFKA_HEARTBEAT_INTERVAL_MS", "2999")
+    assert load_settings(RuntimeSettings).kafka_heartbeat_interval_ms == 2999
