@@ -7,8 +7,11 @@ import argparse
 import asyncio
 import sys
 
+from aiokafka.errors import KafkaConnectionError
+
 from baton import demo, dlq, keys, registry
 from baton.arguments import whole_number
+from baton.failures import DATABASE_FAILURES, broker_unreachable, database_unusable
 from baton_runtime import migrations
 from baton_runtime.kafka import ensure_topics
 from baton_runtime.service import serve
@@ -57,13 +60,22 @@ def migrate(names: list[str]) -> None:
                          f"choose from {', '.join(registry.SERVICES)}")
     settings = load_settings(DatabaseSettings)
     for name in names or registry.SERVICES:
-        migrations.upgrade(registry.migrations_dir(name), settings.database_url)
+        try:
+            migrations.upgrade(registry.migrations_dir(name), settings.database_url)
+        except DATABASE_FAILURES as error:
+            raise SystemExit(database_unusable("migrate", settings.database_url, error)
+                             ) from None
         print(f"migrated {name}")
 
 
 def create_topics() -> None:
     """Create the missing topics and say which."""
-    created = asyncio.run(ensure_topics(load_settings(KafkaSettings)))
+    settings = load_settings(KafkaSettings)
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except KafkaConnectionError as error:
+        raise SystemExit(broker_unreachable("topics", settings.kafka_bootstrap_servers, error)
+                         ) from None
     print(f"created topics: {', '.join(created)}" if created else "all topics exist")
 
 

@@ -7,13 +7,13 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from baton import registry
 from baton.arguments import positive_number
+from baton.failures import broker_unreachable, without_password
 from baton.table import table
 from baton_runtime.db import connect_driver
 from baton_runtime.dead_letters import DeadLetter, read_dead_letters, replay
@@ -78,8 +78,7 @@ def run(arguments: argparse.Namespace) -> int:
         return asyncio.run(work)
     except KafkaConnectionError as error:
         # An unreachable broker is a setting or an outage to fix, not a bug to report.
-        print(f"baton dlq {arguments.action}: cannot reach the broker at {servers} "
-              f"(BATON_KAFKA_BOOTSTRAP_SERVERS): {error}", file=sys.stderr)
+        print(broker_unreachable(f"dlq {arguments.action}", servers, error), file=sys.stderr)
         return 1
     except Unserved as error:
         print(f"baton dlq {arguments.action}: {error}", file=sys.stderr)
@@ -127,7 +126,7 @@ async def _replay(settings: RuntimeSettings, topics: Sequence[str],
     try:
         connection = await connect_driver(settings.database_url, "baton dlq replay")
     except (OSError, asyncpg.PostgresError) as error:  # unreachable, or refused by the server
-        address = _without_password(settings.database_url)
+        address = without_password(settings.database_url)
         raise Unserved(f"cannot connect to the database at {address} (BATON_DATABASE_URL): "
                        f"{type(error).__name__}: {error}") from None
     publisher = KafkaPublisher(settings, "baton-dlq")
@@ -159,15 +158,6 @@ def _listing(letters: Sequence[DeadLetter], *, as_json: bool) -> str:
         (letter.consumer_group, letter.event_id,
          _place(letter.original.topic, letter.partition, letter.offset), str(letter.attempts),
          clip(" ".join(letter.error.split()), ERROR_SHOWN)) for letter in letters])
-
-
-def _without_password(url: str) -> str:
-    """Return ``url`` with the password it holds, if any, masked."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user_info, _, hosts = parts.netloc.rpartition("@")
-    return urlunsplit(parts._replace(netloc=f"{user_info.partition(':')[0]}:***@{hosts}"))
 
 
 def _place(topic: str, partition: int, offset: int) -> str:

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton.arguments import whole_number
+from baton.failures import DATABASE_FAILURES, database_unusable
 from baton.table import table
 from baton_runtime.db import create_engine
 from baton_runtime.settings import DatabaseSettings, load_settings
@@ -59,7 +60,12 @@ def _rate_limit(text: str) -> int:
 
 def run(arguments: argparse.Namespace) -> int:
     """Run a ``baton keys`` subcommand; return the exit code."""
-    return asyncio.run(_run(arguments, load_settings(DatabaseSettings).database_url))
+    database_url = load_settings(DatabaseSettings).database_url
+    try:
+        return asyncio.run(_run(arguments, database_url))
+    except DATABASE_FAILURES as error:
+        print(database_unusable("keys", database_url, error), file=sys.stderr)
+        return 1
 
 
 async def _run(arguments: argparse.Namespace, database_url: str) -> int:

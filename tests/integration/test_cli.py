@@ -129,3 +129,27 @@ async def test_dlq_replay_names_an_unreachable_database_in_one_line_without_its_
         f"baton dlq replay: cannot connect to the database at postgresql://baton:***@{NOWHERE}"
         "/baton (BATON_DATABASE_URL): ConnectionRefusedError: [Errno 111] Connect call failed "
         f"('{LOOPBACK}', {NOWHERE.rsplit(':', 1)[1]})"]
+
+
+@pytest.mark.parametrize("arguments", [("keys", "list"), ("keys", "revoke", "k1"),
+                                       ("migrate", "ingest")])
+def test_database_commands_name_an_unreachable_database_in_one_line_without_its_password(
+        arguments: tuple[str, ...]) -> None:
+    done = run_baton({"BATON_DATABASE_URL": f"postgresql://baton:s3cret@{NOWHERE}/baton"},
+                     *arguments)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"baton {arguments[0]}: cannot use the database at postgresql://baton:***@{NOWHERE}"
+        "/baton (BATON_DATABASE_URL): ConnectionRefusedError: [Errno 111] Connect call failed "
+        f"('{LOOPBACK}', {NOWHERE.rsplit(':', 1)[1]})"]
+
+
+def test_topics_names_an_unreachable_broker_in_one_line() -> None:
+    done = run_baton({"BATON_KAFKA_BOOTSTRAP_SERVERS": NOWHERE}, "topics")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines()[-1].startswith(
+        f"baton topics: cannot reach the broker at {NOWHERE} (BATON_KAFKA_BOOTSTRAP_SERVERS): "
+        "KafkaConnectionError: Unable to bootstrap")
