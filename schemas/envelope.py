@@ -12,6 +12,7 @@ from schemas.events import EVENTS_BY_TOPIC, Event
 
 TYPE_PREFIX = "com.baton."
 REQUIRED_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time", "content-type")
+MAX_EVENT_ID_BYTES = 1024  # an inbox key PostgreSQL indexes (the limit is about 2,700)
 
 
 class EnvelopeError(ValueError):
@@ -130,6 +131,9 @@ def _attributes(headers: Iterable[tuple[str, bytes]]) -> tuple[str, str, str, st
         raise EnvelopeError(f"missing CloudEvents headers: {', '.join(missing)}") from None
     except UnicodeDecodeError as error:
         raise EnvelopeError(f"a CloudEvents header is not UTF-8: {error}") from None
+    except TypeError:  # Kafka allows a header without a value
+        empty = [name for name in REQUIRED_HEADERS if found.get(name) is None]
+        raise EnvelopeError(f"CloudEvents headers without a value: {', '.join(empty)}") from None
     if content_type != b"application/json":
         text = bytes(content_type).decode(errors="replace")
         if text.split(";")[0].strip() != "application/json":
@@ -141,6 +145,10 @@ def _attributes(headers: Iterable[tuple[str, bytes]]) -> tuple[str, str, str, st
         empty = [name for name, text in (("id", event_id), ("source", source), ("type", kind))
                  if not text]
         raise EnvelopeError(f"empty CloudEvents attributes: {', '.join(empty)}")
+    # The id keys every consumer's inbox: PostgreSQL stores no NUL in text, and indexes
+    # no key of a few kilobytes; such an id would fail the claim, and the batch, for ever.
+    if "\x00" in event_id or len(event_id.encode()) > MAX_EVENT_ID_BYTES:
+        raise EnvelopeError(f"ce_id has a NUL or is over {MAX_EVENT_ID_BYTES} bytes long")
     return event_id, source, kind, time
 
 

@@ -146,7 +146,8 @@ def _without(record: KafkaRecord, *names: str) -> list[tuple[str, bytes]]:
     return [(name, value) for name, value in record.headers if name not in names]
 
 
-def _replaced(record: KafkaRecord, name: str, value: bytes) -> list[tuple[str, bytes]]:
+def _replaced(record: KafkaRecord, name: str, value: bytes | None
+              ) -> list[tuple[str, bytes | None]]:
     """Return the record's headers with one header's value replaced."""
     return [*_without(record, name), (name, value)]
 
@@ -309,9 +310,11 @@ def test_reads_a_record_the_cloudevents_library_wrote() -> None:
 @pytest.mark.parametrize(("header", "value"), [
     ("ce_specversion", b"0.3"), ("ce_id", b""), ("ce_source", b""),
     ("ce_time", b"yesterday"), ("ce_time", b"2025-04-01T09:30:00"), ("ce_id", b"\xff\xfe"),
+    ("ce_id", None), ("ce_time", None), ("ce_id", b"evt-\x00-1"), ("ce_id", b"e" * 1025),
 ], ids=["other-specversion", "empty-id", "empty-source", "time-text", "time-without-offset",
-        "id-not-utf8"])
-def test_refuses_malformed_attributes(header: str, value: bytes) -> None:
+        "id-not-utf8", "id-without-value", "time-without-value", "id-with-nul",
+        "id-too-long-for-the-inbox"])
+def test_refuses_malformed_attributes(header: str, value: bytes | None) -> None:
     record = _record(EVENTS[0])
 
     with pytest.raises(EnvelopeError):
