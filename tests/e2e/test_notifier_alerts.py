@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.test_notifier_delivery import lead_ids_in, smtp_server
+from tests.integration.test_notifier_delivery import Inbox, lead_ids_in, smtp_server
 from tests.support.fake_slack import FakeSlack
 from tests.support.kafka import wait_until
 from tests.support.stack import running_stack
@@ -32,7 +32,7 @@ async def test_a_demo_request_reaches_the_team_s_slack_channel_and_mailbox(
         tmp_path: Path) -> None:
     async with FakeSlack().running() as slack:
         team_hook, default_hook = f"{slack.webhook_url}/sdr", f"{slack.webhook_url}/default"
-        with smtp_server() as (inbox, smtp_url):
+        with smtp_server(Inbox()) as (inbox, smtp_url):
             config = tmp_path / "notifier.yaml"
             config.write_text(
                 f"channels:\n  teams:\n    sdr:\n      slack_webhook_url: {team_hook}\n"

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -343,10 +343,13 @@ class Inbox:
         return "250 OK"
 
 
+InboxT = TypeVar("InboxT", bound=Inbox)
+
+
 @contextlib.contextmanager
-def smtp_server() -> Iterator[tuple[Inbox, str]]:
-    """Run a real SMTP server on the loopback address; yield its inbox and URL."""
-    inbox = Inbox()
+def smtp_server(inbox: InboxT) -> Iterator[tuple[InboxT, str]]:
+    """Run a real SMTP server on the loopback address answering as ``inbox`` does; yield
+    the inbox and the server's URL."""
     port = free_port()
     controller = Controller(inbox, hostname=LOOPBACK, port=port)
     controller.start()
@@ -358,7 +361,7 @@ def smtp_server() -> Iterator[tuple[Inbox, str]]:
 
 async def test_e_mail_arrives_with_its_japanese_subject_and_body_correctly_encoded(
         database: NotifierDatabase) -> None:
-    with smtp_server() as (inbox, url):
+    with smtp_server(Inbox()) as (inbox, url):
         config = configure(None, smtp=True, email_to=("eigyo@example.co.jp",))
         event = promoted()
         await handle(database, config, event)

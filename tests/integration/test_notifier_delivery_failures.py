@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from baton_runtime.embedded import LOOPBACK, free_port
 from tests.integration.test_notifier_delivery import (
     Inbox,
     NotifierDatabase,
@@ -21,6 +18,7 @@ from tests.integration.test_notifier_delivery import (
     notifier_database,
     promoted,
     settled,
+    smtp_server,
 )
 from tests.support.fake_slack import FakeSlack, Reply
 from tests.support.infrastructure import PostgresServer
@@ -51,23 +49,10 @@ class GreylistingInbox(Inbox):
         return "250 OK"
 
 
-@contextlib.contextmanager
-def greylisting_smtp_server() -> Iterator[tuple[GreylistingInbox, str]]:
-    """Run a greylisting SMTP server on the loopback address; yield its inbox and URL."""
-    inbox = GreylistingInbox()
-    port = free_port()
-    controller = Controller(inbox, hostname=LOOPBACK, port=port)
-    controller.start()
-    try:
-        yield inbox, f"smtp://{LOOPBACK}:{port}"
-    finally:
-        controller.stop()
-
-
 async def test_a_recipient_refused_for_now_is_mailed_again_not_given_up(
         database: NotifierDatabase) -> None:
     # 4xx to RCPT (greylisting, a full mailbox) means "try later"; only 5xx is final.
-    with greylisting_smtp_server() as (inbox, url):
+    with smtp_server(GreylistingInbox()) as (inbox, url):
         config = configure(None, smtp=True, email_to=("eigyo@example.co.jp",))
         event = promoted()
         await handle(database, config, event)

@@ -12,6 +12,7 @@ import pytest
 
 from schemas.events import LifecycleStage, TouchpointType
 from services.routing import store
+from tests.integration.test_routing_api import act, state
 from tests.integration.test_routing_harness import (
     WEDNESDAY_10_JST,
     Routing,
@@ -35,17 +36,6 @@ S = LifecycleStage
 async def routing(postgres: PostgresServer) -> AsyncIterator[Routing]:
     async with running_routing(await postgres.create_database()) as service:
         yield service
-
-
-async def state(routing: Routing, lead_id: uuid.UUID) -> dict[str, Any]:
-    response = await routing.client.get(f"/v1/leads/{lead_id}")
-    assert response.status_code == 200, response.text
-    result: dict[str, Any] = response.json()
-    return result
-
-
-async def act(routing: Routing, lead_id: uuid.UUID, action: str, **body: Any) -> Any:
-    return await routing.client.post(f"/v1/leads/{lead_id}/{action}", json=body)
 
 
 async def accepted_by_sato(routing: Routing) -> uuid.UUID:
