@@ -10,12 +10,15 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
+from typing import Annotated
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
 from baton import registry
 from baton.cli import create_topics, migrate
 from baton_runtime.embedded import LOOPBACK, embedded_kafka, embedded_postgres
+from baton_runtime.settings import RuntimeSettings
 
 # What a laptop stack wants unless the environment says otherwise.
 LOCAL_DEFAULTS = {
@@ -37,6 +40,13 @@ RESET = "\033[0m"
 
 def run_stack(*, base_port: int, broker_port: int) -> int:
     """Run the stack until Ctrl-C or SIGTERM; return the exit code."""
+    environment = {**LOCAL_DEFAULTS, **os.environ}
+    try:
+        grace = _grace_seconds(environment)
+    except ValidationError as error:
+        print(f"baton run: BATON_SHUTDOWN_GRACE_SECONDS {error.errors()[0]['msg']}",
+              file=sys.stderr)
+        return 2
     ports = {name: registry.default_port(name, base_port) for name in registry.SERVICES}
     busy = [f"{name} ({port})" for name, port in ports.items() if not _port_free(port)]
     if busy:
@@ -45,7 +55,6 @@ def run_stack(*, base_port: int, broker_port: int) -> int:
         return 2
     # SIGTERM while the embedded servers start must still clean them up.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    environment = {**LOCAL_DEFAULTS, **os.environ}
     notes: list[str] = []
     try:
         with contextlib.ExitStack() as embedded:
@@ -61,7 +70,7 @@ def run_stack(*, base_port: int, broker_port: int) -> int:
             os.environ.update(environment)  # migrate and topics read the same settings
             migrate([])
             create_topics()
-            return asyncio.run(_supervise(environment, ports, notes))
+            return asyncio.run(_supervise(environment, ports, notes, grace))
     except KeyboardInterrupt:
         return 130
 
@@ -72,9 +81,18 @@ def _port_free(port: int) -> bool:
         return probe.connect_ex((LOOPBACK, port)) != 0
 
 
+def _grace_seconds(environment: Mapping[str, str]) -> float:
+    """Return the services' shutdown grace in seconds, checked as the services check it;
+    raise ValidationError if it is not a valid one."""
+    field = RuntimeSettings.model_fields["shutdown_grace_seconds"]
+    return float(TypeAdapter(Annotated[float, field]).validate_python(
+        environment["BATON_SHUTDOWN_GRACE_SECONDS"]))
+
+
 async def _supervise(environment: Mapping[str, str], ports: Mapping[str, int],
-                     notes: list[str]) -> int:
-    """Start the services, report where they are, and stop them all on a signal."""
+                     notes: list[str], grace: float) -> int:
+    """Start the services, report where they are, and stop them all on a signal, giving
+    each ``grace`` seconds (and 5 more) to finish."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -110,7 +128,7 @@ async def _supervise(environment: Mapping[str, str], ports: Mapping[str, int],
                   file=sys.stderr)
             code = 1
     finally:
-        await _stop_all(processes, float(environment["BATON_SHUTDOWN_GRACE_SECONDS"]) + 5)
+        await _stop_all(processes, grace + 5)
         await asyncio.gather(*pumps, return_exceptions=True)
         stopping.cancel()
     print("baton run: stopped", flush=True)

@@ -153,3 +153,13 @@ def test_topics_names_an_unreachable_broker_in_one_line() -> None:
     assert done.stderr.splitlines()[-1].startswith(
         f"baton topics: cannot reach the broker at {NOWHERE} (BATON_KAFKA_BOOTSTRAP_SERVERS): "
         "KafkaConnectionError: Unable to bootstrap")
+
+
+@pytest.mark.parametrize(("grace", "why"), [
+    ("abc", "Input should be a valid number, unable to parse string as a number"),
+    ("0", "Input should be greater than 0")])
+def test_run_refuses_a_bad_shutdown_grace_in_one_line_before_starting_anything(
+        grace: str, why: str) -> None:
+    done = run_baton({"BATON_SHUTDOWN_GRACE_SECONDS": grace}, "run")
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [f"baton run: BATON_SHUTDOWN_GRACE_SECONDS {why}"]
