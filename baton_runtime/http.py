@@ -63,7 +63,8 @@ def create_app(
     @app.get(
         "/readyz",
         tags=["operations"],
-        summary="The database and the broker answer, and the consumer has its partitions.",
+        summary="The database and the broker answer, the consumer has its partitions, and "
+                "the service is not stopping.",
         responses={503: {"description": "A dependency is not ready."}},
     )
     async def readyz() -> JSONResponse:

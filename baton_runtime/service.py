@@ -103,9 +103,18 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
     publisher = KafkaPublisher(settings, client_id=definition.name)
     await publisher.start()
     consumer: ConsumerLoop | None = None
+    stop_requested = asyncio.Event()
+
+    async def accepting_work() -> None:
+        if stop_requested.is_set():
+            raise RuntimeError("shutting down: finishing the work in hand")
+
     readiness: dict[str, ReadinessCheck] = {
         "database": lambda: db.ping(engine),
         "broker": publisher.ping,
+        # While it drains, a stopping replica takes no new traffic from a balancer that
+        # reads readiness; it still answers the requests it gets.
+        "shutdown": accepting_work,
     }
     if definition.handlers:
         consumer = ConsumerLoop(
@@ -136,7 +145,6 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
                                     log_config=None, access_log=False, lifespan="off",
                                     http="httptools"))
     consuming, relaying = asyncio.Event(), asyncio.Event()
-    stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested.set)

@@ -7,6 +7,7 @@ import signal
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
 from baton_runtime.db import create_engine
@@ -18,6 +19,7 @@ from schemas.events import LeadCaptured
 from tests.conftest import Infrastructure
 from tests.support import probe_service
 from tests.support.kafka import committed_offsets, lead_captured, produce, wait_until
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
@@ -82,7 +84,8 @@ async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
             await wait_until(ready, 60, "the probe to be ready")
             assert (await client.get(f"{base}/healthz")).json()["status"] == "ok"
             checks = (await client.get(f"{base}/readyz")).json()["checks"]
-            assert checks == {"database": "ok", "broker": "ok", "consumer": "ok"}
+            assert checks == {"database": "ok", "broker": "ok", "shutdown": "ok",
+                              "consumer": "ok"}
             assert "baton_consumer_messages_total" in (await client.get(f"{base}/metrics")).text
             assert "/readyz" in (await client.get(f"{base}/openapi.json")).json()["paths"]
 
@@ -97,3 +100,45 @@ async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
     assert exit_code == 0
     assert await committed_offsets(infrastructure.bootstrap_servers, "baton-probe",
                                    LeadCaptured.topic) == 20
+
+
+@pytest.mark.slow
+async def test_a_stopping_service_reports_not_ready_while_it_finishes_its_batch(
+    infrastructure: Infrastructure,
+) -> None:
+    settings = infrastructure.settings(RuntimeSettings)
+    await ensure_topics(settings)
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    async with engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_lock(:key)"),
+                             {"key": probe_service.HOLD_LOCK})
+        process = probe_service.spawn(infrastructure.environment(), port)
+        try:
+            await produce(infrastructure.bootstrap_servers,
+                          [lead_captured(f"{probe_service.HOLD_PREFIX}@example.com")])
+            await wait_until(lambda: waiting_for_a_lock(engine), 60,
+                             "the probe's batch to wait for the held lock")
+            process.send_signal(signal.SIGTERM)
+            async with httpx.AsyncClient() as client:
+                async def not_ready() -> bool:
+                    try:
+                        return (await client.get(f"{base}/readyz")).status_code == 503
+                    except httpx.TransportError:  # not listening yet
+                        return False
+
+                await wait_until(not_ready, 30, "readiness to fail once the stop began")
+                answer = (await client.get(f"{base}/readyz")).json()
+                assert answer["checks"]["shutdown"].startswith("failed: RuntimeError: shutting")
+                assert (await client.get(f"{base}/healthz")).status_code == 200, "still live"
+        finally:
+            await holder.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                 {"key": probe_service.HOLD_LOCK})
+            exit_code = await asyncio.to_thread(process.wait, 30)
+    try:
+        assert exit_code == 0
+        assert await probe_service.received_counts(engine) == (1, 1), "the batch was finished"
+    finally:
+        await engine.dispose()

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
-from sqlalchemy import Column, Integer, Table, Text, func, insert, select
+from sqlalchemy import Column, Integer, Table, Text, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.consumer import BatchHook
@@ -34,6 +34,10 @@ received = Table(
     Column("email", Text, nullable=False),
 )
 POISON_PREFIX = "poison"
+# A lead whose e-mail starts with ``hold`` is handled only once its handler gets this
+# advisory lock: a test holding it keeps the probe's batch (and so its shutdown) in hand.
+HOLD_PREFIX = "hold"
+HOLD_LOCK = 424242
 
 
 class PoisonPill(ValueError):
@@ -41,9 +45,13 @@ class PoisonPill(ValueError):
 
 
 async def on_lead_captured(event: LeadCaptured, uow: UnitOfWork) -> None:
-    """Record the lead and emit a lead.scored for it; refuse poison pills."""
+    """Record the lead and emit a lead.scored for it; refuse poison pills, and wait for
+    HOLD_LOCK to handle a lead to hold."""
     if event.profile.email.startswith(POISON_PREFIX):
         raise PoisonPill(f"cannot handle {event.profile.email}")
+    if event.profile.email.startswith(HOLD_PREFIX):
+        await uow.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                     {"key": HOLD_LOCK})
     await uow.connection.execute(
         insert(received).values(lead_id=str(event.lead_id), email=event.profile.email)
     )
