@@ -15,7 +15,15 @@ from typing import Annotated, Any, Literal, Self, Union, get_args, get_origin
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from schemas.events import TouchpointType
@@ -76,6 +84,9 @@ class FieldMapping(Strict):
         return self
 
 
+BUILT_IN_WEBHOOK = "hubspot"  # its route comes first: a mapped adapter of that name is unreachable
+
+
 class MappingFile(Strict):
     """The field-mapping file: generic adapters by name, and HubSpot forms' touchpoint types."""
 
@@ -83,6 +94,15 @@ class MappingFile(Strict):
     hubspot_forms: dict[str, TouchpointType] = Field(
         default_factory=dict, description="HubSpot form id -> the touchpoint its submissions "
         "are (default form.submission), e.g. a demo request form -> inquiry.demo_request.")
+
+    @field_validator("adapters")
+    @classmethod
+    def reachable(cls, adapters: dict[str, FieldMapping]) -> dict[str, FieldMapping]:
+        """Return the adapters if each has a URL of its own: /v1/webhooks/hubspot is taken."""
+        if BUILT_IN_WEBHOOK in adapters:
+            raise ValueError(f"an adapter cannot be named {BUILT_IN_WEBHOOK!r}: "
+                             f"/v1/webhooks/{BUILT_IN_WEBHOOK} is the built-in HubSpot adapter")
+        return adapters
 
 
 def load_mapping_file(path: Path | None) -> MappingFile:

@@ -35,6 +35,7 @@ from baton_runtime.service import ServiceContext, context_of
 from services.ingest import access, handlers
 from services.ingest.access import ApiKey, KeyRing, RateLimiter, SignatureError
 from services.ingest.adapters import (
+    BUILT_IN_WEBHOOK,
     HubSpotSubmission,
     MappingFile,
     apply_mapping,
@@ -385,7 +386,8 @@ def router(collaborators: Collaborators) -> APIRouter:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, problem)
 
     @routes.post(
-        "/webhooks/hubspot", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted,
+        f"/webhooks/{BUILT_IN_WEBHOOK}", status_code=status.HTTP_202_ACCEPTED,
+        response_model=Accepted,
         summary="Capture a HubSpot form submission (v3 signature, 5-minute tolerance).",
         responses={**GUARDED,
                    401: error_response("Missing, stale or wrong HubSpot v3 signature."),

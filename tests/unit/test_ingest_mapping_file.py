@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from services.ingest.adapters import FieldMapping, apply_mapping, load_mapping_file
+from services.ingest.adapters import FieldMapping, MappingFile, apply_mapping, load_mapping_file
 from services.ingest.settings import IngestSettings
 
 
@@ -32,6 +32,11 @@ def test_the_service_does_not_start_with_such_a_mapping_file(tmp_path: Path) -> 
         IngestSettings(database_url="postgresql://unused/", kafka_bootstrap_servers="x:9",
                        ingest_webhook_mapping_file=file)
 
+
+def test_an_adapter_named_as_the_built_in_hubspot_webhook_is_refused_at_load() -> None:
+    # /v1/webhooks/hubspot is matched first: such an adapter would never be reached.
+    with pytest.raises(ValidationError, match="cannot be named 'hubspot'"):
+        MappingFile.model_validate({"adapters": {"hubspot": {"fields": {"email": "e"}}}})
 
 def test_a_required_field_may_come_from_a_path_or_a_constant() -> None:
     mapping = FieldMapping.model_validate({
