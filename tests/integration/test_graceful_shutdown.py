@@ -8,6 +8,7 @@ import signal
 import httpx
 import pytest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
 from baton_runtime.db import create_engine
@@ -23,6 +24,13 @@ from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
+
+async def probe_database(infrastructure: Infrastructure) -> AsyncEngine:
+    """Return an engine on the database, with the topics and the probe's tables created."""
+    await ensure_topics(infrastructure.settings(RuntimeSettings))
+    engine = create_engine(infrastructure.database_url)
+    await probe_service.create_tables(engine)
+    return engine
 
 async def test_a_stop_during_a_batch_finishes_and_commits_that_batch(
     infrastructure: Infrastructure,
@@ -64,10 +72,7 @@ async def test_a_stop_during_a_batch_finishes_and_commits_that_batch(
 async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
     infrastructure: Infrastructure,
 ) -> None:
-    settings = infrastructure.settings(RuntimeSettings)
-    await ensure_topics(settings)
-    engine = create_engine(infrastructure.database_url)
-    await probe_service.create_tables(engine)
+    engine = await probe_database(infrastructure)
     await produce(infrastructure.bootstrap_servers,
                   [lead_captured(f"term{i}@example.com") for i in range(20)])
     port = free_port()
@@ -106,10 +111,7 @@ async def test_sigterm_drains_and_exits_zero_and_the_service_answers_its_probes(
 async def test_a_stopping_service_reports_not_ready_while_it_finishes_its_batch(
     infrastructure: Infrastructure,
 ) -> None:
-    settings = infrastructure.settings(RuntimeSettings)
-    await ensure_topics(settings)
-    engine = create_engine(infrastructure.database_url)
-    await probe_service.create_tables(engine)
+    engine = await probe_database(infrastructure)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     async with engine.connect() as holder:
