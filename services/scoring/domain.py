@@ -126,10 +126,18 @@ def clip_score(raw: float) -> int:
     return 0 if rounded < 0 else 100 if rounded > 100 else rounded
 
 
+# CJK text runs English words into kanji, kana or hangul without a space ("CEO兼CTO"):
+# those characters end a word, though \b counts them as letters.
+CJK = ("\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+       "\uac00-\ud7af\uf900-\ufaff")
+WORD_START, WORD_END = rf"(?<![^\W{CJK}])", rf"(?![^\W{CJK}])"
+
+
 @functools.lru_cache(maxsize=256)
 def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
     """Return a pattern matching ASCII keywords as whole words and others anywhere."""
-    parts = [rf"\b{re.escape(k)}\b" if k.isascii() else re.escape(k) for k in keywords]
+    parts = [rf"{WORD_START}{re.escape(k)}{WORD_END}" if k.isascii() else re.escape(k)
+             for k in keywords]
     return re.compile("|".join(parts) or r"(?!)")
 
 

@@ -224,6 +224,15 @@ def test_titles_match_ascii_keywords_as_words_and_japanese_anywhere() -> None:
     assert seniority(None, MODEL) is None
 
 
+def test_ascii_keywords_are_words_next_to_japanese_text_too() -> None:
+    # Japanese titles run English titles into kanji or kana with no space between.
+    assert seniority("CEO兼CTO", MODEL) == "executive"
+    assert seniority("海外事業Director", MODEL) == "executive"
+    assert seniority("営業Managerです", MODEL) == "manager"
+    assert seniority("Coordinator兼務", MODEL) == "staff"  # "coo" inside a word still
+    assert seniority("Sub-Coordinator", MODEL) == "staff"
+
+
 def test_engaged_colleagues_add_five_each_up_to_fifteen_and_a_decision_maker_ten() -> None:
     def colleagues(count: int, days_ago: float = 10, decider: bool = False) -> list[Colleague]:
         return [Colleague(NOW - timedelta(days=days_ago), decider and i == 0)
