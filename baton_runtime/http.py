@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -123,12 +124,25 @@ class EscapingJSONResponse(JSONResponse):
     """A JSON response that escapes what UTF-8 cannot encode instead of failing."""
 
     def render(self, content: Any) -> bytes:
-        """Return the body: UTF-8 JSON, or ASCII JSON if some text is not valid Unicode."""
+        """Return the body: UTF-8 JSON, or ASCII JSON if some text is not valid Unicode;
+        a number JSON cannot write (NaN, Infinity: Python's JSON parser reads them) is
+        written as its name in a string."""
         try:
             return super().render(content)
-        except UnicodeEncodeError:
-            return json.dumps(content, ensure_ascii=True, allow_nan=False,
+        except ValueError:  # UnicodeEncodeError, or "Out of range float values ..."
+            return json.dumps(_finite(content), ensure_ascii=True, allow_nan=False,
                               separators=(",", ":")).encode("ascii")
+
+
+def _finite(content: Any) -> Any:
+    """Return ``content`` with every float JSON cannot write replaced by its name."""
+    if isinstance(content, float) and not math.isfinite(content):
+        return str(content).replace("inf", "Infinity").replace("nan", "NaN")
+    if isinstance(content, dict):
+        return {key: _finite(value) for key, value in content.items()}
+    if isinstance(content, list | tuple):
+        return [_finite(value) for value in content]
+    return content
 
 
 class RequestMetrics:

@@ -192,3 +192,30 @@ async def test_a_lone_surrogate_echoed_in_a_validation_error_gets_422_not_500() 
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert (error["loc"], error["input"]) == (["name"], "\ud800株式会")
+
+
+async def test_a_number_json_cannot_write_echoed_in_a_validation_error_gets_422_not_500(
+) -> None:
+    class Reading(BaseModel):
+        value: float = Field(gt=0)
+
+    router = APIRouter()
+
+    @router.post("/readings")
+    async def add(request: Request) -> dict[str, float]:
+        # A service parsing a body itself (scoring's model) with Python's JSON parser.
+        try:
+            reading = Reading.model_validate(json.loads(await request.body()))
+        except ValidationError as error:
+            raise RequestValidationError(error.errors()) from None
+        return {"value": reading.value}
+
+    app = create_app(service="test", version="0", routers=[router], readiness={})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        # Python's JSON parser reads NaN and Infinity, and Python clients write them.
+        answers = [await client.post("/readings", content=f'{{"value": {number}}}'.encode(),
+                                     headers={"content-type": "application/json"})
+                   for number in ("NaN", "-Infinity")]
+    assert [answer.status_code for answer in answers] == [422, 422], answers[0].text
+    assert [answer.json()["detail"][0]["input"] for answer in answers] == ["NaN", "-Infinity"]
