@@ -36,6 +36,8 @@ Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
 BatchHook = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
 EventT = TypeVar("EventT")
+# A batch's messages by topic and outcome: added to CONSUMED once its offsets are committed.
+Outcomes = Counter[tuple[str, str]]
 
 
 async def _first_of(*events: asyncio.Event) -> None:
@@ -187,7 +189,9 @@ class ConsumerLoop:
     by message, each in a savepoint, so a failing one is undone alone. A failure is
     retried with backoff; after the last attempt the message goes to ``<topic>.dlq``
     through the outbox with the error in its headers, and the partition moves on.
-    Offsets are committed only after the transaction commits.
+    Offsets are committed only after the transaction commits, and a batch's messages
+    are counted (``CONSUMED``) only once its offsets are: a batch fetched again, after
+    its transaction or its offset commit failed, is counted once.
     """
 
     def __init__(
@@ -271,8 +275,9 @@ class ConsumerLoop:
     async def _process_or_rewind(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Handle and commit a batch; on an infrastructure error, rewind to re-fetch it."""
         started = time.perf_counter()
+        outcomes: Outcomes = Counter()
         try:
-            offsets = await self._process(batch)
+            offsets = await self._process(batch, outcomes)
         except Exception:
             log.exception("batch failed before commit; re-fetching it", group=self._group_id)
             for partition, messages in batch.items():
@@ -291,16 +296,19 @@ class ConsumerLoop:
             return
         log.debug("offsets committed", offsets={f"{tp.topic}/{tp.partition}": offset
                                                 for tp, offset in offsets.items()})
+        for (topic, outcome), count in outcomes.items():
+            CONSUMED.labels(topic=topic, outcome=outcome).inc(count)
         CONSUMER_BATCH_SECONDS.observe(time.perf_counter() - started)
 
     async def _process(
-        self, batch: dict[TopicPartition, list[ConsumerRecord]]
+        self, batch: dict[TopicPartition, list[ConsumerRecord]], outcomes: Outcomes
     ) -> dict[TopicPartition, int]:
-        """Handle every message in one transaction and return the offsets to commit."""
+        """Handle every message in one transaction, count each in ``outcomes``, and return
+        the offsets to commit."""
         messages = [message for partition in batch.values() for message in partition]
         async with self._unit_of_work() as uow:
             try:
-                await self._handle_all_at_once(uow, messages)
+                outcomes.update(await self._handle_all_at_once(uow, messages))
             except Exception as error:
                 # Something in the batch failed: undo it all and go message by message, so
                 # only the failing one is retried and, in the end, dead-lettered.
@@ -308,13 +316,14 @@ class ConsumerLoop:
                          error=repr(error), messages=len(messages))
                 await uow.discard()
                 for message in messages:
-                    await self._handle(uow, message)
+                    await self._handle(uow, message, outcomes)
             await uow.commit()
         return {partition: messages[-1].offset + 1 for partition, messages in batch.items()}
 
     async def _handle_all_at_once(self, uow: UnitOfWork, messages: list[ConsumerRecord]
-                                  ) -> None:
-        """Claim every event id in one statement and run the handlers; raise on any failure.
+                                  ) -> Outcomes:
+        """Claim every event id in one statement, run the handlers and return each message's
+        outcome; raise on any failure.
 
         The common case costs one round trip for the inbox per batch, not three per message;
         consecutive new events of a topic with a batched handler go to it in one call.
@@ -323,7 +332,7 @@ class ConsumerLoop:
         fresh = await uow.claim_many(self._group_id, [
             (envelope.event_id, m.topic, m.partition, m.offset)
             for m, envelope in zip(messages, envelopes, strict=True)])
-        outcomes: Counter[tuple[str, str]] = Counter()
+        outcomes: Outcomes = Counter()
         new: list[tuple[str, Any]] = []
         for message, envelope in zip(messages, envelopes, strict=True):
             if envelope.event_id in fresh:
@@ -334,11 +343,12 @@ class ConsumerLoop:
                 outcomes[message.topic, "duplicate"] += 1
         for topic, run in groupby(new, key=lambda item: item[0]):
             await dispatch(self._handlers[topic], [event for _, event in run], uow)
-        for (topic, outcome), count in outcomes.items():
-            CONSUMED.labels(topic=topic, outcome=outcome).inc(count)
+        return outcomes
 
-    async def _handle(self, uow: UnitOfWork, message: ConsumerRecord) -> None:
-        """Handle one message inside the batch's transaction, dead-lettering it if it fails."""
+    async def _handle(self, uow: UnitOfWork, message: ConsumerRecord, outcomes: Outcomes
+                      ) -> None:
+        """Handle one message inside the batch's transaction, dead-lettering it if it fails;
+        count its outcome in ``outcomes``."""
         topic = message.topic
         try:
             envelope = decode(topic, message.key, message.headers, message.value)
@@ -346,36 +356,39 @@ class ConsumerLoop:
             # Decoding does no I/O: a malformed message fails the same way every time, so
             # no retries, and an error it raises must not rewind the batch for ever.
             event_id = undecodable_event_id(topic, message.partition, message.offset)
-            await self._dead_letter(uow, message, event_id, error, attempts=1)
+            await self._dead_letter(uow, message, event_id, error, attempts=1,
+                                    outcomes=outcomes)
             return
         for attempt in range(1, self._retry.max_attempts + 1):
             try:
                 async with uow.savepoint():
                     if not await uow.claim(self._group_id, envelope.event_id, topic,
                                            message.partition, message.offset):
-                        CONSUMED.labels(topic=topic, outcome="duplicate").inc()
+                        outcomes[topic, "duplicate"] += 1
                         return
                     await dispatch(self._handlers[topic], [envelope.event], uow)
-                CONSUMED.labels(topic=topic, outcome="processed").inc()
+                outcomes[topic, "processed"] += 1
                 return
             except Exception as error:
                 log.warning("handler failed", topic=topic, event_id=envelope.event_id,
                             attempt=attempt, error=repr(error))
                 if attempt == self._retry.max_attempts:
-                    await self._dead_letter(uow, message, envelope.event_id, error, attempt)
+                    await self._dead_letter(uow, message, envelope.event_id, error, attempt,
+                                            outcomes)
                     return
-                CONSUMED.labels(topic=topic, outcome="retried").inc()
+                outcomes[topic, "retried"] += 1
                 await asyncio.sleep(self._retry.delay(attempt))
 
     async def _dead_letter(self, uow: UnitOfWork, message: ConsumerRecord, event_id: str,
-                           error: Exception, attempts: int) -> None:
-        """Queue ``message`` for its dead-letter topic and mark it consumed."""
+                           error: Exception, attempts: int, outcomes: Outcomes) -> None:
+        """Queue ``message`` for its dead-letter topic, mark it consumed and count it in
+        ``outcomes``."""
         async with uow.savepoint():
             if not await uow.claim(self._group_id, event_id, message.topic, message.partition,
                                    message.offset):
                 return
             uow.emit_record(dead_letter(message, consumer_group=self._group_id,
                                         event_id=event_id, error=error, attempts=attempts))
-        CONSUMED.labels(topic=message.topic, outcome="dead_lettered").inc()
+        outcomes[message.topic, "dead_lettered"] += 1
         log.error("message dead-lettered", topic=message.topic, partition=message.partition,
                   offset=message.offset, event_id=event_id, error=repr(error))

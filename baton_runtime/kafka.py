@@ -14,6 +14,25 @@ from baton_runtime.settings import KafkaSettings, RuntimeSettings
 from schemas.envelope import KafkaRecord
 from schemas.events import TOPICS, dead_letter_topic
 
+# The largest request the producer sends (aiokafka's default, within a broker's default
+# message.max.bytes), named so that the unit of work refuses an event larger than this
+# where it is emitted: in the outbox, it would fail every batch of the relay for ever.
+MAX_REQUEST_SIZE = 1024 * 1024
+# A record batch's header (61 bytes), and at their largest a record's length, attributes,
+# timestamp and offset deltas (21, as aiokafka counts them) and the varints of its key's
+# and value's lengths and of its header count (5 each); each header adds two varints.
+RECORD_OVERHEAD = 61 + 21 + 3 * 5
+HEADER_OVERHEAD = 2 * 5
+
+
+def record_size(record: KafkaRecord) -> int:
+    """Return at least the size the producer reckons ``record`` at, without encoding it again.
+
+    A header name's characters count as bytes: the envelope's header names are ASCII.
+    """
+    return (RECORD_OVERHEAD + len(record.key) + len(record.value)
+            + sum([HEADER_OVERHEAD + len(name) + len(value) for name, value in record.headers]))
+
 
 class KafkaPublisher:
     """An acks=all producer that sends batches of records and waits for every ack."""
@@ -28,6 +47,7 @@ class KafkaPublisher:
             # nothing more; it only delays the batch and wakes the sender more often.
             linger_ms=0,
             request_timeout_ms=15_000,
+            max_request_size=MAX_REQUEST_SIZE,
         )
 
     async def start(self) -> None:

@@ -6,7 +6,8 @@ from prometheus_client import Counter, Histogram
 
 CONSUMED = Counter(
     "baton_consumer_messages_total",
-    "Kafka messages handled by the consumer loop, by outcome.",
+    "Kafka messages handled by the consumer loop, by outcome, counted once their offsets "
+    "are committed.",
     ["topic", "outcome"],
 )
 CONSUMER_BATCH_SECONDS = Histogram(

@@ -93,7 +93,8 @@ class OutboxRelay:
                         published = 0
                     if published < self._batch_size:
                         await wakeup.wait(stop, poll_seconds=self._poll_interval)
-            # Publish what the consumer's last batch committed before the process goes.
+            # Publish what the consumer's last batch and the last HTTP requests committed
+            # before the process goes (the service stops the relay after both).
             with contextlib.suppress(Exception):
                 while await self.publish_batch() == self._batch_size:
                     pass

@@ -96,7 +96,7 @@ class _Server(uvicorn.Server):
 
 
 async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain: consumer, relay, HTTP, connections."""
+    """Run until SIGTERM or SIGINT, then drain: consumer, HTTP, relay, connections."""
     engine = db.create_engine(settings.database_url, application_name=definition.name)
     unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
     context = ServiceContext(definition.name, settings, engine, unit_of_work, definition.clock)
@@ -172,13 +172,15 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
     log.info("shutting down")
     try:
         async with asyncio.timeout(settings.shutdown_grace_seconds):
-            # Order matters: finish and commit the batch, publish what it wrote, then close.
+            # Order matters: finish and commit the batch, let HTTP answer the requests in
+            # flight, then publish what both wrote. A request answered after the relay's
+            # final drain would leave its outbox rows unpublished until the next start.
             consuming.set()
             await asyncio.gather(consumer_task, *worker_tasks, return_exceptions=True)
-            relaying.set()
-            await asyncio.gather(relay_task, return_exceptions=True)
             server.should_exit = True
             await asyncio.gather(server_task, return_exceptions=True)
+            relaying.set()
+            await asyncio.gather(relay_task, return_exceptions=True)
     except TimeoutError:
         log.error("shutdown grace period exceeded; exiting anyway")
     finally:

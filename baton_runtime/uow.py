@@ -26,8 +26,13 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from baton_runtime.db import PlumbingTables, driver_of, json_text
+from baton_runtime.kafka import MAX_REQUEST_SIZE, record_size
 from schemas.envelope import KafkaRecord, encode
 from schemas.events import Event
+
+
+class EventTooLargeError(ValueError):
+    """An event is larger than a Kafka request may be: no relay could ever publish it."""
 
 
 class UnitOfWork:
@@ -105,9 +110,19 @@ class UnitOfWork:
         await self._guarded(begin)
 
     def emit(self, event: Event, *, event_id: str | None = None) -> str:
-        """Queue ``event`` for the outbox (under ``event_id`` if given); return its id."""
+        """Queue ``event`` for the outbox (under ``event_id`` if given); return its id.
+
+        Raises EventTooLargeError if the event is too large to publish: in the outbox, it
+        would fail every batch of the relay that took it, for ever.
+        """
         event_id = event_id or str(uuid.uuid4())
-        self._pending.append(encode(event, source=self._source, event_id=event_id))
+        record = encode(event, source=self._source, event_id=event_id)
+        size = record_size(record)
+        if size > MAX_REQUEST_SIZE:
+            raise EventTooLargeError(
+                f"a {record.topic} event is {size} bytes as a Kafka record, over the "
+                f"{MAX_REQUEST_SIZE}-byte limit of a Kafka request: it could never be published")
+        self._pending.append(record)
         return event_id
 
     def emit_record(self, record: KafkaRecord) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import cast
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.consumer import ConsumerLoop, RetryPolicy
@@ -165,6 +167,58 @@ async def test_poison_message_goes_to_its_dead_letter_topic_and_the_partition_mo
     poison_record = next(r for r in dead if dict(r.headers)["baton_error_type"] == b"PoisonPill")
     assert decode("lead.captured.dlq", poison_record.key, poison_record.headers,
                   poison_record.value).event == poison, "the dead letter keeps the original"
+
+
+async def test_a_handler_emitting_an_event_too_large_to_publish_dead_letters_its_input(
+    infrastructure: Infrastructure, engine: AsyncEngine
+) -> None:
+    settings = infrastructure.settings(RuntimeSettings, consumer_max_attempts=2)
+    await ensure_topics(settings)
+    same_key = lead_captured("first@example.com").lead_id
+    first, huge, *after = (lead_captured(email, lead_id=same_key) for email in (
+        "first@example.com", "huge@example.com", "after0@example.com", "after1@example.com"))
+    await produce(infrastructure.bootstrap_servers, [first, huge, *after])
+
+    async def handle(event: LeadCaptured, uow: UnitOfWork) -> None:
+        if event.profile.email.startswith("huge"):
+            # About 1.1 MB of JSON: more than one Kafka request may carry.
+            uow.emit(probe_service.scored(event.lead_id, event.profile, event.account,
+                                          event.source).model_copy(
+                update={"high_intent_signals": ["x" * 500] * 2_200}))
+        await probe_service.on_lead_captured(event, uow)
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        build_consumer(settings, "baton-probe", "probe"), group_id="baton-probe",
+        handlers={LeadCaptured.topic: handle},
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(settings.consumer_max_attempts, 0.01), batch_size=100)
+    publisher = KafkaPublisher(settings, "probe")
+    await publisher.start()
+    relay = OutboxRelay(definition.tables, publisher, database_url=infrastructure.database_url,
+                        batch_size=100, poll_interval=1.0)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(loop.run(stop)), asyncio.create_task(relay.run(stop))]
+    bootstrap = infrastructure.bootstrap_servers
+    try:
+        dead = await read_topic(bootstrap, "lead.captured.dlq", 1)
+        scored = await read_topic(bootstrap, LeadScored.topic, 3)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+        await publisher.stop()
+
+    headers = dict(dead[0].headers)
+    assert headers["baton_error_type"] == b"EventTooLargeError"
+    assert headers["baton_attempts"] == b"2", "retried as any handler error is"
+    assert b"lead.scored event is" in headers["baton_error"]
+    assert decode("lead.captured.dlq", dead[0].key, dead[0].headers,
+                  dead[0].value).event == huge, "the input is what was dead-lettered"
+    handled = [event.profile.email for event in (first, *after)]
+    assert await _emails_are(engine, handled)
+    relayed = [decode(r.topic, r.key, r.headers, r.value).event for r in scored]
+    assert [event.profile.email for event in relayed if isinstance(event, LeadScored)] == (
+        handled), "the messages after it were handled and their events relayed"
 
 
 async def test_messages_with_headers_that_have_no_value_do_not_block_their_partition(
@@ -432,6 +486,98 @@ async def test_a_batch_whose_offsets_the_group_refuses_stays_committed_and_the_l
     await loop._handle_when_settled(0, {partition: [consumer_record(partition, event)]},
                                     asyncio.Event())
     assert await received_counts(engine) == (1, 1), "the database kept the batch"
+
+
+class OutvotedOnceConsumer(RecordingConsumer):
+    """A consumer whose first commit fails, as when the group moved on; later ones pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused = False
+
+    async def commit(self, offsets: dict[TopicPartition, int] | None = None) -> None:
+        if not self.refused:
+            self.refused = True
+            raise CommitFailedError("the group has rebalanced")
+        await super().commit(offsets)
+
+
+class RewindingConsumer(RecordingConsumer):
+    """A consumer that records where it is told to fetch from next."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition, offset))
+
+
+def consumed(topic: str) -> Counter[str]:
+    """Return baton_consumer_messages_total of ``topic`` by outcome, as counted so far."""
+    return Counter({outcome: REGISTRY.get_sample_value(
+        "baton_consumer_messages_total", {"topic": topic, "outcome": outcome}) or 0.0
+        for outcome in ("processed", "duplicate", "retried", "dead_lettered")})
+
+
+async def test_a_batch_fetched_again_after_its_offset_commit_failed_is_counted_once(
+    engine: AsyncEngine,
+) -> None:
+    partition = TopicPartition(LeadCaptured.topic, 0)
+    consumer = OutvotedOnceConsumer()
+    consumer.assigned = {partition}
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        consumer, group_id="baton-probe", handlers=definition.handlers,
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
+    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    batch = {partition: [consumer_record(partition, lead_captured("refetched@example.co.jp"))]}
+    before = consumed(LeadCaptured.topic)
+    await loop._handle_when_settled(0, batch, asyncio.Event())  # its offsets are refused
+    await loop._handle_when_settled(0, batch, asyncio.Event())  # fetched again: committed
+    counted = consumed(LeadCaptured.topic)
+    counted.subtract(before)
+    assert consumer.committed == [{partition: 1}]
+    assert await received_counts(engine) == (1, 1), "handled once, then found in the inbox"
+    assert +counted == Counter({"duplicate": 1}), "counted once, by the commit that passed"
+
+
+async def test_a_batch_fetched_again_after_its_transaction_failed_to_commit_is_counted_once(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.begin() as connection:
+        # PostgreSQL refuses the first transaction that recorded a lead, at its COMMIT
+        # (a sequence's value survives the rollback).
+        for statement in (
+            "CREATE SEQUENCE probe.commits_refused",
+            "CREATE FUNCTION probe.refuse_first_commit() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN IF nextval('probe.commits_refused') = 1 THEN "
+            "RAISE EXCEPTION 'the first commit is refused'; END IF; RETURN NULL; END $$",
+            "CREATE CONSTRAINT TRIGGER refuse_first_commit AFTER INSERT ON probe.received "
+            "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+            "EXECUTE FUNCTION probe.refuse_first_commit()",
+        ):
+            await connection.exec_driver_sql(statement)
+    partition = TopicPartition(LeadCaptured.topic, 0)
+    consumer = RewindingConsumer()
+    consumer.assigned = {partition}
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        consumer, group_id="baton-probe", handlers=definition.handlers,
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
+    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    batch = {partition: [consumer_record(partition, lead_captured("rewound@example.co.jp"))]}
+    before = consumed(LeadCaptured.topic)
+    await loop._handle_when_settled(0, batch, asyncio.Event())  # the commit is refused
+    assert consumer.seeks == [(partition, 0)], "the batch was rewound to be fetched again"
+    await loop._handle_when_settled(0, batch, asyncio.Event())  # fetched again: committed
+    counted = consumed(LeadCaptured.topic)
+    counted.subtract(before)
+    assert consumer.committed == [{partition: 1}]
+    assert await received_counts(engine) == (1, 1)
+    assert +counted == Counter({"processed": 1}), "counted once, by the commit that passed"
 
 
 async def _true(value: bool) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -16,10 +17,16 @@ from baton_runtime.embedded import free_port
 from baton_runtime.kafka import build_consumer, ensure_topics
 from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
-from schemas.events import LeadCaptured
+from schemas.events import LeadCaptured, LeadScored
 from tests.conftest import Infrastructure
 from tests.support import probe_service
-from tests.support.kafka import committed_offsets, lead_captured, produce, wait_until
+from tests.support.kafka import (
+    committed_offsets,
+    lead_captured,
+    produce,
+    read_all,
+    wait_until,
+)
 from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
@@ -144,3 +151,66 @@ async def test_a_stopping_service_reports_not_ready_while_it_finishes_its_batch(
         assert await probe_service.received_counts(engine) == (1, 1), "the batch was finished"
     finally:
         await engine.dispose()
+
+
+@pytest.mark.slow
+async def test_events_a_request_commits_while_the_service_stops_are_published_before_it_exits(
+    infrastructure: Infrastructure,
+) -> None:
+    engine = await probe_database(infrastructure)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    email = f"{probe_service.HOLD_PREFIX}-request@example.com"
+    async with engine.connect() as holder, httpx.AsyncClient(timeout=60) as client:
+        await holder.execute(text("SELECT pg_advisory_lock(:key)"),
+                             {"key": probe_service.REQUEST_HOLD_LOCK})
+        process = probe_service.spawn(infrastructure.environment(), port)
+        try:
+            async def ready() -> bool:
+                try:
+                    return (await client.get(f"{base}/readyz")).status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            async def listening() -> bool:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                except ConnectionRefusedError:
+                    return False
+                writer.close()
+                await writer.wait_closed()
+                return True
+
+            await wait_until(ready, 60, "the probe to be ready")
+            request = asyncio.create_task(
+                client.post(f"{base}/probe/scores", params={"email": email}))
+            await wait_until(lambda: waiting_for_a_lock(engine), 30,
+                             "the request to wait for the held lock")
+            process.send_signal(signal.SIGTERM)
+            # Released once the listener is closed, the request commits after the consumer
+            # stopped, while HTTP stops: only a final drain of the outbox after that
+            # publishes its event.
+            await wait_until(lambda: _not(listening), 30, "the probe to stop listening")
+        finally:
+            process.send_signal(signal.SIGTERM)  # again if the test failed before: harmless
+            await holder.execute(text("SELECT pg_advisory_unlock(:key)"),
+                                 {"key": probe_service.REQUEST_HOLD_LOCK})
+            exit_code = await asyncio.to_thread(process.wait, 30)
+        answer = await request
+    try:
+        assert answer.status_code == 202, "the request in flight was answered"
+        assert exit_code == 0
+        async with engine.connect() as connection:
+            left = (await connection.exec_driver_sql("SELECT count(*) FROM probe.outbox")
+                    ).scalar_one()
+        assert left == 0, "the outbox was drained after the request committed"
+        published = await read_all(infrastructure.bootstrap_servers, LeadScored.topic)
+        ids = [dict(record.headers)["ce_id"].decode() for record in published]
+        assert ids == [answer.json()["event_id"]], "its event was published before the exit"
+    finally:
+        await engine.dispose()
+
+
+async def _not(condition: Callable[[], Awaitable[bool]]) -> bool:
+    """Return True while ``condition`` does not hold."""
+    return not await condition()

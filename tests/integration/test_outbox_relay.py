@@ -7,19 +7,21 @@ import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.db import connect_driver, create_engine
-from baton_runtime.kafka import KafkaPublisher, ensure_topics
+from baton_runtime.kafka import MAX_REQUEST_SIZE, KafkaPublisher, ensure_topics, record_size
 from baton_runtime.outbox import RELAY_SETTINGS, OutboxRelay, take_statement
 from baton_runtime.settings import KafkaSettings
-from baton_runtime.uow import UnitOfWorkFactory, unit_of_work_factory
-from schemas.envelope import KafkaRecord
+from baton_runtime.uow import EventTooLargeError, UnitOfWorkFactory, unit_of_work_factory
+from schemas.envelope import KafkaRecord, encode
+from schemas.events import SHORT_TEXT_LENGTH, LeadScored, Tier
 from tests.conftest import Infrastructure
 from tests.support import probe_service
-from tests.support.kafka import read_all, wait_until
+from tests.support.kafka import lead_captured, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 KEYS = [f"lead-{i}".encode() for i in range(25)]
@@ -244,3 +246,57 @@ async def test_a_batch_does_not_pass_the_deleted_rows_once_a_row_whatever_the_st
     pages = plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"]
     assert pages <= 4 * table_pages, f"{pages} pages read for {taken} rows; the table has " \
         f"{table_pages}"
+
+
+def scored_of_size(size: int) -> tuple[LeadScored, str]:
+    """Return a lead.scored and an event id that make a record of ``size`` bytes as the
+    unit of work reckons it (with its source, /tests)."""
+    lead = lead_captured("large@example.com")
+    signal = "x" * SHORT_TEXT_LENGTH
+
+    def scored(signals: int) -> LeadScored:
+        return LeadScored(lead_id=lead.lead_id, scored_at=datetime.now(UTC), score=50,
+                          tier=Tier.B, reasons=[], model_version="probe", profile=lead.profile,
+                          account=lead.account, source=lead.source,
+                          high_intent_signals=[signal] * signals)
+
+    def reckoned(event: LeadScored, event_id: str) -> int:
+        return record_size(encode(event, source="/tests", event_id=event_id))
+
+    # Signals fill all but the last few hundred bytes (each adds its text, two quotes and a
+    # comma); the event id, written once in a header, fills the rest to the byte.
+    event = scored(0)
+    event = scored((size - reckoned(event, "e")) // (SHORT_TEXT_LENGTH + 3))
+    event_id = "e" * (1 + size - reckoned(event, "e"))
+    assert reckoned(event, event_id) == size
+    return event, event_id
+
+
+async def test_the_largest_event_emit_accepts_is_published_and_a_byte_more_is_refused(
+    infrastructure: Infrastructure, probe_database: ProbeDatabase,
+) -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+                             kafka_idempotent_producer=False)
+    await ensure_topics(settings, [LeadScored.topic])
+    largest, largest_id = scored_of_size(MAX_REQUEST_SIZE)
+    too_large, too_large_id = scored_of_size(MAX_REQUEST_SIZE + 1)
+    async with probe_database.unit_of_work() as uow:
+        with pytest.raises(EventTooLargeError) as refused:
+            uow.emit(too_large, event_id=too_large_id)
+        uow.emit(largest, event_id=largest_id)
+        await uow.commit()
+    assert str(refused.value).startswith(
+        f"a lead.scored event is {MAX_REQUEST_SIZE + 1} bytes as a Kafka record, over the "
+        f"{MAX_REQUEST_SIZE}-byte limit of a Kafka request"), "it names topic, size and limit"
+
+    publisher = CountingPublisher(settings, "relay-largest")
+    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
+                        batch_size=100, poll_interval=0.2)
+    await publisher.start()
+    try:
+        # The producer and the broker take what the unit of work let into the outbox.
+        assert await relay.publish_batch() == 1
+    finally:
+        await publisher.stop()
+    published = await read_all(infrastructure.bootstrap_servers, LeadScored.topic)
+    assert [dict(record.headers)["ce_id"].decode() for record in published] == [largest_id]

@@ -1,4 +1,5 @@
-"""A minimal real service for runtime tests: consumes lead.captured, emits lead.scored.
+"""A minimal real service for runtime tests: consumes lead.captured, emits lead.scored,
+and emits one on request too (``POST /probe/scores?email=...``).
 
 Run as ``python -m tests.support.probe_service``. With ``PROBE_KILL_AFTER_DB_COMMIT=1``
 it kills itself with SIGKILL right after its first batch's database commit, before
@@ -11,19 +12,22 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Annotated
 
 from aiokafka import TopicPartition
+from fastapi import APIRouter, Depends
 from sqlalchemy import Column, Integer, Table, Text, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.consumer import BatchHook
 from baton_runtime.db import service_metadata
-from baton_runtime.service import ServiceDefinition, serve
+from baton_runtime.service import ServiceContext, ServiceDefinition, context_of, serve
 from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import UnitOfWork
-from schemas.events import LeadCaptured, LeadScored, Tier
+from schemas.events import Account, LeadCaptured, LeadProfile, LeadScored, Tier
 
 metadata, tables = service_metadata("probe")
 received = Table(
@@ -38,6 +42,9 @@ POISON_PREFIX = "poison"
 # advisory lock: a test holding it keeps the probe's batch (and so its shutdown) in hand.
 HOLD_PREFIX = "hold"
 HOLD_LOCK = 424242
+# A request for an e-mail that starts with ``hold`` commits only once it gets this lock:
+# a test holding it keeps the request in flight.
+REQUEST_HOLD_LOCK = 434343
 
 
 class PoisonPill(ValueError):
@@ -55,13 +62,35 @@ async def on_lead_captured(event: LeadCaptured, uow: UnitOfWork) -> None:
     await uow.connection.execute(
         insert(received).values(lead_id=str(event.lead_id), email=event.profile.email)
     )
-    uow.emit(
-        LeadScored(
-            lead_id=event.lead_id, scored_at=datetime.now(UTC), score=50, tier=Tier.B,
-            reasons=[], model_version="probe", profile=event.profile, account=event.account,
-            source=event.source,
-        )
-    )
+    uow.emit(scored(event.lead_id, event.profile, event.account, event.source))
+
+
+def scored(lead_id: uuid.UUID, profile: LeadProfile, account: Account,
+           source: str) -> LeadScored:
+    """Return the lead.scored the probe emits for a lead."""
+    return LeadScored(lead_id=lead_id, scored_at=datetime.now(UTC), score=50, tier=Tier.B,
+                      reasons=[], model_version="probe", profile=profile, account=account,
+                      source=source)
+
+
+router = APIRouter()
+
+
+@router.post("/probe/scores", status_code=202)
+async def score_on_request(
+    email: str, context: Annotated[ServiceContext, Depends(context_of)]
+) -> dict[str, str]:
+    """Return the id of the lead.scored emitted for ``email``, once it is committed; for
+    an e-mail that starts with ``hold``, only once REQUEST_HOLD_LOCK is free."""
+    async with context.unit_of_work() as uow:
+        if email.startswith(HOLD_PREFIX):
+            await uow.connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                         {"key": REQUEST_HOLD_LOCK})
+        domain = email.partition("@")[2]
+        event_id = uow.emit(scored(uuid.uuid4(), LeadProfile(email=email),
+                                   Account(account_key=domain, domain=domain), "probe-api"))
+        await uow.commit()
+    return {"event_id": event_id}
 
 
 async def kill_self(_: Mapping[TopicPartition, int]) -> None:
@@ -75,6 +104,7 @@ def definition(after_db_commit: tuple[BatchHook, ...] = ()) -> ServiceDefinition
         name="probe",
         tables=tables,
         handlers={LeadCaptured.topic: on_lead_captured},
+        routers=[router],
         after_db_commit=after_db_commit,
     )
 
