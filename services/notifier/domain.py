@@ -181,20 +181,93 @@ def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: Lifec
 
 
 def on_score(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, surge: bool,
-             stage: LifecycleStage | None, handled_since: bool) -> ClockChanges:
+             awaiting_touch: bool) -> ClockChanges:
     """Return the clock a lead.scored event starts: first touch for a new tier B or a surge.
 
-    ``handled_since`` is True when a lifecycle event of the lead at or after this score
-    was already seen (the two topics are consumed independently).
+    ``awaiting_touch`` says whether the lead waited for sales' first touch when it was
+    scored (``awaited_touch_at``). The clock starts at the score's time even when the
+    lifecycle event that ends it was handled first (the two topics are consumed
+    independently): it is then recorded as already stopped, met or breached.
     """
-    untouched = stage is None or stage in UNTOUCHED_STAGES
-    if not untouched or handled_since or tier is Tier.A:  # a hot lead gets the MQL clock
+    if not awaiting_touch or tier is Tier.A:  # a hot lead gets the MQL clock
         return ClockChanges()
     if surge:
         return ClockChanges(start=(rules.first_touch_surge,))
     if tier is Tier.B and previous_tier is not Tier.B:
         return ClockChanges(start=(rules.first_touch,))
     return ClockChanges()
+
+
+@dataclass(frozen=True)
+class LifecycleMove:
+    """A lifecycle event the notifier kept: when it happened and the stage it left."""
+
+    at: datetime
+    from_stage: LifecycleStage | None  # None: kept before stages were
+
+
+def awaited_touch_at(moment: datetime, *, stage: LifecycleStage | None,
+                     moved_at: datetime | None, next_move: LifecycleMove | None) -> bool:
+    """Return True if a lead waited for sales' first touch at ``moment``, by event times.
+
+    ``stage`` is where the latest lifecycle event seen left the lead, ``moved_at`` when that
+    happened (both None: none seen). When that event is not older than ``moment``, the
+    handling order says nothing: the stage at ``moment`` is the one the first lifecycle
+    event after it left (``next_move``, the first kept at or after ``moment``). One at the
+    very moment, or none still known (forgotten, or kept without its stage), is taken as
+    the lead handled by then, as before stages were kept: nothing is owed.
+    """
+    if moved_at is None or moved_at < moment:
+        return stage is None or stage in UNTOUCHED_STAGES
+    return (next_move is not None and next_move.at > moment
+            and next_move.from_stage in UNTOUCHED_STAGES)
+
+
+@dataclass(frozen=True)
+class EndedClock:
+    """A clock a stop already ended: when it started and fell due, and how it ended."""
+
+    started_at: datetime
+    due_at: datetime
+    outcome: Outcome
+
+
+@dataclass(frozen=True)
+class SettledStart:
+    """How a start handled after the stop that ends it is recorded.
+
+    ``outcome`` is None when it is not recorded at all (it would never have opened);
+    ``rival_superseded_at`` says when the clock the stop had ended is superseded, if it is.
+    """
+
+    outcome: Outcome | None
+    stopped_at: datetime
+    rival_superseded_at: datetime | None = None
+    reports_breach: bool = False
+
+
+def settle_late_start(plan: ClockPlan, stopped_at: datetime, rival: EndedClock | None
+                      ) -> SettledStart:
+    """Return how to record a clock started before ``stopped_at`` but handled after it.
+
+    ``rival`` is the clock of the same kind that stop already ended, started with no stop
+    between the two (a tier-B rise and a surge before one late first touch, handled in any
+    order). The result is what handling both in time gives (``ClockChanges``): the later
+    start replaces the earlier only if it falls due earlier; the other is superseded, or
+    never opened. The stop ends one clock, and its breach is reported once: not again when
+    the rival, breached, already reported it.
+    """
+    if rival is not None:
+        if plan.started_at < rival.started_at and rival.due_at < plan.due_at:
+            return SettledStart(Outcome.SUPERSEDED, rival.started_at)  # the rival replaced it
+        if plan.started_at > rival.started_at and plan.due_at >= rival.due_at:
+            return SettledStart(None, stopped_at)  # a later due time never loosens a clock
+    ended = outcome(plan.due_at, stopped_at)
+    reported = rival is not None and rival.outcome is Outcome.BREACHED
+    return SettledStart(ended, stopped_at,
+                        rival_superseded_at=None if rival is None
+                        else max(plan.started_at, rival.started_at),
+                        reports_breach=ended is Outcome.BREACHED and not reported)
 
 
 def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: DealPhase,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from sqlalchemy.engine import Row
+from datetime import datetime
 
 from baton_runtime.consumer import distinct_runs
 from baton_runtime.uow import UnitOfWork
@@ -48,7 +46,8 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
                                 to_stage=event.to_stage, tier=event.tier,
                                 trigger=event.trigger, owner_id=event.owner_id),
             at=event.occurred_at,
-            reason=f"lead {event.from_stage.value} -> {event.to_stage.value}: {event.reason}")
+            reason=f"lead {event.from_stage.value} -> {event.to_stage.value}: {event.reason}",
+            from_stage=event.from_stage)
             for event in run])
         for event in filter(_is_hot_lead_alert, run):
             plan = plans[event.lead_id].get(ClockKind.MQL_ACCEPTANCE)
@@ -63,30 +62,57 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
                           policy: Policy) -> None:
     """Start the first-touch clock for a new tier B or a surge, keeping the lead's card.
 
-    Most scores start nothing whatever the lead's state, and cost no database work;
-    the others of a batch are locked, read, and their clocks started, in four statements.
-    The lock makes the read wait for a lifecycle event of the lead being handled beside.
+    Whether the lead still waited for its first touch is judged at the score's time, not
+    by what was handled first: a lifecycle event after the score, handled before it,
+    ends the clock as it starts (met, or a breach reported once). Most scores start
+    nothing whatever the lead's state, and cost no database work; the others of a batch
+    are locked, read, and their clocks started, in a few statements. The lock makes the
+    read wait for a lifecycle event of the lead being handled beside.
     """
-    def changes(event: LeadScored, lead: Row[Any] | None) -> domain.ClockChanges:
-        handled = (lead is not None and lead.last_promoted_at is not None
-                   and lead.last_promoted_at >= event.scored_at)
+    def changes(event: LeadScored, awaiting_touch: bool) -> domain.ClockChanges:
         return domain.on_score(policy.rules, tier=event.tier, previous_tier=event.previous_tier,
-                               surge=event.surge, handled_since=handled,
-                               stage=LifecycleStage(lead.stage) if lead and lead.stage else None)
+                               surge=event.surge, awaiting_touch=awaiting_touch)
 
-    candidates = [event for event in events if changes(event, None).start]
+    candidates = [event for event in events if changes(event, True).start]
     if not candidates:
         return
     lead_ids = {event.lead_id for event in candidates}
     await store.lock_leads(uow.connection, lead_ids)
     known = await store.get_leads(uow.connection, lead_ids)
+
+    def moved_at(event: LeadScored) -> datetime | None:
+        lead = known.get(event.lead_id)
+        return lead.last_promoted_at if lead is not None else None
+
+    def handled_since(event: LeadScored) -> bool:
+        at = moved_at(event)
+        return at is not None and at >= event.scored_at
+
+    # A lifecycle event not older than the score was handled: the stage then is the one
+    # the first such event left, kept with the first-touch stop every lifecycle event makes.
+    handled = [event for event in candidates if handled_since(event)]
+    found = await store.first_stops(uow.connection, ClockKind.FIRST_TOUCH,
+                                    [(event.lead_id, event.scored_at) for event in handled])
+    next_moves = {(event.lead_id, event.scored_at): domain.LifecycleMove(
+        stop.stopped_at, LifecycleStage(stop.from_stage) if stop.from_stage else None)
+        for event, stop in zip(handled, found, strict=True) if stop is not None}
+
+    def awaiting_touch(event: LeadScored) -> bool:
+        lead = known.get(event.lead_id)
+        return domain.awaited_touch_at(
+            event.scored_at, stage=LifecycleStage(lead.stage) if lead and lead.stage else None,
+            moved_at=moved_at(event), next_move=next_moves.get((event.lead_id, event.scored_at)))
+
     starting = [(event, rules) for event in candidates
-                if (rules := changes(event, known.get(event.lead_id)).start)]
+                if (rules := changes(event, awaiting_touch(event)).start)]
+    # The card of a lifecycle event newer than the score is kept.
     await store.record_scores(uow.connection, {event.lead_id: LeadCard.scored(event).to_json()
-                                               for event, _ in starting})
-    await store.start_clocks(uow.connection, [
-        (event.lead_id, rule, domain.plan_clock(rule, event.scored_at, policy.calendar))
-        for event, rules in starting for rule in rules])
+                                               for event, _ in starting
+                                               if not handled_since(event)})
+    for run in distinct_runs(starting, key=lambda start: start[0].lead_id):
+        await timers.apply(uow.connection, policy, [timers.ClockMove(
+            event.lead_id, domain.ClockChanges(start=rules), at=event.scored_at,
+            reason=f"lead scored {event.tier.value}") for event, rules in run])
 
 
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,

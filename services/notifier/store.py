@@ -85,7 +85,9 @@ sla_clocks = Table(
 )
 
 # Every stop handled, whether or not it ended a clock: a start handled after a stop that
-# follows it (another topic, behind) is recorded as stopped by the first such stop.
+# follows it (another topic, behind) is recorded as stopped by the first such stop. A
+# lifecycle event's stops keep the stage it moved the lead from: the stage the lead was in
+# just before, for a score of that time handled after it.
 clock_stops = Table(
     "clock_stops",
     metadata,
@@ -93,6 +95,7 @@ clock_stops = Table(
     Column("kind", Text, primary_key=True),
     Column("stopped_at", DateTime(timezone=True), primary_key=True),
     Column("reason", Text, nullable=False),
+    Column("from_stage", Text),
 )
 
 destinations = Table(
@@ -281,58 +284,160 @@ async def start_clocks(connection: AsyncConnection,
     ])
 
 
-# A start is born stopped by the first stop of its kind handled earlier but made after it.
-STARTING_STOPPED = text(f"""
-    INSERT INTO {sla_clocks.fullname} AS clock (lead_id, kind, rule, started_at, remind_at,
-                                                due_at, escalate_at, status, stopped_at,
-                                                stop_reason)
-    SELECT start.lead_id, start.kind, start.rule, start.started_at, start.remind_at,
-           start.due_at, start.escalate_at,
-           CASE WHEN start.due_at >= stop.stopped_at THEN '{Outcome.MET.value}'
-                ELSE '{Outcome.BREACHED.value}' END, stop.stopped_at, stop.reason
-    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]), CAST(:rules AS text[]),
-                CAST(:started AS timestamptz[]), CAST(:reminds AS timestamptz[]),
-                CAST(:dues AS timestamptz[]), CAST(:escalates AS timestamptz[]))
-        AS start(lead_id, kind, rule, started_at, remind_at, due_at, escalate_at)
+# Each start not seen before (lead, kind and moment) that a stop kept after it ends: the
+# first such stop, and the clock of its kind that stop already ended, if that one started
+# with no stop between (handled in time, the two would have met as open clocks).
+FINDING_LATE_STARTS = text(f"""
+    SELECT start.n, stop.stopped_at, stop.reason, rival.id AS rival_id,
+           rival.rule AS rival_rule, rival.started_at AS rival_started_at,
+           rival.due_at AS rival_due_at, rival.status AS rival_status
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
+                CAST(:started AS timestamptz[])) WITH ORDINALITY
+        AS start(lead_id, kind, started_at, n)
     CROSS JOIN LATERAL (
         SELECT seen.stopped_at, seen.reason FROM {clock_stops.fullname} AS seen
         WHERE seen.lead_id = start.lead_id AND seen.kind = start.kind
           AND seen.stopped_at > start.started_at
         ORDER BY seen.stopped_at LIMIT 1) AS stop
-    ON CONFLICT DO NOTHING
-    RETURNING clock.*
+    LEFT JOIN LATERAL (
+        SELECT clock.id, clock.rule, clock.started_at, clock.due_at, clock.status
+        FROM {sla_clocks.fullname} AS clock
+        WHERE clock.lead_id = start.lead_id AND clock.kind = start.kind
+          AND clock.stopped_at = stop.stopped_at
+          AND clock.status IN ('{Outcome.MET.value}', '{Outcome.BREACHED.value}')
+          AND NOT EXISTS (SELECT FROM {clock_stops.fullname} AS other
+                          WHERE other.lead_id = clock.lead_id AND other.kind = clock.kind
+                            AND other.stopped_at > clock.started_at
+                            AND other.stopped_at < stop.stopped_at)
+        ORDER BY clock.id LIMIT 1) AS rival ON TRUE
+    WHERE NOT EXISTS (SELECT FROM {sla_clocks.fullname} AS seen
+                      WHERE seen.lead_id = start.lead_id AND seen.kind = start.kind
+                        AND seen.started_at = start.started_at)
+    ORDER BY start.n
 """)
 
 
-async def start_stopped_clocks(connection: AsyncConnection,
-                               plans: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]]
-                               ) -> list[Row[Any]]:
-    """Record, already stopped, each clock a stop handled before it ends; return those new.
+@dataclass(frozen=True)
+class LateStart:
+    """A start handled after a stop kept that ends it: that stop, and the clock it ended."""
 
-    Call with the leads locked and before ``start_clocks``, which then leaves these clocks
-    alone (a start seen before). Each lead's kind may appear once.
+    index: int  # of the start in the plans looked up
+    stopped_at: datetime
+    reason: str
+    rival: Row[Any] | None  # that clock's rival_id, rival_rule, rival_started_at, ...
+
+
+async def find_late_starts(connection: AsyncConnection,
+                           plans: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]]
+                           ) -> list[LateStart]:
+    """Return the starts among ``plans``, not seen before, that a stop kept already ends.
+
+    Call with the leads locked; each lead's kind may appear once.
     """
     if not plans:
         return []
-    rows = await connection.execute(STARTING_STOPPED, {
+    rows = await connection.execute(FINDING_LATE_STARTS, {
         "lead_ids": [lead_id for lead_id, _, _ in plans],
         "kinds": [rule.kind.value for _, rule, _ in plans],
-        "rules": [rule.name for _, rule, _ in plans],
-        "started": [plan.started_at for _, _, plan in plans],
-        "reminds": [plan.remind_at for _, _, plan in plans],
-        "dues": [plan.due_at for _, _, plan in plans],
-        "escalates": [plan.escalate_at for _, _, plan in plans]})
+        "started": [plan.started_at for _, _, plan in plans]})
+    return [LateStart(row.n - 1, row.stopped_at, row.reason,
+                      row if row.rival_id is not None else None) for row in rows]
+
+
+@dataclass(frozen=True)
+class StoppedClock:
+    """A clock to record already ended: how, when and why."""
+
+    lead_id: uuid.UUID
+    rule: SlaRule
+    plan: ClockPlan
+    status: Outcome
+    stopped_at: datetime
+    reason: str
+
+
+RECORDING_STOPPED = text(f"""
+    INSERT INTO {sla_clocks.fullname} AS clock (lead_id, kind, rule, started_at, remind_at,
+                                                due_at, escalate_at, status, stopped_at,
+                                                stop_reason)
+    SELECT * FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
+                         CAST(:rules AS text[]), CAST(:started AS timestamptz[]),
+                         CAST(:reminds AS timestamptz[]), CAST(:dues AS timestamptz[]),
+                         CAST(:escalates AS timestamptz[]), CAST(:statuses AS text[]),
+                         CAST(:stopped AS timestamptz[]), CAST(:reasons AS text[]))
+    ON CONFLICT DO NOTHING
+    RETURNING clock.*
+""")
+SUPERSEDING = text(f"""
+    UPDATE {sla_clocks.fullname} AS clock SET
+        status = '{Outcome.SUPERSEDED.value}', stopped_at = replaced.at,
+        stop_reason = replaced.reason, next_fire_at = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:moments AS timestamptz[]),
+                CAST(:reasons AS text[])) AS replaced(id, at, reason)
+    WHERE clock.id = replaced.id
+""")
+
+
+async def record_stopped_clocks(connection: AsyncConnection, clocks: Sequence[StoppedClock],
+                                superseded: Sequence[tuple[int, datetime, str]]
+                                ) -> list[Row[Any]]:
+    """Record ``clocks`` as already ended, and end the ``superseded`` ones (id, when, why)
+    as superseded; return the clocks recorded, oldest first. Call with the leads locked."""
+    if superseded:
+        await connection.execute(SUPERSEDING, {
+            "ids": [clock_id for clock_id, _, _ in superseded],
+            "moments": [at for _, at, _ in superseded],
+            "reasons": [reason[:500] for _, _, reason in superseded]})
+    if not clocks:
+        return []
+    rows = await connection.execute(RECORDING_STOPPED, {
+        "lead_ids": [clock.lead_id for clock in clocks],
+        "kinds": [clock.rule.kind.value for clock in clocks],
+        "rules": [clock.rule.name for clock in clocks],
+        "started": [clock.plan.started_at for clock in clocks],
+        "reminds": [clock.plan.remind_at for clock in clocks],
+        "dues": [clock.plan.due_at for clock in clocks],
+        "escalates": [clock.plan.escalate_at for clock in clocks],
+        "statuses": [clock.status.value for clock in clocks],
+        "stopped": [clock.stopped_at for clock in clocks],
+        "reasons": [clock.reason[:500] for clock in clocks]})
     return sorted(rows, key=lambda row: row.id)
+
+
+FIRST_STOPS = text(f"""
+    SELECT stop.stopped_at, stop.from_stage
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:moments AS timestamptz[])) WITH ORDINALITY
+        AS asked(lead_id, at, n)
+    LEFT JOIN LATERAL (
+        SELECT seen.stopped_at, seen.from_stage FROM {clock_stops.fullname} AS seen
+        WHERE seen.lead_id = asked.lead_id AND seen.kind = CAST(:kind AS text)
+          AND seen.stopped_at >= asked.at
+        ORDER BY seen.stopped_at LIMIT 1) AS stop ON TRUE
+    ORDER BY asked.n
+""")
+
+
+async def first_stops(connection: AsyncConnection, kind: ClockKind,
+                      moments: Sequence[tuple[uuid.UUID, datetime]]) -> list[Row[Any] | None]:
+    """Return, for each (lead, moment), the first stop of ``kind`` kept at or after the
+    moment (its stopped_at and from_stage), or None."""
+    if not moments:
+        return []
+    rows = await connection.execute(FIRST_STOPS, {
+        "kind": kind.value, "lead_ids": [lead_id for lead_id, _ in moments],
+        "moments": [at for _, at in moments]})
+    return [row if row.stopped_at is not None else None for row in rows]
 
 
 STOPPING_CLOCKS = text(f"""
     WITH stop AS (
         SELECT * FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
-                             CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]))
-            AS stop(lead_id, kind, at, reason)
+                             CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]),
+                             CAST(:from_stages AS text[]))
+            AS stop(lead_id, kind, at, reason, from_stage)
     ), kept AS (
-        INSERT INTO {clock_stops.fullname} (lead_id, kind, stopped_at, reason)
-        SELECT lead_id, kind, at, reason FROM stop ON CONFLICT DO NOTHING
+        INSERT INTO {clock_stops.fullname} (lead_id, kind, stopped_at, reason, from_stage)
+        SELECT lead_id, kind, at, reason, from_stage FROM stop ON CONFLICT DO NOTHING
     )
     UPDATE {sla_clocks.fullname} AS clock SET
         status = CASE WHEN clock.due_at >= stop.at THEN '{Outcome.MET.value}'
@@ -353,6 +458,7 @@ class ClockStop:
     kinds: Collection[ClockKind]
     at: datetime
     reason: str
+    from_stage: str | None = None  # a lifecycle event's: the stage it moved the lead from
 
 
 async def forget_stops_before(connection: AsyncConnection, cutoff: datetime) -> int:
@@ -365,7 +471,8 @@ async def forget_stops_before(connection: AsyncConnection, cutoff: datetime) -> 
 async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
                       ) -> list[Row[Any]]:
     """End each lead's open clocks of the kinds given, started before the stop, and keep the
-    stop; return the clocks as ended, oldest first. Each lead may appear once.
+    stop (with the stage a lifecycle event left); return the clocks as ended, oldest first.
+    Each lead may appear once.
 
     A clock the timer sweep holds is waited for, so the returned rows show every
     rung it fired.
@@ -377,7 +484,8 @@ async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
         "lead_ids": [stop.lead_id for stop, _ in pairs],
         "kinds": [kind.value for _, kind in pairs],
         "moments": [stop.at for stop, _ in pairs],
-        "reasons": [stop.reason[:500] for stop, _ in pairs]})
+        "reasons": [stop.reason[:500] for stop, _ in pairs],
+        "from_stages": [stop.from_stage for stop, _ in pairs]})
     return sorted(rows, key=lambda row: row.id)
 
 

@@ -6,23 +6,30 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import structlog
 from prometheus_client import Counter
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_runtime.clock import Clock
 from baton_runtime.uow import UnitOfWorkFactory
+from schemas.events import LifecycleStage
 from services.notifier import alerts, store
 from services.notifier.domain import (
     ClockChanges,
     ClockKind,
     ClockPlan,
+    EndedClock,
+    Outcome,
     Policy,
     Rung,
+    SlaRule,
     late_stop_reports_breach,
     plan_clock,
     rungs_to_alert,
+    settle_late_start,
 )
 
 log = structlog.get_logger(__name__)
@@ -40,6 +47,7 @@ class ClockMove:
     changes: ClockChanges
     at: datetime
     reason: str
+    from_stage: LifecycleStage | None = None  # a lifecycle event's: the stage it left
 
 
 async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[ClockMove]
@@ -49,24 +57,77 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
     the number of moves.
 
     A start whose stop was handled first (the stop came on another topic, or that topic
-    was behind) is recorded already stopped, and reported if that stop was late.
+    was behind) is recorded already stopped, as handling both in time would have ended
+    it, and reported once if that stop was late.
     """
     stopped = await store.stop_clocks(connection, [
-        store.ClockStop(move.lead_id, move.changes.stop, move.at, move.reason)
+        store.ClockStop(move.lead_id, move.changes.stop, move.at, move.reason,
+                        move.from_stage.value if move.from_stage else None)
         for move in moves])
     started = {move.lead_id: [(rule, plan_clock(rule, move.at, policy.calendar))
                               for rule in move.changes.start] for move in moves}
     planned = [(lead_id, rule, plan) for lead_id, plans in started.items()
                for rule, plan in plans]
-    born_stopped = await store.start_stopped_clocks(connection, planned)
-    for clock in [*stopped, *born_stopped]:
+    late = await store.find_late_starts(connection, planned)
+    born_stopped, reported = await _record_late_starts(connection, planned, late)
+    for clock in stopped:
         if late_stop_reports_breach(clock.due_at, clock.stopped_at, clock.rungs_fired):
-            RUNGS_FIRED.labels(clock=clock.kind, rung="late_stop").inc()
-            await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH,
-                                          at=clock.stopped_at, stopped_late=True)
-    await store.start_clocks(connection, planned)
+            await _report_late_stop(connection, policy, clock)
+    for clock in born_stopped:
+        if clock.id in reported:
+            await _report_late_stop(connection, policy, clock)
+    ended = {start.index for start in late}
+    await store.start_clocks(connection, [start for index, start in enumerate(planned)
+                                          if index not in ended])
     return {lead_id: {rule.kind: plan for rule, plan in plans}
             for lead_id, plans in started.items()}
+
+
+async def _record_late_starts(connection: AsyncConnection,
+                              planned: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]],
+                              late: Sequence[store.LateStart]
+                              ) -> tuple[list[Row[Any]], set[int]]:
+    """Record the starts a stop handled earlier ends; return the clocks recorded, and the
+    ids of those whose breach is to be reported."""
+    if not late:
+        return [], set()
+    clocks: list[store.StoppedClock] = []
+    superseded: list[tuple[int, datetime, str]] = []
+    reporting: set[tuple[uuid.UUID, str, datetime]] = set()
+    for start in late:
+        lead_id, rule, plan = planned[start.index]
+        rival = start.rival
+        settled = settle_late_start(plan, start.stopped_at, None if rival is None else EndedClock(
+            rival.rival_started_at, rival.rival_due_at, Outcome(rival.rival_status)))
+        if settled.outcome is Outcome.SUPERSEDED and rival is not None:
+            reason = _superseded_because(rival.rival_rule, rival.rival_started_at,
+                                         rival.rival_due_at)
+        else:
+            reason = start.reason
+        if settled.outcome is not None:
+            clocks.append(store.StoppedClock(lead_id, rule, plan, settled.outcome,
+                                             settled.stopped_at, reason))
+        if settled.rival_superseded_at is not None and rival is not None:
+            superseded.append((rival.rival_id, settled.rival_superseded_at,
+                               _superseded_because(rule.name, plan.started_at, plan.due_at)))
+        if settled.reports_breach:
+            reporting.add((lead_id, rule.kind.value, plan.started_at))
+    recorded = await store.record_stopped_clocks(connection, clocks, superseded)
+    return recorded, {clock.id for clock in recorded
+                      if (clock.lead_id, clock.kind, clock.started_at) in reporting}
+
+
+def _superseded_because(rule: str, started_at: datetime, due_at: datetime) -> str:
+    """Return why a clock was superseded by a clock of ``rule`` of its kind."""
+    return f"superseded by {rule} started {started_at.isoformat()}, due {due_at.isoformat()}"
+
+
+async def _report_late_stop(connection: AsyncConnection, policy: Policy, clock: Row[Any]
+                            ) -> None:
+    """Report the breach of a clock that stopped after its due time."""
+    RUNGS_FIRED.labels(clock=clock.kind, rung="late_stop").inc()
+    await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH,
+                                  at=clock.stopped_at, stopped_late=True)
 
 
 class TimerSweeper:

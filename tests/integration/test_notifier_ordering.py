@@ -76,7 +76,7 @@ def first_contact(found: list[Any]) -> list[tuple[str, datetime | None, str | No
 @pytest.mark.parametrize(("to_stage", "score_at"), [(S.LEAD, jst(24, 11)),
                                                     (S.SAL, jst(24, 11, 10))],
                          ids=["contact-logged-after-the-score", "accepted-before-the-score"])
-async def test_a_score_handled_while_its_leads_lifecycle_event_commits_starts_no_clock(
+async def test_a_score_handled_while_its_leads_lifecycle_event_commits_opens_no_clock(
         database: NotifierDatabase, to_stage: LifecycleStage, score_at: datetime) -> None:
     # A rep acts on the lead at 11:05 (a logged contact, or acceptance); a tier-B score
     # of 11:00 or 11:10, on the other topic, is handled by another lane meanwhile.
@@ -92,6 +92,10 @@ async def test_a_score_handled_while_its_leads_lifecycle_event_commits_starts_no
     await scoring
     assert [c.kind for c in await clocks(database, lead_id)
             if c.status == "open"] == ["owner_activity"]
+    # The contact came five minutes after the score: that clock is born met by it.
+    assert [(c.status, c.stopped_at) for c in await clocks(database, lead_id)
+            if c.kind == "first_touch"] == ([("met", jst(24, 11, 5))] if to_stage is S.LEAD
+                                            else [])
 
 
 async def test_a_deal_moved_before_its_sql_is_handled_stops_the_first_contact_clock(

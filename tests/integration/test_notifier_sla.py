@@ -256,12 +256,17 @@ async def test_a_tier_b_lead_waits_three_business_days_for_its_first_touch(
     assert (clock.status, clock.stopped_at) == ("met", jst(25, 9, 0))
 
 
-async def test_a_score_seen_after_a_newer_lifecycle_event_starts_no_first_touch_clock(
+async def test_a_score_seen_after_a_newer_lifecycle_event_is_recorded_met_by_it(
         database: NotifierDatabase) -> None:
+    # The surge of 11:00 waited for a first touch; the lead's move of 12:00, handled first,
+    # was it, in time: the clock is born met, and nothing is open or alerted for it.
     lead_id = uuid.uuid4()
     await handle(database, CONFIG, promoted(lead_id, at=jst(24, 12, 0)))
     await handle_scored(database, scored(lead_id, jst(24, 11, 0), surge=True))
-    assert [clock.kind for clock in await clocks(database, lead_id)] == ["mql_acceptance"]
+    assert [(clock.kind, clock.status, clock.stopped_at)
+            for clock in await clocks(database, lead_id)] == [
+        ("mql_acceptance", "open", None), ("first_touch", "met", jst(24, 12, 0))]
+    assert [kind for kind, _ in await kinds(database)] == ["hot_lead"]
 
 
 async def test_a_surge_during_the_tier_b_wait_brings_the_first_touch_due_forward(
@@ -354,7 +359,8 @@ async def test_a_batch_of_scores_starts_the_clocks_handling_them_one_by_one_woul
     assert await outcome(batched) == await outcome(one_by_one)
     assert await outcome(batched) == [
         [("first_touch", "first_touch", jst(27, 11), "open")], [],
-        [("mql_acceptance", "mql_acceptance", jst(24, 13), "open")],
+        [("mql_acceptance", "mql_acceptance", jst(24, 13), "open"),
+         ("first_touch", "first_touch_surge", jst(25, 11), "met")],
         [("first_touch", "first_touch_surge", jst(25, 11), "open")],
         [("first_touch", "first_touch", jst(27, 11), "superseded"),
          ("first_touch", "first_touch_surge", jst(25, 12), "open")]]

@@ -19,6 +19,7 @@ from services.notifier.domain import (
     Directory,
     Outcome,
     Rung,
+    awaited_touch_at,
     late_stop_reports_breach,
     on_deal_phase,
     on_promotion,
@@ -199,14 +200,12 @@ def test_a_deal_moved_by_its_rep_is_contact_and_activity_but_opening_it_is_not()
 def test_a_new_tier_b_or_a_surge_starts_the_first_touch_clock(
         tier: Tier, previous: Tier | None, surge: bool, stage: LifecycleStage | None,
         expected: str | None) -> None:
-    changes = on_score(RULES, tier=tier, previous_tier=previous, surge=surge, stage=stage,
-                       handled_since=False)
+    # The lead's stage is where its latest lifecycle event, an hour before the score, left it.
+    awaiting = awaited_touch_at(jst(24, 11), stage=stage,
+                                moved_at=None if stage is None else jst(24, 10), next_move=None)
+    changes = on_score(RULES, tier=tier, previous_tier=previous, surge=surge,
+                       awaiting_touch=awaiting)
     assert [rule.name for rule in changes.start] == ([expected] if expected else [])
-
-
-def test_a_score_older_than_a_lifecycle_event_already_seen_starts_nothing() -> None:
-    assert on_score(RULES, tier=Tier.B, previous_tier=Tier.C, surge=False, stage=S.LEAD,
-                    handled_since=True).start == ()
 
 
 def test_any_lifecycle_event_is_the_first_touch() -> None:
