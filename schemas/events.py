@@ -142,6 +142,10 @@ class PartnerNotes(Contract):
     need: ShortText | None = None
     timeframe: ShortText | None = None
     temperature: Annotated[str, Field(max_length=32)] | None = None
+    meeting_at: AwareDatetime | None = Field(
+        default=None, description="When the appointment with the lead takes place, with "
+                                  "its UTC offset; the lead's first meeting starts an SLA "
+                                  "clock then.")
 
 
 class Attribution(Contract):
@@ -195,7 +199,7 @@ class LeadCaptured(Event):
 
 
 class LeadScored(Event):
-    """Scoring recomputed a lead: its score, tier, surge or dormancy changed, or it inquired."""
+    """Scoring recomputed a lead: its standing changed, it inquired, or a meeting was set for it."""
 
     topic: ClassVar[str] = "lead.scored"
     key_field: ClassVar[str] = "lead_id"
@@ -226,6 +230,12 @@ class LeadScored(Event):
         default="active",
         description="No activity for 3 months: dormant; 6 months: excluded from nurturing.",
     )
+    meeting_at: AwareDatetime | None = Field(
+        default=None, description="When the appointment a partner set among the touchpoints "
+                                  "that made this re-score takes place (of several, the "
+                                  "first set); none otherwise. Such a re-score is announced "
+                                  "even when score, tier, surge and dormancy stay the same: "
+                                  "the lead's first meeting starts an SLA clock.")
 
 
 class LeadPromoted(Event):

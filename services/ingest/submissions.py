@@ -148,6 +148,10 @@ class PartnerNotesIn(Strict):
     need: Text500 = None
     timeframe: Text500 = None
     temperature: Text32 = None
+    meeting_at: Moment | None = Field(
+        default=None, description="When the appointment with the lead takes place, with its "
+        "UTC offset (e.g. 2026-12-01T14:00:00+09:00); a time without one is refused. The "
+        "lead's first meeting starts the SLA clock for logging its record.")
 
 
 class ActivitySubmission(Contact):

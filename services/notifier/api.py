@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from baton_runtime.service import ServiceContext, context_of
 from services.notifier import store
@@ -40,7 +40,10 @@ ClockState = Literal["open", "overdue", "met", "breached", "superseded"]
 class SlaClock(BaseModel):
     """One SLA clock: when it reminds, falls due and escalates, and how it ended.
 
-    A superseded clock was replaced by one of its kind falling due earlier.
+    A superseded clock was replaced by one of its kind falling due earlier. A first
+    meeting's clock starts at the meeting's time, often days after the appointment that
+    set it (``set_at``): it is listed open from the appointment on, and fires nothing
+    before its reminder, which falls after the meeting.
     """
 
     id: int
@@ -55,6 +58,10 @@ class SlaClock(BaseModel):
     rungs_fired: int
     stopped_at: datetime | None
     stop_reason: str | None
+    set_at: datetime | None = Field(
+        default=None, description="When the event that set a clock starting later happened "
+                                  "(a partner's appointment, for a first meeting); none for "
+                                  "a clock that started when it was set.")
 
 
 class LeadSla(BaseModel):

@@ -10,8 +10,9 @@
       mql_fast_lane: {minutes: 5}             # demo or quote request
       first_touch: {business_days: 3}
       first_touch_surge: {business_days: 1}
-      first_contact: {business_days: 1}
+      first_contact: {business_days: 1}       # an SQL's first contact logged
       owner_activity: {business_days: 10}
+      first_meeting: {business_days: 2}       # the first meeting's record, from its time
     channels:
       teams:
         sdr:
@@ -127,7 +128,11 @@ class CalendarSpec(Strict):
 
 
 class SlaSpec(Strict):
-    """The SLA table; DESIGN.md's '24 hours' and '48 hours' are working days here."""
+    """The SLA table; DESIGN.md's '24 hours' and '48 hours' are working days here.
+
+    The first meeting's clock starts at the meeting's time, which a partner's appointment
+    gives (often days ahead), and waits for a meeting contact logged after it.
+    """
 
     mql_acceptance: DurationSpec = DurationSpec(business_hours=1)
     mql_fast_lane: DurationSpec = DurationSpec(minutes=5)
@@ -135,6 +140,7 @@ class SlaSpec(Strict):
     first_touch_surge: DurationSpec = DurationSpec(business_days=1)
     first_contact: DurationSpec = DurationSpec(business_days=1)
     owner_activity: DurationSpec = DurationSpec(business_days=10)
+    first_meeting: DurationSpec = DurationSpec(business_days=2)
 
     def rules(self, calendar: BusinessCalendar) -> SlaRules:
         """Return the SLA rules."""
@@ -143,7 +149,8 @@ class SlaSpec(Strict):
                  "first_touch": ClockKind.FIRST_TOUCH,
                  "first_touch_surge": ClockKind.FIRST_TOUCH,
                  "first_contact": ClockKind.FIRST_CONTACT,
-                 "owner_activity": ClockKind.OWNER_ACTIVITY}
+                 "owner_activity": ClockKind.OWNER_ACTIVITY,
+                 "first_meeting": ClockKind.FIRST_MEETING}
         return SlaRules(**{name: getattr(self, name).rule(name, kind, calendar)
                            for name, kind in kinds.items()})
 

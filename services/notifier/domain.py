@@ -9,7 +9,7 @@ from enum import IntEnum, StrEnum
 from zoneinfo import ZoneInfo
 
 from baton_runtime.business_time import BusinessCalendar
-from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
+from schemas.events import ContactKind, DealPhase, LifecycleStage, Tier, TouchpointType
 
 S = LifecycleStage
 FAST_LANE_TRIGGERS = frozenset({TouchpointType.INQUIRY_DEMO_REQUEST,
@@ -18,6 +18,9 @@ FAST_LANE_TRIGGERS = frozenset({TouchpointType.INQUIRY_DEMO_REQUEST,
 FINAL_STAGES = frozenset({S.WON, S.LOST, S.NURTURE, S.DISQUALIFIED})
 # Stages where a lead still waits for sales' first touch.
 UNTOUCHED_STAGES = frozenset({S.LEAD, S.NURTURE})
+# Stages no lead leaves and where no contact can be logged: a meeting set there is
+# nobody's to record.
+CLOSED_STAGES = frozenset({S.WON, S.DISQUALIFIED})
 
 
 class ClockKind(StrEnum):
@@ -27,6 +30,7 @@ class ClockKind(StrEnum):
     FIRST_TOUCH = "first_touch"  # a tier-B or surging lead touched by sales
     FIRST_CONTACT = "first_contact"  # an SQL contacted by field sales
     OWNER_ACTIVITY = "owner_activity"  # any activity on an owned lead
+    FIRST_MEETING = "first_meeting"  # the record of a lead's first meeting logged
 
 
 @dataclass(frozen=True)
@@ -49,11 +53,13 @@ class SlaRules:
     first_touch_surge: SlaRule
     first_contact: SlaRule
     owner_activity: SlaRule
+    first_meeting: SlaRule
 
     def by_name(self) -> dict[str, SlaRule]:
         """Return the rules by their names."""
         rules = (self.mql_acceptance, self.mql_fast_lane, self.first_touch,
-                 self.first_touch_surge, self.first_contact, self.owner_activity)
+                 self.first_touch_surge, self.first_contact, self.owner_activity,
+                 self.first_meeting)
         return {rule.name: rule for rule in rules}
 
 
@@ -71,12 +77,17 @@ LADDER: tuple[tuple[Rung, float], ...] = ((Rung.REMINDER, 0.5), (Rung.BREACH, 1.
 
 @dataclass(frozen=True)
 class ClockPlan:
-    """When a clock's rungs fire: 50%, 100% (due) and 200% of its duration."""
+    """When a clock's rungs fire: 50%, 100% (due) and 200% of its duration.
+
+    ``set_at`` is when the event that set a clock starting later happened (a partner's
+    appointment, for the meeting's time); None for a clock that starts when it is set.
+    """
 
     started_at: datetime
     remind_at: datetime
     due_at: datetime
     escalate_at: datetime
+    set_at: datetime | None = None
 
     def at(self, rung: Rung) -> datetime:
         """Return when ``rung`` fires."""
@@ -100,15 +111,18 @@ def rungs_to_alert(crossed: Sequence[Rung]) -> list[Rung]:
     return list(crossed)
 
 
-def plan_clock(rule: SlaRule, started_at: datetime, calendar: BusinessCalendar) -> ClockPlan:
-    """Return when a clock of ``rule`` started at ``started_at`` reminds, falls due, escalates."""
+def plan_clock(rule: SlaRule, started_at: datetime, calendar: BusinessCalendar,
+               set_at: datetime | None = None) -> ClockPlan:
+    """Return when a clock of ``rule`` started at ``started_at`` reminds, falls due, escalates
+    (``set_at``: when an event set it to start then, if it did)."""
 
     def after(fraction: float) -> datetime:
         span = rule.duration * fraction
         return calendar.add(started_at, span) if rule.business else started_at + span
 
     remind, due, escalate = (after(fraction) for _, fraction in LADDER)
-    return ClockPlan(started_at=started_at, remind_at=remind, due_at=due, escalate_at=escalate)
+    return ClockPlan(started_at=started_at, remind_at=remind, due_at=due, escalate_at=escalate,
+                     set_at=set_at)
 
 
 class Outcome(StrEnum):
@@ -151,24 +165,42 @@ class ClockChanges:
     start opens a clock from the event's time, unless one of its kind is open: then
     the earlier deadline wins, and an open clock started before the event that falls
     due later is superseded (a later deadline never loosens an open clock).
+
+    A cancel ends the lead's open clocks of those kinds set before the event, even one
+    whose start is still ahead (the lead left sales before its meeting); a scheduled
+    start opens a clock from a moment of its own (the meeting's), set at the event's.
     """
 
     stop: frozenset[ClockKind] = frozenset()
     start: tuple[SlaRule, ...] = ()
+    cancel: frozenset[ClockKind] = frozenset()
+    scheduled: tuple[tuple[SlaRule, datetime], ...] = ()
+
+    @property
+    def starts(self) -> bool:
+        """Return True if the event starts a clock, now or later."""
+        return bool(self.start or self.scheduled)
 
 
 def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: LifecycleStage,
-                 tier: Tier, trigger: TouchpointType | None, owner_id: str | None
-                 ) -> ClockChanges:
-    """Return the clock changes a lead.promoted event causes."""
+                 tier: Tier, trigger: TouchpointType | None, owner_id: str | None,
+                 contact: ContactKind | None = None) -> ClockChanges:
+    """Return the clock changes a lead.promoted event causes (``contact``: the kind of
+    contact it records, if it does)."""
     stop = {ClockKind.FIRST_TOUCH}  # any lifecycle event is the lead's first handling
     start: list[SlaRule] = []
+    cancel: frozenset[ClockKind] = frozenset()
     if to_stage is not S.MQL:
         stop.add(ClockKind.MQL_ACCEPTANCE)
     if is_sales_activity(from_stage, to_stage):
         stop.add(ClockKind.FIRST_CONTACT)
+    if contact is ContactKind.MEETING:
+        # Its record: a stop ends only a clock started before it, so a meeting logged
+        # before the first meeting's time is not taken for that meeting's record.
+        stop.add(ClockKind.FIRST_MEETING)
     if to_stage in FINAL_STAGES:
         stop |= {ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}
+        cancel = frozenset({ClockKind.FIRST_MEETING})
     elif owner_id is not None:
         stop.add(ClockKind.OWNER_ACTIVITY)  # and start it again: every event resets idleness
         start.append(rules.owner_activity)
@@ -177,25 +209,53 @@ def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: Lifec
                      else rules.mql_acceptance)
     if to_stage is S.SQL and from_stage is not S.SQL:
         start.append(rules.first_contact)
-    return ClockChanges(stop=frozenset(stop), start=tuple(start))
+    return ClockChanges(stop=frozenset(stop), start=tuple(start), cancel=cancel)
 
 
 def on_score(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, surge: bool,
-             awaiting_touch: bool) -> ClockChanges:
-    """Return the clock a lead.scored event starts: first touch for a new tier B or a surge.
+             awaiting_touch: bool, meeting_at: datetime | None = None,
+             first_meeting: bool = False) -> ClockChanges:
+    """Return the clocks a lead.scored event starts: first touch for a new tier B or a surge,
+    and the first meeting's record for the meeting a partner set.
 
     ``awaiting_touch`` says whether the lead waited for sales' first touch when it was
-    scored (``awaited_touch_at``). The clock starts at the score's time even when the
-    lifecycle event that ends it was handled first (the two topics are consumed
-    independently): it is then recorded as already stopped, met or breached.
+    scored (``awaited_touch_at``); ``first_meeting`` whether a meeting at ``meeting_at``
+    is owed a clock (``meeting_owed``). A clock starts even when the lifecycle event that
+    ends it was handled first (the two topics are consumed independently): it is then
+    recorded as already stopped, met or breached.
     """
+    scheduled = ((rules.first_meeting, meeting_at),) if (
+        meeting_at is not None and first_meeting) else ()
+    return ClockChanges(start=_first_touch(rules, tier=tier, previous_tier=previous_tier,
+                                           surge=surge, awaiting_touch=awaiting_touch),
+                        scheduled=scheduled)
+
+
+def _first_touch(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, surge: bool,
+                 awaiting_touch: bool) -> tuple[SlaRule, ...]:
+    """Return the first-touch clock a score starts, if it starts one."""
     if not awaiting_touch or tier is Tier.A:  # a hot lead gets the MQL clock
-        return ClockChanges()
+        return ()
     if surge:
-        return ClockChanges(start=(rules.first_touch_surge,))
+        return (rules.first_touch_surge,)
     if tier is Tier.B and previous_tier is not Tier.B:
-        return ClockChanges(start=(rules.first_touch,))
-    return ClockChanges()
+        return (rules.first_touch,)
+    return ()
+
+
+def meeting_owed(moment: datetime, *, clocked_before: bool, stage: LifecycleStage | None,
+                 moved_at: datetime | None) -> bool:
+    """Return True if a meeting a partner set, scored at ``moment``, starts the lead's
+    first-meeting clock.
+
+    Only the lead's first meeting does (``clocked_before``: a clock of it was started).
+    ``stage`` and ``moved_at`` are where and when the latest lifecycle event seen left the
+    lead: one at or before ``moment`` that closed it for good (won, disqualified) leaves
+    nobody to log the meeting's record. A closing event after ``moment`` cancels the
+    clock as it starts, whichever was handled first.
+    """
+    closed = stage in CLOSED_STAGES and moved_at is not None and moved_at <= moment
+    return not clocked_before and not closed
 
 
 @dataclass(frozen=True)
@@ -276,7 +336,8 @@ def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: De
     if from_phase is None:
         return ClockChanges()  # pipeline opened (or kept) it for an SQL: nobody acted yet
     if to_phase in (DealPhase.WON, DealPhase.LOST):
-        return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
+        return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
+                            cancel=frozenset({ClockKind.FIRST_MEETING}))
     start = (rules.owner_activity,) if owner_id is not None else ()
     return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
                         start=start)
@@ -284,7 +345,8 @@ def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: De
 
 def on_deal_recycled() -> ClockChanges:
     """Return the clock changes of a recycled deal: its lead goes back to marketing."""
-    return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
+    return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
+                        cancel=frozenset({ClockKind.FIRST_MEETING}))
 
 
 class AlertKind(StrEnum):

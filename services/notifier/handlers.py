@@ -44,7 +44,8 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
             event.lead_id,
             domain.on_promotion(policy.rules, from_stage=event.from_stage,
                                 to_stage=event.to_stage, tier=event.tier,
-                                trigger=event.trigger, owner_id=event.owner_id),
+                                trigger=event.trigger, owner_id=event.owner_id,
+                                contact=event.contact),
             at=event.occurred_at,
             reason=f"lead {event.from_stage.value} -> {event.to_stage.value}: {event.reason}",
             from_stage=event.from_stage)
@@ -60,7 +61,8 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
 
 async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
                           policy: Policy) -> None:
-    """Start the first-touch clock for a new tier B or a surge, keeping the lead's card.
+    """Start the first-touch clock for a new tier B or a surge, and the first meeting's
+    clock at the time of the lead's first meeting a partner set, keeping the lead's card.
 
     Whether the lead still waited for its first touch is judged at the score's time, not
     by what was handled first: a lifecycle event after the score, handled before it,
@@ -69,16 +71,20 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
     are locked, read, and their clocks started, in a few statements. The lock makes the
     read wait for a lifecycle event of the lead being handled beside.
     """
-    def changes(event: LeadScored, awaiting_touch: bool) -> domain.ClockChanges:
+    def changes(event: LeadScored, awaiting_touch: bool, first_meeting: bool
+                ) -> domain.ClockChanges:
         return domain.on_score(policy.rules, tier=event.tier, previous_tier=event.previous_tier,
-                               surge=event.surge, awaiting_touch=awaiting_touch)
+                               surge=event.surge, awaiting_touch=awaiting_touch,
+                               meeting_at=event.meeting_at, first_meeting=first_meeting)
 
-    candidates = [event for event in events if changes(event, True).start]
+    candidates = [event for event in events if changes(event, True, True).starts]
     if not candidates:
         return
     lead_ids = {event.lead_id for event in candidates}
     await store.lock_leads(uow.connection, lead_ids)
     known = await store.get_leads(uow.connection, lead_ids)
+    clocked = await store.leads_with_clocks(uow.connection, ClockKind.FIRST_MEETING, {
+        event.lead_id for event in candidates if event.meeting_at is not None})
 
     def moved_at(event: LeadScored) -> datetime | None:
         lead = known.get(event.lead_id)
@@ -97,22 +103,32 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
         stop.stopped_at, LifecycleStage(stop.from_stage) if stop.from_stage else None)
         for event, stop in zip(handled, found, strict=True) if stop is not None}
 
-    def awaiting_touch(event: LeadScored) -> bool:
+    def stage(event: LeadScored) -> LifecycleStage | None:
         lead = known.get(event.lead_id)
-        return domain.awaited_touch_at(
-            event.scored_at, stage=LifecycleStage(lead.stage) if lead and lead.stage else None,
-            moved_at=moved_at(event), next_move=next_moves.get((event.lead_id, event.scored_at)))
+        return LifecycleStage(lead.stage) if lead and lead.stage else None
 
-    starting = [(event, rules) for event in candidates
-                if (rules := changes(event, awaiting_touch(event)).start)]
+    def awaiting_touch(event: LeadScored) -> bool:
+        return domain.awaited_touch_at(
+            event.scored_at, stage=stage(event), moved_at=moved_at(event),
+            next_move=next_moves.get((event.lead_id, event.scored_at)))
+
+    starting: list[tuple[LeadScored, domain.ClockChanges]] = []
+    for event in candidates:
+        change = changes(event, awaiting_touch(event), domain.meeting_owed(
+            event.scored_at, clocked_before=event.lead_id in clocked, stage=stage(event),
+            moved_at=moved_at(event)))
+        if change.scheduled:
+            clocked.add(event.lead_id)  # a later meeting in the batch is not the first
+        if change.starts:
+            starting.append((event, change))
     # The card of a lifecycle event newer than the score is kept.
     await store.record_scores(uow.connection, {event.lead_id: LeadCard.scored(event).to_json()
                                                for event, _ in starting
                                                if not handled_since(event)})
     for run in distinct_runs(starting, key=lambda start: start[0].lead_id):
         await timers.apply(uow.connection, policy, [timers.ClockMove(
-            event.lead_id, domain.ClockChanges(start=rules), at=event.scored_at,
-            reason=f"lead scored {event.tier.value}") for event, rules in run])
+            event.lead_id, change, at=event.scored_at,
+            reason=f"lead scored {event.tier.value}") for event, change in run])
 
 
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,

@@ -49,6 +49,7 @@ LABELS: dict[str, dict[str, str]] = {
         f"clock.{ClockKind.FIRST_TOUCH}": "初回対応",
         f"clock.{ClockKind.FIRST_CONTACT}": "SQLへの初回コンタクト",
         f"clock.{ClockKind.OWNER_ACTIVITY}": "担当リードの活動",
+        f"clock.{ClockKind.FIRST_MEETING}": "初回商談の記録",
         "day": "日", "hour": "時間", "minute": "分",
     },
     "en": {
@@ -67,6 +68,7 @@ LABELS: dict[str, dict[str, str]] = {
         f"clock.{ClockKind.FIRST_TOUCH}": "first touch",
         f"clock.{ClockKind.FIRST_CONTACT}": "first contact with the SQL",
         f"clock.{ClockKind.OWNER_ACTIVITY}": "activity on an owned lead",
+        f"clock.{ClockKind.FIRST_MEETING}": "the first meeting's record",
         "day": "d", "hour": "h", "minute": "m",
     },
 }

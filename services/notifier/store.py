@@ -77,6 +77,9 @@ sla_clocks = Table(
     Column("stopped_at", DateTime(timezone=True)),
     Column("stop_reason", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # When the event that set a clock starting later happened (a partner's appointment, for
+    # the meeting's time); NULL for a clock that started when it was set.
+    Column("set_at", DateTime(timezone=True)),
     UniqueConstraint("lead_id", "kind", "started_at", name="uq_notifier_sla_clocks_start"),
     Index("uq_notifier_sla_clocks_open", "lead_id", "kind", unique=True,
           postgresql_where=text("status = 'open'")),
@@ -87,7 +90,8 @@ sla_clocks = Table(
 # Every stop handled, whether or not it ended a clock: a start handled after a stop that
 # follows it (another topic, behind) is recorded as stopped by the first such stop. A
 # lifecycle event's stops keep the stage it moved the lead from: the stage the lead was in
-# just before, for a score of that time handled after it.
+# just before, for a score of that time handled after it. A cancel ends clocks set before
+# it rather than started before it (``ClockChanges``).
 clock_stops = Table(
     "clock_stops",
     metadata,
@@ -96,6 +100,7 @@ clock_stops = Table(
     Column("stopped_at", DateTime(timezone=True), primary_key=True),
     Column("reason", Text, nullable=False),
     Column("from_stage", Text),
+    Column("cancels", Boolean, nullable=False, server_default=false()),
 )
 
 destinations = Table(
@@ -229,7 +234,7 @@ async def get_deal(connection: AsyncConnection, deal_id: uuid.UUID) -> Row[Any] 
 
 
 _CLOCK_COLUMNS = ("lead_id", "kind", "rule", "started_at", "remind_at", "due_at", "escalate_at",
-                  "next_fire_at")
+                  "next_fire_at", "set_at")
 # The open-clock index is the arbiter, so that a clock committed by another replica since
 # this statement's snapshot is still found, locked and compared (a plain read would miss
 # it). A clock started later that falls due earlier supersedes the open one, which is
@@ -242,7 +247,8 @@ START_CLOCK = text(f"""
                CAST(:remind_at AS timestamptz) AS remind_at,
                CAST(:due_at AS timestamptz) AS due_at,
                CAST(:escalate_at AS timestamptz) AS escalate_at,
-               CAST(:next_fire_at AS timestamptz) AS next_fire_at
+               CAST(:next_fire_at AS timestamptz) AS next_fire_at,
+               CAST(:set_at AS timestamptz) AS set_at
     ), opened AS (
         INSERT INTO {sla_clocks.fullname} AS clock ({", ".join(_CLOCK_COLUMNS)})
         SELECT {", ".join(_CLOCK_COLUMNS)} FROM proposed
@@ -277,27 +283,29 @@ async def start_clocks(connection: AsyncConnection,
         {"lead_id": lead_id, "kind": rule.kind.value, "rule": rule.name,
          "started_at": plan.started_at, "remind_at": plan.remind_at, "due_at": plan.due_at,
          "escalate_at": plan.escalate_at, "next_fire_at": plan.next_fire_at(0),
-         "superseded_because": f"superseded by {rule.name} started "
+         "set_at": plan.set_at, "superseded_because": f"superseded by {rule.name} started "
                                f"{plan.started_at.isoformat()}, due earlier "
                                f"{plan.due_at.isoformat()}"}
         for lead_id, rule, plan in plans
     ])
 
 
-# Each start not seen before (lead, kind and moment) that a stop kept after it ends: the
-# first such stop, and the clock of its kind that stop already ended, if that one started
-# with no stop between (handled in time, the two would have met as open clocks).
+# Each start not seen before (lead, kind and moment) that a stop kept after it ends (a
+# cancel kept after it was set): the first such stop, and the clock of its kind that stop
+# already ended, if that one started with no stop between (handled in time, the two would
+# have met as open clocks).
 FINDING_LATE_STARTS = text(f"""
     SELECT start.n, stop.stopped_at, stop.reason, rival.id AS rival_id,
            rival.rule AS rival_rule, rival.started_at AS rival_started_at,
            rival.due_at AS rival_due_at, rival.status AS rival_status
     FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
-                CAST(:started AS timestamptz[])) WITH ORDINALITY
-        AS start(lead_id, kind, started_at, n)
+                CAST(:started AS timestamptz[]), CAST(:set AS timestamptz[])) WITH ORDINALITY
+        AS start(lead_id, kind, started_at, set_at, n)
     CROSS JOIN LATERAL (
         SELECT seen.stopped_at, seen.reason FROM {clock_stops.fullname} AS seen
         WHERE seen.lead_id = start.lead_id AND seen.kind = start.kind
-          AND seen.stopped_at > start.started_at
+          AND seen.stopped_at > CASE WHEN seen.cancels THEN start.set_at
+                                     ELSE start.started_at END
         ORDER BY seen.stopped_at LIMIT 1) AS stop
     LEFT JOIN LATERAL (
         SELECT clock.id, clock.rule, clock.started_at, clock.due_at, clock.status
@@ -339,7 +347,8 @@ async def find_late_starts(connection: AsyncConnection,
     rows = await connection.execute(FINDING_LATE_STARTS, {
         "lead_ids": [lead_id for lead_id, _, _ in plans],
         "kinds": [rule.kind.value for _, rule, _ in plans],
-        "started": [plan.started_at for _, _, plan in plans]})
+        "started": [plan.started_at for _, _, plan in plans],
+        "set": [plan.set_at or plan.started_at for _, _, plan in plans]})
     return [LateStart(row.n - 1, row.stopped_at, row.reason,
                       row if row.rival_id is not None else None) for row in rows]
 
@@ -359,12 +368,13 @@ class StoppedClock:
 RECORDING_STOPPED = text(f"""
     INSERT INTO {sla_clocks.fullname} AS clock (lead_id, kind, rule, started_at, remind_at,
                                                 due_at, escalate_at, status, stopped_at,
-                                                stop_reason)
+                                                stop_reason, set_at)
     SELECT * FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
                          CAST(:rules AS text[]), CAST(:started AS timestamptz[]),
                          CAST(:reminds AS timestamptz[]), CAST(:dues AS timestamptz[]),
                          CAST(:escalates AS timestamptz[]), CAST(:statuses AS text[]),
-                         CAST(:stopped AS timestamptz[]), CAST(:reasons AS text[]))
+                         CAST(:stopped AS timestamptz[]), CAST(:reasons AS text[]),
+                         CAST(:set AS timestamptz[]))
     ON CONFLICT DO NOTHING
     RETURNING clock.*
 """)
@@ -400,7 +410,8 @@ async def record_stopped_clocks(connection: AsyncConnection, clocks: Sequence[St
         "escalates": [clock.plan.escalate_at for clock in clocks],
         "statuses": [clock.status.value for clock in clocks],
         "stopped": [clock.stopped_at for clock in clocks],
-        "reasons": [clock.reason[:500] for clock in clocks]})
+        "reasons": [clock.reason[:500] for clock in clocks],
+        "set": [clock.plan.set_at for clock in clocks]})
     return sorted(rows, key=lambda row: row.id)
 
 
@@ -433,11 +444,12 @@ STOPPING_CLOCKS = text(f"""
     WITH stop AS (
         SELECT * FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
                              CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]),
-                             CAST(:from_stages AS text[]))
-            AS stop(lead_id, kind, at, reason, from_stage)
+                             CAST(:from_stages AS text[]), CAST(:cancels AS boolean[]))
+            AS stop(lead_id, kind, at, reason, from_stage, cancels)
     ), kept AS (
-        INSERT INTO {clock_stops.fullname} (lead_id, kind, stopped_at, reason, from_stage)
-        SELECT lead_id, kind, at, reason, from_stage FROM stop ON CONFLICT DO NOTHING
+        INSERT INTO {clock_stops.fullname} (lead_id, kind, stopped_at, reason, from_stage,
+                                            cancels)
+        SELECT lead_id, kind, at, reason, from_stage, cancels FROM stop ON CONFLICT DO NOTHING
     )
     UPDATE {sla_clocks.fullname} AS clock SET
         status = CASE WHEN clock.due_at >= stop.at THEN '{Outcome.MET.value}'
@@ -445,20 +457,24 @@ STOPPING_CLOCKS = text(f"""
         stopped_at = stop.at, stop_reason = stop.reason, next_fire_at = NULL
     FROM stop
     WHERE clock.lead_id = stop.lead_id AND clock.kind = stop.kind
-      AND clock.status = '{OPEN}' AND clock.started_at < stop.at
+      AND clock.status = '{OPEN}'
+      AND CASE WHEN stop.cancels THEN coalesce(clock.set_at, clock.started_at)
+               ELSE clock.started_at END < stop.at
     RETURNING clock.*
 """)
 
 
 @dataclass(frozen=True)
 class ClockStop:
-    """Which of a lead's open clocks to end, when and why."""
+    """Which of a lead's open clocks to end, when and why: ``kinds`` those started before
+    ``at``, ``cancels`` those set before it (``ClockChanges``)."""
 
     lead_id: uuid.UUID
     kinds: Collection[ClockKind]
     at: datetime
     reason: str
     from_stage: str | None = None  # a lifecycle event's: the stage it moved the lead from
+    cancels: Collection[ClockKind] = ()
 
 
 async def forget_stops_before(connection: AsyncConnection, cutoff: datetime) -> int:
@@ -477,16 +493,34 @@ async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
     A clock the timer sweep holds is waited for, so the returned rows show every
     rung it fired.
     """
-    pairs = [(stop, kind) for stop in stops for kind in stop.kinds]
+    # A kind both stopped and cancelled is cancelled: that ends every clock a stop would.
+    pairs = [(stop, kind, kind in stop.cancels) for stop in stops
+             for kind in sorted({*stop.kinds, *stop.cancels})]
     if not pairs:
         return []
     rows = await connection.execute(STOPPING_CLOCKS, {
-        "lead_ids": [stop.lead_id for stop, _ in pairs],
-        "kinds": [kind.value for _, kind in pairs],
-        "moments": [stop.at for stop, _ in pairs],
-        "reasons": [stop.reason[:500] for stop, _ in pairs],
-        "from_stages": [stop.from_stage for stop, _ in pairs]})
+        "lead_ids": [stop.lead_id for stop, _, _ in pairs],
+        "kinds": [kind.value for _, kind, _ in pairs],
+        "moments": [stop.at for stop, _, _ in pairs],
+        "reasons": [stop.reason[:500] for stop, _, _ in pairs],
+        "from_stages": [stop.from_stage for stop, _, _ in pairs],
+        "cancels": [cancels for _, _, cancels in pairs]})
     return sorted(rows, key=lambda row: row.id)
+
+
+LEADS_WITH_CLOCKS = (select(sla_clocks.c.lead_id).distinct()
+                     .where(sla_clocks.c.kind == bindparam("kind"),
+                            sla_clocks.c.lead_id.in_(bindparam("lead_ids", expanding=True))))
+
+
+async def leads_with_clocks(connection: AsyncConnection, kind: ClockKind,
+                            lead_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    """Return the leads among ``lead_ids`` that ever had a clock of ``kind``, in any state."""
+    if not lead_ids:
+        return set()
+    rows = await connection.execute(LEADS_WITH_CLOCKS, {"kind": kind.value,
+                                                        "lead_ids": list(lead_ids)})
+    return {row.lead_id for row in rows}
 
 
 async def claim_due_clocks(connection: AsyncConnection, now: datetime,

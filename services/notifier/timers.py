@@ -58,14 +58,18 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
 
     A start whose stop was handled first (the stop came on another topic, or that topic
     was behind) is recorded already stopped, as handling both in time would have ended
-    it, and reported once if that stop was late.
+    it, and reported once if that stop was late. A scheduled start is set at the move's
+    time and starts at its own.
     """
     stopped = await store.stop_clocks(connection, [
         store.ClockStop(move.lead_id, move.changes.stop, move.at, move.reason,
-                        move.from_stage.value if move.from_stage else None)
+                        move.from_stage.value if move.from_stage else None,
+                        cancels=move.changes.cancel)
         for move in moves])
-    started = {move.lead_id: [(rule, plan_clock(rule, move.at, policy.calendar))
-                              for rule in move.changes.start] for move in moves}
+    started = {move.lead_id: [
+        *((rule, plan_clock(rule, move.at, policy.calendar)) for rule in move.changes.start),
+        *((rule, plan_clock(rule, at, policy.calendar, set_at=move.at))
+          for rule, at in move.changes.scheduled)] for move in moves}
     planned = [(lead_id, rule, plan) for lead_id, plans in started.items()
                for rule, plan in plans]
     late = await store.find_late_starts(connection, planned)
@@ -153,7 +157,8 @@ class TimerSweeper:
             clocks = await store.claim_due_clocks(uow.connection, now, SWEEP_BATCH)
             for clock in clocks:
                 plan = ClockPlan(started_at=clock.started_at, remind_at=clock.remind_at,
-                                 due_at=clock.due_at, escalate_at=clock.escalate_at)
+                                 due_at=clock.due_at, escalate_at=clock.escalate_at,
+                                 set_at=clock.set_at)
                 crossed = plan.rungs_due(clock.rungs_fired, now)
                 for rung in rungs_to_alert(crossed):
                     RUNGS_FIRED.labels(clock=clock.kind, rung=rung.name.lower()).inc()

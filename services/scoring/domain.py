@@ -176,11 +176,13 @@ def fresh_inquiry(touchpoints: Sequence[tuple[TouchpointType, datetime]], now: d
     return max(fresh, key=lambda kind: points.get(kind, 0.0), default=None)
 
 
-def worth_announcing(announced: Standing | None, result: ScoreResult, inquired: bool) -> bool:
+def worth_announcing(announced: Standing | None, result: ScoreResult, inquired: bool,
+                     meeting_set: bool = False) -> bool:
     """Return True if a re-score is announced: its standing changed, or a fresh inquiry
     made it (news to sales even when a score capped at 100 cannot rise: a lead sent back
-    to nurture earns MQL again by asking)."""
-    return announced != result.standing or inquired
+    to nurture earns MQL again by asking), or a partner set a meeting with a time (the
+    first meeting's SLA clock starts whatever the score)."""
+    return announced != result.standing or inquired or meeting_set
 
 
 def engages(touchpoint: TouchpointType, model: ScoringModel) -> bool:

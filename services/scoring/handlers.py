@@ -118,14 +118,16 @@ def score_reasons(reasons: Sequence[Reason]) -> tuple[list[dict[str, Any]], list
 
 async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, now: datetime,
                   triggers: Mapping[uuid.UUID, TouchpointType] | None = None,
-                  inquired: Collection[uuid.UUID] = frozenset()) -> None:
-    """Score ``leads`` at ``now``, save the results, and announce each changed standing and
-    each fresh inquiry.
+                  inquired: Collection[uuid.UUID] = frozenset(),
+                  meetings: Mapping[uuid.UUID, datetime] | None = None) -> None:
+    """Score ``leads`` at ``now``, save the results, and announce each changed standing, each
+    fresh inquiry and each meeting a partner set.
 
     ``triggers`` names the touchpoint that made each lead's re-score, if one did;
-    ``inquired`` are the leads whose touchpoints held a fresh inquiry. Each step runs over
-    all the leads before the next begins: interleaved per lead, the steps took more CPU
-    (their code and data share the CPU's caches worse).
+    ``inquired`` are the leads whose touchpoints held a fresh inquiry; ``meetings`` the
+    time of the meeting a partner set among them, by lead. Each step runs over all the
+    leads before the next begins: interleaved per lead, the steps took more CPU (their
+    code and data share the CPU's caches worse).
     """
     results = [score_lead(facts_of(lead.profile, lead.account), lead.ledger, now, model,
                           colleagues=lead.colleagues, baseline_at=lead.baseline_at)
@@ -141,8 +143,11 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
             result.score, result.tier.value, result.surge, result.dormancy.value,
             list(result.high_intent_signals), stored, result.model_version, now,
             next_review_at, is_decision_maker(lead.profile.title, model), lead.last_engaged_at))
+    meetings = meetings or {}
     for lead, result, (_, reasons) in zip(leads, results, explained, strict=True):
-        if not worth_announcing(lead.announced, result, lead.lead_id in inquired):
+        meeting_at = meetings.get(lead.lead_id)
+        if not worth_announcing(lead.announced, result, lead.lead_id in inquired,
+                                meeting_at is not None):
             continue
         previous = lead.announced
         uow.emit(LeadScored(
@@ -153,7 +158,7 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
             model_version=result.model_version, profile=lead.profile, account=lead.account,
             source=lead.source, last_touchpoint=(triggers or {}).get(lead.lead_id),
             partner=lead.partner,
-            dormancy=result.dormancy.value,
+            dormancy=result.dormancy.value, meeting_at=meeting_at,
         ))
     await store.save_scores(uow.connection, saved)
 
@@ -180,9 +185,14 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
     engaged_at: dict[uuid.UUID, datetime | None] = {
         lead_id: found.state.last_engaged_at for lead_id, found in recorded.items()}
     touchpoints: dict[uuid.UUID, list[tuple[TouchpointType, datetime]]] = defaultdict(list)
+    meetings: dict[uuid.UUID, datetime] = {}
     for event in events:
         touchpoint, previous = event.touchpoint, engaged_at[event.lead_id]
         touchpoints[event.lead_id].append((touchpoint.type, touchpoint.occurred_at))
+        notes = event.partner_notes
+        if notes is not None and notes.meeting_at is not None:
+            # The first set: one by one, a later one would not be the lead's first meeting.
+            meetings.setdefault(event.lead_id, notes.meeting_at)
         if engages(touchpoint.type, model) and (
                 previous is None or touchpoint.occurred_at > previous):
             engaged_at[event.lead_id] = touchpoint.occurred_at
@@ -217,7 +227,8 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                  for lead_id, made in touchpoints.items()}
     await rescore(uow, leads, model, now, triggers={
         lead_id: inquiries[lead_id] or made[-1][0] for lead_id, made in touchpoints.items()},
-        inquired={lead_id for lead_id, inquiry in inquiries.items() if inquiry})
+        inquired={lead_id for lead_id, inquiry in inquiries.items() if inquiry},
+        meetings=meetings)
     await store.ask_colleagues_for_review(uow.connection, changed_accounts, recorded, now)
 
 

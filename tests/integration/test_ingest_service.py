@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -364,6 +365,27 @@ async def test_activities_map_to_touchpoints_and_carry_partner_notes(
     assert appointment.partner_notes is not None
     assert appointment.partner_notes.model_dump(exclude_none=True) == notes, "Japanese intact"
 
+
+async def test_a_batch_appointment_s_meeting_time_travels_in_lead_captured_with_its_offset(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    email = unique_email("jiro")
+    notes = {"partner": "アポ代行パートナーズ", "need": "在庫の見える化", "timeframe": "来期"}
+    lines = [{"kind": "activity", "email": email, "type": "appointment.set", "name": "鈴木 次郎",
+              "partner_notes": {**notes, "meeting_at": meeting_at}}
+             for meeting_at in ("2026-12-01T14:00:00+09:00", "2026-12-01T14:00:00")]
+    response = await client.post(
+        "/v1/batch", content="\n".join(json.dumps(line, ensure_ascii=False) for line in lines),
+        headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200, response.text
+    accepted, refused = response.json()["results"]
+    assert accepted["status"] == 202
+    assert (refused["status"], [(error["loc"], error["type"]) for error in refused["errors"]]
+            ) == (422, [(["activity", "partner_notes", "meeting_at"], "timezone_aware")])
+    [(_, event)] = await ingest.wait_for_events(accepted["lead_id"], 1)
+    assert event.partner_notes is not None
+    assert event.partner_notes.meeting_at == datetime(2026, 12, 1, 5, tzinfo=UTC)
+    assert event.partner_notes.meeting_at.utcoffset() == timedelta(hours=9)
+    assert (event.partner_notes.need, event.profile.name) == ("在庫の見える化", "鈴木 次郎")
 
 async def test_an_appointment_without_notes_and_notes_without_one_are_refused(
         client: httpx.AsyncClient) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -35,6 +36,7 @@ from schemas.events import (
     LeadCaptured,
     LeadProfile,
     LeadScored,
+    PartnerNotes,
     Tier,
     Touchpoint,
     TouchpointType,
@@ -52,6 +54,7 @@ from tests.support.kafka import produce, read_all, wait_until
 pytestmark = pytest.mark.integration
 T = TouchpointType
 API_KEY = "scoring-test-key-0123456789"
+TOKYO = ZoneInfo("Asia/Tokyo")
 
 
 class ManualClock:
@@ -315,6 +318,29 @@ async def test_an_inquiry_at_a_capped_score_is_announced_for_sales_to_hear(
     # Ordered on the lead's partition: had the e-mail open been announced, it would be third.
     assert asked.last_touchpoint is T.INQUIRY_DEMO_REQUEST
 
+
+async def test_a_partner_s_meeting_is_announced_with_its_time_even_at_a_capped_score(
+        scoring: Scoring) -> None:
+    # The first meeting starts the notifier's SLA clock: it must hear of it at any score.
+    lead_id, meeting_at = uuid.uuid4(), datetime(2026, 12, 1, 14, tzinfo=TOKYO)
+    for count, touchpoint in enumerate((T.INQUIRY_QUOTE_REQUEST, T.WEBINAR_PRODUCT_DEMO), 1):
+        await scoring.capture(lead_id, touchpoint)
+        await scoring.scored(lead_id, count)
+        scoring.clock.now += timedelta(minutes=1)
+    for meeting in (None, meeting_at):  # at 100 already: only the meeting time is news
+        await produce(scoring.bootstrap, [LeadCaptured(
+            lead_id=lead_id, source="appointer", profile=MANAGER, account=SAMPLE_CO,
+            touchpoint=Touchpoint(type=T.APPOINTMENT_SET, occurred_at=scoring.clock.now),
+            partner_notes=PartnerNotes(partner="アポ代行パートナーズ", need="受発注の電子化",
+                                       meeting_at=meeting))])
+        scoring.clock.now += timedelta(minutes=1)
+    *_, capped, met = await scoring.scored(lead_id, 3)
+    # Ordered on the lead's partition: had the appointment without a time been announced,
+    # it would be third.
+    assert met.meeting_at == meeting_at and capped.meeting_at is None
+    assert (met.score, met.previous_score, met.tier, met.surge) == (
+        100, 100, Tier.A, capped.surge)
+    assert met.last_touchpoint is T.APPOINTMENT_SET
 
 async def test_a_contact_who_moves_to_another_account_leaves_its_colleagues_points_behind(
         scoring: Scoring) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from schemas import export
 from schemas.compat import breaking_changes
@@ -21,8 +22,10 @@ from schemas.events import (
     TOPICS,
     DealPhaseChanged,
     Event,
+    LeadCaptured,
     LeadProfile,
     LeadScored,
+    PartnerNotes,
     dead_letter_topic,
 )
 from tests.unit.test_envelope import sample_events
@@ -459,6 +462,36 @@ def test_encoded_headers_match_the_message_headers_schema() -> None:
         dead = components["messages"][f"{type(event).__name__}DeadLetter"]
         with_error = {**headers, "error": "ValueError: boom"}
         jsonschema.validate(with_error, {**dead["headers"], "components": components})
+
+
+
+def test_a_partner_s_meeting_time_travels_in_both_events_and_their_exported_schemas() -> None:
+    jsonschema = pytest.importorskip("jsonschema")
+    meeting_at = datetime(2026, 12, 1, 14, 0, tzinfo=timezone(timedelta(hours=9)))
+    captured, scored = sample_events()[:2]
+    assert isinstance(captured, LeadCaptured) and isinstance(scored, LeadScored)
+    assert captured.partner_notes is not None
+    events: list[Event] = [
+        captured.model_copy(update={"partner_notes": PartnerNotes.model_validate({
+            **captured.partner_notes.model_dump(), "meeting_at": "2026-12-01T14:00:00+09:00"})}),
+        LeadScored.model_validate({**scored.model_dump(), "meeting_at": meeting_at}),
+    ]
+    for event in events:
+        data = event.model_dump(mode="json")
+        assert "2026-12-01T14:00:00+09:00" in json.dumps(data), "the partner's offset is kept"
+        jsonschema.Draft202012Validator(_load_json(
+            SCHEMA_DIR / export.JSON_SCHEMA_FOLDER / export.schema_file_name(type(event))
+        )).validate(data)
+        assert type(event).model_validate_json(event.model_dump_json()) == event
+    assert LeadScored.model_validate(scored.model_dump(exclude={"meeting_at"})).meeting_at is None
+
+
+def test_a_meeting_time_without_a_time_zone_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValidationError) as refused:
+        PartnerNotes.model_validate({"partner": "株式会社アポ代行",
+                                     "meeting_at": "2026-12-01T14:00:00"})
+    assert [(error["loc"], error["type"]) for error in refused.value.errors()] == [
+        (("meeting_at",), "timezone_aware")]
 
 
 # --- the export command -------------------------------------------------------------

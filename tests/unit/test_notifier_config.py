@@ -19,7 +19,7 @@ from services.notifier.config import (
     read_file,
     webhook,
 )
-from services.notifier.domain import Audience
+from services.notifier.domain import Audience, ClockKind
 from services.notifier.settings import NotifierSettings
 
 REQUIRED = {"BATON_DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/baton",
@@ -87,6 +87,20 @@ def test_the_yaml_file_sets_calendar_sla_table_and_every_recipient(tmp_path: Pat
     assert {d.kind for d in config.destinations.values()} == {"slack_webhook", "slack_bot",
                                                               "email", "console"}
 
+
+def test_the_first_meeting_s_record_is_due_two_working_days_after_it_unless_configured(
+        tmp_path: Path) -> None:
+    default = build(NotifierFile(), environment()).policy
+    rule = default.rules.first_meeting
+    assert (rule.name, rule.kind, rule.business) == ("first_meeting", ClockKind.FIRST_MEETING,
+                                                     True)
+    assert rule.duration == 2 * default.calendar.business_day == timedelta(hours=18)
+    assert default.rules.by_name()["first_meeting"] == rule
+    configured = build(read_file(write(tmp_path, "sla: {first_meeting: {hours: 48}}")),
+                       environment()).policy.rules.first_meeting
+    assert (configured.duration, configured.business) == (timedelta(hours=48), False)
+    with pytest.raises(ConfigError, match=r"sla\.first_meeting: .*exactly one"):
+        read_file(write(tmp_path, "sla: {first_meeting: {hours: 48, business_days: 2}}"))
 
 def test_the_year_end_closing_is_the_default_and_closed_days_are_configurable(
         tmp_path: Path) -> None:
@@ -191,3 +205,4 @@ def test_the_documented_example_is_a_valid_configuration(tmp_path: Path) -> None
                    environment(bot_configured=True, smtp_configured=True))
     assert "slack_bot:#sdr-leads" in config.destinations
     assert config.policy.rules.owner_activity.duration == timedelta(hours=90)
+    assert config.policy.rules.first_meeting.duration == timedelta(hours=18)

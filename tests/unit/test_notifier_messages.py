@@ -16,6 +16,7 @@ from services.notifier.domain import AlertKind, ClockKind
 from services.notifier.messages import (
     ACCEPT_ACTION,
     DIGEST_MAX_ALERTS,
+    LABELS,
     REJECT_ACTION,
     AlertMessage,
     DealNotice,
@@ -160,6 +161,27 @@ def test_a_late_stop_says_it_completed_and_by_how_much_it_was_late() -> None:
     assert "Completed: 2026-11-20 12:08 JST (Overdue 2h 3m)" in message.body
     assert buttons(parse(message)) == [], "nothing is left to accept"
 
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+@pytest.mark.parametrize("clock", list(ClockKind))
+def test_every_clock_says_what_it_waits_for_in_each_language(locale: str,
+                                                             clock: ClockKind) -> None:
+    message = sla_alert(notice(AlertKind.SLA_BREACH, clock, DUE), locale, "Asia/Tokyo")
+    assert len(parse(message)) == 4 + (clock is ClockKind.MQL_ACCEPTANCE)
+    assert f"clock.{clock}" in LABELS[locale]
+
+
+@pytest.mark.parametrize(("locale", "label", "waiting"), [
+    ("ja", "初回商談の記録", "待っていること"),
+    ("en", "the first meeting's record", "Waiting for")])
+def test_a_first_meeting_alert_names_the_meeting_s_record_in_slack_and_e_mail(
+        locale: str, label: str, waiting: str) -> None:
+    message = sla_alert(notice(AlertKind.SLA_REMINDER, ClockKind.FIRST_MEETING,
+                               DUE - timedelta(hours=4)), locale, "Asia/Tokyo")
+    assert label in message.text, "Slack's notification text"
+    assert f"{waiting}: {label}" in message.body, "the e-mail"
+    assert any(label in text for text in mrkdwn_texts(message)[1:]), "the Block Kit fields"
+    assert buttons(parse(message)) == [], "nothing to accept: a record to log"
 
 @pytest.mark.parametrize("locale", ["ja", "en"])
 def test_deal_alerts_are_valid_block_kit(locale: str) -> None:

@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from baton_runtime.business_time import BusinessCalendar
-from schemas.events import DealPhase, LifecycleStage, Tier, TouchpointType
+from schemas.events import ContactKind, DealPhase, LifecycleStage, Tier, TouchpointType
 from services.notifier.config import SlaSpec
 from services.notifier.domain import (
     Audience,
+    ClockChanges,
     ClockKind,
     ClockPlan,
     Directory,
@@ -21,7 +22,9 @@ from services.notifier.domain import (
     Rung,
     awaited_touch_at,
     late_stop_reports_breach,
+    meeting_owed,
     on_deal_phase,
+    on_deal_recycled,
     on_promotion,
     on_score,
     outcome,
@@ -213,6 +216,83 @@ def test_any_lifecycle_event_is_the_first_touch() -> None:
         assert ClockKind.FIRST_TOUCH in on_promotion(
             RULES, from_stage=S.LEAD, to_stage=to_stage, tier=Tier.B, trigger=None,
             owner_id=None).stop
+
+
+MEETING = jst(20, 15)  # a Friday; Monday 23rd is a holiday
+
+
+def test_a_partner_s_meeting_time_starts_the_first_meeting_clock_at_that_time() -> None:
+    changes = on_score(RULES, tier=Tier.A, previous_tier=Tier.B, surge=False,
+                       awaiting_touch=False, meeting_at=MEETING, first_meeting=True)
+    assert (changes.start, changes.scheduled) == ((), ((RULES.first_meeting, MEETING),))
+    rule = RULES.first_meeting
+    assert (rule.kind, rule.duration, rule.business) == (
+        ClockKind.FIRST_MEETING, 2 * JAPAN.business_day, True), "48 hours: two working days"
+    plan = plan_clock(rule, MEETING, JAPAN, set_at=jst(16, 10))
+    assert (plan.set_at, plan.started_at, plan.remind_at, plan.due_at, plan.escalate_at) == (
+        jst(16, 10), MEETING, jst(24, 15), jst(25, 15), jst(27, 15))
+    # Set days ahead, the clock fires nothing before the meeting: its first rung is a
+    # working day after it.
+    assert plan.rungs_due(0, MEETING) == [] and plan.next_fire_at(0) == jst(24, 15)
+    assert plan_clock(rule, MEETING, JAPAN).set_at is None, "a clock set when it starts"
+
+
+def test_only_the_first_meeting_with_a_time_starts_a_clock() -> None:
+    def scheduled(meeting_at: datetime | None, first: bool) -> ClockChanges:
+        return on_score(RULES, tier=Tier.B, previous_tier=Tier.C, surge=False,
+                        awaiting_touch=True, meeting_at=meeting_at, first_meeting=first)
+
+    both = scheduled(MEETING, True)
+    assert both == ClockChanges(start=(RULES.first_touch,),
+                                scheduled=((RULES.first_meeting, MEETING),))
+    assert scheduled(None, True) == ClockChanges(start=(RULES.first_touch,))
+    assert scheduled(MEETING, False) == ClockChanges(start=(RULES.first_touch,))
+
+
+@pytest.mark.parametrize(("clocked", "stage", "moved_at", "owed"), [
+    (False, None, None, True),  # a lead the notifier never saw move
+    (True, None, None, False),  # a later appointment: the lead's first meeting was clocked
+    (False, S.SAL, jst(16, 9), True),
+    (False, S.NURTURE, jst(16, 9), True),  # a partner may bring a nurtured lead back
+    (False, S.DISQUALIFIED, jst(16, 9), False),  # nobody may log a contact any more
+    (False, S.WON, jst(16, 10), False),  # closed at the very moment of the score
+    (False, S.DISQUALIFIED, jst(16, 11), True),  # closed after: that cancel ends the clock
+])
+def test_a_meeting_is_owed_unless_one_was_clocked_or_the_lead_was_closed_for_good(
+        clocked: bool, stage: LifecycleStage | None, moved_at: datetime | None,
+        owed: bool) -> None:
+    assert meeting_owed(jst(16, 10), clocked_before=clocked, stage=stage,
+                        moved_at=moved_at) is owed
+
+
+def test_a_logged_meeting_stops_the_first_meeting_clock_and_other_contacts_do_not() -> None:
+    def contact(kind: ContactKind | None, to_stage: LifecycleStage = S.SAL) -> ClockChanges:
+        return on_promotion(RULES, from_stage=S.SAL, to_stage=to_stage, tier=Tier.A,
+                            trigger=None, owner_id="rep-1", contact=kind)
+
+    assert ClockKind.FIRST_MEETING in contact(ContactKind.MEETING).stop
+    for other in (ContactKind.CALL, ContactKind.EMAIL, ContactKind.VISIT, None):
+        assert ClockKind.FIRST_MEETING not in contact(other).stop
+    assert not contact(None, S.SQL).cancel, "moving on in sales leaves the meeting due"
+
+
+@pytest.mark.parametrize("to_stage", [S.WON, S.LOST, S.NURTURE, S.DISQUALIFIED])
+def test_leaving_sales_cancels_the_first_meeting_clock_even_before_the_meeting(
+        to_stage: LifecycleStage) -> None:
+    left = on_promotion(RULES, from_stage=S.OPPORTUNITY if to_stage in (S.WON, S.LOST)
+                        else S.SAL, to_stage=to_stage, tier=Tier.A, trigger=None,
+                        owner_id="rep-1")
+    assert left.cancel == {ClockKind.FIRST_MEETING}
+    assert ClockKind.FIRST_MEETING not in left.stop, "a cancel, not the meeting's record"
+
+
+def test_a_closed_or_recycled_deal_cancels_the_first_meeting_clock() -> None:
+    for phase in (DealPhase.WON, DealPhase.LOST):
+        assert on_deal_phase(RULES, from_phase=DealPhase.P3, to_phase=phase,
+                             owner_id="fs-1").cancel == {ClockKind.FIRST_MEETING}
+    assert not on_deal_phase(RULES, from_phase=DealPhase.P1, to_phase=DealPhase.P2,
+                             owner_id="fs-1").cancel
+    assert on_deal_recycled().cancel == {ClockKind.FIRST_MEETING}
 
 
 DIRECTORY = Directory(default=("default",), teams={"sdr": ("sdr-hook",)},

@@ -125,6 +125,15 @@ def test_an_inquiry_is_announced_even_when_the_capped_score_stays_the_same() -> 
     assert worth_announcing(None, after, inquired=False), "a first score"
 
 
+def test_a_partner_s_meeting_is_announced_even_when_the_capped_score_stays_the_same() -> None:
+    ledger = [at(3, T.INQUIRY_QUOTE_REQUEST), at(3, T.WEBINAR_PRODUCT_DEMO)]
+    before = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL)
+    after = score_lead(EXEC_AT_ICP, [*ledger, at(0, T.APPOINTMENT_SET)], NOW, MODEL)
+    assert after.standing == before.standing
+    assert worth_announcing(before.standing, after, inquired=False, meeting_set=True)
+    assert not worth_announcing(before.standing, after, inquired=False, meeting_set=False)
+
+
 def test_repeat_pricing_views_within_a_week_add_five_each_up_to_the_cap() -> None:
     ledger = [at(d, T.PAGE_VIEW_PRICING) for d in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)]
     reasons = score_lead(NOBODY, ledger, NOW, MODEL).reasons

@@ -1,0 +1,257 @@
+"""The first meeting's clock: set by a partner's appointment, it starts at the meeting's time.
+
+The meeting is often days ahead of the appointment: nothing fires before it, and its
+record is due two working days after it. A meeting contact logged after the meeting's
+time stops it; the lead leaving sales cancels it, even before the meeting. lead.scored
+and lead.promoted are consumed independently, so each rule holds in either handling order.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from baton_runtime.http import create_app
+from baton_runtime.service import ServiceContext
+from schemas.events import ContactKind, LeadPromoted, LeadScored, LifecycleStage, Tier
+from services.notifier import api, handlers
+from services.notifier.config import NotifierConfig
+from tests.integration.test_notifier_delivery import (
+    Inbox,
+    NotifierDatabase,
+    alert_rows,
+    configure,
+    delivering,
+    handle,
+    notifier_database,
+    promoted,
+    settled,
+    smtp_server,
+)
+from tests.integration.test_notifier_sla import CONFIG, MANAGER, TEAM, clocks, jst, scored, sweep
+from tests.support.fake_slack import FakeSlack
+from tests.support.infrastructure import PostgresServer
+from tests.support.kafka import wait_until
+
+pytestmark = pytest.mark.integration
+S = LifecycleStage
+SET_AT = jst(16, 10)  # Monday 16th: the partner's appointment is scored
+MEETING = jst(20, 15)  # Friday 20th 15:00: the meeting
+# Two working days after the meeting (Monday 23rd is a holiday): reminder at one, breach
+# at two, escalation at four.
+REMIND, DUE, ESCALATE = jst(24, 15), jst(25, 15), jst(27, 15)
+
+
+@pytest.fixture
+async def database(postgres: PostgresServer) -> AsyncIterator[NotifierDatabase]:
+    async with notifier_database(postgres) as created:
+        yield created
+
+
+def appointment(lead_id: uuid.UUID, meeting_at: datetime | None = MEETING, *,
+                at: datetime = SET_AT) -> LeadScored:
+    """Return the lead.scored a partner's appointment made: a hot lead, its meeting's time."""
+    return LeadScored.model_validate({
+        **scored(lead_id, at, tier=Tier.A, previous=Tier.A).model_dump(),
+        "meeting_at": meeting_at, "partner": "アポ代行パートナーズ"})
+
+
+def logged(lead_id: uuid.UUID, at: datetime, kind: ContactKind = ContactKind.MEETING
+           ) -> LeadPromoted:
+    """Return the lead.promoted of a contact rep-1 logged on the accepted lead at ``at``."""
+    return LeadPromoted.model_validate({
+        **promoted(lead_id, at=at, from_stage=S.SAL, to_stage=S.SAL,
+                   owner_id="rep-1").model_dump(), "contact": kind})
+
+
+async def handle_scored(database: NotifierDatabase, *events: LeadScored,
+                        config: NotifierConfig = CONFIG) -> None:
+    """Run the lead.scored handler on ``events`` as one batch, in one unit of work."""
+    async with database.unit_of_work() as uow:
+        await handlers.on_leads_scored(events, uow, policy=config.policy)
+        await uow.commit()
+
+
+async def meeting_clocks(database: NotifierDatabase, lead_id: uuid.UUID) -> list[Any]:
+    """Return the lead's first-meeting clocks, oldest first."""
+    return [clock for clock in await clocks(database, lead_id) if clock.kind == "first_meeting"]
+
+
+async def listed(database: NotifierDatabase, lead_id: uuid.UUID, now: datetime
+                 ) -> list[dict[str, Any]]:
+    """Return the lead's clocks as GET /v1/sla/clocks lists them at ``now``."""
+    app = create_app(service="notifier", version="test", routers=[api.router], readiness={})
+    app.state.context = ServiceContext("notifier", None, database.engine, database.unit_of_work,
+                                       lambda: now)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://notifier") as client:
+        response = await client.get("/v1/sla/clocks", params={"lead_id": str(lead_id)})
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()
+    return found
+
+
+async def test_an_appointment_starts_the_clock_at_the_meeting_time_and_nothing_fires_before(
+        database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    [clock] = await clocks(database, lead_id)
+    assert (clock.kind, clock.rule, clock.status) == ("first_meeting", "first_meeting", "open")
+    assert (clock.set_at, clock.started_at, clock.remind_at, clock.due_at,
+            clock.escalate_at) == (SET_AT, MEETING, REMIND, DUE, ESCALATE)
+    # A working day after the appointment (a reminder, had the clock started with it), at
+    # the meeting, and a second before the reminder: nothing fires.
+    for moment in (jst(17, 10), MEETING, REMIND - timedelta(seconds=1)):
+        await sweep(database, moment)
+    assert await alert_rows(database) == []
+    [shown] = await listed(database, lead_id, now=jst(18, 12))
+    assert (shown["kind"], shown["state"], shown["rungs_fired"]) == ("first_meeting", "open", 0)
+    assert [datetime.fromisoformat(shown[name]) for name in ("set_at", "started_at", "due_at")
+            ] == [SET_AT, MEETING, DUE]
+    await sweep(database, REMIND)
+    assert [(row.kind, row.channel) for row in await alert_rows(database)] == [
+        ("sla_reminder", TEAM)]
+    assert "初回商談の記録" in (await alert_rows(database))[0].message["text"]
+
+
+async def test_a_meeting_record_logged_within_two_working_days_meets_it_without_alerts(
+        database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    # A meeting logged before the meeting's time is not its record; a call is no record.
+    await handle(database, CONFIG, logged(lead_id, jst(18, 10)),
+                 logged(lead_id, jst(24, 9), ContactKind.CALL))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert clock.status == "open"
+    await handle(database, CONFIG, logged(lead_id, jst(24, 11)))
+    await sweep(database, jst(30, 12))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("met", jst(24, 11))
+    assert [row.kind for row in await alert_rows(database) if row.kind.startswith("sla")] == []
+
+
+@pytest.mark.parametrize("swept", [False, True], ids=["reported-by-the-stop", "by-the-sweep"])
+async def test_a_meeting_record_logged_late_is_a_breach_reported_once_in_slack_and_e_mail(
+        database: NotifierDatabase, swept: bool) -> None:
+    lead_id = uuid.uuid4()
+    with smtp_server(Inbox()) as (inbox, smtp_url):
+        async with FakeSlack().running() as slack:
+            config = configure(slack.webhook_url, smtp=True,
+                               manager={"email": ["bucho@example.co.jp"]})
+            await handle_scored(database, appointment(lead_id), config=config)
+            if swept:  # the breach fired on time: the late record reports nothing more
+                await sweep(database, DUE, config)
+            late = logged(lead_id, jst(26, 10))
+            await handle(database, config, late, late)  # delivered twice
+            async with delivering(database, config, smtp_url=smtp_url,
+                                  slack_interval=timedelta(0)):
+                await wait_until(lambda: settled(database), 20, "the alerts to be delivered")
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("breached", jst(26, 10))
+    assert [(row.kind, row.status) for row in await alert_rows(database)] == [
+        ("sla_breach", "delivered")] * 2, "to the team's Slack and the manager's mailbox"
+    [message] = slack.messages
+    heading = "🚨 SLA違反" if swept else "🚨 SLA違反(期限後に完了)"
+    # The lead as the notifier knew it then: from the score, or from the logged contact.
+    company = "例示商事株式会社" if swept else "株式会社サンプル製作所"
+    assert message.body["text"].startswith(f"{heading}: 初回商談の記録 / {company} / ")
+    [envelope] = inbox.received
+    assert envelope.original_content is not None
+    mail = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+    assert mail["Subject"] == f"{heading}: {company}"
+    body = mail.get_content()
+    assert "待っていること: 初回商談の記録" in body and "開始: 2026-11-20 15:00 JST" in body
+
+
+async def test_an_appointment_without_a_meeting_time_starts_no_clock(
+        database: NotifierDatabase) -> None:
+    hot, tier_b = uuid.uuid4(), uuid.uuid4()
+    await handle_scored(database, appointment(hot, None),
+                        LeadScored.model_validate({**scored(tier_b, SET_AT).model_dump(),
+                                                   "partner": "アポ代行パートナーズ"}))
+    assert await clocks(database, hot) == []
+    assert [clock.kind for clock in await clocks(database, tier_b)] == ["first_touch"]
+
+
+async def test_only_the_lead_s_first_meeting_starts_a_clock(
+        database: NotifierDatabase) -> None:
+    one_by_one, batched, after_its_record = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await handle_scored(database, appointment(one_by_one))
+    await handle_scored(database, appointment(one_by_one, jst(19, 11), at=jst(16, 11)))
+    await handle_scored(database, appointment(batched),
+                        appointment(batched, jst(27, 10), at=jst(16, 11)))
+    await handle_scored(database, appointment(after_its_record))
+    await handle(database, CONFIG, logged(after_its_record, jst(24, 11)))
+    await handle_scored(database, appointment(after_its_record, jst(30, 10), at=jst(25, 10)))
+    for lead_id, status in ((one_by_one, "open"), (batched, "open"), (after_its_record, "met")):
+        assert [(clock.started_at, clock.status)
+                for clock in await meeting_clocks(database, lead_id)] == [(MEETING, status)]
+
+
+@pytest.mark.parametrize("to_stage", [S.NURTURE, S.DISQUALIFIED])
+@pytest.mark.parametrize("cancel_first", [False, True], ids=["in-order", "cancel-first"])
+async def test_a_lead_leaving_sales_before_its_meeting_ends_the_clock_without_alerts(
+        database: NotifierDatabase, to_stage: LifecycleStage, cancel_first: bool) -> None:
+    lead_id = uuid.uuid4()
+    left = promoted(lead_id, at=jst(18, 10), from_stage=S.SAL, to_stage=to_stage,
+                    owner_id="rep-1")
+    if cancel_first:  # lead.scored was behind: the cancel was handled first
+        await handle(database, CONFIG, left)
+        await handle_scored(database, appointment(lead_id))
+    else:
+        await handle_scored(database, appointment(lead_id))
+        await handle(database, CONFIG, left)
+    await sweep(database, jst(30, 12))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.started_at, clock.stopped_at) == ("met", MEETING, jst(18, 10))
+    assert [row.kind for row in await alert_rows(database) if row.kind.startswith("sla")] == []
+
+
+@pytest.mark.parametrize("nurtured_first", [False, True], ids=["in-order", "nurture-first"])
+async def test_a_meeting_set_after_the_lead_went_to_nurture_is_still_clocked(
+        database: NotifierDatabase, nurtured_first: bool) -> None:
+    # A partner brings a nurtured lead back: the meeting set after the move still counts.
+    lead_id = uuid.uuid4()
+    nurtured = promoted(lead_id, at=jst(16, 9), from_stage=S.SAL, to_stage=S.NURTURE,
+                        owner_id="rep-1")
+    if nurtured_first:
+        await handle(database, CONFIG, nurtured)
+    await handle_scored(database, appointment(lead_id))
+    if not nurtured_first:  # lead.promoted was behind: the older move comes after
+        await handle(database, CONFIG, nurtured)
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.started_at) == ("open", MEETING)
+
+
+async def test_a_meeting_set_for_a_disqualified_lead_starts_nothing(
+        database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(16, 9), from_stage=S.MQL,
+                                            to_stage=S.DISQUALIFIED))
+    await handle_scored(database, appointment(lead_id))
+    assert await meeting_clocks(database, lead_id) == []
+
+
+@pytest.mark.parametrize(("logged_at", "status", "alerts"), [
+    (jst(24, 11), "met", []), (jst(26, 10), "breached", [("sla_breach", TEAM),
+                                                         ("sla_breach", MANAGER)])],
+    ids=["in-time", "late"])
+async def test_a_meeting_record_handled_before_its_appointment_is_recorded_against_it(
+        database: NotifierDatabase, logged_at: datetime, status: str,
+        alerts: list[tuple[str, str]]) -> None:
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, logged(lead_id, logged_at))
+    await handle_scored(database, appointment(lead_id))
+    await handle_scored(database, appointment(lead_id))  # delivered twice
+    await sweep(database, jst(30, 12))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.started_at, clock.stopped_at) == (status, MEETING, logged_at)
+    assert [(row.kind, row.channel) for row in await alert_rows(database)
+            if row.kind.startswith("sla")] == alerts
