@@ -27,7 +27,12 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 
 from schemas.events import TouchpointType
-from services.ingest.submissions import ActivitySubmission, LeadSubmission, Strict
+from services.ingest.submissions import (
+    ActivitySubmission,
+    FormTouchpointType,
+    LeadSubmission,
+    Strict,
+)
 
 SUBMISSIONS: dict[str, type[BaseModel]] = {"lead": LeadSubmission,
                                            "activity": ActivitySubmission}
@@ -91,7 +96,7 @@ class MappingFile(Strict):
     """The field-mapping file: generic adapters by name, and HubSpot forms' touchpoint types."""
 
     adapters: dict[str, FieldMapping] = Field(default_factory=dict)
-    hubspot_forms: dict[str, TouchpointType] = Field(
+    hubspot_forms: dict[str, FormTouchpointType] = Field(
         default_factory=dict, description="HubSpot form id -> the touchpoint its submissions "
         "are (default form.submission), e.g. a demo request form -> inquiry.demo_request.")
 

@@ -106,10 +106,26 @@ class Contact(Strict):
         "when no Idempotency-Key header is sent.")
 
 
+def _not_an_appointment(kind: TouchpointType) -> TouchpointType:
+    """Return ``kind`` unless it is an appointment, which comes with a partner's notes."""
+    if kind is TouchpointType.APPOINTMENT_SET:
+        raise ValueError("an appointment set by a partner is posted to /v1/activities with "
+                         "its partner_notes")
+    return kind
+
+
+# A form submission reports any touchpoint but a partner's appointment: that one needs the
+# partner's hearing notes (who set it, BANT, the meeting's time), which /v1/activities takes.
+FormTouchpointType = Annotated[
+    TouchpointType, AfterValidator(_not_an_appointment),
+    WithJsonSchema({"type": "string", "enum": [
+        kind.value for kind in TouchpointType if kind is not TouchpointType.APPOINTMENT_SET]})]
+
+
 class TouchpointIn(Strict):
     """The interaction being reported."""
 
-    type: TouchpointType = TouchpointType.FORM_SUBMISSION
+    type: FormTouchpointType = TouchpointType.FORM_SUBMISSION
     occurred_at: Moment | None = None
     asset_id: Text200 = None
     interacted: bool = Field(default=False,

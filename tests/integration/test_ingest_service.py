@@ -397,6 +397,26 @@ async def test_an_appointment_without_notes_and_notes_without_one_are_refused(
         assert "partner_notes" in response.text
 
 
+async def test_a_form_reporting_an_appointment_is_sent_to_the_activities_route(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    before = await ingest.written()
+    lead = {"email": unique_email(), "name": "佐藤 花子", "touchpoint": {"type": "appointment.set"}}
+    single = await client.post("/v1/leads", json=lead)
+    assert single.status_code == 422, single.text
+    (error,) = single.json()["detail"]
+    batch = await client.post("/v1/batch", content=json.dumps(
+        {"kind": "lead", **lead}, ensure_ascii=False).encode(),
+        headers={"Content-Type": "application/x-ndjson"})
+    assert batch.status_code == 200, batch.text
+    (result,) = batch.json()["results"]
+    (line_error,) = result["errors"]
+    assert (error["loc"], result["status"], line_error["loc"]) == (
+        ["body", "touchpoint", "type"], 422, ["lead", "touchpoint", "type"])
+    for message in (error["msg"], line_error["msg"]):
+        assert "/v1/activities" in message and "partner_notes" in message
+    assert await ingest.written() == before
+
+
 async def test_bad_input_gets_a_clear_4xx_and_writes_nothing(
         ingest: Ingest, client: httpx.AsyncClient) -> None:
     before = await ingest.written()

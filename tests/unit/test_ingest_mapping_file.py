@@ -38,6 +38,13 @@ def test_an_adapter_named_as_the_built_in_hubspot_webhook_is_refused_at_load() -
     with pytest.raises(ValidationError, match="cannot be named 'hubspot'"):
         MappingFile.model_validate({"adapters": {"hubspot": {"fields": {"email": "e"}}}})
 
+
+def test_a_hubspot_form_taken_as_a_partner_appointment_is_refused_at_load() -> None:
+    # A form carries no partner's hearing notes: every submission of it would get a 422.
+    with pytest.raises(ValidationError, match="/v1/activities with its partner_notes"):
+        MappingFile.model_validate({"hubspot_forms": {"form-7": "appointment.set"}})
+    assert MappingFile.model_validate({"hubspot_forms": {"form-7": "inquiry.demo_request"}})
+
 def test_a_required_field_may_come_from_a_path_or_a_constant() -> None:
     mapping = FieldMapping.model_validate({
         "kind": "activity", "fields": {"email": "mail"}, "constants": {"type": "email.open"}})
