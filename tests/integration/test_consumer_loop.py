@@ -463,6 +463,18 @@ async def test_a_lane_lends_out_the_partitions_it_fetched_nothing_from_and_only_
         await asyncio.wait_for(lanes, 30)
 
 
+async def probe_loop(consumer: RecordingConsumer, engine: AsyncEngine) -> ConsumerLoop:
+    """Return a one-lane loop of the probe service's handlers over ``consumer``, its
+    partitions assigned."""
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        consumer, group_id="baton-probe", handlers=definition.handlers,
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
+    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    return loop
+
+
 class OutvotedConsumer(RecordingConsumer):
     """A consumer the group has moved on from: every commit fails."""
 
@@ -476,12 +488,7 @@ async def test_a_batch_whose_offsets_the_group_refuses_stays_committed_and_the_l
     partition = TopicPartition(LeadCaptured.topic, 0)
     consumer = OutvotedConsumer()
     consumer.assigned = {partition}
-    definition = probe_service.definition()
-    loop = ConsumerLoop(
-        consumer, group_id="baton-probe", handlers=definition.handlers,
-        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
-        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
-    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    loop = await probe_loop(consumer, engine)
     event = lead_captured("outvoted@example.co.jp")
     await loop._handle_when_settled(0, {partition: [consumer_record(partition, event)]},
                                     asyncio.Event())
@@ -526,12 +533,7 @@ async def test_a_batch_fetched_again_after_its_offset_commit_failed_is_counted_o
     partition = TopicPartition(LeadCaptured.topic, 0)
     consumer = OutvotedOnceConsumer()
     consumer.assigned = {partition}
-    definition = probe_service.definition()
-    loop = ConsumerLoop(
-        consumer, group_id="baton-probe", handlers=definition.handlers,
-        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
-        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
-    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    loop = await probe_loop(consumer, engine)
     batch = {partition: [consumer_record(partition, lead_captured("refetched@example.co.jp"))]}
     before = consumed(LeadCaptured.topic)
     await loop._handle_when_settled(0, batch, asyncio.Event())  # its offsets are refused
@@ -562,12 +564,7 @@ async def test_a_batch_fetched_again_after_its_transaction_failed_to_commit_is_c
     partition = TopicPartition(LeadCaptured.topic, 0)
     consumer = RewindingConsumer()
     consumer.assigned = {partition}
-    definition = probe_service.definition()
-    loop = ConsumerLoop(
-        consumer, group_id="baton-probe", handlers=definition.handlers,
-        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
-        retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
-    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    loop = await probe_loop(consumer, engine)
     batch = {partition: [consumer_record(partition, lead_captured("rewound@example.co.jp"))]}
     before = consumed(LeadCaptured.topic)
     await loop._handle_when_settled(0, batch, asyncio.Event())  # the commit is refused
