@@ -13,14 +13,17 @@ import asyncpg
 import structlog
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from baton_runtime.json_body import FASTAPI_PARSE_ERROR, NOT_UTF8, JsonBodies, takes_json_body
 from baton_runtime.metrics import HTTP_REQUESTS
 
 log = structlog.get_logger(__name__)
@@ -40,6 +43,8 @@ def error_response(description: str) -> dict[str, Any]:
 
 
 BODY_NOT_DECODED = error_response("The body could not be decoded (not UTF-8 JSON).")
+BODY_NOT_JSON = error_response("The body was not sent as application/json in UTF-8 "
+                               "(Content-Type); nothing was changed.")
 
 
 def create_app(
@@ -50,11 +55,17 @@ def create_app(
     readiness: Mapping[str, ReadinessCheck],
     middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
-    """Return the service's app with /healthz, /readyz, /metrics and its routers."""
+    """Return the service's app with /healthz, /readyz, /metrics and its routers.
+
+    A body sent to a route that takes JSON must be application/json in UTF-8 (415), after
+    ``middleware``: a service's own checks of bodies answer first.
+    """
+    routes = [route for router in routers for route in router.routes]
     # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry support would otherwise look
     # for a configured provider in os.environ on every request.
     app = FastAPI(title=f"Baton {service}", version=version,
-                  middleware=[Middleware(RequestMetrics), *middleware],
+                  middleware=[Middleware(RequestMetrics), *middleware,
+                              Middleware(JsonBodies, routes=routes)],
                   telemetry={"tracing": False, "metrics": False, "logs": False})
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive.")
@@ -82,12 +93,22 @@ def create_app(
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    for route in routes:
+        if isinstance(route, APIRoute) and route.body_field is not None:
+            # The answers to a body that is not UTF-8 JSON, before any handler.
+            route.responses.setdefault(400, BODY_NOT_DECODED)
+            if takes_json_body(route):
+                route.responses.setdefault(415, BODY_NOT_JSON)
     for router in routers:
-        for route in router.routes:
-            if isinstance(route, APIRoute) and route.body_field is not None:
-                # FastAPI's own answer to a body that is not UTF-8 JSON, before any handler.
-                route.responses.setdefault(400, BODY_NOT_DECODED)
         app.include_router(router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        if (error.status_code == 400 and error.detail == FASTAPI_PARSE_ERROR
+                and isinstance(error.__cause__, UnicodeDecodeError)):
+            # FastAPI's answer to a JSON body that is not UTF-8 names no cause.
+            return JSONResponse({"detail": NOT_UTF8}, status_code=400)
+        return await http_exception_handler(request, error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> Response:

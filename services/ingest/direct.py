@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.ingest.guard import replaying
+from baton_runtime.json_body import replaying
 
 
 @runtime_checkable

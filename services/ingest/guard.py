@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from baton_runtime.json_body import charset_of, replaying
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -36,7 +38,7 @@ class BodyGuard:
         expected = self.content_types.get(path, JSON)
         media_type, _, parameters = headers.get(b"content-type", b"").decode("latin-1"
                                                                              ).partition(";")
-        if media_type.strip().lower() != expected or _charset(parameters) not in ("", "utf-8"):
+        if media_type.strip().lower() != expected or charset_of(parameters) not in ("", "utf-8"):
             await _refuse(send, 415, f"send the body as {expected} in UTF-8")
             return
         limit = self.large_bodies.get(path, self.max_body_bytes)
@@ -63,29 +65,6 @@ class BodyGuard:
             chunks.append(chunk)
             more = message.get("more_body", False)
         await self.app(scope, replaying(b"".join(chunks), receive), send)
-
-
-def replaying(body: bytes, receive: Receive) -> Receive:
-    """Return a receive that gives ``body`` once, then what ``receive`` gives."""
-    replayed = False
-
-    async def replay() -> Message:
-        nonlocal replayed
-        if replayed:
-            return await receive()
-        replayed = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay
-
-
-def _charset(parameters: str) -> str:
-    """Return the charset parameter of a Content-Type, lower case, or '' if none."""
-    for parameter in parameters.split(";"):
-        name, _, value = parameter.strip().partition("=")
-        if name.lower() == "charset":
-            return value.strip().strip('"').lower()
-    return ""
 
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
