@@ -5,6 +5,10 @@ downloads, webinars, e-mails), partner appointments with hearing notes, and hot
 leads (a demo or quote request from a manager or executive at an ideal-customer
 company), Japanese and English alike. It opens with a hot lead, so a user sees a
 score, a hand-off and an alert within seconds.
+
+Before the stream, the demo gives routing a small sales organisation if it has no reps
+(inside sales and field sales, through routing's own API); after it, the demo reps
+accept, call and qualify a few of the hot leads, so hand-offs, SQLs and deals show too.
 """
 
 from __future__ import annotations
@@ -16,13 +20,14 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from baton import registry
 from baton.arguments import positive_number, whole_number
 
 DEFAULT_URL = "http://127.0.0.1:8001"
@@ -278,6 +283,308 @@ class TrafficGenerator:
         return (self._now - timedelta(minutes=ago)).isoformat()
 
 
+# --- the demo's sales organisation ---------------------------------------------------------
+
+
+class DemoError(RuntimeError):
+    """Routing or pipeline could not be reached, or answered what the demo cannot go on
+    from."""
+
+
+# Round the clock, every day, without public holidays: a demo shift, so that the demo reps
+# are "working now" (routing assigns only to reps who are) whenever the demo runs. Routing
+# still closes on the company's closed days (BATON_ROUTING_CLOSED_DAYS, 29 Dec - 3 Jan by
+# default); leads wait in their team's queue then, as they would for real reps.
+DEMO_SHIFT_STARTS, DEMO_SHIFT_ENDS = "00:00", "23:59:59.999999"
+OVERSEAS = tuple(sorted({company.region for company in COMPANIES if not company.japanese}))
+
+
+@dataclass(frozen=True)
+class DemoRep:
+    """A rep of the demo's sales organisation; ``regions`` is their territory (empty: none)."""
+
+    rep_id: str
+    name: str
+    team: str
+    email: str
+    timezone: str = "Asia/Tokyo"
+    regions: tuple[str, ...] = ()
+    daily_capacity: int = 40
+
+    def body(self) -> dict[str, Any]:
+        """Return the rep as routing's ``PUT /v1/reps/{rep_id}`` takes it."""
+        return {
+            "name": self.name, "team": self.team, "email": self.email,
+            "daily_capacity": self.daily_capacity,
+            "working_hours": {"timezone": self.timezone, "starts": DEMO_SHIFT_STARTS,
+                              "ends": DEMO_SHIFT_ENDS, "workdays": [1, 2, 3, 4, 5, 6, 7],
+                              "holidays": None},
+            "territory": {"regions": list(self.regions)} if self.regions else None,
+        }
+
+    def describe(self) -> str:
+        """Return who the rep is and which leads they take, for the demo's summary."""
+        if self.team == "sdr":
+            covers = (f"overseas leads first ({', '.join(self.regions)})" if self.regions
+                      else "inbound leads by round robin")
+        else:
+            covers = f"SQLs from {', '.join(self.regions)}"
+        return f"{self.name}: {covers}"
+
+
+# Inside sales (the SDR team, which gets inbound MQLs) and field sales (which gets SQLs),
+# with territories over the demo companies' regions; leads outside every territory go by
+# round robin. "demo-" marks them as the demo's: a user's own reps are never touched. Their
+# names are none the stream gives its leads, so that a rep is never taken for a lead.
+DEMO_REPS = (
+    DemoRep("demo-sdr-kobayashi", "小林 彩", "sdr", "aya.kobayashi@baton-demo.example"),
+    DemoRep("demo-sdr-kato", "加藤 拓也", "sdr", "takuya.kato@baton-demo.example"),
+    DemoRep("demo-sdr-clark", "Emily Clark", "sdr", "emily.clark@baton-demo.example",
+            timezone="Europe/London", regions=OVERSEAS),
+    DemoRep("demo-fs-yamaguchi", "山口 遥", "field_sales",
+            "haruka.yamaguchi@baton-demo.example", regions=("東京都", "神奈川県", "宮城県"),
+            daily_capacity=20),
+    DemoRep("demo-fs-matsumoto", "松本 隆", "field_sales",
+            "takashi.matsumoto@baton-demo.example", regions=("愛知県", "大阪府", "福岡県"),
+            daily_capacity=20),
+    DemoRep("demo-fs-walker", "Daniel Walker", "field_sales",
+            "daniel.walker@baton-demo.example", timezone="America/Los_Angeles",
+            regions=OVERSEAS, daily_capacity=20),
+)
+DEMO_REP_IDS = frozenset(rep.rep_id for rep in DEMO_REPS)
+DEMO_NAMES = {rep.rep_id: rep.name for rep in DEMO_REPS}
+
+
+@dataclass(frozen=True)
+class OrgPlan:
+    """What the demo does about reps: the user's own reps, and the demo reps already there
+    and still to create (none while the user has reps of their own)."""
+
+    own: tuple[str, ...]
+    present: tuple[DemoRep, ...]
+    missing: tuple[DemoRep, ...]
+
+
+def plan_sales_org(rep_ids: Iterable[str]) -> OrgPlan:
+    """Return the plan for a routing that has ``rep_ids``.
+
+    A user with reps of their own keeps their organisation as it is: demo reps beside
+    them would take real leads in the round robin. Demo reps already there stay as they
+    are (a user may have changed them); only missing ones are created.
+    """
+    ids = frozenset(rep_ids)
+    own = tuple(sorted(ids - DEMO_REP_IDS))
+    present = tuple(rep for rep in DEMO_REPS if rep.rep_id in ids)
+    missing = () if own else tuple(rep for rep in DEMO_REPS if rep.rep_id not in ids)
+    return OrgPlan(own, present, missing)
+
+
+def sibling_url(ingest_url: str, service: str) -> str:
+    """Return ``service``'s address beside ingest's, ports laid out as ``baton run`` does."""
+    url = httpx.URL(ingest_url)
+    if url.port is None:
+        raise DemoError(f"cannot tell where {service} is from {ingest_url} (no port); "
+                        f"pass --{service}-url")
+    offset = registry.default_port(service) - registry.default_port("ingest")
+    return str(url.copy_with(port=url.port + offset, raw_path=b"")).rstrip("/")
+
+
+async def _call(client: httpx.AsyncClient, method: str, url: str, *,
+                json: Any = None, ok: tuple[int, ...] = (200,)) -> httpx.Response:
+    """Return the answer to a call to routing or pipeline; raise DemoError if it cannot be
+    reached or answers with a status not in ``ok``."""
+    try:
+        response = await client.request(method, url, json=json)
+    except httpx.HTTPError as error:
+        raise DemoError(f"cannot reach {url}: {error!r}; is `make run` running?") from None
+    if response.status_code not in ok:
+        raise DemoError(f"{method} {url} -> {response.status_code} {response.text[:300]}")
+    return response
+
+
+async def set_up_sales_org(client: httpx.AsyncClient, routing_url: str) -> OrgPlan:
+    """Create the demo reps routing lacks, unless the user has reps of their own; print what
+    was set up; return the plan."""
+    listed = await _call(client, "GET", f"{routing_url}/v1/reps")
+    plan = plan_sales_org(rep["rep_id"] for rep in listed.json())
+    if plan.own:
+        mixed = f" (and {len(plan.present)} demo reps)" if plan.present else ""
+        print(f"baton demo: routing has {len(plan.own)} reps of your own{mixed}; the demo adds "
+              "none: your reps get the demo's leads in their working hours", flush=True)
+        return plan
+    for rep in plan.missing:
+        await _call(client, "PUT", f"{routing_url}/v1/reps/{rep.rep_id}", json=rep.body())
+    if not plan.missing:
+        print(f"baton demo: the demo sales organisation is in place ({len(plan.present)} reps "
+              f"at {routing_url}/v1/reps)", flush=True)
+        return plan
+    print(f"baton demo: routing had no reps, so the demo set up a sales organisation "
+          f"({routing_url}/v1/reps):", flush=True)
+    for rep in plan.missing:
+        print(f"  {rep.rep_id:<20}{rep.team:<13}{rep.describe()}", flush=True)
+    print("  They work a round-the-clock demo shift, every day, so that leads are assigned "
+          "whenever the demo runs.\n"
+          "  Add your real reps, with their own working hours, with "
+          f"PUT {routing_url}/v1/reps/{{rep_id}};\n"
+          "  the demo then adds no more. Retire a demo rep by putting it again with "
+          '"active": false.', flush=True)
+    return plan
+
+
+# --- the demo reps at work -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HotLead:
+    """A hot lead the stream posted and ingest accepted."""
+
+    lead_id: str
+    name: str
+    company: str
+    japanese: bool
+
+
+@dataclass
+class FollowUps:
+    """What the demo reps did with the hot leads: leads accepted, qualified, deals opened."""
+
+    accepted: list[str] = field(default_factory=list)
+    qualified: list[str] = field(default_factory=list)
+    deals: list[str] = field(default_factory=list)
+
+
+# Of the first few hot leads the demo reps own, they accept ACCEPTED and qualify QUALIFIED:
+# enough to see SAL, SQL and a deal; the rest wait for the user.
+ACCEPTED, QUALIFIED = 3, 2
+POLL_SECONDS = 0.5
+
+
+async def _lead_state(client: httpx.AsyncClient, routing_url: str, lead_id: str,
+                      deadline: float) -> dict[str, Any] | None:
+    """Return routing's state of the lead once routing knows it, if it is an MQL; None if it
+    is not one, or routing does not know it by ``deadline``."""
+    while True:
+        response = await _call(client, "GET", f"{routing_url}/v1/leads/{lead_id}", ok=(200, 404))
+        if response.status_code == 200:
+            # Routing learns of a lead and promotes it in one step: one it knows that is not
+            # an MQL was not hot enough, or was acted on already.
+            state = response.json()
+            return state if state["stage"] == "mql" else None
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def _deal_of(client: httpx.AsyncClient, pipeline_url: str, lead_id: str,
+                   deadline: float) -> dict[str, Any] | None:
+    """Return the lead's open deal once pipeline has opened it, or None by ``deadline``."""
+    while True:
+        response = await _call(client, "GET", f"{pipeline_url}/v1/leads/{lead_id}/deals")
+        if deals := [deal for deal in response.json() if deal["is_open"]]:
+            return dict(deals[0])
+        if time.monotonic() >= deadline:
+            return None
+        await asyncio.sleep(POLL_SECONDS)
+
+
+def _who(rep_id: str | None) -> str:
+    """Return a rep as ``name (id)``, or ``nobody yet (queued)``."""
+    if rep_id is None:
+        return "nobody yet (queued)"
+    return f"{DEMO_NAMES[rep_id]} ({rep_id})" if rep_id in DEMO_NAMES else rep_id
+
+
+async def work_hot_leads(client: httpx.AsyncClient, routing_url: str, pipeline_url: str,
+                         hot: Sequence[HotLead], *, seed: int, wait: float = 30.0
+                         ) -> FollowUps:
+    """Have the demo reps accept, call and qualify a few of the hot leads they own, and the
+    field rep who gets each SQL fill in its deal; print each step; return what was done.
+
+    Only leads a demo rep owns are touched: the demo never acts in a user's rep's name. A
+    lead someone else acts on meanwhile (409) is left to them.
+    """
+    done = FollowUps()
+    rng = random.Random(seed)
+    deadline = time.monotonic() + wait
+    for lead in hot:
+        if len(done.accepted) >= ACCEPTED:
+            break
+        state = await _lead_state(client, routing_url, lead.lead_id, deadline)
+        if state is None or state["owner_id"] not in DEMO_REP_IDS:
+            continue
+        rep = state["owner_id"]
+        leads = f"{routing_url}/v1/leads/{lead.lead_id}"
+        if not await _act(client, f"{leads}/accept", {"rep_id": rep}, lead):
+            continue
+        done.accepted.append(lead.lead_id)
+        print(f"  {_who(rep)} accepted {lead.name} ({lead.company}): SAL", flush=True)
+        if len(done.qualified) >= QUALIFIED:
+            continue
+        note = ("電話でヒアリング: 課題は営業の引き継ぎ漏れ、今期中に導入したい" if lead.japanese
+                else "Discovery call: hand-offs get lost; wants it live this quarter")
+        # Budget, need and timeframe heard on the call, authority for the first lead only:
+        # BANT A, then B. Both asked for a demo or a quote, which qualifies on its own too.
+        first = not done.qualified
+        called = await _act(client, f"{leads}/contacts", {
+            "rep_id": rep, "kind": "call", "occurred_at": datetime.now(UTC).isoformat(),
+            "note": note}, lead)
+        qualified = called and await _act(client, f"{leads}/qualify", {
+            "rep_id": rep, "budget": True, "authority": first, "need": True,
+            "timeframe": True, "demo_or_quote_requested": True}, lead)
+        if not qualified:
+            continue
+        done.qualified.append(lead.lead_id)
+        field_rep = qualified["owner_id"]
+        print(f"  {_who(rep)} called and qualified them (BANT {'A' if first else 'B'}): SQL, "
+              f"handed to field sales: {_who(field_rep)}", flush=True)
+        if field_rep not in DEMO_REP_IDS:
+            continue
+        deal = await _deal_of(client, pipeline_url, lead.lead_id, deadline)
+        if deal is None:
+            print(f"  (pipeline has no deal for {lead.name} yet; see {pipeline_url}/v1/deals)",
+                  flush=True)
+            continue
+        await _fill_in(client, pipeline_url, deal, lead, rng)
+        done.deals.append(deal["deal_id"])
+    return done
+
+
+async def _act(client: httpx.AsyncClient, url: str, body: dict[str, Any],
+               lead: HotLead) -> dict[str, Any] | None:
+    """Return the lead's state after a rep's action, or None (printing why) if routing
+    refused it because of what someone else did to the lead meanwhile."""
+    response = await _call(client, "POST", url, json=body, ok=(200, 409))
+    if response.status_code == 409:
+        print(f"  ({lead.name}: {response.json().get('detail')}; left as it is)", flush=True)
+        return None
+    state: dict[str, Any] = response.json()
+    return state
+
+
+async def _fill_in(client: httpx.AsyncClient, pipeline_url: str, deal: dict[str, Any],
+                   lead: HotLead, rng: random.Random) -> None:
+    """Enter the deal's estimated amount, expected close date and first next action, as its
+    field rep does after the hand-off, and print the deal."""
+    today = datetime.now(UTC).date()
+    amount = rng.choice((3_600_000, 6_000_000, 12_000_000, 24_000_000))
+    closes = today + timedelta(days=rng.randrange(45, 120))
+    meeting = today + timedelta(days=2)
+    text = "初回訪問でヒアリング" if lead.japanese else "Discovery meeting on site"
+    await _call(client, "PATCH", f"{pipeline_url}/v1/deals/{deal['deal_id']}", json={
+        "amount": amount, "expected_close_date": closes.isoformat(),
+        "next_action": {"due": meeting.isoformat(), "text": text}})
+    print(f"  pipeline opened a deal in {deal['phase']} for {lead.company}: amount {amount:,}, "
+          f"expected to close {closes}; next: {text} on {meeting}", flush=True)
+
+
+def _print_where_to_look(routing_url: str, pipeline_url: str, done: FollowUps) -> None:
+    """Print where the user sees what the demo did."""
+    print(f"baton demo: {len(done.accepted)} hot leads accepted, {len(done.qualified)} "
+          f"qualified, {len(done.deals)} deals opened. See them at\n"
+          f"  {routing_url}/v1/assignments, {routing_url}/v1/funnel,\n"
+          f"  {pipeline_url}/v1/deals and {pipeline_url}/v1/forecast", flush=True)
+
+
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``demo`` command to the ``baton`` parser."""
     demo = commands.add_parser("demo", help="post realistic traffic to a running stack")
@@ -287,6 +594,12 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument("--count", type=_count, default=200, help="requests to send (200)")
     demo.add_argument("--rate", type=_rate, default=20.0, help="requests a second (20)")
     demo.add_argument("--seed", type=int, default=None, help="repeat a stream exactly")
+    demo.add_argument("--routing-url", help="routing's address (default: ingest's host, "
+                      "port + 2, as `baton run` lays them out)")
+    demo.add_argument("--pipeline-url", help="pipeline's address (default: ingest's host, "
+                      "port + 3)")
+    demo.add_argument("--traffic-only", action="store_true",
+                      help="only post traffic: set up no demo reps and work no leads")
 
 
 def _count(text: str) -> int:
@@ -309,14 +622,48 @@ def default_api_key() -> str:
 
 
 def run(arguments: argparse.Namespace) -> int:
-    """Post the stream; return 0 when every request was accepted."""
+    """Run the demo; return 0 when every request was accepted."""
     seed = arguments.seed if arguments.seed is not None else random.randrange(1 << 32)
-    return asyncio.run(post_stream(arguments.url, arguments.api_key or default_api_key(),
-                                   count=arguments.count, rate=arguments.rate, seed=seed))
+    return asyncio.run(run_demo(
+        arguments.url, arguments.api_key or default_api_key(), count=arguments.count,
+        rate=arguments.rate, seed=seed, routing_url=arguments.routing_url,
+        pipeline_url=arguments.pipeline_url, traffic_only=arguments.traffic_only))
 
 
-async def post_stream(url: str, api_key: str, *, count: int, rate: float, seed: int) -> int:
-    """Send ``count`` submissions at ``rate`` a second; print a summary; return the exit code."""
+async def run_demo(url: str, api_key: str, *, count: int, rate: float, seed: int,
+                   routing_url: str | None = None, pipeline_url: str | None = None,
+                   traffic_only: bool = False, wait: float = 30.0) -> int:
+    """Set up the demo sales organisation if routing has no reps, post the stream, then
+    have the demo reps work a few hot leads; return the exit code (0: every request of
+    the stream was accepted)."""
+    if traffic_only:
+        return await post_stream(url, api_key, count=count, rate=rate, seed=seed)
+    try:
+        routing = (routing_url or sibling_url(url, "routing")).rstrip("/")
+        pipeline = (pipeline_url or sibling_url(url, "pipeline")).rstrip("/")
+        async with httpx.AsyncClient(timeout=10) as client:
+            await set_up_sales_org(client, routing)
+            hot: list[HotLead] = []
+            code = await post_stream(url, api_key, count=count, rate=rate, seed=seed,
+                                     hot_leads=hot)
+            if hot:
+                print("baton demo: the demo reps work the first hot leads", flush=True)
+                done = await work_hot_leads(client, routing, pipeline, hot, seed=seed,
+                                            wait=wait)
+                _print_where_to_look(routing, pipeline, done)
+    except DemoError as error:
+        print(f"baton demo: {error} (`--traffic-only` posts traffic to ingest alone)",
+              file=sys.stderr)
+        return 1
+    return code
+
+
+async def post_stream(url: str, api_key: str, *, count: int, rate: float, seed: int,
+                      hot_leads: list[HotLead] | None = None) -> int:
+    """Send ``count`` submissions at ``rate`` a second; print a summary; return the exit code.
+
+    The hot leads ingest accepted are added to ``hot_leads``, if given, in the order sent.
+    """
     statuses: Counter[int] = Counter()
     kinds: Counter[str] = Counter()
     hot = 0
@@ -344,6 +691,10 @@ async def post_stream(url: str, api_key: str, *, count: int, rate: float, seed: 
             if submission.hot and response.status_code == 202:
                 print(f"  hot lead: {submission.body['name']} ({submission.body['company']}) "
                       f"{submission.kind}", flush=True)
+                if hot_leads is not None:
+                    hot_leads.append(HotLead(
+                        str(response.json()["lead_id"]), submission.body["name"],
+                        submission.body["company"], not submission.body["name"].isascii()))
             await asyncio.sleep(max(0.0, started + (index + 1) / rate - time.monotonic()))
     print(f"baton demo: sent {count} in {time.monotonic() - started:.1f}s; "
           f"statuses {dict(sorted(statuses.items()))}; {hot} hot leads", flush=True)

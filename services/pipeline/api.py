@@ -35,6 +35,8 @@ Reason = Annotated[str, Field(min_length=1, max_length=400)]
 Note = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK)]
 Notes = Annotated[str, Field(max_length=2000)]
 OpenPhase = Literal["P1", "P2", "P3", "P4", "P5"]
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
 
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "No such deal."}}
@@ -44,6 +46,10 @@ CHANGE_ERRORS: Responses = {
                          "move goes the wrong way, or exit criteria are missing (listed "
                          "per criterion in `detail`)."},
     422: {"description": "Invalid body (field-level detail). Nothing was changed."},
+}
+LIST_ERRORS: Responses = {
+    422: {"description": "Invalid filter, limit or cursor (field-level detail), or filters "
+                         "no deal can match (e.g. `is_open=true` with an `outcome`)."},
 }
 GROUP_ERRORS: Responses = {
     422: {"description": "Invalid query (field-level detail), e.g. both owner and team."},
@@ -214,6 +220,16 @@ class DealView(BaseModel):
     phase_changed_at: datetime
     handed_off_at: datetime | None = Field(description=HANDED_OFF_AT)
     closed_at: datetime | None
+    changed_at: datetime = Field(
+        description="When the deal's latest change (any entry of its history) was recorded.")
+
+
+class DealPage(BaseModel):
+    """A page of deals, most recently changed first, and where the next page starts."""
+
+    deals: list[DealView]
+    next_cursor: str | None = Field(description=(
+        "Pass as `cursor` (with the same filters) for the next page; null on the last page."))
 
 
 class HistoryEntry(BaseModel):
@@ -323,7 +339,15 @@ def _view(deal: Deal, rules: PipelineRules, now: datetime) -> DealView:
                       placed_at=deal.hold.placed_at, active=deal.held_on(rules.today(now)))
         if deal.hold else None,
         opened_at=deal.opened_at, phase_changed_at=deal.phase_changed_at,
-        handed_off_at=deal.handed_off_at, closed_at=deal.closed_at)
+        handed_off_at=deal.handed_off_at, closed_at=deal.closed_at,
+        # A deal not stored yet has changed only by opening.
+        changed_at=deal.changed_at or deal.opened_at)
+
+
+def _invalid_query(error: domain.InvalidFilter) -> HTTPException:
+    """Return the 422 that names the query parameter at fault."""
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+        {"loc": ["query", error.field], "msg": str(error), "type": "value_error"}])
 
 
 def _http_error(error: Exception) -> HTTPException:
@@ -392,6 +416,53 @@ async def create_deal(body: DealCreate, context: Context) -> DealView:
             raise _http_error(error) from None
         await uow.commit()
     return _view(deal, _rules(context), now)
+
+
+@router.get("/deals", response_model=DealPage, responses=LIST_ERRORS, tags=["deals"])
+async def list_deals(
+    context: Context,
+    owner_id: Annotated[str | None, Query(min_length=1, max_length=100,
+                                          description="The owning rep's id.")] = None,
+    team: Annotated[str | None, Query(min_length=1, max_length=100)] = None,
+    phase: Annotated[list[DealPhase] | None, Query(description=(
+        "Repeat for several. A recycled deal keeps the open phase it idled in."))] = None,
+    is_open: Annotated[bool | None, Query(description=(
+        "true: open deals; false: closed ones (won, lost, recycled)."))] = None,
+    outcome: Annotated[list[domain.Outcome] | None, Query(description=(
+        "How closed deals ended; repeat for several."))] = None,
+    expected_close: Annotated[str | None, Query(
+        min_length=1, max_length=20, examples=["2026-04", "FY2026-Q3", "FY2026"],
+        description=("The month (YYYY-MM), fiscal quarter (FYyyyy-Qn) or fiscal year "
+                     "(FYyyyy) the expected close date falls in."))] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Deals per page.")
+                     ] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(min_length=1, max_length=200, description=(
+        "The previous page's `next_cursor`; leave out for the first page."))] = None,
+) -> DealPage:
+    """Return deals, most recently changed first (then by id), a page at a time.
+
+    Filters combine (all must hold). A deal that changes while you page moves to the
+    front of the list: the pages after it skip it, and the next first page shows it.
+    """
+    rules = _rules(context)
+    try:
+        closing = rules.fiscal.period(expected_close) if expected_close is not None else None
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["query", "expected_close"], "msg": str(error), "type": "value_error"}]
+        ) from None
+    try:
+        where = domain.deal_filter(owner_id=owner_id, team=team, phases=phase or (),
+                                   is_open=is_open, outcomes=outcome or (), closing=closing)
+        after = domain.ListPosition.from_cursor(cursor) if cursor is not None else None
+    except domain.InvalidFilter as error:
+        raise _invalid_query(error) from None
+    async with context.unit_of_work() as uow:
+        found = await store.list_deals(uow.connection, where, after=after, limit=limit + 1)
+    following = domain.next_position(found, limit)
+    now = context.clock()
+    return DealPage(deals=[_view(deal, rules, now) for deal in found[:limit]],
+                    next_cursor=following.cursor() if following else None)
 
 
 @router.get("/deals/{deal_id}", response_model=DealView, responses=NOT_FOUND, tags=["deals"])

@@ -3,12 +3,15 @@ weighted forecast by month and fiscal quarter."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -206,6 +209,9 @@ class Deal:
     closed_at: datetime | None = None
     outcome: Outcome | None = None
     close_reason: str | None = None
+    # When the latest change of the deal was recorded (its phase history's last entry): the
+    # deal list's order. Kept by whoever records changes; a change here leaves it as it was.
+    changed_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -284,7 +290,7 @@ def open_deal(*, deal_id: uuid.UUID, lead_id: uuid.UUID, owner_id: str | None,
     deal = Deal(deal_id=deal_id, lead_id=lead_id, phase=P.P1, owner_id=owner_id, team=team,
                 company=company, opened_at=now, phase_changed_at=now, amount=amount,
                 expected_close_date=expected_close_date, next_action=next_action,
-                next_action_entered_at=now if next_action else None)
+                next_action_entered_at=now if next_action else None, changed_at=now)
     return Changed(deal, Change(Action.OPENED, None, P.P1, _short(reason)))
 
 
@@ -805,3 +811,109 @@ def _resolve_targets(calendar: FiscalCalendar, fiscal_year: int,
                 if known:
                     resolved[(group, whole.label)] = sum(known)
     return resolved
+
+
+# --- the deal list ------------------------------------------------------------------------
+
+
+class InvalidFilter(ValueError):
+    """A deal-list query no answer fits; ``field`` names the query parameter at fault."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+# Every (phase, open, outcome) a deal can be in: open in P1-P5 without an outcome, won,
+# lost, or recycled in the open phase it idled in.
+DEAL_STATES: frozenset[tuple[DealPhase, bool, Outcome | None]] = frozenset({
+    *((phase, True, None) for phase in OPEN_PHASES),
+    (P.WON, False, Outcome.WON), (P.LOST, False, Outcome.LOST),
+    *((phase, False, Outcome.RECYCLED) for phase in OPEN_PHASES)})
+
+
+@dataclass(frozen=True)
+class DealFilter:
+    """Which deals a list keeps; an empty or None criterion keeps every deal."""
+
+    owner_id: str | None = None
+    team: str | None = None
+    phases: frozenset[DealPhase] = frozenset()
+    is_open: bool | None = None
+    outcomes: frozenset[Outcome] = frozenset()
+    closing: Period | None = None
+
+    def admits(self, phase: DealPhase, is_open: bool, outcome: Outcome | None) -> bool:
+        """Return True if a deal in this phase, open or not, with this outcome is kept."""
+        return ((not self.phases or phase in self.phases)
+                and (self.is_open is None or self.is_open == is_open)
+                and (not self.outcomes or outcome in self.outcomes))
+
+    def keeps(self, deal: Deal) -> bool:
+        """Return True if the filter keeps ``deal`` (what the store's query selects)."""
+        return (self.admits(deal.phase, deal.is_open, deal.outcome)
+                and self.owner_id in (None, deal.owner_id)
+                and self.team in (None, deal.team)
+                and (self.closing is None or deal.expected_close_date in self.closing))
+
+
+def deal_filter(*, owner_id: str | None = None, team: str | None = None,
+                phases: Iterable[DealPhase] = (), is_open: bool | None = None,
+                outcomes: Iterable[Outcome] = (), closing: Period | None = None) -> DealFilter:
+    """Return the filter; raise InvalidFilter if its phase, open and outcome criteria
+    contradict each other (no deal could ever match, e.g. open and won)."""
+    chosen = DealFilter(owner_id=owner_id, team=team, phases=frozenset(phases),
+                        is_open=is_open, outcomes=frozenset(outcomes), closing=closing)
+    if any(chosen.admits(*state) for state in DEAL_STATES):
+        return chosen
+    asked = []
+    if chosen.is_open is not None:
+        asked.append("open" if chosen.is_open else "closed")
+    if chosen.phases:
+        asked.append("in phase " + " or ".join(sorted(p.value for p in chosen.phases)))
+    if chosen.outcomes:
+        asked.append("with outcome " + " or ".join(sorted(o.value for o in chosen.outcomes)))
+    raise InvalidFilter("outcome" if chosen.outcomes else "phase",
+                        f"no deal can be {', '.join(asked)}: open deals are in P1-P5 without "
+                        "an outcome, won and lost deals in phase won and lost, and recycled "
+                        "deals keep the open phase they idled in")
+
+
+@dataclass(frozen=True)
+class ListPosition:
+    """Where a page of the deal list ended: its last deal's change time and id."""
+
+    changed_at: datetime
+    deal_id: uuid.UUID
+
+    def cursor(self) -> str:
+        """Return the position as the opaque cursor of the next page."""
+        raw = json.dumps([self.changed_at.isoformat(), str(self.deal_id)],
+                         separators=(",", ":"))
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def from_cursor(cls, cursor: str) -> ListPosition:
+        """Return the position a cursor names; raise InvalidFilter if it names none."""
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+            changed_at, deal_id = json.loads(raw)
+            at = datetime.fromisoformat(changed_at)
+            # A naive time, or one beyond UTC's range (astimezone overflows), is no cursor
+            # this service wrote.
+            if at.tzinfo is None:
+                raise ValueError(cursor)
+            return cls(at.astimezone(UTC), uuid.UUID(deal_id))
+        except (ValueError, TypeError, AttributeError, OverflowError, binascii.Error):
+            raise InvalidFilter("cursor", "not a cursor of this list: pass a page's "
+                                          "next_cursor unchanged") from None
+
+
+def next_position(page: Sequence[Deal], limit: int) -> ListPosition | None:
+    """Return where the next page starts, given up to ``limit + 1`` deals fetched for a
+    page of ``limit``; None if this page is the last."""
+    if len(page) <= limit:
+        return None
+    last = page[limit - 1]
+    assert last.changed_at is not None, "stored deals record when they changed"
+    return ListPosition(last.changed_at, last.deal_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from baton_runtime.clock import Clock
@@ -103,4 +104,4 @@ async def change_deal(uow: UnitOfWork, deal_id: uuid.UUID, now: datetime,
         return deal
     await store.save_change(uow.connection, changed, at=now)
     uow.emit(phase_changed(changed, now))
-    return changed.deal
+    return replace(changed.deal, changed_at=now)

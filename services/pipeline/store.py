@@ -19,10 +19,12 @@ from sqlalchemy import (
     any_,
     bindparam,
     func,
+    literal,
     literal_column,
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
@@ -65,6 +67,9 @@ deals = Table(
     Column("closed_at", DateTime(timezone=True)),
     Column("outcome", Text),
     Column("close_reason", Text),
+    # When the latest change was recorded (as the phase history's last entry): the deal
+    # list's order. The default serves rows written by a release that did not set it.
+    Column("changed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 is_open = deals.c.closed_at.is_(None)
 next_action_clock = func.coalesce(deals.c.next_action_entered_at, deals.c.opened_at)
@@ -85,6 +90,10 @@ Index("ix_pipeline_deals_open_team", deals.c.team, deals.c.phase_changed_at,
       postgresql_where=is_open)
 # The forecast's won amounts and observed win rate.
 Index("ix_pipeline_deals_closed_at", deals.c.closed_at, postgresql_where=~is_open)
+# The deal list, most recently changed first: for everyone, an owner or a team.
+Index("ix_pipeline_deals_changed", deals.c.changed_at, deals.c.deal_id)
+Index("ix_pipeline_deals_owner_changed", deals.c.owner_id, deals.c.changed_at, deals.c.deal_id)
+Index("ix_pipeline_deals_team_changed", deals.c.team, deals.c.changed_at, deals.c.deal_id)
 
 phase_history = Table(
     "phase_history",
@@ -125,7 +134,7 @@ def deal_from_row(row: Row[Any]) -> Deal:
         next_action_entered_at=row.next_action_entered_at, handed_off_at=row.handed_off_at,
         criteria=domain.ExitCriteria.from_dict(row.criteria), hold=hold,
         closed_at=row.closed_at, outcome=domain.Outcome(row.outcome) if row.outcome else None,
-        close_reason=row.close_reason)
+        close_reason=row.close_reason, changed_at=row.changed_at)
 
 
 def _values(deal: Deal) -> dict[str, Any]:
@@ -151,7 +160,7 @@ def _values(deal: Deal) -> dict[str, Any]:
 async def insert_deal(connection: AsyncConnection, opened: Changed) -> bool:
     """Store a new deal and its opening entry; return False if the lead has an open deal."""
     inserted = await connection.execute(
-        pg_insert(deals).values(_values(opened.deal))
+        pg_insert(deals).values({**_values(opened.deal), "changed_at": opened.deal.opened_at})
         .on_conflict_do_nothing(index_elements=["lead_id"], index_where=is_open)
         .returning(deals.c.deal_id))
     if inserted.first() is None:
@@ -194,7 +203,7 @@ async def deals_of_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> list
 
 async def save_change(connection: AsyncConnection, changed: Changed, *, at: datetime) -> None:
     """Store the deal after a change, and the change in its history."""
-    values = _values(changed.deal)
+    values = {**_values(changed.deal), "changed_at": at}
     await connection.execute(update(deals).where(deals.c.deal_id == values.pop("deal_id"))
                              .values(values))
     await add_history(connection, [changed], at=at)
@@ -230,6 +239,35 @@ async def history(connection: AsyncConnection, deal_id: uuid.UUID) -> Sequence[R
     return (await connection.execute(
         select(phase_history).where(phase_history.c.deal_id == deal_id)
         .order_by(phase_history.c.id))).all()
+
+
+async def list_deals(connection: AsyncConnection, where: domain.DealFilter, *,
+                     after: domain.ListPosition | None, limit: int) -> list[Deal]:
+    """Return up to ``limit`` deals the filter keeps, most recently changed first, from
+    after ``after`` (the previous page's last deal) on."""
+    conditions: list[ColumnElement[bool]] = []
+    if where.owner_id is not None:
+        conditions.append(deals.c.owner_id == where.owner_id)
+    if where.team is not None:
+        conditions.append(deals.c.team == where.team)
+    if where.phases:
+        conditions.append(deals.c.phase.in_(sorted(p.value for p in where.phases)))
+    if where.is_open is not None:
+        conditions.append(is_open if where.is_open else ~is_open)
+    if where.outcomes:
+        conditions.append(deals.c.outcome.in_(sorted(o.value for o in where.outcomes)))
+    if where.closing is not None:
+        conditions.extend((deals.c.expected_close_date >= where.closing.starts,
+                           deals.c.expected_close_date < where.closing.ends))
+    if after is not None:
+        # A row comparison, so the (changed_at, deal_id) indexes serve the page's start.
+        conditions.append(tuple_(deals.c.changed_at, deals.c.deal_id) < tuple_(
+            literal(after.changed_at, DateTime(timezone=True)),
+            literal(after.deal_id, UUID(as_uuid=True))))
+    rows = await connection.execute(
+        select(deals).where(*conditions)
+        .order_by(deals.c.changed_at.desc(), deals.c.deal_id.desc()).limit(limit))
+    return [deal_from_row(row) for row in rows]
 
 
 # --- zombies and health -------------------------------------------------------------------
@@ -279,7 +317,7 @@ async def claim_zombies(connection: AsyncConnection, cutoffs: Cutoffs,
 _RECYCLE = text(
     """
     UPDATE pipeline.deals AS d
-    SET closed_at = :now, outcome = 'recycled', close_reason = r.reason
+    SET closed_at = :now, outcome = 'recycled', close_reason = r.reason, changed_at = :now
     FROM unnest(:ids, :reasons) AS r(deal_id, reason)
     WHERE d.deal_id = r.deal_id
     """

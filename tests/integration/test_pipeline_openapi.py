@@ -76,11 +76,15 @@ async def seed(context: ServiceContext) -> None:
                                  strict=True):
             await succeeded(client, "PUT", "/v1/targets",
                             {"period": period, "amount": 50_000_000, **group})
+        # The deal list's second page starts there.
+        cursor = (await succeeded(client, "GET", "/v1/deals?limit=2"))["next_cursor"]
     KNOWN.add("deal_id", *(deal["deal_id"] for deal in deals))
     KNOWN.add("lead_id", *(deal["lead_id"] for deal in deals))
     KNOWN.add("owner_id", *OWNERS)
     KNOWN.add("team", *TEAMS)
     KNOWN.add("period", *periods)
+    KNOWN.add("expected_close", *periods)
+    KNOWN.add("cursor", cursor)
     KNOWN.add("reason", *context.settings.lost_reasons)
 
 
