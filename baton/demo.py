@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -30,6 +30,7 @@ import httpx
 from baton import registry
 from baton.arguments import positive_number, whole_number
 
+JST = timezone(timedelta(hours=9), "JST")  # partners give meeting times in Japan time
 DEFAULT_URL = "http://127.0.0.1:8001"
 # The key `baton run` bootstraps when BATON_INGEST_API_KEYS is not set.
 LOCAL_DEMO_KEY = "local-demo-key-change-me"
@@ -261,6 +262,7 @@ class TrafficGenerator:
             "need": pick(CHALLENGES),
             "timeframe": pick(("今期中", "来期 (4月以降)", "within 3 months", None)),
             "temperature": pick(("hot", "warm", "cold")),
+            "meeting_at": self._meeting_time(),
         }
         body = {**person.contact(), "type": "appointment.set", "occurred_at": self._when(),
                 "partner_notes": {k: v for k, v in notes.items() if v is not None}}
@@ -276,6 +278,13 @@ class TrafficGenerator:
         """Return ``count`` random digits, the first not 0 (no such subscriber numbers)."""
         return str(self._random.randrange(1, 10)) + "".join(
             str(self._random.randrange(10)) for _ in range(count - 1))
+
+    def _meeting_time(self) -> str:
+        """Return when a partner's appointment takes place: a working hour in Japan, one to
+        seven days ahead, with its +09:00 offset as partners send it."""
+        day = (self._now.astimezone(JST) + timedelta(days=self._random.randrange(1, 8))).date()
+        hour = self._random.choice((10, 11, 14, 15, 16))
+        return datetime(day.year, day.month, day.day, hour, tzinfo=JST).isoformat()
 
     def _when(self, minutes: int | None = None) -> str:
         """Return a recent time: now, or up to three days ago."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from baton.demo import ICP_INDUSTRIES, Submission, TrafficGenerator
 from schemas.events import TouchpointType
@@ -35,6 +35,18 @@ def test_the_mix_has_forms_activities_appointments_and_both_languages() -> None:
     assert any(name.isascii() for name in names)
     notes = [s.body["partner_notes"] for s in submissions if s.kind == "appointment.set"]
     assert all({"partner", "challenges", "temperature"} <= set(n) for n in notes)
+
+
+def test_a_partner_appointment_says_when_the_meeting_is_in_japan_time_days_ahead() -> None:
+    # The notifier's first-meeting clock starts at that time.
+    now = datetime.now(UTC)
+    for submission in stream(400):
+        if submission.kind == "appointment.set":
+            meeting = ActivitySubmission.model_validate(submission.body).partner_notes
+            assert meeting is not None and meeting.meeting_at is not None
+            assert meeting.meeting_at.utcoffset() == timedelta(hours=9)
+            assert now < meeting.meeting_at < now + timedelta(days=8)
+            assert 10 <= meeting.meeting_at.hour <= 16
 
 
 def test_the_stream_opens_with_a_hot_lead_and_keeps_sending_them() -> None:
