@@ -1,21 +1,49 @@
 """The ``baton`` command: run a service or the whole stack, migrate, create topics, manage
 ingest's API keys, list and replay dead letters, or post demo traffic."""
 
+# ruff: noqa: E402 (Ctrl-C is handled before the imports that take a while)
+
 from __future__ import annotations
+
+import signal
+import sys
+import threading
+from types import FrameType
+
+
+def _quit_quietly(signum: int, frame: FrameType | None) -> None:
+    """Exit with 130, as a shell reports Ctrl-C, without a traceback."""
+    raise SystemExit(130)
+
+
+# Importing what the commands need takes a second or two, and Ctrl-C meanwhile printed a
+# KeyboardInterrupt traceback; nothing has started yet, so it ends the command quietly.
+# Python's own handler is put back once the imports are done.
+_IMPORTING_IN_MAIN_THREAD = threading.current_thread() is threading.main_thread()
+_SIGINT_HANDLER = (signal.signal(signal.SIGINT, _quit_quietly)
+                   if _IMPORTING_IN_MAIN_THREAD else None)
 
 import argparse
 import asyncio
-import sys
 
 from aiokafka.errors import KafkaConnectionError
 
 from baton import demo, dlq, keys, registry
 from baton.arguments import whole_number
-from baton.failures import DATABASE_FAILURES, broker_unreachable, database_unusable
+from baton.failures import (
+    DATABASE_FAILURES,
+    broker_unreachable,
+    database_unusable,
+    service_unusable,
+)
 from baton_runtime import migrations
 from baton_runtime.kafka import ensure_topics
-from baton_runtime.service import serve
+from baton_runtime.service import StartupFailure, serve
 from baton_runtime.settings import DatabaseSettings, KafkaSettings, SettingsError, load_settings
+
+if _IMPORTING_IN_MAIN_THREAD:
+    signal.signal(signal.SIGINT, _SIGINT_HANDLER if _SIGINT_HANDLER is not None
+                  else signal.default_int_handler)
 
 MAX_PORT = 65535
 
@@ -84,7 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     arguments = _parser().parse_args(argv)
     try:
         if arguments.command == "serve":
-            serve(*registry.load(arguments.service))
+            try:
+                serve(*registry.load(arguments.service))
+            except StartupFailure as failure:
+                raise SystemExit(service_unusable("serve", failure)) from None
         elif arguments.command == "migrate":
             migrate(arguments.services)
         elif arguments.command == "topics":
@@ -103,6 +134,10 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as error:
         print(f"baton {arguments.command}: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        # Ctrl-C before a command handles it itself (while it imports or starts): what it
+        # opened was closed as the interrupt passed, so only the traceback is left to spare.
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

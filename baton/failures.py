@@ -6,9 +6,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy.exc import DBAPIError
 
-# What connecting to or using the database raises when it is unreachable, refuses the
-# login, or lacks what the command needs (a database or table not created yet).
-DATABASE_FAILURES = (OSError, DBAPIError)
+# What the commands catch as the database being unusable: what a service's start-up does.
+from baton_runtime.service import DATABASE_FAILURES as DATABASE_FAILURES
+from baton_runtime.service import StartupFailure
 
 
 def without_password(url: str) -> str:
@@ -34,3 +34,17 @@ def broker_unreachable(command: str, bootstrap_servers: str, error: Exception) -
     """Return the line saying ``command`` could not reach the broker, and why."""
     return (f"baton {command}: cannot reach the broker at {bootstrap_servers} "
             f"(BATON_KAFKA_BOOTSTRAP_SERVERS): {error}")
+
+
+def service_unusable(command: str, failure: StartupFailure) -> str:
+    """Return the line saying a service could not use its database or broker at start-up,
+    and why."""
+    if failure.dependency == "database":
+        return database_unusable(command, failure.address, failure.error)
+    if failure.idempotent_producer:
+        return (f"baton {command}: the broker at {failure.address} "
+                "(BATON_KAFKA_BOOTSTRAP_SERVERS) would not start an idempotent producer: "
+                f"{type(failure.error).__name__}: {failure.error}; a broker without "
+                "idempotent producing (such as the embedded tansu) needs "
+                "BATON_KAFKA_IDEMPOTENT_PRODUCER=false")
+    return broker_unreachable(command, failure.address, failure.error)

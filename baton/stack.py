@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import sys
 import time
-from collections.abc import Mapping
-from typing import Annotated
+from collections.abc import Iterator, Mapping
 
 import httpx
-from pydantic import TypeAdapter, ValidationError
 
 from baton import registry
 from baton.cli import create_topics, migrate
-from baton_runtime.embedded import LOOPBACK, embedded_kafka, embedded_postgres
-from baton_runtime.settings import RuntimeSettings
+from baton.failures import without_password
+from baton_runtime.embedded import (
+    LOOPBACK,
+    EmbeddedServerError,
+    embedded_kafka,
+    embedded_postgres,
+)
+from baton_runtime.settings import RuntimeSettings, SettingsError, load_settings
 
 # What a laptop stack wants unless the environment says otherwise.
 LOCAL_DEFAULTS = {
@@ -34,45 +39,137 @@ LOCAL_DEFAULTS = {
     "BATON_INGEST_API_KEYS": "demo=local-demo-key-change-me",
 }
 READY_TIMEOUT_SECONDS = 90
+# Where the embedded database will be, as far as checking the settings before it starts
+# needs to know (its port is chosen when it starts).
+EMBEDDED_DATABASE_URL = f"postgresql://postgres@{LOOPBACK}/baton"
+# What the printed curl posts: tier A under the packaged scoring model (an executive of a
+# company in its industries and size bands asking for a demo: 15 + 10 + 10 + 50 points, and
+# the inquiry is the high-intent signal tier A also needs), so it raises a hot-lead alert.
+HOT_LEAD = {
+    "email": "taro.yamada@example.co.jp", "name": "山田 太郎", "company": "株式会社サンプル",
+    "title": "代表取締役社長", "industry": "製造業", "employee_band": "100-499",
+    "touchpoint": {"type": "inquiry.demo_request"},
+}
 COLOURS = ("\033[36m", "\033[33m", "\033[35m", "\033[32m", "\033[34m")
 RESET = "\033[0m"
 
 
 def run_stack(*, base_port: int, broker_port: int) -> int:
     """Run the stack until Ctrl-C or SIGTERM; return the exit code."""
-    environment = {**LOCAL_DEFAULTS, **os.environ}
     try:
-        grace = _grace_seconds(environment)
-    except ValidationError as error:
-        print(f"baton run: BATON_SHUTDOWN_GRACE_SECONDS {error.errors()[0]['msg']}",
-              file=sys.stderr)
-        return 2
+        return _run_stack(base_port=base_port, broker_port=broker_port)
+    except KeyboardInterrupt:  # what was started has been stopped on the way out
+        return 130
+
+
+def _run_stack(*, base_port: int, broker_port: int) -> int:
+    """Check the settings and ports, start what is not configured, then run the services;
+    return the exit code."""
+    environment = {**LOCAL_DEFAULTS, **os.environ}
+    # An empty variable counts as unset, as it does for the services' settings.
+    embed_database = not os.environ.get("BATON_DATABASE_URL")
+    embed_broker = not os.environ.get("BATON_KAFKA_BOOTSTRAP_SERVERS")
+    if embed_broker and not environment.get("BATON_KAFKA_IDEMPOTENT_PRODUCER"):
+        environment["BATON_KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # tansu cannot
     ports = {name: registry.default_port(name, base_port) for name in registry.SERVICES}
-    busy = [f"{name} ({port})" for name, port in ports.items() if not _port_free(port)]
-    if busy:
-        print(f"baton run: ports in use: {', '.join(busy)}; stop what uses them or pass "
-              "--base-port", file=sys.stderr)
+    planned = {**environment}
+    if embed_database:
+        planned["BATON_DATABASE_URL"] = EMBEDDED_DATABASE_URL
+    if embed_broker:
+        planned["BATON_KAFKA_BOOTSTRAP_SERVERS"] = f"{LOOPBACK}:{broker_port}"
+    # Each service would refuse a bad setting only after the embedded servers, the
+    # migrations and the other services had started.
+    try:
+        settings = _service_settings(planned, ports)
+    except SettingsError as error:
+        print(f"baton run: {error}", file=sys.stderr)
         return 2
+    refusals = _ports_in_use(ports, broker_port if embed_broker else None)
+    if refusals:
+        print("\n".join(f"baton run: {refusal}" for refusal in refusals), file=sys.stderr)
+        return 2
+    grace = max(service.shutdown_grace_seconds for service in settings.values())
     # SIGTERM while the embedded servers start must still clean them up.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     notes: list[str] = []
-    try:
-        with contextlib.ExitStack() as embedded:
-            if "BATON_DATABASE_URL" not in os.environ:
+    with contextlib.ExitStack() as embedded:
+        starting = "database"
+        try:
+            if embed_database:
                 server = embedded.enter_context(embedded_postgres())
                 environment["BATON_DATABASE_URL"] = server.url("baton")
                 notes.append("database is embedded and deleted on exit")
-            if "BATON_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+            starting = "broker"
+            if embed_broker:
                 environment["BATON_KAFKA_BOOTSTRAP_SERVERS"] = embedded.enter_context(
                     embedded_kafka(port=broker_port))
-                environment.setdefault("BATON_KAFKA_IDEMPOTENT_PRODUCER", "false")
                 notes.append("broker is embedded tansu, memory only")
-            os.environ.update(environment)  # migrate and topics read the same settings
-            migrate([])
-            create_topics()
-            return asyncio.run(_supervise(environment, ports, notes, grace))
-    except KeyboardInterrupt:
-        return 130
+        except EmbeddedServerError as error:
+            print(f"baton run: the embedded {starting} did not start: {error}", file=sys.stderr)
+            return 1
+        os.environ.update(environment)  # migrate and topics read the same settings
+        migrate([])
+        create_topics()
+        return asyncio.run(_supervise(environment, ports, notes, grace))
+
+
+def _service_settings(environment: Mapping[str, str], ports: Mapping[str, int]
+                     ) -> dict[str, RuntimeSettings]:
+    """Return each service's settings as it loads them from the environment the stack gives
+    it; raise SettingsError naming each bad variable, and which services refuse it unless
+    all do."""
+    settings: dict[str, RuntimeSettings] = {}
+    refused_by: dict[str, list[str]] = {}
+    for name, port in ports.items():
+        settings_class, _ = registry.load(name)
+        try:
+            with _environ(_service_environment(environment, port)):
+                settings[name] = load_settings(settings_class)
+        except SettingsError as error:
+            for problem in error.problems:
+                refused_by.setdefault(problem, []).append(name)
+    if refused_by:
+        raise SettingsError([problem if len(names) == len(ports)
+                             else f"{problem} ({', '.join(names)})"
+                             for problem, names in refused_by.items()])
+    return settings
+
+
+def _service_environment(environment: Mapping[str, str], port: int) -> dict[str, str]:
+    """Return the environment of the service the stack runs on ``port``."""
+    return {**environment, "BATON_HTTP_PORT": str(port)}
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Run the body with ``values`` set in os.environ, then put back what was there."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _ports_in_use(ports: Mapping[str, int], broker_port: int | None) -> list[str]:
+    """Return why the stack cannot listen where it would: the services' ports and, when
+    it embeds the broker (``broker_port`` not None), the broker's."""
+    refusals = []
+    busy = [f"{name} ({port})" for name, port in ports.items() if not _port_free(port)]
+    if busy:
+        refusals.append(f"ports in use: {', '.join(busy)}; stop what uses them or pass "
+                        "--base-port")
+    # tansu would fail to bind it, and the services would use whatever holds it: with
+    # another stack's broker, both stacks' services join the same consumer groups.
+    if broker_port is not None and not _port_free(broker_port):
+        refusals.append(f"port {broker_port} of the embedded broker is in use (by another "
+                        "baton run?); stop what uses it, pass --broker-port, or set "
+                        "BATON_KAFKA_BOOTSTRAP_SERVERS to a broker of your own")
+    return refusals
 
 
 def _port_free(port: int) -> bool:
@@ -81,18 +178,16 @@ def _port_free(port: int) -> bool:
         return probe.connect_ex((LOOPBACK, port)) != 0
 
 
-def _grace_seconds(environment: Mapping[str, str]) -> float:
-    """Return the services' shutdown grace in seconds, checked as the services check it;
-    raise ValidationError if it is not a valid one."""
-    field = RuntimeSettings.model_fields["shutdown_grace_seconds"]
-    return float(TypeAdapter(Annotated[float, field]).validate_python(
-        environment["BATON_SHUTDOWN_GRACE_SECONDS"]))
+class NotReady(Exception):
+    """Some services did not become ready in time; the message says which and why."""
 
 
 async def _supervise(environment: Mapping[str, str], ports: Mapping[str, int],
-                     notes: list[str], grace: float) -> int:
+                     notes: list[str], grace: float,
+                     ready_timeout: float = READY_TIMEOUT_SECONDS) -> int:
     """Start the services, report where they are, and stop them all on a signal, giving
-    each ``grace`` seconds (and 5 more) to finish."""
+    each ``grace`` seconds (and 5 more) to finish; return the exit code (1 if a service
+    stopped on its own or was not ready within ``ready_timeout`` seconds)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -102,7 +197,7 @@ async def _supervise(environment: Mapping[str, str], ports: Mapping[str, int],
     for index, (name, port) in enumerate(ports.items()):
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "baton", "serve", name,
-            env={**environment, "BATON_HTTP_PORT": str(port)},
+            env=_service_environment(environment, port),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
         )
@@ -112,13 +207,16 @@ async def _supervise(environment: Mapping[str, str], ports: Mapping[str, int],
     stopping = asyncio.create_task(stop.wait())
     code = 0
     try:
-        ready = asyncio.create_task(_wait_ready(ports))
+        ready = asyncio.create_task(_wait_ready(ports, ready_timeout))
         done, _ = await asyncio.wait([ready, stopping, *exited],
                                      return_when=asyncio.FIRST_COMPLETED)
         if ready in done and ready.exception() is None:
             _print_addresses(environment, ports, notes)
             done, _ = await asyncio.wait([stopping, *exited],
                                          return_when=asyncio.FIRST_COMPLETED)
+        elif ready in done:
+            print(f"baton run: {ready.exception()}; stopping the stack", file=sys.stderr)
+            code = 1
         else:
             ready.cancel()
         crashed = [name for name, process in processes.items()
@@ -131,6 +229,8 @@ async def _supervise(environment: Mapping[str, str], ports: Mapping[str, int],
         await _stop_all(processes, grace + 5)
         await asyncio.gather(*pumps, return_exceptions=True)
         stopping.cancel()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
     print("baton run: stopped", flush=True)
     return code
 
@@ -144,20 +244,39 @@ async def _prefix_output(name: str, colour: str, process: asyncio.subprocess.Pro
         sys.stdout.flush()
 
 
-async def _wait_ready(ports: Mapping[str, int]) -> None:
-    """Return once every service answers /readyz with 200."""
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+async def _wait_ready(ports: Mapping[str, int], timeout: float) -> None:
+    """Return once every service answers /readyz with 200; raise NotReady naming those that
+    did not within ``timeout`` seconds, and why."""
+    deadline = time.monotonic() + timeout
     pending = dict(ports)
+    why: dict[str, str] = {}
     async with httpx.AsyncClient(timeout=2) as client:
         while pending:
             for name, port in list(pending.items()):
-                with contextlib.suppress(httpx.HTTPError):
-                    response = await client.get(f"http://{LOOPBACK}:{port}/readyz")
-                    if response.status_code == 200:
-                        del pending[name]
+                url = f"http://{LOOPBACK}:{port}/readyz"
+                try:
+                    response = await client.get(url)
+                except httpx.HTTPError:
+                    why[name] = f"no answer at {url}"
+                    continue
+                if response.status_code == 200:
+                    del pending[name]
+                else:
+                    why[name] = _unready_checks(response)
             if pending and time.monotonic() > deadline:
-                raise TimeoutError(f"not ready after {READY_TIMEOUT_SECONDS}s: {list(pending)}")
+                raise NotReady(f"not ready after {timeout:g} s: " + ", ".join(
+                    f"{name} ({why[name]})" for name in pending))
             await asyncio.sleep(0.2)
+
+
+def _unready_checks(response: httpx.Response) -> str:
+    """Return what a /readyz answer other than 200 says is not ready."""
+    with contextlib.suppress(ValueError, AttributeError, KeyError, TypeError):
+        failing = [f"{check}: {result}" for check, result in response.json()["checks"].items()
+                   if result != "ok"]
+        if failing:
+            return "; ".join(failing)
+    return f"/readyz answered {response.status_code}"
 
 
 async def _stop_all(processes: Mapping[str, asyncio.subprocess.Process], grace: float) -> None:
@@ -187,7 +306,7 @@ def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
         "",
         "Baton is up.",
         f"  broker     {environment['BATON_KAFKA_BOOTSTRAP_SERVERS']}",
-        f"  database   {environment['BATON_DATABASE_URL']}",
+        f"  database   {without_password(environment['BATON_DATABASE_URL'])}",
         *(f"  {name:<10} http://{LOOPBACK}:{port}  (API docs: /docs)"
           for name, port in ports.items()),
         f"  alerts go to {alerts}",
@@ -196,9 +315,7 @@ def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
         "Post a hot lead:",
         f"  curl -s -X POST http://{LOOPBACK}:{ports['ingest']}/v1/leads "
         f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
-        """    -d '{"email": "taro.yamada@example.co.jp", "name": "山田 太郎", """
-        """"company": "株式会社サンプル", "title": "部長", """
-        """"touchpoint": {"type": "inquiry.demo_request"}}'""",
+        f"    -d '{json.dumps(HOT_LEAD, ensure_ascii=False)}'",
         "Press Ctrl-C to stop.",
         "",
     ]

@@ -36,6 +36,9 @@ POSTGRES_SYSTEM_USER = "embedded_postgres"
 EPHEMERAL_RANGE_FILE = "/proc/sys/net/ipv4/ip_local_port_range"
 # Above the well-known and common development ports (8000s, 9092, 5432).
 FIRST_CHOSEN_PORT = 20000
+# The kernel's tables of TCP sockets: address, port, state and inode of each.
+PROC_TCP_TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
+TCP_LISTEN = "0A"  # the state of a listening socket in those tables
 
 
 class EmbeddedServerError(RuntimeError):
@@ -84,15 +87,62 @@ def _bindable(port: int) -> bool:
 def wait_for_port(
     port: int, *, process: subprocess.Popen[bytes], timeout: float, log: Path
 ) -> None:
-    """Return once ``port`` accepts connections; raise if ``process`` dies or time runs out."""
+    """Return once ``process`` itself listens on ``port``; raise if it dies or time runs out.
+
+    Something else answering on the port is not enough: a server that cannot bind it
+    because another one holds it (a second stack's broker) exits, and its caller would
+    otherwise go on with the other server.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise EmbeddedServerError(f"exited with {process.returncode}:\n{_tail(log)}")
-        with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.2):
+            raise EmbeddedServerError(f"exited with {process.returncode} before listening on "
+                                      f"{LOOPBACK}:{port}:\n{_tail(log)}")
+        if _listens(process, port):
             return
         time.sleep(0.05)
     raise EmbeddedServerError(f"did not listen on {LOOPBACK}:{port} in {timeout}s:\n{_tail(log)}")
+
+
+def _listens(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Return True if ``process`` holds a socket listening on TCP ``port``.
+
+    Where /proc does not tell, True if anything accepts connections on the port.
+    """
+    sockets = _listening_sockets(port)
+    if sockets is None:
+        return _answers(port)
+    try:
+        return any(os.readlink(fd) in sockets for fd in Path(f"/proc/{process.pid}/fd").iterdir())
+    except PermissionError:  # another user's process: its descriptors are hidden from us
+        return _answers(port)
+    except OSError:  # it exited, or closed a descriptor while we read them: ask again
+        return False
+
+
+def _listening_sockets(port: int) -> set[str] | None:
+    """Return the sockets listening on TCP ``port``, named as /proc/PID/fd links name them
+    (``socket:[INODE]``), or None if /proc does not list them."""
+    sockets: set[str] = set()
+    listed = False
+    for table in PROC_TCP_TABLES:
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        listed = True
+        for row in rows:
+            fields = row.split()
+            if fields[3] == TCP_LISTEN and int(fields[1].rpartition(":")[2], 16) == port:
+                sockets.add(f"socket:[{fields[9]}]")
+    return sockets if listed else None
+
+
+def _answers(port: int) -> bool:
+    """Return True if something accepts connections on ``port`` on the loopback address."""
+    with contextlib.suppress(OSError), socket.create_connection((LOOPBACK, port), timeout=0.2):
+        return True
+    return False
 
 
 def _tail(log: Path, lines: int = 30) -> str:

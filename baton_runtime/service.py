@@ -9,12 +9,14 @@ import signal
 import sys
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import structlog
 import uvicorn
 import uvloop
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from fastapi import APIRouter, Request
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.middleware import Middleware
 
@@ -31,6 +33,24 @@ from baton_runtime.uow import UnitOfWorkFactory, unit_of_work_factory
 
 log = structlog.get_logger(__name__)
 VERSION = "0.1.0"
+# What connecting to or using the database raises when it is unreachable, refuses the
+# login, or lacks a table the migrations create.
+DATABASE_FAILURES = (OSError, DBAPIError)
+
+
+class StartupFailure(Exception):
+    """A service could not use its database or broker at start-up (the cause is ``error``)."""
+
+    def __init__(self, dependency: Literal["database", "broker"], address: str,
+                 error: Exception, *, idempotent_producer: bool = False) -> None:
+        # The address is left out: a database URL may hold a password.
+        super().__init__(f"cannot use the {dependency} at start-up: "
+                         f"{type(error).__name__}: {error}")
+        self.dependency = dependency
+        self.address = address
+        self.error = error
+        # True when the broker answered but would not start the idempotent producer.
+        self.idempotent_producer = idempotent_producer
 
 
 def consumer_group_of(service: str) -> str:
@@ -96,12 +116,21 @@ class _Server(uvicorn.Server):
 
 
 async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) -> None:
-    """Run until SIGTERM or SIGINT, then drain: consumer, HTTP, relay, connections."""
+    """Run until SIGTERM or SIGINT, then drain: consumer, HTTP, relay, connections.
+
+    Raise StartupFailure, having closed what it opened, if the database or the broker
+    cannot be used at start-up.
+    """
     engine = db.create_engine(settings.database_url, application_name=definition.name)
     unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
     context = ServiceContext(definition.name, settings, engine, unit_of_work, definition.clock)
     publisher = KafkaPublisher(settings, client_id=definition.name)
-    await publisher.start()
+    try:
+        await _start_up(definition, settings, context, publisher)
+    except BaseException:
+        await publisher.stop()  # else aiokafka warns of an unclosed producer as it exits
+        await engine.dispose()
+        raise
     consumer: ConsumerLoop | None = None
     stop_requested = asyncio.Event()
 
@@ -129,8 +158,6 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
             after_db_commit=definition.after_db_commit,
         )
         readiness["consumer"] = _assigned_check(consumer)
-    for hook in definition.startup:
-        await hook(context)  # e.g. validate configuration against the database; fail fast
     app = create_app(service=definition.name, version=VERSION, routers=definition.routers,
                      readiness=readiness, middleware=definition.middleware)
     app.state.context = context
@@ -189,6 +216,31 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
         await engine.dispose()
     if crashed:
         raise SystemExit(1)
+
+
+async def _start_up(definition: ServiceDefinition, settings: RuntimeSettings,
+                    context: ServiceContext, publisher: KafkaPublisher) -> None:
+    """Check the database, start the producer and run the service's start-up hooks; raise
+    StartupFailure if the database or the broker cannot be used."""
+    # Each fails fast with the cause in one line, rather than in a component's traceback.
+    try:
+        await db.ping(context.engine)
+    except DATABASE_FAILURES as error:
+        raise StartupFailure("database", settings.database_url, error) from error
+    try:
+        await publisher.start()
+    except KafkaError as error:
+        # With idempotence, start() asks for a producer id once it has reached the broker;
+        # a broker that does not support it (tansu) answers with an error such as -1.
+        raise StartupFailure(
+            "broker", settings.kafka_bootstrap_servers, error,
+            idempotent_producer=(settings.kafka_idempotent_producer
+                                 and not isinstance(error, KafkaConnectionError))) from error
+    for hook in definition.startup:
+        try:
+            await hook(context)  # e.g. validate configuration against the database; fail fast
+        except DBAPIError as error:  # e.g. its tables are not migrated yet
+            raise StartupFailure("database", settings.database_url, error) from error
 
 
 # A young collection once this many more tracked objects are alive than at the last one

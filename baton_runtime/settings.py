@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal, Self, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
@@ -21,6 +22,10 @@ PartitionFetchBytes = Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)]
 
 class SettingsError(Exception):
     """Start-up configuration is invalid; the message names every bad variable."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("invalid configuration: " + "; ".join(problems))
+        self.problems = tuple(problems)  # each names its variable and what is wrong
 
 
 class BatonSettings(BaseSettings):
@@ -116,5 +121,8 @@ def load_settings(settings_class: type[SettingsT]) -> SettingsT:
                 problems.append(item["msg"])
                 continue
             detail = "is required but not set" if item["type"] == "missing" else item["msg"]
+            # A validator's own message says what is wrong; pydantic's prefix adds nothing.
+            if item["type"] == "value_error":
+                detail = detail.removeprefix("Value error, ")
             problems.append(f"{env_name(str(item['loc'][0]))} {detail}")
-        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None
+        raise SettingsError(problems) from None

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
 
 import pytest
 
 from baton import cli
-from baton_runtime.embedded import LOOPBACK, free_port
+from baton_runtime.embedded import LOOPBACK, free_port, free_port_block
 from baton_runtime.kafka import ensure_topics
 from baton_runtime.settings import RuntimeSettings
 from schemas.envelope import encode
@@ -19,6 +24,18 @@ from tests.support.kafka import lead_captured, produce
 
 # Nothing listens here: a request to it fails at once.
 NOWHERE = f"{LOOPBACK}:{free_port()}"
+# Set, these would keep ``baton run`` from starting its embedded servers.
+SERVER_VARIABLES = ("BATON_DATABASE_URL", "BATON_KAFKA_BOOTSTRAP_SERVERS")
+
+
+def run_stack_command(environment: dict[str, str], *arguments: str
+                      ) -> subprocess.CompletedProcess[str]:
+    """Return how ``baton run`` on free ports ended, with embedded servers and ``environment``."""
+    base = os.environ | environment
+    return subprocess.run(
+        [sys.executable, "-m", "baton", "run", "--base-port", str(free_port_block(5)),
+         *arguments], capture_output=True, text=True, timeout=60,
+        env={key: value for key, value in base.items() if key not in SERVER_VARIABLES})
 
 
 def refused(*arguments: str, environment: dict[str, str] | None = None) -> str:
@@ -162,4 +179,95 @@ def test_run_refuses_a_bad_shutdown_grace_in_one_line_before_starting_anything(
         grace: str, why: str) -> None:
     done = run_baton({"BATON_SHUTDOWN_GRACE_SECONDS": grace}, "run")
     assert done.returncode == 2, (done.stdout, done.stderr)
-    assert done.stderr.splitlines() == [f"baton run: BATON_SHUTDOWN_GRACE_SECONDS {why}"]
+    assert done.stderr.splitlines() == [
+        f"baton run: invalid configuration: BATON_SHUTDOWN_GRACE_SECONDS {why}"]
+
+
+@pytest.mark.parametrize(("variable", "value", "why"), [
+    ("BATON_FISCAL_YEAR_START_MONTH", "13",
+     "Input should be less than or equal to 12 (routing, pipeline)"),
+    ("BATON_LOG_FORMAT", "xml", "Input should be 'json' or 'console'"),
+    ("BATON_INGEST_API_KEYS", "demo",
+     "expected source=key pairs separated by commas, keys of 16+ characters (ingest)")])
+def test_run_refuses_a_bad_service_setting_naming_it_before_starting_anything(
+        variable: str, value: str, why: str) -> None:
+    done = run_stack_command({variable: value}, "--broker-port", str(free_port()))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""  # no database, migration, broker or service was started
+    assert done.stderr.splitlines() == [f"baton run: invalid configuration: {variable} {why}"]
+
+
+def test_run_refuses_a_broker_port_in_use_before_starting_anything() -> None:
+    port = free_port()
+    with socket.socket() as other_stacks_broker:
+        other_stacks_broker.bind((LOOPBACK, port))
+        other_stacks_broker.listen()
+        done = run_stack_command({}, "--broker-port", str(port))
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [
+        f"baton run: port {port} of the embedded broker is in use (by another baton run?); "
+        "stop what uses it, pass --broker-port, or set BATON_KAFKA_BOOTSTRAP_SERVERS to a "
+        "broker of your own"]
+
+
+def test_ctrl_c_while_baton_starts_ends_it_with_130_and_no_traceback() -> None:
+    environment = {key: value for key, value in os.environ.items()
+                   if key not in SERVER_VARIABLES}
+    # -X importtime reports each module as its import ends: aiokafka's comes while the
+    # command is still importing what it needs.
+    process = subprocess.Popen(
+        [sys.executable, "-X", "importtime", "-m", "baton", "run",
+         "--base-port", str(free_port_block(5)), "--broker-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if line.split("|")[-1].strip() == "aiokafka":
+                process.send_signal(signal.SIGINT)
+                break
+        _, errors = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130
+    assert "Traceback" not in errors and "KeyboardInterrupt" not in errors
+
+
+def test_serve_names_an_unreachable_database_in_one_line_without_its_password() -> None:
+    done = run_baton({"BATON_DATABASE_URL": f"postgresql://baton:s3cret@{NOWHERE}/baton",
+                      "BATON_KAFKA_BOOTSTRAP_SERVERS": NOWHERE}, "serve", "pipeline")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [
+        f"baton serve: cannot use the database at postgresql://baton:***@{NOWHERE}/baton "
+        "(BATON_DATABASE_URL): ConnectionRefusedError: [Errno 111] Connection refused"]
+
+
+@pytest.mark.integration
+async def test_serve_names_an_unreachable_broker_in_one_line_and_closes_its_producer(
+        infrastructure: Infrastructure) -> None:
+    environment = {**infrastructure.environment(), "BATON_KAFKA_BOOTSTRAP_SERVERS": NOWHERE}
+    done = await asyncio.to_thread(run_baton, environment, "serve", "pipeline")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [
+        f"baton serve: cannot reach the broker at {NOWHERE} (BATON_KAFKA_BOOTSTRAP_SERVERS): "
+        f"KafkaConnectionError: Unable to bootstrap from [('{LOOPBACK}', "
+        f"{NOWHERE.rsplit(':', 1)[1]}, <AddressFamily.AF_INET: 2>)]"]
+    assert "Unclosed" not in done.stdout
+
+
+@pytest.mark.integration
+async def test_serve_names_the_variable_an_embedded_broker_needs_for_its_producer(
+        infrastructure: Infrastructure, shared_kafka: str | None) -> None:
+    if shared_kafka is not None:
+        pytest.skip("the shared broker is Apache Kafka, which takes idempotent producers")
+    environment = {**infrastructure.environment(), "BATON_KAFKA_IDEMPOTENT_PRODUCER": "true"}
+    done = await asyncio.to_thread(run_baton, environment, "serve", "pipeline")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert done.stderr.splitlines() == [
+        f"baton serve: the broker at {infrastructure.bootstrap_servers} "
+        "(BATON_KAFKA_BOOTSTRAP_SERVERS) would not start an idempotent producer: "
+        "UnknownError: [Error -1] UnknownError; a broker without idempotent producing (such "
+        "as the embedded tansu) needs BATON_KAFKA_IDEMPOTENT_PRODUCER=false"]
+    assert "Unclosed" not in done.stdout
