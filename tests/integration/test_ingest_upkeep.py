@@ -20,20 +20,12 @@ from baton_runtime.uow import unit_of_work_factory
 from services.ingest import main, store, workers
 from services.ingest.access import KeyRing
 from services.ingest.settings import IngestSettings
+from tests.support.clock import ManualClock
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
 KEY = "upkeep-test-key-0123456789"
-
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+START = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -45,7 +37,7 @@ async def context(postgres: PostgresServer) -> AsyncIterator[ServiceContext]:
     definition = main.definition(settings)
     engine = create_engine(database_url, pool_size=2)
     yield ServiceContext("ingest", settings, engine, unit_of_work_factory(
-        engine, definition.tables, definition.source), Clock())
+        engine, definition.tables, definition.source), ManualClock(START))
     await engine.dispose()
 
 
@@ -77,7 +69,7 @@ async def test_expired_idempotency_records_and_signatures_are_forgotten(
         assert await store.remember_signature(uow.connection, "key_1", "v1=abc")
         await uow.commit()
     clock = context.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, ManualClock)
     settings: IngestSettings = context.settings
     signature_window = timedelta(seconds=2 * settings.ingest_signature_tolerance_seconds)
     retention = timedelta(hours=settings.ingest_idempotency_retention_hours)

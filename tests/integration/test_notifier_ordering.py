@@ -27,13 +27,13 @@ from tests.integration.test_notifier_sla import (
     CONFIG,
     MANAGER,
     TEAM,
-    ManualClock,
     clocks,
     handle_scored,
     jst,
     scored,
     sweep,
 )
+from tests.support.clock import ManualClock
 from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import wait_until
 from tests.support.locks import waiting_for_a_lock

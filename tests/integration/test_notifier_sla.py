@@ -47,6 +47,7 @@ from tests.integration.test_notifier_delivery import (
     promoted,
     settled,
 )
+from tests.support.clock import ManualClock
 from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import wait_until
 from tests.support.locks import waiting_for_a_lock
@@ -64,16 +65,6 @@ def jst(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime(2026, 11, day, hour, minute, second, tzinfo=TOKYO)
 
 
-class ManualClock:
-    """A clock the test sets: what the timer sweep believes the time is."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
 def destination_of(config: NotifierConfig, url: str) -> str:
     """Return the destination key of a configured webhook URL."""
     [key] = [key for key, d in config.destinations.items() if d.target == url]
@@ -86,7 +77,6 @@ TEAM, MANAGER = destination_of(CONFIG, TEAM_HOOK), destination_of(CONFIG, MANAGE
 async def database(postgres: PostgresServer) -> AsyncIterator[NotifierDatabase]:
     async with notifier_database(postgres) as created:
         yield created
-
 
 
 async def sweep(database: NotifierDatabase, at: datetime,

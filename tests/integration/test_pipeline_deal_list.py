@@ -30,6 +30,7 @@ from schemas.events import DealPhase
 from services.pipeline import domain, main, store
 from services.pipeline.domain import Deal, NextAction, Outcome
 from services.pipeline.settings import PipelineSettings
+from tests.support.clock import ManualClock
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -51,26 +52,13 @@ NIHONBASHI = "株式会社日本橋ロジスティクス"
 MINATO = "株式会社みなと電子工業"
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @dataclass
 class DealApi:
     """Pipeline's API in this process over a fresh database, with a hand-moved clock."""
 
     client: httpx.AsyncClient
     context: ServiceContext
-    clock: Clock
+    clock: ManualClock
 
     async def page(self, **params: Any) -> dict[str, Any]:
         """Return one page of ``GET /v1/deals``, asserting it was answered 200."""
@@ -106,7 +94,7 @@ async def deal_api(postgres: PostgresServer) -> AsyncIterator[DealApi]:
     await asyncio.to_thread(migrations.upgrade, registry.migrations_dir("pipeline"),
                             database_url)
     settings = PipelineSettings(database_url=database_url, kafka_bootstrap_servers=NO_BROKER)
-    clock = Clock(START)
+    clock = ManualClock(START)
     definition = main.definition(settings, clock)
     engine = create_engine(database_url)
     context = ServiceContext("pipeline", settings, engine, unit_of_work_factory(

@@ -45,6 +45,7 @@ from services.pipeline.domain import Deal, Issue, NextAction
 from services.pipeline.settings import PipelineSettings
 from services.pipeline.sweep import sweep_zombies
 from tests.conftest import Infrastructure
+from tests.support.clock import ManualClock
 from tests.support.kafka import produce, read_all, wait_until
 from tests.support.locks import waiting_for_a_lock
 
@@ -54,19 +55,6 @@ START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)  # 10:00 in Tokyo
 P = DealPhase
 
 
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @dataclass
 class Pipeline:
     """The pipeline service's parts, running in this process on the test's infrastructure."""
@@ -74,7 +62,7 @@ class Pipeline:
     infrastructure: Infrastructure
     settings: PipelineSettings
     engine: AsyncEngine
-    clock: Clock
+    clock: ManualClock
     definition: ServiceDefinition
     context: ServiceContext
     api: httpx.AsyncClient
@@ -108,7 +96,7 @@ async def running(infrastructure: Infrastructure, *, consume: bool = True,
     await asyncio.to_thread(migrations.upgrade, baton.registry.migrations_dir("pipeline"),
                             infrastructure.database_url)
     engine = create_engine(infrastructure.database_url)
-    clock = Clock(START)
+    clock = ManualClock(START)
     definition = main.definition(settings, clock)
     unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
     context = ServiceContext("pipeline", settings, engine, unit_of_work, clock)

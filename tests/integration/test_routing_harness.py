@@ -11,7 +11,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,22 +40,10 @@ from schemas.events import (
 )
 from services.routing import main, store
 from services.routing.settings import RoutingSettings
+from tests.support.clock import ManualClock
 
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 WEDNESDAY_10_JST = datetime(2026, 11, 18, 1, 0, tzinfo=UTC)
-
-
-class ManualClock:
-    """A clock that stands still until the test moves it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
 
 
 def lead_scored(*, tier: Tier = Tier.A, score: int = 85, source: str = "web-form",

@@ -49,22 +49,13 @@ from services.scoring.main import definition as scoring_definition
 from services.scoring.model import ActiveModel, ModelError
 from services.scoring.settings import ScoringSettings
 from tests.conftest import Infrastructure
+from tests.support.clock import ManualClock
 from tests.support.kafka import produce, read_all, wait_until
 
 pytestmark = pytest.mark.integration
 T = TouchpointType
 API_KEY = "scoring-test-key-0123456789"
 TOKYO = ZoneInfo("Asia/Tokyo")
-
-
-class ManualClock:
-    """A clock that stands still until the test moves it."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @dataclass

@@ -41,6 +41,7 @@ from services.pipeline.domain import (
     win,
     zombie_reason,
 )
+from tests.support.clock import ManualClock
 
 P = DealPhase
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -63,20 +64,6 @@ def new_deal(now: datetime = OPENED) -> Deal:
 def deal_in(phase: DealPhase, criteria: ExitCriteria = EVERYTHING) -> Deal:
     """Return an open deal in ``phase`` with ``criteria`` recorded."""
     return replace(new_deal(), phase=phase, criteria=criteria)
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> datetime:
-        self.now += timedelta(**delta)
-        return self.now
 
 
 # --- a deal follows its lead -------------------------------------------------------------
@@ -391,7 +378,7 @@ def test_releasing_needs_an_active_hold() -> None:
 
 def test_no_phase_change_for_90_days_makes_a_zombie_to_the_second() -> None:
     deal = replace(new_deal(), next_action=NextAction(date(2026, 9, 1), "x"))
-    clock = Clock(OPENED)
+    clock = ManualClock(OPENED)
     clock.advance(days=89)  # keep the next-action rule out of the way
     deal = replace(deal, next_action_entered_at=clock())
     clock.advance(days=1, seconds=-1)
@@ -401,7 +388,7 @@ def test_no_phase_change_for_90_days_makes_a_zombie_to_the_second() -> None:
 
 
 def test_no_next_action_entered_for_60_days_makes_a_zombie() -> None:
-    clock = Clock(OPENED)
+    clock = ManualClock(OPENED)
     deal = new_deal(clock())
     clock.advance(days=59, hours=23)
     assert zombie_reason(deal, clock(), RULES) is None
@@ -410,7 +397,7 @@ def test_no_next_action_entered_for_60_days_makes_a_zombie() -> None:
 
 
 def test_entering_a_next_action_restarts_only_its_own_clock() -> None:
-    clock = Clock(OPENED)
+    clock = ManualClock(OPENED)
     deal = new_deal(clock())
     clock.advance(days=50)
     changed = update(deal, clock(), amount=None, expected_close_date=None,
@@ -421,7 +408,7 @@ def test_entering_a_next_action_restarts_only_its_own_clock() -> None:
 
 
 def test_a_phase_change_restarts_only_the_phase_clock() -> None:
-    clock = Clock(OPENED)
+    clock = ManualClock(OPENED)
     deal = deal_in(P.P1)
     clock.advance(days=59)
     moved = advance(deal, clock()).deal
@@ -443,7 +430,7 @@ def test_thresholds_are_configurable() -> None:
 
 
 def test_a_hold_keeps_a_zombie_until_the_end_of_its_last_day_in_tokyo() -> None:
-    clock = Clock(OPENED)
+    clock = ManualClock(OPENED)
     deal = new_deal(clock())
     clock.advance(days=80)
     held = place_hold(deal, clock(), date(2026, 7, 31), "決算期で稟議停止",
