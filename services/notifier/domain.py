@@ -200,7 +200,8 @@ def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: Lifec
         stop.add(ClockKind.FIRST_MEETING)
     if to_stage in FINAL_STAGES:
         stop |= {ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}
-        cancel = frozenset({ClockKind.FIRST_MEETING})
+        if from_stage is not to_stage:  # leaving sales; a contact on a nurtured lead is not
+            cancel = frozenset({ClockKind.FIRST_MEETING})
     elif owner_id is not None:
         stop.add(ClockKind.OWNER_ACTIVITY)  # and start it again: every event resets idleness
         start.append(rules.owner_activity)
@@ -243,12 +244,61 @@ def _first_touch(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, sur
     return ()
 
 
+@dataclass(frozen=True)
+class MeetingClock:
+    """A first-meeting clock of a lead: when it was set, when its meeting is, when it ended
+    (None: open), and whether it was superseded (its meeting moved)."""
+
+    set_at: datetime
+    started_at: datetime
+    stopped_at: datetime | None = None
+    superseded: bool = False
+
+    @property
+    def called_off(self) -> bool:
+        """Return True if it ended before its meeting (the lead left sales first)."""
+        return self.stopped_at is not None and self.stopped_at < self.started_at
+
+
+@dataclass(frozen=True)
+class MeetingSchedule:
+    """What a meeting a partner set does to the lead's first-meeting clocks: whether it is
+    the lead's first meeting, still to be clocked, and the starts of the clocks it moves."""
+
+    first: bool
+    moves: tuple[datetime, ...] = ()
+
+
+def schedule_meeting(moment: datetime, meeting_at: datetime,
+                     clocks: Sequence[MeetingClock]) -> MeetingSchedule:
+    """Return what a meeting at ``meeting_at``, set at ``moment``, does to ``clocks``.
+
+    The lead's first meeting is the first that takes place. A meeting set while the one
+    clocked is still ahead moves it (the partner rescheduled it): that clock is superseded
+    then, and one starts at the new time. Once a clocked meeting's time has come, a later
+    meeting is not the first; one called off before its time (the lead left sales) does
+    not count. A meeting clocked already, or set by a later appointment, changes nothing;
+    nor does one at a time a clock of the lead started at before (moved back there): a
+    lead's clocks of a kind start at distinct moments, so the one running keeps running.
+    """
+    if any(clock.started_at == meeting_at for clock in clocks):
+        return MeetingSchedule(first=False)
+    current = [clock for clock in clocks if not clock.superseded]
+    if any(clock.set_at >= moment for clock in current):
+        return MeetingSchedule(first=False)
+    if any(clock.started_at <= moment and not clock.called_off for clock in current):
+        return MeetingSchedule(first=False)
+    return MeetingSchedule(first=True, moves=tuple(
+        clock.started_at for clock in current
+        if clock.started_at > moment and (clock.stopped_at is None or clock.stopped_at > moment)))
+
+
 def meeting_owed(moment: datetime, *, clocked_before: bool, stage: LifecycleStage | None,
                  moved_at: datetime | None) -> bool:
     """Return True if a meeting a partner set, scored at ``moment``, starts the lead's
     first-meeting clock.
 
-    Only the lead's first meeting does (``clocked_before``: a clock of it was started).
+    Only the lead's first meeting does (``clocked_before``: it is not, ``schedule_meeting``).
     ``stage`` and ``moved_at`` are where and when the latest lifecycle event seen left the
     lead: one at or before ``moment`` that closed it for good (won, disqualified) leaves
     nobody to log the meeting's record. A closing event after ``moment`` cancels the
@@ -332,21 +382,28 @@ def settle_late_start(plan: ClockPlan, stopped_at: datetime, rival: EndedClock |
 
 def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: DealPhase,
                   owner_id: str | None) -> ClockChanges:
-    """Return the clock changes a deal moving causes: a rep moved it, so it is activity."""
+    """Return the clock changes a deal moving causes: a rep moved it, so it is activity.
+
+    A closed deal does not end the first meeting's clock: the lifecycle event routing emits
+    when the lead leaves sales with it does, and an older deal of the lead (left open when
+    an earlier SQL was rejected) closing leaves the lead where it is.
+    """
     if from_phase is None:
         return ClockChanges()  # pipeline opened (or kept) it for an SQL: nobody acted yet
     if to_phase in (DealPhase.WON, DealPhase.LOST):
-        return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
-                            cancel=frozenset({ClockKind.FIRST_MEETING}))
+        return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
     start = (rules.owner_activity,) if owner_id is not None else ()
     return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
                         start=start)
 
 
 def on_deal_recycled() -> ClockChanges:
-    """Return the clock changes of a recycled deal: its lead goes back to marketing."""
-    return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
-                        cancel=frozenset({ClockKind.FIRST_MEETING}))
+    """Return the clock changes of a recycled deal: its lead goes back to marketing.
+
+    The first meeting's clock is ended by routing's move of the lead to nurture, made only
+    for the lead's own deal (``on_deal_phase``).
+    """
+    return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
 
 
 class AlertKind(StrEnum):

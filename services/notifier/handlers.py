@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 
 from baton_runtime.consumer import distinct_runs
@@ -62,7 +63,8 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
 async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
                           policy: Policy) -> None:
     """Start the first-touch clock for a new tier B or a surge, and the first meeting's
-    clock at the time of the lead's first meeting a partner set, keeping the lead's card.
+    clock at the time of the lead's first meeting a partner set (moved with that meeting
+    while it is still ahead), keeping the lead's card.
 
     Whether the lead still waited for its first touch is judged at the score's time, not
     by what was handled first: a lifecycle event after the score, handled before it,
@@ -83,8 +85,12 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
     lead_ids = {event.lead_id for event in candidates}
     await store.lock_leads(uow.connection, lead_ids)
     known = await store.get_leads(uow.connection, lead_ids)
-    clocked = await store.leads_with_clocks(uow.connection, ClockKind.FIRST_MEETING, {
-        event.lead_id for event in candidates if event.meeting_at is not None})
+    meetings = {lead_id: [domain.MeetingClock(row.set_at, row.started_at, row.stopped_at,
+                                              row.superseded) for row in rows]
+                for lead_id, rows in (await store.clocks_of_leads(
+                    uow.connection, ClockKind.FIRST_MEETING,
+                    {event.lead_id for event in candidates if event.meeting_at is not None})
+                ).items()}
 
     def moved_at(event: LeadScored) -> datetime | None:
         lead = known.get(event.lead_id)
@@ -112,23 +118,42 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
             event.scored_at, stage=stage(event), moved_at=moved_at(event),
             next_move=next_moves.get((event.lead_id, event.scored_at)))
 
-    starting: list[tuple[LeadScored, domain.ClockChanges]] = []
+    def schedule(event: LeadScored) -> domain.MeetingSchedule:
+        if event.meeting_at is None:
+            return domain.MeetingSchedule(first=False)
+        return domain.schedule_meeting(event.scored_at, event.meeting_at,
+                                       meetings.get(event.lead_id, ()))
+
+    starting: list[tuple[LeadScored, domain.ClockChanges, tuple[datetime, ...]]] = []
     for event in candidates:
+        meeting = schedule(event)
         change = changes(event, awaiting_touch(event), domain.meeting_owed(
-            event.scored_at, clocked_before=event.lead_id in clocked, stage=stage(event),
+            event.scored_at, clocked_before=not meeting.first, stage=stage(event),
             moved_at=moved_at(event)))
-        if change.scheduled:
-            clocked.add(event.lead_id)  # a later meeting in the batch is not the first
+        moves = meeting.moves if change.scheduled else ()
+        if change.scheduled and event.meeting_at is not None:
+            # A later meeting of the lead in the batch sees this one, and those it moved.
+            meetings[event.lead_id] = [
+                *(replace(clock, stopped_at=event.scored_at, superseded=True)
+                  if clock.started_at in moves else clock
+                  for clock in meetings.get(event.lead_id, ())),
+                domain.MeetingClock(event.scored_at, event.meeting_at)]
         if change.starts:
-            starting.append((event, change))
+            starting.append((event, change, moves))
     # The card of a lifecycle event newer than the score is kept.
     await store.record_scores(uow.connection, {event.lead_id: LeadCard.scored(event).to_json()
-                                               for event, _ in starting
+                                               for event, _, _ in starting
                                                if not handled_since(event)})
     for run in distinct_runs(starting, key=lambda start: start[0].lead_id):
+        # A meeting moved before it took place: its clock gives way to the new time's.
+        await store.supersede_starts(uow.connection, ClockKind.FIRST_MEETING, [
+            (event.lead_id, started_at, event.scored_at,
+             f"meeting moved to {event.meeting_at.isoformat()} by a partner's appointment")
+            for event, _, moves in run if event.meeting_at is not None
+            for started_at in moves])
         await timers.apply(uow.connection, policy, [timers.ClockMove(
             event.lead_id, change, at=event.scored_at,
-            reason=f"lead scored {event.tier.value}") for event, change in run])
+            reason=f"lead scored {event.tier.value}") for event, change, _ in run])
 
 
 async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,

@@ -508,19 +508,52 @@ async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
     return sorted(rows, key=lambda row: row.id)
 
 
-LEADS_WITH_CLOCKS = (select(sla_clocks.c.lead_id).distinct()
-                     .where(sla_clocks.c.kind == bindparam("kind"),
-                            sla_clocks.c.lead_id.in_(bindparam("lead_ids", expanding=True))))
+CLOCKS_OF_LEADS = (select(sla_clocks.c.lead_id, sla_clocks.c.started_at, sla_clocks.c.stopped_at,
+                          func.coalesce(sla_clocks.c.set_at, sla_clocks.c.started_at)
+                          .label("set_at"),
+                          (sla_clocks.c.status == Outcome.SUPERSEDED.value).label("superseded"))
+                   .where(sla_clocks.c.kind == bindparam("kind"),
+                          sla_clocks.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
+                   .order_by(sla_clocks.c.id))
 
 
-async def leads_with_clocks(connection: AsyncConnection, kind: ClockKind,
-                            lead_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
-    """Return the leads among ``lead_ids`` that ever had a clock of ``kind``, in any state."""
+async def clocks_of_leads(connection: AsyncConnection, kind: ClockKind,
+                          lead_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
+    """Return the clocks of ``kind`` the leads had, in any state, oldest first: their set_at
+    (started_at when set as they started), started_at, stopped_at and whether superseded."""
     if not lead_ids:
-        return set()
-    rows = await connection.execute(LEADS_WITH_CLOCKS, {"kind": kind.value,
-                                                        "lead_ids": list(lead_ids)})
-    return {row.lead_id for row in rows}
+        return {}
+    rows: list[Row[Any]] = list(await connection.execute(
+        CLOCKS_OF_LEADS, {"kind": kind.value, "lead_ids": list(lead_ids)}))
+    found: dict[uuid.UUID, list[Row[Any]]] = {}
+    for row in rows:
+        found.setdefault(row.lead_id, []).append(row)
+    return found
+
+
+SUPERSEDING_STARTS = text(f"""
+    UPDATE {sla_clocks.fullname} AS clock SET
+        status = '{Outcome.SUPERSEDED.value}', stopped_at = moved.at,
+        stop_reason = moved.reason, next_fire_at = NULL
+    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:started AS timestamptz[]),
+                CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]))
+        AS moved(lead_id, started_at, at, reason)
+    WHERE clock.lead_id = moved.lead_id AND clock.kind = CAST(:kind AS text)
+      AND clock.started_at = moved.started_at
+      AND clock.status <> '{Outcome.SUPERSEDED.value}'
+""")
+
+
+async def supersede_starts(connection: AsyncConnection, kind: ClockKind,
+                           moved: Sequence[tuple[uuid.UUID, datetime, datetime, str]]) -> None:
+    """End as superseded the clocks of ``kind`` given by (lead, start), at the moment and for
+    the reason given (a meeting moved to another time). Call with the leads locked."""
+    if moved:
+        await connection.execute(SUPERSEDING_STARTS, {
+            "kind": kind.value, "lead_ids": [lead_id for lead_id, _, _, _ in moved],
+            "started": [started_at for _, started_at, _, _ in moved],
+            "moments": [at for _, _, at, _ in moved],
+            "reasons": [reason[:500] for _, _, _, reason in moved]})
 
 
 async def claim_due_clocks(connection: AsyncConnection, now: datetime,

@@ -68,8 +68,7 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
         for move in moves])
     started = {move.lead_id: [
         *((rule, plan_clock(rule, move.at, policy.calendar)) for rule in move.changes.start),
-        *((rule, plan_clock(rule, at, policy.calendar, set_at=move.at))
-          for rule, at in move.changes.scheduled)] for move in moves}
+        *_scheduled_plans(policy, move)] for move in moves}
     planned = [(lead_id, rule, plan) for lead_id, plans in started.items()
                for rule, plan in plans]
     late = await store.find_late_starts(connection, planned)
@@ -85,6 +84,20 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
                                           if index not in ended])
     return {lead_id: {rule.kind: plan for rule, plan in plans}
             for lead_id, plans in started.items()}
+
+
+def _scheduled_plans(policy: Policy, move: ClockMove) -> list[tuple[SlaRule, ClockPlan]]:
+    """Return the plans of the clocks ``move`` sets to start later, leaving out (and logging)
+    one whose rungs fall past the last day the calendar can tell (a meeting in the year 9999):
+    its lead's other clocks still start, and the event is not dead-lettered for it."""
+    plans: list[tuple[SlaRule, ClockPlan]] = []
+    for rule, at in move.changes.scheduled:
+        try:
+            plans.append((rule, plan_clock(rule, at, policy.calendar, set_at=move.at)))
+        except OverflowError:
+            log.warning("sla clock not started: its due time is past the calendar's end",
+                        lead_id=str(move.lead_id), clock=rule.kind.value, starts_at=at.isoformat())
+    return plans
 
 
 async def _record_late_starts(connection: AsyncConnection,

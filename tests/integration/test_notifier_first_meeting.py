@@ -20,7 +20,16 @@ import pytest
 
 from baton_runtime.http import create_app
 from baton_runtime.service import ServiceContext
-from schemas.events import ContactKind, LeadPromoted, LeadScored, LifecycleStage, Tier
+from schemas.events import (
+    ContactKind,
+    DealPhase,
+    DealPhaseChanged,
+    DealRecycled,
+    LeadPromoted,
+    LeadScored,
+    LifecycleStage,
+    Tier,
+)
 from services.notifier import api, handlers
 from services.notifier.config import NotifierConfig
 from tests.integration.test_notifier_delivery import (
@@ -82,6 +91,12 @@ async def handle_scored(database: NotifierDatabase, *events: LeadScored,
 async def meeting_clocks(database: NotifierDatabase, lead_id: uuid.UUID) -> list[Any]:
     """Return the lead's first-meeting clocks, oldest first."""
     return [clock for clock in await clocks(database, lead_id) if clock.kind == "first_meeting"]
+
+
+async def meeting_alerts(database: NotifierDatabase, lead_id: uuid.UUID) -> list[tuple[str, str]]:
+    """Return (kind, destination) of the alerts of the lead's first-meeting clocks."""
+    ids = {clock.id for clock in await meeting_clocks(database, lead_id)}
+    return [(row.kind, row.channel) for row in await alert_rows(database) if row.clock_id in ids]
 
 
 async def listed(database: NotifierDatabase, lead_id: uuid.UUID, now: datetime
@@ -182,11 +197,13 @@ async def test_an_appointment_without_a_meeting_time_starts_no_clock(
 
 async def test_only_the_lead_s_first_meeting_starts_a_clock(
         database: NotifierDatabase) -> None:
+    # Meetings set once the first meeting's time came are later meetings (one set while it
+    # was still ahead moves it: test_a_meeting_moved_later_before_it_took_place_...).
     one_by_one, batched, after_its_record = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
     await handle_scored(database, appointment(one_by_one))
-    await handle_scored(database, appointment(one_by_one, jst(19, 11), at=jst(16, 11)))
+    await handle_scored(database, appointment(one_by_one, jst(24, 11), at=jst(20, 16)))
     await handle_scored(database, appointment(batched),
-                        appointment(batched, jst(27, 10), at=jst(16, 11)))
+                        appointment(batched, jst(27, 10), at=MEETING))
     await handle_scored(database, appointment(after_its_record))
     await handle(database, CONFIG, logged(after_its_record, jst(24, 11)))
     await handle_scored(database, appointment(after_its_record, jst(30, 10), at=jst(25, 10)))
@@ -255,3 +272,189 @@ async def test_a_meeting_record_handled_before_its_appointment_is_recorded_again
     assert (clock.status, clock.started_at, clock.stopped_at) == (status, MEETING, logged_at)
     assert [(row.kind, row.channel) for row in await alert_rows(database)
             if row.kind.startswith("sla")] == alerts
+
+
+def contact_on_nurtured(lead_id: uuid.UUID, at: datetime, kind: ContactKind) -> LeadPromoted:
+    """Return the lead.promoted of a contact a rep logged on the nurtured lead: it stays there."""
+    return LeadPromoted.model_validate({
+        **promoted(lead_id, at=at, from_stage=S.NURTURE, to_stage=S.NURTURE,
+                   team=None).model_dump(), "contact": kind})
+
+
+@pytest.mark.parametrize("kind", [ContactKind.CALL, ContactKind.MEETING])
+@pytest.mark.parametrize("contact_first", [False, True], ids=["in-order", "contact-first"])
+async def test_a_contact_logged_on_a_nurtured_lead_before_its_meeting_leaves_the_clock_running(
+        database: NotifierDatabase, kind: ContactKind, contact_first: bool) -> None:
+    # The partner brought the nurtured lead back; on Wednesday a rep calls it to confirm the
+    # meeting (or logs a meeting before the meeting's time). The lead stays in nurture: it
+    # does not leave sales, so the meeting's record is still owed.
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(16, 9), from_stage=S.SAL,
+                                            to_stage=S.NURTURE, owner_id="rep-1"))
+    contact = contact_on_nurtured(lead_id, jst(18, 10), kind)
+    if contact_first:  # lead.scored was behind
+        await handle(database, CONFIG, contact)
+        await handle_scored(database, appointment(lead_id))
+    else:
+        await handle_scored(database, appointment(lead_id))
+        await handle(database, CONFIG, contact)
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("open", None)
+    await sweep(database, DUE)
+    assert [(row.kind, row.channel) for row in await alert_rows(database)
+            if row.kind.startswith("sla")] == [("sla_breach", TEAM), ("sla_breach", MANAGER)]
+
+
+async def test_the_meeting_s_record_logged_on_a_nurtured_lead_after_the_meeting_meets_it(
+        database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(16, 9), from_stage=S.SAL,
+                                            to_stage=S.NURTURE, owner_id="rep-1"))
+    await handle_scored(database, appointment(lead_id))
+    await handle(database, CONFIG, contact_on_nurtured(lead_id, jst(24, 11), ContactKind.MEETING))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("met", jst(24, 11))
+
+
+MOVED_LATER = jst(26, 15)  # Thursday 26th: its record is due Monday 30th 15:00
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "one-batch"])
+async def test_a_meeting_moved_later_before_it_took_place_moves_its_clock(
+        database: NotifierDatabase, batched: bool) -> None:
+    # On Wednesday the partner moves Friday's meeting to next Thursday: nothing is due on
+    # the 25th, and the record of the meeting held on the 26th is due on the 30th.
+    lead_id = uuid.uuid4()
+    moved = appointment(lead_id, MOVED_LATER, at=jst(18, 10))
+    if batched:
+        await handle_scored(database, appointment(lead_id), moved)
+    else:
+        await handle_scored(database, appointment(lead_id))
+        await handle_scored(database, moved)
+        await handle_scored(database, moved)  # delivered twice
+    old, new = await meeting_clocks(database, lead_id)
+    assert (old.started_at, old.status, old.stopped_at) == (MEETING, "superseded", jst(18, 10))
+    assert (new.set_at, new.started_at, new.status, new.due_at) == (
+        jst(18, 10), MOVED_LATER, "open", jst(30, 15))
+    for moment in (REMIND, DUE, jst(27, 14, 59)):  # the old meeting's rungs, and before
+        await sweep(database, moment)  # the new one's reminder
+    assert await alert_rows(database) == [], "nothing falls due before the moved meeting"
+    await handle(database, CONFIG, logged(lead_id, jst(27, 10)))
+    await sweep(database, jst(30, 16))
+    old, new = await meeting_clocks(database, lead_id)
+    assert (old.status, new.status, new.stopped_at) == ("superseded", "met", jst(27, 10))
+    assert await meeting_alerts(database, lead_id) == []
+
+
+@pytest.mark.parametrize("record_first", [False, True], ids=["in-order", "record-first"])
+async def test_a_meeting_moved_earlier_is_met_by_the_record_of_the_earlier_meeting(
+        database: NotifierDatabase, record_first: bool) -> None:
+    # On Tuesday the partner brings Friday's meeting forward to Wednesday 15:00; the rep
+    # logs it on Thursday morning. Handled in either order, that record meets the clock.
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    moved, record = appointment(lead_id, jst(18, 15), at=jst(17, 10)), logged(lead_id, jst(19, 10))
+    if record_first:  # lead.scored was behind: the record was handled first
+        await handle(database, CONFIG, record)
+        await handle_scored(database, moved)
+    else:
+        await handle_scored(database, moved)
+        await handle(database, CONFIG, record)
+    await sweep(database, jst(30, 12))
+    assert [(clock.started_at, clock.status, clock.stopped_at)
+            for clock in await meeting_clocks(database, lead_id)] == [
+        (MEETING, "superseded", jst(17, 10)), (jst(18, 15), "met", jst(19, 10))]
+    assert await meeting_alerts(database, lead_id) == []
+
+
+async def test_the_same_meeting_set_again_changes_nothing(database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    await handle_scored(database, appointment(lead_id, MEETING, at=jst(17, 10)))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.set_at, clock.started_at, clock.status) == (SET_AT, MEETING, "open")
+
+
+async def test_a_meeting_called_off_by_the_lead_leaving_sales_leaves_the_next_one_first(
+        database: NotifierDatabase) -> None:
+    # The lead was rejected to nurture before Friday's meeting, which never took place.
+    # Back with sales, a partner sets a meeting again: that one is the lead's first.
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    await handle(database, CONFIG, promoted(lead_id, at=jst(18, 10), from_stage=S.SAL,
+                                            to_stage=S.NURTURE, owner_id="rep-1"))
+    await handle_scored(database, appointment(lead_id, MOVED_LATER, at=jst(24, 10)))
+    called_off, first = await meeting_clocks(database, lead_id)
+    assert (called_off.started_at, called_off.stopped_at) == (MEETING, jst(18, 10))
+    assert (first.set_at, first.started_at, first.status) == (jst(24, 10), MOVED_LATER, "open")
+
+
+async def test_a_meeting_time_beyond_the_calendar_starts_no_clock_and_drops_nothing_else(
+        database: NotifierDatabase) -> None:
+    # A partner typed the year 9999: its record's due time cannot be told. The score still
+    # starts the tier-B lead's first-touch clock, and the batch is not dead-lettered.
+    lead_id = uuid.uuid4()
+    rise = LeadScored.model_validate({
+        **scored(lead_id, SET_AT).model_dump(), "partner": "アポ代行パートナーズ",
+        "meeting_at": datetime(9999, 12, 30, 15, tzinfo=MEETING.tzinfo)})
+    await handle_scored(database, rise)
+    assert [clock.kind for clock in await clocks(database, lead_id)] == ["first_touch"]
+
+
+@pytest.mark.parametrize("closed", ["recycled", "lost"])
+async def test_an_older_deal_closed_while_the_lead_is_worked_afresh_leaves_its_meeting_due(
+        database: NotifierDatabase, closed: str) -> None:
+    # Field sales rejected an earlier SQL of the lead and left its deal open; the lead is an
+    # SAL again when a partner sets its meeting. That old deal is then recycled as a zombie
+    # (or closed as lost): routing leaves the lead where it is (only its own deal sends it
+    # back to nurture, with a lifecycle event), so the meeting's record is still owed.
+    lead_id, old_deal = uuid.uuid4(), uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    async with database.unit_of_work() as uow:
+        if closed == "recycled":
+            await handlers.on_deal_recycled(DealRecycled(
+                deal_id=old_deal, lead_id=lead_id, recycled_at=jst(18, 9),
+                last_phase=DealPhase.P1, reason="90日間フェーズ変更なし"), uow,
+                policy=CONFIG.policy)
+        else:
+            await handlers.on_deal_phase_changed(DealPhaseChanged(
+                deal_id=old_deal, lead_id=lead_id, occurred_at=jst(18, 9),
+                from_phase=DealPhase.P1, to_phase=DealPhase.LOST, probability=0,
+                owner_id="fs-1", reason="予算なし"), uow, policy=CONFIG.policy)
+        await uow.commit()
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("open", None)
+    await handle(database, CONFIG, logged(lead_id, jst(24, 11)))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("met", jst(24, 11))
+
+
+async def test_the_lead_s_own_deal_recycled_ends_its_meeting_clock_by_the_move_to_nurture(
+        database: NotifierDatabase) -> None:
+    # Its own deal recycled, routing sends the lead back to nurture: that event ends it.
+    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    async with database.unit_of_work() as uow:
+        await handlers.on_deal_recycled(DealRecycled(
+            deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9),
+            last_phase=DealPhase.P2, reason="90日間フェーズ変更なし"), uow, policy=CONFIG.policy)
+        await uow.commit()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(26, 9, 1), from_stage=S.OPPORTUNITY,
+                                            to_stage=S.NURTURE, team=None))
+    [clock] = await meeting_clocks(database, lead_id)
+    assert (clock.status, clock.stopped_at) == ("breached", jst(26, 9, 1))
+    assert [(row.kind, row.channel) for row in await alert_rows(database)
+            if row.kind.startswith("sla")] == [("sla_breach", TEAM), ("sla_breach", MANAGER)]
+
+
+async def test_a_meeting_moved_back_to_a_time_it_had_keeps_a_clock_running(
+        database: NotifierDatabase) -> None:
+    # Friday's meeting is moved to Thursday 26th, then back to Friday. A clock was started
+    # at Friday 15:00 once (now superseded), and a lead's clocks of a kind start at distinct
+    # moments: the one for the 26th keeps running rather than leaving none.
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    await handle_scored(database, appointment(lead_id, MOVED_LATER, at=jst(17, 10)))
+    await handle_scored(database, appointment(lead_id, MEETING, at=jst(18, 10)))
+    assert [(clock.started_at, clock.status) for clock in await meeting_clocks(database, lead_id)
+            ] == [(MEETING, "superseded"), (MOVED_LATER, "open")]

@@ -22,5 +22,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The code before this revision has no first_meeting clock: its timer sweep fails on one
+    # (and with it every rung of the sweep's batch), and its clock list answers 500.
+    op.execute(f"DELETE FROM {SCHEMA}.sla_clocks WHERE kind = 'first_meeting'")
+    op.execute(f"DELETE FROM {SCHEMA}.clock_stops WHERE kind = 'first_meeting'")
     op.drop_column("clock_stops", "cancels", schema=SCHEMA)
     op.drop_column("sla_clocks", "set_at", schema=SCHEMA)

@@ -1,0 +1,69 @@
+"""Notifier's migrations on a database holding data: down to a version the older code reads."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import text
+
+from baton import registry
+from baton_runtime.db import asyncpg_url
+from baton_runtime.migrations import upgrade
+from schemas.events import LifecycleStage
+from tests.integration.test_notifier_delivery import (
+    NotifierDatabase,
+    handle,
+    notifier_database,
+    promoted,
+)
+from tests.integration.test_notifier_first_meeting import appointment, handle_scored
+from tests.integration.test_notifier_sla import CONFIG, jst, scored
+from tests.support.infrastructure import PostgresServer
+
+pytestmark = pytest.mark.integration
+S = LifecycleStage
+# The clock kinds the notifier knew before migration 0006 (its ClockKind then).
+KINDS_BEFORE_0006 = {"mql_acceptance", "first_touch", "first_contact", "owner_activity"}
+
+
+@pytest.fixture
+async def database(postgres: PostgresServer) -> AsyncIterator[NotifierDatabase]:
+    async with notifier_database(postgres) as created:
+        yield created
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    """Take the notifier's schema down to ``revision``, as an operator rolling back would."""
+    config = Config()
+    config.set_main_option("script_location", str(registry.migrations_dir("notifier")))
+    config.set_main_option("sqlalchemy.url", asyncpg_url(database_url))
+    command.downgrade(config, revision)
+
+
+async def test_downgrading_below_0006_leaves_only_clocks_and_stops_the_older_code_knows(
+        database: NotifierDatabase) -> None:
+    # A first meeting's clock open, another ended by its lead leaving sales (a cancel
+    # kept), and a first-touch clock. The code before 0006 has no first_meeting kind: its
+    # timer sweep fails on such a clock (and with it every rung of its batch), and its
+    # clock list answers 500.
+    waiting, left, rising = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await handle_scored(database, appointment(waiting), appointment(left),
+                        scored(rising, jst(16, 10)))
+    await handle(database, CONFIG, promoted(left, at=jst(18, 10), from_stage=S.SAL,
+                                            to_stage=S.NURTURE, owner_id="rep-1"))
+    await database.engine.dispose()
+    await asyncio.to_thread(downgrade, database.url, "0005")
+    async with database.engine.connect() as connection:
+        clock_kinds = set(await connection.scalars(text(
+            "SELECT DISTINCT kind FROM notifier.sla_clocks")))
+        stop_kinds = set(await connection.scalars(text(
+            "SELECT DISTINCT kind FROM notifier.clock_stops")))
+    assert clock_kinds == {"first_touch"}
+    assert stop_kinds <= KINDS_BEFORE_0006
+    await database.engine.dispose()
+    await asyncio.to_thread(upgrade, registry.migrations_dir("notifier"), database.url)
