@@ -14,10 +14,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
+    WrapValidator,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -34,7 +38,23 @@ router = APIRouter(prefix="/v1")
 RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$",
                              description="A rep's id, e.g. `sato` or `rep-001`.")]
 RepIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")]
-Reason = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK)]
+
+
+def _said(value: object, handler: ValidatorFunctionWrapHandler) -> str:
+    """Return the reason if it says something; a blank one is refused in those words, not
+    as a mismatch of the ``\\S`` pattern the schema documents."""
+    try:
+        reason: str = handler(value)
+    except ValidationError as error:
+        if any(e["type"] in ("string_pattern_mismatch", "string_too_short")
+               for e in error.errors()):
+            raise PydanticCustomError("value_error", "reason must not be blank") from None
+        raise
+    return reason
+
+
+Reason = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK),
+                   WrapValidator(_said)]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 Label = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 SLACK_USER = r"^[UW][A-Z0-9]{2,30}$"
@@ -97,8 +117,20 @@ class Assignment(BaseModel):
     decided_at: datetime
 
 
+class LoggedContact(BaseModel):
+    """A contact a rep logged with the lead: what kind, when it happened, who logged it
+    (``rep_id``), their note, and when it was logged."""
+
+    rep_id: str
+    kind: ContactKind
+    occurred_at: datetime
+    note: str | None
+    logged_at: datetime
+
+
 class LeadState(BaseModel):
-    """Where a lead is, who owns it, how it got there and how it was assigned."""
+    """Where a lead is, who owns it, how it got there, how it was assigned and the
+    contacts reps logged with it."""
 
     lead_id: uuid.UUID
     stage: LifecycleStage
@@ -111,6 +143,9 @@ class LeadState(BaseModel):
     bant: dict[str, Any] | None
     history: list[Transition]
     assignments: list[Assignment]
+    contacts: list[LoggedContact] = Field(description=(
+        "Contacts logged with `POST /v1/leads/{lead_id}/contacts`, in the order they "
+        "happened."))
 
 
 class Acceptance(Strict):
@@ -181,12 +216,14 @@ async def _state(uow: UnitOfWork, lead_id: uuid.UUID) -> LeadState:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
     transitions = await store.history(uow.connection, lead_id)
     decisions = await store.decisions(uow.connection, lead_id=lead_id)
+    contacts = await store.contacts_of(uow.connection, lead_id)
     return LeadState(
         lead_id=lead_id, stage=lead.stage, owner_id=lead.owner_id, team=lead.team,
         score=lead.score, tier=lead.tier, source=lead.source, partner=lead.partner,
         bant=lead.bant,
         history=[Transition.model_validate(t, from_attributes=True) for t in transitions],
-        assignments=[_assignment(d) for d in reversed(decisions)])
+        assignments=[_assignment(d) for d in reversed(decisions)],
+        contacts=[LoggedContact.model_validate(c, from_attributes=True) for c in contacts])
 
 
 Action = Callable[[UnitOfWork, datetime], Awaitable[None]]
@@ -220,7 +257,8 @@ Context = Annotated[ServiceContext, Depends(context_of)]
 @router.get("/leads/{lead_id}", response_model=LeadState, responses=NOT_FOUND,
             tags=["lifecycle"])
 async def lead_state(lead_id: uuid.UUID, context: Context) -> LeadState:
-    """Return the lead's stage, owner, transition history and assignment decisions."""
+    """Return the lead's stage, owner, transition history, assignment decisions and
+    logged contacts."""
     async with context.unit_of_work() as uow:
         return await _state(uow, lead_id)
 
@@ -274,7 +312,8 @@ async def log_contact(lead_id: uuid.UUID, body: Contact, context: Context) -> Le
     lead marketing holds (lead, nurture: the tier-B and surge SLA's first touch).
 
     An unowned accepted lead (waiting in its team's queue) becomes the rep's; a lead
-    marketing holds stays unowned. Contacts in the future are refused (422).
+    marketing holds stays unowned. Contacts in the future are refused (422). The answer's
+    `contacts` include this one.
     """
     if body.occurred_at > context.clock():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
@@ -284,6 +323,13 @@ async def log_contact(lead_id: uuid.UUID, body: Contact, context: Context) -> Le
     return await _act(context, lead_id, lambda uow, now: handlers.log_contact(
         uow, lead_id, body.rep_id, body.kind, body.occurred_at, body.note, now=now,
         calendar=calendar))
+
+
+@router.get("/leads/{lead_id}/contacts", response_model=list[LoggedContact],
+            responses=NOT_FOUND, tags=["lifecycle"])
+async def lead_contacts(lead_id: uuid.UUID, context: Context) -> list[LoggedContact]:
+    """Return the contacts reps logged with the lead, in the order they happened."""
+    return (await lead_state(lead_id, context)).contacts
 
 
 @router.get("/leads/{lead_id}/assignments", response_model=list[Assignment],

@@ -44,6 +44,19 @@ CONTACT_STAGES = OWNED_STAGES | MARKETING_STAGES
 REJECTABLE = frozenset({S.MQL, S.SAL, S.SQL})
 
 
+def rejection(rep_id: str, reason: str) -> str:
+    """Return the transition reason of ``rep_id`` rejecting a lead for ``reason``."""
+    return f"rejected by {rep_id}: {reason}"
+
+
+def already_nurtured(lead_id: uuid.UUID, recorded: str) -> str:
+    """Return why a nurtured lead cannot be rejected (again), given its nurture move's
+    recorded reason."""
+    if recorded.startswith("rejected by "):
+        return f"lead {lead_id} was already {recorded}"
+    return f"lead {lead_id} is already in nurture ({recorded})"
+
+
 class ActionRefused(ValueError):
     """A sales action the lead's state or the rep's team does not allow."""
 

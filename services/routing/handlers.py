@@ -204,23 +204,31 @@ async def _lead_and_rep(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str
     return lead, store.rep_from_row(row)
 
 
-async def _may_act(uow: UnitOfWork, rep: domain.Rep, lead: Row[Any], action: str) -> None:
+async def _may_act(uow: UnitOfWork, rep: domain.Rep, lead: Row[Any], action: str, *,
+                   guarded: frozenset[LifecycleStage] = frozenset({S.SAL})) -> None:
     """Return if ``rep`` may ``action`` the lead; raise ActionRefused otherwise.
 
-    Only active reps of the lead's team act on it, and an accepted lead (SAL) only its
-    owner, unless they are inactive.
+    Only active reps of the lead's team act on it, and a lead in a ``guarded`` stage
+    (an accepted lead, SAL; for reject and disqualify an assigned MQL too) only its owner,
+    unless they are inactive. Routing knows no team leads: a manager acts as a rep.
     """
     refusal = domain.actor_refusal(rep, lead.team)
-    if refusal is None and lead.stage == S.SAL and lead.owner_id not in (None, rep.rep_id):
+    if refusal is None and lead.stage in guarded and lead.owner_id not in (None, rep.rep_id):
         # A colleague's click on the same alert must not undo an acceptance, nor act on the
-        # lead in its owner's name, as a second accept does not take the lead; a departed
-        # owner's leads stay open to the team.
+        # lead in its owner's name, as a second accept does not take the lead; nor end an
+        # MQL assigned to someone else (taking it, by accepting it, stays open to them).
+        # A departed owner's leads stay open to the team.
         owner = await store.get_rep(uow.connection, lead.owner_id)
         if owner is not None and owner.active:
-            refusal = (f"lead {lead.lead_id} was accepted by {lead.owner_id}; "
+            done = "was accepted by" if lead.stage == S.SAL else "is assigned to"
+            refusal = (f"lead {lead.lead_id} {done} {lead.owner_id}; "
                        f"only they can {action} it")
     if refusal is not None:
         raise domain.ActionRefused(refusal)
+
+
+# The stages in which only the lead's owner ends it (rejects or disqualifies it).
+OWNERS_TO_END = frozenset({S.MQL, S.SAL})
 
 
 async def accept(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, *, now: datetime,
@@ -244,17 +252,24 @@ async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, 
                  now: datetime, actor: str) -> None:
     """Send a lead back to nurturing with the rep's reason; a rejected lead stays rejected.
 
-    An accepted lead (SAL) is rejected only by the rep who accepted it, unless they are
-    inactive.
+    The same rep rejecting it again with the same reason changes nothing; any other
+    rejection of a nurtured lead is refused with the reason recorded. An accepted lead
+    (SAL) is rejected only by the rep who accepted it, and an MQL assigned to a rep only
+    by them (or whoever takes it by accepting it), unless that rep is inactive.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
+    rejection = domain.rejection(rep_id, reason)
     if lead.stage == S.NURTURE:
+        # The nurture move is the lead's latest: only the very same rejection is a repeat.
+        recorded = (await store.history(uow.connection, lead_id))[-1].reason
+        if recorded != rejection:
+            raise domain.ActionRefused(domain.already_nurtured(lead_id, recorded))
         return
     if lead.stage not in domain.REJECTABLE:
         raise domain.ActionRefused(
             f"only an mql, sal or sql can be rejected; lead {lead_id} is {lead.stage}")
-    await _may_act(uow, rep, lead, "reject")
-    await move(uow, lead, S.NURTURE, reason=f"rejected by {rep_id}: {reason}", now=now,
+    await _may_act(uow, rep, lead, "reject", guarded=OWNERS_TO_END)
+    await move(uow, lead, S.NURTURE, reason=rejection, now=now,
                owner_id=None, team=None, sla_due_at=None, actor=actor)
 
 
@@ -269,6 +284,10 @@ async def qualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, bant: domain
     if lead.stage == S.SQL:
         return
     await _may_act(uow, rep, lead, "qualify")
+    if lead.stage == S.MQL:
+        raise domain.ActionRefused(
+            f"lead {lead_id} is an mql nobody has accepted yet: accept it first "
+            f"(POST /v1/leads/{lead_id}/accept), then qualify it")
     domain.check_transition(LifecycleStage(lead.stage), S.SQL)
     requested = demo_or_quote_requested or lead.demo_or_quote_requested
     rank = bant.rank
@@ -289,13 +308,14 @@ async def disqualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: s
                      now: datetime, actor: str) -> None:
     """Disqualify a lead for good with the rep's reason; a repeat changes nothing.
 
-    An accepted lead (SAL) is disqualified only by the rep who accepted it, unless they
-    are inactive.
+    An accepted lead (SAL) is disqualified only by the rep who accepted it, and an MQL
+    assigned to a rep only by them (or whoever takes it by accepting it), unless that rep
+    is inactive.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     if lead.stage == S.DISQUALIFIED:
         return
-    await _may_act(uow, rep, lead, "disqualify")
+    await _may_act(uow, rep, lead, "disqualify", guarded=OWNERS_TO_END)
     await move(uow, lead, S.DISQUALIFIED, reason=f"disqualified by {rep_id}: {reason}",
                now=now, owner_id=None, team=None, sla_due_at=None, actor=actor)
 

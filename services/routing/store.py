@@ -525,6 +525,14 @@ async def add_contact(connection: AsyncConnection, lead_id: uuid.UUID, **values:
     return inserted.first() is not None
 
 
+async def contacts_of(connection: AsyncConnection, lead_id: uuid.UUID) -> list[Row[Any]]:
+    """Return the lead's logged contacts, in the order they happened (then were logged)."""
+    rows = await connection.execute(
+        select(contacts).where(contacts.c.lead_id == lead_id)
+        .order_by(contacts.c.occurred_at, contacts.c.id))
+    return list(rows)
+
+
 async def journeys(connection: AsyncConnection, *, since: datetime, until: datetime,
                    source: str | None, partner: str | None) -> list[domain.Journey]:
     """Return the journeys of leads first seen in ``[since, until)``."""

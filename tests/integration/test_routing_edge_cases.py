@@ -206,3 +206,117 @@ async def test_nobody_is_assigned_a_lead_on_a_day_the_company_is_closed(
         owners.append((lead["owner_id"], lead["assignments"][-1]["rule"]))
     assert owners[0] == (None, "queued")
     assert owners[1][0] == "sato"
+
+
+# --- clear answers: blank reasons, qualifying too early, a second rejection ---------------
+
+
+async def assigned_to_sato(routing: Routing) -> uuid.UUID:
+    """Return an MQL of team sdr (sato and suzuki) assigned to sato, accepted by nobody."""
+    await routing.put_rep("sato", slack_user_id="U0SATO1")
+    await routing.put_rep("suzuki", slack_user_id="U0SUZUKI")
+    event = lead_scored()
+    await routing.handle(event)
+    lead = await state(routing, event.lead_id)
+    assert (lead["stage"], lead["owner_id"]) == ("mql", "sato"), lead
+    return event.lead_id
+
+
+@pytest.mark.parametrize("action", ["reject", "disqualify"])
+async def test_a_blank_reason_is_refused_as_blank_not_as_a_pattern(routing: Routing,
+                                                                   action: str) -> None:
+    lead_id = await assigned_to_sato(routing)
+    for blank in ("", "   ", "\u3000\u3000", "\n"):
+        refused = await act(routing, lead_id, action, rep_id="sato", reason=blank)
+        assert refused.status_code == 422, refused.text
+        [error] = refused.json()["detail"]
+        assert (error["loc"], error["msg"]) == (["body", "reason"],
+                                                "reason must not be blank"), error
+    too_long = await act(routing, lead_id, action, rep_id="sato", reason="長" * 401)
+    assert too_long.status_code == 422 and "at most 400" in too_long.text, too_long.text
+    assert (await state(routing, lead_id))["stage"] == "mql"
+
+
+async def test_qualifying_an_mql_nobody_accepted_says_to_accept_it_first(
+        routing: Routing) -> None:
+    lead_id = await assigned_to_sato(routing)
+    refused = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                        authority=True, need=True, timeframe=True)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        f"lead {lead_id} is an mql nobody has accepted yet: accept it first "
+        f"(POST /v1/leads/{lead_id}/accept), then qualify it")
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["bant"]) == ("mql", None)
+
+
+async def test_a_second_rejection_with_another_reason_is_a_conflict_naming_the_first(
+        routing: Routing) -> None:
+    lead_id = await accepted_by_sato(routing)
+    first = await act(routing, lead_id, "reject", rep_id="sato", reason="予算なし")
+    assert first.status_code == 200, first.text
+    again = await act(routing, lead_id, "reject", rep_id="sato", reason="予算なし")
+    assert again.status_code == 200, "the same rejection again changes nothing"
+    assert again.json()["history"] == first.json()["history"]
+    for rep_id, reason in (("sato", "時期未定"), ("suzuki", "予算なし")):
+        other = await act(routing, lead_id, "reject", rep_id=rep_id, reason=reason)
+        assert other.status_code == 409, other.text
+        assert other.json()["detail"] == (
+            f"lead {lead_id} was already rejected by sato: 予算なし")
+    lead = await state(routing, lead_id)
+    assert lead["history"][-1]["reason"] == "rejected by sato: 予算なし"
+    assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL, S.NURTURE]
+
+
+# --- an MQL assigned to a colleague -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("action", "stage_after", "done"), [
+    ("reject", "nurture", "rejected"), ("disqualify", "disqualified", "disqualified")])
+async def test_a_colleague_cannot_reject_or_disqualify_an_mql_assigned_to_another_rep(
+        routing: Routing, action: str, stage_after: str, done: str) -> None:
+    lead_id = await assigned_to_sato(routing)
+    refused = await act(routing, lead_id, action, rep_id="suzuki", reason="対象外")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        f"lead {lead_id} is assigned to sato; only they can {action} it")
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"]) == ("mql", "sato")
+    assert [e.to_stage for e in await routing.promoted()] == [S.MQL], "nothing announced"
+
+    own = await act(routing, lead_id, action, rep_id="sato", reason="対象外")
+    assert own.status_code == 200, own.text
+    assert own.json()["stage"] == stage_after
+    assert (await routing.promoted())[-1].reason == f"{done} by sato: 対象外"
+
+
+async def test_a_colleague_may_still_take_an_assigned_mql_and_then_reject_it(
+        routing: Routing) -> None:
+    lead_id = await assigned_to_sato(routing)
+    taken = await act(routing, lead_id, "accept", rep_id="suzuki")
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["assignments"][-1]["rule"] == "taken"
+    rejected = await act(routing, lead_id, "reject", rep_id="suzuki", reason="対象外")
+    assert rejected.status_code == 200 and rejected.json()["stage"] == "nurture", rejected.text
+
+
+async def test_a_departed_reps_assigned_mql_stays_open_to_the_team(routing: Routing) -> None:
+    lead_id = await assigned_to_sato(routing)
+    await routing.put_rep("sato", slack_user_id="U0SATO1", active=False)
+    rejected = await act(routing, lead_id, "reject", rep_id="suzuki", reason="担当退職のため")
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["history"][-1]["reason"] == "rejected by suzuki: 担当退職のため"
+
+
+async def test_a_reject_click_on_a_colleagues_mql_gets_a_private_note(routing: Routing) -> None:
+    lead_id = await assigned_to_sato(routing)
+    async with FakeSlack().running() as slack:
+        url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
+        body = slack_form(button_click("lead.reject", lead_id, "U0SUZUKI", url))
+        answer = await routing.client.post("/slack/actions", content=body,
+                                           headers=slack_headers(body, routing.clock.now))
+        assert answer.status_code == 200, answer.text
+        [note] = await slack.wait_for(1, timeout=5)
+    assert note.body["response_type"] == "ephemeral"
+    assert "assigned to sato" in note.body["text"]
+    assert (await state(routing, lead_id))["stage"] == "mql"
