@@ -9,7 +9,7 @@ from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.text import NOT_BLANK
@@ -33,7 +33,19 @@ TeamName = Annotated[str, Field(min_length=1, max_length=100)]
 Amount = Annotated[int, Field(ge=0, le=10**15, description="In the smallest currency unit.")]
 Reason = Annotated[str, Field(min_length=1, max_length=400)]
 Note = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK)]
-Notes = Annotated[str, Field(max_length=2000)]
+
+
+def _not_blank(value: object) -> object:
+    """Refuse text of nothing but blanks (full-width spaces too) with a message saying so."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("must not be blank: leave it out to keep it, or send null to clear it")
+    return value
+
+
+# Blank, an exit criterion would read as entered while it still counts as missing.
+CriterionText = Annotated[str, BeforeValidator(_not_blank),
+                          Field(max_length=2000, pattern=NOT_BLANK)]
+
 OpenPhase = Literal["P1", "P2", "P3", "P4", "P5"]
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -86,17 +98,18 @@ class DealCreate(Strict):
 
 
 class CriteriaUpdate(Strict):
-    """Exit criteria to record; those left out keep their value, null clears a text."""
+    """Exit criteria to record; those left out keep their value, null clears a text (blank
+    text is refused)."""
 
     problem_agreed: bool = False
-    business_issue: Notes | None = None
-    problem: Notes | None = None
-    solution: Notes | None = None
-    benefit: Notes | None = None
+    business_issue: CriterionText | None = None
+    problem: CriterionText | None = None
+    solution: CriterionText | None = None
+    benefit: CriterionText | None = None
     demo_done: bool = False
     proposal_sent: bool = False
     quote_presented: bool = False
-    approval_route: Notes | None = None
+    approval_route: CriterionText | None = None
     legal_checked: bool = False
     final_terms_agreed: bool = False
     approval_requested: bool = False
@@ -361,7 +374,8 @@ def _http_error(error: Exception) -> HTTPException:
              "type": "exit_criterion_missing"} for m in error.missing])
     if isinstance(error, domain.InvalidChange):
         return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
-            {"loc": ["body", error.field], "msg": str(error), "type": "value_error"}])
+            {"loc": ["body", *error.field.split(".")], "msg": str(error),
+             "type": "value_error"}])
     return HTTPException(status.HTTP_409_CONFLICT, str(error))
 
 

@@ -120,11 +120,17 @@ class ExitCriteria:
         """Return the criteria as a plain mapping (for storage)."""
         return {item.name: getattr(self, item.name) for item in fields(self)}
 
+    def blank_texts(self) -> list[str]:
+        """Return the names of the text criteria holding only blanks (not entered)."""
+        return [item.name for item in fields(self)
+                if isinstance(value := getattr(self, item.name), str) and not value.strip()]
+
     @classmethod
     def from_dict(cls, values: Mapping[str, object]) -> ExitCriteria:
-        """Return criteria from a stored mapping; unknown keys are ignored."""
-        return cls(**{k: v for k, v in values.items()  # type: ignore[arg-type]
-                      if k in CRITERIA_FIELDS})
+        """Return criteria from a stored mapping; unknown keys are ignored, and blank text
+        (stored before it was refused) reads as not entered."""
+        return cls(**{k: None if isinstance(v, str) and not v.strip() else v  # type: ignore[arg-type]
+                      for k, v in values.items() if k in CRITERIA_FIELDS})
 
 
 CRITERIA_FIELDS = frozenset(item.name for item in fields(ExitCriteria))
@@ -307,6 +313,12 @@ def update(deal: Deal, now: datetime, *, amount: int | None, expected_close_date
         notes.append(f"next action {next_action.due} {next_action.text}" if next_action
                      else "next action cleared")
     if criteria != deal.criteria:
+        # Blank text is no criterion entered: refused, as a blank reason is, so that
+        # history never logs as entered what missing_criteria still lists as missing.
+        if blank := criteria.blank_texts():
+            raise InvalidChange(f"criteria.{blank[0]}", f"{blank[0]} must not be blank: leave "
+                                                        "it out to keep it, or send null to "
+                                                        "clear it")
         before, after = deal.criteria.as_dict(), criteria.as_dict()
         notes.append("criteria " + ", ".join(k for k in after if after[k] != before[k]))
     if not notes:

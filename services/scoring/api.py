@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from baton_runtime.service import ServiceContext, context_of
 from schemas.events import ScoreReason, Tier
 from services.scoring import store
-from services.scoring.domain import Dormancy, calibrate
+from services.scoring.domain import MIN_CLOSED, Dormancy, calibrate
 from services.scoring.model import ActiveModel, ScoringModel
 
 router = APIRouter(prefix="/v1", tags=["scores"])
@@ -65,6 +65,20 @@ class Bucket(BaseModel):
     win_rate: float | None
 
 
+class CalibrationSample(BaseModel):
+    """The closed deals the figures rest on, and the fewest each needs.
+
+    ``score_auc`` and ``tier_auc`` need ``min_closed`` won and ``min_closed`` lost deals,
+    ``tier_a_lift`` also ``min_closed`` closed tier A deals; with fewer they are null and
+    ``warnings`` says why.
+    """
+
+    won: int
+    lost: int
+    tier_a_closed: int
+    min_closed: int
+
+
 class CalibrationReport(BaseModel):
     """Conversion by score band and tier, and how well the tiers separate won from lost.
 
@@ -84,25 +98,40 @@ class CalibrationReport(BaseModel):
     score_auc: float | None
     tier_auc: float | None
     tier_a_lift: float | None
+    sample: CalibrationSample
+    warnings: list[str]
 
 
-@router.get("/calibration", response_model=CalibrationReport, tags=["calibration"])
+@router.get("/calibration", response_model=CalibrationReport, tags=["calibration"],
+            responses={404: {"description": "No such model version (it is named)."}})
 async def calibration(
     context: Context,
     model_version: Annotated[str | None, Query(max_length=50,
                                                description="Only deals scored by it.")] = None,
     band_width: Annotated[int, Query(ge=5, le=50, description="Points per band.")] = 20,
 ) -> CalibrationReport:
-    """Return conversion by score band and tier, checked against won and lost deals."""
+    """Return conversion by score band and tier, checked against won and lost deals.
+
+    Below the minimum sample (``sample.min_closed``) the AUCs and the lift are null and
+    ``warnings`` names the counts; a ``model_version`` never stored is a 404.
+    """
     async with context.unit_of_work() as uow:
         deals = await store.deal_records(uow.connection, model_version)
+        unknown = (model_version is not None and not deals
+                   and await store.model_version(uow.connection, model_version) is None)
+    if unknown:
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            f"no scoring model version {model_version!r}")
     result = calibrate(deals, band_width)
     return CalibrationReport(
         model_version=model_version, band_width=band_width,
         overall=Bucket.model_validate(result.overall),
         by_band=[Bucket.model_validate(b) for b in result.by_band],
         by_tier=[Bucket.model_validate(b) for b in result.by_tier],
-        score_auc=result.score_auc, tier_auc=result.tier_auc, tier_a_lift=result.tier_a_lift)
+        score_auc=result.score_auc, tier_auc=result.tier_auc, tier_a_lift=result.tier_a_lift,
+        sample=CalibrationSample(won=result.overall.won, lost=result.overall.lost,
+                                 tier_a_closed=result.tier_a_closed, min_closed=MIN_CLOSED),
+        warnings=list(result.warnings))
 
 
 class ModelVersion(BaseModel):

@@ -80,6 +80,10 @@ class Colleague(NamedTuple):
     decision_maker: bool
 
 
+# The code of the reason line saying a score was clipped to 0..100 (see with_clipping).
+CLIPPED = "score.clipped"
+
+
 class Reason(NamedTuple):
     """One contribution to the score (a tuple: a score makes one per touchpoint)."""
 
@@ -655,7 +659,8 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
                                                   if a.occurred_at > baseline_at]
     found = _behaviour(counted, now, rules)
     behaviour_points = sum(found.points)
-    score = clip_score(static_points + behaviour_points)
+    raw = static_points + behaviour_points
+    score = clip_score(raw)
     signals = _signals(found, colleagues, now, model, rules)
     tier = tier_for(score, signals, model)
     surge_began = _last_surge(found, static_points, now, model, rules)
@@ -663,9 +668,22 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
         tier=tier, static_points=static_points, behaviour=behaviour_points,
         surge_began=surge_began, occurred=occurred, last=last, counted=counted,
         colleagues=colleagues, now=now, model=model, rules=rules)
-    return ScoreResult(score, tier, surge_began is not None, dormancy,
-                       _explained([*profile.shown, *(_shown(r) for r in engagement)], found),
+    reasons = _explained([*profile.shown, *(_shown(r) for r in engagement)], found)
+    if score in (0, 100) and math.floor(raw + 0.5) != score:  # only a clipped score pays
+        reasons = with_clipping(reasons, score)
+    return ScoreResult(score, tier, surge_began is not None, dormancy, reasons,
                        tuple(signals), model.version, next_review_at)
+
+
+def with_clipping(reasons: tuple[Reason, ...], score: int) -> tuple[Reason, ...]:
+    """Return ``reasons`` of a score clipped to 0..100 with a last line saying so, worth
+    what the clipping cut off (or added back): the reasons then add up to the score.
+
+    Sales reading the top reasons sees it last: a cap is negative, and a floor only ever
+    comes with a score of 0.
+    """
+    label = "score capped at 100" if score else "score floored at 0"
+    return (*reasons, Reason(CLIPPED, label, round(score - sum(r.points for r in reasons), 2)))
 
 
 def _explained(static: list[Reason], found: _Behaviour) -> tuple[Reason, ...]:
@@ -743,6 +761,21 @@ class Calibration:
     score_auc: float | None
     tier_auc: float | None
     tier_a_lift: float | None
+    # Why a figure is null though deals closed: too few to rest on (see MIN_CLOSED).
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def tier_a_closed(self) -> int:
+        """Return the number of won and lost deals whose lead was tier A."""
+        tier_a = next(bucket for bucket in self.by_tier if bucket.label == Tier.A.value)
+        return tier_a.won + tier_a.lost
+
+
+# The fewest won and the fewest lost deals (and closed tier A deals, for the lift) a
+# separation or lift figure is given on. Below ten of an outcome one deal moves the AUC by
+# a tenth or more and a win rate by ten points or more: noise as large as the difference
+# between a useless and a good model (0.5 against 0.7), so no figure beats a misleading one.
+MIN_CLOSED = 10
 
 
 def _bucket(label: str, deals: Sequence[DealRecord]) -> Bucket:
@@ -773,18 +806,35 @@ def separation(won: Sequence[int], lost: Sequence[int]) -> float | None:
     return wins / (len(won) * len(lost))
 
 
-def calibrate(deals: Sequence[DealRecord], band_width: int = 20) -> Calibration:
-    """Return conversion by score band and tier and how well they separate won from lost."""
+def calibrate(deals: Sequence[DealRecord], band_width: int = 20,
+              min_closed: int = MIN_CLOSED) -> Calibration:
+    """Return conversion by score band and tier and how well they separate won from lost.
+
+    The AUCs need ``min_closed`` won and as many lost deals, the lift as well as that many
+    closed tier A deals; short of it a figure is None and a warning gives the counts.
+    """
     bands = [_bucket(f"{first}-{last}", [d for d in deals if first <= d.score <= last])
              for first, last in score_bands(band_width)]
     tiers = [_bucket(tier.value, [d for d in deals if d.tier is tier]) for tier in Tier]
     overall = _bucket("all", deals)
     won = [d for d in deals if d.outcome is DealOutcome.WON]
     lost = [d for d in deals if d.outcome is DealOutcome.LOST]
-    tier_a = next(bucket for bucket in tiers if bucket.label == Tier.A.value).win_rate
+    tier_a_bucket = next(bucket for bucket in tiers if bucket.label == Tier.A.value)
+    tier_a, tier_a_closed = tier_a_bucket.win_rate, tier_a_bucket.won + tier_a_bucket.lost
     lift = tier_a / overall.win_rate if tier_a is not None and overall.win_rate else None
-    return Calibration(
-        overall, tuple(bands), tuple(tiers),
-        separation([d.score for d in won], [d.score for d in lost]),
-        separation([TIER_RANK[d.tier] for d in won], [TIER_RANK[d.tier] for d in lost]),
-        lift)
+    score_auc = separation([d.score for d in won], [d.score for d in lost])
+    tier_auc = separation([TIER_RANK[d.tier] for d in won], [TIER_RANK[d.tier] for d in lost])
+    warnings = []
+    enough = len(won) >= min_closed and len(lost) >= min_closed
+    if not enough and (won or lost):
+        score_auc = tier_auc = None
+        warnings.append(f"score_auc and tier_auc need at least {min_closed} won and "
+                        f"{min_closed} lost deals; there are {len(won)} won and "
+                        f"{len(lost)} lost")
+    if (not enough or tier_a_closed < min_closed) and (won or lost):
+        lift = None
+        warnings.append(f"tier_a_lift needs at least {min_closed} won and {min_closed} lost "
+                        f"deals and {min_closed} closed tier A deals; there are {len(won)} "
+                        f"won, {len(lost)} lost and {tier_a_closed} closed tier A")
+    return Calibration(overall, tuple(bands), tuple(tiers), score_auc, tier_auc, lift,
+                       tuple(warnings))

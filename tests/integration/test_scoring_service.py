@@ -565,7 +565,9 @@ async def test_calibration_reports_conversion_by_band_and_tier_against_outcomes(
     tiers = {bucket["label"]: bucket for bucket in report["by_tier"]}
     assert (tiers["A"]["won"], tiers["A"]["win_rate"]) == (1, 1.0)
     assert (tiers["B"]["lost"], tiers["C"]["lost"]) == (1, 1)
-    assert report["score_auc"] == 1.0 and report["tier_auc"] == 1.0
+    # Three closed deals are too few to rank on (the figures' arithmetic is unit-tested).
+    assert report["score_auc"] is None and report["tier_auc"] is None
+    assert report["sample"] == {"won": 1, "lost": 2, "tier_a_closed": 1, "min_closed": 10}
     bands = {bucket["label"]: bucket["deals"] for bucket in report["by_band"]}
     assert bands == {"0-19": 1, "20-39": 0, "40-59": 0, "60-79": 1, "80-100": 1}
     assert (await scoring.api.get("/v1/calibration", params={"band_width": 2})

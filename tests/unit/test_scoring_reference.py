@@ -324,9 +324,12 @@ def reference_score(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
         tier=tier, static_points=static_points, behaviour=behaviour_points,
         surge_began=surge_began, ledger=ledger, counted=counted, colleagues=colleagues,
         now=now, model=model)
-    return ScoreResult(score, tier, surge_began is not None, dormancy,
-                       _explained(static, behaviour), tuple(signals), model.version,
-                       next_review_at)
+    shown = _explained(static, behaviour)
+    if score != math.floor(static_points + behaviour_points + 0.5):
+        label = "score capped at 100" if score == 100 else "score floored at 0"
+        shown += (Reason("score.clipped", label, round(score - sum(r.points for r in shown), 2)),)
+    return ScoreResult(score, tier, surge_began is not None, dormancy, shown,
+                       tuple(signals), model.version, next_review_at)
 
 
 def _explained(static: Iterable[Reason], behaviour: Sequence[Reason]) -> tuple[Reason, ...]:

@@ -165,11 +165,12 @@ def test_beyond_fifty_touchpoints_the_smallest_are_summed_into_one_reason() -> N
     ledger = [at(day / 2, T.EMAIL_CLICK) for day in range(120)]
     result = score_lead(NOBODY, ledger, NOW, MODEL)
     codes = [r.code for r in result.reasons]
-    assert codes == ["email.click"] * 50 + ["behaviour.other"]
-    assert result.reasons[-1].label == "70 smaller or older touchpoint(s)"
+    # Clicks worth over 100 points: the last line says how much the cap cut off.
+    assert codes == ["email.click"] * 50 + ["behaviour.other", "score.clipped"]
+    assert result.reasons[-2].label == "70 smaller or older touchpoint(s)"
     newest_fifty = 3 * decay_factor(timedelta(days=24.5), MODEL.behaviour.half_life)
     assert min(r.points for r in result.reasons[:50]) == round(newest_fifty, 2)
-    assert clip_score(sum(r.points for r in result.reasons)) == result.score
+    assert round(sum(r.points for r in result.reasons), 6) == result.score == 100
 
 
 def test_points_halve_after_one_half_life() -> None:
