@@ -169,9 +169,14 @@ class ClockChanges:
     A cancel ends the lead's open clocks of those kinds set before the event, even one
     whose start is still ahead (the lead left sales before its meeting); a scheduled
     start opens a clock from a moment of its own (the meeting's), set at the event's.
+
+    A supersede is a stop by an event that is no stopping event of the clock but starts
+    one that takes it over (the automatic promotion to MQL, for a first-touch clock): a
+    clock it ends in time is superseded, not met; one it ends late is still breached.
     """
 
     stop: frozenset[ClockKind] = frozenset()
+    supersede: frozenset[ClockKind] = frozenset()
     start: tuple[SlaRule, ...] = ()
     cancel: frozenset[ClockKind] = frozenset()
     scheduled: tuple[tuple[SlaRule, datetime], ...] = ()
@@ -187,12 +192,21 @@ def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: Lifec
                  contact: ContactKind | None = None) -> ClockChanges:
     """Return the clock changes a lead.promoted event causes (``contact``: the kind of
     contact it records, if it does)."""
-    stop = {ClockKind.FIRST_TOUCH}  # any lifecycle event is the lead's first handling
+    stop: set[ClockKind] = set()
+    supersede: frozenset[ClockKind] = frozenset()
+    if to_stage is S.MQL and not is_sales_activity(from_stage, to_stage):
+        # A score made the lead an MQL: nobody touched it, and the tier-A MQL clock takes
+        # the first-touch clock over.
+        supersede = frozenset({ClockKind.FIRST_TOUCH})
+    else:
+        stop.add(ClockKind.FIRST_TOUCH)  # any other lifecycle event is the first touch
     start: list[SlaRule] = []
     cancel: frozenset[ClockKind] = frozenset()
     if to_stage is not S.MQL:
         stop.add(ClockKind.MQL_ACCEPTANCE)
-    if is_sales_activity(from_stage, to_stage):
+    if contact is not None:
+        # DESIGN: an SQL's clock waits for the first contact *logged*; other moves of the
+        # lead are activity (owner_activity), and leaving sales ends it below.
         stop.add(ClockKind.FIRST_CONTACT)
     if contact is ContactKind.MEETING:
         # Its record: a stop ends only a clock started before it, so a meeting logged
@@ -210,7 +224,8 @@ def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: Lifec
                      else rules.mql_acceptance)
     if to_stage is S.SQL and from_stage is not S.SQL:
         start.append(rules.first_contact)
-    return ClockChanges(stop=frozenset(stop), start=tuple(start), cancel=cancel)
+    return ClockChanges(stop=frozenset(stop), start=tuple(start), cancel=cancel,
+                        supersede=supersede)
 
 
 def on_score(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, surge: bool,
@@ -356,8 +371,8 @@ class SettledStart:
     reports_breach: bool = False
 
 
-def settle_late_start(plan: ClockPlan, stopped_at: datetime, rival: EndedClock | None
-                      ) -> SettledStart:
+def settle_late_start(plan: ClockPlan, stopped_at: datetime, rival: EndedClock | None, *,
+                      superseded: bool = False) -> SettledStart:
     """Return how to record a clock started before ``stopped_at`` but handled after it.
 
     ``rival`` is the clock of the same kind that stop already ended, started with no stop
@@ -365,8 +380,11 @@ def settle_late_start(plan: ClockPlan, stopped_at: datetime, rival: EndedClock |
     order). The result is what handling both in time gives (``ClockChanges``): the later
     start replaces the earlier only if it falls due earlier; the other is superseded, or
     never opened. The stop ends one clock, and its breach is reported once: not again when
-    the rival, breached, already reported it.
+    the rival, breached, already reported it. A ``superseded`` stop (``ClockChanges``)
+    made in time records it superseded.
     """
+    if superseded and outcome(plan.due_at, stopped_at) is Outcome.MET:
+        return SettledStart(Outcome.SUPERSEDED, stopped_at)
     if rival is not None:
         if plan.started_at < rival.started_at and rival.due_at < plan.due_at:
             return SettledStart(Outcome.SUPERSEDED, rival.started_at)  # the rival replaced it
@@ -384,6 +402,9 @@ def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: De
                   owner_id: str | None) -> ClockChanges:
     """Return the clock changes a deal moving causes: a rep moved it, so it is activity.
 
+    An edit (P1 -> P1) or an advance is no contact logged (DESIGN: the SQL's clock waits
+    for "first contact logged", which only routing's contact log records): it leaves the
+    first-contact clock running. A closed deal ends it, as the lead leaves sales.
     A closed deal does not end the first meeting's clock: the lifecycle event routing emits
     when the lead leaves sales with it does, and an older deal of the lead (left open when
     an earlier SQL was rejected) closing leaves the lead where it is.
@@ -393,8 +414,7 @@ def on_deal_phase(rules: SlaRules, *, from_phase: DealPhase | None, to_phase: De
     if to_phase in (DealPhase.WON, DealPhase.LOST):
         return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}))
     start = (rules.owner_activity,) if owner_id is not None else ()
-    return ClockChanges(stop=frozenset({ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}),
-                        start=start)
+    return ClockChanges(stop=frozenset({ClockKind.OWNER_ACTIVITY}), start=start)
 
 
 def on_deal_recycled() -> ClockChanges:

@@ -251,7 +251,9 @@ def hot_lead(event: LeadPromoted, due_at: datetime | None, locale: str,
         _buttons(lead, label),
         ContextBlock(elements=[MarkdownTextObject(text=f"lead `{lead.lead_id}`")]),
     ]
-    text = mrkdwn_safe(f"{label['hot_lead']}: {name} / {company} / {lead.title or '-'} / "
+    # The title is labelled: a bare job title (担当, staff) reads like the lead's owner.
+    text = mrkdwn_safe(f"{label['hot_lead']}: {name} / {company} / "
+                       f"{label['title']}: {lead.title or '-'} / "
                        f"{label['score']} {lead.score} / {label['due']} {due}")
     return _render(title, pairs, blocks, text, extra=f"{label['reasons']}:\n{reasons}\n\n"
                                                      f"lead {lead.lead_id}")
@@ -280,7 +282,9 @@ def sla_alert(notice: SlaNotice, locale: str, timezone: str) -> AlertMessage:
     if notice.clock is ClockKind.MQL_ACCEPTANCE and not notice.stopped_late:
         blocks.append(_buttons(lead, label))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"lead `{lead.lead_id}`")]))
-    text = mrkdwn_safe(f"{heading}: {label[f'clock.{notice.clock}']} / {company} / "
+    # The lead's name, as the hot-lead line has it: two leads of one company stay apart.
+    text = mrkdwn_safe(f"{heading}: {label[f'clock.{notice.clock}']} / "
+                       f"{lead.name or lead.email} / {lead.company or label['unknown']} / "
                        f"{label['deadline']} {when(notice.due_at, zone)} / "
                        f"{timing[0]} {timing[1]}")
     return _render(title, pairs, blocks, text, extra=f"lead {lead.lead_id}")

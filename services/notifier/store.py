@@ -101,6 +101,8 @@ clock_stops = Table(
     Column("reason", Text, nullable=False),
     Column("from_stage", Text),
     Column("cancels", Boolean, nullable=False, server_default=false()),
+    # A supersede (``ClockChanges``): a clock it ends in time is superseded, not met.
+    Column("supersedes", Boolean, nullable=False, server_default=false()),
 )
 
 destinations = Table(
@@ -295,14 +297,15 @@ async def start_clocks(connection: AsyncConnection,
 # already ended, if that one started with no stop between (handled in time, the two would
 # have met as open clocks).
 FINDING_LATE_STARTS = text(f"""
-    SELECT start.n, stop.stopped_at, stop.reason, rival.id AS rival_id,
+    SELECT start.n, stop.stopped_at, stop.reason, stop.supersedes, rival.id AS rival_id,
            rival.rule AS rival_rule, rival.started_at AS rival_started_at,
            rival.due_at AS rival_due_at, rival.status AS rival_status
     FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
                 CAST(:started AS timestamptz[]), CAST(:set AS timestamptz[])) WITH ORDINALITY
         AS start(lead_id, kind, started_at, set_at, n)
     CROSS JOIN LATERAL (
-        SELECT seen.stopped_at, seen.reason FROM {clock_stops.fullname} AS seen
+        SELECT seen.stopped_at, seen.reason, seen.supersedes
+        FROM {clock_stops.fullname} AS seen
         WHERE seen.lead_id = start.lead_id AND seen.kind = start.kind
           AND seen.stopped_at > CASE WHEN seen.cancels THEN start.set_at
                                      ELSE start.started_at END
@@ -333,6 +336,7 @@ class LateStart:
     stopped_at: datetime
     reason: str
     rival: Row[Any] | None  # that clock's rival_id, rival_rule, rival_started_at, ...
+    supersedes: bool = False  # the stop is a supersede (``ClockChanges``)
 
 
 async def find_late_starts(connection: AsyncConnection,
@@ -350,7 +354,8 @@ async def find_late_starts(connection: AsyncConnection,
         "started": [plan.started_at for _, _, plan in plans],
         "set": [plan.set_at or plan.started_at for _, _, plan in plans]})
     return [LateStart(row.n - 1, row.stopped_at, row.reason,
-                      row if row.rival_id is not None else None) for row in rows]
+                      row if row.rival_id is not None else None, row.supersedes)
+            for row in rows]
 
 
 @dataclass(frozen=True)
@@ -444,16 +449,19 @@ STOPPING_CLOCKS = text(f"""
     WITH stop AS (
         SELECT * FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
                              CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]),
-                             CAST(:from_stages AS text[]), CAST(:cancels AS boolean[]))
-            AS stop(lead_id, kind, at, reason, from_stage, cancels)
+                             CAST(:from_stages AS text[]), CAST(:cancels AS boolean[]),
+                             CAST(:supersedes AS boolean[]))
+            AS stop(lead_id, kind, at, reason, from_stage, cancels, supersedes)
     ), kept AS (
         INSERT INTO {clock_stops.fullname} (lead_id, kind, stopped_at, reason, from_stage,
-                                            cancels)
-        SELECT lead_id, kind, at, reason, from_stage, cancels FROM stop ON CONFLICT DO NOTHING
+                                            cancels, supersedes)
+        SELECT lead_id, kind, at, reason, from_stage, cancels, supersedes FROM stop
+        ON CONFLICT DO NOTHING
     )
     UPDATE {sla_clocks.fullname} AS clock SET
-        status = CASE WHEN clock.due_at >= stop.at THEN '{Outcome.MET.value}'
-                      ELSE '{Outcome.BREACHED.value}' END,
+        status = CASE WHEN clock.due_at < stop.at THEN '{Outcome.BREACHED.value}'
+                      WHEN stop.supersedes THEN '{Outcome.SUPERSEDED.value}'
+                      ELSE '{Outcome.MET.value}' END,
         stopped_at = stop.at, stop_reason = stop.reason, next_fire_at = NULL
     FROM stop
     WHERE clock.lead_id = stop.lead_id AND clock.kind = stop.kind
@@ -467,7 +475,8 @@ STOPPING_CLOCKS = text(f"""
 @dataclass(frozen=True)
 class ClockStop:
     """Which of a lead's open clocks to end, when and why: ``kinds`` those started before
-    ``at``, ``cancels`` those set before it (``ClockChanges``)."""
+    ``at``, ``cancels`` those set before it, ``supersedes`` those started before it, ended
+    as superseded if in time (``ClockChanges``)."""
 
     lead_id: uuid.UUID
     kinds: Collection[ClockKind]
@@ -475,6 +484,7 @@ class ClockStop:
     reason: str
     from_stage: str | None = None  # a lifecycle event's: the stage it moved the lead from
     cancels: Collection[ClockKind] = ()
+    supersedes: Collection[ClockKind] = ()
 
 
 async def forget_stops_before(connection: AsyncConnection, cutoff: datetime) -> int:
@@ -493,18 +503,25 @@ async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
     A clock the timer sweep holds is waited for, so the returned rows show every
     rung it fired.
     """
-    # A kind both stopped and cancelled is cancelled: that ends every clock a stop would.
+    # A kind both stopped and cancelled is cancelled: that ends every clock a stop would;
+    # a kind both stopped and superseded is stopped.
     pairs = [(stop, kind, kind in stop.cancels) for stop in stops
-             for kind in sorted({*stop.kinds, *stop.cancels})]
+             for kind in sorted({*stop.kinds, *stop.cancels, *stop.supersedes})]
+
+    def superseding(stop: ClockStop, kind: ClockKind, cancels: bool) -> bool:
+        return not cancels and kind in stop.supersedes and kind not in stop.kinds
+
     if not pairs:
         return []
     rows = await connection.execute(STOPPING_CLOCKS, {
         "lead_ids": [stop.lead_id for stop, _, _ in pairs],
         "kinds": [kind.value for _, kind, _ in pairs],
         "moments": [stop.at for stop, _, _ in pairs],
-        "reasons": [stop.reason[:500] for stop, _, _ in pairs],
+        "reasons": [(f"superseded: {stop.reason}" if superseding(stop, kind, cancels)
+                     else stop.reason)[:500] for stop, kind, cancels in pairs],
         "from_stages": [stop.from_stage for stop, _, _ in pairs],
-        "cancels": [cancels for _, _, cancels in pairs]})
+        "cancels": [cancels for _, _, cancels in pairs],
+        "supersedes": [superseding(*pair) for pair in pairs]})
     return sorted(rows, key=lambda row: row.id)
 
 

@@ -64,7 +64,7 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
     stopped = await store.stop_clocks(connection, [
         store.ClockStop(move.lead_id, move.changes.stop, move.at, move.reason,
                         move.from_stage.value if move.from_stage else None,
-                        cancels=move.changes.cancel)
+                        cancels=move.changes.cancel, supersedes=move.changes.supersede)
         for move in moves])
     started = {move.lead_id: [
         *((rule, plan_clock(rule, move.at, policy.calendar)) for rule in move.changes.start),
@@ -115,7 +115,8 @@ async def _record_late_starts(connection: AsyncConnection,
         lead_id, rule, plan = planned[start.index]
         rival = start.rival
         settled = settle_late_start(plan, start.stopped_at, None if rival is None else EndedClock(
-            rival.rival_started_at, rival.rival_due_at, Outcome(rival.rival_status)))
+            rival.rival_started_at, rival.rival_due_at, Outcome(rival.rival_status)),
+            superseded=start.supersedes)
         if settled.outcome is Outcome.SUPERSEDED and rival is not None:
             reason = _superseded_because(rival.rival_rule, rival.rival_started_at,
                                          rival.rival_due_at)

@@ -175,8 +175,9 @@ async def test_a_meeting_record_logged_late_is_a_breach_reported_once_in_slack_a
     [message] = slack.messages
     heading = "🚨 SLA違反" if swept else "🚨 SLA違反(期限後に完了)"
     # The lead as the notifier knew it then: from the score, or from the logged contact.
-    company = "例示商事株式会社" if swept else "株式会社サンプル製作所"
-    assert message.body["text"].startswith(f"{heading}: 初回商談の記録 / {company} / ")
+    name, company = (("佐藤 花子", "例示商事株式会社") if swept
+                     else ("山田 太郎", "株式会社サンプル製作所"))
+    assert message.body["text"].startswith(f"{heading}: 初回商談の記録 / {name} / {company} / ")
     [envelope] = inbox.received
     assert envelope.original_content is not None
     mail = email.message_from_bytes(envelope.original_content, policy=email.policy.default)

@@ -55,10 +55,12 @@ def sql(lead_id: uuid.UUID) -> LeadPromoted:
 
 
 def deal_moved(lead_id: uuid.UUID, at: datetime) -> DealPhaseChanged:
-    """Return a rep moving the lead's deal from P1 to P2 at ``at``: its first contact."""
+    """Return a rep closing the lead's deal as lost at ``at``: the lead leaves sales, which
+    ends the first-contact clock (a deal's edit or advance is no contact logged)."""
     return DealPhaseChanged(deal_id=uuid.uuid5(uuid.NAMESPACE_OID, str(lead_id)),
                             lead_id=lead_id, occurred_at=at, from_phase=DealPhase.P1,
-                            to_phase=DealPhase.P2, probability=30, owner_id="fs-1")
+                            to_phase=DealPhase.LOST, probability=0, owner_id="fs-1",
+                            reason="予算凍結")
 
 
 async def handle_deal(database: NotifierDatabase, event: DealPhaseChanged) -> None:
@@ -106,7 +108,7 @@ async def test_a_deal_moved_before_its_sql_is_handled_stops_the_first_contact_cl
     await handle_deal(database, deal_moved(lead_id, jst(24, 15)))
     await handle(database, CONFIG, sql(lead_id))
     assert first_contact(await clocks(database, lead_id)) == [
-        ("met", jst(24, 15), f"deal {deal_moved(lead_id, jst(24, 15)).deal_id} -> P2")]
+        ("met", jst(24, 15), f"deal {deal_moved(lead_id, jst(24, 15)).deal_id} -> lost")]
     await sweep(database, jst(27, 12))  # past the first contact's due time, twice over
     assert [row for row in await alert_rows(database) if row.kind.startswith("sla")] == []
 
@@ -154,8 +156,8 @@ async def test_a_deal_moved_while_its_sql_is_handled_stops_the_first_contact_clo
     await second
     assert [(status, stopped_at) for status, stopped_at, _ in
             first_contact(await clocks(database, lead_id))] == [("met", jst(24, 15))]
-    assert [c.kind for c in await clocks(database, lead_id)
-            if c.status == "open"] == ["owner_activity"]
+    assert [c.kind for c in await clocks(database, lead_id) if c.status == "open"] == [], \
+        "the lost deal ends the owner's activity clock too"
 
 
 async def test_stops_are_kept_only_as_long_as_a_start_can_still_arrive(

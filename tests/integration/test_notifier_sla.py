@@ -19,6 +19,7 @@ from baton_runtime.service import ServiceContext
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.events import (
     Account,
+    ContactKind,
     DealPhase,
     DealPhaseChanged,
     DealRecycled,
@@ -248,15 +249,44 @@ async def test_a_tier_b_lead_waits_three_business_days_for_its_first_touch(
 
 async def test_a_score_seen_after_a_newer_lifecycle_event_is_recorded_met_by_it(
         database: NotifierDatabase) -> None:
-    # The surge of 11:00 waited for a first touch; the lead's move of 12:00, handled first,
+    # The surge of 11:00 waited for a first touch; the rep's move of 12:00, handled first,
     # was it, in time: the clock is born met, and nothing is open or alerted for it.
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 12, 0), to_stage=S.LEAD,
+                                            owner_id="rep-9"))
+    await handle_scored(database, scored(lead_id, jst(24, 11, 0), surge=True))
+    assert [(clock.kind, clock.status, clock.stopped_at)
+            for clock in await clocks(database, lead_id)] == [
+        ("owner_activity", "open", None), ("first_touch", "met", jst(24, 12, 0))]
+    assert await kinds(database) == []
+
+
+async def test_a_score_seen_after_the_automatic_mql_is_recorded_superseded_by_it(
+        database: NotifierDatabase) -> None:
+    # The surge of 11:00 waited for a first touch; the score that made the lead an MQL at
+    # 12:00, handled first, touched nobody: the MQL clock took over, and the first-touch
+    # clock is born superseded, not met.
     lead_id = uuid.uuid4()
     await handle(database, CONFIG, promoted(lead_id, at=jst(24, 12, 0)))
     await handle_scored(database, scored(lead_id, jst(24, 11, 0), surge=True))
     assert [(clock.kind, clock.status, clock.stopped_at)
             for clock in await clocks(database, lead_id)] == [
-        ("mql_acceptance", "open", None), ("first_touch", "met", jst(24, 12, 0))]
+        ("mql_acceptance", "open", None), ("first_touch", "superseded", jst(24, 12, 0))]
     assert [kind for kind, _ in await kinds(database)] == ["hot_lead"]
+
+
+async def test_the_automatic_mql_supersedes_an_open_first_touch_clock_but_not_a_late_one(
+        database: NotifierDatabase) -> None:
+    on_time, late = uuid.uuid4(), uuid.uuid4()
+    await handle_scored(database, scored(on_time, jst(20, 15, 0)), scored(late, jst(20, 15, 0)))
+    await handle(database, CONFIG, promoted(on_time, at=jst(24, 12, 0)),
+                 promoted(late, at=jst(26, 16, 0)))  # due at 15:00 on the 26th
+    first_touch = {lead_id: next((c.status, c.stopped_at) for c in await clocks(database, lead_id)
+                                 if c.kind == "first_touch") for lead_id in (on_time, late)}
+    assert first_touch == {on_time: ("superseded", jst(24, 12, 0)),
+                           late: ("breached", jst(26, 16, 0))}
+    breaches = [row for row in await alert_rows(database) if row.kind == "sla_breach"]
+    assert {row.lead_id for row in breaches} == {late}, "a late stop is still a breach"
 
 
 async def test_a_surge_during_the_tier_b_wait_brings_the_first_touch_due_forward(
@@ -350,7 +380,7 @@ async def test_a_batch_of_scores_starts_the_clocks_handling_them_one_by_one_woul
     assert await outcome(batched) == [
         [("first_touch", "first_touch", jst(27, 11), "open")], [],
         [("mql_acceptance", "mql_acceptance", jst(24, 13), "open"),
-         ("first_touch", "first_touch_surge", jst(25, 11), "met")],
+         ("first_touch", "first_touch_surge", jst(25, 11), "superseded")],  # by the MQL clock
         [("first_touch", "first_touch_surge", jst(25, 11), "open")],
         [("first_touch", "first_touch", jst(27, 11), "superseded"),
          ("first_touch", "first_touch_surge", jst(25, 12), "open")]]
@@ -417,9 +447,11 @@ async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clo
     states = {(c.kind, c.status) for c in await clocks(database, lead_id)}
     assert ("first_contact", "open") in states, "pipeline opening the deal is not a contact"
     await deal(DealPhase.P1, DealPhase.P2, jst(24, 15))
-    await deal(DealPhase.P4, DealPhase.WON, jst(25, 15))
     first_contact = next(c for c in await clocks(database, lead_id) if c.kind == "first_contact")
-    assert (first_contact.status, first_contact.stopped_at) == ("met", jst(24, 15))
+    assert first_contact.status == "open", "an advance is activity, not a contact logged"
+    await deal(DealPhase.P4, DealPhase.WON, jst(24, 16))
+    first_contact = next(c for c in await clocks(database, lead_id) if c.kind == "first_contact")
+    assert (first_contact.status, first_contact.stopped_at) == ("met", jst(24, 16))
     async with database.unit_of_work() as uow:
         await handlers.on_deal_recycled(DealRecycled(
             deal_id=deal_id, lead_id=lead_id, recycled_at=jst(26, 9), last_phase=DealPhase.P3,
@@ -431,6 +463,32 @@ async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clo
     assert "¥3,600,000" in rows[0].message["body"]
     assert "90日間フェーズ変更なし" in rows[2].message["body"]
     assert all(c.status != "open" for c in await clocks(database, lead_id))
+
+
+async def test_a_deal_edit_is_activity_but_only_a_logged_contact_meets_the_first_contact(
+        database: NotifierDatabase) -> None:
+    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(24, 10), from_stage=S.SAL,
+                                            to_stage=S.SQL, owner_id="fs-1",
+                                            team="field_sales"))
+    for from_phase, at in ((None, jst(24, 10, 1)), (DealPhase.P1, jst(24, 11))):
+        # pipeline opens the deal; then the rep edits its amount (P1 -> P1)
+        async with database.unit_of_work() as uow:
+            await handlers.on_deal_phase_changed(DealPhaseChanged(
+                deal_id=deal_id, lead_id=lead_id, occurred_at=at, from_phase=from_phase,
+                to_phase=DealPhase.P1, probability=10, owner_id="fs-1", amount=1_200_000),
+                uow, policy=CONFIG.policy)
+            await uow.commit()
+    states = {c.kind: (c.status, c.started_at) for c in await clocks(database, lead_id)
+              if c.status == "open"}
+    assert states["first_contact"] == ("open", jst(24, 10))
+    assert states["owner_activity"] == ("open", jst(24, 11)), "the edit is the rep's activity"
+    contact = promoted(lead_id, at=jst(24, 14), from_stage=S.SQL, to_stage=S.SQL,
+                       owner_id="fs-1", team="field_sales").model_copy(
+                           update={"contact": ContactKind.CALL})
+    await handle(database, CONFIG, contact)
+    first_contact = next(c for c in await clocks(database, lead_id) if c.kind == "first_contact")
+    assert (first_contact.status, first_contact.stopped_at) == ("met", jst(24, 14))
 
 
 def stale_change(lead_id: uuid.UUID, deal_id: uuid.UUID) -> DealPhaseChanged:

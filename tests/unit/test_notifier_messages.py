@@ -244,3 +244,35 @@ def test_spans_read_as_days_hours_and_minutes(duration: timedelta) -> None:
     for part in span(duration, "en").split():
         total += int(part[:-1]) * {"d": 1440, "h": 60, "m": 1}[part[-1]]
     assert total == int(duration.total_seconds() // 60)
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_sla_lines_of_two_leads_at_one_company_name_each_lead(locale: str) -> None:
+    # Two colleagues at the same company breach the same clock at the same moment: the
+    # notification text (console, Slack, a digest's lines) tells them apart by name.
+    other = LeadCard.of(EVENT.model_copy(update={
+        "lead_id": uuid.uuid4(), "profile": EVENT.profile.model_copy(update={
+            "name": "佐藤 花子", "email": "hanako@sample.co.jp"})}))
+    texts = [sla_alert(SlaNotice(kind=AlertKind.SLA_BREACH, clock=ClockKind.MQL_ACCEPTANCE,
+                                 lead=card, started_at=DUE - timedelta(hours=1), due_at=DUE,
+                                 at=DUE), locale, "Asia/Tokyo").text for card in (CARD, other)]
+    assert texts[0] != texts[1]
+    assert "山田 太郎 / 株式会社サンプル" in texts[0]
+    assert "佐藤 花子 / 株式会社サンプル" in texts[1]
+    folded = digest([sla_alert(SlaNotice(
+        kind=AlertKind.SLA_BREACH, clock=ClockKind.MQL_ACCEPTANCE, lead=card,
+        started_at=DUE - timedelta(hours=1), due_at=DUE, at=DUE), locale, "Asia/Tokyo")
+        for card in (CARD, other)], locale)
+    assert "山田 太郎" in folded.text and "佐藤 花子" in folded.text
+
+
+@pytest.mark.parametrize(("locale", "labelled"), [("ja", "役職: 担当"), ("en", "Title: 担当")])
+def test_the_hot_lead_line_labels_the_title_so_it_is_not_read_as_the_owner(
+        locale: str, labelled: str) -> None:
+    staff = EVENT.model_copy(update={"profile": EVENT.profile.model_copy(
+        update={"title": "担当"})})
+    message = hot_lead(staff, DUE, locale, "Asia/Tokyo")
+    assert labelled in message.text, "Slack's notification text and the console line"
+    assert labelled in message.body, "the e-mail"
+    assert any(text == f"*{labelled.split(':')[0]}*\n担当" for text in mrkdwn_texts(message)), \
+        "the Block Kit field"

@@ -30,6 +30,7 @@ from services.notifier.domain import (
     outcome,
     plan_clock,
     rungs_to_alert,
+    settle_late_start,
 )
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -175,17 +176,39 @@ def test_an_sql_starts_the_first_contact_clock_which_the_automatic_deal_does_not
                           trigger=None, owner_id="fs-1")
     assert ClockKind.FIRST_CONTACT not in opened.stop
     contact = on_promotion(RULES, from_stage=S.OPPORTUNITY, to_stage=S.OPPORTUNITY,
-                           tier=Tier.A, trigger=None, owner_id="fs-1")
-    assert ClockKind.FIRST_CONTACT in contact.stop, "a logged contact is activity"
+                           tier=Tier.A, trigger=None, owner_id="fs-1", contact=ContactKind.CALL)
+    assert ClockKind.FIRST_CONTACT in contact.stop, "a logged contact is the first contact"
 
 
-def test_a_deal_moved_by_its_rep_is_contact_and_activity_but_opening_it_is_not() -> None:
+def test_only_a_logged_contact_or_leaving_sales_is_the_first_contact() -> None:
+    # DESIGN: the SQL's clock waits for "first contact logged"; other activity is not one.
+    kept = on_promotion(RULES, from_stage=S.OPPORTUNITY, to_stage=S.OPPORTUNITY, tier=Tier.A,
+                        trigger=None, owner_id="fs-1")
+    assert ClockKind.FIRST_CONTACT not in kept.stop
+    assert ClockKind.OWNER_ACTIVITY in kept.stop
+    for to_stage in (S.WON, S.LOST, S.NURTURE, S.DISQUALIFIED):
+        assert ClockKind.FIRST_CONTACT in on_promotion(
+            RULES, from_stage=S.OPPORTUNITY, to_stage=to_stage, tier=Tier.A, trigger=None,
+            owner_id="fs-1").stop
+
+
+@pytest.mark.parametrize(("from_phase", "to_phase"), [
+    (DealPhase.P1, DealPhase.P1),  # the rep edited the amount or the criteria
+    (DealPhase.P1, DealPhase.P2),  # an advance: activity, but no contact logged
+])
+def test_a_deal_edited_or_moved_by_its_rep_is_activity_not_the_first_contact(
+        from_phase: DealPhase, to_phase: DealPhase) -> None:
     assert on_deal_phase(RULES, from_phase=None, to_phase=DealPhase.P1, owner_id="fs-1").stop \
         == frozenset()
-    moved = on_deal_phase(RULES, from_phase=DealPhase.P1, to_phase=DealPhase.P2,
-                          owner_id="fs-1")
-    assert moved.stop == {ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}
+    moved = on_deal_phase(RULES, from_phase=from_phase, to_phase=to_phase, owner_id="fs-1")
+    assert moved.stop == {ClockKind.OWNER_ACTIVITY}
     assert moved.start == (RULES.owner_activity,)
+
+
+@pytest.mark.parametrize("to_phase", [DealPhase.WON, DealPhase.LOST])
+def test_a_closed_deal_ends_the_first_contact_clock(to_phase: DealPhase) -> None:
+    closed = on_deal_phase(RULES, from_phase=DealPhase.P3, to_phase=to_phase, owner_id="fs-1")
+    assert ClockKind.FIRST_CONTACT in closed.stop
     assert on_deal_phase(RULES, from_phase=DealPhase.P4, to_phase=DealPhase.WON,
                          owner_id="fs-1").start == ()
 
@@ -211,11 +234,31 @@ def test_a_new_tier_b_or_a_surge_starts_the_first_touch_clock(
     assert [rule.name for rule in changes.start] == ([expected] if expected else [])
 
 
-def test_any_lifecycle_event_is_the_first_touch() -> None:
-    for to_stage in (S.MQL, S.NURTURE, S.DISQUALIFIED, S.LEAD):
-        assert ClockKind.FIRST_TOUCH in on_promotion(
-            RULES, from_stage=S.LEAD, to_stage=to_stage, tier=Tier.B, trigger=None,
-            owner_id=None).stop
+def test_any_lifecycle_event_of_sales_is_the_first_touch() -> None:
+    for to_stage in (S.NURTURE, S.DISQUALIFIED, S.LEAD):
+        changes = on_promotion(RULES, from_stage=S.LEAD, to_stage=to_stage, tier=Tier.B,
+                               trigger=None, owner_id=None)
+        assert ClockKind.FIRST_TOUCH in changes.stop
+        assert ClockKind.FIRST_TOUCH not in changes.supersede
+
+
+@pytest.mark.parametrize("from_stage", [S.LEAD, S.NURTURE])
+def test_the_automatic_promotion_to_mql_supersedes_the_first_touch_clock(
+        from_stage: LifecycleStage) -> None:
+    # A score made the lead an MQL: nobody touched it, and the MQL clock takes over.
+    changes = on_promotion(RULES, from_stage=from_stage, to_stage=S.MQL, tier=Tier.A,
+                           trigger=None, owner_id=None)
+    assert ClockKind.FIRST_TOUCH in changes.supersede
+    assert ClockKind.FIRST_TOUCH not in changes.stop
+    assert RULES.mql_acceptance in changes.start
+
+
+def test_a_late_start_ended_by_a_supersede_is_superseded_unless_it_was_already_late() -> None:
+    plan = plan_clock(RULES.first_touch, jst(24, 11), JAPAN)
+    on_time = settle_late_start(plan, jst(24, 12), None, superseded=True)
+    assert (on_time.outcome, on_time.reports_breach) == (Outcome.SUPERSEDED, False)
+    late = settle_late_start(plan, plan.due_at + timedelta(minutes=1), None, superseded=True)
+    assert (late.outcome, late.reports_breach) == (Outcome.BREACHED, True)
 
 
 MEETING = jst(20, 15)  # a Friday; Monday 23rd is a holiday
