@@ -64,9 +64,11 @@ async def test_a_colleague_cannot_reject_a_lead_another_rep_accepted(routing: Ro
     assert own.status_code == 200 and own.json()["stage"] == "nurture", own.text
 
 
-async def test_a_reject_click_after_a_colleague_accepted_gets_a_private_note(
-        routing: Routing) -> None:
-    lead_id = await accepted_by_sato(routing)
+@pytest.mark.parametrize(("held", "stage", "why"), [
+    ("accepted", "sal", "accepted by sato"), ("assigned", "mql", "assigned to sato")])
+async def test_a_reject_click_on_a_colleagues_lead_gets_a_private_note(
+        routing: Routing, held: str, stage: str, why: str) -> None:
+    lead_id = await (accepted_by_sato if held == "accepted" else assigned_to_sato)(routing)
     async with FakeSlack().running() as slack:
         url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
         body = slack_form(button_click("lead.reject", lead_id, "U0SUZUKI", url))
@@ -75,8 +77,8 @@ async def test_a_reject_click_after_a_colleague_accepted_gets_a_private_note(
         assert answer.status_code == 200, answer.text
         [note] = await slack.wait_for(1, timeout=5)
     assert note.body["response_type"] == "ephemeral"
-    assert "accepted by sato" in note.body["text"]
-    assert (await state(routing, lead_id))["stage"] == "sal"
+    assert why in note.body["text"]
+    assert (await state(routing, lead_id))["stage"] == stage
 
 
 # What the owner of an accepted lead may do with it, and the stage it is in afterwards.
@@ -306,17 +308,3 @@ async def test_a_departed_reps_assigned_mql_stays_open_to_the_team(routing: Rout
     rejected = await act(routing, lead_id, "reject", rep_id="suzuki", reason="担当退職のため")
     assert rejected.status_code == 200, rejected.text
     assert rejected.json()["history"][-1]["reason"] == "rejected by suzuki: 担当退職のため"
-
-
-async def test_a_reject_click_on_a_colleagues_mql_gets_a_private_note(routing: Routing) -> None:
-    lead_id = await assigned_to_sato(routing)
-    async with FakeSlack().running() as slack:
-        url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
-        body = slack_form(button_click("lead.reject", lead_id, "U0SUZUKI", url))
-        answer = await routing.client.post("/slack/actions", content=body,
-                                           headers=slack_headers(body, routing.clock.now))
-        assert answer.status_code == 200, answer.text
-        [note] = await slack.wait_for(1, timeout=5)
-    assert note.body["response_type"] == "ephemeral"
-    assert "assigned to sato" in note.body["text"]
-    assert (await state(routing, lead_id))["stage"] == "mql"
