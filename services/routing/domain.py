@@ -49,11 +49,22 @@ def rejection(rep_id: str, reason: str) -> str:
     return f"rejected by {rep_id}: {reason}"
 
 
+def disqualification(rep_id: str, reason: str) -> str:
+    """Return the transition reason of ``rep_id`` disqualifying a lead for ``reason``."""
+    return f"disqualified by {rep_id}: {reason}"
+
+
+def already_ended(lead_id: uuid.UUID, recorded: str) -> str:
+    """Return why a disqualified lead cannot be disqualified again for another reason or by
+    another rep, given its recorded reason."""
+    return f"lead {lead_id} was already {recorded}"
+
+
 def already_nurtured(lead_id: uuid.UUID, recorded: str) -> str:
     """Return why a nurtured lead cannot be rejected (again), given its nurture move's
     recorded reason."""
     if recorded.startswith("rejected by "):
-        return f"lead {lead_id} was already {recorded}"
+        return already_ended(lead_id, recorded)
     return f"lead {lead_id} is already in nurture ({recorded})"
 
 

@@ -306,17 +306,23 @@ async def qualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, bant: domain
 
 async def disqualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, *,
                      now: datetime, actor: str) -> None:
-    """Disqualify a lead for good with the rep's reason; a repeat changes nothing.
+    """Disqualify a lead for good with the rep's reason.
 
-    An accepted lead (SAL) is disqualified only by the rep who accepted it, and an MQL
-    assigned to a rep only by them (or whoever takes it by accepting it), unless that rep
-    is inactive.
+    The same rep disqualifying it again with the same reason changes nothing; any other
+    disqualification of it is refused with the reason recorded. An accepted lead (SAL) is
+    disqualified only by the rep who accepted it, and an MQL assigned to a rep only by them
+    (or whoever takes it by accepting it), unless that rep is inactive.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
+    disqualification = domain.disqualification(rep_id, reason)
     if lead.stage == S.DISQUALIFIED:
+        # Disqualified is final, so the move there is the lead's latest.
+        recorded = (await store.history(uow.connection, lead_id))[-1].reason
+        if recorded != disqualification:
+            raise domain.ActionRefused(domain.already_ended(lead_id, recorded))
         return
     await _may_act(uow, rep, lead, "disqualify", guarded=OWNERS_TO_END)
-    await move(uow, lead, S.DISQUALIFIED, reason=f"disqualified by {rep_id}: {reason}",
+    await move(uow, lead, S.DISQUALIFIED, reason=disqualification,
                now=now, owner_id=None, team=None, sla_due_at=None, actor=actor)
 
 

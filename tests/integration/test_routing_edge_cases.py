@@ -252,22 +252,23 @@ async def test_qualifying_an_mql_nobody_accepted_says_to_accept_it_first(
     assert (lead["stage"], lead["bant"]) == ("mql", None)
 
 
+@pytest.mark.parametrize(("action", "stage", "done"), [
+    ("reject", S.NURTURE, "rejected"), ("disqualify", S.DISQUALIFIED, "disqualified")])
 async def test_a_second_rejection_with_another_reason_is_a_conflict_naming_the_first(
-        routing: Routing) -> None:
+        routing: Routing, action: str, stage: LifecycleStage, done: str) -> None:
     lead_id = await accepted_by_sato(routing)
-    first = await act(routing, lead_id, "reject", rep_id="sato", reason="予算なし")
+    first = await act(routing, lead_id, action, rep_id="sato", reason="予算なし")
     assert first.status_code == 200, first.text
-    again = await act(routing, lead_id, "reject", rep_id="sato", reason="予算なし")
+    again = await act(routing, lead_id, action, rep_id="sato", reason="予算なし")
     assert again.status_code == 200, "the same rejection again changes nothing"
     assert again.json()["history"] == first.json()["history"]
     for rep_id, reason in (("sato", "時期未定"), ("suzuki", "予算なし")):
-        other = await act(routing, lead_id, "reject", rep_id=rep_id, reason=reason)
+        other = await act(routing, lead_id, action, rep_id=rep_id, reason=reason)
         assert other.status_code == 409, other.text
-        assert other.json()["detail"] == (
-            f"lead {lead_id} was already rejected by sato: 予算なし")
+        assert other.json()["detail"] == f"lead {lead_id} was already {done} by sato: 予算なし"
     lead = await state(routing, lead_id)
-    assert lead["history"][-1]["reason"] == "rejected by sato: 予算なし"
-    assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL, S.NURTURE]
+    assert lead["history"][-1]["reason"] == f"{done} by sato: 予算なし"
+    assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL, stage]
 
 
 # --- an MQL assigned to a colleague -------------------------------------------------------
