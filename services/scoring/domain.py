@@ -140,8 +140,12 @@ WORD_START, WORD_END = rf"(?<![^\W{CJK}])", rf"(?![^\W{CJK}])"
 @functools.lru_cache(maxsize=256)
 def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
     """Return a pattern matching ASCII keywords as whole words and others anywhere."""
-    parts = [rf"{WORD_START}{re.escape(k)}{WORD_END}" if k.isascii() else re.escape(k)
-             for k in keywords]
+    # The ASCII keywords share one pair of boundaries: each pair is two classes over the
+    # CJK ranges, and compiling a pair per keyword took 56 ms for the default model's
+    # titles (10 ms shared). A keyword whose boundary fails gives way to the next one.
+    words = "|".join(re.escape(k) for k in keywords if k.isascii())
+    parts = [rf"{WORD_START}(?:{words}){WORD_END}"] if words else []
+    parts += [re.escape(k) for k in keywords if not k.isascii()]
     return re.compile("|".join(parts) or r"(?!)")
 
 
@@ -301,6 +305,9 @@ class _Rules:
             maxsize=PROFILES_CACHED)(functools.partial(_profile, model=model))
         self.seniority: Callable[[str | None], str | None] = functools.lru_cache(
             maxsize=PROFILES_CACHED)(functools.partial(seniority, model=model))
+        for keywords in (*(rule.keywords for rule in model.fit.titles),
+                         model.fit.student.keywords):
+            _keyword_pattern(keywords)  # compiled now rather than in a lead's first batch
 
 
 def _profile(facts: LeadFacts, model: ScoringModel) -> _Profile:
@@ -310,6 +317,11 @@ def _profile(facts: LeadFacts, model: ScoringModel) -> _Profile:
 
 
 _RULES: dict[int, tuple[ScoringModel, _Rules]] = {}
+
+
+def prepare(model: ScoringModel) -> None:
+    """Derive ``model``'s rules now, so that the first batch scored does not wait for them."""
+    _rules_of(model)
 
 
 def _rules_of(model: ScoringModel) -> _Rules:

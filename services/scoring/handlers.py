@@ -41,6 +41,7 @@ from services.scoring.domain import (
     fresh_inquiry,
     is_decision_maker,
     outcome_of,
+    prepare,
     score_lead,
     worth_announcing,
 )
@@ -291,6 +292,7 @@ async def install_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel) ->
                                  "version")
         await uow.commit()
     await reload_model(unit_of_work, active)
+    prepare(active.model)
 
 
 async def reload_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel) -> None:

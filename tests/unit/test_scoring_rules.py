@@ -19,6 +19,7 @@ from services.scoring.domain import (
     clip_score,
     decay_factor,
     fresh_inquiry,
+    mentions,
     score_lead,
     seniority,
     worth_announcing,
@@ -241,6 +242,13 @@ def test_ascii_keywords_are_words_next_to_japanese_text_too() -> None:
     assert seniority("営業Managerです", MODEL) == "manager"
     assert seniority("Coordinator兼務", MODEL) == "staff"  # "coo" inside a word still
     assert seniority("Sub-Coordinator", MODEL) == "staff"
+
+
+def test_a_keyword_cut_off_mid_word_gives_way_to_another_at_the_same_place() -> None:
+    assert mentions("vpn admin", ("vp", "vpn admin"))
+    assert mentions("VPN 管理者", ("vp", "管理"))
+    assert not mentions("vpn", ("vp", "vpn admin"))
+    assert not mentions("営業", ())
 
 
 def test_engaged_colleagues_add_five_each_up_to_fifteen_and_a_decision_maker_ten() -> None:
