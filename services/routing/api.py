@@ -71,7 +71,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such lead
 ACTION_ERRORS: dict[int | str, dict[str, Any]] = {
     **NOT_FOUND,
     409: {"description": "The lead's stage or the rep's team does not allow the action, or "
-                         "another rep accepted the lead."},
+                         "another rep holds the lead (the answer names them)."},
     422: {"description": "Invalid body, or `rep_id` names no rep (field-level detail)."},
 }
 
@@ -275,7 +275,11 @@ async def accept_lead(lead_id: uuid.UUID, body: Acceptance, context: Context) ->
 @router.post("/leads/{lead_id}/reject", response_model=LeadState, responses=ACTION_ERRORS,
              tags=["lifecycle"])
 async def reject_lead(lead_id: uuid.UUID, body: Rejection, context: Context) -> LeadState:
-    """Send an MQL, SAL or SQL back to nurturing with a reason; a repeat changes nothing."""
+    """Send an MQL, SAL or SQL back to nurturing with a reason; a repeat changes nothing.
+
+    A lead a rep holds is theirs alone to reject, unless they are inactive; a colleague
+    may take an MQL by accepting it.
+    """
     return await _act(context, lead_id, lambda uow, now: handlers.reject(
         uow, lead_id, body.rep_id, body.reason, now=now, actor=body.rep_id))
 
@@ -300,7 +304,11 @@ async def qualify_lead(lead_id: uuid.UUID, body: Qualification, context: Context
              tags=["lifecycle"])
 async def disqualify_lead(lead_id: uuid.UUID, body: Disqualification,
                           context: Context) -> LeadState:
-    """Disqualify a lead for good with a reason; a repeat changes nothing."""
+    """Disqualify a lead for good with a reason; a repeat changes nothing.
+
+    A lead a rep holds is theirs alone to disqualify, unless they are inactive; a colleague
+    may take an MQL by accepting it.
+    """
     return await _act(context, lead_id, lambda uow, now: handlers.disqualify(
         uow, lead_id, body.rep_id, body.reason, now=now, actor=body.rep_id))
 

@@ -42,6 +42,12 @@ OWNED_STAGES = frozenset({S.SAL, S.SQL, S.OPPORTUNITY})
 MARKETING_STAGES = frozenset({S.LEAD, S.NURTURE})
 CONTACT_STAGES = OWNED_STAGES | MARKETING_STAGES
 REJECTABLE = frozenset({S.MQL, S.SAL, S.SQL})
+# Stages in which only the lead's owner works it (qualifies it, logs its contacts): an
+# accepted lead.
+WORKED_BY_OWNER = frozenset({S.SAL})
+# Stages in which only the lead's owner ends it (rejects or disqualifies it): a lead
+# assigned to a rep, accepted by one, or handed to one in field sales.
+ENDED_BY_OWNER = frozenset({S.MQL}) | OWNED_STAGES
 
 
 def rejection(rep_id: str, reason: str) -> str:
@@ -368,6 +374,16 @@ class Decision:
     positions: Mapping[str, float] = field(default_factory=dict)
 
     @property
+    def moves_account(self) -> bool:
+        """Return True if the chosen rep becomes the account's owner even if another rep
+        owns it: a routing rule chose them, not the rep themselves.
+
+        A rep who takes a lead (accepting a colleague's, or one from the queue) takes that
+        lead; the account becomes theirs only if nobody in the team owns it.
+        """
+        return self.rule is not Rule.TAKEN
+
+    @property
     def summary(self) -> str:
         """Return the decision in a few words, for the lead.promoted reason."""
         if self.rep_id is None:
@@ -385,6 +401,9 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
     specifically, trying broader matching territories when none of those is available.
     (3) Weighted round robin among the team's reps who are working, present and under
     capacity. Nobody available: the lead waits in the team's queue.
+
+    An account's lead is no round-robin turn: its owner keeps their place in the round
+    robin, and the lead counts only against their daily capacity.
     """
     members = sorted((r for r in reps if r.team is team), key=lambda r: r.rep_id)
     blocked = {r.rep_id: unavailable_because(r, now, assigned_today.get(r.rep_id, 0))
@@ -396,7 +415,7 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
         return Decision(team, owner.rep_id, Rule.ACCOUNT_OWNER,
                         f"{owner.rep_id} owns account {lead.account_key}"
                         + (f" (assigned although {although})" if although else ""),
-                        considered, {owner.rep_id: owner.position + owner.stride})
+                        considered)
     tried: list[Rep] = []
     fallback = ""
     for level in _territory_levels(lead, members):
@@ -449,6 +468,27 @@ def _round_robin(pool: Sequence[Rep], everyone: Sequence[Rep], team: TeamKind, r
     names = ", ".join(r.rep_id for r in pool)
     return Decision(team, chosen.rep_id, rule,
                     f"weighted round robin ({scope}) among {names}", considered, positions)
+
+
+def colleague_refusal(rep_id: str, action: str, lead_id: uuid.UUID, stage: LifecycleStage,
+                      owner_id: str | None, *, owner_active: bool,
+                      guarded: frozenset[LifecycleStage]) -> str | None:
+    """Return why ``rep_id`` may not ``action`` a lead another rep holds, or None if they may.
+
+    In a ``guarded`` stage a lead is its owner's alone, unless the owner is inactive: a
+    departed rep's leads stay open to the team, as unowned (queued) ones are. An MQL
+    assigned to a colleague may still be taken, by accepting it.
+    """
+    # A colleague's click on the same alert must not undo the owner's work nor act in
+    # their name: a second accept does not take an accepted lead either.
+    if stage not in guarded or owner_id in (None, rep_id) or not owner_active:
+        return None
+    if stage is S.MQL:
+        return (f"lead {lead_id} is assigned to {owner_id}; only they can {action} it "
+                f"(to {action} it yourself, take it first by accepting it)")
+    held = "was accepted by" if stage is S.SAL else "is owned by"
+    return (f"lead {lead_id} {held} {owner_id}; only they can {action} it (ask them to, "
+            f"or, if they have left the team, mark them inactive so that the team can)")
 
 
 def actor_refusal(rep: Rep, lead_team: str | None) -> str | None:

@@ -79,7 +79,8 @@ def _routable(lead: Row[Any]) -> domain.RoutableLead:
 
 async def _record(uow: UnitOfWork, lead: Row[Any], stage: LifecycleStage,
                   decision: domain.Decision, now: datetime) -> None:
-    """Log the decision, store round-robin positions and make the rep the account owner."""
+    """Log the decision, store round-robin positions and make the rep the account owner
+    (``domain.Decision.moves_account``)."""
     await store.record_decision(uow.connection, lead.lead_id, stage.value, decision, now,
                                 account_key=_routable(lead).account_key)
 
@@ -108,7 +109,8 @@ async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,
 
 async def _take(uow: UnitOfWork, lead: Row[Any], rep: domain.Rep, now: datetime,
                 how: str) -> None:
-    """Record that ``rep`` took the lead themselves (it counts against their capacity)."""
+    """Record that ``rep`` took the lead themselves: it counts against their capacity, and
+    its account stays with its owner, if it has one."""
     previous = f"assigned to {lead.owner_id}" if lead.owner_id else "from the queue"
     decision = domain.Decision(rep.team, rep.rep_id, domain.Rule.TAKEN,
                                f"{how} by {rep.rep_id} ({previous})")
@@ -205,30 +207,23 @@ async def _lead_and_rep(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str
 
 
 async def _may_act(uow: UnitOfWork, rep: domain.Rep, lead: Row[Any], action: str, *,
-                   guarded: frozenset[LifecycleStage] = frozenset({S.SAL})) -> None:
+                   guarded: frozenset[LifecycleStage] = domain.WORKED_BY_OWNER) -> None:
     """Return if ``rep`` may ``action`` the lead; raise ActionRefused otherwise.
 
-    Only active reps of the lead's team act on it, and a lead in a ``guarded`` stage
-    (an accepted lead, SAL; for reject and disqualify an assigned MQL too) only its owner,
-    unless they are inactive. Routing knows no team leads: a manager acts as a rep.
+    Only active reps of the lead's team act on it, and a lead in a ``guarded`` stage only
+    its owner, unless they are inactive (``domain.colleague_refusal``). Routing knows no
+    team leads: a manager acts as a rep.
     """
-    refusal = domain.actor_refusal(rep, lead.team)
-    if refusal is None and lead.stage in guarded and lead.owner_id not in (None, rep.rep_id):
-        # A colleague's click on the same alert must not undo an acceptance, nor act on the
-        # lead in its owner's name, as a second accept does not take the lead; nor end an
-        # MQL assigned to someone else (taking it, by accepting it, stays open to them).
-        # A departed owner's leads stay open to the team.
+    owner_active = False
+    # Whether the owner is still here matters only where the lead is theirs alone.
+    if lead.stage in guarded and lead.owner_id not in (None, rep.rep_id):
         owner = await store.get_rep(uow.connection, lead.owner_id)
-        if owner is not None and owner.active:
-            done = "was accepted by" if lead.stage == S.SAL else "is assigned to"
-            refusal = (f"lead {lead.lead_id} {done} {lead.owner_id}; "
-                       f"only they can {action} it")
+        owner_active = owner is not None and owner.active
+    refusal = domain.actor_refusal(rep, lead.team) or domain.colleague_refusal(
+        rep.rep_id, action, lead.lead_id, LifecycleStage(lead.stage), lead.owner_id,
+        owner_active=owner_active, guarded=guarded)
     if refusal is not None:
         raise domain.ActionRefused(refusal)
-
-
-# The stages in which only the lead's owner ends it (rejects or disqualifies it).
-OWNERS_TO_END = frozenset({S.MQL, S.SAL})
 
 
 async def accept(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, *, now: datetime,
@@ -253,9 +248,9 @@ async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, 
     """Send a lead back to nurturing with the rep's reason; a rejected lead stays rejected.
 
     The same rep rejecting it again with the same reason changes nothing; any other
-    rejection of a nurtured lead is refused with the reason recorded. An accepted lead
-    (SAL) is rejected only by the rep who accepted it, and an MQL assigned to a rep only
-    by them (or whoever takes it by accepting it), unless that rep is inactive.
+    rejection of a nurtured lead is refused with the reason recorded. A lead a rep holds
+    (an assigned MQL, an accepted SAL, an SQL handed to field sales) is rejected only by
+    them, unless they are inactive; a colleague may take an MQL by accepting it.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     rejection = domain.rejection(rep_id, reason)
@@ -268,7 +263,7 @@ async def reject(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: str, 
     if lead.stage not in domain.REJECTABLE:
         raise domain.ActionRefused(
             f"only an mql, sal or sql can be rejected; lead {lead_id} is {lead.stage}")
-    await _may_act(uow, rep, lead, "reject", guarded=OWNERS_TO_END)
+    await _may_act(uow, rep, lead, "reject", guarded=domain.ENDED_BY_OWNER)
     await move(uow, lead, S.NURTURE, reason=rejection, now=now,
                owner_id=None, team=None, sla_due_at=None, actor=actor)
 
@@ -309,9 +304,9 @@ async def disqualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: s
     """Disqualify a lead for good with the rep's reason.
 
     The same rep disqualifying it again with the same reason changes nothing; any other
-    disqualification of it is refused with the reason recorded. An accepted lead (SAL) is
-    disqualified only by the rep who accepted it, and an MQL assigned to a rep only by them
-    (or whoever takes it by accepting it), unless that rep is inactive.
+    disqualification of it is refused with the reason recorded. A lead a rep holds (an
+    assigned MQL, an accepted SAL, an SQL handed to field sales) is disqualified only by
+    them, unless they are inactive; a colleague may take an MQL by accepting it.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     disqualification = domain.disqualification(rep_id, reason)
@@ -321,7 +316,9 @@ async def disqualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, reason: s
         if recorded != disqualification:
             raise domain.ActionRefused(domain.already_ended(lead_id, recorded))
         return
-    await _may_act(uow, rep, lead, "disqualify", guarded=OWNERS_TO_END)
+    # A lead no one may disqualify (an opportunity, a won one) says so, not who owns it.
+    domain.check_transition(LifecycleStage(lead.stage), S.DISQUALIFIED)
+    await _may_act(uow, rep, lead, "disqualify", guarded=domain.ENDED_BY_OWNER)
     await move(uow, lead, S.DISQUALIFIED, reason=disqualification,
                now=now, owner_id=None, team=None, sla_due_at=None, actor=actor)
 

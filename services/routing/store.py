@@ -482,6 +482,7 @@ RECORDING_DECISION = text(f"""
     WHERE owned.account_key IS NOT NULL AND CAST(:rep_id AS text) IS NOT NULL
     ON CONFLICT (account_key, team) DO UPDATE
         SET rep_id = excluded.rep_id, updated_at = excluded.updated_at
+        WHERE CAST(:moves_account AS boolean)
 """).bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)))
 
 
@@ -489,8 +490,8 @@ async def record_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage
                           decision: domain.Decision, now: datetime,
                           account_key: str | None) -> None:
     """Log the decision with every rep considered, store the reps' new round-robin
-    positions, and make the chosen rep the account's owner (if the lead has an account);
-    one statement."""
+    positions, and make the chosen rep the account's owner (if the lead has an account, and
+    nobody in the team owns it or ``decision.moves_account``); one statement."""
     considered = [{"rep_id": c.rep_id, "blocked_because": c.blocked_because}
                   for c in decision.considered]
     await connection.execute(RECORDING_DECISION, {
@@ -498,7 +499,8 @@ async def record_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage
         "rep_id": decision.rep_id, "rule": decision.rule.value, "reason": decision.reason,
         "considered": json_text(considered), "decided_at": now,
         "moved_rep_ids": list(decision.positions),
-        "positions": list(decision.positions.values()), "account_key": account_key})
+        "positions": list(decision.positions.values()), "account_key": account_key,
+        "moves_account": decision.moves_account})
 
 
 async def decisions(connection: AsyncConnection, *, lead_id: uuid.UUID | None = None,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -47,38 +47,6 @@ async def accepted_by_sato(routing: Routing) -> uuid.UUID:
     accepted = await act(routing, event.lead_id, "accept", rep_id="sato")
     assert accepted.status_code == 200, accepted.text
     return event.lead_id
-
-
-async def test_a_colleague_cannot_reject_a_lead_another_rep_accepted(routing: Routing) -> None:
-    # Both saw the hot-lead alert; sato accepted first. Suzuki's reject must not throw
-    # sato's accepted lead back to marketing, as a second accept does not take it either.
-    lead_id = await accepted_by_sato(routing)
-    refused = await act(routing, lead_id, "reject", rep_id="suzuki", reason="対象外")
-    assert refused.status_code == 409, refused.text
-    assert "accepted by sato" in refused.json()["detail"]
-    lead = await state(routing, lead_id)
-    assert (lead["stage"], lead["owner_id"]) == ("sal", "sato")
-    assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL]
-
-    own = await act(routing, lead_id, "reject", rep_id="sato", reason="予算なし")
-    assert own.status_code == 200 and own.json()["stage"] == "nurture", own.text
-
-
-@pytest.mark.parametrize(("held", "stage", "why"), [
-    ("accepted", "sal", "accepted by sato"), ("assigned", "mql", "assigned to sato")])
-async def test_a_reject_click_on_a_colleagues_lead_gets_a_private_note(
-        routing: Routing, held: str, stage: str, why: str) -> None:
-    lead_id = await (accepted_by_sato if held == "accepted" else assigned_to_sato)(routing)
-    async with FakeSlack().running() as slack:
-        url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
-        body = slack_form(button_click("lead.reject", lead_id, "U0SUZUKI", url))
-        answer = await routing.client.post("/slack/actions", content=body,
-                                           headers=slack_headers(body, routing.clock.now))
-        assert answer.status_code == 200, answer.text
-        [note] = await slack.wait_for(1, timeout=5)
-    assert note.body["response_type"] == "ephemeral"
-    assert why in note.body["text"]
-    assert (await state(routing, lead_id))["stage"] == stage
 
 
 # What the owner of an accepted lead may do with it, and the stage it is in afterwards.
@@ -137,15 +105,6 @@ async def test_a_contact_before_the_first_representable_instant_gets_a_422(
     assert {tuple(item["loc"]) for item in response.json()["detail"]} == {
         ("body", "occurred_at")}
     assert len(await routing.promoted()) == 2, "nothing announced"
-
-
-async def test_a_departed_reps_accepted_lead_can_still_be_rejected_by_the_team(
-        routing: Routing) -> None:
-    lead_id = await accepted_by_sato(routing)
-    await routing.put_rep("sato", slack_user_id="U0SATO1", active=False)
-    rejected = await act(routing, lead_id, "reject", rep_id="suzuki", reason="担当退職のため")
-    assert rejected.status_code == 200, rejected.text
-    assert rejected.json()["history"][-1]["reason"] == "rejected by suzuki: 担当退職のため"
 
 
 async def test_speed_to_acceptance_counts_from_the_mql_that_was_accepted(
@@ -224,6 +183,35 @@ async def assigned_to_sato(routing: Routing) -> uuid.UUID:
     return event.lead_id
 
 
+async def handed_to_tanaka(routing: Routing) -> uuid.UUID:
+    """Return an SQL that sato qualified, of team field_sales (tanaka and yamada), owned
+    by tanaka."""
+    lead_id = await accepted_by_sato(routing)
+    await routing.put_rep("tanaka", team="field_sales", slack_user_id="U0TANAKA")
+    await routing.put_rep("yamada", team="field_sales", slack_user_id="U0YAMADA")
+    qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                          authority=True, need=True, timeframe=True)
+    assert qualified.status_code == 200, qualified.text
+    lead = qualified.json()
+    assert (lead["stage"], lead["owner_id"], lead["team"]) == ("sql", "tanaka",
+                                                               "field_sales"), lead
+    return lead_id
+
+
+async def queued_for_sdr(routing: Routing) -> uuid.UUID:
+    """Return an MQL of team sdr (sato and suzuki) scored at 20:00 in Tokyo, when neither
+    works, so that it waits in the queue; the clock is then the next day's 10:00."""
+    await routing.put_rep("sato", slack_user_id="U0SATO1")
+    await routing.put_rep("suzuki", slack_user_id="U0SUZUKI")
+    routing.clock.now = WEDNESDAY_10_JST + timedelta(hours=10)
+    event = lead_scored()
+    await routing.handle(event)
+    lead = await state(routing, event.lead_id)
+    assert (lead["stage"], lead["owner_id"]) == ("mql", None), lead
+    routing.clock.now = WEDNESDAY_10_JST + timedelta(days=1)
+    return event.lead_id
+
+
 @pytest.mark.parametrize("action", ["reject", "disqualify"])
 async def test_a_blank_reason_is_refused_as_blank_not_as_a_pattern(routing: Routing,
                                                                    action: str) -> None:
@@ -271,41 +259,104 @@ async def test_a_second_rejection_with_another_reason_is_a_conflict_naming_the_f
     assert [e.to_stage for e in await routing.promoted()] == [S.MQL, S.SAL, stage]
 
 
-# --- an MQL assigned to a colleague -------------------------------------------------------
+# --- a lead a colleague holds: assigned, accepted, or handed to field sales ---------------
 
 
+class Holding(NamedTuple):
+    """A lead a rep holds: how to get one, the rep and their team, a colleague of theirs in
+    it, what the colleague is told, and the moves announced until then."""
+
+    lead: Callable[[Routing], Awaitable[uuid.UUID]]
+    owner: str
+    team: str
+    colleague: str
+    colleague_on_slack: str
+    refusal: str
+    announced: list[LifecycleStage]
+
+
+ASK_THE_OWNER = ("(ask them to, or, if they have left the team, mark them inactive so that "
+                 "the team can)")
+HOLDINGS = {
+    "sal": Holding(accepted_by_sato, "sato", "sdr", "suzuki", "U0SUZUKI",
+                   "was accepted by sato; only they can {action} it " + ASK_THE_OWNER,
+                   [S.MQL, S.SAL]),
+    "mql": Holding(assigned_to_sato, "sato", "sdr", "suzuki", "U0SUZUKI",
+                   "is assigned to sato; only they can {action} it "
+                   "(to {action} it yourself, take it first by accepting it)", [S.MQL]),
+    "sql": Holding(handed_to_tanaka, "tanaka", "field_sales", "yamada", "U0YAMADA",
+                   "is owned by tanaka; only they can {action} it " + ASK_THE_OWNER,
+                   [S.MQL, S.SAL, S.SQL]),
+}
+
+
+@pytest.mark.parametrize("held", HOLDINGS)
 @pytest.mark.parametrize(("action", "stage_after", "done"), [
     ("reject", "nurture", "rejected"), ("disqualify", "disqualified", "disqualified")])
-async def test_a_colleague_cannot_reject_or_disqualify_an_mql_assigned_to_another_rep(
-        routing: Routing, action: str, stage_after: str, done: str) -> None:
-    lead_id = await assigned_to_sato(routing)
-    refused = await act(routing, lead_id, action, rep_id="suzuki", reason="対象外")
+async def test_a_colleague_cannot_reject_or_disqualify_a_lead_another_rep_holds(
+        routing: Routing, held: str, action: str, stage_after: str, done: str) -> None:
+    # Both saw the alert, or both work in the lead's team: the colleague's click must not
+    # throw the owner's lead back to marketing, nor end it for good.
+    holding = HOLDINGS[held]
+    lead_id = await holding.lead(routing)
+    refused = await act(routing, lead_id, action, rep_id=holding.colleague, reason="対象外")
     assert refused.status_code == 409, refused.text
     assert refused.json()["detail"] == (
-        f"lead {lead_id} is assigned to sato; only they can {action} it")
+        f"lead {lead_id} {holding.refusal.format(action=action)}")
     lead = await state(routing, lead_id)
-    assert (lead["stage"], lead["owner_id"]) == ("mql", "sato")
-    assert [e.to_stage for e in await routing.promoted()] == [S.MQL], "nothing announced"
+    assert (lead["stage"], lead["owner_id"]) == (held, holding.owner)
+    assert [e.to_stage for e in await routing.promoted()] == holding.announced, "nothing new"
 
-    own = await act(routing, lead_id, action, rep_id="sato", reason="対象外")
+    own = await act(routing, lead_id, action, rep_id=holding.owner, reason="対象外")
     assert own.status_code == 200, own.text
     assert own.json()["stage"] == stage_after
-    assert (await routing.promoted())[-1].reason == f"{done} by sato: 対象外"
+    assert (await routing.promoted())[-1].reason == f"{done} by {holding.owner}: 対象外"
 
 
-async def test_a_colleague_may_still_take_an_assigned_mql_and_then_reject_it(
-        routing: Routing) -> None:
-    lead_id = await assigned_to_sato(routing)
+@pytest.mark.parametrize("held", HOLDINGS)
+async def test_a_reject_click_on_a_colleagues_lead_gets_a_private_note(routing: Routing,
+                                                                       held: str) -> None:
+    holding = HOLDINGS[held]
+    lead_id = await holding.lead(routing)
+    async with FakeSlack().running() as slack:
+        url = f"http://127.0.0.1:{slack.port}/actions/T0/1/abc"
+        body = slack_form(button_click("lead.reject", lead_id, holding.colleague_on_slack, url))
+        answer = await routing.client.post("/slack/actions", content=body,
+                                           headers=slack_headers(body, routing.clock.now))
+        assert answer.status_code == 200, answer.text
+        [note] = await slack.wait_for(1, timeout=5)
+    assert note.body["response_type"] == "ephemeral"
+    assert note.body["text"] == (
+        f"⚠️ 操作できません: lead {lead_id} {holding.refusal.format(action='reject')}")
+    assert (await state(routing, lead_id))["stage"] == held
+
+
+@pytest.mark.parametrize(("queued", "account_owner"), [(False, "sato"), (True, "suzuki")])
+async def test_a_colleague_may_take_an_mql_and_reject_it_but_not_an_owned_account(
+        routing: Routing, queued: bool, account_owner: str) -> None:
+    # Taking a lead takes that lead: its account stays with sato, who owns it since the
+    # round robin gave them its first lead, and is the taker's only if nobody owned it.
+    lead_id = await (queued_for_sdr if queued else assigned_to_sato)(routing)
     taken = await act(routing, lead_id, "accept", rep_id="suzuki")
     assert taken.status_code == 200, taken.text
     assert taken.json()["assignments"][-1]["rule"] == "taken"
     rejected = await act(routing, lead_id, "reject", rep_id="suzuki", reason="対象外")
     assert rejected.status_code == 200 and rejected.json()["stage"] == "nurture", rejected.text
 
+    same_account = lead_scored()
+    await routing.handle(same_account)
+    decision = (await state(routing, same_account.lead_id))["assignments"][-1]
+    assert (decision["rep_id"], decision["rule"]) == (account_owner, "account_owner")
 
-async def test_a_departed_reps_assigned_mql_stays_open_to_the_team(routing: Routing) -> None:
-    lead_id = await assigned_to_sato(routing)
-    await routing.put_rep("sato", slack_user_id="U0SATO1", active=False)
-    rejected = await act(routing, lead_id, "reject", rep_id="suzuki", reason="担当退職のため")
+
+@pytest.mark.parametrize("held", HOLDINGS)
+async def test_a_departed_reps_lead_stays_open_to_the_team(routing: Routing,
+                                                           held: str) -> None:
+    holding = HOLDINGS[held]
+    lead_id = await holding.lead(routing)
+    await routing.put_rep(holding.owner, team=holding.team, active=False)
+    rejected = await act(routing, lead_id, "reject", rep_id=holding.colleague,
+                         reason="担当退職のため")
     assert rejected.status_code == 200, rejected.text
-    assert rejected.json()["history"][-1]["reason"] == "rejected by suzuki: 担当退職のため"
+    assert rejected.json()["history"][-1]["reason"] == (
+        f"rejected by {holding.colleague}: 担当退職のため")

@@ -162,6 +162,27 @@ def test_the_account_owner_wins_even_outside_hours_or_at_capacity(
     assert "owner owns account example.co.jp" in decision.reason
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=3), min_size=2, max_size=4),
+       st.integers(min_value=0, max_value=3))
+def test_an_account_owners_leads_are_no_round_robin_turns(weights: list[int],
+                                                          owner: int) -> None:
+    # The round robin shares out the leads no account owner takes, by weight; a rep who
+    # also gets their own accounts' leads has not had a turn for them.
+    team = Team([rep(f"rep-{i}", weight=float(w), hours=ALWAYS) for i, w in enumerate(weights)])
+    owner_id = f"rep-{owner % len(weights)}"
+    no_account = dataclasses.replace(LEAD, account_key=None)
+    rounds = 60 * sum(weights)
+    for _ in range(rounds):
+        assert team.take(WEDNESDAY_10_JST, account_owner=owner_id).rule is Rule.ACCOUNT_OWNER
+        team.take(WEDNESDAY_10_JST, no_account)
+    shared = Counter(decision.rep_id for _, decision in team.decisions
+                     if decision.rule is Rule.ROUND_ROBIN)
+    for i, weight in enumerate(weights):
+        # One off at most: strides of 1/3 add up with rounding, which may tip a last tie.
+        assert abs(shared[f"rep-{i}"] - 60 * weight) <= 1, (shared, weights, owner_id)
+
+
 def test_an_account_owner_on_leave_or_inactive_gives_way_to_the_round_robin() -> None:
     leave = Period(WEDNESDAY_10_JST - timedelta(days=1), WEDNESDAY_10_JST + timedelta(days=1))
     for owner in (rep("owner", out_of_office=(leave,)), rep("owner", active=False)):

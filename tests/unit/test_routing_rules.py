@@ -20,6 +20,8 @@ from services.notifier.config import NotifierFile
 from services.notifier.domain import plan_clock
 from services.routing.domain import (
     ALLOWED,
+    ENDED_BY_OWNER,
+    WORKED_BY_OWNER,
     Bant,
     BantRank,
     IllegalTransition,
@@ -30,6 +32,7 @@ from services.routing.domain import (
     after_deal,
     after_recycling,
     check_transition,
+    colleague_refusal,
     due_after_contact,
     due_after_move,
     promotion_for,
@@ -286,3 +289,37 @@ def test_only_active_reps_of_the_leads_team_may_act() -> None:
     assert actor_refusal(sdr, "field_sales") == (
         "rep sato is in team sdr; the lead is with team field_sales")
     assert actor_refusal(Rep("sato", TeamKind.SDR, active=False), "sdr") == "rep sato is inactive"
+
+
+LEAD_ID = uuid.UUID("00000000-0000-4000-8000-000000000001")
+ASK_THE_OWNER = ("(ask them to, or, if they have left the team, mark them inactive so that "
+                 "the team can)")
+
+
+@pytest.mark.parametrize(("stage", "held"), [
+    (S.MQL, "is assigned to sato; only they can reject it "
+            "(to reject it yourself, take it first by accepting it)"),
+    (S.SAL, f"was accepted by sato; only they can reject it {ASK_THE_OWNER}"),
+    (S.SQL, f"is owned by sato; only they can reject it {ASK_THE_OWNER}"),
+    (S.OPPORTUNITY, f"is owned by sato; only they can reject it {ASK_THE_OWNER}"),
+])
+def test_only_the_rep_who_holds_a_lead_ends_it_unless_they_have_left(
+        stage: LifecycleStage, held: str) -> None:
+    def refusal(rep_id: str, owner_id: str | None, owner_active: bool) -> str | None:
+        return colleague_refusal(rep_id, "reject", LEAD_ID, stage, owner_id,
+                                 owner_active=owner_active, guarded=ENDED_BY_OWNER)
+
+    assert refusal("suzuki", "sato", owner_active=True) == f"lead {LEAD_ID} {held}"
+    assert refusal("sato", "sato", owner_active=True) is None, "the owner"
+    assert refusal("suzuki", "sato", owner_active=False) is None, "a departed owner"
+    assert refusal("suzuki", None, owner_active=False) is None, "a queued lead"
+
+
+@pytest.mark.parametrize(("guarded", "owners_alone"), [
+    (WORKED_BY_OWNER, {S.SAL}), (ENDED_BY_OWNER, {S.MQL, S.SAL, S.SQL, S.OPPORTUNITY})])
+def test_a_colleague_is_refused_only_in_the_guarded_stages(
+        guarded: frozenset[LifecycleStage], owners_alone: set[LifecycleStage]) -> None:
+    for stage in S:
+        refusal = colleague_refusal("suzuki", "act on", LEAD_ID, stage, "sato",
+                                    owner_active=True, guarded=guarded)
+        assert (refusal is not None) is (stage in owners_alone), stage
