@@ -573,14 +573,14 @@ async def _act(client: httpx.AsyncClient, url: str, body: dict[str, Any],
 async def _fill_in(client: httpx.AsyncClient, pipeline_url: str, deal: dict[str, Any],
                    lead: HotLead, rng: random.Random) -> None:
     """Enter the deal's estimated amount, expected close date and first next action, as its
-    field rep does after the hand-off, and print the deal."""
+    field rep (the deal's owner) does after the hand-off, and print the deal."""
     today = datetime.now(UTC).date()
     amount = rng.choice((3_600_000, 6_000_000, 12_000_000, 24_000_000))
     closes = today + timedelta(days=rng.randrange(45, 120))
     meeting = today + timedelta(days=2)
     text = "初回訪問でヒアリング" if lead.japanese else "Discovery meeting on site"
     await _call(client, "PATCH", f"{pipeline_url}/v1/deals/{deal['deal_id']}", json={
-        "amount": amount, "expected_close_date": closes.isoformat(),
+        "rep_id": deal["owner_id"], "amount": amount, "expected_close_date": closes.isoformat(),
         "next_action": {"due": meeting.isoformat(), "text": text}})
     print(f"  pipeline opened a deal in {deal['phase']} for {lead.company}: amount {amount:,}, "
           f"expected to close {closes}; next: {text} on {meeting}", flush=True)

@@ -94,6 +94,10 @@ PHONE_LENGTH = 32  # E.164 with an RFC 3966 extension
 ACCOUNT_KEY_LENGTH = 320
 ShortText = Annotated[str, Field(max_length=SHORT_TEXT_LENGTH)]
 Score = Annotated[int, Field(ge=0, le=100)]
+REP_ID_PATTERN = r"^[A-Za-z0-9._@-]+$"
+# The id of a rep in routing's directory, as routing's and pipeline's APIs take it.
+RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=REP_ID_PATTERN,
+                             description="A rep's id, e.g. `sato` or `rep-001`.")]
 
 
 class LeadProfile(Contract):

@@ -13,7 +13,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.text import NOT_BLANK
-from schemas.events import DealPhase
+from schemas.events import DealPhase, RepId
 from services.pipeline import domain, handlers, store
 from services.pipeline.domain import (
     OPEN_PHASES,
@@ -29,6 +29,10 @@ from services.pipeline.domain import (
 router = APIRouter(prefix="/v1")
 
 OwnerId = Annotated[str, Field(min_length=1, max_length=100, description="The rep's id.")]
+# Pipeline keeps no rep directory: any well-formed id is recorded as given.
+ActorId = Annotated[RepId, Field(description=("The id of the rep making the change, e.g. "
+                                              "`sato` or `rep-001`; the deal's history "
+                                              "shows it as `actor`."))]
 TeamName = Annotated[str, Field(min_length=1, max_length=100)]
 Amount = Annotated[int, Field(ge=0, le=10**15, description="In the smallest currency unit.")]
 Reason = Annotated[str, Field(min_length=1, max_length=400)]
@@ -52,12 +56,14 @@ MAX_PAGE = 200
 
 Responses = dict[int | str, dict[str, Any]]
 NOT_FOUND: Responses = {404: {"description": "No such deal."}}
+INVALID_CHANGE = ("Invalid body (field-level detail), e.g. a missing or blank `rep_id`. "
+                  "Nothing was changed.")
 CHANGE_ERRORS: Responses = {
     **NOT_FOUND,
     409: {"description": "The deal's state does not allow the change: it is closed, the "
                          "move goes the wrong way, or exit criteria are missing (listed "
                          "per criterion in `detail`)."},
-    422: {"description": "Invalid body (field-level detail). Nothing was changed."},
+    422: {"description": INVALID_CHANGE},
 }
 LIST_ERRORS: Responses = {
     422: {"description": "Invalid filter, limit or cursor (field-level detail), or filters "
@@ -86,8 +92,9 @@ class NextActionBody(Strict):
 
 
 class DealCreate(Strict):
-    """A deal opened by hand in P1 (SQLs open theirs from lead.promoted)."""
+    """A deal a rep opens by hand in P1 (SQLs open theirs from lead.promoted)."""
 
+    rep_id: ActorId
     lead_id: uuid.UUID
     owner_id: OwnerId
     team: TeamName | None = None
@@ -116,8 +123,9 @@ class CriteriaUpdate(Strict):
 
 
 class DealUpdate(Strict):
-    """Fields to change; those left out keep their value, null clears one."""
+    """Fields a rep changes; those left out keep their value, null clears one."""
 
+    rep_id: ActorId
     amount: Amount | None = None
     expected_close_date: date | None = None
     next_action: NextActionBody | None = None
@@ -125,34 +133,40 @@ class DealUpdate(Strict):
 
 
 class Advance(Strict):
-    """Move forward: to ``to_phase``, or to the next phase if it is left out."""
+    """A rep moving the deal forward: to ``to_phase``, or to the next phase if it is left
+    out."""
 
+    rep_id: ActorId
     to_phase: OpenPhase | None = None
 
 
 class MoveBack(Strict):
-    """Move back to an earlier phase, with the reason."""
+    """A rep moving the deal back to an earlier phase, with the reason."""
 
+    rep_id: ActorId
     to_phase: OpenPhase
     reason: Reason
 
 
 class Win(Strict):
-    """Close as won."""
+    """A rep closing the deal as won."""
 
+    rep_id: ActorId
     note: Note | None = None
 
 
 class Lose(Strict):
-    """Close as lost; ``reason`` is one of the configured lost reasons."""
+    """A rep closing the deal as lost; ``reason`` is one of the configured lost reasons."""
 
+    rep_id: ActorId
     reason: Annotated[str, Field(min_length=1, max_length=100)]
     note: Note | None = None
 
 
 class HoldBody(Strict):
-    """Keep the deal from the zombie sweep through ``until`` (inclusive)."""
+    """A rep keeping the deal from the zombie sweep through ``until`` (inclusive)."""
 
+    rep_id: ActorId
     until: date
     reason: Reason
 
@@ -246,12 +260,17 @@ class DealPage(BaseModel):
 
 
 class HistoryEntry(BaseModel):
-    """One change of a deal."""
+    """One change of a deal, and who made it."""
 
     action: domain.Action
     from_phase: DealPhase | None
     to_phase: DealPhase
     reason: str | None
+    actor: str | None = Field(description=(
+        "The rep who made the change: the `rep_id` of the call that made it. Null when the "
+        "service made it itself (a deal opened, kept or handed to a new owner for a lead "
+        "routing qualified; a zombie recycled by the sweep), and for changes recorded before "
+        "changes named their rep."))
     occurred_at: datetime
 
 
@@ -382,12 +401,14 @@ def _http_error(error: Exception) -> HTTPException:
 DealChange = Callable[[Deal, datetime], Changed | None]
 
 
-async def _change(context: ServiceContext, deal_id: uuid.UUID, change: DealChange) -> DealView:
-    """Apply a change in one unit of work and return the deal after it."""
+async def _change(context: ServiceContext, deal_id: uuid.UUID, change: DealChange, *,
+                  actor: str) -> DealView:
+    """Apply a change ``actor`` made in one unit of work and return the deal after it."""
     now = context.clock()
     async with context.unit_of_work() as uow:
         try:
-            deal = await handlers.change_deal(uow, deal_id, now, lambda d: change(d, now))
+            deal = await handlers.change_deal(uow, deal_id, now, lambda d: change(d, now),
+                                              actor=actor)
         except (domain.UnknownDeal, domain.DealRuleError) as error:
             raise _http_error(error) from None
         await uow.commit()
@@ -413,7 +434,7 @@ def _group(owner_id: str | None, team: str | None) -> GroupKey | None:
 @router.post("/deals", response_model=DealView, status_code=status.HTTP_201_CREATED,
              tags=["deals"], responses={
                  409: {"description": "The lead already has an open deal."},
-                 422: {"description": "Invalid body (field-level detail)."}})
+                 422: {"description": INVALID_CHANGE}})
 async def create_deal(body: DealCreate, context: Context) -> DealView:
     """Open a deal in P1 for a lead; emits deal.phase_changed."""
     now = context.clock()
@@ -425,7 +446,7 @@ async def create_deal(body: DealCreate, context: Context) -> DealView:
         if body.next_action else None)
     async with context.unit_of_work() as uow:
         try:
-            deal = await handlers.create_deal(uow, opened)
+            deal = await handlers.create_deal(uow, opened, actor=body.rep_id)
         except domain.DealRuleError as error:
             raise _http_error(error) from None
         await uow.commit()
@@ -492,7 +513,7 @@ async def get_deal(deal_id: uuid.UUID, context: Context) -> DealView:
 @router.get("/deals/{deal_id}/history", response_model=list[HistoryEntry], responses=NOT_FOUND,
             tags=["deals"])
 async def deal_history(deal_id: uuid.UUID, context: Context) -> list[HistoryEntry]:
-    """Return every change of the deal, oldest first."""
+    """Return every change of the deal, oldest first, each with the rep who made it."""
     async with context.unit_of_work() as uow:
         if await store.get_deal(uow.connection, deal_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no deal {deal_id}")
@@ -533,7 +554,7 @@ async def update_deal(deal_id: uuid.UUID, body: DealUpdate, context: Context) ->
             else deal.expected_close_date,
             next_action=next_action, criteria=criteria)
 
-    return await _change(context, deal_id, change)
+    return await _change(context, deal_id, change, actor=body.rep_id)
 
 
 @router.post("/deals/{deal_id}/advance", response_model=DealView, responses=CHANGE_ERRORS,
@@ -541,7 +562,8 @@ async def update_deal(deal_id: uuid.UUID, body: DealUpdate, context: Context) ->
 async def advance_deal(deal_id: uuid.UUID, body: Advance, context: Context) -> DealView:
     """Move the deal forward if the exit criteria of every phase it leaves are recorded."""
     target = DealPhase(body.to_phase) if body.to_phase else None
-    return await _change(context, deal_id, lambda deal, now: domain.advance(deal, now, target))
+    return await _change(context, deal_id, lambda deal, now: domain.advance(deal, now, target),
+                         actor=body.rep_id)
 
 
 @router.post("/deals/{deal_id}/move-back", response_model=DealView, responses=CHANGE_ERRORS,
@@ -549,14 +571,15 @@ async def advance_deal(deal_id: uuid.UUID, body: Advance, context: Context) -> D
 async def move_deal_back(deal_id: uuid.UUID, body: MoveBack, context: Context) -> DealView:
     """Move the deal back to an earlier phase, with the reason."""
     return await _change(context, deal_id, lambda deal, now: domain.move_back(
-        deal, now, DealPhase(body.to_phase), body.reason))
+        deal, now, DealPhase(body.to_phase), body.reason), actor=body.rep_id)
 
 
 @router.post("/deals/{deal_id}/win", response_model=DealView, responses=CHANGE_ERRORS,
              tags=["phases"])
 async def win_deal(deal_id: uuid.UUID, body: Win, context: Context) -> DealView:
     """Close the deal as won, once every exit criterion through P5 is recorded."""
-    return await _change(context, deal_id, lambda deal, now: domain.win(deal, now, body.note))
+    return await _change(context, deal_id, lambda deal, now: domain.win(deal, now, body.note),
+                         actor=body.rep_id)
 
 
 @router.post("/deals/{deal_id}/lose", response_model=DealView, responses=CHANGE_ERRORS,
@@ -565,7 +588,7 @@ async def lose_deal(deal_id: uuid.UUID, body: Lose, context: Context) -> DealVie
     """Close the deal as lost, for one of the configured lost reasons (`BATON_LOST_REASONS`)."""
     reasons = _rules(context).lost_reasons
     return await _change(context, deal_id, lambda deal, now: domain.lose(
-        deal, now, body.reason, reasons, body.note))
+        deal, now, body.reason, reasons, body.note), actor=body.rep_id)
 
 
 @router.put("/deals/{deal_id}/hold", response_model=DealView, responses=CHANGE_ERRORS,
@@ -577,16 +600,19 @@ async def hold_deal(deal_id: uuid.UUID, body: HoldBody, context: Context) -> Dea
     """
     rules = _rules(context)
     return await _change(context, deal_id, lambda deal, now: domain.put_hold(
-        deal, now, body.until, body.reason, today=rules.today(now), max_hold=rules.max_hold))
+        deal, now, body.until, body.reason, today=rules.today(now), max_hold=rules.max_hold),
+        actor=body.rep_id)
 
 
 @router.delete("/deals/{deal_id}/hold", response_model=DealView, responses=CHANGE_ERRORS,
                tags=["phases"])
-async def release_deal_hold(deal_id: uuid.UUID, context: Context) -> DealView:
-    """End the deal's hold before its end date."""
+async def release_deal_hold(deal_id: uuid.UUID, rep_id: Annotated[ActorId, Query()],
+                            context: Context) -> DealView:
+    """End the deal's hold before its end date (``rep_id`` names the rep ending it: a
+    query parameter, as a DELETE carries no body)."""
     rules = _rules(context)
     return await _change(context, deal_id, lambda deal, now: domain.release_hold(
-        deal, today=rules.today(now)))
+        deal, today=rules.today(now)), actor=rep_id)
 
 
 # --- forecast and targets -----------------------------------------------------------------

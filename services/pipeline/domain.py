@@ -261,6 +261,9 @@ class Change:
     from_phase: DealPhase | None
     to_phase: DealPhase
     reason: str
+    # The rep who made the change; None when the service made it itself (a lead handed
+    # over by routing, the zombie sweep).
+    actor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -269,6 +272,11 @@ class Changed:
 
     deal: Deal
     change: Change
+
+
+def made_by(changed: Changed, actor: str | None) -> Changed:
+    """Return the change recorded as made by ``actor`` (None: by the service itself)."""
+    return replace(changed, change=replace(changed.change, actor=actor))
 
 
 def _short(text: str) -> str:

@@ -76,13 +76,17 @@ async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock
         return
     handed_off = event.to_stage is LifecycleStage.SQL and event.from_stage is not event.to_stage
     last_change_at = await store.last_change_at(uow.connection, deal_id)
+    # The event does not say which rep moved the lead: the hand-over is the service's own.
     await change_deal(uow, deal_id, now, lambda deal: domain.follow_lead(
         deal, owner_id=event.owner_id, team=event.team,
-        qualified_at=event.occurred_at if handed_off else None, last_change_at=last_change_at))
+        qualified_at=event.occurred_at if handed_off else None, last_change_at=last_change_at),
+        actor=None)
 
 
-async def create_deal(uow: UnitOfWork, opened: Changed) -> Deal:
-    """Store a deal opened through the API; raise DealConflict if its lead has an open one."""
+async def create_deal(uow: UnitOfWork, opened: Changed, *, actor: str) -> Deal:
+    """Store a deal ``actor`` opened through the API and return it; raise DealConflict if
+    its lead has an open one."""
+    opened = domain.made_by(opened, actor)
     if not await store.insert_deal(uow.connection, opened):
         existing = await store.open_deal_of(uow.connection, opened.deal.lead_id)
         raise domain.DealConflict(f"lead {opened.deal.lead_id} already has open deal {existing}")
@@ -91,8 +95,9 @@ async def create_deal(uow: UnitOfWork, opened: Changed) -> Deal:
 
 
 async def change_deal(uow: UnitOfWork, deal_id: uuid.UUID, now: datetime,
-                      change: Callable[[Deal], Changed | None]) -> Deal:
-    """Apply ``change`` to the locked deal, record it and announce it; return the deal after.
+                      change: Callable[[Deal], Changed | None], *, actor: str | None) -> Deal:
+    """Apply ``change`` to the locked deal, record it as made by ``actor`` (None: by the
+    service itself) and announce it; return the deal after.
 
     A change that changes nothing (None) records and announces nothing.
     """
@@ -102,6 +107,7 @@ async def change_deal(uow: UnitOfWork, deal_id: uuid.UUID, now: datetime,
     changed = change(deal)
     if changed is None:
         return deal
+    changed = domain.made_by(changed, actor)
     await store.save_change(uow.connection, changed, at=now)
     uow.emit(phase_changed(changed, now))
     return replace(changed.deal, changed_at=now)

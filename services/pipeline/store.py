@@ -105,6 +105,9 @@ phase_history = Table(
     Column("to_phase", Text, nullable=False),
     Column("reason", Text),
     Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The rep who made the change; null for the service's own changes, and for entries
+    # recorded before changes named their rep.
+    Column("actor", Text),
 )
 targets = Table(
     "targets",
@@ -212,14 +215,15 @@ async def save_change(connection: AsyncConnection, changed: Changed, *, at: date
 _ADD_HISTORY = text(
     """
     INSERT INTO pipeline.phase_history (deal_id, action, from_phase, to_phase, reason,
-                                        occurred_at)
-    SELECT h.deal_id, h.action, h.from_phase, h.to_phase, h.reason, :at
-    FROM unnest(:ids, :actions, :from_phases, :to_phases, :reasons)
-         AS h(deal_id, action, from_phase, to_phase, reason)
+                                        actor, occurred_at)
+    SELECT h.deal_id, h.action, h.from_phase, h.to_phase, h.reason, h.actor, :at
+    FROM unnest(:ids, :actions, :from_phases, :to_phases, :reasons, :actors)
+         AS h(deal_id, action, from_phase, to_phase, reason, actor)
     """
 ).bindparams(bindparam("ids", type_=UUID_ARRAY), bindparam("actions", type_=TEXT_ARRAY),
              bindparam("from_phases", type_=TEXT_ARRAY),
-             bindparam("to_phases", type_=TEXT_ARRAY), bindparam("reasons", type_=TEXT_ARRAY))
+             bindparam("to_phases", type_=TEXT_ARRAY), bindparam("reasons", type_=TEXT_ARRAY),
+             bindparam("actors", type_=TEXT_ARRAY))
 
 
 async def add_history(connection: AsyncConnection, changes: Sequence[Changed], *,
@@ -231,7 +235,8 @@ async def add_history(connection: AsyncConnection, changes: Sequence[Changed], *
         "from_phases": [c.change.from_phase.value if c.change.from_phase else None
                         for c in changes],
         "to_phases": [c.change.to_phase.value for c in changes],
-        "reasons": [c.change.reason for c in changes]})
+        "reasons": [c.change.reason for c in changes],
+        "actors": [c.change.actor for c in changes]})
 
 
 async def history(connection: AsyncConnection, deal_id: uuid.UUID) -> Sequence[Row[Any]]:

@@ -29,15 +29,13 @@ from baton_runtime.business_time import BusinessCalendar, known_holiday_country,
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.text import NOT_BLANK
 from baton_runtime.uow import UnitOfWork
-from schemas.events import ContactKind, LifecycleStage
+from schemas.events import REP_ID_PATTERN, ContactKind, LifecycleStage, RepId
 from services.routing import domain, handlers, store
 from services.routing.settings import RoutingSettings
 
 router = APIRouter(prefix="/v1")
 
-RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$",
-                             description="A rep's id, e.g. `sato` or `rep-001`.")]
-RepIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._@-]+$")]
+RepIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=REP_ID_PATTERN)]
 
 
 def _said(value: object, handler: ValidatorFunctionWrapHandler) -> str:

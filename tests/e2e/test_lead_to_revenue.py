@@ -96,13 +96,15 @@ async def test_an_sql_deal_is_won_and_a_zombie_deal_sends_its_lead_back_to_nurtu
         await wait_for_stage(client, stack, won_lead, "opportunity")
         pipeline = stack.url("pipeline")
         deal_url = f"{pipeline}/v1/deals/{deal['deal_id']}"
-        patched = await client.patch(deal_url, json={"amount": 12_000_000,
+        field_rep = {"rep_id": "field-1"}
+        patched = await client.patch(deal_url, json={**field_rep, "amount": 12_000_000,
                                                      "criteria": CRITERIA})
         assert patched.status_code == 200, patched.text
         for phase in ("P2", "P3", "P4", "P5"):
-            moved = await client.post(f"{deal_url}/advance", json={"to_phase": phase})
+            moved = await client.post(f"{deal_url}/advance",
+                                      json={**field_rep, "to_phase": phase})
             assert moved.status_code == 200, moved.text
-        won = await client.post(f"{deal_url}/win", json={})
+        won = await client.post(f"{deal_url}/win", json=field_rep)
         assert won.status_code == 200, won.text
         await wait_for_stage(client, stack, won_lead, "won")
 

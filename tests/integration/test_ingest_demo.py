@@ -44,6 +44,10 @@ async def test_the_demo_sets_up_reps_once_and_its_hot_leads_reach_reps_sqls_and_
                                         params={"limit": 1000})).json()
         funnel = (await client.get(f"{routing}/v1/funnel")).json()["total"]
         deals = (await client.get(f"{pipeline}/v1/deals")).json()["deals"]
+        # The change each demo field rep made last: filling in their deal.
+        filled_in = {deal["deal_id"]: (await client.get(
+            f"{pipeline}/v1/deals/{deal['deal_id']}/history")).json()[-1]
+            for deal in deals if deal["owner_id"] in DEMO_REP_IDS}
 
         # A user changes a demo rep; the demo runs again and neither adds nor overwrites one.
         changed = {key: value for key, value in reps["demo-sdr-kobayashi"].items()
@@ -77,6 +81,7 @@ async def test_the_demo_sets_up_reps_once_and_its_hot_leads_reach_reps_sqls_and_
     assert opened, f"a deal is open for a demo field rep: {deals}"
     assert all(d["amount"] and d["expected_close_date"] and d["next_action"]
                for d in opened), opened
+    assert all(filled_in[d["deal_id"]]["actor"] == d["owner_id"] for d in opened), filled_in
     assert "deals opened" in first and "/v1/deals" in first
 
     assert "in place" in second, second

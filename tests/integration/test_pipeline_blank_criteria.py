@@ -20,10 +20,12 @@ async def test_blank_text_criteria_are_refused_naming_each_field_and_change_noth
 ) -> None:
     async with running(infrastructure, consume=False) as pipeline:
         api = pipeline.api
-        deal_id = (await api.post("/v1/deals", json={
-            "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
+        opened = await api.post("/v1/deals", json={
+            "rep_id": "sato", "lead_id": str(uuid.uuid4()), "owner_id": "sato"})
+        deal_id = opened.json()["deal_id"]
         before = (await api.get(f"/v1/deals/{deal_id}")).json()
         blank = await api.patch(f"/v1/deals/{deal_id}", json={
+            "rep_id": "sato",
             "criteria": {"business_issue": " ", "problem": "", "solution": "\u3000",
                          "benefit": "半日に短縮", "problem_agreed": True}})
         after = (await api.get(f"/v1/deals/{deal_id}")).json()
@@ -43,17 +45,19 @@ async def test_blank_criteria_stored_before_show_as_not_entered_and_are_not_logg
 ) -> None:
     async with running(infrastructure, consume=False) as pipeline:
         api = pipeline.api
-        deal_id = (await api.post("/v1/deals", json={
-            "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
+        opened = await api.post("/v1/deals", json={
+            "rep_id": "sato", "lead_id": str(uuid.uuid4()), "owner_id": "sato"})
+        deal_id = opened.json()["deal_id"]
         # As a deal updated before blank text was refused holds it.
         async with pipeline.engine.begin() as connection:
             await connection.execute(update(store.deals).where(
                 store.deals.c.deal_id == uuid.UUID(deal_id)).values(criteria={
                     "problem_agreed": True, "business_issue": " ", "problem": ""}))
-        assert (await api.post(f"/v1/deals/{deal_id}/advance", json={})).status_code == 200
+        advanced = await api.post(f"/v1/deals/{deal_id}/advance", json={"rep_id": "sato"})
+        assert advanced.status_code == 200, advanced.text
         shown = (await api.get(f"/v1/deals/{deal_id}")).json()
         changed = await api.patch(f"/v1/deals/{deal_id}", json={
-            "criteria": {"problem": "棚卸に3日"}})
+            "rep_id": "sato", "criteria": {"problem": "棚卸に3日"}})
         history = (await api.get(f"/v1/deals/{deal_id}/history")).json()
 
     assert (shown["criteria"]["business_issue"], shown["criteria"]["problem"]) == (None, None)

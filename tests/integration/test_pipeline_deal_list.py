@@ -43,6 +43,8 @@ EVERY_CRITERION = {"problem_agreed": True, "business_issue": "受注処理が手
                    "legal_checked": True, "final_terms_agreed": True,
                    "approval_requested": True}
 SATO, INOUE = "営業-佐藤", "営業-井上"
+# The sales-ops rep who enters every change here.
+OPS = {"rep_id": "ops-kato"}
 EAST, WEST = "フィールドセールス東日本", "フィールドセールス西日本"
 TOWA = "株式会社東和精機"
 NORTHWIND = "Northwind Robotics Inc."
@@ -126,19 +128,19 @@ async def seed(api: DealApi) -> dict[str, str]:
             (NIHONBASHI, INOUE, WEST, None),
             (MINATO, SATO, EAST, date(2026, 12, 20))):
         deal = await api.send("POST", "/v1/deals", {
-            "lead_id": str(uuid.uuid4()), "owner_id": owner, "team": team, "company": company,
-            "amount": 5_000_000, "expected_close_date": closes and str(closes),
+            **OPS, "lead_id": str(uuid.uuid4()), "owner_id": owner, "team": team,
+            "company": company, "amount": 5_000_000, "expected_close_date": closes and str(closes),
             "next_action": {"due": "2026-12-01", "text": "初回訪問でヒアリング"}})
         opened[company] = deal["deal_id"]
     towa, northwind, hokuto, sakura = (f"/v1/deals/{opened[company]}"
                                        for company in (TOWA, NORTHWIND, HOKUTO, SAKURA))
-    await api.send("PATCH", towa, {"criteria": {"problem_agreed": True}})
-    await api.send("POST", f"{towa}/advance", {})
-    await api.send("PATCH", sakura, {"criteria": EVERY_CRITERION})
-    await api.send("POST", f"{sakura}/advance", {"to_phase": "P5"})
-    await api.send("POST", f"{sakura}/win", {"note": "受注！"})
+    await api.send("PATCH", towa, {**OPS, "criteria": {"problem_agreed": True}})
+    await api.send("POST", f"{towa}/advance", OPS)
+    await api.send("PATCH", sakura, {**OPS, "criteria": EVERY_CRITERION})
+    await api.send("POST", f"{sakura}/advance", {**OPS, "to_phase": "P5"})
+    await api.send("POST", f"{sakura}/win", {**OPS, "note": "受注！"})
     await api.send("POST", f"{northwind}/lose",
-                   {"reason": api.context.settings.lost_reasons[0]})
+                   {**OPS, "reason": api.context.settings.lost_reasons[0]})
     api.clock.advance(minutes=1)
     async with api.context.unit_of_work() as uow:
         idle = await store.get_deal(uow.connection, uuid.UUID(opened[NIHONBASHI]), lock=True)
@@ -146,7 +148,8 @@ async def seed(api: DealApi) -> dict[str, str]:
         await store.save_recycled(uow.connection, [
             domain.recycle(idle, api.clock(), "no phase change for 90 days")], at=api.clock())
         await uow.commit()
-    await api.send("PUT", f"{hokuto}/hold", {"until": "2027-01-31", "reason": "予算確定待ち"})
+    await api.send("PUT", f"{hokuto}/hold",
+                   {**OPS, "until": "2027-01-31", "reason": "予算確定待ち"})
     return opened
 
 
@@ -227,7 +230,7 @@ async def test_deals_list_pages_by_cursor_without_repeats_and_a_change_moves_a_d
         pages.append([deal["company"] for deal in body["deals"]])
         # みなと changes between two pages: it goes to the front, behind this reader.
         await api.send("PATCH", f"/v1/deals/{opened[MINATO]}",
-                       {"amount": 8_000_000})
+                       {**OPS, "amount": 8_000_000})
         while body["next_cursor"] is not None:
             body = await api.page(limit=2, cursor=body["next_cursor"])
             pages.append([deal["company"] for deal in body["deals"]])
@@ -248,7 +251,7 @@ async def test_deals_list_pages_by_cursor_without_repeats_and_a_change_moves_a_d
 async def test_deals_changed_at_the_same_instant_page_by_id(postgres: PostgresServer) -> None:
     async with deal_api(postgres) as api:
         ids = [(await api.client.post("/v1/deals", json={
-            "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
+            **OPS, "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
             for _ in range(5)]
         seen = []
         body = await api.page(limit=1)

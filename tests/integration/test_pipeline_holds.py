@@ -21,9 +21,10 @@ async def test_putting_the_same_hold_again_records_and_announces_nothing_more(
     # must not be placed a second time, nor its placing time moved.
     async with running(infrastructure, consume=False) as pipeline:
         api, clock = pipeline.api, pipeline.clock
-        deal_id = (await api.post("/v1/deals", json={
-            "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
-        hold = {"until": "2027-03-31", "reason": "先方の決算待ち"}
+        opened = await api.post("/v1/deals", json={
+            "rep_id": "sato", "lead_id": str(uuid.uuid4()), "owner_id": "sato"})
+        deal_id = opened.json()["deal_id"]
+        hold = {"rep_id": "sato", "until": "2027-03-31", "reason": "先方の決算待ち"}
         first = await api.put(f"/v1/deals/{deal_id}/hold", json=hold)
         assert first.status_code == 200, first.text
         clock.advance(hours=1)

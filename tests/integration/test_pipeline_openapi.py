@@ -50,8 +50,8 @@ async def seed(context: ServiceContext) -> None:
     today = context.clock().astimezone(context.settings.rules().timezone).date()
     async with PIPELINE.client() as client:
         deals = [await succeeded(client, "POST", "/v1/deals", {
-            "lead_id": str(uuid.uuid4()), "owner_id": OWNERS[i % 2], "team": TEAMS[i % 2],
-            "company": f"株式会社サンプル{i}", "amount": 1_000_000 * (i + 1),
+            "rep_id": OWNERS[i % 2], "lead_id": str(uuid.uuid4()), "owner_id": OWNERS[i % 2],
+            "team": TEAMS[i % 2], "company": f"株式会社サンプル{i}", "amount": 1_000_000 * (i + 1),
             # The first deal's close date is past due.
             "expected_close_date": str(today + timedelta(days=30 * i - 30)),
             "next_action": {"due": str(today + timedelta(days=7)), "text": "提案書を送る"}})
@@ -61,15 +61,16 @@ async def seed(context: ServiceContext) -> None:
             update={"occurred_at": context.clock()}))
         kept = await succeeded(client, "GET", f"/v1/deals/{deals[-1]['deal_id']}")
         assert kept["handed_off_at"] is not None, kept
+        rep = {"rep_id": OWNERS[0]}
         for url in (advanced, won):
-            await succeeded(client, "PATCH", url, {"criteria": every_criterion()})
-        await succeeded(client, "POST", f"{advanced}/advance", {"to_phase": "P3"})
-        await succeeded(client, "POST", f"{won}/advance", {"to_phase": "P5"})
-        await succeeded(client, "POST", f"{won}/win", {"note": "受注"})
+            await succeeded(client, "PATCH", url, {**rep, "criteria": every_criterion()})
+        await succeeded(client, "POST", f"{advanced}/advance", {**rep, "to_phase": "P3"})
+        await succeeded(client, "POST", f"{won}/advance", {**rep, "to_phase": "P5"})
+        await succeeded(client, "POST", f"{won}/win", {**rep, "note": "受注"})
         await succeeded(client, "POST", f"{lost}/lose",
-                        {"reason": context.settings.lost_reasons[0]})
-        await succeeded(client, "PUT", f"{held}/hold",
-                        {"until": str(today + timedelta(days=30)), "reason": "予算確定待ち"})
+                        {**rep, "reason": context.settings.lost_reasons[0]})
+        await succeeded(client, "PUT", f"{held}/hold", {
+            **rep, "until": str(today + timedelta(days=30)), "reason": "予算確定待ち"})
         year = (await succeeded(client, "GET", "/v1/forecast"))["fiscal_year"]
         periods = [f"FY{year}", f"FY{year}-Q3", f"{today:%Y-%m}"]
         for period, group in zip(periods, ({}, {"team": TEAMS[0]}, {"owner_id": OWNERS[0]}),
@@ -81,6 +82,7 @@ async def seed(context: ServiceContext) -> None:
     KNOWN.add("deal_id", *(deal["deal_id"] for deal in deals))
     KNOWN.add("lead_id", *(deal["lead_id"] for deal in deals))
     KNOWN.add("owner_id", *OWNERS)
+    KNOWN.add("rep_id", *OWNERS)
     KNOWN.add("team", *TEAMS)
     KNOWN.add("period", *periods)
     KNOWN.add("expected_close", *periods)

@@ -273,15 +273,17 @@ async def test_the_api_takes_a_deal_from_p1_to_won_and_announces_every_change(
     async with running(infrastructure, consume=False) as pipeline:
         api, clock = pipeline.api, pipeline.clock
         created = await api.post("/v1/deals", json={
-            "lead_id": str(lead_id), "owner_id": "field-sato", "team": "field-east",
+            "rep_id": "field-sato", "lead_id": str(lead_id), "owner_id": "field-sato",
+            "team": "field-east",
             "company": "株式会社サンプル", "amount": 12_000_000})
         assert created.status_code == 201, created.text
         deal_id = created.json()["deal_id"]
-        again = await api.post("/v1/deals", json={"lead_id": str(lead_id), "owner_id": "x"})
+        again = await api.post("/v1/deals", json={"rep_id": "field-sato",
+                                                  "lead_id": str(lead_id), "owner_id": "x"})
         assert again.status_code == 409 and deal_id in again.json()["detail"]
 
         clock.advance(days=1)
-        refused = await api.post(f"/v1/deals/{deal_id}/advance", json={})
+        refused = await api.post(f"/v1/deals/{deal_id}/advance", json={"rep_id": "field-sato"})
         assert refused.status_code == 409
         assert refused.json()["detail"] == [{
             "loc": ["deal", "criteria", "problem_agreed"],
@@ -306,13 +308,15 @@ async def test_the_api_takes_a_deal_from_p1_to_won_and_announces_every_change(
         ]
         for method, path, body in steps:
             clock.advance(days=1)
-            response = await api.request(method, f"/v1/deals/{deal_id}{path}", json=body)
+            response = await api.request(method, f"/v1/deals/{deal_id}{path}",
+                                         json={"rep_id": "field-sato", **body})
             assert response.status_code == 200, (path, response.text)
         won = response.json()
         assert (won["phase"], won["probability"], won["outcome"], won["is_open"]) == (
             "won", 100, "won", False)
         assert won["criteria"]["business_issue"] == "在庫の属人化", "Japanese round-trips"
-        closed = await api.patch(f"/v1/deals/{deal_id}", json={"amount": 1})
+        closed = await api.patch(f"/v1/deals/{deal_id}", json={"rep_id": "field-sato",
+                                                               "amount": 1})
         assert closed.status_code == 409 and "closed" in closed.json()["detail"]
 
         history = (await api.get(f"/v1/deals/{deal_id}/history")).json()
@@ -340,37 +344,39 @@ async def test_refused_changes_answer_4xx_with_field_detail_and_announce_nothing
 ) -> None:
     async with running(infrastructure, consume=False) as pipeline:
         api = pipeline.api
+        sato = {"rep_id": "sato"}
         deal_id = (await api.post("/v1/deals", json={
-            "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
-        lost = await api.post(f"/v1/deals/{deal_id}/lose", json={"reason": "bad vibes"})
+            **sato, "lead_id": str(uuid.uuid4()), "owner_id": "sato"})).json()["deal_id"]
+        lost = await api.post(f"/v1/deals/{deal_id}/lose", json={**sato, "reason": "bad vibes"})
         assert lost.status_code == 422
         [error] = lost.json()["detail"]
         assert error["loc"] == ["body", "reason"] and "no_budget" in error["msg"]
         past = await api.put(f"/v1/deals/{deal_id}/hold",
-                             json={"until": "2026-11-19", "reason": "予算凍結"})
+                             json={**sato, "until": "2026-11-19", "reason": "予算凍結"})
         assert past.status_code == 422 and past.json()["detail"][0]["loc"] == ["body", "until"]
-        negative = await api.patch(f"/v1/deals/{deal_id}", json={"amount": -1})
+        negative = await api.patch(f"/v1/deals/{deal_id}", json={**sato, "amount": -1})
         assert negative.status_code == 422
         assert negative.json()["detail"][0]["loc"] == ["body", "amount"]
-        unknown = await api.post(f"/v1/deals/{deal_id}/advance", json={"to_phase": "P9"})
+        unknown = await api.post(f"/v1/deals/{deal_id}/advance",
+                                 json={**sato, "to_phase": "P9"})
         assert unknown.status_code == 422
         # A blank next action would restart the zombie rule's clock with nothing entered.
         blank = await api.patch(f"/v1/deals/{deal_id}", json={
-            "next_action": {"due": "2026-11-27", "text": "\u3000"}})
+            **sato, "next_action": {"due": "2026-11-27", "text": "\u3000"}})
         assert blank.status_code == 422
         assert blank.json()["detail"][0]["loc"] == ["body", "next_action", "text"]
-        blank_note = await api.post(f"/v1/deals/{deal_id}/win", json={"note": "  "})
+        blank_note = await api.post(f"/v1/deals/{deal_id}/win", json={**sato, "note": "  "})
         assert blank_note.status_code == 422
-        missing = await api.post(f"/v1/deals/{uuid.uuid4()}/win", json={})
+        missing = await api.post(f"/v1/deals/{uuid.uuid4()}/win", json=sato)
         assert missing.status_code == 404
-        no_hold = await api.delete(f"/v1/deals/{deal_id}/hold")
+        no_hold = await api.delete(f"/v1/deals/{deal_id}/hold", params=sato)
         assert no_hold.status_code == 409 and "not on hold" in no_hold.json()["detail"]
-        same = await api.patch(f"/v1/deals/{deal_id}", json={})
+        same = await api.patch(f"/v1/deals/{deal_id}", json=sato)
         assert same.status_code == 200
         history = (await api.get(f"/v1/deals/{deal_id}/history")).json()
         assert [h["action"] for h in history] == ["opened"], "nothing else was recorded"
         lost = await api.post(f"/v1/deals/{deal_id}/lose",
-                              json={"reason": "no_budget", "note": "来期予算で再検討"})
+                              json={**sato, "reason": "no_budget", "note": "来期予算で再検討"})
         assert lost.status_code == 200 and lost.json()["close_reason"] == "no_budget"
         await wait_until(pipeline.outbox_empty, 30, "the relay to publish")
         events = phase_changes(await pipeline.events(DealPhaseChanged), deal_id)
@@ -397,11 +403,11 @@ async def test_the_sweep_recycles_zombies_but_not_held_deals_and_announces_their
         [held_deal] = await deals_of(pipeline, held)
         [busy_deal] = await deals_of(pipeline, busy)
         clock.advance(days=59)
-        response = await api.put(f"/v1/deals/{held_deal['deal_id']}/hold",
-                                 json={"until": "2027-03-31", "reason": "先方の決算待ち"})
+        response = await api.put(f"/v1/deals/{held_deal['deal_id']}/hold", json={
+            "rep_id": "field-sato", "until": "2027-03-31", "reason": "先方の決算待ち"})
         assert response.status_code == 200, response.text
         response = await api.patch(f"/v1/deals/{busy_deal['deal_id']}", json={
-            "next_action": {"due": "2027-01-20", "text": "デモ日程調整"}})
+            "rep_id": "field-sato", "next_action": {"due": "2027-01-20", "text": "デモ日程調整"}})
         assert response.status_code == 200, response.text
         clock.advance(days=1)  # 60 days without a next action on the first deal
 
@@ -604,20 +610,23 @@ async def test_the_forecast_endpoint_sums_the_stored_deals_and_targets(
                                             ("sato", 4_000_000, "2027-02-01", "P2"),
                                             ("suzuki", 6_000_000, "2026-12-01", "P1")]:
             deal_id = (await api.post("/v1/deals", json={
-                "lead_id": str(uuid.uuid4()), "owner_id": owner, "team": "east",
-                "amount": amount, "expected_close_date": close})).json()["deal_id"]
+                "rep_id": owner, "lead_id": str(uuid.uuid4()), "owner_id": owner,
+                "team": "east", "amount": amount,
+                "expected_close_date": close})).json()["deal_id"]
             if phase != "P1":
                 ticks = ("problem_agreed", "demo_done", "quote_presented", "legal_checked")
                 texts = ("business_issue", "problem", "solution", "benefit", "approval_route")
                 criteria: dict[str, bool | str] = {name: True for name in ticks}
                 criteria |= {name: "記入済み" for name in texts}
-                await api.patch(f"/v1/deals/{deal_id}", json={"criteria": criteria})
-                moved = await api.post(f"/v1/deals/{deal_id}/advance", json={"to_phase": phase})
+                await api.patch(f"/v1/deals/{deal_id}",
+                                json={"rep_id": owner, "criteria": criteria})
+                moved = await api.post(f"/v1/deals/{deal_id}/advance",
+                                       json={"rep_id": owner, "to_phase": phase})
                 assert moved.status_code == 200, moved.text
         lost_id = (await api.post("/v1/deals", json={
-            "lead_id": str(uuid.uuid4()), "owner_id": "sato", "team": "east",
+            "rep_id": "sato", "lead_id": str(uuid.uuid4()), "owner_id": "sato", "team": "east",
             "amount": 2_000_000})).json()["deal_id"]
-        await api.post(f"/v1/deals/{lost_id}/lose", json={"reason": "price"})
+        await api.post(f"/v1/deals/{lost_id}/lose", json={"rep_id": "sato", "reason": "price"})
         target = await api.put("/v1/targets", json={"period": "FY2026-Q3", "owner_id": "sato",
                                                      "amount": 20_000_000})
         assert target.status_code == 200, target.text

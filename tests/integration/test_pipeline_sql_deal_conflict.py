@@ -85,7 +85,7 @@ class Rep:
                                   owner_id="field-suzuki", team="field-east", company=None,
                                   now=now, reason="opened by hand")
         async with self.unit_of_work() as uow:
-            await handlers.create_deal(uow, opened)
+            await handlers.create_deal(uow, opened, actor="field-suzuki")
             await uow.commit()
         deal_id = opened.deal.deal_id
         lost_reasons = self.pipeline.settings.rules().lost_reasons
@@ -96,7 +96,7 @@ class Rep:
                              "the hand-off to wait for the rep's lock on the deal it met")
             await self.gate("pg_advisory_lock")  # its next attempt waits at the gate
             await handlers.change_deal(uow, deal_id, now, lambda deal: domain.lose(
-                deal, now, "no_budget", lost_reasons))
+                deal, now, "no_budget", lost_reasons), actor="field-suzuki")
             await uow.commit()
         self.lost.append(deal_id)
 
