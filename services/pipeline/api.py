@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
@@ -19,7 +19,6 @@ from services.pipeline.domain import (
     OPEN_PHASES,
     Changed,
     Deal,
-    GroupForecast,
     GroupKey,
     Issue,
     PipelineRules,
@@ -172,7 +171,10 @@ class HoldBody(Strict):
 
 
 class TargetBody(Strict):
-    """A target of a month (2026-04), fiscal quarter (FY2026-Q1) or year (FY2026)."""
+    """A target of a month (2026-04), fiscal quarter (FY2026-Q1) or year (FY2026).
+
+    In the forecast, a quarter or year without a target of its own takes the sum of its
+    parts' targets only when every part has one."""
 
     period: Annotated[str, Field(min_length=1, max_length=20, examples=["FY2026-Q3"])]
     owner_id: OwnerId | None = None
@@ -272,6 +274,72 @@ class HistoryEntry(BaseModel):
         "routing qualified; a zombie recycled by the sweep), and for changes recorded before "
         "changes named their rep."))
     occurred_at: datetime
+
+
+PERIOD_PARTS = "a quarter's three months, the year's four quarters"
+
+
+class PeriodForecast(BaseModel):
+    """One period of one group's forecast: open deals by their expected close date, won
+    deals by the day they were won."""
+
+    period: str = Field(description="A month (`2026-04`), fiscal quarter (`FY2026-Q1`) or "
+                                    "the fiscal year (`FY2026`).")
+    kind: domain.PeriodKind
+    starts: date = Field(description="The period's first day.")
+    ends: date = Field(description="The day after the period's last.")
+    deals: int = Field(description=(
+        "Open deals whose expected close date falls in the period; "
+        "`GET /v1/deals?is_open=true&expected_close=<period>` lists them."))
+    pipeline: int = Field(description="Their amounts, unweighted (no amount counts 0).")
+    weighted: int = Field(description="Their amounts x phase probability.")
+    commit: int = Field(description="The amounts of those in P4 and P5.")
+    won: int = Field(description=(
+        "The amounts of the deals won in the period: by the day each was won, in the "
+        "pipeline's time zone, not by its expected close date; "
+        "`GET /v1/deals?outcome=won&closed=<period>` lists them."))
+    won_deals: int = Field(description="How many deals `won` sums.")
+    target: int | None = Field(description=(
+        f"The period's own target or, without one, its parts' ({PERIOD_PARTS}) sum when "
+        "every part has a target; null otherwise (see `partial_target`)."))
+    partial_target: int | None = Field(description=(
+        "Only when the period has no target of its own and only some of its parts have "
+        "one: what its parts' targets, as far as set, sum to. It is not the period's target: "
+        "`target`, `coverage` and `needed_pipeline` stay null. Null otherwise."))
+    periods_without_target: list[str] = Field(description=(
+        f"With `partial_target`, the parts ({PERIOD_PARTS}) that have no target; empty "
+        "otherwise."))
+    coverage: float | None = Field(description=(
+        "Open pipeline / (target - won); null without a target, or once it is met."))
+    needed_pipeline: int | None = Field(description=(
+        "Open pipeline still needed to meet the target at the group's win rate: "
+        "(target - won) / win rate - pipeline, at least 0 (0 once met); null without a "
+        "target, or without a win rate while it is not met."))
+
+
+class Unscheduled(BaseModel):
+    """A group's open deals with no expected close date."""
+
+    deals: int = Field(description="Open deals without an expected close date.")
+    pipeline: int = Field(description="Their amounts, unweighted (no amount counts 0).")
+    weighted: int = Field(description="Their amounts x phase probability.")
+    commit: int = Field(description="The amounts of those in P4 and P5.")
+
+
+class GroupForecast(BaseModel):
+    """One group's forecast over the fiscal year."""
+
+    scope: Scope
+    name: str | None = Field(description="The owner's id or the team; null for everyone.")
+    win_rate: float | None = Field(description=(
+        "Won / (won + lost) of the group's deals closed in the lookback window; everyone's "
+        "when the group closed none; null when nobody did."))
+    periods: list[PeriodForecast] = Field(description=(
+        "The fiscal year's twelve months, then its four quarters, then the year."))
+    unscheduled: Unscheduled = Field(description=(
+        "Open deals with no expected close date, as they are now (whatever the fiscal "
+        "year): they fall in no period, so no period's numbers, coverage or need count "
+        "them; they are counted here instead of being left out."))
 
 
 class ForecastView(BaseModel):
@@ -376,6 +444,18 @@ def _view(deal: Deal, rules: PipelineRules, now: datetime) -> DealView:
         changed_at=deal.changed_at or deal.opened_at)
 
 
+def _period_query(name: str, label: str | None, rules: PipelineRules) -> domain.Period | None:
+    """Return the period the query parameter ``name`` names (None if not given); 422 if it
+    names none."""
+    if label is None:
+        return None
+    try:
+        return rules.fiscal.period(label)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["query", name], "msg": str(error), "type": "value_error"}]) from None
+
+
 def _invalid_query(error: domain.InvalidFilter) -> HTTPException:
     """Return the 422 that names the query parameter at fault."""
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
@@ -468,7 +548,17 @@ async def list_deals(
     expected_close: Annotated[str | None, Query(
         min_length=1, max_length=20, examples=["2026-04", "FY2026-Q3", "FY2026"],
         description=("The month (YYYY-MM), fiscal quarter (FYyyyy-Qn) or fiscal year "
-                     "(FYyyyy) the expected close date falls in."))] = None,
+                     "(FYyyyy) the expected close date falls in, open or closed deal "
+                     "alike: the date the forecast counts open deals by (with "
+                     "`is_open=true`, its `deals` and `pipeline`). It counts won deals by "
+                     "the day they were won instead: see `closed`."))] = None,
+    closed: Annotated[str | None, Query(
+        min_length=1, max_length=20, examples=["2026-04", "FY2026-Q3", "FY2026"],
+        description=("The month, fiscal quarter or fiscal year (as `expected_close`) the "
+                     "deal was closed (won, lost or recycled) in, by the day in the "
+                     "pipeline's time zone: the date the forecast counts won deals by "
+                     "(with `outcome=won`, its `won` and `won_deals`). Open deals have "
+                     "none: with `is_open=true` it is a 422."))] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Deals per page.")
                      ] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200, description=(
@@ -480,15 +570,13 @@ async def list_deals(
     front of the list: the pages after it skip it, and the next first page shows it.
     """
     rules = _rules(context)
-    try:
-        closing = rules.fiscal.period(expected_close) if expected_close is not None else None
-    except ValueError as error:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
-            {"loc": ["query", "expected_close"], "msg": str(error), "type": "value_error"}]
-        ) from None
+    closing = _period_query("expected_close", expected_close, rules)
+    closed_in = _period_query("closed", closed, rules)
     try:
         where = domain.deal_filter(owner_id=owner_id, team=team, phases=phase or (),
-                                   is_open=is_open, outcomes=outcome or (), closing=closing)
+                                   is_open=is_open, outcomes=outcome or (), closing=closing,
+                                   closed=closed_in.in_zone(rules.timezone) if closed_in
+                                   else None)
         after = domain.ListPosition.from_cursor(cursor) if cursor is not None else None
     except domain.InvalidFilter as error:
         raise _invalid_query(error) from None
@@ -630,7 +718,12 @@ async def get_forecast(
 
     Per period: open deals, unweighted and weighted pipeline, commit (open P4 and P5),
     won, target, coverage (pipeline / (target - won)) and the pipeline still needed at
-    the observed win rate. A deal counts in the month of its expected close date.
+    the observed win rate. An open deal counts in the period of its expected close date
+    (as `GET /v1/deals?expected_close=` lists it); one without that date counts in its
+    group's `unscheduled`. A won deal counts in the period it was won in (as
+    `GET /v1/deals?closed=` lists it): its sale is booked then, whatever it was expected.
+    A quarter or year without a target of its own sums its parts' targets only when
+    every part has one.
     """
     only = _group(owner_id, team)
     rules = _rules(context)
@@ -639,19 +732,20 @@ async def get_forecast(
     year = fiscal_year or calendar.fiscal_year_of(rules.today(now))
     span = calendar.year(year)
     zone = rules.timezone
+    won_in = span.in_zone(zone)
     async with context.unit_of_work() as uow:
         connection = uow.connection
         open_slices = await store.open_slices(connection, span.starts, span.ends)
-        won_slices = await store.won_slices(
-            connection, datetime.combine(span.starts, time(), zone),
-            datetime.combine(span.ends, time(), zone), str(zone))
+        won_slices = await store.won_slices(connection, won_in.starts, won_in.ends, str(zone))
         closed = await store.closed_counts(connection, now - rules.win_rate_lookback)
         targets = await store.targets_for(connection, [p.label for p in calendar.periods(year)])
     groups = domain.forecast(fiscal_year=year, calendar=calendar, open_slices=open_slices,
                              won_slices=won_slices, closed=closed, targets=targets, only=only)
     return ForecastView(fiscal_year=year, starts=span.starts, ends=span.ends,
                         fiscal_year_start_month=calendar.start_month,
-                        win_rate_lookback_days=rules.win_rate_lookback.days, groups=groups)
+                        win_rate_lookback_days=rules.win_rate_lookback.days,
+                        groups=[GroupForecast.model_validate(group, from_attributes=True)
+                                for group in groups])
 
 
 @router.put("/targets", response_model=TargetView, tags=["forecast"], responses={
@@ -679,7 +773,8 @@ async def list_targets(
     fiscal_year: Annotated[int | None, Query(ge=2000, le=2100,
                                              description="Default: the current one.")] = None,
 ) -> list[TargetView]:
-    """Return the targets set for the fiscal year's months, quarters and the year."""
+    """Return the targets set for the fiscal year's months, quarters and the year, as set:
+    the forecast shows what a quarter or year without its own target rolls up to."""
     rules = _rules(context)
     calendar = rules.fiscal
     year = fiscal_year or calendar.fiscal_year_of(rules.today(context.clock()))

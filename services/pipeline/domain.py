@@ -11,7 +11,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
@@ -578,6 +578,17 @@ class PeriodKind(StrEnum):
 
 
 @dataclass(frozen=True)
+class TimeSpan:
+    """Instants from ``starts`` inclusive to ``ends`` exclusive."""
+
+    starts: datetime
+    ends: datetime
+
+    def __contains__(self, at: object) -> bool:
+        return isinstance(at, datetime) and self.starts <= at < self.ends
+
+
+@dataclass(frozen=True)
 class Period:
     """A forecast period: ``starts`` inclusive, ``ends`` exclusive."""
 
@@ -588,6 +599,11 @@ class Period:
 
     def __contains__(self, day: object) -> bool:
         return isinstance(day, date) and self.starts <= day < self.ends
+
+    def in_zone(self, zone: ZoneInfo) -> TimeSpan:
+        """Return the instants of the period's days in ``zone``, midnight to midnight."""
+        return TimeSpan(datetime.combine(self.starts, time(), zone),
+                        datetime.combine(self.ends, time(), zone))
 
 
 # Months are pipeline's own periods; fiscal years and quarters are named in baton_runtime.fiscal.
@@ -668,9 +684,10 @@ class GroupKey:
 
 @dataclass(frozen=True)
 class Slice:
-    """Deals of one owner and team in one phase (or won), summed over one month."""
+    """Deals of one owner and team in one phase (or won), summed over one month: the month
+    of an open deal's expected close date (None: it has none), of a won deal's closing."""
 
-    month: date
+    month: date | None
     owner_id: str | None
     team: str | None
     phase: DealPhase
@@ -710,9 +727,22 @@ class PeriodForecast:
     weighted: int
     commit: int
     won: int
+    won_deals: int
     target: int | None
+    partial_target: int | None
+    periods_without_target: tuple[str, ...]
     coverage: float | None
     needed_pipeline: int | None
+
+
+@dataclass(frozen=True)
+class Unscheduled:
+    """A group's open deals without an expected close date, in no period's numbers."""
+
+    deals: int
+    pipeline: int
+    weighted: int
+    commit: int
 
 
 @dataclass(frozen=True)
@@ -723,6 +753,7 @@ class GroupForecast:
     name: str | None
     win_rate: float | None
     periods: list[PeriodForecast]
+    unscheduled: Unscheduled
 
 
 @dataclass
@@ -732,6 +763,29 @@ class _Sums:
     weighted_cents: int = 0  # amount x percent, divided by 100 only at the end
     commit: int = 0
     won: int = 0
+    won_deals: int = 0
+
+    def add_open(self, item: Slice) -> None:
+        """Count an open slice in."""
+        self.deals += item.deals
+        self.pipeline += item.amount
+        self.weighted_cents += item.amount * PROBABILITY[item.phase]
+        self.commit += item.amount if item.phase in COMMIT_PHASES else 0
+
+    @property
+    def weighted(self) -> int:
+        """Return the weighted pipeline, rounded once."""
+        return (self.weighted_cents + 50) // 100
+
+
+@dataclass(frozen=True)
+class ResolvedTarget:
+    """A period's target: its own, or its parts' sum when every part has one; else None,
+    and, when only some parts have one, what they sum to and the parts without one."""
+
+    amount: int | None = None
+    partial: int | None = None
+    missing: tuple[str, ...] = ()
 
 
 def _groups_of(owner_id: str | None, team: str | None) -> list[GroupKey]:
@@ -759,49 +813,54 @@ def forecast(*, fiscal_year: int, calendar: FiscalCalendar, open_slices: Iterabl
              targets: Iterable[Target], only: GroupKey | None = None) -> list[GroupForecast]:
     """Return the forecast of every group (or ``only`` one) for the fiscal year.
 
-    Weighted = amount x phase probability; commit = open P4 and P5; coverage = open
-    pipeline / (target - won); needed pipeline = (target - won) / win rate - open
-    pipeline, at the group's observed win rate (everyone's where the group has none).
+    Open deals count in the period of their expected close date (those without one in the
+    group's ``unscheduled``), won deals in the period they were won in. Weighted = amount x
+    phase probability; commit = open P4 and P5; coverage = open pipeline / (target - won);
+    needed pipeline = (target - won) / win rate - open pipeline, at the group's observed
+    win rate (everyone's where the group has none).
     """
     periods = calendar.periods(fiscal_year)
     sums: dict[GroupKey, dict[str, _Sums]] = defaultdict(lambda: defaultdict(_Sums))
+    undated: dict[GroupKey, _Sums] = defaultdict(_Sums)
     for item in open_slices:
         for key in _groups_of(item.owner_id, item.team):
+            if item.month is None:
+                undated[key].add_open(item)
             for period in periods:
                 if item.month in period:
-                    total = sums[key][period.label]
-                    total.deals += item.deals
-                    total.pipeline += item.amount
-                    total.weighted_cents += item.amount * PROBABILITY[item.phase]
-                    total.commit += item.amount if item.phase in COMMIT_PHASES else 0
+                    sums[key][period.label].add_open(item)
     for item in won_slices:
         for key in _groups_of(item.owner_id, item.team):
             for period in periods:
                 if item.month in period:
                     sums[key][period.label].won += item.amount
+                    sums[key][period.label].won_deals += item.deals
     rates = win_rates(closed)
     goals = _resolve_targets(calendar, fiscal_year, targets)
-    keys = set(sums) | {key for key, _ in goals} | {GroupKey(Scope.ALL)}
+    keys = set(sums) | set(undated) | {key for key, _ in goals} | {GroupKey(Scope.ALL)}
     if only is not None:
         keys = {only}
     order = {Scope.ALL: 0, Scope.TEAM: 1, Scope.OWNER: 2}
     result = []
     for key in sorted(keys, key=lambda k: (order[k.scope], k.name or "")):
         rate = rates.get(key, rates.get(GroupKey(Scope.ALL)))
+        unscheduled = undated[key]
         result.append(GroupForecast(
             scope=key.scope, name=key.name, win_rate=rate,
             periods=[_period_forecast(period, sums[key][period.label],
-                                      goals.get((key, period.label)), rate)
-                     for period in periods]))
+                                      goals.get((key, period.label), ResolvedTarget()), rate)
+                     for period in periods],
+            unscheduled=Unscheduled(deals=unscheduled.deals, pipeline=unscheduled.pipeline,
+                                    weighted=unscheduled.weighted, commit=unscheduled.commit)))
     return result
 
 
-def _period_forecast(period: Period, total: _Sums, target: int | None,
+def _period_forecast(period: Period, total: _Sums, target: ResolvedTarget,
                      win_rate: float | None) -> PeriodForecast:
-    """Return one period's numbers, with coverage and need where a target is set."""
+    """Return one period's numbers, with coverage and need where the whole target is known."""
     coverage = needed = None
-    if target is not None:
-        gap = max(0, target - total.won)
+    if target.amount is not None:
+        gap = max(0, target.amount - total.won)
         coverage = round(total.pipeline / gap, 3) if gap else None
         if not gap:
             needed = 0  # met: nothing more is needed, whatever the win rate
@@ -809,27 +868,39 @@ def _period_forecast(period: Period, total: _Sums, target: int | None,
             needed = max(0, round(gap / win_rate) - total.pipeline)
     return PeriodForecast(
         period=period.label, kind=period.kind, starts=period.starts, ends=period.ends,
-        deals=total.deals, pipeline=total.pipeline,
-        weighted=(total.weighted_cents + 50) // 100, commit=total.commit, won=total.won,
-        target=target, coverage=coverage, needed_pipeline=needed)
+        deals=total.deals, pipeline=total.pipeline, weighted=total.weighted,
+        commit=total.commit, won=total.won, won_deals=total.won_deals, target=target.amount,
+        partial_target=target.partial, periods_without_target=target.missing,
+        coverage=coverage, needed_pipeline=needed)
 
 
 def _resolve_targets(calendar: FiscalCalendar, fiscal_year: int,
-                     targets: Iterable[Target]) -> dict[tuple[GroupKey, str], int]:
-    """Return each group's target per period; a quarter or year without one sums its parts."""
-    given = {(t.group, t.period): t.amount for t in targets}
-    resolved = dict(given)
+                     targets: Iterable[Target]) -> dict[tuple[GroupKey, str], ResolvedTarget]:
+    """Return each group's target per period: its own, else its parts' (months of a
+    quarter, quarters of a year) sum if every part has a target; else none, with the sum
+    of the targets its parts do have and which parts have none."""
+    # Summing only the parts that have one would pass Q1's target off as the year's, and
+    # measure the year's coverage and need against it: the whole is known once every part is.
+    resolved = {(t.group, t.period): ResolvedTarget(t.amount) for t in targets}
+    months = calendar.months(fiscal_year)
+    quarters = calendar.quarters(fiscal_year)
+    # Quarters first: the year sums what they resolve to.
     parts: list[tuple[Period, list[Period]]] = [
-        (quarter, [m for m in calendar.months(fiscal_year) if m.starts in quarter])
-        for quarter in calendar.quarters(fiscal_year)]
-    parts.append((calendar.year(fiscal_year), calendar.quarters(fiscal_year)))
-    for group in {group for group, _ in given}:
+        *((quarter, [m for m in months if m.starts in quarter]) for quarter in quarters),
+        (calendar.year(fiscal_year), quarters)]
+    for group in {group for group, _ in resolved}:
         for whole, pieces in parts:
-            if (group, whole.label) not in resolved:
-                known = [resolved[(group, p.label)] for p in pieces
-                         if (group, p.label) in resolved]
-                if known:
-                    resolved[(group, whole.label)] = sum(known)
+            if (group, whole.label) in resolved:
+                continue
+            found = [resolved.get((group, piece.label), ResolvedTarget()) for piece in pieces]
+            if all(part.amount is None and part.partial is None for part in found):
+                continue
+            missing = tuple(piece.label for piece, part in zip(pieces, found, strict=True)
+                            if part.amount is None)
+            total = sum(part.amount if part.amount is not None else part.partial or 0
+                        for part in found)
+            resolved[(group, whole.label)] = (ResolvedTarget(total) if not missing
+                                              else ResolvedTarget(None, total, missing))
     return resolved
 
 
@@ -861,31 +932,41 @@ class DealFilter:
     phases: frozenset[DealPhase] = frozenset()
     is_open: bool | None = None
     outcomes: frozenset[Outcome] = frozenset()
+    # The expected close date's period, and the instants the deal closed (won, lost or
+    # recycled) in: the forecast dates open deals by the one and won deals by the other.
     closing: Period | None = None
+    closed: TimeSpan | None = None
 
     def admits(self, phase: DealPhase, is_open: bool, outcome: Outcome | None) -> bool:
         """Return True if a deal in this phase, open or not, with this outcome is kept."""
         return ((not self.phases or phase in self.phases)
                 and (self.is_open is None or self.is_open == is_open)
-                and (not self.outcomes or outcome in self.outcomes))
+                and (not self.outcomes or outcome in self.outcomes)
+                and (self.closed is None or not is_open))
 
     def keeps(self, deal: Deal) -> bool:
         """Return True if the filter keeps ``deal`` (what the store's query selects)."""
         return (self.admits(deal.phase, deal.is_open, deal.outcome)
                 and self.owner_id in (None, deal.owner_id)
                 and self.team in (None, deal.team)
-                and (self.closing is None or deal.expected_close_date in self.closing))
+                and (self.closing is None or deal.expected_close_date in self.closing)
+                and (self.closed is None or deal.closed_at in self.closed))
 
 
 def deal_filter(*, owner_id: str | None = None, team: str | None = None,
                 phases: Iterable[DealPhase] = (), is_open: bool | None = None,
-                outcomes: Iterable[Outcome] = (), closing: Period | None = None) -> DealFilter:
-    """Return the filter; raise InvalidFilter if its phase, open and outcome criteria
-    contradict each other (no deal could ever match, e.g. open and won)."""
+                outcomes: Iterable[Outcome] = (), closing: Period | None = None,
+                closed: TimeSpan | None = None) -> DealFilter:
+    """Return the filter; raise InvalidFilter if its phase, open, outcome and closed
+    criteria contradict each other (no deal could ever match, e.g. open and won)."""
     chosen = DealFilter(owner_id=owner_id, team=team, phases=frozenset(phases),
-                        is_open=is_open, outcomes=frozenset(outcomes), closing=closing)
+                        is_open=is_open, outcomes=frozenset(outcomes), closing=closing,
+                        closed=closed)
     if any(chosen.admits(*state) for state in DEAL_STATES):
         return chosen
+    if any(replace(chosen, closed=None).admits(*state) for state in DEAL_STATES):
+        raise InvalidFilter("closed", "open deals have not closed: a closed period lists "
+                                      "won, lost and recycled deals, so leave out is_open=true")
     asked = []
     if chosen.is_open is not None:
         asked.append("open" if chosen.is_open else "closed")

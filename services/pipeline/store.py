@@ -264,6 +264,9 @@ async def list_deals(connection: AsyncConnection, where: domain.DealFilter, *,
     if where.closing is not None:
         conditions.extend((deals.c.expected_close_date >= where.closing.starts,
                            deals.c.expected_close_date < where.closing.ends))
+    if where.closed is not None:
+        conditions.extend((deals.c.closed_at >= where.closed.starts,
+                           deals.c.closed_at < where.closed.ends))
     if after is not None:
         # A row comparison, so the (changed_at, deal_id) indexes serve the page's start.
         conditions.append(tuple_(deals.c.changed_at, deals.c.deal_id) < tuple_(
@@ -364,13 +367,14 @@ def _group_filter(group: GroupKey) -> ColumnElement[bool]:
 
 async def open_slices(connection: AsyncConnection, starts: date,
                       ends: date) -> list[domain.Slice]:
-    """Return open deals closing in [starts, ends), summed by month, owner, team and phase."""
-    month = func.date_trunc("month", deals.c.expected_close_date).cast(Date).label("month")
+    """Return open deals expected to close in [starts, ends) or with no expected close
+    date (month None), summed by month, owner, team and phase."""
+    close = deals.c.expected_close_date
+    month = func.date_trunc("month", close).cast(Date).label("month")
     query = (select(month, deals.c.owner_id, deals.c.team, deals.c.phase,
                     func.coalesce(func.sum(deals.c.amount), 0).label("amount"),
                     func.count().label("deals"))
-             .where(is_open, deals.c.expected_close_date >= starts,
-                    deals.c.expected_close_date < ends)
+             .where(is_open, or_(close.is_(None), and_(close >= starts, close < ends)))
              .group_by(month, deals.c.owner_id, deals.c.team, deals.c.phase))
     return [domain.Slice(row.month, row.owner_id, row.team, DealPhase(row.phase),
                          int(row.amount), row.deals)
@@ -379,7 +383,8 @@ async def open_slices(connection: AsyncConnection, starts: date,
 
 async def won_slices(connection: AsyncConnection, starts: datetime, ends: datetime,
                      timezone: str) -> list[domain.Slice]:
-    """Return deals won in [starts, ends), summed by local month of closing, owner and team."""
+    """Return deals won in [starts, ends), summed by the month of ``timezone`` they were won
+    in, owner and team."""
     month = func.date_trunc("month", func.timezone(timezone, deals.c.closed_at)).cast(Date)
     query = (select(month.label("month"), deals.c.owner_id, deals.c.team,
                     func.coalesce(func.sum(deals.c.amount), 0).label("amount"),

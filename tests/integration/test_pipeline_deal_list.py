@@ -178,6 +178,11 @@ async def test_deals_list_most_recently_changed_first_with_every_filter(
             "FY2027": await api.listed(expected_close="FY2027"),
             "Sato's open December": await api.listed(owner_id=SATO, is_open="true",
                                                      expected_close="2026-12"),
+            "closed in November": await api.listed(closed="2026-11"),
+            "won in FY2026-Q3": await api.listed(outcome="won", closed="FY2026-Q3"),
+            "closed in December": await api.listed(closed="2026-12"),
+            "won in November, expected in December": await api.listed(
+                closed="2026-11", expected_close="2026-12"),
         }
 
     assert first["next_cursor"] is None and len(first["deals"]) == 6, "one page by default"
@@ -198,7 +203,32 @@ async def test_deals_list_most_recently_changed_first_with_every_filter(
         "FY2026": [HOKUTO, NORTHWIND, SAKURA, TOWA, MINATO],
         "FY2027": [],
         "Sato's open December": [TOWA, MINATO],
+        "closed in November": [NIHONBASHI, NORTHWIND, SAKURA],
+        "won in FY2026-Q3": [SAKURA],
+        "closed in December": [],
+        "won in November, expected in December": [SAKURA],
     }
+
+
+async def test_the_forecast_counts_the_deals_the_list_shows_for_each_period(
+        postgres: PostgresServer) -> None:
+    async with deal_api(postgres) as api:
+        await seed(api)
+        forecast = (await api.client.get("/v1/forecast", params={"fiscal_year": 2026})).json()
+        listed = {label: (await api.page(is_open="true", expected_close=label),
+                          await api.page(outcome="won", closed=label))
+                  for label in ("2026-12", "2026-11", "FY2026-Q3", "FY2026-Q4", "FY2026")}
+
+    [everyone] = [g for g in forecast["groups"] if g["scope"] == "all"]
+    numbers = {p["period"]: p for p in everyone["periods"]}
+    for label, (open_deals, won_deals) in listed.items():
+        shown = numbers[label]
+        assert (shown["deals"], shown["pipeline"]) == (
+            len(open_deals["deals"]), sum(d["amount"] for d in open_deals["deals"])), label
+        assert shown["won"] == sum(d["amount"] for d in won_deals["deals"]), label
+        assert shown["won_deals"] == len(won_deals["deals"]), label
+    # さくら, expected to close on 1 December, was won on 20 November: November's.
+    assert (numbers["2026-11"]["won"], numbers["2026-12"]["won"]) == (5_000_000, 0)
 
 
 async def test_deals_list_shows_what_each_deal_is_with_japanese_text_intact(
@@ -292,6 +322,9 @@ BAD_FILTERS: list[tuple[dict[str, str], str]] = [
     ({"is_open": "true", "phase": "won"}, "phase"),
     ({"is_open": "false", "phase": "P1", "outcome": "won"}, "outcome"),
     ({"phase": "lost", "outcome": "won"}, "outcome"),
+    ({"closed": "2026-13"}, "closed"),
+    ({"closed": "FY9999"}, "closed"),
+    ({"is_open": "true", "closed": "2026-11"}, "closed"),
 ]
 
 
@@ -337,20 +370,23 @@ async def test_every_filter_and_page_size_lists_exactly_what_the_rules_keep_in_o
                     deal, domain.Change(domain.Action.OPENED, None, DealPhase.P1, "seed")))
             await uow.commit()
         fiscal = api.context.settings.rules().fiscal
+        zone = api.context.settings.rules().timezone
         for _ in range(40):
             phases = rng.sample(list(DealPhase), rng.randint(0, 2))
             outcomes = rng.sample(list(Outcome), rng.randint(0, 2))
             is_open = rng.choice([None, True, False])
             period = rng.choice([None, "2026-03", "FY2025-Q4", "FY2026", "2026-11"])
+            closed = rng.choice([None, None, "2026-10", "FY2026-Q3", "2026-11"])
             where = domain.DealFilter(
                 owner_id=rng.choice([None, "佐藤", "sato"]), team=rng.choice([None, "東日本"]),
                 phases=frozenset(phases), is_open=is_open, outcomes=frozenset(outcomes),
-                closing=fiscal.period(period) if period else None)
+                closing=fiscal.period(period) if period else None,
+                closed=fiscal.period(closed).in_zone(zone) if closed else None)
             params: dict[str, Any] = {"limit": rng.choice([1, 7, 50, 200]),
                                       "phase": [p.value for p in phases],
                                       "outcome": [o.value for o in outcomes]}
             for name, value in (("owner_id", where.owner_id), ("team", where.team),
-                                ("expected_close", period)):
+                                ("expected_close", period), ("closed", closed)):
                 if value is not None:
                     params[name] = value
             if is_open is not None:

@@ -86,6 +86,7 @@ async def seed(context: ServiceContext) -> None:
     KNOWN.add("team", *TEAMS)
     KNOWN.add("period", *periods)
     KNOWN.add("expected_close", *periods)
+    KNOWN.add("closed", *periods)
     KNOWN.add("cursor", cursor)
     KNOWN.add("reason", *context.settings.lost_reasons)
 

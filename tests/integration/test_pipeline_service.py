@@ -608,7 +608,8 @@ async def test_the_forecast_endpoint_sums_the_stored_deals_and_targets(
         api, clock = pipeline.api, pipeline.clock
         for owner, amount, close, phase in [("sato", 10_000_000, "2026-12-15", "P4"),
                                             ("sato", 4_000_000, "2027-02-01", "P2"),
-                                            ("suzuki", 6_000_000, "2026-12-01", "P1")]:
+                                            ("suzuki", 6_000_000, "2026-12-01", "P1"),
+                                            ("suzuki", 3_000_000, None, "P2")]:
             deal_id = (await api.post("/v1/deals", json={
                 "rep_id": owner, "lead_id": str(uuid.uuid4()), "owner_id": owner,
                 "team": "east", "amount": amount,
@@ -649,5 +650,13 @@ async def test_the_forecast_endpoint_sums_the_stored_deals_and_targets(
     assert (sato["FY2026-Q3"]["target"], sato["FY2026-Q3"]["coverage"]) == (20_000_000, 0.5)
     assert sato["FY2026-Q3"]["needed_pipeline"] is None, "a 0% win rate cannot close a gap"
     assert sato["2027-02"]["weighted"] == 1_200_000
+    # Only Q3 has a target: the year's is not Q3's, and says which quarters have none.
+    assert (sato["FY2026"]["target"], sato["FY2026"]["coverage"]) == (None, None)
+    assert (sato["FY2026"]["partial_target"], sato["FY2026"]["periods_without_target"]) == (
+        20_000_000, ["FY2026-Q1", "FY2026-Q2", "FY2026-Q4"])
+    # Suzuki's deal without an expected close date is in no period, but not left out.
+    assert groups[("all", None)]["unscheduled"] == groups[("owner", "suzuki")]["unscheduled"] \
+        == {"deals": 1, "pipeline": 3_000_000, "weighted": 900_000, "commit": 0}
+    assert groups[("owner", "sato")]["unscheduled"]["deals"] == 0, "the lost one is closed"
     assert targets == [{"period": "FY2026-Q3", "scope": "owner", "name": "sato",
                         "amount": 20_000_000}]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -12,14 +14,19 @@ from baton_runtime.settings import SettingsError, load_settings
 from schemas.events import DealPhase
 from services.pipeline.domain import (
     ClosedCount,
+    Deal,
     FiscalCalendar,
     GroupForecast,
     GroupKey,
+    InvalidFilter,
+    Outcome,
     PeriodForecast,
     PeriodKind,
     Scope,
     Slice,
     Target,
+    Unscheduled,
+    deal_filter,
     forecast,
     win_rates,
 )
@@ -70,10 +77,15 @@ def test_a_bad_period_label_is_refused_with_the_formats(label: str) -> None:
         APRIL.period(label)
 
 
+def group_of(groups: list[GroupForecast], group: GroupKey) -> GroupForecast:
+    """Return one group's forecast."""
+    [found] = [g for g in groups if (g.scope, g.name) == (group.scope, group.name)]
+    return found
+
+
 def period(groups: list[GroupForecast], group: GroupKey, label: str) -> PeriodForecast:
     """Return one period of one group."""
-    [found] = [g for g in groups if (g.scope, g.name) == (group.scope, group.name)]
-    [result] = [p for p in found.periods if p.period == label]
+    [result] = [p for p in group_of(groups, group).periods if p.period == label]
     return result
 
 
@@ -167,15 +179,36 @@ def test_a_met_target_needs_nothing_even_without_a_win_rate() -> None:
         assert period(groups, ALL, "2026-06").needed_pipeline == 0
 
 
-def test_quarters_and_the_year_sum_the_month_targets_they_lack() -> None:
-    targets = [Target("2026-04", ALL, 1_000), Target("2026-05", ALL, 2_000),
-               Target("FY2026-Q2", ALL, 10_000)]
-    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=[], won_slices=[],
-                      closed=[], targets=targets)
-    assert period(groups, ALL, "FY2026-Q1").target == 3_000
-    assert period(groups, ALL, "FY2026-Q2").target == 10_000, "its own target wins"
-    assert period(groups, ALL, "FY2026").target == 13_000
-    assert period(groups, ALL, "2026-06").target is None
+MONTHS_OF_Q1 = [Target("2026-04", ALL, 1_000), Target("2026-05", ALL, 2_000),
+               Target("2026-06", ALL, 3_000)]
+QUARTERS = [Target(f"FY2026-Q{n}", ALL, n * 10_000) for n in (1, 2, 3, 4)]
+
+
+@pytest.mark.parametrize(("targets", "label", "expected"), [
+    (MONTHS_OF_Q1, "FY2026-Q1", (6_000, None, ())),
+    (MONTHS_OF_Q1[:2], "FY2026-Q1", (None, 3_000, ("2026-06",))),
+    ([*MONTHS_OF_Q1[:2], Target("FY2026-Q1", ALL, 10_000)], "FY2026-Q1", (10_000, None, ())),
+    (QUARTERS, "FY2026", (100_000, None, ())),
+    (QUARTERS[:1], "FY2026", (None, 10_000, ("FY2026-Q2", "FY2026-Q3", "FY2026-Q4"))),
+    ([*MONTHS_OF_Q1[:2], *QUARTERS[1:]], "FY2026", (None, 93_000, ("FY2026-Q1",))),
+    ([*MONTHS_OF_Q1, *QUARTERS[1:]], "FY2026", (96_000, None, ())),
+    ([*QUARTERS[:1], Target("FY2026", ALL, 50_000)], "FY2026", (50_000, None, ())),
+    (QUARTERS[:1], "2026-04", (None, None, ())),
+    ([], "FY2026", (None, None, ())),
+], ids=["three months make the quarter", "two months make no quarter",
+        "the quarter's own target wins", "four quarters make the year",
+        "one quarter makes no year", "a partial quarter makes no year",
+        "months complete a quarter of the year", "the year's own target wins",
+        "no target splits down", "nothing set"])
+def test_a_period_without_its_own_target_sums_its_parts_only_when_every_part_has_one(
+        targets: list[Target], label: str,
+        expected: tuple[int | None, int | None, tuple[str, ...]]) -> None:
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=WON,
+                      closed=CLOSED, targets=targets)
+    found = period(groups, ALL, label)
+    assert (found.target, found.partial_target, found.periods_without_target) == expected
+    if found.target is None:
+        assert (found.coverage, found.needed_pipeline) == (None, None), "no target, no gap"
 
 
 def test_deals_outside_the_fiscal_year_are_left_out() -> None:
@@ -184,6 +217,62 @@ def test_deals_outside_the_fiscal_year_are_left_out() -> None:
     groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=outside, won_slices=[],
                       closed=[], targets=[])
     assert period(groups, ALL, "FY2026").pipeline == 0
+
+
+def test_open_deals_without_an_expected_close_date_are_counted_apart_not_dropped() -> None:
+    undated = [Slice(None, "sato", "east", P.P4, 7_000_000, 2),
+               Slice(None, "suzuki", None, P.P1, 1_000_000, 1),
+               Slice(None, "tanaka", None, P.P2, 0, 1)]  # no amount entered yet
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=[*OPEN, *undated],
+                      won_slices=WON, closed=CLOSED, targets=[])
+    assert group_of(groups, ALL).unscheduled == Unscheduled(
+        deals=4, pipeline=8_000_000, weighted=5_700_000, commit=7_000_000)
+    assert group_of(groups, SATO).unscheduled == Unscheduled(2, 7_000_000, 5_600_000,
+                                                             7_000_000)
+    assert group_of(groups, EAST).unscheduled == group_of(groups, SATO).unscheduled
+    assert group_of(groups, SUZUKI).unscheduled == Unscheduled(1, 1_000_000, 100_000, 0)
+    assert group_of(groups, GroupKey(Scope.OWNER, "tanaka")).unscheduled == Unscheduled(
+        1, 0, 0, 0), "an owner with only undated deals has a group"
+    year = period(groups, ALL, "FY2026")
+    assert (year.deals, year.pipeline) == (5, 19_000_001), "in no period's numbers"
+    assert group_of(forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN,
+                             won_slices=WON, closed=CLOSED, targets=[]),
+                    ALL).unscheduled == Unscheduled(0, 0, 0, 0)
+
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+
+
+def closed_deal(outcome: Outcome | None, closed_at: datetime | None,
+                expected_close_date: date | None) -> Deal:
+    """Return a deal closed with ``outcome`` at ``closed_at`` (open if None)."""
+    phase = P.WON if outcome is Outcome.WON else P.LOST if outcome is Outcome.LOST else P.P3
+    opened = datetime(2026, 10, 1, tzinfo=UTC)
+    return Deal(deal_id=uuid.uuid4(), lead_id=uuid.uuid4(), phase=phase, owner_id="sato",
+                team=None, company="株式会社サンプル", opened_at=opened,
+                phase_changed_at=closed_at or opened, expected_close_date=expected_close_date,
+                closed_at=closed_at, outcome=outcome)
+
+
+def test_a_period_of_closing_is_its_days_in_the_pipelines_time_zone() -> None:
+    december = APRIL.period("2026-12").in_zone(TOKYO)
+    assert (december.starts, december.ends) == (
+        datetime(2026, 11, 30, 15, tzinfo=UTC), datetime(2026, 12, 31, 15, tzinfo=UTC))
+    # Won at 00:30 on 1 December in Tokyo (still November in UTC), expected in January.
+    won = closed_deal(Outcome.WON, datetime(2026, 11, 30, 15, 30, tzinfo=UTC), date(2027, 1, 5))
+    assert deal_filter(closed=december).keeps(won)
+    assert not deal_filter(closed=APRIL.period("2026-11").in_zone(TOKYO)).keeps(won)
+    assert deal_filter(closing=APRIL.period("2027-01")).keeps(won), "expected close: January"
+    assert not deal_filter(closed=december).keeps(closed_deal(None, None, date(2026, 12, 5)))
+    lost = closed_deal(Outcome.LOST, datetime(2026, 12, 1, tzinfo=UTC), None)
+    assert deal_filter(closed=december).keeps(lost)
+    assert not deal_filter(closed=december, outcomes=[Outcome.WON]).keeps(lost)
+
+
+def test_a_closed_period_with_open_deals_only_is_refused_naming_it() -> None:
+    with pytest.raises(InvalidFilter, match="open deals have not closed") as refused:
+        deal_filter(is_open=True, closed=APRIL.period("2026-12").in_zone(TOKYO))
+    assert refused.value.field == "closed"
 
 
 # --- settings -----------------------------------------------------------------------------
