@@ -16,7 +16,7 @@ from baton.arguments import positive_number
 from baton.failures import broker_unreachable, without_password
 from baton.table import table
 from baton_runtime.db import connect_driver
-from baton_runtime.dead_letters import DeadLetter, read_dead_letters, replay
+from baton_runtime.dead_letters import DeadLetter, read_dead_letters, read_originals, replay
 from baton_runtime.kafka import KafkaPublisher
 from baton_runtime.settings import KafkaSettings, RuntimeSettings, load_settings
 from baton_runtime.text import clip
@@ -99,13 +99,18 @@ async def _read(bootstrap_servers: str, topics: Sequence[str], groups: Sequence[
     try:
         found = await read_dead_letters(bootstrap_servers, topics, timeout=timeout)
     except (TimeoutError, KafkaTimeoutError) as error:
-        raise Unserved(f"timed out reading the broker at {bootstrap_servers} "
-                       f"(BATON_KAFKA_BOOTSTRAP_SERVERS): {error} (see --timeout)") from None
+        raise _timed_out(bootstrap_servers, error) from None
     for problem in found.unreadable:
         print(f"baton dlq: skipped a record that is not a dead letter: {problem}",
               file=sys.stderr)
     return [letter for letter in found.letters
             if groups is None or letter.consumer_group in groups]
+
+
+def _timed_out(bootstrap_servers: str, error: Exception) -> Unserved:
+    """Return the one-line refusal for a broker that did not answer within --timeout."""
+    return Unserved(f"timed out reading the broker at {bootstrap_servers} "
+                    f"(BATON_KAFKA_BOOTSTRAP_SERVERS): {error} (see --timeout)")
 
 
 async def _replay(settings: RuntimeSettings, topics: Sequence[str],
@@ -123,6 +128,20 @@ async def _replay(settings: RuntimeSettings, topics: Sequence[str],
         print(f"baton dlq replay: consumer groups {', '.join(foreign)} are not Baton's "
               "services'; nothing replayed", file=sys.stderr)
         return 1
+    # A letter that left out its message's value is replayed from the message on its
+    # topic, read before any claim is released: one whose topic lost it keeps its claim.
+    try:
+        chosen = await read_originals(settings.kafka_bootstrap_servers, chosen,
+                                      timeout=timeout)
+    except (TimeoutError, KafkaTimeoutError) as error:
+        raise _timed_out(settings.kafka_bootstrap_servers, error) from None
+    lost = [letter for letter in chosen if letter.value_omitted is not None]
+    for letter in lost:
+        print(f"baton dlq replay: cannot replay {letter.event_id} ({letter.original.topic} "
+              f"for {letter.consumer_group}): its letter omits the message's "
+              f"{letter.value_omitted}-byte value, and {_place(*letter.message)} no longer "
+              "holds the message", file=sys.stderr)
+    chosen = [letter for letter in chosen if letter.value_omitted is None]
     try:
         connection = await connect_driver(settings.database_url, "baton dlq replay")
     except (OSError, asyncpg.PostgresError) as error:  # unreachable, or refused by the server
@@ -141,7 +160,7 @@ async def _replay(settings: RuntimeSettings, topics: Sequence[str],
         where = f"{letter.original.topic} for {letter.consumer_group}"
         print(f"replayed {letter.event_id} to {where}" if done else
               f"skipped {letter.event_id} ({where}): handled or dead-lettered again since")
-    return 1 if unknown else 0
+    return 1 if unknown or lost else 0
 
 
 def _listing(letters: Sequence[DeadLetter], *, as_json: bool) -> str:
@@ -151,13 +170,21 @@ def _listing(letters: Sequence[DeadLetter], *, as_json: bool) -> str:
             "dead_letter": _place(letter.dead_letter_topic, letter.dead_letter_partition,
                                   letter.dead_letter_offset),
             "consumer_group": letter.consumer_group, "event_id": letter.event_id,
-            "original": _place(letter.original.topic, letter.partition, letter.offset),
+            "original": _place(*letter.message), "value_omitted": letter.value_omitted,
             "attempts": letter.attempts, "error_type": letter.error_type,
             "error": letter.error}, ensure_ascii=False) for letter in letters)
     return table(("GROUP", "EVENT ID", "MESSAGE", "ATTEMPTS", "ERROR"), [
-        (letter.consumer_group, letter.event_id,
-         _place(letter.original.topic, letter.partition, letter.offset), str(letter.attempts),
+        (letter.consumer_group, letter.event_id, _message(letter), str(letter.attempts),
          clip(" ".join(letter.error.split()), ERROR_SHOWN)) for letter in letters])
+
+
+def _message(letter: DeadLetter) -> str:
+    """Return where a letter's message is, and whether the letter left out its value (then
+    only the message on its topic has it)."""
+    place = _place(*letter.message)
+    if letter.value_omitted is None:
+        return place
+    return f"{place} ({letter.value_omitted}-byte value omitted)"
 
 
 def _place(topic: str, partition: int, offset: int) -> str:

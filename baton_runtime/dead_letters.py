@@ -5,20 +5,25 @@ When a message keeps failing, the consumer loop claims its event id in the group
 ``<topic>.dlq``, with headers saying which group gave up, where the message was and why.
 Replaying one releases that claim and publishes the original message to its topic again:
 the group that gave up handles it anew, and every other group, which handled it the first
-time, skips it as a duplicate.
+time, skips it as a duplicate. A letter is never larger than a Kafka request may be: one
+that would be leaves the message's value on its topic, and replaying it reads the message
+back from there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from baton_runtime.kafka import MAX_REQUEST_SIZE, record_size
 from schemas.envelope import EnvelopeError, KafkaRecord
 from schemas.events import dead_letter_topic
 
@@ -27,6 +32,9 @@ HEADER_PREFIX = "baton_"  # the dead-letter headers; the original message's foll
 REQUIRED_HEADERS = ("baton_consumer_group", "baton_original_topic",
                     "baton_original_partition", "baton_original_offset", "baton_error_type",
                     "baton_error", "baton_attempts")
+# In a letter that left them out: the size in bytes of the message's value, and of its key.
+VALUE_OMITTED = "baton_value_omitted"
+KEY_OMITTED = "baton_key_omitted"
 
 
 def undecodable_event_id(topic: str, partition: int, offset: int) -> str:
@@ -36,11 +44,20 @@ def undecodable_event_id(topic: str, partition: int, offset: int) -> str:
 
 def dead_letter(message: ConsumerRecord, *, consumer_group: str, event_id: str,
                 error: Exception, attempts: int) -> KafkaRecord:
-    """Return ``message`` as its dead-letter topic keeps it: as it was, plus why and where."""
+    """Return ``message`` as its dead-letter topic keeps it: as it was, plus why and where.
+
+    A letter is never larger than ``MAX_REQUEST_SIZE``: the relay could not publish it,
+    and would retry it, with every outbox row after it, for ever. When the whole message
+    would make it so, the letter keeps the message's key and the ``baton_`` headers and
+    leaves out the message's value and headers, saying so in ``baton_value_omitted`` (the
+    value's size in bytes); the message stays on its topic at the partition and offset the
+    letter names, for as long as the topic retains it. The headers always go with the
+    value: they may be what is huge (a message of large headers and a small value). A key
+    too large even then is left out too (``baton_key_omitted``, its size): what remains,
+    the ``baton_`` headers, is bounded by MAX_ERROR_HEADER_BYTES and an event id's length.
+    """
     description = f"{type(error).__name__}: {error}".encode()[:MAX_ERROR_HEADER_BYTES]
-    headers = (
-        # A header may have no value (None), kept as empty as a missing key or value is.
-        *((name, bytes(value or b"")) for name, value in message.headers or ()),
+    why_and_where: tuple[tuple[str, bytes], ...] = (
         ("baton_error", description),
         ("baton_error_type", type(error).__name__.encode()),
         ("baton_attempts", str(attempts).encode()),
@@ -50,8 +67,18 @@ def dead_letter(message: ConsumerRecord, *, consumer_group: str, event_id: str,
         ("baton_original_partition", str(message.partition).encode()),
         ("baton_original_offset", str(message.offset).encode()),
     )
-    return KafkaRecord(topic=dead_letter_topic(message.topic), key=message.key or b"",
-                       headers=headers, value=message.value or b"")
+    topic, key, value = dead_letter_topic(message.topic), message.key or b"", message.value or b""
+    # A header may have no value (None), kept as empty as a missing key or value is.
+    headers = tuple((name, bytes(header or b"")) for name, header in message.headers or ())
+    whole = KafkaRecord(topic=topic, key=key, headers=(*headers, *why_and_where), value=value)
+    if record_size(whole) <= MAX_REQUEST_SIZE:
+        return whole
+    why_and_where += ((VALUE_OMITTED, str(len(value)).encode()),)
+    without_value = KafkaRecord(topic=topic, key=key, headers=why_and_where, value=b"")
+    if record_size(without_value) <= MAX_REQUEST_SIZE:
+        return without_value
+    return KafkaRecord(topic=topic, key=b"", value=b"",
+                       headers=(*why_and_where, (KEY_OMITTED, str(len(key)).encode())))
 
 
 class NotADeadLetter(ValueError):
@@ -72,7 +99,9 @@ class DeadLetter:
     error_type: str
     error: str
     attempts: int
-    original: KafkaRecord  # the message as it was first published
+    # The message as it was first published; if ``value_omitted``, only its topic and key.
+    original: KafkaRecord
+    value_omitted: int | None = None  # the size of the value the letter left out
 
     @classmethod
     def from_record(cls, record: ConsumerRecord) -> DeadLetter:
@@ -86,9 +115,10 @@ class DeadLetter:
         try:
             partition, offset, attempts = (int(ours[f"baton_{name}"]) for name in
                                            ("original_partition", "original_offset", "attempts"))
+            value_omitted = int(ours[VALUE_OMITTED]) if VALUE_OMITTED in ours else None
         except ValueError:
-            raise NotADeadLetter(f"{where} has a partition, offset or attempt count that is "
-                                 "not a number") from None
+            raise NotADeadLetter(f"{where} has a partition, offset, attempt count or omitted "
+                                 "value's size that is not a number") from None
         topic = ours["baton_original_topic"]
         original = KafkaRecord(
             topic=topic, key=record.key or b"", value=record.value or b"",
@@ -98,7 +128,7 @@ class DeadLetter:
             original, ours["baton_error_type"], partition, offset)
         return cls(record.topic, record.partition, record.offset, ours["baton_consumer_group"],
                    event_id, partition, offset, ours["baton_error_type"], ours["baton_error"],
-                   attempts, original)
+                   attempts, original, value_omitted)
 
     @property
     def message(self) -> tuple[str, int, int]:
@@ -123,6 +153,21 @@ class DeadLetters(NamedTuple):
     unreadable: list[str]
 
 
+@contextlib.asynccontextmanager
+async def _reading(bootstrap_servers: str) -> AsyncIterator[AIOKafkaConsumer]:
+    """Yield a started consumer of no group, which commits nothing; stop it after the block."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        await consumer.start()  # inside: a consumer that failed to start is stopped too
+        yield consumer
+        # Not stopped straight after starting: stop() awaits a task of the consumer's
+        # own, which raises CancelledError if it is cancelled before its first step.
+        await asyncio.sleep(0)
+    finally:
+        await consumer.stop()
+
+
 async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
                             timeout: float = 30.0) -> DeadLetters:
     """Return every dead letter ``topics`` hold now, in each partition's order.
@@ -131,17 +176,11 @@ async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
     up. Topics that do not exist hold none. Raises TimeoutError if the broker does not
     hand over what it reported within ``timeout`` seconds.
     """
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
     found = DeadLetters([], [])
-    try:
-        await consumer.start()  # inside: a consumer that failed to start is stopped too
+    async with _reading(bootstrap_servers) as consumer:
         partitions = [TopicPartition(topic, partition) for topic in topics
                       for partition in sorted(consumer.partitions_for_topic(topic) or ())]
         if not partitions:
-            # Not stopped straight after starting: stop() awaits a task of the consumer's
-            # own, which raises CancelledError if it is cancelled before its first step.
-            await asyncio.sleep(0)
             return found
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
@@ -153,14 +192,62 @@ async def read_dead_letters(bootstrap_servers: str, topics: Iterable[str], *,
                 raise TimeoutError(f"dead-letter topics not read to their end in {timeout:g} s")
             fetched = await consumer.getmany(*partitions, timeout_ms=1000)
             records += [record for batch in fetched.values() for record in batch]
-    finally:
-        await consumer.stop()
     for record in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
         try:
             found.letters.append(DeadLetter.from_record(record))
         except NotADeadLetter as error:
             found.unreadable.append(str(error))
     return found
+
+
+async def read_originals(bootstrap_servers: str, letters: Sequence[DeadLetter], *,
+                         timeout: float = 30.0) -> list[DeadLetter]:
+    """Return ``letters``, each that left out its message's value now holding the message
+    read back from its topic; one whose topic no longer holds it is returned as it was.
+
+    Reads without a consumer group, as ``read_dead_letters`` does. A message is taken for
+    the original only if its value is as large as the letter says: where a topic was
+    deleted and created again, another message may be at that offset. Raises TimeoutError
+    if the broker does not hand over a message it holds within ``timeout`` seconds.
+    """
+    sizes = {letter.message: letter.value_omitted for letter in letters
+             if letter.value_omitted is not None}
+    if not sizes:
+        return list(letters)
+    found: dict[tuple[str, int, int], KafkaRecord] = {}
+    deadline = time.monotonic() + timeout
+    async with _reading(bootstrap_servers) as consumer:
+        partitions = sorted({TopicPartition(topic, partition) for topic, partition, _ in sizes
+                             if partition in (consumer.partitions_for_topic(topic) or ())})
+        if not partitions:
+            return list(letters)
+        consumer.assign(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        ends = await consumer.end_offsets(partitions)
+        for (topic, partition, offset), size in sorted(sizes.items()):
+            where = TopicPartition(topic, partition)
+            if where not in starts or not starts[where] <= offset < ends[where]:
+                continue  # its topic was deleted, or no longer retains it
+            record = await _record_at(consumer, where, offset, deadline)
+            if record is not None and len(record.value or b"") == size:
+                found[topic, partition, offset] = KafkaRecord(
+                    topic=topic, key=record.key or b"", value=record.value or b"",
+                    headers=tuple((name, bytes(value or b"")) for name, value in record.headers))
+    return [dataclasses.replace(letter, original=found[letter.message], value_omitted=None)
+            if letter.value_omitted is not None and letter.message in found else letter
+            for letter in letters]
+
+
+async def _record_at(consumer: AIOKafkaConsumer, where: TopicPartition, offset: int,
+                     deadline: float) -> ConsumerRecord | None:
+    """Return the record at ``offset`` of an assigned partition, or None if compaction
+    removed it; raise TimeoutError if none comes by ``deadline`` (a monotonic time)."""
+    consumer.seek(where, offset)
+    while not (fetched := await consumer.getmany(where, timeout_ms=1000, max_records=1)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{where.topic}[{where.partition}]@{offset} not read in time")
+    [record] = fetched[where]
+    return record if record.offset == offset else None
 
 
 def release_statement(schema: str) -> str:
@@ -191,8 +278,13 @@ async def replay(letters: Sequence[DeadLetter], *, connection: asyncpg.Connectio
     and committed before its message is published, so a failed publish leaves nothing
     claimed, and replaying again sends it. A message several groups gave up on is
     published once: an undecodable one has no event id of its own, and each copy would
-    be new to every group.
+    be new to every group. Raises ValueError, before releasing anything, if a letter
+    left out its message's value: its empty value is not the event (``read_originals``
+    reads the message back).
     """
+    if omitted := [letter.event_id for letter in letters if letter.value_omitted is not None]:
+        raise ValueError(f"the letters of {', '.join(omitted)} left out their messages' "
+                         "values: read the messages back from their topics first")
     replayed, published = [], set()
     for letter in letters:
         released = await connection.fetchval(

@@ -117,16 +117,16 @@ class UnitOfWork:
         """
         event_id = event_id or str(uuid.uuid4())
         record = encode(event, source=self._source, event_id=event_id)
-        size = record_size(record)
-        if size > MAX_REQUEST_SIZE:
-            raise EventTooLargeError(
-                f"a {record.topic} event is {size} bytes as a Kafka record, over the "
-                f"{MAX_REQUEST_SIZE}-byte limit of a Kafka request: it could never be published")
+        _refuse_if_too_large(record, "event")
         self._pending.append(record)
         return event_id
 
     def emit_record(self, record: KafkaRecord) -> None:
-        """Queue an already encoded record, e.g. a dead letter, for the outbox."""
+        """Queue an already encoded record, e.g. a dead letter, for the outbox.
+
+        Raises EventTooLargeError if the record is too large to publish, as ``emit`` does.
+        """
+        _refuse_if_too_large(record, "record")
         self._pending.append(record)
 
     async def discard(self) -> None:
@@ -190,6 +190,16 @@ class UnitOfWork:
         self._transaction = None
         await self._guarded(transaction.commit)
         self._pending.clear()
+
+
+def _refuse_if_too_large(record: KafkaRecord, kind: str) -> None:
+    """Raise EventTooLargeError, naming ``record`` as a ``kind`` of its topic, if it is
+    larger than a Kafka request may be: in the outbox, it would stall the relay for ever."""
+    size = record_size(record)
+    if size > MAX_REQUEST_SIZE:
+        raise EventTooLargeError(
+            f"a {record.topic} {kind} is {size} bytes as a Kafka record, over the "
+            f"{MAX_REQUEST_SIZE}-byte limit of a Kafka request: it could never be published")
 
 
 @functools.lru_cache(maxsize=64)

@@ -300,3 +300,32 @@ async def test_the_largest_event_emit_accepts_is_published_and_a_byte_more_is_re
         await publisher.stop()
     published = await read_all(infrastructure.bootstrap_servers, LeadScored.topic)
     assert [dict(record.headers)["ce_id"].decode() for record in published] == [largest_id]
+
+
+async def test_the_largest_record_emit_record_accepts_is_published_and_a_byte_more_is_refused(
+    infrastructure: Infrastructure, probe_database: ProbeDatabase,
+) -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+                             kafka_idempotent_producer=False)
+    await ensure_topics(settings, [TOPIC])
+    empty = KafkaRecord(TOPIC, b"largest", (("ce_id", b"largest"),), b"")
+    largest = empty._replace(value=b"x" * (MAX_REQUEST_SIZE - record_size(empty)))
+    async with probe_database.unit_of_work() as uow:
+        with pytest.raises(EventTooLargeError) as refused:
+            uow.emit_record(largest._replace(value=largest.value + b"x"))
+        uow.emit_record(largest)
+        await uow.commit()
+    assert str(refused.value).startswith(
+        f"a {TOPIC} record is {MAX_REQUEST_SIZE + 1} bytes as a Kafka record, over the "
+        f"{MAX_REQUEST_SIZE}-byte limit of a Kafka request"), "it names topic, size and limit"
+
+    publisher = CountingPublisher(settings, "relay-largest-record")
+    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
+                        batch_size=100, poll_interval=0.2)
+    await publisher.start()
+    try:
+        assert await relay.publish_batch() == 1
+    finally:
+        await publisher.stop()
+    [published] = await read_all(infrastructure.bootstrap_servers, TOPIC)
+    assert (published.key, len(published.value)) == (largest.key, len(largest.value))
