@@ -40,10 +40,12 @@ ClockState = Literal["open", "overdue", "met", "breached", "superseded"]
 class SlaClock(BaseModel):
     """One SLA clock: when it reminds, falls due and escalates, and how it ended.
 
-    A superseded clock was replaced by one of its kind falling due earlier. A first
-    meeting's clock starts at the meeting's time, often days after the appointment that
-    set it (``set_at``): it is listed open from the appointment on, and fires nothing
-    before its reminder, which falls after the meeting.
+    A superseded clock was taken over in time by another: one of its kind falling due
+    earlier, the MQL clock, or the clock of its meeting set again. One taken over after its
+    due time, or after its breach alert went out, is listed breached: a breach counts once,
+    on the clock it was reported for. A first meeting's clock starts at the meeting's time,
+    often days after the appointment that set it (``set_at``): it is listed open from the
+    appointment on, and fires nothing before its reminder, which falls after the meeting.
     """
 
     id: int

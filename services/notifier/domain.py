@@ -130,14 +130,36 @@ class Outcome(StrEnum):
 
     MET = "met"
     BREACHED = "breached"
-    # Replaced, before its due time, by a clock of its kind that falls due earlier (a surge
-    # during the tier-B first-touch wait): the stricter deadline is the one that counts.
+    # Replaced, before its due time and before its breach was reported, by a clock that
+    # takes it over: one of its kind falling due earlier (a surge during the tier-B
+    # first-touch wait), the MQL clock, or the clock of its meeting set again. SLA
+    # compliance counts the clock that took over, not this one.
     SUPERSEDED = "superseded"
 
 
 def outcome(due_at: datetime, stopped_at: datetime) -> Outcome:
     """Return whether a clock stopped at ``stopped_at`` met its due time."""
     return Outcome.MET if stopped_at <= due_at else Outcome.BREACHED
+
+
+def outcome_taken_over(due_at: datetime, taken_over_at: datetime, *,
+                       breach_reported: bool) -> Outcome:
+    """Return how a clock another takes over at ``taken_over_at`` ends: superseded, unless
+    it fell due before then or its breach was reported already: that breach stands.
+
+    The timer sweep reports a breach at the due time; an event that takes the clock over
+    before that time but is handled after it (its topic was behind) does not take the alert
+    back, so SLA compliance counts the clock breached, once, like the alert.
+    """
+    if breach_reported or outcome(due_at, taken_over_at) is Outcome.BREACHED:
+        return Outcome.BREACHED
+    return Outcome.SUPERSEDED
+
+
+def breach_reported(status: str, rungs_fired: int) -> bool:
+    """Return True if a clock's breach was reported: by the sweep's breach rung, or by a
+    late stop (a clock ended breached)."""
+    return status == Outcome.BREACHED.value or rungs_fired >= Rung.BREACH
 
 
 def late_stop_reports_breach(due_at: datetime, stopped_at: datetime, fired: int) -> bool:
@@ -172,7 +194,8 @@ class ClockChanges:
 
     A supersede is a stop by an event that is no stopping event of the clock but starts
     one that takes it over (the automatic promotion to MQL, for a first-touch clock): a
-    clock it ends in time is superseded, not met; one it ends late is still breached.
+    clock it ends in time is superseded, not met; one it ends late, or after its breach
+    was reported, is still breached (``outcome_taken_over``).
     """
 
     stop: frozenset[ClockKind] = frozenset()
@@ -262,23 +285,28 @@ def _first_touch(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, sur
 @dataclass(frozen=True)
 class MeetingClock:
     """A first-meeting clock of a lead: when it was set, when its meeting is, when it ended
-    (None: open), and whether it was superseded (its meeting moved)."""
+    (None: open), and whether it was replaced: it no longer stands for the lead's meeting
+    (the meeting was set again, or turned out not to be the lead's first)."""
 
     set_at: datetime
     started_at: datetime
     stopped_at: datetime | None = None
-    superseded: bool = False
+    replaced: bool = False
 
     @property
     def called_off(self) -> bool:
         """Return True if it ended before its meeting (the lead left sales first)."""
         return self.stopped_at is not None and self.stopped_at < self.started_at
 
+    def running_at(self, moment: datetime) -> bool:
+        """Return True if it had not ended by ``moment``."""
+        return self.stopped_at is None or self.stopped_at > moment
+
 
 @dataclass(frozen=True)
 class MeetingSchedule:
     """What a meeting a partner set does to the lead's first-meeting clocks: whether it is
-    the lead's first meeting, still to be clocked, and the starts of the clocks it moves."""
+    the lead's first meeting, still to be clocked, and the starts of the clocks it replaces."""
 
     first: bool
     moves: tuple[datetime, ...] = ()
@@ -288,24 +316,67 @@ def schedule_meeting(moment: datetime, meeting_at: datetime,
                      clocks: Sequence[MeetingClock]) -> MeetingSchedule:
     """Return what a meeting at ``meeting_at``, set at ``moment``, does to ``clocks``.
 
-    The lead's first meeting is the first that takes place. A meeting set while the one
-    clocked is still ahead moves it (the partner rescheduled it): that clock is superseded
-    then, and one starts at the new time. Once a clocked meeting's time has come, a later
-    meeting is not the first; one called off before its time (the lead left sales) does
-    not count. A meeting clocked already, or set by a later appointment, changes nothing;
-    nor does one at a time a clock of the lead started at before (moved back there): a
-    lead's clocks of a kind start at distinct moments, so the one running keeps running.
+    The lead's first meeting is the first that takes place. A meeting set while the clocked
+    one's clock runs replaces it: a meeting moved before its time, or set again for a later
+    time after it (it did not take place: a no-show rescheduled). That clock ends then
+    (``outcome_taken_over``: superseded, or breached if it fell due first or its breach
+    was reported), and one starts at the new time. A clocked meeting whose clock ended after
+    its time (its record logged, or the lead left sales) took place: a later meeting is not
+    the first; one called off before its time (the lead left sales) does not count. A
+    meeting clocked already, set by an older appointment, or set after the clocked one's
+    time for an earlier time changes nothing; nor does one at a time a clock of the lead
+    started at before (moved back there): a lead's clocks of a kind start at distinct
+    moments, so the one running keeps running.
+
+    A clock is running at ``moment`` when it ended after it: that end was handled first (a
+    lifecycle event consumed ahead of the appointment); the new meeting replaces it as if
+    handled in time.
     """
     if any(clock.started_at == meeting_at for clock in clocks):
         return MeetingSchedule(first=False)
-    current = [clock for clock in clocks if not clock.superseded]
+    current = [clock for clock in clocks if not clock.replaced]
     if any(clock.set_at >= moment for clock in current):
         return MeetingSchedule(first=False)
-    if any(clock.started_at <= moment and not clock.called_off for clock in current):
+    running = [clock for clock in current if clock.running_at(moment)]
+    held = [clock for clock in current if not clock.running_at(moment) and not clock.called_off]
+    earlier_after_its_time = [clock for clock in running
+                              if clock.started_at <= moment and meeting_at < clock.started_at]
+    if held or earlier_after_its_time:
         return MeetingSchedule(first=False)
-    return MeetingSchedule(first=True, moves=tuple(
-        clock.started_at for clock in current
-        if clock.started_at > moment and (clock.stopped_at is None or clock.stopped_at > moment)))
+    return MeetingSchedule(first=True, moves=tuple(clock.started_at for clock in running))
+
+
+@dataclass(frozen=True)
+class EarlierMeetingEnd:
+    """What a stop of the first meeting's clock changes when handled after an appointment
+    it precedes replaced the clock it ends: that clock (its start) ends at the stop
+    instead, and the clocks set after the stop (their starts), when the meeting took place
+    before it, stand for no first meeting."""
+
+    ends: datetime
+    voids: tuple[datetime, ...] = ()
+
+
+def end_before_replacement(at: datetime, *, cancels: bool,
+                           clocks: Sequence[MeetingClock]) -> EarlierMeetingEnd | None:
+    """Return what a stop at ``at`` (a cancel: ``cancels``) changes in ``clocks`` replaced
+    after it, or None when it ends no replaced clock.
+
+    Handled in time, the stop would have ended the clock running then (one started before
+    it; for a cancel, set before it), and the appointment that replaced that clock later
+    would have found its meeting held (``schedule_meeting``): no first meeting, unless the
+    stop called the meeting off before its time. Both handling orders end the same way.
+    """
+    ended = [clock for clock in clocks
+             if clock.replaced and clock.stopped_at is not None and clock.stopped_at > at
+             and (clock.set_at if cancels else clock.started_at) < at]
+    if not ended:
+        return None
+    running = min(ended, key=lambda clock: clock.set_at)
+    if running.started_at > at:  # called off before its meeting: the next one is the first
+        return EarlierMeetingEnd(running.started_at)
+    return EarlierMeetingEnd(running.started_at, tuple(
+        clock.started_at for clock in clocks if not clock.replaced and clock.set_at > at))
 
 
 def meeting_owed(moment: datetime, *, clocked_before: bool, stage: LifecycleStage | None,

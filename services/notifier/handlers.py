@@ -64,7 +64,7 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
                           policy: Policy) -> None:
     """Start the first-touch clock for a new tier B or a surge, and the first meeting's
     clock at the time of the lead's first meeting a partner set (moved with that meeting
-    while it is still ahead), keeping the lead's card.
+    when it is set again before its record is logged), keeping the lead's card.
 
     Whether the lead still waited for its first touch is judged at the score's time, not
     by what was handled first: a lifecycle event after the score, handled before it,
@@ -85,8 +85,7 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
     lead_ids = {event.lead_id for event in candidates}
     await store.lock_leads(uow.connection, lead_ids)
     known = await store.get_leads(uow.connection, lead_ids)
-    meetings = {lead_id: [domain.MeetingClock(row.set_at, row.started_at, row.stopped_at,
-                                              row.superseded) for row in rows]
+    meetings = {lead_id: timers.meeting_clocks(rows)
                 for lead_id, rows in (await store.clocks_of_leads(
                     uow.connection, ClockKind.FIRST_MEETING,
                     {event.lead_id for event in candidates if event.meeting_at is not None})
@@ -132,9 +131,9 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
             moved_at=moved_at(event)))
         moves = meeting.moves if change.scheduled else ()
         if change.scheduled and event.meeting_at is not None:
-            # A later meeting of the lead in the batch sees this one, and those it moved.
+            # A later meeting of the lead in the batch sees this one, and those it replaced.
             meetings[event.lead_id] = [
-                *(replace(clock, stopped_at=event.scored_at, superseded=True)
+                *(replace(clock, stopped_at=event.scored_at, replaced=True)
                   if clock.started_at in moves else clock
                   for clock in meetings.get(event.lead_id, ())),
                 domain.MeetingClock(event.scored_at, event.meeting_at)]
@@ -145,10 +144,11 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,
                                                for event, _, _ in starting
                                                if not handled_since(event)})
     for run in distinct_runs(starting, key=lambda start: start[0].lead_id):
-        # A meeting moved before it took place: its clock gives way to the new time's.
-        await store.supersede_starts(uow.connection, ClockKind.FIRST_MEETING, [
+        # A meeting set again (moved, or a no-show rescheduled): its clock gives way to the
+        # new time's.
+        await timers.replace_meeting_clocks(uow.connection, policy, [
             (event.lead_id, started_at, event.scored_at,
-             f"meeting moved to {event.meeting_at.isoformat()} by a partner's appointment")
+             f"meeting set again for {event.meeting_at.isoformat()} by a partner's appointment")
             for event, _, moves in run if event.meeting_at is not None
             for started_at in moves])
         await timers.apply(uow.connection, policy, [timers.ClockMove(

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from baton_runtime.db import service_metadata
-from services.notifier.domain import ClockKind, ClockPlan, Outcome, SlaRule
+from services.notifier.domain import ClockKind, ClockPlan, Outcome, Rung, SlaRule
 
 metadata, plumbing = service_metadata("notifier")
 ALERTS_CHANNEL = "notifier_alerts"
@@ -80,6 +80,10 @@ sla_clocks = Table(
     # When the event that set a clock starting later happened (a partner's appointment, for
     # the meeting's time); NULL for a clock that started when it was set.
     Column("set_at", DateTime(timezone=True)),
+    # A first meeting's clock that no longer stands for the lead's meeting: the meeting was
+    # set again (moved, or a no-show rescheduled), or turned out not to be the lead's
+    # first. Its status says how it counts: superseded, or breached when that breach stood.
+    Column("replaced", Boolean, nullable=False, server_default=false()),
     UniqueConstraint("lead_id", "kind", "started_at", name="uq_notifier_sla_clocks_start"),
     Index("uq_notifier_sla_clocks_open", "lead_id", "kind", unique=True,
           postgresql_where=text("status = 'open'")),
@@ -445,6 +449,8 @@ async def first_stops(connection: AsyncConnection, kind: ClockKind,
     return [row if row.stopped_at is not None else None for row in rows]
 
 
+# The status is domain.outcome's, and for a supersede domain.outcome_taken_over's, decided
+# on the row the UPDATE locks: a sweep firing the breach meanwhile is waited for and seen.
 STOPPING_CLOCKS = text(f"""
     WITH stop AS (
         SELECT * FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:kinds AS text[]),
@@ -460,6 +466,8 @@ STOPPING_CLOCKS = text(f"""
     )
     UPDATE {sla_clocks.fullname} AS clock SET
         status = CASE WHEN clock.due_at < stop.at THEN '{Outcome.BREACHED.value}'
+                      WHEN stop.supersedes AND clock.rungs_fired >= {int(Rung.BREACH)}
+                          THEN '{Outcome.BREACHED.value}'
                       WHEN stop.supersedes THEN '{Outcome.SUPERSEDED.value}'
                       ELSE '{Outcome.MET.value}' END,
         stopped_at = stop.at, stop_reason = stop.reason, next_fire_at = NULL
@@ -476,7 +484,7 @@ STOPPING_CLOCKS = text(f"""
 class ClockStop:
     """Which of a lead's open clocks to end, when and why: ``kinds`` those started before
     ``at``, ``cancels`` those set before it, ``supersedes`` those started before it, ended
-    as superseded if in time (``ClockChanges``)."""
+    as superseded if in time and their breach not reported (``outcome_taken_over``)."""
 
     lead_id: uuid.UUID
     kinds: Collection[ClockKind]
@@ -525,19 +533,28 @@ async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
     return sorted(rows, key=lambda row: row.id)
 
 
-CLOCKS_OF_LEADS = (select(sla_clocks.c.lead_id, sla_clocks.c.started_at, sla_clocks.c.stopped_at,
+CLOCKS_OF_LEADS = (select(sla_clocks.c.id, sla_clocks.c.lead_id, sla_clocks.c.started_at,
+                          sla_clocks.c.stopped_at, sla_clocks.c.due_at, sla_clocks.c.status,
+                          sla_clocks.c.rungs_fired,
                           func.coalesce(sla_clocks.c.set_at, sla_clocks.c.started_at)
                           .label("set_at"),
-                          (sla_clocks.c.status == Outcome.SUPERSEDED.value).label("superseded"))
+                          (sla_clocks.c.replaced
+                           | (sla_clocks.c.status == Outcome.SUPERSEDED.value)).label("replaced"))
                    .where(sla_clocks.c.kind == bindparam("kind"),
                           sla_clocks.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
-                   .order_by(sla_clocks.c.id))
+                   .order_by(sla_clocks.c.id)
+                   .with_for_update())
 
 
 async def clocks_of_leads(connection: AsyncConnection, kind: ClockKind,
                           lead_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
-    """Return the clocks of ``kind`` the leads had, in any state, oldest first: their set_at
-    (started_at when set as they started), started_at, stopped_at and whether superseded."""
+    """Lock and return the clocks of ``kind`` the leads had, in any state, oldest first: their
+    id, set_at (started_at when set as they started), started_at, stopped_at, due_at, status,
+    rungs_fired, and whether replaced (or superseded).
+
+    The lock makes a sweep firing one of them finish first, and then skip it until the
+    transaction ends: what the caller decides from rungs_fired still holds when it writes.
+    """
     if not lead_ids:
         return {}
     rows: list[Row[Any]] = list(await connection.execute(
@@ -548,29 +565,41 @@ async def clocks_of_leads(connection: AsyncConnection, kind: ClockKind,
     return found
 
 
-SUPERSEDING_STARTS = text(f"""
+@dataclass(frozen=True)
+class ClockEnd:
+    """A clock to end (or end again) by its id: how, when, why, and whether it is replaced."""
+
+    clock_id: int
+    status: Outcome
+    at: datetime
+    reason: str
+    replaced: bool
+
+
+ENDING_CLOCKS = text(f"""
     UPDATE {sla_clocks.fullname} AS clock SET
-        status = '{Outcome.SUPERSEDED.value}', stopped_at = moved.at,
-        stop_reason = moved.reason, next_fire_at = NULL
-    FROM unnest(CAST(:lead_ids AS uuid[]), CAST(:started AS timestamptz[]),
-                CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]))
-        AS moved(lead_id, started_at, at, reason)
-    WHERE clock.lead_id = moved.lead_id AND clock.kind = CAST(:kind AS text)
-      AND clock.started_at = moved.started_at
-      AND clock.status <> '{Outcome.SUPERSEDED.value}'
+        status = ended.status, stopped_at = ended.at, stop_reason = ended.reason,
+        replaced = ended.replaced, next_fire_at = NULL
+    FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]),
+                CAST(:moments AS timestamptz[]), CAST(:reasons AS text[]),
+                CAST(:replaced AS boolean[])) AS ended(id, status, at, reason, replaced)
+    WHERE clock.id = ended.id
+    RETURNING clock.*
 """)
 
 
-async def supersede_starts(connection: AsyncConnection, kind: ClockKind,
-                           moved: Sequence[tuple[uuid.UUID, datetime, datetime, str]]) -> None:
-    """End as superseded the clocks of ``kind`` given by (lead, start), at the moment and for
-    the reason given (a meeting moved to another time). Call with the leads locked."""
-    if moved:
-        await connection.execute(SUPERSEDING_STARTS, {
-            "kind": kind.value, "lead_ids": [lead_id for lead_id, _, _, _ in moved],
-            "started": [started_at for _, started_at, _, _ in moved],
-            "moments": [at for _, _, at, _ in moved],
-            "reasons": [reason[:500] for _, _, _, reason in moved]})
+async def end_clocks(connection: AsyncConnection, ends: Sequence[ClockEnd]) -> list[Row[Any]]:
+    """End each clock as given, open or ended before; return them as ended, oldest first.
+    Call with their leads locked."""
+    if not ends:
+        return []
+    rows = await connection.execute(ENDING_CLOCKS, {
+        "ids": [end.clock_id for end in ends],
+        "statuses": [end.status.value for end in ends],
+        "moments": [end.at for end in ends],
+        "reasons": [end.reason[:500] for end in ends],
+        "replaced": [end.replaced for end in ends]})
+    return sorted(rows, key=lambda row: row.id)
 
 
 async def claim_due_clocks(connection: AsyncConnection, now: datetime,

@@ -22,11 +22,16 @@ from services.notifier.domain import (
     ClockKind,
     ClockPlan,
     EndedClock,
+    MeetingClock,
     Outcome,
     Policy,
     Rung,
     SlaRule,
+    breach_reported,
+    end_before_replacement,
     late_stop_reports_breach,
+    outcome,
+    outcome_taken_over,
     plan_clock,
     rungs_to_alert,
     settle_late_start,
@@ -76,6 +81,7 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
     for clock in stopped:
         if late_stop_reports_breach(clock.due_at, clock.stopped_at, clock.rungs_fired):
             await _report_late_stop(connection, policy, clock)
+    await _end_replaced_meetings_earlier(connection, policy, moves)
     for clock in born_stopped:
         if clock.id in reported:
             await _report_late_stop(connection, policy, clock)
@@ -140,12 +146,93 @@ def _superseded_because(rule: str, started_at: datetime, due_at: datetime) -> st
     return f"superseded by {rule} started {started_at.isoformat()}, due {due_at.isoformat()}"
 
 
-async def _report_late_stop(connection: AsyncConnection, policy: Policy, clock: Row[Any]
-                            ) -> None:
-    """Report the breach of a clock that stopped after its due time."""
+async def _report_late_stop(connection: AsyncConnection, policy: Policy, clock: Row[Any], *,
+                            completed: bool = True) -> None:
+    """Report the breach of a clock that stopped after its due time (``completed``: by what
+    it waited for, or the lead leaving sales; not by a meeting set again)."""
     RUNGS_FIRED.labels(clock=clock.kind, rung="late_stop").inc()
     await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH,
-                                  at=clock.stopped_at, stopped_late=True)
+                                  at=clock.stopped_at, stopped_late=completed)
+
+
+def meeting_clocks(rows: Sequence[Row[Any]]) -> list[MeetingClock]:
+    """Return the first-meeting clocks ``store.clocks_of_leads`` found, as the rules see them."""
+    return [MeetingClock(row.set_at, row.started_at, row.stopped_at, row.replaced)
+            for row in rows]
+
+
+async def _end_clocks(connection: AsyncConnection, policy: Policy,
+                      ends: Sequence[tuple[Row[Any], store.ClockEnd]], *, completed: bool
+                      ) -> None:
+    """End clocks as given (each with its row as read, locked); report a breach this records
+    and nobody reported before, once."""
+    before = {row.id: row for row, _ in ends}
+    for clock in await store.end_clocks(connection, [end for _, end in ends]):
+        read = before[clock.id]
+        if (clock.status == Outcome.BREACHED.value
+                and not breach_reported(read.status, read.rungs_fired)):
+            await _report_late_stop(connection, policy, clock, completed=completed)
+
+
+async def replace_meeting_clocks(connection: AsyncConnection, policy: Policy,
+                                 replaced: Sequence[tuple[uuid.UUID, datetime, datetime, str]]
+                                 ) -> None:
+    """End the leads' first-meeting clocks given by (lead, start) as replaced by a meeting set
+    again, at the moment and for the reason given: superseded, or breached if they fell due
+    first or their breach was reported (``outcome_taken_over``). Call with the leads locked.
+
+    A clock a stop handled first ended after that moment is ended again, at it: handled in
+    time, the meeting set again would have ended it.
+    """
+    if not replaced:
+        return
+    found = await store.clocks_of_leads(connection, ClockKind.FIRST_MEETING,
+                                        {lead_id for lead_id, _, _, _ in replaced})
+    rows = {(row.lead_id, row.started_at): row for rows in found.values() for row in rows}
+    ends: list[tuple[Row[Any], store.ClockEnd]] = []
+    for lead_id, started_at, at, reason in replaced:
+        row = rows.get((lead_id, started_at))
+        if row is None or row.replaced:
+            continue
+        status = outcome_taken_over(row.due_at, at,
+                                    breach_reported=breach_reported(row.status, row.rungs_fired))
+        ends.append((row, store.ClockEnd(row.id, status, at, reason, replaced=True)))
+    await _end_clocks(connection, policy, ends, completed=False)
+
+
+async def _end_replaced_meetings_earlier(connection: AsyncConnection, policy: Policy,
+                                         moves: Sequence[ClockMove]) -> None:
+    """Apply the first-meeting stops among ``moves`` to the clocks a meeting set again after
+    them replaced already (the appointment was handled first): each ends the clock it would
+    have ended in time, and the clocks set since stand for no first meeting
+    (``end_before_replacement``)."""
+    stopping = [move for move in moves if ClockKind.FIRST_MEETING in move.changes.stop
+                or ClockKind.FIRST_MEETING in move.changes.cancel]
+    if not stopping:
+        return
+    found = await store.clocks_of_leads(connection, ClockKind.FIRST_MEETING,
+                                        {move.lead_id for move in stopping})
+    ends: list[tuple[Row[Any], store.ClockEnd]] = []
+    for move in stopping:
+        rows = found.get(move.lead_id, [])
+        change = end_before_replacement(
+            move.at, cancels=ClockKind.FIRST_MEETING in move.changes.cancel,
+            clocks=meeting_clocks(rows))
+        if change is None:
+            continue
+        by_start = {row.started_at: row for row in rows}
+        ended = by_start[change.ends]
+        ends.append((ended, store.ClockEnd(ended.id, outcome(ended.due_at, move.at), move.at,
+                                           move.reason, replaced=False)))
+        for started_at in change.voids:
+            void = by_start[started_at]
+            status = outcome_taken_over(void.due_at, void.set_at, breach_reported=breach_reported(
+                void.status, void.rungs_fired))
+            ends.append((void, store.ClockEnd(
+                void.id, status, void.stopped_at or void.set_at,
+                f"no first meeting: the lead's first meeting ended {move.at.isoformat()} "
+                f"({move.reason})", replaced=True)))
+    await _end_clocks(connection, policy, ends, completed=True)
 
 
 class TimerSweeper:

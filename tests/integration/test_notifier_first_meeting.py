@@ -56,6 +56,7 @@ MEETING = jst(20, 15)  # Friday 20th 15:00: the meeting
 # Two working days after the meeting (Monday 23rd is a holiday): reminder at one, breach
 # at two, escalation at four.
 REMIND, DUE, ESCALATE = jst(24, 15), jst(25, 15), jst(27, 15)
+MOVED_LATER = jst(26, 15)  # Thursday 26th: its record is due Monday 30th 15:00
 
 
 @pytest.fixture
@@ -196,21 +197,35 @@ async def test_an_appointment_without_a_meeting_time_starts_no_clock(
     assert [clock.kind for clock in await clocks(database, tier_b)] == ["first_touch"]
 
 
+HELD_UNTIL = jst(20, 17)  # Friday's meeting took place: at 17:00 it ended, one way or another
+SET_AGAIN_AT = jst(24, 10)  # Tuesday: a partner sets a meeting for the lead
+
+
+@pytest.mark.parametrize("ended_by", ["its-record", "leaving-sales"])
+@pytest.mark.parametrize("set_again_first", [False, True], ids=["in-order", "set-again-first"])
 async def test_only_the_lead_s_first_meeting_starts_a_clock(
-        database: NotifierDatabase) -> None:
-    # Meetings set once the first meeting's time came are later meetings (one set while it
-    # was still ahead moves it: test_a_meeting_moved_later_before_it_took_place_...).
-    one_by_one, batched, after_its_record = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
-    await handle_scored(database, appointment(one_by_one))
-    await handle_scored(database, appointment(one_by_one, jst(24, 11), at=jst(20, 16)))
-    await handle_scored(database, appointment(batched),
-                        appointment(batched, jst(27, 10), at=MEETING))
-    await handle_scored(database, appointment(after_its_record))
-    await handle(database, CONFIG, logged(after_its_record, jst(24, 11)))
-    await handle_scored(database, appointment(after_its_record, jst(30, 10), at=jst(25, 10)))
-    for lead_id, status in ((one_by_one, "open"), (batched, "open"), (after_its_record, "met")):
-        assert [(clock.started_at, clock.status)
-                for clock in await meeting_clocks(database, lead_id)] == [(MEETING, status)]
+        database: NotifierDatabase, ended_by: str, set_again_first: bool) -> None:
+    # Friday's meeting took place: its record was logged, or the lead went to nurture, after
+    # it. A meeting set on Tuesday is a later meeting (one set while its clock ran replaces
+    # it: test_a_meeting_set_again_for_later_moves_its_clock), in either handling order.
+    lead_id = uuid.uuid4()
+    ended = (logged(lead_id, HELD_UNTIL) if ended_by == "its-record" else promoted(
+        lead_id, at=HELD_UNTIL, from_stage=S.SAL, to_stage=S.NURTURE, owner_id="rep-1"))
+    later = appointment(lead_id, MOVED_LATER, at=SET_AGAIN_AT)
+    await handle_scored(database, appointment(lead_id))
+    if set_again_first:  # lead.promoted was behind: the later appointment was handled first
+        await handle_scored(database, later)
+        await handle(database, CONFIG, ended)
+    else:
+        await handle(database, CONFIG, ended)
+        await handle_scored(database, later)
+    await handle_scored(database, appointment(lead_id, jst(30, 10), at=jst(25, 10)))
+    await sweep(database, jst(30, 16))  # past the record's due time of a clock at the 26th
+    counted = [(clock.started_at, clock.status, clock.stopped_at)
+               for clock in await meeting_clocks(database, lead_id)
+               if clock.status != "superseded"]
+    assert counted == [(MEETING, "met", HELD_UNTIL)]
+    assert await meeting_alerts(database, lead_id) == []
 
 
 @pytest.mark.parametrize("to_stage", [S.NURTURE, S.DISQUALIFIED])
@@ -317,16 +332,16 @@ async def test_the_meeting_s_record_logged_on_a_nurtured_lead_after_the_meeting_
     assert (clock.status, clock.stopped_at) == ("met", jst(24, 11))
 
 
-MOVED_LATER = jst(26, 15)  # Thursday 26th: its record is due Monday 30th 15:00
-
-
+@pytest.mark.parametrize("set_again_at", [jst(18, 10), SET_AGAIN_AT],
+                         ids=["before-the-meeting", "after-a-no-show"])
 @pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "one-batch"])
-async def test_a_meeting_moved_later_before_it_took_place_moves_its_clock(
-        database: NotifierDatabase, batched: bool) -> None:
-    # On Wednesday the partner moves Friday's meeting to next Thursday: nothing is due on
-    # the 25th, and the record of the meeting held on the 26th is due on the 30th.
+async def test_a_meeting_set_again_for_later_moves_its_clock(
+        database: NotifierDatabase, batched: bool, set_again_at: datetime) -> None:
+    # On Wednesday the partner moves Friday's meeting to next Thursday; or Friday's meeting
+    # did not take place, and on Tuesday the partner sets it again for Thursday. Nothing is
+    # due on the 25th, and the record of the meeting held on the 26th is due on the 30th.
     lead_id = uuid.uuid4()
-    moved = appointment(lead_id, MOVED_LATER, at=jst(18, 10))
+    moved = appointment(lead_id, MOVED_LATER, at=set_again_at)
     if batched:
         await handle_scored(database, appointment(lead_id), moved)
     else:
@@ -334,9 +349,9 @@ async def test_a_meeting_moved_later_before_it_took_place_moves_its_clock(
         await handle_scored(database, moved)
         await handle_scored(database, moved)  # delivered twice
     old, new = await meeting_clocks(database, lead_id)
-    assert (old.started_at, old.status, old.stopped_at) == (MEETING, "superseded", jst(18, 10))
+    assert (old.started_at, old.status, old.stopped_at) == (MEETING, "superseded", set_again_at)
     assert (new.set_at, new.started_at, new.status, new.due_at) == (
-        jst(18, 10), MOVED_LATER, "open", jst(30, 15))
+        set_again_at, MOVED_LATER, "open", jst(30, 15))
     for moment in (REMIND, DUE, jst(27, 14, 59)):  # the old meeting's rungs, and before
         await sweep(database, moment)  # the new one's reminder
     assert await alert_rows(database) == [], "nothing falls due before the moved meeting"
@@ -347,14 +362,20 @@ async def test_a_meeting_moved_later_before_it_took_place_moves_its_clock(
     assert await meeting_alerts(database, lead_id) == []
 
 
+@pytest.mark.parametrize(("set_again_at", "held_at", "logged_at"), [
+    (jst(17, 10), jst(18, 15), jst(19, 10)), (SET_AGAIN_AT, jst(24, 15), jst(25, 10))],
+    ids=["moved-earlier", "after-a-no-show"])
 @pytest.mark.parametrize("record_first", [False, True], ids=["in-order", "record-first"])
-async def test_a_meeting_moved_earlier_is_met_by_the_record_of_the_earlier_meeting(
-        database: NotifierDatabase, record_first: bool) -> None:
+async def test_a_meeting_set_again_is_met_by_the_record_of_the_meeting_held(
+        database: NotifierDatabase, record_first: bool, set_again_at: datetime,
+        held_at: datetime, logged_at: datetime) -> None:
     # On Tuesday the partner brings Friday's meeting forward to Wednesday 15:00; the rep
-    # logs it on Thursday morning. Handled in either order, that record meets the clock.
+    # logs it on Thursday morning. Or Friday's meeting did not take place, and the partner
+    # sets it again for Tuesday 15:00; the rep logs it on Wednesday morning, before the
+    # first meeting's record was due. Handled in either order, that record meets the clock.
     lead_id = uuid.uuid4()
     await handle_scored(database, appointment(lead_id))
-    moved, record = appointment(lead_id, jst(18, 15), at=jst(17, 10)), logged(lead_id, jst(19, 10))
+    moved, record = appointment(lead_id, held_at, at=set_again_at), logged(lead_id, logged_at)
     if record_first:  # lead.scored was behind: the record was handled first
         await handle(database, CONFIG, record)
         await handle_scored(database, moved)
@@ -364,8 +385,42 @@ async def test_a_meeting_moved_earlier_is_met_by_the_record_of_the_earlier_meeti
     await sweep(database, jst(30, 12))
     assert [(clock.started_at, clock.status, clock.stopped_at)
             for clock in await meeting_clocks(database, lead_id)] == [
-        (MEETING, "superseded", jst(17, 10)), (jst(18, 15), "met", jst(19, 10))]
+        (MEETING, "superseded", set_again_at), (held_at, "met", logged_at)]
     assert await meeting_alerts(database, lead_id) == []
+
+
+NEXT_WEEK = jst(30, 15)  # Monday 30th 15:00: the meeting set again
+
+
+@pytest.mark.parametrize(("set_again_at", "swept_first"), [
+    (jst(26, 10), False), (jst(26, 10), True), (SET_AGAIN_AT, True), (jst(18, 10), True)],
+    ids=["after-its-due-time", "after-its-breach-alert", "in-time-handled-after-the-alert",
+         "moved-before-the-meeting-handled-after-the-alert"])
+async def test_a_meeting_set_again_after_its_breach_keeps_it_breached_once(
+        database: NotifierDatabase, set_again_at: datetime, swept_first: bool) -> None:
+    # Friday's meeting did not take place and its record was not logged. Set again after
+    # the record fell due (Wednesday 15:00), its breach stands; set again before, but handled
+    # after the sweep reported that breach (lead.scored was behind), the alert is not taken
+    # back. Either way the breach counts once, and the new meeting has a clock of its own.
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    if swept_first:
+        await sweep(database, DUE)
+    set_again = appointment(lead_id, NEXT_WEEK, at=set_again_at)
+    await handle_scored(database, set_again)
+    await handle_scored(database, set_again)  # delivered twice
+    old, new = await meeting_clocks(database, lead_id)
+    assert (old.started_at, old.status, old.stopped_at) == (MEETING, "breached", set_again_at)
+    assert (new.set_at, new.started_at, new.status) == (set_again_at, NEXT_WEEK, "open")
+    await sweep(database, jst(30, 14))  # past the old clock's escalation: it fires no more
+    await handle(database, CONFIG, logged(lead_id, jst(30, 17)))
+    assert [(datetime.fromisoformat(shown["started_at"]), shown["state"])
+            for shown in await listed(database, lead_id, now=jst(30, 18))
+            if shown["kind"] == "first_meeting"] == [(NEXT_WEEK, "met"), (MEETING, "breached")]
+    assert await meeting_alerts(database, lead_id) == [("sla_breach", TEAM),
+                                                       ("sla_breach", MANAGER)]
+    assert all("期限後に完了" not in row.message["text"] for row in await alert_rows(database)), \
+        "the meeting set again completed nothing"
 
 
 async def test_the_same_meeting_set_again_changes_nothing(database: NotifierDatabase) -> None:

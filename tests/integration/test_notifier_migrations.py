@@ -67,3 +67,27 @@ async def test_downgrading_below_0006_leaves_only_clocks_and_stops_the_older_cod
     assert stop_kinds <= KINDS_BEFORE_0006
     await database.engine.dispose()
     await asyncio.to_thread(upgrade, registry.migrations_dir("notifier"), database.url)
+
+
+async def test_downgrading_below_0008_keeps_every_clock_and_upgrading_marks_moved_ones(
+        database: NotifierDatabase) -> None:
+    # A meeting moved before it (its clock superseded), and a no-show set again after its
+    # record fell due (its clock breached, replaced). The older code reads both without the
+    # column; upgrading again marks the superseded one replaced, as that code recorded it.
+    moved, no_show = uuid.uuid4(), uuid.uuid4()
+    await handle_scored(database, appointment(moved), appointment(no_show))
+    await handle_scored(database, appointment(moved, jst(26, 15), at=jst(18, 10)),
+                        appointment(no_show, jst(30, 15), at=jst(26, 10)))
+    query = text("SELECT lead_id, started_at, status FROM notifier.sla_clocks ORDER BY id")
+    async with database.engine.connect() as connection:
+        before = list(await connection.execute(query))
+    await database.engine.dispose()
+    await asyncio.to_thread(downgrade, database.url, "0007")
+    async with database.engine.connect() as connection:
+        assert list(await connection.execute(query)) == before
+    await database.engine.dispose()
+    await asyncio.to_thread(upgrade, registry.migrations_dir("notifier"), database.url)
+    async with database.engine.connect() as connection:
+        marked = list(await connection.execute(text(
+            "SELECT lead_id, status FROM notifier.sla_clocks WHERE replaced")))
+    assert marked == [(moved, "superseded")]
