@@ -98,6 +98,8 @@ deals = Table(
     Column("phase", Text, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("opened_at", DateTime(timezone=True), nullable=False),
+    # A recycled deal's closing time is also its lead's behaviour baseline if scoring
+    # stores the lead only after it (see RECORDING).
     Column("closed_at", DateTime(timezone=True)),
     Column("changed_at", DateTime(timezone=True), nullable=False),  # of the event applied last
     # The lead's standing when the deal was first seen: what calibration compares.
@@ -177,7 +179,11 @@ def _recorded_state(column: str) -> str:
 # column as it is, where json_to_recordset gives its text to jsonb's parser again (for
 # scoring's saved leads, 11 against 30 us of server CPU a row).
 # A known lead is only locked here: save_scores writes its new profile with its score,
-# one new row version per batch instead of two. A lead another transaction inserts
+# one new row version per batch instead of two. A new lead's behaviour baseline is its
+# latest recycled deal: a recycling handled before the lead's capture (they come on
+# different topics) found no lead to reset, and the deals kept for calibration already
+# say what it owes, so no pending reset is kept apart; reading them costs a probe of the
+# deals' lead index per lead of the batch. A lead another transaction inserts
 # meanwhile is in neither ``added`` nor ``known`` (the snapshot predates it):
 # record_touchpoints raises LeadsInsertedMeanwhile, and the retry finds the lead known.
 RECORDING = text(f"""
@@ -192,8 +198,13 @@ RECORDING = text(f"""
                         account_key text, partner text, decision_maker boolean)
     ), added AS (
         INSERT INTO {leads.fullname}
-            (lead_id, profile, account, source, account_key, partner, decision_maker)
-        SELECT * FROM incoming ORDER BY lead_id
+            (lead_id, profile, account, source, account_key, partner, decision_maker,
+             baseline_at)
+        SELECT incoming.*, (
+            SELECT max(deal.closed_at) FROM {deals.fullname} AS deal
+            WHERE deal.lead_id = incoming.lead_id
+              AND deal.outcome = '{DealOutcome.RECYCLED.value}')
+        FROM incoming ORDER BY lead_id
         ON CONFLICT (lead_id) DO NOTHING
         RETURNING {", ".join(column.name for column in STATE)}
     ), known AS (
@@ -469,7 +480,8 @@ async def due_for_review(connection: AsyncConnection, now: datetime,
 
 async def reset_baseline(connection: AsyncConnection, lead_id: uuid.UUID,
                          at: datetime) -> Row[Any] | None:
-    """Make activities up to ``at`` stop counting for behaviour; return the lead, locked."""
+    """Make activities up to ``at`` stop counting for behaviour; return the lead, locked,
+    or None if it is not stored yet (RECORDING then starts it from its recycled deals)."""
     return (await connection.execute(
         leads.update().where(leads.c.lead_id == lead_id)
         .values(baseline_at=func.greatest(func.coalesce(leads.c.baseline_at, at), at),

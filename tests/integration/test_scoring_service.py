@@ -44,7 +44,13 @@ from schemas.events import (
 from services.ingest.main import definition as ingest_definition
 from services.ingest.settings import IngestSettings
 from services.scoring import handlers, store
-from services.scoring.domain import Colleague, contacts_to_read, counted_contacts, score_lead
+from services.scoring.domain import (
+    Colleague,
+    DealOutcome,
+    contacts_to_read,
+    counted_contacts,
+    score_lead,
+)
 from services.scoring.main import definition as scoring_definition
 from services.scoring.model import ActiveModel, ModelError
 from services.scoring.settings import ScoringSettings
@@ -159,14 +165,22 @@ class Scoring:
         assert len(found) == count, [(e.score, e.tier) for e in found]
         return found
 
+    async def deal_outcome(self, deal_id: uuid.UUID) -> str | None:
+        """Return the outcome scoring recorded for the deal, None if it has not seen it."""
+        async with self.running.context.engine.connect() as connection:
+            return (await connection.execute(select(store.deals.c.outcome)
+                                             .where(store.deals.c.deal_id == deal_id))).scalar()
+
     async def capture(self, lead_id: uuid.UUID, touchpoint: TouchpointType, *,
                       profile: LeadProfile | None = None, account: Account | None = None,
-                      asset_id: str | None = None) -> None:
-        """Publish a lead.captured for the lead, happening now on the service's clock."""
+                      asset_id: str | None = None, occurred_at: datetime | None = None) -> None:
+        """Publish a lead.captured for the lead, happening at ``occurred_at`` (by default now
+        on the service's clock)."""
         await produce(self.bootstrap, [LeadCaptured(
             lead_id=lead_id, source="web-form", profile=profile or MANAGER,
             account=account or SAMPLE_CO,
-            touchpoint=Touchpoint(type=touchpoint, occurred_at=self.clock.now, asset_id=asset_id),
+            touchpoint=Touchpoint(type=touchpoint, occurred_at=occurred_at or self.clock.now,
+                                  asset_id=asset_id),
         )])
 
 
@@ -366,29 +380,55 @@ async def test_a_contact_who_moves_to_another_account_leaves_its_colleagues_poin
     assert "decision_maker_engaged" not in left["high_intent_signals"]
 
 
-async def test_a_recycled_deal_resets_the_behaviour_baseline(scoring: Scoring) -> None:
-    lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
-    await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
-    await scoring.scored(lead_id, 1)
-    opened_at = scoring.clock.now + timedelta(hours=1)
-    scoring.clock.now += timedelta(days=1)
-    await produce(scoring.bootstrap, [
-        DealPhaseChanged(deal_id=deal_id, lead_id=lead_id, occurred_at=opened_at,
-                         to_phase=DealPhase.P1, probability=10),
-        DealRecycled(deal_id=deal_id, lead_id=lead_id, recycled_at=scoring.clock.now,
-                     last_phase=DealPhase.P1, reason="no phase change for 90 days"),
-    ])
-    _, reset = await scoring.scored(lead_id, 2)
-    assert (reset.score, reset.tier, reset.previous_tier) == (30, Tier.C, Tier.A)
-    assert {r.code for r in reset.reasons} == {"fit.title.manager", "fit.icp.industry",
-                                               "fit.icp.employee_band"}
-    explanation = await scoring.score(lead_id)
-    assert explanation["behaviour_counted_since"] is not None
+async def test_a_recycled_deal_resets_the_behaviour_baseline_whichever_event_comes_first(
+        scoring: Scoring) -> None:
+    # The lead's capture and its deal's recycling come on different topics: the recycling
+    # may be handled before scoring has stored the lead (a backlog on one topic, a replay).
+    # One lead's events are handled in the order they happened, the other's recycling
+    # first; both must end with the same baseline, score and tier.
+    in_order, recycled_first = uuid.uuid4(), uuid.uuid4()
+    deals = {in_order: uuid.uuid4(), recycled_first: uuid.uuid4()}
+    # At accounts of their own: neither earns engagement points from the other.
+    accounts = {lead_id: SAMPLE_CO.model_copy(update={"account_key": f"domain:{lead_id}"})
+                for lead_id in deals}
+    captured_at = scoring.clock.now
+    recycled_at = captured_at + timedelta(days=1)
+    await scoring.capture(in_order, T.INQUIRY_DEMO_REQUEST, account=accounts[in_order])
+    [hot] = await scoring.scored(in_order, 1)
+    assert (hot.score, hot.tier) == (80, Tier.A)
+
+    scoring.clock.now = recycled_at
+    await produce(scoring.bootstrap, [event for lead_id, deal_id in deals.items() for event in (
+        DealPhaseChanged(deal_id=deal_id, lead_id=lead_id, occurred_at=captured_at
+                         + timedelta(hours=1), to_phase=DealPhase.P1, probability=10),
+        DealRecycled(deal_id=deal_id, lead_id=lead_id, recycled_at=recycled_at,
+                     last_phase=DealPhase.P1, reason="no phase change for 90 days"))])
+    _, reset = await scoring.scored(in_order, 2)
+    assert reset.previous_tier is Tier.A
+
+    async def recycled() -> bool:
+        return await scoring.deal_outcome(deals[recycled_first]) == DealOutcome.RECYCLED
+
+    await wait_until(recycled, 30, "the recycling of a deal whose lead scoring has not seen")
+    await scoring.capture(recycled_first, T.INQUIRY_DEMO_REQUEST, account=accounts[recycled_first],
+                          occurred_at=captured_at)
+    [late] = await scoring.scored(recycled_first, 1)
+
+    for result in (reset, late):
+        assert (result.score, result.tier) == (30, Tier.C)
+        assert {r.code for r in result.reasons} == {"fit.title.manager", "fit.icp.industry",
+                                                    "fit.icp.employee_band"}
+    explained = {lead_id: await scoring.score(lead_id) for lead_id in deals}
+    for explanation in explained.values():
+        assert datetime.fromisoformat(explanation["behaviour_counted_since"]) == recycled_at
+    assert ({**explained[in_order], "lead_id": None}
+            == {**explained[recycled_first], "lead_id": None})
 
     scoring.clock.now += timedelta(minutes=1)
-    await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST)
-    *_, again = await scoring.scored(lead_id, 3)
-    assert (again.score, again.tier) == (80, Tier.A), "it earns tier A again, from scratch"
+    for lead_id, count in ((in_order, 3), (recycled_first, 2)):
+        await scoring.capture(lead_id, T.INQUIRY_DEMO_REQUEST, account=accounts[lead_id])
+        *_, again = await scoring.scored(lead_id, count)
+        assert (again.score, again.tier) == (80, Tier.A), "it earns tier A again, from scratch"
 
 
 async def test_the_buying_committee_feeds_every_contact_at_the_account(

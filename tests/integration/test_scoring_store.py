@@ -1,5 +1,6 @@
 """Scoring's store against real PostgreSQL: its migrations create exactly the tables
-store.py describes, and a batch names the leads another transaction inserted meanwhile."""
+store.py describes, a batch names the leads another transaction inserted meanwhile, and a
+lead stored after its deals were recycled starts from the latest recycling."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from baton import registry
 from baton_runtime.db import create_engine
 from baton_runtime.migrations import upgrade
 from services.scoring import store
+from services.scoring.domain import DealOutcome
 from tests.conftest import Infrastructure
 from tests.support.kafka import lead_captured, wait_until
 from tests.support.locks import waiting_for_a_lock
@@ -52,3 +54,34 @@ async def test_a_lead_another_transaction_inserts_meanwhile_is_named_and_found_o
         await engine.dispose()
 
 
+async def test_a_lead_stored_after_its_deals_were_recycled_starts_from_the_latest_recycling(
+    infrastructure: Infrastructure,
+) -> None:
+    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"),
+                            infrastructure.database_url)
+    engine = create_engine(infrastructure.database_url)
+    recycled, untouched = (lead_captured(f"{name}-{uuid.uuid4().hex[:8]}@example.co.jp")
+                           for name in ("recycled", "untouched"))
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    # Only a recycled deal resets behaviour: a deal lost or still open later does not, nor
+    # another lead's recycled deal.
+    lead_id = recycled.lead_id
+    deals = [(lead_id, DealOutcome.RECYCLED, 1), (lead_id, DealOutcome.RECYCLED, 3),
+             (lead_id, DealOutcome.RECYCLED, 2), (lead_id, DealOutcome.LOST, 5),
+             (lead_id, DealOutcome.OPEN, 6), (uuid.uuid4(), DealOutcome.RECYCLED, 9)]
+    try:
+        async with engine.connect() as connection, connection.begin():
+            for deal_lead, deal_outcome, day in deals:
+                await store.record_deal(connection, deal_id=uuid.uuid4(), lead_id=deal_lead,
+                                        phase="P1", outcome=deal_outcome,
+                                        at=start + timedelta(days=day))
+            recorded = await store.record_touchpoints(
+                connection, [recycled, untouched],
+                decision_makers={recycled.lead_id: False, untouched.lead_id: False},
+                engaged_since=start, read=(3, 2))
+            stored = await store.lead(connection, recycled.lead_id)
+        assert recorded[recycled.lead_id].state.baseline_at == start + timedelta(days=3)
+        assert stored is not None and stored.baseline_at == start + timedelta(days=3)
+        assert recorded[untouched.lead_id].state.baseline_at is None
+    finally:
+        await engine.dispose()
