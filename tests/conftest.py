@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,6 +20,19 @@ from tests.support.infrastructure import (
 )
 
 SettingsT = TypeVar("SettingsT", bound=RuntimeSettings)
+# Each worker starts its own PostgreSQL and brokers: beyond a few, they only crowd the CPUs.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Return how many worker processes ``-n auto`` starts: one per core this process may
+    run on, at most MAX_WORKERS; none when the tests use servers given in the environment.
+    """
+    if os.environ.get("BATON_DATABASE_URL") or os.environ.get("BATON_KAFKA_BOOTSTRAP_SERVERS"):
+        # Shared servers: workers would delete each other's topics between tests, join
+        # each other's consumer groups and see each other's connections.
+        return 0
+    return min(len(os.sched_getaffinity(0)), MAX_WORKERS)
 
 
 @dataclass(frozen=True)

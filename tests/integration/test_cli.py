@@ -23,7 +23,9 @@ from tests.support.cli import run_baton
 from tests.support.kafka import lead_captured, produce
 
 # Nothing listens here: a request to it fails at once.
-NOWHERE = f"{LOOPBACK}:{free_port()}"
+# Port 1 (tcpmux): nothing here ever listens on it. A free port picked at import could be
+# taken later in the session by a server another test (or worker) starts.
+NOWHERE = f"{LOOPBACK}:1"
 # Set, these would keep ``baton run`` from starting its embedded servers.
 SERVER_VARIABLES = ("BATON_DATABASE_URL", "BATON_KAFKA_BOOTSTRAP_SERVERS")
 
