@@ -15,9 +15,11 @@ export UV_SYSTEM_CERTS ?= 1
 VENV_PYTHON ?= $(or $(wildcard /usr/bin/python3.11),3.11)
 export UV_PYTHON ?= $(VENV_PYTHON)
 PYTEST_ARGS ?=
-# Tests run in one worker process per core, each with its own PostgreSQL and brokers:
-# most wait on those servers and on the stacks they start, so two workers on two cores
-# took 591 s where one took 746. PYTEST_WORKERS=0 runs them in this process.
+# Tests run in one worker process per core (at most four, and none when BATON_DATABASE_URL
+# or BATON_KAFKA_BOOTSTRAP_SERVERS name shared servers: tests/conftest.py), each with its
+# own PostgreSQL and brokers. Most tests wait on those servers and on the stacks they
+# start: a fresh clone's suite took 449 s on two workers, 746 s on one.
+# PYTEST_WORKERS=0 runs them in this process.
 PYTEST_WORKERS ?= auto
 
 .PHONY: run demo bench test test-quick lint schemas schemas-check deploy-check sync clean help
