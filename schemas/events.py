@@ -11,7 +11,7 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
@@ -95,9 +95,20 @@ ACCOUNT_KEY_LENGTH = 320
 ShortText = Annotated[str, Field(max_length=SHORT_TEXT_LENGTH)]
 Score = Annotated[int, Field(ge=0, le=100)]
 REP_ID_PATTERN = r"^[A-Za-z0-9._@-]+$"
+
+
+def not_blank_rep_id(value: object) -> object:
+    """Return ``value``; raise ValueError saying so if it is blank text (the pattern
+    refuses it too, but in terms of the pattern)."""
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("a rep id must not be blank")
+    return value
+
+
 # The id of a rep in routing's directory, as routing's and pipeline's APIs take it.
 RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=REP_ID_PATTERN,
-                             description="A rep's id, e.g. `sato` or `rep-001`.")]
+                             description="A rep's id, e.g. `sato` or `rep-001`."),
+                  BeforeValidator(not_blank_rep_id)]
 
 
 class LeadProfile(Contract):
