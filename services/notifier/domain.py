@@ -285,13 +285,15 @@ def _first_touch(rules: SlaRules, *, tier: Tier, previous_tier: Tier | None, sur
 @dataclass(frozen=True)
 class MeetingClock:
     """A first-meeting clock of a lead: when it was set, when its meeting is, when it ended
-    (None: open), and whether it was replaced: it no longer stands for the lead's meeting
-    (the meeting was set again, or turned out not to be the lead's first)."""
+    (None: open), whether it was replaced: it no longer stands for the lead's meeting
+    (the meeting was set again, or turned out not to be the lead's first), and whether a
+    meeting's record ended it (not the lead leaving sales)."""
 
     set_at: datetime
     started_at: datetime
     stopped_at: datetime | None = None
     replaced: bool = False
+    recorded: bool = False
 
     @property
     def called_off(self) -> bool:
@@ -330,7 +332,9 @@ def schedule_meeting(moment: datetime, meeting_at: datetime,
 
     A clock is running at ``moment`` when it ended after it: that end was handled first (a
     lifecycle event consumed ahead of the appointment); the new meeting replaces it as if
-    handled in time.
+    handled in time. A meeting set again after the clocked one's time replaces it only
+    provisionally: a record logged before the new time is the clocked meeting's
+    (``record_before_follow_up``), so one handled first shows that meeting took place.
     """
     if any(clock.started_at == meeting_at for clock in clocks):
         return MeetingSchedule(first=False)
@@ -341,9 +345,21 @@ def schedule_meeting(moment: datetime, meeting_at: datetime,
     held = [clock for clock in current if not clock.running_at(moment) and not clock.called_off]
     earlier_after_its_time = [clock for clock in running
                               if clock.started_at <= moment and meeting_at < clock.started_at]
-    if held or earlier_after_its_time:
+    recorded_before_the_new_time = [
+        clock for clock in running if clock.recorded and clock.stopped_at is not None
+        and record_before_follow_up(clock.started_at, moment, meeting_at, clock.stopped_at)]
+    if held or earlier_after_its_time or recorded_before_the_new_time:
         return MeetingSchedule(first=False)
     return MeetingSchedule(first=True, moves=tuple(clock.started_at for clock in running))
+
+
+def record_before_follow_up(meeting_at: datetime, set_again_at: datetime,
+                            follow_up_at: datetime, recorded_at: datetime) -> bool:
+    """Return True if a record at ``recorded_at`` is the meeting's at ``meeting_at``, though
+    set again at ``set_again_at`` for ``follow_up_at``."""
+    # Set again after its time, it may have taken place. A record at the new time itself is
+    # the old meeting's too: a stop ends only clocks started before it.
+    return meeting_at <= set_again_at and meeting_at < recorded_at <= follow_up_at
 
 
 @dataclass(frozen=True)
@@ -366,17 +382,38 @@ def end_before_replacement(at: datetime, *, cancels: bool,
     it; for a cancel, set before it), and the appointment that replaced that clock later
     would have found its meeting held (``schedule_meeting``): no first meeting, unless the
     stop called the meeting off before its time. Both handling orders end the same way.
+
+    A record (not a cancel) after an appointment that set the meeting again after its time,
+    and before the new time, is the replaced meeting's (``record_before_follow_up``): it
+    ends that clock, and the clocks set since it was replaced stand for no first meeting.
     """
     ended = [clock for clock in clocks
              if clock.replaced and clock.stopped_at is not None and clock.stopped_at > at
              and (clock.set_at if cancels else clock.started_at) < at]
     if not ended:
-        return None
+        return None if cancels else _end_before_follow_up(at, clocks)
     running = min(ended, key=lambda clock: clock.set_at)
     if running.started_at > at:  # called off before its meeting: the next one is the first
         return EarlierMeetingEnd(running.started_at)
     return EarlierMeetingEnd(running.started_at, tuple(
         clock.started_at for clock in clocks if not clock.replaced and clock.set_at > at))
+
+
+def _end_before_follow_up(at: datetime, clocks: Sequence[MeetingClock]
+                          ) -> EarlierMeetingEnd | None:
+    """Return what a record at ``at`` of a meeting set again after its time changes, or None."""
+    for clock in sorted(clocks, key=lambda clock: clock.set_at):
+        if not clock.replaced or clock.stopped_at is None:
+            continue
+        replaced_at = clock.stopped_at  # when the appointment that set it again was made
+        follow_ups = [later for later in clocks
+                      if later is not clock and later.set_at == replaced_at]
+        if follow_ups and record_before_follow_up(clock.started_at, replaced_at,
+                                                  follow_ups[0].started_at, at):
+            return EarlierMeetingEnd(clock.started_at, tuple(
+                later.started_at for later in clocks
+                if not later.replaced and later.set_at >= replaced_at))
+    return None
 
 
 def meeting_owed(moment: datetime, *, clocked_before: bool, stage: LifecycleStage | None,

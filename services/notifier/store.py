@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     bindparam,
+    exists,
     false,
     func,
     or_,
@@ -539,18 +540,25 @@ CLOCKS_OF_LEADS = (select(sla_clocks.c.id, sla_clocks.c.lead_id, sla_clocks.c.st
                           func.coalesce(sla_clocks.c.set_at, sla_clocks.c.started_at)
                           .label("set_at"),
                           (sla_clocks.c.replaced
-                           | (sla_clocks.c.status == Outcome.SUPERSEDED.value)).label("replaced"))
+                           | (sla_clocks.c.status == Outcome.SUPERSEDED.value)).label("replaced"),
+                          # Ended by a stop that was no cancel: a meeting's record, not the
+                          # lead leaving sales (a stop kept as long as stops are).
+                          exists().where(clock_stops.c.lead_id == sla_clocks.c.lead_id,
+                                         clock_stops.c.kind == sla_clocks.c.kind,
+                                         clock_stops.c.stopped_at == sla_clocks.c.stopped_at,
+                                         ~clock_stops.c.cancels).label("recorded"))
                    .where(sla_clocks.c.kind == bindparam("kind"),
                           sla_clocks.c.lead_id.in_(bindparam("lead_ids", expanding=True)))
                    .order_by(sla_clocks.c.id)
-                   .with_for_update())
+                   .with_for_update(of=sla_clocks))
 
 
 async def clocks_of_leads(connection: AsyncConnection, kind: ClockKind,
                           lead_ids: Collection[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
     """Lock and return the clocks of ``kind`` the leads had, in any state, oldest first: their
     id, set_at (started_at when set as they started), started_at, stopped_at, due_at, status,
-    rungs_fired, and whether replaced (or superseded).
+    rungs_fired, whether replaced (or superseded), and whether a stop other than a cancel
+    ended them.
 
     The lock makes a sweep firing one of them finish first, and then skip it until the
     transaction ends: what the caller decides from rungs_fired still holds when it writes.

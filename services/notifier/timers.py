@@ -157,7 +157,7 @@ async def _report_late_stop(connection: AsyncConnection, policy: Policy, clock: 
 
 def meeting_clocks(rows: Sequence[Row[Any]]) -> list[MeetingClock]:
     """Return the first-meeting clocks ``store.clocks_of_leads`` found, as the rules see them."""
-    return [MeetingClock(row.set_at, row.started_at, row.stopped_at, row.replaced)
+    return [MeetingClock(row.set_at, row.started_at, row.stopped_at, row.replaced, row.recorded)
             for row in rows]
 
 

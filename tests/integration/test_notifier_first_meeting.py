@@ -201,19 +201,25 @@ HELD_UNTIL = jst(20, 17)  # Friday's meeting took place: at 17:00 it ended, one 
 SET_AGAIN_AT = jst(24, 10)  # Tuesday: a partner sets a meeting for the lead
 
 
-@pytest.mark.parametrize("ended_by", ["its-record", "leaving-sales"])
-@pytest.mark.parametrize("set_again_first", [False, True], ids=["in-order", "set-again-first"])
+@pytest.mark.parametrize(("ended_by", "ended_at"), [
+    ("its-record", HELD_UNTIL), ("leaving-sales", HELD_UNTIL), ("its-record", jst(25, 10))],
+    ids=["its-record", "leaving-sales", "its-record-after-a-follow-up-was-set"])
+@pytest.mark.parametrize("set_again_first", [False, True],
+                         ids=["ended-handled-first", "set-again-handled-first"])
 async def test_only_the_lead_s_first_meeting_starts_a_clock(
-        database: NotifierDatabase, ended_by: str, set_again_first: bool) -> None:
+        database: NotifierDatabase, ended_by: str, ended_at: datetime,
+        set_again_first: bool) -> None:
     # Friday's meeting took place: its record was logged, or the lead went to nurture, after
     # it. A meeting set on Tuesday is a later meeting (one set while its clock ran replaces
-    # it: test_a_meeting_set_again_for_later_moves_its_clock), in either handling order.
+    # it: test_a_meeting_set_again_for_later_moves_its_clock), in either handling order. Set
+    # after Friday's time, it replaces that clock only provisionally: Friday's record logged
+    # on Wednesday, before the follow-up on Thursday, still meets Friday's clock.
     lead_id = uuid.uuid4()
-    ended = (logged(lead_id, HELD_UNTIL) if ended_by == "its-record" else promoted(
-        lead_id, at=HELD_UNTIL, from_stage=S.SAL, to_stage=S.NURTURE, owner_id="rep-1"))
+    ended = (logged(lead_id, ended_at) if ended_by == "its-record" else promoted(
+        lead_id, at=ended_at, from_stage=S.SAL, to_stage=S.NURTURE, owner_id="rep-1"))
     later = appointment(lead_id, MOVED_LATER, at=SET_AGAIN_AT)
     await handle_scored(database, appointment(lead_id))
-    if set_again_first:  # lead.promoted was behind: the later appointment was handled first
+    if set_again_first:  # lead.promoted was behind, or the record came after the appointment
         await handle_scored(database, later)
         await handle(database, CONFIG, ended)
     else:
@@ -224,7 +230,7 @@ async def test_only_the_lead_s_first_meeting_starts_a_clock(
     counted = [(clock.started_at, clock.status, clock.stopped_at)
                for clock in await meeting_clocks(database, lead_id)
                if clock.status != "superseded"]
-    assert counted == [(MEETING, "met", HELD_UNTIL)]
+    assert counted == [(MEETING, "met", ended_at)]
     assert await meeting_alerts(database, lead_id) == []
 
 

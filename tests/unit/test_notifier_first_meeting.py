@@ -81,8 +81,18 @@ def test_a_lead_moving_out_of_sales_calls_its_meeting_off(
      MeetingSchedule(first=True, moves=(MEETING,))),
     ((MeetingClock(SET, MEETING),), at(26, 10), at(27, 10),
      MeetingSchedule(first=True, moves=(MEETING,))),
-    # Its record logged after the meeting set again, handled first: still moved, as in time.
+    # Its record logged after the meeting set again but before the new time, handled first:
+    # it took place (the set-again was provisional), and the new meeting is not the first.
+    ((MeetingClock(SET, MEETING, at(25, 10), recorded=True),), at(24, 10), at(26, 15),
+     MeetingSchedule(first=False)),
+    # A record after the new time is the new meeting's: moved, as in time.
+    ((MeetingClock(SET, MEETING, at(27, 10), recorded=True),), at(24, 10), at(26, 15),
+     MeetingSchedule(first=True, moves=(MEETING,))),
+    # The lead left sales between the two times (no record): the no-show is moved, as in time.
     ((MeetingClock(SET, MEETING, at(25, 10)),), at(24, 10), at(26, 15),
+     MeetingSchedule(first=True, moves=(MEETING,))),
+    # Moved before its time, a record before the new time is none of its: moved, as in time.
+    ((MeetingClock(SET, MEETING, at(25, 10), recorded=True),), at(18, 10), at(26, 15),
      MeetingSchedule(first=True, moves=(MEETING,))),
     # Set for an earlier time once its time came: no meeting of the lead moved back.
     ((MeetingClock(SET, MEETING),), at(24, 10), at(19, 15), MeetingSchedule(first=False)),
@@ -102,7 +112,9 @@ def test_a_lead_moving_out_of_sales_calls_its_meeting_off(
     (MOVED, at(18, 10), at(27, 10), MeetingSchedule(first=True, moves=(at(26, 15),))),
 ], ids=["none", "moved-later", "moved-earlier", "moved-then-ended", "same-meeting",
         "delivered-again", "older-appointment", "at-its-time", "no-show-set-again",
-        "no-show-set-again-after-due", "no-show-set-again-then-logged", "earlier-after-its-time",
+        "no-show-set-again-after-due", "no-show-set-again-then-its-record",
+        "no-show-set-again-then-the-new-record", "no-show-set-again-then-left-sales",
+        "moved-then-logged-before-the-new-time", "earlier-after-its-time",
         "met", "left-after-it", "called-off", "called-off-still-ahead", "moved-back",
         "moved-twice"])
 def test_which_meeting_is_the_lead_s_first(clocks: tuple[MeetingClock, ...], moment: datetime,
@@ -139,14 +151,20 @@ SET_AGAIN = (MeetingClock(SET, MEETING, at(24, 10), replaced=True),
     (at(21, 10), True, SET_AGAIN, EarlierMeetingEnd(MEETING, voids=(at(26, 15),))),
     # The lead left sales before Friday: that meeting was called off, Tuesday's is the first.
     (at(18, 10), True, SET_AGAIN, EarlierMeetingEnd(MEETING)),
-    # A record before the meeting is none of its; a stop after the meeting set again is the
-    # new clock's, as in time (the stop itself ends it).
-    (at(18, 10), False, SET_AGAIN, None), (at(25, 10), False, SET_AGAIN, None),
-    (at(25, 10), True, SET_AGAIN, None),
+    # A record before the meeting is none of its.
+    (at(18, 10), False, SET_AGAIN, None),
+    # Set again after a no-show, the meeting's record logged before the new time: the set-again
+    # was provisional, the record meets Friday's clock, and the new one is no first meeting.
+    (at(25, 10), False, SET_AGAIN, EarlierMeetingEnd(MEETING, voids=(at(26, 15),))),
+    # Logged after the new time it is the new meeting's, and leaving sales is no record.
+    (at(26, 16), False, SET_AGAIN, None), (at(25, 10), True, SET_AGAIN, None),
+    # Moved before its time: a record before the new time is none of Friday's.
+    (at(25, 10), False, MOVED, None),
     # Nothing replaced: nothing more to do than the stop does.
     (at(21, 10), False, (MeetingClock(SET, MEETING),), None),
 ], ids=["logged", "left-sales", "called-off", "record-before-the-meeting",
-        "record-after-set-again", "left-after-set-again", "nothing-replaced"])
+        "record-before-the-new-time", "record-after-the-new-time", "left-after-set-again",
+        "moved-then-logged", "nothing-replaced"])
 def test_a_stop_handled_after_the_meeting_was_set_again_ends_what_it_would_have_in_time(
         stop_at: datetime, cancels: bool, clocks: tuple[MeetingClock, ...],
         expected: EarlierMeetingEnd | None) -> None:
