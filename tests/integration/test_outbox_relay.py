@@ -272,6 +272,19 @@ def scored_of_size(size: int) -> tuple[LeadScored, str]:
     return event, event_id
 
 
+async def publish_one_batch(infrastructure: Infrastructure, settings: KafkaSettings,
+                            name: str) -> int:
+    """Return how many outbox rows one batch of a fresh relay published."""
+    publisher = CountingPublisher(settings, name)
+    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
+                        batch_size=100, poll_interval=0.2)
+    await publisher.start()
+    try:
+        return await relay.publish_batch()
+    finally:
+        await publisher.stop()
+
+
 async def test_the_largest_event_emit_accepts_is_published_and_a_byte_more_is_refused(
     infrastructure: Infrastructure, probe_database: ProbeDatabase,
 ) -> None:
@@ -289,15 +302,8 @@ async def test_the_largest_event_emit_accepts_is_published_and_a_byte_more_is_re
         f"a lead.scored event is {MAX_REQUEST_SIZE + 1} bytes as a Kafka record, over the "
         f"{MAX_REQUEST_SIZE}-byte limit of a Kafka request"), "it names topic, size and limit"
 
-    publisher = CountingPublisher(settings, "relay-largest")
-    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
-                        batch_size=100, poll_interval=0.2)
-    await publisher.start()
-    try:
-        # The producer and the broker take what the unit of work let into the outbox.
-        assert await relay.publish_batch() == 1
-    finally:
-        await publisher.stop()
+    # The producer and the broker take what the unit of work let into the outbox.
+    assert await publish_one_batch(infrastructure, settings, "relay-largest") == 1
     published = await read_all(infrastructure.bootstrap_servers, LeadScored.topic)
     assert [dict(record.headers)["ce_id"].decode() for record in published] == [largest_id]
 
@@ -319,13 +325,6 @@ async def test_the_largest_record_emit_record_accepts_is_published_and_a_byte_mo
         f"a {TOPIC} record is {MAX_REQUEST_SIZE + 1} bytes as a Kafka record, over the "
         f"{MAX_REQUEST_SIZE}-byte limit of a Kafka request"), "it names topic, size and limit"
 
-    publisher = CountingPublisher(settings, "relay-largest-record")
-    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
-                        batch_size=100, poll_interval=0.2)
-    await publisher.start()
-    try:
-        assert await relay.publish_batch() == 1
-    finally:
-        await publisher.stop()
+    assert await publish_one_batch(infrastructure, settings, "relay-largest-record") == 1
     [published] = await read_all(infrastructure.bootstrap_servers, TOPIC)
     assert (published.key, len(published.value)) == (largest.key, len(largest.value))
