@@ -379,7 +379,8 @@ class Decision:
         owns it: a routing rule chose them, not the rep themselves.
 
         A rep who takes a lead (accepting a colleague's, or one from the queue) takes that
-        lead; the account becomes theirs only if nobody in the team owns it.
+        lead; the account becomes theirs only if nobody in the team owns it, or its owner has
+        left (is inactive).
         """
         return self.rule is not Rule.TAKEN
 

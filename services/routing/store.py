@@ -476,13 +476,15 @@ RECORDING_DECISION = text(f"""
             AS moved(rep_id, position)
         WHERE rep.rep_id = moved.rep_id
     )
-    INSERT INTO {account_owners.fullname} (account_key, team, rep_id, updated_at)
+    INSERT INTO {account_owners.fullname} AS account (account_key, team, rep_id, updated_at)
     SELECT owned.account_key, :team, :rep_id, :decided_at
     FROM (SELECT CAST(:account_key AS text) AS account_key) AS owned
     WHERE owned.account_key IS NOT NULL AND CAST(:rep_id AS text) IS NOT NULL
     ON CONFLICT (account_key, team) DO UPDATE
         SET rep_id = excluded.rep_id, updated_at = excluded.updated_at
         WHERE CAST(:moves_account AS boolean)
+           OR NOT EXISTS (SELECT FROM {reps.fullname} AS owner
+                          WHERE owner.rep_id = account.rep_id AND owner.active)
 """).bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)))
 
 
@@ -491,7 +493,8 @@ async def record_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage
                           account_key: str | None) -> None:
     """Log the decision with every rep considered, store the reps' new round-robin
     positions, and make the chosen rep the account's owner (if the lead has an account, and
-    nobody in the team owns it or ``decision.moves_account``); one statement."""
+    nobody in the team owns it, its owner has left (is inactive) or
+    ``decision.moves_account``); one statement."""
     considered = [{"rep_id": c.rep_id, "blocked_because": c.blocked_because}
                   for c in decision.considered]
     await connection.execute(RECORDING_DECISION, {

@@ -331,12 +331,17 @@ async def test_a_reject_click_on_a_colleagues_lead_gets_a_private_note(routing: 
     assert (await state(routing, lead_id))["stage"] == held
 
 
-@pytest.mark.parametrize(("queued", "account_owner"), [(False, "sato"), (True, "suzuki")])
+@pytest.mark.parametrize(("queued", "owner_departed", "account_owner"), [
+    (False, False, "sato"), (True, False, "suzuki"), (False, True, "suzuki")],
+    ids=["assigned", "queued", "owner-departed"])
 async def test_a_colleague_may_take_an_mql_and_reject_it_but_not_an_owned_account(
-        routing: Routing, queued: bool, account_owner: str) -> None:
+        routing: Routing, queued: bool, owner_departed: bool, account_owner: str) -> None:
     # Taking a lead takes that lead: its account stays with sato, who owns it since the
-    # round robin gave them its first lead, and is the taker's only if nobody owned it.
+    # round robin gave them its first lead, and is the taker's only if nobody (still on
+    # the team) owned it.
     lead_id = await (queued_for_sdr if queued else assigned_to_sato)(routing)
+    if owner_departed:
+        await routing.put_rep("sato", team="sdr", active=False)
     taken = await act(routing, lead_id, "accept", rep_id="suzuki")
     assert taken.status_code == 200, taken.text
     assert taken.json()["assignments"][-1]["rule"] == "taken"
