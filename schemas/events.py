@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 SCHEMA_VERSION = 1
 
@@ -97,18 +98,22 @@ Score = Annotated[int, Field(ge=0, le=100)]
 REP_ID_PATTERN = r"^[A-Za-z0-9._@-]+$"
 
 
-def not_blank_rep_id(value: object) -> object:
-    """Return ``value``; raise ValueError saying so if it is blank text (the pattern
-    refuses it too, but in terms of the pattern)."""
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("a rep id must not be blank")
-    return value
+def refuse_blank(message: str) -> BeforeValidator:
+    """Return a validator refusing blank text (full-width spaces too) with ``message``: a
+    ``\\S`` pattern or a minimum length would refuse it too, but in their own terms."""
+
+    def said(value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            raise PydanticCustomError("value_error", message)
+        return value
+
+    return BeforeValidator(said)
 
 
 # The id of a rep in routing's directory, as routing's and pipeline's APIs take it.
 RepId = Annotated[str, Field(min_length=1, max_length=100, pattern=REP_ID_PATTERN,
                              description="A rep's id, e.g. `sato` or `rep-001`."),
-                  BeforeValidator(not_blank_rep_id)]
+                  refuse_blank("a rep id must not be blank")]
 
 
 class LeadProfile(Contract):

@@ -9,11 +9,11 @@ from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, status
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.text import NOT_BLANK
-from schemas.events import DealPhase, RepId
+from schemas.events import DealPhase, RepId, refuse_blank
 from services.pipeline import domain, handlers, store
 from services.pipeline.domain import (
     OPEN_PHASES,
@@ -38,15 +38,9 @@ Reason = Annotated[str, Field(min_length=1, max_length=400)]
 Note = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK)]
 
 
-def _not_blank(value: object) -> object:
-    """Refuse text of nothing but blanks (full-width spaces too) with a message saying so."""
-    if isinstance(value, str) and not value.strip():
-        raise ValueError("must not be blank: leave it out to keep it, or send null to clear it")
-    return value
-
-
 # Blank, an exit criterion would read as entered while it still counts as missing.
-CriterionText = Annotated[str, BeforeValidator(_not_blank),
+CriterionText = Annotated[str, refuse_blank("must not be blank: leave it out to keep it, or "
+                                             "send null to clear it"),
                           Field(max_length=2000, pattern=NOT_BLANK)]
 
 OpenPhase = Literal["P1", "P2", "P3", "P4", "P5"]

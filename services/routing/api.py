@@ -14,14 +14,10 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
-    ValidatorFunctionWrapHandler,
     WithJsonSchema,
-    WrapValidator,
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
@@ -29,7 +25,7 @@ from baton_runtime.business_time import BusinessCalendar, known_holiday_country,
 from baton_runtime.service import ServiceContext, context_of
 from baton_runtime.text import NOT_BLANK
 from baton_runtime.uow import UnitOfWork
-from schemas.events import REP_ID_PATTERN, ContactKind, LifecycleStage, RepId
+from schemas.events import REP_ID_PATTERN, ContactKind, LifecycleStage, RepId, refuse_blank
 from services.routing import domain, handlers, store
 from services.routing.settings import RoutingSettings
 
@@ -38,21 +34,8 @@ router = APIRouter(prefix="/v1")
 RepIdPath = Annotated[str, Path(min_length=1, max_length=100, pattern=REP_ID_PATTERN)]
 
 
-def _said(value: object, handler: ValidatorFunctionWrapHandler) -> str:
-    """Return the reason if it says something; a blank one is refused in those words, not
-    as a mismatch of the ``\\S`` pattern the schema documents."""
-    try:
-        reason: str = handler(value)
-    except ValidationError as error:
-        if any(e["type"] in ("string_pattern_mismatch", "string_too_short")
-               for e in error.errors()):
-            raise PydanticCustomError("value_error", "reason must not be blank") from None
-        raise
-    return reason
-
-
 Reason = Annotated[str, Field(min_length=1, max_length=400, pattern=NOT_BLANK),
-                   WrapValidator(_said)]
+                   refuse_blank("reason must not be blank")]
 Name = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 Label = Annotated[str, Field(min_length=1, max_length=200, pattern=NOT_BLANK)]
 SLACK_USER = r"^[UW][A-Z0-9]{2,30}$"
