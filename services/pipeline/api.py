@@ -286,13 +286,18 @@ class PeriodForecast(BaseModel):
         "Open deals whose expected close date falls in the period; "
         "`GET /v1/deals?is_open=true&expected_close=<period>` lists them."))
     pipeline: int = Field(description="Their amounts, unweighted (no amount counts 0).")
-    weighted: int = Field(description="Their amounts x phase probability.")
+    weighted: int = Field(description=(
+        "Their amounts x phase probability: open deals only (won deals are in `won` and "
+        "`forecast`)."))
     commit: int = Field(description="The amounts of those in P4 and P5.")
     won: int = Field(description=(
         "The amounts of the deals won in the period: by the day each was won, in the "
         "pipeline's time zone, not by its expected close date; "
         "`GET /v1/deals?outcome=won&closed=<period>` lists them."))
     won_deals: int = Field(description="How many deals `won` sums.")
+    forecast: int = Field(description=(
+        "What the period is expected to book: `won` (at a won deal's 100 %) + `weighted` "
+        "(open deals at their phase's probability); lost and recycled deals count 0."))
     target: int | None = Field(description=(
         f"The period's own target or, without one, its parts' ({PERIOD_PARTS}) sum when "
         "every part has a target; null otherwise (see `partial_target`)."))
@@ -314,7 +319,9 @@ class PeriodForecast(BaseModel):
 class Unscheduled(BaseModel):
     """A group's open deals with no expected close date."""
 
-    deals: int = Field(description="Open deals without an expected close date.")
+    deals: int = Field(description=(
+        "Open deals without an expected close date; "
+        "`GET /v1/deals?is_open=true&has_expected_close=false` lists them."))
     pipeline: int = Field(description="Their amounts, unweighted (no amount counts 0).")
     weighted: int = Field(description="Their amounts x phase probability.")
     commit: int = Field(description="The amounts of those in P4 and P5.")
@@ -333,7 +340,8 @@ class GroupForecast(BaseModel):
     unscheduled: Unscheduled = Field(description=(
         "Open deals with no expected close date, as they are now (whatever the fiscal "
         "year): they fall in no period, so no period's numbers, coverage or need count "
-        "them; they are counted here instead of being left out."))
+        "them; they are counted here instead of being left out, and pipeline health lists "
+        "them as `no_expected_close`."))
 
 
 class ForecastView(BaseModel):
@@ -388,7 +396,8 @@ class Thresholds(BaseModel):
 
 
 class Health(BaseModel):
-    """Zombies, past-due close dates, missing or overdue next actions and stuck phases."""
+    """Zombies, past-due close dates, missing or overdue next actions, stuck phases and
+    missing expected close dates."""
 
     as_of: datetime
     today: date
@@ -397,6 +406,9 @@ class Health(BaseModel):
     past_due_close: IssueList
     no_next_action: IssueList
     stuck: IssueList
+    no_expected_close: IssueList = Field(description=(
+        "Open deals without an expected close date: the forecast places them in no period "
+        "(it counts them as `unscheduled`)."))
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -553,6 +565,10 @@ async def list_deals(
                      "pipeline's time zone: the date the forecast counts won deals by "
                      "(with `outcome=won`, its `won` and `won_deals`). Open deals have "
                      "none: with `is_open=true` it is a 422."))] = None,
+    has_expected_close: Annotated[bool | None, Query(description=(
+        "true: deals with an expected close date; false: deals without one (with "
+        "`is_open=true`, the forecast's `unscheduled`). false with `expected_close` is a "
+        "422."))] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Deals per page.")
                      ] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(min_length=1, max_length=200, description=(
@@ -570,7 +586,7 @@ async def list_deals(
         where = domain.deal_filter(owner_id=owner_id, team=team, phases=phase or (),
                                    is_open=is_open, outcomes=outcome or (), closing=closing,
                                    closed=closed_in.in_zone(rules.timezone) if closed_in
-                                   else None)
+                                   else None, has_expected_close=has_expected_close)
         after = domain.ListPosition.from_cursor(cursor) if cursor is not None else None
     except domain.InvalidFilter as error:
         raise _invalid_query(error) from None
@@ -711,13 +727,14 @@ async def get_forecast(
     """Return the forecast by month, fiscal quarter and year, for everyone, teams and owners.
 
     Per period: open deals, unweighted and weighted pipeline, commit (open P4 and P5),
-    won, target, coverage (pipeline / (target - won)) and the pipeline still needed at
-    the observed win rate. An open deal counts in the period of its expected close date
-    (as `GET /v1/deals?expected_close=` lists it); one without that date counts in its
-    group's `unscheduled`. A won deal counts in the period it was won in (as
-    `GET /v1/deals?closed=` lists it): its sale is booked then, whatever it was expected.
-    A quarter or year without a target of its own sums its parts' targets only when
-    every part has one.
+    won, the forecast (won + weighted), target, coverage (pipeline / (target - won)) and
+    the pipeline still needed at the observed win rate. An open deal counts in the period
+    of its expected close date (as `GET /v1/deals?expected_close=` lists it); those
+    without that date count in their group's `unscheduled` (as
+    `GET /v1/deals?is_open=true&has_expected_close=false` lists them). A won deal counts
+    in the period it was won in (as `GET /v1/deals?closed=` lists it): its sale is booked
+    then, whatever it was expected. A quarter or year without a target of its own sums
+    its parts' targets only when every part has one.
     """
     only = _group(owner_id, team)
     rules = _rules(context)
@@ -790,7 +807,8 @@ async def pipeline_health(
     team: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Deals listed per issue.")] = 100,
 ) -> Health:
-    """Return zombies, past-due close dates, missing next actions and stuck phases.
+    """Return zombies, past-due close dates, missing next actions, stuck phases and open
+    deals without an expected close date (which the forecast places in no period).
 
     Zombies are what the next sweep recycles; a next action past its date counts as
     missing. A deal kept for a lead qualified again counts its idle days (zombie, stuck)
@@ -821,4 +839,5 @@ async def pipeline_health(
             zombie_no_next_action_days=rules.zombie_no_next_action.days,
             stuck_phase_days=rules.stuck_after.days),
         zombies=lists[Issue.ZOMBIE], past_due_close=lists[Issue.PAST_DUE_CLOSE],
-        no_next_action=lists[Issue.NO_NEXT_ACTION], stuck=lists[Issue.STUCK])
+        no_next_action=lists[Issue.NO_NEXT_ACTION], stuck=lists[Issue.STUCK],
+        no_expected_close=lists[Issue.NO_EXPECTED_CLOSE])

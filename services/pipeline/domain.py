@@ -539,6 +539,7 @@ class Issue(StrEnum):
     PAST_DUE_CLOSE = "past_due_close"
     NO_NEXT_ACTION = "no_next_action"
     STUCK = "stuck"
+    NO_EXPECTED_CLOSE = "no_expected_close"
 
 
 def issues(deal: Deal, now: datetime, rules: PipelineRules) -> dict[Issue, str]:
@@ -563,6 +564,9 @@ def issues(deal: Deal, now: datetime, rules: PipelineRules) -> dict[Issue, str]:
         if deal.phase_clock != deal.phase_changed_at:
             detail += f", {(now - deal.phase_clock).days} since the hand-off"
         found[Issue.STUCK] = detail
+    if deal.expected_close_date is None:
+        found[Issue.NO_EXPECTED_CLOSE] = ("no expected close date: set one, or the forecast "
+                                          "counts it in no period (only as unscheduled)")
     return found
 
 
@@ -728,6 +732,7 @@ class PeriodForecast:
     commit: int
     won: int
     won_deals: int
+    forecast: int
     target: int | None
     partial_target: int | None
     periods_without_target: tuple[str, ...]
@@ -814,8 +819,9 @@ def forecast(*, fiscal_year: int, calendar: FiscalCalendar, open_slices: Iterabl
     """Return the forecast of every group (or ``only`` one) for the fiscal year.
 
     Open deals count in the period of their expected close date (those without one in the
-    group's ``unscheduled``), won deals in the period they were won in. Weighted = amount x
-    phase probability; commit = open P4 and P5; coverage = open pipeline / (target - won);
+    group's ``unscheduled``), won deals in the period they were won in. Weighted = open
+    amount x phase probability; forecast = won (at 100 %) + weighted; commit = open P4 and
+    P5; coverage = open pipeline / (target - won);
     needed pipeline = (target - won) / win rate - open pipeline, at the group's observed
     win rate (everyone's where the group has none).
     """
@@ -869,7 +875,8 @@ def _period_forecast(period: Period, total: _Sums, target: ResolvedTarget,
     return PeriodForecast(
         period=period.label, kind=period.kind, starts=period.starts, ends=period.ends,
         deals=total.deals, pipeline=total.pipeline, weighted=total.weighted,
-        commit=total.commit, won=total.won, won_deals=total.won_deals, target=target.amount,
+        commit=total.commit, won=total.won, won_deals=total.won_deals,
+        forecast=total.won + total.weighted, target=target.amount,
         partial_target=target.partial, periods_without_target=target.missing,
         coverage=coverage, needed_pipeline=needed)
 
@@ -936,6 +943,8 @@ class DealFilter:
     # recycled) in: the forecast dates open deals by the one and won deals by the other.
     closing: Period | None = None
     closed: TimeSpan | None = None
+    # False keeps the deals the forecast can date by neither: open ones are its unscheduled.
+    has_expected_close: bool | None = None
 
     def admits(self, phase: DealPhase, is_open: bool, outcome: Outcome | None) -> bool:
         """Return True if a deal in this phase, open or not, with this outcome is kept."""
@@ -950,18 +959,25 @@ class DealFilter:
                 and self.owner_id in (None, deal.owner_id)
                 and self.team in (None, deal.team)
                 and (self.closing is None or deal.expected_close_date in self.closing)
-                and (self.closed is None or deal.closed_at in self.closed))
+                and (self.closed is None or deal.closed_at in self.closed)
+                and self.has_expected_close in (None, deal.expected_close_date is not None))
 
 
 def deal_filter(*, owner_id: str | None = None, team: str | None = None,
                 phases: Iterable[DealPhase] = (), is_open: bool | None = None,
                 outcomes: Iterable[Outcome] = (), closing: Period | None = None,
-                closed: TimeSpan | None = None) -> DealFilter:
-    """Return the filter; raise InvalidFilter if its phase, open, outcome and closed
-    criteria contradict each other (no deal could ever match, e.g. open and won)."""
+                closed: TimeSpan | None = None,
+                has_expected_close: bool | None = None) -> DealFilter:
+    """Return the filter; raise InvalidFilter if its criteria contradict each other (no
+    deal could ever match, e.g. open and won, or a period of an expected close date for
+    deals without one)."""
     chosen = DealFilter(owner_id=owner_id, team=team, phases=frozenset(phases),
                         is_open=is_open, outcomes=frozenset(outcomes), closing=closing,
-                        closed=closed)
+                        closed=closed, has_expected_close=has_expected_close)
+    if closing is not None and has_expected_close is False:
+        raise InvalidFilter("has_expected_close", (
+            f"deals with has_expected_close=false have no expected close date, so none falls "
+            f"in expected_close={closing.label}: leave out one of the two"))
     if any(chosen.admits(*state) for state in DEAL_STATES):
         return chosen
     if any(replace(chosen, closed=None).admits(*state) for state in DEAL_STATES):

@@ -267,6 +267,9 @@ async def list_deals(connection: AsyncConnection, where: domain.DealFilter, *,
     if where.closed is not None:
         conditions.extend((deals.c.closed_at >= where.closed.starts,
                            deals.c.closed_at < where.closed.ends))
+    if where.has_expected_close is not None:
+        conditions.append(deals.c.expected_close_date.is_not(None) if where.has_expected_close
+                          else deals.c.expected_close_date.is_(None))
     if after is not None:
         # A row comparison, so the (changed_at, deal_id) indexes serve the page's start.
         conditions.append(tuple_(deals.c.changed_at, deals.c.deal_id) < tuple_(
@@ -302,6 +305,7 @@ def _issue_conditions(cutoffs: Cutoffs) -> dict[Issue, ColumnElement[bool]]:
         Issue.NO_NEXT_ACTION: and_(is_open, or_(deals.c.next_action_date.is_(None),
                                              deals.c.next_action_date < cutoffs.today)),
         Issue.STUCK: and_(is_open, _idle_since(deals.c.phase_changed_at, cutoffs.stuck_since)),
+        Issue.NO_EXPECTED_CLOSE: and_(is_open, deals.c.expected_close_date.is_(None)),
     }
 
 

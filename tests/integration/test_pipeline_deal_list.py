@@ -183,6 +183,9 @@ async def test_deals_list_most_recently_changed_first_with_every_filter(
             "closed in December": await api.listed(closed="2026-12"),
             "won in November, expected in December": await api.listed(
                 closed="2026-11", expected_close="2026-12"),
+            "without an expected close": await api.listed(has_expected_close="false"),
+            "open with an expected close": await api.listed(is_open="true",
+                                                            has_expected_close="true"),
         }
 
     assert first["next_cursor"] is None and len(first["deals"]) == 6, "one page by default"
@@ -207,7 +210,15 @@ async def test_deals_list_most_recently_changed_first_with_every_filter(
         "won in FY2026-Q3": [SAKURA],
         "closed in December": [],
         "won in November, expected in December": [SAKURA],
+        "without an expected close": [NIHONBASHI],
+        "open with an expected close": [HOKUTO, TOWA, MINATO],
     }
+
+
+def weighted(deals: list[dict[str, Any]]) -> int:
+    """Return the deals' amounts x their phase probability, summed and rounded once."""
+    cents: int = sum((d["amount"] or 0) * d["probability"] for d in deals)
+    return (cents + 50) // 100
 
 
 async def test_the_forecast_counts_the_deals_the_list_shows_for_each_period(
@@ -223,12 +234,48 @@ async def test_the_forecast_counts_the_deals_the_list_shows_for_each_period(
     numbers = {p["period"]: p for p in everyone["periods"]}
     for label, (open_deals, won_deals) in listed.items():
         shown = numbers[label]
-        assert (shown["deals"], shown["pipeline"]) == (
-            len(open_deals["deals"]), sum(d["amount"] for d in open_deals["deals"])), label
+        assert (shown["deals"], shown["pipeline"], shown["weighted"]) == (
+            len(open_deals["deals"]), sum(d["amount"] for d in open_deals["deals"]),
+            weighted(open_deals["deals"])), label
         assert shown["won"] == sum(d["amount"] for d in won_deals["deals"]), label
         assert shown["won_deals"] == len(won_deals["deals"]), label
+        # Won deals at the phase table's 100 %, open ones at their phase's probability.
+        assert shown["forecast"] == weighted(won_deals["deals"] + open_deals["deals"]), label
     # さくら, expected to close on 1 December, was won on 20 November: November's.
     assert (numbers["2026-11"]["won"], numbers["2026-12"]["won"]) == (5_000_000, 0)
+    assert numbers["2026-11"]["forecast"] == 5_000_000
+
+
+async def test_the_deal_list_shows_every_deal_the_forecast_counts_as_unscheduled(
+        postgres: PostgresServer) -> None:
+    async with deal_api(postgres) as api:
+        await seed(api)
+        # Open deals without an expected close date (the seed's only one was recycled):
+        # one in P4 (commit), one without an amount, for two owners of one team.
+        for owner, amount in ((SATO, 7_000_000), (INOUE, None)):
+            deal = await api.send("POST", "/v1/deals", {
+                **OPS, "lead_id": str(uuid.uuid4()), "owner_id": owner, "team": WEST,
+                "company": f"未定の{owner}", "amount": amount})
+            if amount:
+                url = f"/v1/deals/{deal['deal_id']}"
+                await api.send("PATCH", url, {**OPS, "criteria": EVERY_CRITERION})
+                await api.send("POST", f"{url}/advance", {**OPS, "to_phase": "P4"})
+        forecast = (await api.client.get("/v1/forecast", params={"fiscal_year": 2026})).json()
+        groups = {(g["scope"], g["name"]): g["unscheduled"] for g in forecast["groups"]}
+        listed = {}
+        for scope, name in groups:
+            group = {"owner": {"owner_id": name}, "team": {"team": name}}.get(scope, {})
+            listed[(scope, name)] = (await api.page(
+                is_open="true", has_expected_close="false", limit=200, **group))["deals"]
+
+    assert groups[("all", None)]["deals"] == 2, "the test counts something"
+    for key, deals in listed.items():
+        assert groups[key] == {
+            "deals": len(deals), "pipeline": sum(d["amount"] or 0 for d in deals),
+            "weighted": weighted(deals),
+            "commit": sum(d["amount"] or 0 for d in deals if d["phase"] in ("P4", "P5")),
+        }, key
+    assert groups[("team", WEST)]["commit"] == 7_000_000
 
 
 async def test_deals_list_shows_what_each_deal_is_with_japanese_text_intact(
@@ -325,6 +372,8 @@ BAD_FILTERS: list[tuple[dict[str, str], str]] = [
     ({"closed": "2026-13"}, "closed"),
     ({"closed": "FY9999"}, "closed"),
     ({"is_open": "true", "closed": "2026-11"}, "closed"),
+    ({"has_expected_close": "maybe"}, "has_expected_close"),
+    ({"has_expected_close": "false", "expected_close": "2026-12"}, "has_expected_close"),
 ]
 
 
@@ -377,23 +426,28 @@ async def test_every_filter_and_page_size_lists_exactly_what_the_rules_keep_in_o
             is_open = rng.choice([None, True, False])
             period = rng.choice([None, "2026-03", "FY2025-Q4", "FY2026", "2026-11"])
             closed = rng.choice([None, None, "2026-10", "FY2026-Q3", "2026-11"])
-            where = domain.DealFilter(
-                owner_id=rng.choice([None, "佐藤", "sato"]), team=rng.choice([None, "東日本"]),
-                phases=frozenset(phases), is_open=is_open, outcomes=frozenset(outcomes),
-                closing=fiscal.period(period) if period else None,
-                closed=fiscal.period(closed).in_zone(zone) if closed else None)
+            dated = rng.choice([None, None, True, False])
+            owner, team = rng.choice([None, "佐藤", "sato"]), rng.choice([None, "東日本"])
             params: dict[str, Any] = {"limit": rng.choice([1, 7, 50, 200]),
                                       "phase": [p.value for p in phases],
                                       "outcome": [o.value for o in outcomes]}
-            for name, value in (("owner_id", where.owner_id), ("team", where.team),
+            for name, value in (("owner_id", owner), ("team", team),
                                 ("expected_close", period), ("closed", closed)):
                 if value is not None:
                     params[name] = value
-            if is_open is not None:
-                params["is_open"] = str(is_open).lower()
-            if not any(where.admits(*state) for state in domain.DEAL_STATES):
+            for name, flag in (("is_open", is_open), ("has_expected_close", dated)):
+                if flag is not None:
+                    params[name] = str(flag).lower()
+            try:
+                where = domain.deal_filter(
+                    owner_id=owner, team=team, phases=phases, is_open=is_open,
+                    outcomes=outcomes, closing=fiscal.period(period) if period else None,
+                    closed=fiscal.period(closed).in_zone(zone) if closed else None,
+                    has_expected_close=dated)
+            except domain.InvalidFilter as refused:
                 response = await api.client.get("/v1/deals", params=params)
                 assert response.status_code == 422, (params, response.text)
+                assert response.json()["detail"][0]["loc"] == ["query", refused.field]
                 continue
             ids = []
             cursor = None

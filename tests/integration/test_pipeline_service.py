@@ -588,7 +588,8 @@ async def test_health_lists_exactly_the_deals_the_rules_flag(
     rules = pipeline.settings.rules()
     flagged = {deal.deal_id: domain.issues(deal, now, rules) for deal in population}
     sections = {Issue.ZOMBIE: "zombies", Issue.PAST_DUE_CLOSE: "past_due_close",
-                Issue.NO_NEXT_ACTION: "no_next_action", Issue.STUCK: "stuck"}
+                Issue.NO_NEXT_ACTION: "no_next_action", Issue.STUCK: "stuck",
+                Issue.NO_EXPECTED_CLOSE: "no_expected_close"}
     for issue, section in sections.items():
         expected = {str(i) for i, found in flagged.items() if issue in found}
         listed = {d["deal_id"]: d["detail"] for d in health[section]["deals"]}

@@ -118,6 +118,25 @@ def test_forecast_sums_weighted_unweighted_commit_and_won_by_month_and_quarter()
     assert (q1.target, q1.coverage, q1.needed_pipeline) == (None, None, None)
 
 
+def test_a_periods_forecast_is_what_was_won_plus_the_open_pipeline_weighted_by_phase() -> None:
+    # Won deals count at the phase table's 100 %, in the period they were won in.
+    won_in_july = Slice(date(2026, 7, 1), "suzuki", None, P.WON, 4_000_000, 1)
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN,
+                      won_slices=[*WON, won_in_july], closed=CLOSED, targets=[])
+    numbers = {label: (found.won, found.weighted, found.forecast) for label in (
+        "2026-04", "2026-05", "2026-07", "FY2026-Q1", "FY2026-Q3", "FY2026")
+        for found in [period(groups, ALL, label)]}
+    assert numbers == {
+        "2026-04": (0, 1_000_000, 1_000_000),
+        "2026-05": (2_000_000, 4_000_000, 6_000_000),
+        "2026-07": (4_000_000, 0, 4_000_000),
+        "FY2026-Q1": (2_000_000, 7_700_000, 9_700_000),
+        "FY2026-Q3": (0, 300_000, 300_000),
+        "FY2026": (6_000_000, 8_000_000, 14_000_000),
+    }
+    assert period(groups, SUZUKI, "FY2026-Q2").forecast == 4_000_000, "per group too"
+
+
 def test_forecast_has_a_group_per_owner_and_per_team() -> None:
     groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=WON,
                       closed=CLOSED, targets=[])
@@ -267,6 +286,23 @@ def test_a_period_of_closing_is_its_days_in_the_pipelines_time_zone() -> None:
     lost = closed_deal(Outcome.LOST, datetime(2026, 12, 1, tzinfo=UTC), None)
     assert deal_filter(closed=december).keeps(lost)
     assert not deal_filter(closed=december, outcomes=[Outcome.WON]).keeps(lost)
+
+
+def test_deals_without_an_expected_close_date_are_listed_apart() -> None:
+    undated, dated = closed_deal(None, None, None), closed_deal(None, None, date(2026, 12, 5))
+    won_undated = closed_deal(Outcome.WON, datetime(2026, 12, 1, tzinfo=UTC), None)
+    without = deal_filter(is_open=True, has_expected_close=False)
+    assert [without.keeps(d) for d in (undated, dated, won_undated)] == [True, False, False]
+    assert [deal_filter(has_expected_close=True).keeps(d) for d in (undated, dated)] == [
+        False, True]
+    assert deal_filter(has_expected_close=False).keeps(won_undated)
+
+
+def test_a_period_of_expected_close_for_deals_without_one_is_refused_naming_it() -> None:
+    with pytest.raises(InvalidFilter, match="have no expected close date") as refused:
+        deal_filter(has_expected_close=False, closing=APRIL.period("2026-12"))
+    assert refused.value.field == "has_expected_close"
+    assert deal_filter(has_expected_close=True, closing=APRIL.period("2026-12")).closing
 
 
 def test_a_closed_period_with_open_deals_only_is_refused_naming_it() -> None:

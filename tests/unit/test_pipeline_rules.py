@@ -506,3 +506,16 @@ def test_health_flags_past_due_close_missing_or_overdue_next_action_and_stuck_ph
         Issue.NO_NEXT_ACTION: "no next action"}
     zombie = replace(fresh, phase_changed_at=now - timedelta(days=90))
     assert issues(zombie, now, RULES)[Issue.ZOMBIE] == "no phase change for 90 days"
+
+
+def test_health_flags_an_open_deal_without_an_expected_close_date() -> None:
+    now = datetime(2026, 6, 1, 3, 0, tzinfo=UTC)
+    fresh = replace(new_deal(now - timedelta(days=1)),
+                    next_action=NextAction(date(2026, 6, 1), "電話"),
+                    next_action_entered_at=now)
+    assert issues(fresh, now, RULES) == {
+        Issue.NO_EXPECTED_CLOSE: "no expected close date: set one, or the forecast counts "
+                                 "it in no period (only as unscheduled)"}
+    assert issues(replace(fresh, expected_close_date=date(2026, 9, 30)), now, RULES) == {}
+    won = win(replace(fresh, criteria=EVERYTHING), now).deal
+    assert issues(won, now, RULES) == {}, "a closed deal has no health issue"
