@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from baton_runtime.text import clip
 from schemas.events import SHORT_TEXT_LENGTH, DealPhase, Tier, TouchpointType
-from services.scoring.model import ScoringModel, normalise
+from services.scoring.model import ReasonLocale, ScoringModel, normalise
 
 T = TouchpointType
 PRICING_OR_CASE_STUDY = frozenset({T.PAGE_VIEW_PRICING, T.PAGE_VIEW_CASE_STUDY})
@@ -90,6 +90,69 @@ class Reason(NamedTuple):
     code: str
     label: str
     points: float
+
+
+class Wording(NamedTuple):
+    """How a score's reasons read in one language: labels, and templates to fill."""
+
+    student: str
+    title: str
+    industry: str
+    employees: str
+    disposable_mail: str
+    free_mail: str
+    competitor: str
+    contacts: str  # fewer than the counted contacts: {count}
+    contacts_capped: str  # the counted contacts or more: {count}
+    decision_maker: str
+    touchpoints: dict[TouchpointType, str]
+    dated: str  # a touchpoint: {touchpoint}, {asset} (empty or "(id)") and {day}
+    repeat_view: str
+    further_download: str
+    question_or_chat: str
+    others: str  # the smallest touchpoints summed: {count}
+    capped: str
+    floored: str
+
+
+ENGLISH = Wording(
+    student="student", title="title", industry="industry", employees="employees",
+    disposable_mail="disposable mail", free_mail="free-mail address", competitor="competitor",
+    contacts="{count} other engaged contact(s) at the account",
+    contacts_capped="{count} or more other engaged contacts at the account",
+    decision_maker="a decision maker is engaged",
+    touchpoints={kind: "{}: {}".format(*(part.replace("_", " ")
+                                         for part in kind.value.partition(".")[::2]))
+                 for kind in TouchpointType},
+    dated="{touchpoint}{asset} on {day}", repeat_view=" (repeat view)",
+    further_download=" (further download)", question_or_chat=" (question or chat)",
+    others="{count} smaller or older touchpoint(s)", capped="score capped at 100",
+    floored="score floored at 0")
+# Japanese sales teams read the reasons in their alerts (the notifier's default locale).
+JAPANESE = Wording(
+    student="学生", title="役職", industry="業種", employees="従業員規模",
+    disposable_mail="使い捨てメール", free_mail="フリーメールアドレス", competitor="競合",
+    contacts="同じ企業で関与中の他の担当者 {count}名",
+    contacts_capped="同じ企業で関与中の他の担当者 {count}名以上",
+    decision_maker="決裁者が関与中",
+    touchpoints={
+        T.PAGE_VIEW_PRICING: "ページ閲覧: 料金", T.PAGE_VIEW_CASE_STUDY: "ページ閲覧: 導入事例",
+        T.PAGE_VIEW_BLOG: "ページ閲覧: ブログ", T.PAGE_VIEW_OTHER: "ページ閲覧: その他",
+        T.DOWNLOAD_IMPLEMENTATION_GUIDE: "資料ダウンロード: 導入ガイド",
+        T.DOWNLOAD_INDUSTRY_REPORT: "資料ダウンロード: 業界レポート",
+        T.DOWNLOAD_BEGINNER_GUIDE: "資料ダウンロード: 入門ガイド",
+        T.WEBINAR_PRODUCT_DEMO: "ウェビナー: 製品デモ",
+        T.WEBINAR_TREND_SEMINAR: "ウェビナー: トレンドセミナー",
+        T.WEBINAR_ARCHIVE: "ウェビナー: アーカイブ視聴",
+        T.INQUIRY_DEMO_REQUEST: "問い合わせ: デモ依頼",
+        T.INQUIRY_QUOTE_REQUEST: "問い合わせ: 見積依頼", T.INQUIRY_GENERAL: "問い合わせ: 一般",
+        T.EMAIL_OPEN: "メール: 開封", T.EMAIL_CLICK: "メール: クリック",
+        T.APPOINTMENT_SET: "アポイント: パートナーが設定", T.FORM_SUBMISSION: "フォーム: 送信"},
+    dated="{touchpoint}{asset}（{day}）", repeat_view="（再閲覧）",
+    further_download="（追加ダウンロード）", question_or_chat="（質問・チャットあり）",
+    others="その他の小さい・古い接点 {count}件", capped="スコアを上限の100に調整",
+    floored="スコアを下限の0に調整")
+WORDINGS: dict[ReasonLocale, Wording] = {"en": ENGLISH, "ja": JAPANESE}
 
 
 class Standing(NamedTuple):
@@ -215,29 +278,30 @@ def labelled(prefix: str, value: str | None) -> str:
     return clip(f"{prefix}: {value}", SHORT_TEXT_LENGTH)
 
 
-def fit_reasons(facts: LeadFacts, model: ScoringModel) -> list[Reason]:
+def fit_reasons(facts: LeadFacts, model: ScoringModel, wording: Wording = ENGLISH
+                ) -> list[Reason]:
     """Return the points the lead's profile adds or removes (competitors aside)."""
-    fit = model.fit
+    fit, say = model.fit, wording
     reasons: list[Reason] = []
     if mentions(facts.title, fit.student.keywords):
-        reasons.append(Reason("fit.student", labelled("student", facts.title),
+        reasons.append(Reason("fit.student", labelled(say.student, facts.title),
                               fit.student.points))
     elif (rank := seniority(facts.title, model)) is not None:
         points = next((r.points for r in fit.titles if r.seniority == rank), fit.staff_points)
-        reasons.append(Reason(f"fit.title.{rank}", labelled("title", facts.title), points))
+        reasons.append(Reason(f"fit.title.{rank}", labelled(say.title, facts.title), points))
     if fit.industries.matches(facts.industry):
-        reasons.append(Reason("fit.icp.industry", labelled("industry", facts.industry),
+        reasons.append(Reason("fit.icp.industry", labelled(say.industry, facts.industry),
                               fit.industries.points))
     if fit.employee_bands.matches(facts.employee_band):
         reasons.append(Reason("fit.icp.employee_band",
-                              labelled("employees", facts.employee_band),
+                              labelled(say.employees, facts.employee_band),
                               fit.employee_bands.points))
     if fit.disposable_domains.matches(facts.email_domain):
         reasons.append(Reason("fit.disposable_domain",
-                              labelled("disposable mail", facts.email_domain),
+                              labelled(say.disposable_mail, facts.email_domain),
                               fit.disposable_domains.points))
     elif facts.free_mail:
-        reasons.append(Reason("fit.free_mail", "free-mail address", fit.free_mail_points))
+        reasons.append(Reason("fit.free_mail", say.free_mail, fit.free_mail_points))
     return reasons
 
 
@@ -301,7 +365,8 @@ class _Rules:
         self.excluded_after = timedelta(days=model.dormancy.excluded_days)
         self.thresholds = {Tier.A: model.tiers.a, Tier.B: model.tiers.b}
         # A lead is re-scored at each of its touchpoints; its profile seldom changes.
-        self.profile: Callable[[LeadFacts], _Profile] = functools.lru_cache(
+        # By language too: a profile's reasons are worded in the service's reason locale.
+        self.profile: Callable[[LeadFacts, ReasonLocale], _Profile] = functools.lru_cache(
             maxsize=PROFILES_CACHED)(functools.partial(_profile, model=model))
         self.seniority: Callable[[str | None], str | None] = functools.lru_cache(
             maxsize=PROFILES_CACHED)(functools.partial(seniority, model=model))
@@ -310,9 +375,10 @@ class _Rules:
             _keyword_pattern(keywords)  # compiled now rather than in a lead's first batch
 
 
-def _profile(facts: LeadFacts, model: ScoringModel) -> _Profile:
-    """Return the fit reasons of ``facts`` under ``model`` and whether it is a competitor."""
-    reasons = tuple(fit_reasons(facts, model))
+def _profile(facts: LeadFacts, language: ReasonLocale, model: ScoringModel) -> _Profile:
+    """Return the fit reasons of ``facts`` under ``model``, worded in ``language``, and
+    whether it is a competitor."""
+    reasons = tuple(fit_reasons(facts, model, WORDINGS[language]))
     return _Profile(reasons, tuple(_shown(r) for r in reasons), is_competitor(facts, model))
 
 
@@ -337,19 +403,22 @@ def _rules_of(model: ScoringModel) -> _Rules:
 
 
 @functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score
-def _label(kind: TouchpointType, asset_id: str | None, utc_day: int) -> str:
-    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21".
+def _label(kind: TouchpointType, asset_id: str | None, utc_day: int,
+           language: ReasonLocale = "en") -> str:
+    """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"
+    in English.
 
     ``utc_day`` is its UTC date as days since the epoch, whatever offset its moment came
     with: a ledger is read back from the database in UTC, and a re-score must not move a
     touchpoint to another day. A day number keys the cache without converting the moment.
     """
-    family, _, detail = kind.value.partition(".")
     asset = f" ({asset_id})" if asset_id else ""
     # An offset can take a moment at either end of the calendar past it (9999-12-31
     # 23:00-05:00 is in year 10000 in UTC): it is dated at the end it passed.
     day = EPOCH_DAY + timedelta(days=min(max(utc_day, FIRST_DAY), LAST_DAY))
-    return f"{family.replace('_', ' ')}: {detail.replace('_', ' ')}{asset} on {day.isoformat()}"
+    wording = WORDINGS[language]
+    return wording.dated.format(touchpoint=wording.touchpoints[kind], asset=asset,
+                                day=day.isoformat())
 
 
 class _Behaviour:
@@ -372,12 +441,15 @@ class _Behaviour:
         self.views = 0
 
 
-def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Behaviour:
+def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules,
+               language: ReasonLocale = "en") -> _Behaviour:
     """Return the touchpoints that earn points, with the repeat and bonus rules, decayed at
-    ``now``, and the high-intent touchpoints within the signal window."""
+    ``now`` and labelled in ``language``, and the high-intent touchpoints within the signal
+    window."""
     found = _Behaviour()
     moments, times, earned = found.moments, found.times, found.points
     codes, labels = found.codes, found.labels
+    say = WORDINGS[language]
     now_us = _microseconds(now)
     half_life, repeat_window = rules.half_life_us, rules.repeat_window
     repeats_in_window: dict[TouchpointType, list[int]] = {}
@@ -408,20 +480,20 @@ def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules) -> _Be
                 if len(recent) >= rules.repeat_cap:
                     continue
                 recent.append(moment)
-                points, code, suffix = rules.repeat_points, f"{code}.repeat", " (repeat view)"
+                points, code, suffix = rules.repeat_points, f"{code}.repeat", say.repeat_view
         elif download:
             asset = asset_id or code
             if asset in downloads_seen:
                 continue
             if downloads_seen:
                 points += rules.further_download_points
-                suffix = " (further download)"
+                suffix = say.further_download
             downloads_seen.add(asset)
         if webinar and activity.interacted:
             points += rules.webinar_interaction_points
-            suffix += " (question or chat)"
+            suffix += say.question_or_chat
         if points:
-            labels.append(_label(kind, asset_id, moment // DAY_US) + suffix)
+            labels.append(_label(kind, asset_id, moment // DAY_US, language) + suffix)
             if age < 0:  # reported ahead of our clock: it happens now, undecayed
                 moment, age = now_us, 0
             moments.append(moment)
@@ -498,7 +570,7 @@ def changes_colleagues(before: Colleague | None, after: Colleague | None,
 
 
 def _engagement_reasons(engaged: Sequence[Colleague], model: ScoringModel,
-                        rules: _Rules) -> list[Reason]:
+                        rules: _Rules, wording: Wording = ENGLISH) -> list[Reason]:
     """Return the buying-committee points: other engaged contacts and decision makers."""
     engagement = model.engagement
     reasons: list[Reason] = []
@@ -506,14 +578,13 @@ def _engagement_reasons(engaged: Sequence[Colleague], model: ScoringModel,
         # Named up to the cap: a contact beyond it changes neither points nor reasons, so
         # a large account's colleagues need no re-score each time one more engages.
         counted = min(len(engaged), rules.counted_contacts)
-        label = (f"{counted} other engaged contact(s) at the account"
-                 if counted < rules.counted_contacts else
-                 f"{counted} or more other engaged contacts at the account")
+        label = (wording.contacts if counted < rules.counted_contacts
+                 else wording.contacts_capped).format(count=counted)
         reasons.append(Reason("engagement.contacts", label,
                               min(engagement.max_points,
                                   engagement.per_contact_points * counted)))
     if any(c.decision_maker for c in engaged) and engagement.decision_maker_points:
-        reasons.append(Reason("engagement.decision_maker", "a decision maker is engaged",
+        reasons.append(Reason("engagement.decision_maker", wording.decision_maker,
                               engagement.decision_maker_points))
     return reasons
 
@@ -641,25 +712,27 @@ def _next_review(*, tier: Tier, static_points: float, behaviour: float,
 
 def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
                model: ScoringModel, *, colleagues: Sequence[Colleague] = (),
-               baseline_at: datetime | None = None) -> ScoreResult:
-    """Return the lead's score (0..100), tier, surge, dormancy and every reason behind it.
+               baseline_at: datetime | None = None, language: ReasonLocale = "en"
+               ) -> ScoreResult:
+    """Return the lead's score (0..100), tier, surge, dormancy and every reason behind it,
+    worded in ``language`` (a key of ``WORDINGS``).
 
     ``colleagues`` are the other contacts of the lead's account: only the counted most
     recently engaged ones and the latest decision maker change the result (see
     ``contacts_to_read``). Activities at or before ``baseline_at`` (a recycled deal) no
     longer earn behaviour points.
     """
-    rules = _rules_of(model)
+    rules, wording = _rules_of(model), WORDINGS[language]
     occurred = [a.occurred_at for a in ledger]
     last = max(occurred, default=None)
     dormancy = _dormancy(last, now, rules)
     window = rules.engagement_window
     colleagues = [c for c in colleagues if now - c.engaged_at < window]
-    profile = rules.profile(facts)
-    engagement = _engagement_reasons(colleagues, model, rules)
+    profile = rules.profile(facts, language)
+    engagement = _engagement_reasons(colleagues, model, rules, wording)
     static_points = sum(r.points for r in (*profile.reasons, *engagement))
     if profile.competitor:
-        label = labelled("competitor", facts.company or facts.email_domain)
+        label = labelled(wording.competitor, facts.company or facts.email_domain)
         shown = [*profile.shown, *(_shown(r) for r in engagement),
                  _shown(Reason("fit.competitor", label, -static_points))]
         return ScoreResult(0, Tier.C, False, dormancy, tuple(shown), (), model.version,
@@ -669,7 +742,7 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
                                         rules=rules))
     counted = ledger if baseline_at is None else [a for a in ledger
                                                   if a.occurred_at > baseline_at]
-    found = _behaviour(counted, now, rules)
+    found = _behaviour(counted, now, rules, language)
     behaviour_points = sum(found.points)
     raw = static_points + behaviour_points
     score = clip_score(raw)
@@ -680,25 +753,27 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
         tier=tier, static_points=static_points, behaviour=behaviour_points,
         surge_began=surge_began, occurred=occurred, last=last, counted=counted,
         colleagues=colleagues, now=now, model=model, rules=rules)
-    reasons = _explained([*profile.shown, *(_shown(r) for r in engagement)], found)
+    reasons = _explained([*profile.shown, *(_shown(r) for r in engagement)], found, wording)
     if score in (0, 100) and math.floor(raw + 0.5) != score:  # only a clipped score pays
-        reasons = with_clipping(reasons, score)
+        reasons = with_clipping(reasons, score, wording)
     return ScoreResult(score, tier, surge_began is not None, dormancy, reasons,
                        tuple(signals), model.version, next_review_at)
 
 
-def with_clipping(reasons: tuple[Reason, ...], score: int) -> tuple[Reason, ...]:
+def with_clipping(reasons: tuple[Reason, ...], score: int, wording: Wording = ENGLISH
+                  ) -> tuple[Reason, ...]:
     """Return ``reasons`` of a score clipped to 0..100 with a last line saying so, worth
     what the clipping cut off (or added back): the reasons then add up to the score.
 
     Sales reading the top reasons sees it last: a cap is negative, and a floor only ever
     comes with a score of 0.
     """
-    label = "score capped at 100" if score else "score floored at 0"
+    label = wording.capped if score else wording.floored
     return (*reasons, Reason(CLIPPED, label, round(score - sum(r.points for r in reasons), 2)))
 
 
-def _explained(static: list[Reason], found: _Behaviour) -> tuple[Reason, ...]:
+def _explained(static: list[Reason], found: _Behaviour, wording: Wording = ENGLISH
+               ) -> tuple[Reason, ...]:
     """Return the reasons as shown: points rounded to cents, the smallest touchpoints summed.
 
     ``static`` are the fit and engagement reasons, already rounded. The score uses the
@@ -716,7 +791,7 @@ def _explained(static: list[Reason], found: _Behaviour) -> tuple[Reason, ...]:
         else:
             rest.append(exact)
     if rest:
-        static.append(Reason("behaviour.other", f"{len(rest)} smaller or older touchpoint(s)",
+        static.append(Reason("behaviour.other", wording.others.format(count=len(rest)),
                              round(sum(rest), 2)))
     return tuple(static)
 

@@ -45,7 +45,7 @@ from services.scoring.domain import (
     score_lead,
     worth_announcing,
 )
-from services.scoring.model import ActiveModel, ModelError, ScoringModel
+from services.scoring.model import ActiveModel, ModelError, ReasonLocale, ScoringModel
 
 SWEEP_LOCK = "scoring.decay-sweep"
 
@@ -118,11 +118,12 @@ def score_reasons(reasons: Sequence[Reason]) -> tuple[list[dict[str, Any]], list
 
 
 async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, now: datetime,
+                  locale: ReasonLocale,
                   triggers: Mapping[uuid.UUID, TouchpointType] | None = None,
                   inquired: Collection[uuid.UUID] = frozenset(),
                   meetings: Mapping[uuid.UUID, datetime] | None = None) -> None:
-    """Score ``leads`` at ``now``, save the results, and announce each changed standing, each
-    fresh inquiry and each meeting a partner set.
+    """Score ``leads`` at ``now`` with reasons in ``locale``, save the results, and announce
+    each changed standing, each fresh inquiry and each meeting a partner set.
 
     ``triggers`` names the touchpoint that made each lead's re-score, if one did;
     ``inquired`` are the leads whose touchpoints held a fresh inquiry; ``meetings`` the
@@ -131,7 +132,8 @@ async def rescore(uow: UnitOfWork, leads: Sequence[Lead], model: ScoringModel, n
     code and data share the CPU's caches worse).
     """
     results = [score_lead(facts_of(lead.profile, lead.account), lead.ledger, now, model,
-                          colleagues=lead.colleagues, baseline_at=lead.baseline_at)
+                          colleagues=lead.colleagues, baseline_at=lead.baseline_at,
+                          language=locale)
                for lead in leads]
     explained = [score_reasons(result.reasons) for result in results]
     saved: list[store.Saved] = []
@@ -226,7 +228,7 @@ async def on_leads_captured(events: Sequence[LeadCaptured], uow: UnitOfWork, *,
                           review_now=bool(changers - {lead_id})))
     inquiries = {lead_id: fresh_inquiry(made, now, model)
                  for lead_id, made in touchpoints.items()}
-    await rescore(uow, leads, model, now, triggers={
+    await rescore(uow, leads, model, now, active.locale, triggers={
         lead_id: inquiries[lead_id] or made[-1][0] for lead_id, made in touchpoints.items()},
         inquired={lead_id for lead_id, inquiry in inquiries.items() if inquiry},
         meetings=meetings)
@@ -251,7 +253,7 @@ async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, active: Acti
     # from this deal's recycling.
     if row is not None:
         model, now = active.model, clock()
-        await rescore(uow, await load(uow, [row], model, now), model, now)
+        await rescore(uow, await load(uow, [row], model, now), model, now, active.locale)
 
 
 async def sweep(unit_of_work: UnitOfWorkFactory, active: ActiveModel, clock: Clock,
@@ -270,7 +272,7 @@ async def sweep(unit_of_work: UnitOfWorkFactory, active: ActiveModel, clock: Clo
             model, now = active.model, clock()
             await store.take_review_requests(uow.connection, now)
             due = await store.due_for_review(uow.connection, now, batch_size)
-            await rescore(uow, await load(uow, due, model, now), model, now)
+            await rescore(uow, await load(uow, due, model, now), model, now, active.locale)
             await uow.commit()
         swept += len(due)
         if len(due) < batch_size:

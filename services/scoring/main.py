@@ -44,7 +44,7 @@ async def follow_model(context: ServiceContext, stop: asyncio.Event, *,
 
 def definition(settings: ScoringSettings, clock: Clock = system_clock) -> ServiceDefinition:
     """Return scoring's wiring; the model file is validated here, before anything starts."""
-    active = ActiveModel(settings.scoring_model())
+    active = ActiveModel(settings.scoring_model(), settings.scoring_reason_locale)
     return ServiceDefinition(
         name="scoring",
         tables=store.plumbing,

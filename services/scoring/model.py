@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import (
@@ -285,11 +285,17 @@ def load_model(path: Path) -> ScoringModel:
     return parse_model(text, origin=str(path))
 
 
-class ActiveModel:
-    """The model new scores use, shared by the handlers, the API and the reload worker."""
+# The languages a score's reasons can be worded in (services.scoring.domain.WORDINGS).
+ReasonLocale = Literal["ja", "en"]
 
-    def __init__(self, model: ScoringModel) -> None:
+
+class ActiveModel:
+    """The model new scores use, shared by the handlers, the API and the reload worker,
+    and the language their reasons are worded in."""
+
+    def __init__(self, model: ScoringModel, locale: ReasonLocale = "en") -> None:
         self._model = model
+        self.locale = locale
 
     @property
     def model(self) -> ScoringModel:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pydantic import Field, FilePath, field_validator
 
 from baton_runtime.settings import BatchSize, Lanes, PartitionFetchBytes, Port, RuntimeSettings
-from services.scoring.model import DEFAULT_MODEL_FILE, ModelError, ScoringModel, load_model
+from services.scoring.model import (
+    DEFAULT_MODEL_FILE,
+    ModelError,
+    ReasonLocale,
+    ScoringModel,
+    load_model,
+)
 
 
 class ScoringSettings(RuntimeSettings):
@@ -27,6 +33,9 @@ class ScoringSettings(RuntimeSettings):
         default=None, description="YAML scoring model; unset means the packaged model.yaml.")
     scoring_sweep_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
     scoring_sweep_batch_size: BatchSize = 500
+    scoring_reason_locale: ReasonLocale = Field(
+        default="ja", description="The language of the reasons new scores give (their "
+                                  "labels; codes stay the same): ja or en. Alerts show them.")
 
     @field_validator("scoring_model_file")
     @classmethod

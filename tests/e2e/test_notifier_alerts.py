@@ -69,6 +69,7 @@ async def test_a_demo_request_reaches_the_team_s_slack_channel_and_mailbox(
                                     policy=email.policy.default)
     assert mail["Subject"] == "🔥 ホットリード: 株式会社例示ロジスティクス"
     assert "物流部 部長" in mail.get_content()
+    assert "問い合わせ: デモ依頼" in mail.get_content(), "a Japanese alert's reasons in Japanese"
     [clock] = [c for c in sla["clocks"] if c["kind"] == "mql_acceptance"]
     assert (clock["rule"], clock["state"]) == ("mql_fast_lane", "open")
     started, due = (datetime.fromisoformat(clock[key]) for key in ("started_at", "due_at"))

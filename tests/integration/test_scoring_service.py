@@ -243,7 +243,7 @@ async def test_a_lead_posted_through_ingest_gets_the_documented_score_and_reason
     explanation = await scoring.score(lead_id)
     assert (explanation["score"], explanation["tier"]) == (80, "A")
     assert explanation["model_version"] == scored.model_version == "2026.1"
-    assert explanation["reasons"][0]["label"] == "title: 製造部 部長"
+    assert explanation["reasons"][0]["label"] == "役職: 製造部 部長"  # reasons in ja by default
 
 
 async def test_tier_a_needs_a_high_intent_signal(scoring: Scoring) -> None:
