@@ -64,6 +64,10 @@ IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
 ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
 API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
 REPLAYED_HEADER = "Idempotent-Replayed"
+REPLAYED_SIGNATURE = (
+    "this signed request was received before: resend it with the Idempotency-Key (or "
+    "event_id) its first sending was recorded under to get that answer, or sign it with a "
+    "new X-Baton-Timestamp to send it as a new request")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
 DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
@@ -82,7 +86,9 @@ GUARDED: Responses = {
                 "after `Retry-After` seconds."),
 }
 AUTHENTICATED: Responses = {
-    401: error_response("No API key, or a signature that is missing, stale, wrong or replayed."),
+    401: error_response("No API key, or a signature that is missing, stale, wrong or replayed "
+                        "(a signed request resent with the Idempotency-Key or event id it was "
+                        "recorded under gets its first answer instead)."),
     403: error_response("Unknown or revoked API key."),
     **GUARDED,
 }
@@ -126,8 +132,7 @@ def router(collaborators: Collaborators) -> APIRouter:
     def replayed(caller: Caller) -> HTTPException:
         """Return the 401 for a replayed signed request, its rate-limit token given back."""
         limiter.refund(caller.key)
-        return HTTPException(status.HTTP_401_UNAUTHORIZED,
-                             "this signed request was received before")
+        return HTTPException(status.HTTP_401_UNAUTHORIZED, REPLAYED_SIGNATURE)
 
     async def authenticated(
         request: Request,
@@ -249,6 +254,8 @@ def router(collaborators: Collaborators) -> APIRouter:
                                 "with a different request body") from None
         if outcome.replayed:
             response.headers[REPLAYED_HEADER] = "true"
+        if outcome.resent:  # as when refused: resending a request must not spend the quota
+            limiter.refund(caller.key)
         return outcome.accepted
 
     IdempotencyHeader = Annotated[IdempotencyKey | None, Header(
@@ -330,12 +337,15 @@ def router(collaborators: Collaborators) -> APIRouter:
         captures = handlers.recording_order(captures)
         try:
             async with context.unit_of_work() as uow:
-                if caller.signature is not None:
-                    await handlers.check_signature_is_new(uow, caller.key.key_id,
-                                                          caller.signature)
+                # A batch's event ids are signed with it: resent, each line gets its first
+                # answer (a 409 again for an id another record holds), unless one would be
+                # recorded anew, which refuses the whole batch.
+                resent = caller.signature is not None and not await handlers.signature_is_new(
+                    uow, caller.key.key_id, caller.signature)
+                answer = handlers.earlier_answer if resent else handlers.record
                 for number, capture in captures:
                     try:
-                        outcome = await handlers.record(uow, capture)
+                        outcome = await answer(uow, capture)
                     except IdempotencyConflict:
                         results[number] = RecordResult(line=number, status=409, errors=[{
                             "loc": ["event_id"], "type": "idempotency_conflict",
@@ -347,6 +357,8 @@ def router(collaborators: Collaborators) -> APIRouter:
                 await uow.commit()
         except ReplayedSignature:
             raise replayed(caller) from None
+        if resent:  # as in record_one
+            limiter.refund(caller.key)
         ordered = [results[number] for number in sorted(results)]
         accepted = sum(1 for result in ordered if result.status == 202)
         return BatchResult(accepted=accepted, rejected=len(ordered) - accepted, results=ordered)

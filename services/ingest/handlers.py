@@ -2,6 +2,8 @@
 
 A capture claims its idempotency key first, so a repeat or a concurrent duplicate
 writes nothing; then it merges the lead, emits lead.captured and stores the touchpoint.
+A signed request received before writes nothing either: it gets the answer its first
+sending got if that was recorded under its idempotency key, and is refused otherwise.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class IdempotencyConflict(Exception):
 
 
 class ReplayedSignature(Exception):
-    """This exact signed request was received before."""
+    """This exact signed request was received before, and is no retry of a recorded one."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,12 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What recording a capture answered, and whether it was an earlier answer repeated."""
+    """What recording a capture answered, whether it was an earlier answer repeated, and
+    whether that was for a signed request received before."""
 
     accepted: Accepted
     replayed: bool = False
+    resent: bool = False
 
 
 def lead_capture(submission: LeadSubmission, *, source: str, now: datetime,
@@ -153,10 +157,41 @@ def recording_order(captures: Sequence[tuple[int, Capture]]) -> list[tuple[int, 
     return sorted(captures, key=position)
 
 
-async def check_signature_is_new(uow: UnitOfWork, scope: str, signature: str) -> None:
-    """Remember a request signature; raise ReplayedSignature if it was seen before."""
-    if not await store.remember_signature(uow.connection, scope, signature):
+async def signature_is_new(uow: UnitOfWork, scope: str, signature: str) -> bool:
+    """Remember a request signature; return False if it was seen before."""
+    return await store.remember_signature(uow.connection, scope, signature)
+
+
+async def earlier_answer(uow: UnitOfWork, capture: Capture) -> Outcome:
+    """Return the answer the first sending of a resent signed capture got; write nothing.
+
+    Raises ReplayedSignature if no request was recorded under the capture's idempotency
+    key (or it has none): answering would record it a second time. Raises
+    IdempotencyConflict if the key was used for different content.
+    """
+    key = capture.idempotency_key
+    prior = None if key is None else await store.prior_request(
+        uow.connection, source=capture.source, key=key)
+    if prior is None:
         raise ReplayedSignature
+    return _repeated(prior, capture.fingerprint(), resent=True)
+
+
+async def record_submitted(uow: UnitOfWork, item: Submitted) -> Outcome:
+    """Return the outcome of a single capture: ``record``'s, or for a signature seen
+    before, ``earlier_answer``'s.
+
+    Raises ReplayedSignature for a resent request that retries no request recorded under
+    its idempotency key, and IdempotencyConflict as ``record`` does.
+    """
+    if item.signature is None or await signature_is_new(uow, *item.signature):
+        return await record(uow, item.capture)
+    try:
+        return await earlier_answer(uow, item.capture)
+    except IdempotencyConflict:
+        # The Idempotency-Key header is not signed: sent under another request's key, a
+        # signed request seen before is no retry of its own.
+        raise ReplayedSignature from None
 
 
 async def record(uow: UnitOfWork, capture: Capture) -> Outcome:
@@ -171,10 +206,7 @@ async def record(uow: UnitOfWork, capture: Capture) -> Outcome:
             connection, source=capture.source, key=capture.idempotency_key,
             fingerprint=fingerprint, lead_id=capture.lead_id)
         if prior is not None:
-            if prior.fingerprint != fingerprint or prior.event_id is None:
-                raise IdempotencyConflict
-            return Outcome(Accepted(lead_id=prior.lead_id, event_id=prior.event_id),
-                           replayed=True)
+            return _repeated(prior, fingerprint, resent=False)
     row = capture.row(event_id=str(uuid.uuid4()))
     lead = await store.record_capture(
         connection, lead_id=row.lead_id, email=row.email, patch=row.patch,
@@ -197,10 +229,10 @@ async def record_many(uow: UnitOfWork, captures: Sequence[Capture]) -> list[Outc
 async def record_all(uow: UnitOfWork, submitted: Sequence[Submitted]) -> list[Outcome]:
     """Return the outcome of each submitted capture, recorded one after another.
 
-    What ``check_signature_is_new`` and ``record`` do for each, in the same order; runs
-    of unsigned captures without an idempotency key are recorded by ``record_many``,
-    each run cut where a lead repeats (a lead's row is merged once a statement). Raises
-    what those raise.
+    What ``record_submitted`` does for each, in the same order; runs of unsigned
+    captures without an idempotency key are recorded by ``record_many``, each run cut
+    where a lead repeats (a lead's row is merged once a statement). Raises what those
+    raise.
     """
     outcomes: list[Outcome] = []
     for plain, items in groupby(submitted, key=_is_plain):
@@ -209,10 +241,19 @@ async def record_all(uow: UnitOfWork, submitted: Sequence[Submitted]) -> list[Ou
                 outcomes += await _record_run(uow, run)
             continue
         for item in items:
-            if item.signature is not None:
-                await check_signature_is_new(uow, *item.signature)
-            outcomes.append(await record(uow, item.capture))
+            outcomes.append(await record_submitted(uow, item))
     return outcomes
+
+
+def _repeated(prior: store.PriorRequest, fingerprint: str, *, resent: bool) -> Outcome:
+    """Return the earlier request's answer, repeated for a request with ``fingerprint``.
+
+    Raises IdempotencyConflict if that request had other content (or was not recorded).
+    """
+    if prior.fingerprint != fingerprint or prior.event_id is None:
+        raise IdempotencyConflict
+    return Outcome(Accepted(lead_id=prior.lead_id, event_id=prior.event_id), replayed=True,
+                   resent=resent)
 
 
 def _is_plain(item: Submitted) -> bool:

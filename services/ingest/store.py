@@ -124,9 +124,17 @@ async def claim_idempotency_key(connection: AsyncConnection, *, source: str, key
     """
     if await fetchrow(connection, CLAIM_KEY, source, key, fingerprint, lead_id) is not None:
         return None
-    prior = await fetchrow(connection, PRIOR_REQUEST, source, key)
+    prior = await prior_request(connection, source=source, key=key)
     assert prior is not None  # claimed, and claims are deleted only long after
-    return PriorRequest(prior["fingerprint"], prior["lead_id"], prior["event_id"])
+    return prior
+
+
+async def prior_request(connection: AsyncConnection, *, source: str, key: str
+                        ) -> PriorRequest | None:
+    """Return the earlier request that claimed ``key``, or None if none did."""
+    prior = await fetchrow(connection, PRIOR_REQUEST, source, key)
+    return None if prior is None else PriorRequest(prior["fingerprint"], prior["lead_id"],
+                                                   prior["event_id"])
 
 
 async def remember_signature(connection: AsyncConnection, scope: str, signature: str) -> bool:

@@ -1,10 +1,9 @@
 """Single captures recorded in groups write and emit what one capture at a time did.
 
 The reference is the path captures took before: baton_runtime's GroupCommit running
-``check_signature_is_new`` and ``handlers.record`` for each capture in turn. The same
-captures go through GroupCommit with ``handlers.record_all`` on a second database, and
-both databases must then hold the same leads, touchpoints, idempotency records and
-outbox rows.
+``handlers.record_submitted`` for each capture in turn. The same captures go through
+GroupCommit with ``handlers.record_all`` on a second database, and both databases must
+then hold the same leads, touchpoints, idempotency records and outbox rows.
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ def demo_captures(seed: int, count: int) -> list[Submitted]:
 def awkward_captures() -> list[Submitted]:
     """Return captures of the same few leads: Japanese text, full-width digits, time zones,
     free mail whose company becomes known, repeated and conflicting idempotency keys,
-    signed requests and a replayed signature."""
+    signed requests, replayed signatures and a signed request resent with its key."""
     # Full width, and one lead with the next capture's address.
     taro = "ｔａｒｏ．ｙａｍａｄａ＠Ｅｘａｍｐｌｅ．ｃｏ．ｊｐ"
     hanako = "hanako.suzuki@gmail.com"
@@ -118,6 +117,12 @@ def awkward_captures() -> list[Submitted]:
         Submitted(lead({"email": hanako, "title": "Manager"}), signature=("key_partner", "v1=bb")),
         Submitted(lead({"email": hanako, "title": "Director"}),
                   signature=("key_partner", "v1=aaaa")),  # replayed
+        Submitted(lead({"email": hanako, "title": "Director"}, source="partner", key="p-1"),
+                  signature=("key_partner", "v1=cc")),
+        Submitted(lead({"email": hanako, "title": "Director"}, source="partner", key="p-1"),
+                  signature=("key_partner", "v1=cc")),  # resent: the first answer
+        Submitted(lead({"email": hanako, "title": "Director"}, source="partner", key="p-2"),
+                  signature=("key_partner", "v1=cc")),  # resent under an unknown key
         Submitted(lead({"email": taro, "region": "関東"})),
     ]
 
@@ -129,7 +134,7 @@ def answer(result: Outcome | BaseException) -> Answer:
     """Return what a caller got, comparable across databases (event ids differ)."""
     if isinstance(result, BaseException):
         return "raised", type(result).__name__
-    return "accepted", (result.accepted.lead_id, result.replayed)
+    return "accepted", (result.accepted.lead_id, result.replayed, result.resent)
 
 
 async def through_group_commit(db: Database, captures: Sequence[Submitted],
@@ -139,9 +144,7 @@ async def through_group_commit(db: Database, captures: Sequence[Submitted],
 
     def work(item: Submitted) -> Work[Outcome]:
         async def record(uow: UnitOfWork) -> Outcome:
-            if item.signature is not None:
-                await handlers.check_signature_is_new(uow, *item.signature)
-            return await handlers.record(uow, item.capture)
+            return await handlers.record_submitted(uow, item)
         return record
 
     return await asyncio.gather(*(commits.run(db.unit_of_work, work(item))

@@ -744,6 +744,127 @@ async def test_a_signed_key_needs_a_fresh_unrepeated_signature(
     assert replayed.status_code == 401 and "before" in replayed.text
 
 
+def signed_by(created: dict[str, str], content: bytes, media_type: str = "application/json",
+              **headers: str) -> dict[str, str]:
+    """Return the headers of ``content`` signed now with a key from ``create_key``."""
+    stamp = str(int(time.time()))
+    return {"X-API-Key": created["api key"], "Content-Type": media_type,
+            "X-Baton-Timestamp": stamp,
+            "X-Baton-Signature": access.signature(created["signing secret"], stamp, content),
+            **headers}
+
+
+async def signed_key(ingest: Ingest, source: str, *options: str) -> dict[str, str]:
+    """Return a new signed key of ``source`` once the service has loaded it."""
+    created = ingest.create_key(source, "--signed", *options)
+    await wait_until(lambda: _signing_loaded(ingest, "/v1/leads", created["api key"]), 10,
+                     "the signed key to be loaded")
+    return created
+
+
+async def test_a_resent_signed_request_with_an_idempotency_key_gets_its_first_answer(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # A client that timed out waiting for its 202 sends the very same bytes again: it must
+    # learn whether its lead was recorded, not be told that it replayed a signature.
+    created = await signed_key(ingest, "partner-retry")
+    lead = json.dumps({"email": unique_email("retry"),
+                       "touchpoint": {"type": "inquiry.demo_request"}}).encode()
+    activity = json.dumps({"email": unique_email("retry"), "type": "page_view.pricing",
+                           "event_id": f"evt-{uuid.uuid4()}"}).encode()
+    sent = [("/v1/leads", lead,
+             signed_by(created, lead, **{"Idempotency-Key": f"retry-{uuid.uuid4()}"})),
+            ("/v1/activities", activity, signed_by(created, activity))]  # keyed by event_id
+    first = [await client.post(path, content=body, headers=headers)
+             for path, body, headers in sent]
+    assert [response.status_code for response in first] == [202, 202], first[0].text
+    written = await ingest.written()
+    again = [await client.post(path, content=body, headers=headers)
+             for path, body, headers in sent]
+    assert [(r.status_code, r.json(), r.headers.get("Idempotent-Replayed")) for r in again] == [
+        (202, response.json(), "true") for response in first]
+    assert await ingest.written() == written
+    for response in first:
+        [(event_id, _)] = await ingest.wait_for_events(response.json()["lead_id"], 1)
+        assert event_id == response.json()["event_id"]
+
+
+async def test_concurrent_copies_of_a_signed_request_with_an_idempotency_key_write_one_event(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    created = await signed_key(ingest, "partner-retry-concurrent")
+    lead = json.dumps({"email": unique_email("copies"),
+                       "touchpoint": {"type": "inquiry.quote_request"}}).encode()
+    headers = signed_by(created, lead, **{"Idempotency-Key": f"retry-{uuid.uuid4()}"})
+    responses = await asyncio.gather(*(client.post("/v1/leads", content=lead, headers=headers)
+                                       for _ in range(5)))
+    assert [r.status_code for r in responses] == [202] * 5, responses[-1].text
+    assert len({r.json()["event_id"] for r in responses}) == 1
+    assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 4
+    await ingest.wait_for_events(responses[0].json()["lead_id"], 1)
+
+
+async def test_a_resent_signed_request_that_retries_no_recorded_request_gets_401(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # The Idempotency-Key header is not signed: whoever saw a signed request must not get
+    # it recorded again by sending it under another key.
+    created = await signed_key(ingest, "partner-replayed")
+
+    def lead(**fields: str) -> bytes:
+        return json.dumps({"email": unique_email("replayed"), **fields}).encode()
+
+    taken = f"form-{uuid.uuid4()}"
+    other = lead()
+    unkeyed, keyed = lead(), lead()
+    unkeyed_headers = signed_by(created, unkeyed)
+    keyed_headers = signed_by(created, keyed, **{"Idempotency-Key": f"form-{uuid.uuid4()}"})
+    first = [await client.post("/v1/leads", content=body, headers=headers) for body, headers in (
+        (other, signed_by(created, other, **{"Idempotency-Key": taken})),
+        (unkeyed, unkeyed_headers), (keyed, keyed_headers))]
+    assert [response.status_code for response in first] == [202] * 3, first[0].text
+    written = await ingest.written()
+    without_key = {name: value for name, value in keyed_headers.items()
+                   if name != "Idempotency-Key"}
+    resent = [await client.post("/v1/leads", content=body, headers=headers) for body, headers in (
+        (unkeyed, unkeyed_headers),
+        (keyed, {**keyed_headers, "Idempotency-Key": f"form-{uuid.uuid4()}"}),  # unknown key
+        (keyed, {**keyed_headers, "Idempotency-Key": taken}),  # another body's key
+        (keyed, without_key))]
+    assert [response.status_code for response in resent] == [401] * 4, resent[2].text
+    assert all("received before" in r.text and "Idempotency-Key" in r.text for r in resent)
+    assert await ingest.written() == written
+    for response in first:
+        await ingest.wait_for_events(response.json()["lead_id"], 1)
+
+
+async def test_a_resent_signed_batch_gets_its_first_answer_if_each_line_has_an_event_id(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    created = await signed_key(ingest, "partner-batch-retry")
+    email, event_id = unique_email("batch-retry"), f"evt-{uuid.uuid4()}"
+    lines = [
+        {"kind": "lead", "email": email, "event_id": event_id},
+        {"kind": "activity", "email": email, "type": "page_view.pricing",
+         "event_id": f"evt-{uuid.uuid4()}"},
+        {"kind": "activity", "email": email, "type": "teleport"},  # 422, as before
+        {"kind": "lead", "email": email, "name": "別人", "event_id": event_id},  # 409, as before
+        {"kind": "lead", "email": unique_email("bot"), "honeypot": "x"},  # a decoy, as before
+    ]
+    keyed = "\n".join(json.dumps(line, ensure_ascii=False) for line in lines).encode()
+    unkeyed = keyed + b"\n" + json.dumps({"kind": "lead", "email": unique_email()}).encode()
+    sent = [(body, signed_by(created, body, "application/x-ndjson"))
+            for body in (keyed, unkeyed)]
+    first = [await client.post("/v1/batch", content=body, headers=headers)
+             for body, headers in sent]
+    assert [response.status_code for response in first] == [200, 200], first[0].text
+    assert [line["status"] for line in first[0].json()["results"]] == [202, 202, 422, 409, 202]
+    written = await ingest.written()
+    again = [await client.post("/v1/batch", content=body, headers=headers)
+             for body, headers in sent]
+    assert again[0].status_code == 200, again[0].text
+    assert again[0].json() == first[0].json()
+    assert again[1].status_code == 401, "its last line would be recorded again"
+    assert await ingest.written() == written
+    await ingest.wait_for_events(first[0].json()["results"][0]["lead_id"], 2)
+
+
 async def test_a_key_over_its_rate_limit_gets_429_with_retry_after(
         ingest: Ingest, client: httpx.AsyncClient) -> None:
     key = ingest.create_key("slow-partner", "--rate-limit", "2")["api key"]
@@ -762,7 +883,7 @@ async def test_bad_or_replayed_signatures_spend_none_of_the_keys_rate_limit(
         ingest: Ingest, client: httpx.AsyncClient) -> None:
     # Spent before the signature was checked, tokens let anyone who knew a key use up its
     # partner's quota with unsigned or replayed requests.
-    created = ingest.create_key("partner-quota", "--signed", "--rate-limit", "3")
+    created = ingest.create_key("partner-quota", "--signed", "--rate-limit", "5")
     await wait_until(lambda: _signing_loaded(ingest, "/v1/leads", created["api key"]), 10,
                      "the signed key to be loaded")
 
@@ -795,9 +916,21 @@ async def test_bad_or_replayed_signatures_spend_none_of_the_keys_rate_limit(
     assert batch.status_code == 200, batch.text
     replayed = await client.post("/v1/batch", content=line, headers=headers)
     assert replayed.status_code == 401 and "before" in replayed.text
+    # Resent requests answered from their first sending spend none either: anyone who saw
+    # one could otherwise spend the quota by sending it again.
+    keyed_line = lead(kind="lead", event_id=f"evt-{uuid.uuid4()}")
+    headers = signed(keyed_line, ndjson)
+    batch = await client.post("/v1/batch", content=keyed_line, headers=headers)
+    resent = await client.post("/v1/batch", content=keyed_line, headers=headers)
+    assert (batch.status_code, resent.status_code) == (200, 200), resent.text
+    keyed = lead()
+    headers = {**signed(keyed), "Idempotency-Key": f"quota-{uuid.uuid4()}"}
+    accepted = await client.post("/v1/leads", content=keyed, headers=headers)
+    resent = await client.post("/v1/leads", content=keyed, headers=headers)
+    assert (accepted.status_code, resent.status_code) == (202, 202), resent.text
     last = lead()
     assert (await client.post("/v1/leads", content=last, headers=signed(last))
-            ).status_code == 202, "the third of 3 tokens"
+            ).status_code == 202, "the fifth of 5 tokens"
     over = lead()
     refused = await client.post("/v1/leads", content=over, headers=signed(over))
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
