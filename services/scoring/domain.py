@@ -107,6 +107,9 @@ class Wording(NamedTuple):
     decision_maker: str
     touchpoints: dict[TouchpointType, str]
     dated: str  # a touchpoint: {touchpoint}, {asset} (empty or "(id)") and {day}
+    # Where the day is counted, as microseconds east of UTC: a fixed offset, so a
+    # touchpoint's day costs an addition and never moves between re-scores.
+    day_offset_us: int
     repeat_view: str
     further_download: str
     question_or_chat: str
@@ -124,7 +127,7 @@ ENGLISH = Wording(
     touchpoints={kind: "{}: {}".format(*(part.replace("_", " ")
                                          for part in kind.value.partition(".")[::2]))
                  for kind in TouchpointType},
-    dated="{touchpoint}{asset} on {day}", repeat_view=" (repeat view)",
+    dated="{touchpoint}{asset} on {day}", day_offset_us=0, repeat_view=" (repeat view)",
     further_download=" (further download)", question_or_chat=" (question or chat)",
     others="{count} smaller or older touchpoint(s)", capped="score capped at 100",
     floored="score floored at 0")
@@ -149,6 +152,7 @@ JAPANESE = Wording(
         T.EMAIL_OPEN: "メール: 開封", T.EMAIL_CLICK: "メール: クリック",
         T.APPOINTMENT_SET: "アポイント: パートナーが設定", T.FORM_SUBMISSION: "フォーム: 送信"},
     dated="{touchpoint}{asset}（{day}）", repeat_view="（再閲覧）",
+    day_offset_us=timedelta(hours=9) // timedelta(microseconds=1),  # Japan time, no DST
     further_download="（追加ダウンロード）", question_or_chat="（質問・チャットあり）",
     others="その他の小さい・古い接点 {count}件", capped="スコアを上限の100に調整",
     floored="スコアを下限の0に調整")
@@ -403,19 +407,20 @@ def _rules_of(model: ScoringModel) -> _Rules:
 
 
 @functools.lru_cache(maxsize=4096)  # a lead's ledger is labelled again at every re-score
-def _label(kind: TouchpointType, asset_id: str | None, utc_day: int,
+def _label(kind: TouchpointType, asset_id: str | None, day_number: int,
            language: ReasonLocale = "en") -> str:
     """Return how a touchpoint reads in an explanation: "inquiry: demo request on 2026-11-21"
     in English.
 
-    ``utc_day`` is its UTC date as days since the epoch, whatever offset its moment came
-    with: a ledger is read back from the database in UTC, and a re-score must not move a
-    touchpoint to another day. A day number keys the cache without converting the moment.
+    ``day_number`` is its date where the language counts days (UTC in English, Japan time
+    in Japanese) as days since the epoch, whatever offset its moment came with: a ledger
+    is read back from the database in UTC, and a re-score must not move a touchpoint to
+    another day. A day number keys the cache without converting the moment.
     """
     asset = f" ({asset_id})" if asset_id else ""
     # An offset can take a moment at either end of the calendar past it (9999-12-31
     # 23:00-05:00 is in year 10000 in UTC): it is dated at the end it passed.
-    day = EPOCH_DAY + timedelta(days=min(max(utc_day, FIRST_DAY), LAST_DAY))
+    day = EPOCH_DAY + timedelta(days=min(max(day_number, FIRST_DAY), LAST_DAY))
     wording = WORDINGS[language]
     return wording.dated.format(touchpoint=wording.touchpoints[kind], asset=asset,
                                 day=day.isoformat())
@@ -493,7 +498,8 @@ def _behaviour(counted: Sequence[Activity], now: datetime, rules: _Rules,
             points += rules.webinar_interaction_points
             suffix += say.question_or_chat
         if points:
-            labels.append(_label(kind, asset_id, moment // DAY_US, language) + suffix)
+            labels.append(_label(kind, asset_id, (moment + say.day_offset_us) // DAY_US,
+                                 language) + suffix)
             if age < 0:  # reported ahead of our clock: it happens now, undecayed
                 moment, age = now_us, 0
             moments.append(moment)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -89,3 +89,14 @@ def test_every_touchpoint_has_a_japanese_name_and_scoring_speaks_japanese_by_def
     settings = ScoringSettings(database_url="postgresql://baton@127.0.0.1/baton",
                                kafka_bootstrap_servers="127.0.0.1:19092")
     assert settings.scoring_reason_locale == "ja"
+
+
+def test_japanese_labels_date_touchpoints_in_japan_time_and_english_ones_in_utc() -> None:
+    # 00:30 on 20 November in Tokyo is still 19 November in UTC.
+    ledger = [Activity(T.INQUIRY_DEMO_REQUEST,
+                       datetime(2026, 11, 20, 0, 30, tzinfo=timezone(timedelta(hours=9))))]
+    japanese = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL, language="ja")
+    english = score_lead(EXEC_AT_ICP, ledger, NOW, MODEL)
+
+    assert japanese.reasons[3].label == "問い合わせ: デモ依頼（2026-11-20）"
+    assert english.reasons[3].label == "inquiry: demo request on 2026-11-19"
