@@ -301,8 +301,9 @@ async def log_contact(lead_id: uuid.UUID, body: Contact, context: Context) -> Le
     lead marketing holds (lead, nurture: the tier-B and surge SLA's first touch).
 
     An unowned accepted lead (waiting in its team's queue) becomes the rep's; a lead
-    marketing holds stays unowned. Contacts in the future are refused (422). The answer's
-    `contacts` include this one.
+    marketing holds stays unowned. A lead a rep owns (SAL, SQL, opportunity) is theirs
+    alone to log contacts on, unless they are inactive (409 naming them). Contacts in the
+    future are refused (422). The answer's `contacts` include this one.
     """
     if body.occurred_at > context.clock():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
@@ -487,7 +488,8 @@ class RepIn(Strict):
     slack_user_id: Annotated[str, Field(pattern=SLACK_USER)] | None = Field(
         default=None, description="Links Slack button clicks to this rep, e.g. `U024BE7LH`.")
     weight: Annotated[float, Field(gt=0, le=100)] = Field(
-        default=1.0, description="Share of the round robin relative to teammates.")
+        default=1.0, description=("Share of the round robin, and of a territory's leads, "
+                                  "relative to teammates."))
     daily_capacity: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=20, description="Leads per local day, counted from midnight in the rep's zone.")
     working_hours: WorkingHours = WorkingHours()
@@ -516,7 +518,8 @@ def _rep(row: Row[Any]) -> Rep:
     409: {"description": "The Slack user is linked to another rep."},
     422: {"description": "Invalid body (field-level detail)."}})
 async def put_rep(rep_id: RepIdPath, body: RepIn, context: Context) -> Rep:
-    """Create or replace a rep; a new rep starts level with the team's round robin."""
+    """Create or replace a rep; a new rep starts level with the team's round robin, and
+    one new to a territory level with its rotation at its next lead."""
     async with context.unit_of_work() as uow:
         connection = uow.connection
         if body.slack_user_id is not None:

@@ -42,12 +42,12 @@ OWNED_STAGES = frozenset({S.SAL, S.SQL, S.OPPORTUNITY})
 MARKETING_STAGES = frozenset({S.LEAD, S.NURTURE})
 CONTACT_STAGES = OWNED_STAGES | MARKETING_STAGES
 REJECTABLE = frozenset({S.MQL, S.SAL, S.SQL})
-# Stages in which only the lead's owner works it (qualifies it, logs its contacts): an
-# accepted lead.
-WORKED_BY_OWNER = frozenset({S.SAL})
-# Stages in which only the lead's owner ends it (rejects or disqualifies it): a lead
-# assigned to a rep, accepted by one, or handed to one in field sales.
-ENDED_BY_OWNER = frozenset({S.MQL}) | OWNED_STAGES
+# Stages in which only the lead's owner works it (qualifies it, logs its contacts): a lead
+# accepted by a rep or handed to one in field sales, whose SLA clocks are the owner's.
+WORKED_BY_OWNER = OWNED_STAGES
+# Stages in which only the lead's owner ends it (rejects or disqualifies it): those, and a
+# lead assigned to a rep.
+ENDED_BY_OWNER = frozenset({S.MQL}) | WORKED_BY_OWNER
 
 
 def rejection(rep_id: str, reason: str) -> str:
@@ -276,7 +276,8 @@ class Territory:
 
 @dataclass(frozen=True)
 class Rep:
-    """A rep as assignment sees them; ``position`` is their place in the round robin."""
+    """A rep as assignment sees them; ``position`` is their place in the round robin,
+    ``territory_position`` in their territory's rotation (None until they have one)."""
 
     rep_id: str
     team: TeamKind
@@ -287,10 +288,11 @@ class Rep:
     territory: Territory | None = None
     active: bool = True
     position: float = 0.0
+    territory_position: float | None = None
 
     @property
     def stride(self) -> float:
-        """Return how far one lead moves the rep back in the round robin: 1 / weight."""
+        """Return how far one lead moves the rep back in a rotation: 1 / weight."""
         return 1.0 / self.weight
 
 
@@ -364,7 +366,9 @@ class Considered:
 
 @dataclass(frozen=True)
 class Decision:
-    """Who gets the lead, by which rule and why; ``positions`` are round-robin updates."""
+    """Who gets the lead, by which rule and why; ``positions`` are round-robin updates,
+    ``territory_positions`` territory-rotation ones; ``owner_on_leave`` if the account's
+    owner was passed over only for being on leave."""
 
     team: TeamKind
     rep_id: str | None
@@ -372,17 +376,20 @@ class Decision:
     reason: str
     considered: tuple[Considered, ...] = ()
     positions: Mapping[str, float] = field(default_factory=dict)
+    territory_positions: Mapping[str, float] = field(default_factory=dict)
+    owner_on_leave: bool = False
 
     @property
     def moves_account(self) -> bool:
         """Return True if the chosen rep becomes the account's owner even if another rep
-        owns it: a routing rule chose them, not the rep themselves.
+        owns it: a routing rule chose them, not the rep themselves, and its owner is not
+        only on leave.
 
-        A rep who takes a lead (accepting a colleague's, or one from the queue) takes that
-        lead; the account becomes theirs only if nobody in the team owns it, or its owner has
-        left (is inactive).
+        A rep who takes a lead (accepting a colleague's, or one from the queue), or gets
+        it while the account's owner is on leave, gets that lead; the account becomes
+        theirs only if nobody in the team owns it, or its owner has left (is inactive).
         """
-        return self.rule is not Rule.TAKEN
+        return self.rule is not Rule.TAKEN and not self.owner_on_leave
 
     @property
     def summary(self) -> str:
@@ -398,13 +405,14 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
     """Return who in ``team`` gets the lead.
 
     (1) The account's owner, unless inactive or on leave: continuity beats working hours
-    and capacity. (2) Territory: the available reps whose territory matches most
-    specifically, trying broader matching territories when none of those is available.
-    (3) Weighted round robin among the team's reps who are working, present and under
-    capacity. Nobody available: the lead waits in the team's queue.
+    and capacity; an owner on leave keeps the account. (2) Territory: the available reps
+    whose territory matches most specifically, in a weighted rotation of their own, trying
+    broader matching territories when none of those is available. (3) Weighted round robin
+    among the team's reps who are working, present and under capacity. Nobody available:
+    the lead waits in the team's queue.
 
-    An account's lead is no round-robin turn: its owner keeps their place in the round
-    robin, and the lead counts only against their daily capacity.
+    An account's or a territory's lead is no round-robin turn: its rep keeps their place
+    in the round robin, and the lead counts only against their daily capacity.
     """
     members = sorted((r for r in reps if r.team is team), key=lambda r: r.rep_id)
     blocked = {r.rep_id: unavailable_because(r, now, assigned_today.get(r.rep_id, 0))
@@ -417,6 +425,8 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
                         f"{owner.rep_id} owns account {lead.account_key}"
                         + (f" (assigned although {although})" if although else ""),
                         considered)
+    # Passed over, an active owner is only on leave: the account is theirs when they return.
+    on_leave = owner is not None and owner.active
     tried: list[Rep] = []
     fallback = ""
     for level in _territory_levels(lead, members):
@@ -425,18 +435,23 @@ def assign(lead: RoutableLead, team: TeamKind, reps: Sequence[Rep], *,
         tried.extend(level)
         pool = [r for r in level if blocked[r.rep_id] is None]
         if pool:
-            return _round_robin(pool, tried, team, Rule.TERRITORY,
-                                f"territory {_describe_level(level)}{fallback}", considered)
+            chosen, moved = _territory_turn(pool, tried)
+            return Decision(team, chosen.rep_id, Rule.TERRITORY,
+                            f"weighted rotation (territory {_describe_level(level)}"
+                            f"{fallback}) among {_names(pool)}", considered,
+                            territory_positions=moved, owner_on_leave=on_leave)
         fallback += f"; territory {_describe_level(level)} reps unavailable"
     available = [r for r in members if blocked[r.rep_id] is None]
     if available:
-        return _round_robin(available, members, team, Rule.ROUND_ROBIN,
-                            f"team {team.value}{fallback}", considered)
+        chosen, moved = _rotate(available, members, {r.rep_id: r.position for r in members})
+        return Decision(team, chosen.rep_id, Rule.ROUND_ROBIN,
+                        f"weighted round robin (team {team.value}{fallback}) among "
+                        f"{_names(available)}", considered, moved, owner_on_leave=on_leave)
     why = "; ".join(f"{rep_id}: {reason}" for rep_id, reason in blocked.items())
     return Decision(team, None, Rule.QUEUED,
                     f"no rep of team {team.value} can take it now "
                     f"({why or 'the team has no reps'}): queued for team {team.value}",
-                    considered)
+                    considered, owner_on_leave=on_leave)
 
 
 def _territory_levels(lead: RoutableLead, members: Sequence[Rep]) -> list[list[Rep]]:
@@ -453,22 +468,40 @@ def _describe_level(level: Sequence[Rep]) -> str:
     return " or ".join(sorted({r.territory.describe() for r in level if r.territory is not None}))
 
 
-def _round_robin(pool: Sequence[Rep], everyone: Sequence[Rep], team: TeamKind, rule: Rule,
-                 scope: str, considered: tuple[Considered, ...]) -> Decision:
-    """Return the pool's rep with the lowest position, moving them back by their stride.
+def _territory_turn(pool: Sequence[Rep], scope: Sequence[Rep]) -> tuple[Rep, dict[str, float]]:
+    """Return the pool's rep whose turn it is in the territory rotation, and the places that
+    change (``_rotate``); a rep of the scope without one yet (new to the team or to their
+    territory) gets theirs level with its front runner, as one joining a team does."""
+    front = starting_position(r.territory_position for r in scope
+                              if r.territory_position is not None)
+    places = {r.rep_id: front if r.territory_position is None else r.territory_position
+              for r in scope}
+    placed = {r.rep_id: front for r in scope if r.territory_position is None}
+    chosen, moved = _rotate(pool, scope, places)
+    # Placed for good: one left level with whoever leads would lose every tie to them.
+    return chosen, {**placed, **moved}
+
+
+def _rotate(pool: Sequence[Rep], everyone: Sequence[Rep], places: Mapping[str, float]
+            ) -> tuple[Rep, dict[str, float]]:
+    """Return the pool's rep with the lowest place, and the places that change: theirs,
+    moved back by their stride, and those of ``everyone`` outside the pool who are behind.
 
     Reps of the pool's scope who cannot take leads now are pulled up to the current
     round, so that time away (leave, evenings, a full day) banks no credit: a rep back
     from leave takes their normal turn, not a flood.
     """
-    chosen = min(pool, key=lambda r: (r.position, r.rep_id))
+    chosen = min(pool, key=lambda r: (places[r.rep_id], r.rep_id))
+    at = places[chosen.rep_id]
     taking = {r.rep_id for r in pool}
-    positions = {r.rep_id: chosen.position for r in everyone
-                 if r.rep_id not in taking and r.position < chosen.position}
-    positions[chosen.rep_id] = chosen.position + chosen.stride
-    names = ", ".join(r.rep_id for r in pool)
-    return Decision(team, chosen.rep_id, rule,
-                    f"weighted round robin ({scope}) among {names}", considered, positions)
+    moved = {r.rep_id: at for r in everyone if r.rep_id not in taking and places[r.rep_id] < at}
+    moved[chosen.rep_id] = at + chosen.stride
+    return chosen, moved
+
+
+def _names(pool: Sequence[Rep]) -> str:
+    """Return the pool's rep ids, comma-separated."""
+    return ", ".join(r.rep_id for r in pool)
 
 
 def colleague_refusal(rep_id: str, action: str, lead_id: uuid.UUID, stage: LifecycleStage,

@@ -234,8 +234,9 @@ async def accept(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, *, now: datet
         return
     if lead.stage == S.SAL:
         raise domain.ActionRefused(f"lead {lead_id} was already accepted by {lead.owner_id}")
-    await _may_act(uow, rep, lead, "accept")
+    # A lead no one may accept (an SQL, an opportunity) says so, not who owns it.
     domain.check_transition(LifecycleStage(lead.stage), S.SAL)
+    await _may_act(uow, rep, lead, "accept")
     if lead.owner_id != rep_id:
         await _take(uow, lead, rep, now, "accepted")
     await move(uow, lead, S.SAL, reason=f"accepted by {rep_id}", now=now, owner_id=rep_id,
@@ -278,12 +279,14 @@ async def qualify(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, bant: domain
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     if lead.stage == S.SQL:
         return
+    if lead.stage != S.MQL:
+        # A lead no one may qualify (an opportunity, a lost one) says so, not who owns it.
+        domain.check_transition(LifecycleStage(lead.stage), S.SQL)
     await _may_act(uow, rep, lead, "qualify")
     if lead.stage == S.MQL:
         raise domain.ActionRefused(
             f"lead {lead_id} is an mql nobody has accepted yet: accept it first "
             f"(POST /v1/leads/{lead_id}/accept), then qualify it")
-    domain.check_transition(LifecycleStage(lead.stage), S.SQL)
     requested = demo_or_quote_requested or lead.demo_or_quote_requested
     rank = bant.rank
     if not domain.qualifies(rank, requested):
@@ -330,8 +333,8 @@ async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: Co
     emit it; a repeat changes nothing.
 
     An unowned accepted lead (waiting in its team's queue) becomes the rep's; a lead
-    marketing holds stays with marketing. Contacts on an SAL are its owner's to log,
-    unless they are inactive.
+    marketing holds stays with marketing. Contacts on an owned SAL, SQL or opportunity are
+    its owner's to log, unless they are inactive: they stop the owner's SLA clocks.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     stage = LifecycleStage(lead.stage)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     bindparam,
     case,
     func,
+    null,
     select,
     text,
 )
@@ -100,6 +101,8 @@ reps = Table(
     Column("territory", JSONB),
     Column("active", Boolean, nullable=False),
     Column("position", Float, nullable=False),
+    # The rep's place in their territory's rotation: null until their first turn in it.
+    Column("territory_position", Float),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 assignments = Table(
@@ -340,15 +343,20 @@ async def put_rep(connection: AsyncConnection, rep_id: str, *, starting_position
                   **values: Any) -> Row[Any]:
     """Return the rep after creating or replacing it.
 
-    A new rep, or one changing team, starts at ``starting_position`` in the round robin.
+    A new rep, or one changing team, starts at ``starting_position`` in the round robin;
+    one changing team or territory has no place in a territory rotation until their next
+    territory lead (``domain.assign`` puts them level with its front runner).
     """
     insert = pg_insert(reps).values(rep_id=rep_id, position=starting_position, **values)
+    same_team = reps.c.team == insert.excluded.team
     row: Row[Any] | None = (await connection.execute(insert.on_conflict_do_update(
         index_elements=["rep_id"],
         # clock_timestamp: each write of a rep gets its own version, even within a transaction.
         set_={**values, "updated_at": func.clock_timestamp(),
-              "position": case((reps.c.team == insert.excluded.team, reps.c.position),
-                               else_=insert.excluded.position)},
+              "position": case((same_team, reps.c.position), else_=insert.excluded.position),
+              "territory_position": case(
+                  (same_team & reps.c.territory.is_not_distinct_from(insert.excluded.territory),
+                   reps.c.territory_position), else_=null())},
     ).returning(reps))).first()
     assert row is not None
     return row
@@ -372,13 +380,13 @@ def rep_from_row(row: Row[Any], closed_days: frozenset[tuple[int, int]] = frozen
             regions=frozenset(territory["regions"]),
             industries=frozenset(territory["industries"]),
             employee_bands=frozenset(territory["employee_bands"])),
-        active=row.active, position=row.position,
+        active=row.active, position=row.position, territory_position=row.territory_position,
     )
 
 
 # One row even for a team without reps, to carry the account's owner.
 TEAM_LINEUP = text(f"""
-    SELECT rep.rep_id, rep.updated_at, rep.position,
+    SELECT rep.rep_id, rep.updated_at, rep.position, rep.territory_position,
            (SELECT owner.rep_id FROM {account_owners.fullname} AS owner
             WHERE owner.account_key = CAST(:account_key AS text) AND owner.team = :team)
                AS account_owner
@@ -429,8 +437,11 @@ class TeamRoster:
         current = []
         for version in versions:
             rep = fresh.get(version.rep_id) or parsed[version.rep_id][1]
-            if rep.position != version.position:  # moved by an assignment since we parsed it
-                rep = replace(rep, position=version.position)
+            if (rep.position, rep.territory_position) != (
+                    version.position, version.territory_position):
+                # Moved by an assignment since we parsed it.
+                rep = replace(rep, position=version.position,
+                              territory_position=version.territory_position)
                 parsed[rep.rep_id] = (version.updated_at, rep)
             current.append(rep)
         return Lineup(current, rows[0].account_owner if rows else None)
@@ -471,9 +482,12 @@ RECORDING_DECISION = text(f"""
         VALUES (:lead_id, :team, :stage, :rep_id, :rule, :reason,
                 CAST(CAST(:considered AS json) AS jsonb), :decided_at)
     ), repositioned AS (
-        UPDATE {reps.fullname} AS rep SET position = moved.position
-        FROM unnest(CAST(:moved_rep_ids AS text[]), CAST(:positions AS float8[]))
-            AS moved(rep_id, position)
+        UPDATE {reps.fullname} AS rep
+        SET position = coalesce(moved.position, rep.position),
+            territory_position = coalesce(moved.territory_position, rep.territory_position)
+        FROM unnest(CAST(:moved_rep_ids AS text[]), CAST(:positions AS float8[]),
+                    CAST(:territory_positions AS float8[]))
+            AS moved(rep_id, position, territory_position)
         WHERE rep.rep_id = moved.rep_id
     )
     INSERT INTO {account_owners.fullname} AS account (account_key, team, rep_id, updated_at)
@@ -491,18 +505,20 @@ RECORDING_DECISION = text(f"""
 async def record_decision(connection: AsyncConnection, lead_id: uuid.UUID, stage: str,
                           decision: domain.Decision, now: datetime,
                           account_key: str | None) -> None:
-    """Log the decision with every rep considered, store the reps' new round-robin
-    positions, and make the chosen rep the account's owner (if the lead has an account, and
-    nobody in the team owns it, its owner has left (is inactive) or
+    """Log the decision with every rep considered, store the reps' new round-robin and
+    territory-rotation positions, and make the chosen rep the account's owner (if the lead
+    has an account, and nobody in the team owns it, its owner has left (is inactive) or
     ``decision.moves_account``); one statement."""
     considered = [{"rep_id": c.rep_id, "blocked_because": c.blocked_because}
                   for c in decision.considered]
+    moved = list({**decision.positions, **decision.territory_positions})
     await connection.execute(RECORDING_DECISION, {
         "lead_id": lead_id, "team": decision.team.value, "stage": stage,
         "rep_id": decision.rep_id, "rule": decision.rule.value, "reason": decision.reason,
         "considered": json_text(considered), "decided_at": now,
-        "moved_rep_ids": list(decision.positions),
-        "positions": list(decision.positions.values()), "account_key": account_key,
+        "moved_rep_ids": moved, "positions": [decision.positions.get(r) for r in moved],
+        "territory_positions": [decision.territory_positions.get(r) for r in moved],
+        "account_key": account_key,
         "moves_account": decision.moves_account})
 
 

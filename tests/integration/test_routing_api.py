@@ -109,6 +109,25 @@ async def test_the_account_owner_gets_the_accounts_next_lead_but_free_mail_is_no
     assert decision["reason"] == "sato owns account sample.co.jp"
 
 
+async def test_an_account_stays_with_its_owner_while_they_are_on_leave(
+        routing: Routing) -> None:
+    # Rule (1) passes over an owner on leave for that lead only: they are back on Friday,
+    # and the account's leads are theirs again.
+    await routing.put_rep("sato")
+    await routing.put_rep("suzuki")
+    await new_mql(routing, domain="sample.co.jp")  # sato, by round robin
+    leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
+             "note": "有給休暇"}
+    await routing.put_rep("sato", out_of_office=[leave])
+    away = await new_mql(routing, domain="sample.co.jp")
+    decision = (await state(routing, away))["assignments"][0]
+    assert (decision["rep_id"], decision["rule"]) == ("suzuki", "round_robin")
+    routing.clock.now = datetime(2026, 11, 20, 10, 0, tzinfo=JST)
+    back = await new_mql(routing, domain="sample.co.jp")
+    decision = (await state(routing, back))["assignments"][0]
+    assert (decision["rep_id"], decision["rule"]) == ("sato", "account_owner")
+
+
 async def test_a_lead_nobody_can_take_waits_in_the_team_queue_and_says_so(
         routing: Routing) -> None:
     leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",

@@ -10,9 +10,9 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from schemas.events import LifecycleStage, TouchpointType
+from schemas.events import DealPhase, LifecycleStage, TouchpointType
 from services.routing import store
-from tests.integration.test_routing_api import act, state
+from tests.integration.test_routing_api import act, deal_event, state
 from tests.integration.test_routing_harness import (
     WEDNESDAY_10_JST,
     Routing,
@@ -329,6 +329,54 @@ async def test_a_reject_click_on_a_colleagues_lead_gets_a_private_note(routing: 
     assert note.body["text"] == (
         f"⚠️ 操作できません: lead {lead_id} {holding.refusal.format(action='reject')}")
     assert (await state(routing, lead_id))["stage"] == held
+
+
+async def opportunity_of_tanaka(routing: Routing) -> uuid.UUID:
+    """Return tanaka's SQL (``handed_to_tanaka``) made an opportunity by its deal."""
+    lead_id = await handed_to_tanaka(routing)
+    await routing.handle(deal_event(lead_id, uuid.uuid4(), DealPhase.P1))
+    assert (await state(routing, lead_id))["stage"] == "opportunity"
+    return lead_id
+
+
+@pytest.mark.parametrize("held", ["sql", "opportunity"])
+async def test_a_colleague_cannot_log_a_contact_on_a_field_sales_reps_lead(
+        routing: Routing, held: str) -> None:
+    # yamada's call would stop tanaka's first-contact and activity clocks, though tanaka
+    # never called: contacts on an SQL or an opportunity are its owner's, as on an SAL.
+    lead_id = await (handed_to_tanaka if held == "sql" else opportunity_of_tanaka)(routing)
+    announced = len(await routing.promoted())
+    call = {"kind": "call", "occurred_at": routing.clock.now.isoformat()}
+    refused = await act(routing, lead_id, "contacts", rep_id="yamada", **call)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"] == (
+        f"lead {lead_id} is owned by tanaka; only they can log a contact on it {ASK_THE_OWNER}")
+    lead = await state(routing, lead_id)
+    assert (lead["stage"], lead["owner_id"], lead["contacts"]) == (held, "tanaka", [])
+    assert len(await routing.promoted()) == announced, "nothing announced"
+
+    own = await act(routing, lead_id, "contacts", rep_id="tanaka", **call)
+    assert own.status_code == 200, own.text
+    assert (await routing.promoted())[-1].reason == "call contact logged by tanaka"
+    await routing.put_rep("tanaka", team="field_sales", active=False)
+    departed = await act(routing, lead_id, "contacts", rep_id="yamada", **call)
+    assert departed.status_code == 200, departed.text
+    assert [c["rep_id"] for c in departed.json()["contacts"]] == ["tanaka", "yamada"]
+
+
+@pytest.mark.parametrize(("action", "held", "target"), [
+    ("accept", "sql", "sal"), ("accept", "opportunity", "sal"),
+    ("qualify", "opportunity", "sql")])
+async def test_a_colleagues_action_nobody_may_take_says_so_not_who_owns_the_lead(
+        routing: Routing, action: str, held: str, target: str) -> None:
+    # Asking tanaka would not help: the lead cannot make that move at all.
+    lead_id = await (handed_to_tanaka if held == "sql" else opportunity_of_tanaka)(routing)
+    bant = {"budget": True, "authority": True, "need": True, "timeframe": True}
+    refused = await act(routing, lead_id, action, rep_id="yamada",
+                        **(bant if action == "qualify" else {}))
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["detail"].startswith(
+        f"a lead cannot move from {held} to {target}"), refused.text
 
 
 @pytest.mark.parametrize(("queued", "owner_departed", "account_owner"), [

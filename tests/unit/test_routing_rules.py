@@ -316,7 +316,8 @@ def test_only_the_rep_who_holds_a_lead_ends_it_unless_they_have_left(
 
 
 @pytest.mark.parametrize(("guarded", "owners_alone"), [
-    (WORKED_BY_OWNER, {S.SAL}), (ENDED_BY_OWNER, {S.MQL, S.SAL, S.SQL, S.OPPORTUNITY})])
+    (WORKED_BY_OWNER, {S.SAL, S.SQL, S.OPPORTUNITY}),
+    (ENDED_BY_OWNER, {S.MQL, S.SAL, S.SQL, S.OPPORTUNITY})])
 def test_a_colleague_is_refused_only_in_the_guarded_stages(
         guarded: frozenset[LifecycleStage], owners_alone: set[LifecycleStage]) -> None:
     for stage in S:
