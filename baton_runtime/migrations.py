@@ -15,12 +15,24 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from baton_runtime.db import asyncpg_url, service_metadata
 
 
-def upgrade(script_location: Path, database_url: str) -> None:
-    """Apply every pending migration in ``script_location`` to the database."""
+def _config(script_location: Path, database_url: str) -> Config:
+    """Return Alembic's configuration for the migrations in ``script_location``."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.set_main_option("sqlalchemy.url", asyncpg_url(database_url))
-    command.upgrade(config, "head")
+    return config
+
+
+def upgrade(script_location: Path, database_url: str, revision: str = "head") -> None:
+    """Apply the pending migrations in ``script_location`` up to ``revision`` (every one by
+    default) to the database."""
+    command.upgrade(_config(script_location, database_url), revision)
+
+
+def downgrade(script_location: Path, database_url: str, revision: str) -> None:
+    """Undo the migrations in ``script_location`` applied after ``revision``, as an operator
+    rolling back would."""
+    command.downgrade(_config(script_location, database_url), revision)
 
 
 def run_env(metadata: MetaData) -> None:

@@ -249,9 +249,9 @@ async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, active: Acti
                             phase=event.last_phase.value, outcome=DealOutcome.RECYCLED,
                             at=event.recycled_at)
     row = await store.reset_baseline(uow.connection, event.lead_id, event.recycled_at)
-    # A lead not stored yet has nothing to re-score: its capture, handled later, starts it
-    # from this deal's recycling.
-    if row is not None:
+    # A lead never scored (only a placeholder until its capture) has nothing to re-score:
+    # its capture starts it from this deal's recycling.
+    if row.score is not None:
         model, now = active.model, clock()
         await rescore(uow, await load(uow, [row], model, now), model, now, active.locale)
 

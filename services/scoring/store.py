@@ -98,9 +98,7 @@ deals = Table(
     Column("phase", Text, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("opened_at", DateTime(timezone=True), nullable=False),
-    # A recycled deal's closing time is also its lead's behaviour baseline if scoring
-    # stores the lead only after it (see RECORDING).
-    Column("closed_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),  # won, lost or recycled
     Column("changed_at", DateTime(timezone=True), nullable=False),  # of the event applied last
     # The lead's standing when the deal was first seen: what calibration compares.
     Column("score", Integer),
@@ -179,13 +177,11 @@ def _recorded_state(column: str) -> str:
 # column as it is, where json_to_recordset gives its text to jsonb's parser again (for
 # scoring's saved leads, 11 against 30 us of server CPU a row).
 # A known lead is only locked here: save_scores writes its new profile with its score,
-# one new row version per batch instead of two. A new lead's behaviour baseline is its
-# latest recycled deal: a recycling handled before the lead's capture (they come on
-# different topics) found no lead to reset, and the deals kept for calibration already
-# say what it owes, so no pending reset is kept apart; reading them costs a probe of the
-# deals' lead index per lead of the batch. A lead another transaction inserts
-# meanwhile is in neither ``added`` nor ``known`` (the snapshot predates it):
-# record_touchpoints raises LeadsInsertedMeanwhile, and the retry finds the lead known.
+# one new row version per batch instead of two. A lead whose deal was recycled before
+# its capture (they come on different topics) is known: a placeholder row holding its
+# baseline (see reset_baseline). A lead another transaction inserts meanwhile is in
+# neither ``added`` nor ``known`` (the snapshot predates it): record_touchpoints raises
+# LeadsInsertedMeanwhile, and the retry finds the lead known.
 RECORDING = text(f"""
     WITH appended AS (
         INSERT INTO {activities.fullname} (lead_id, type, occurred_at, asset_id, interacted)
@@ -198,13 +194,8 @@ RECORDING = text(f"""
                         account_key text, partner text, decision_maker boolean)
     ), added AS (
         INSERT INTO {leads.fullname}
-            (lead_id, profile, account, source, account_key, partner, decision_maker,
-             baseline_at)
-        SELECT incoming.*, (
-            SELECT max(deal.closed_at) FROM {deals.fullname} AS deal
-            WHERE deal.lead_id = incoming.lead_id
-              AND deal.outcome = '{DealOutcome.RECYCLED.value}')
-        FROM incoming ORDER BY lead_id
+            (lead_id, profile, account, source, account_key, partner, decision_maker)
+        SELECT * FROM incoming ORDER BY lead_id
         ON CONFLICT (lead_id) DO NOTHING
         RETURNING {", ".join(column.name for column in STATE)}
     ), known AS (
@@ -479,15 +470,23 @@ async def due_for_review(connection: AsyncConnection, now: datetime,
 
 
 async def reset_baseline(connection: AsyncConnection, lead_id: uuid.UUID,
-                         at: datetime) -> Row[Any] | None:
-    """Make activities up to ``at`` stop counting for behaviour; return the lead, locked,
-    or None if it is not stored yet (RECORDING then starts it from its recycled deals)."""
+                         at: datetime) -> Row[Any]:
+    """Make activities up to ``at`` stop counting for behaviour; return the lead, locked.
+
+    A lead not stored yet is stored as a placeholder, unscored (``score`` null), that its
+    first capture fills in. Through the row both write, a capture and a recycling of one
+    lead in overlapping transactions wait for each other: neither sees the other's
+    uncommitted rows, so an update finding no lead and a capture finding no recycled deal
+    lost the reset.
+    """
+    placeholder = pg_insert(leads).values(lead_id=lead_id, profile={}, account={}, source="",
+                                          baseline_at=at)
     return (await connection.execute(
-        leads.update().where(leads.c.lead_id == lead_id)
-        .values(baseline_at=func.greatest(func.coalesce(leads.c.baseline_at, at), at),
-                updated_at=func.now())
+        placeholder.on_conflict_do_update(index_elements=["lead_id"], set_={
+            "baseline_at": func.greatest(func.coalesce(leads.c.baseline_at, at), at),
+            "updated_at": func.now()})
         .returning(*leads.c)
-    )).first()
+    )).one()
 
 
 async def record_deal(connection: AsyncConnection, *, deal_id: uuid.UUID, lead_id: uuid.UUID,

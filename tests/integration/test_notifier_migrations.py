@@ -7,13 +7,10 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from baton import registry
-from baton_runtime.db import asyncpg_url
-from baton_runtime.migrations import upgrade
+from baton_runtime.migrations import downgrade, upgrade
 from schemas.events import LifecycleStage
 from tests.integration.test_notifier_delivery import (
     NotifierDatabase,
@@ -26,6 +23,7 @@ from tests.integration.test_notifier_sla import CONFIG, jst, scored
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
+MIGRATIONS = registry.migrations_dir("notifier")
 S = LifecycleStage
 # The clock kinds the notifier knew before migration 0006 (its ClockKind then).
 KINDS_BEFORE_0006 = {"mql_acceptance", "first_touch", "first_contact", "owner_activity"}
@@ -35,14 +33,6 @@ KINDS_BEFORE_0006 = {"mql_acceptance", "first_touch", "first_contact", "owner_ac
 async def database(postgres: PostgresServer) -> AsyncIterator[NotifierDatabase]:
     async with notifier_database(postgres) as created:
         yield created
-
-
-def downgrade(database_url: str, revision: str) -> None:
-    """Take the notifier's schema down to ``revision``, as an operator rolling back would."""
-    config = Config()
-    config.set_main_option("script_location", str(registry.migrations_dir("notifier")))
-    config.set_main_option("sqlalchemy.url", asyncpg_url(database_url))
-    command.downgrade(config, revision)
 
 
 async def test_downgrading_below_0006_leaves_only_clocks_and_stops_the_older_code_knows(
@@ -57,7 +47,7 @@ async def test_downgrading_below_0006_leaves_only_clocks_and_stops_the_older_cod
     await handle(database, CONFIG, promoted(left, at=jst(18, 10), from_stage=S.SAL,
                                             to_stage=S.NURTURE, owner_id="rep-1"))
     await database.engine.dispose()
-    await asyncio.to_thread(downgrade, database.url, "0005")
+    await asyncio.to_thread(downgrade, MIGRATIONS, database.url, "0005")
     async with database.engine.connect() as connection:
         clock_kinds = set(await connection.scalars(text(
             "SELECT DISTINCT kind FROM notifier.sla_clocks")))
@@ -66,7 +56,7 @@ async def test_downgrading_below_0006_leaves_only_clocks_and_stops_the_older_cod
     assert clock_kinds == {"first_touch"}
     assert stop_kinds <= KINDS_BEFORE_0006
     await database.engine.dispose()
-    await asyncio.to_thread(upgrade, registry.migrations_dir("notifier"), database.url)
+    await asyncio.to_thread(upgrade, MIGRATIONS, database.url)
 
 
 async def test_downgrading_below_0008_keeps_every_clock_and_upgrading_marks_moved_ones(
@@ -82,11 +72,11 @@ async def test_downgrading_below_0008_keeps_every_clock_and_upgrading_marks_move
     async with database.engine.connect() as connection:
         before = list(await connection.execute(query))
     await database.engine.dispose()
-    await asyncio.to_thread(downgrade, database.url, "0007")
+    await asyncio.to_thread(downgrade, MIGRATIONS, database.url, "0007")
     async with database.engine.connect() as connection:
         assert list(await connection.execute(query)) == before
     await database.engine.dispose()
-    await asyncio.to_thread(upgrade, registry.migrations_dir("notifier"), database.url)
+    await asyncio.to_thread(upgrade, MIGRATIONS, database.url)
     async with database.engine.connect() as connection:
         marked = list(await connection.execute(text(
             "SELECT lead_id, status FROM notifier.sla_clocks WHERE replaced")))

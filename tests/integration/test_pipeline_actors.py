@@ -10,12 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from baton import registry
-from baton_runtime.db import asyncpg_url, create_engine
+from baton_runtime.db import create_engine
+from baton_runtime.migrations import downgrade, upgrade
 from services.pipeline import handlers
 from services.pipeline.sweep import sweep_zombies
 from tests.integration.test_pipeline_deal_list import EVERY_CRITERION, START, DealApi, deal_api
@@ -23,6 +22,7 @@ from tests.integration.test_pipeline_service import promoted
 from tests.support.infrastructure import PostgresServer
 
 pytestmark = pytest.mark.integration
+MIGRATIONS = registry.migrations_dir("pipeline")
 OWNER, MANAGER = "field-sato", "mgr-ito"
 
 
@@ -131,18 +131,10 @@ async def test_a_change_without_a_rep_is_a_422_naming_rep_id_and_changes_nothing
     assert history == [("opened", OWNER)], "nothing changed"
 
 
-def migrate(database_url: str, direction: str, revision: str) -> None:
-    """Take pipeline's schema up or down to ``revision``, as an operator would."""
-    config = Config()
-    config.set_main_option("script_location", str(registry.migrations_dir("pipeline")))
-    config.set_main_option("sqlalchemy.url", asyncpg_url(database_url))
-    getattr(command, direction)(config, revision)
-
-
 async def test_the_actor_migration_leaves_earlier_entries_unattributed_and_downgrades(
         postgres: PostgresServer) -> None:
     database_url = await postgres.create_database()
-    await asyncio.to_thread(migrate, database_url, "upgrade", "0003")
+    await asyncio.to_thread(upgrade, MIGRATIONS, database_url, "0003")
     earlier, later = uuid.uuid4(), uuid.uuid4()
     add_entry = ("INSERT INTO pipeline.phase_history (deal_id, action, to_phase, occurred_at) "
                  "VALUES (:d, 'opened', 'P1', :at)")
@@ -150,7 +142,7 @@ async def test_the_actor_migration_leaves_earlier_entries_unattributed_and_downg
     try:
         async with engine.begin() as connection:
             await connection.execute(text(add_entry), {"d": earlier, "at": START})
-        await asyncio.to_thread(migrate, database_url, "upgrade", "head")
+        await asyncio.to_thread(upgrade, MIGRATIONS, database_url)
         async with engine.begin() as connection:
             await connection.execute(text(
                 "INSERT INTO pipeline.phase_history (deal_id, action, to_phase, occurred_at, "
@@ -159,7 +151,7 @@ async def test_the_actor_migration_leaves_earlier_entries_unattributed_and_downg
             upgraded: dict[uuid.UUID, str | None] = dict((await connection.execute(text(
                 "SELECT deal_id, actor FROM pipeline.phase_history"))).all())
         await engine.dispose()
-        await asyncio.to_thread(migrate, database_url, "downgrade", "0003")
+        await asyncio.to_thread(downgrade, MIGRATIONS, database_url, "0003")
         async with engine.begin() as connection:
             columns = set((await connection.execute(text(
                 "SELECT column_name FROM information_schema.columns "
@@ -169,7 +161,7 @@ async def test_the_actor_migration_leaves_earlier_entries_unattributed_and_downg
             # The release before reads and writes the table as it was.
             await connection.execute(text(add_entry), {"d": uuid.uuid4(), "at": START})
         await engine.dispose()
-        await asyncio.to_thread(migrate, database_url, "upgrade", "head")
+        await asyncio.to_thread(upgrade, MIGRATIONS, database_url)
     finally:
         await engine.dispose()
 

@@ -16,13 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from baton import registry
 from baton_runtime import migrations
-from baton_runtime.db import asyncpg_url, create_engine
+from baton_runtime.db import create_engine
 from baton_runtime.http import create_app
 from baton_runtime.service import ServiceContext
 from baton_runtime.uow import unit_of_work_factory
@@ -465,10 +463,8 @@ async def test_every_filter_and_page_size_lists_exactly_what_the_rules_keep_in_o
 async def test_the_migration_dates_existing_deals_by_their_latest_history_entry(
         postgres: PostgresServer) -> None:
     database_url = await postgres.create_database()
-    config = Config()
-    config.set_main_option("script_location", str(registry.migrations_dir("pipeline")))
-    config.set_main_option("sqlalchemy.url", asyncpg_url(database_url))
-    await asyncio.to_thread(command.upgrade, config, "0002")
+    scripts = registry.migrations_dir("pipeline")
+    await asyncio.to_thread(migrations.upgrade, scripts, database_url, "0002")
     deal_id, orphan = uuid.uuid4(), uuid.uuid4()
     engine = create_engine(database_url)
     try:
@@ -484,7 +480,7 @@ async def test_the_migration_dates_existing_deals_by_their_latest_history_entry(
                     "INSERT INTO pipeline.phase_history (deal_id, action, to_phase, occurred_at) "
                     "VALUES (:d, 'updated', 'P2', :at)"),
                     {"d": deal_id, "at": START + timedelta(days=days)})
-        await asyncio.to_thread(command.upgrade, config, "head")
+        await asyncio.to_thread(migrations.upgrade, scripts, database_url)
         async with engine.connect() as connection:
             changed: dict[uuid.UUID, datetime] = dict((await connection.execute(text(
                 "SELECT deal_id, changed_at FROM pipeline.deals"))).all())

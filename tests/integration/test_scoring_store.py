@@ -63,8 +63,8 @@ async def test_a_lead_stored_after_its_deals_were_recycled_starts_from_the_lates
     recycled, untouched = (lead_captured(f"{name}-{uuid.uuid4().hex[:8]}@example.co.jp")
                            for name in ("recycled", "untouched"))
     start = datetime(2026, 6, 1, tzinfo=UTC)
-    # Only a recycled deal resets behaviour: a deal lost or still open later does not, nor
-    # another lead's recycled deal.
+    # Only a recycled deal resets behaviour (the recycling handler resets it as it records
+    # the deal): a deal lost or still open later does not, nor another lead's recycled deal.
     lead_id = recycled.lead_id
     deals = [(lead_id, DealOutcome.RECYCLED, 1), (lead_id, DealOutcome.RECYCLED, 3),
              (lead_id, DealOutcome.RECYCLED, 2), (lead_id, DealOutcome.LOST, 5),
@@ -75,13 +75,71 @@ async def test_a_lead_stored_after_its_deals_were_recycled_starts_from_the_lates
                 await store.record_deal(connection, deal_id=uuid.uuid4(), lead_id=deal_lead,
                                         phase="P1", outcome=deal_outcome,
                                         at=start + timedelta(days=day))
+                if deal_outcome is DealOutcome.RECYCLED:
+                    await store.reset_baseline(connection, deal_lead, start + timedelta(days=day))
+            placeholder = await store.lead(connection, recycled.lead_id)
             recorded = await store.record_touchpoints(
                 connection, [recycled, untouched],
                 decision_makers={recycled.lead_id: False, untouched.lead_id: False},
                 engaged_since=start, read=(3, 2))
             stored = await store.lead(connection, recycled.lead_id)
+        assert placeholder is not None and placeholder.score is None, "not scored until captured"
         assert recorded[recycled.lead_id].state.baseline_at == start + timedelta(days=3)
         assert stored is not None and stored.baseline_at == start + timedelta(days=3)
         assert recorded[untouched.lead_id].state.baseline_at is None
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("first_handled", ["capture", "recycling"])
+async def test_a_recycling_and_the_lead_s_first_capture_at_the_same_moment_keep_the_reset(
+    infrastructure: Infrastructure, first_handled: str,
+) -> None:
+    # Two lanes (or replicas) handle the lead's first capture and its deal's recycling in
+    # overlapping transactions: neither sees the other's uncommitted rows, so without a
+    # row both lock, the recycling found no lead to reset and the capture no recycled
+    # deal, and the lead kept counting the behaviour the recycling had reset.
+    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"),
+                            infrastructure.database_url)
+    engine = create_engine(infrastructure.database_url)
+    event = lead_captured(f"overlap-{uuid.uuid4().hex[:8]}@example.co.jp")
+    recycled_at = datetime(2026, 6, 1, tzinfo=UTC)
+
+    async def capture(connection: AsyncConnection) -> dict[uuid.UUID, store.Recorded]:
+        return await store.record_touchpoints(
+            connection, [event], decision_makers={event.lead_id: False},
+            engaged_since=recycled_at, read=(3, 2))
+
+    async def recycle(connection: AsyncConnection) -> None:
+        await store.record_deal(connection, deal_id=uuid.uuid4(), lead_id=event.lead_id,
+                                phase="P1", outcome=DealOutcome.RECYCLED, at=recycled_at)
+        await store.reset_baseline(connection, event.lead_id, recycled_at)
+
+    async def blocked_or_done(task: asyncio.Task[object]) -> bool:
+        return task.done() or await waiting_for_a_lock(engine)
+
+    try:
+        async with engine.connect() as capturing, engine.connect() as recycling:
+            first, second = ((capturing, recycling) if first_handled == "capture"
+                             else (recycling, capturing))
+            await first.begin()
+            await (capture if first is capturing else recycle)(first)
+            await second.begin()
+            overlapping = asyncio.create_task(
+                (capture if second is capturing else recycle)(second))
+            await wait_until(lambda: blocked_or_done(overlapping), 30,
+                             "the second transaction to finish or wait for the first")
+            await first.commit()
+            try:
+                await overlapping
+            except store.LeadsInsertedMeanwhile:  # the consumer loop retries the batch
+                await capturing.rollback()
+                async with capturing.begin():
+                    await capture(capturing)
+            if second.in_transaction():
+                await second.commit()
+            async with capturing.begin():
+                stored = await store.lead(capturing, event.lead_id)
+        assert stored is not None and stored.baseline_at == recycled_at
     finally:
         await engine.dispose()
