@@ -67,6 +67,15 @@ class Team:
         return Counter(decision.rep_id for _, decision in self.decisions)
 
 
+def assert_round_robin_by_weight(team: Team, weights: Sequence[int], rounds: int) -> None:
+    """Check that the team's round-robin leads went to rep-<i> ``rounds`` x weight times."""
+    shared = Counter(decision.rep_id for _, decision in team.decisions
+                     if decision.rule is Rule.ROUND_ROBIN)
+    for i, weight in enumerate(weights):
+        # One off at most: strides of 1/3 add up with rounding, which may tip a last tie.
+        assert abs(shared[f"rep-{i}"] - rounds * weight) <= 1, (shared, weights)
+
+
 @settings(max_examples=6, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=5), min_size=2, max_size=6))
 def test_over_10000_leads_the_split_is_within_5_percent_of_the_weights(
@@ -179,11 +188,7 @@ def test_an_account_owners_leads_are_no_round_robin_turns(weights: list[int],
     for _ in range(rounds):
         assert team.take(WEDNESDAY_10_JST, account_owner=owner_id).rule is Rule.ACCOUNT_OWNER
         team.take(WEDNESDAY_10_JST, no_account)
-    shared = Counter(decision.rep_id for _, decision in team.decisions
-                     if decision.rule is Rule.ROUND_ROBIN)
-    for i, weight in enumerate(weights):
-        # One off at most: strides of 1/3 add up with rounding, which may tip a last tie.
-        assert abs(shared[f"rep-{i}"] - 60 * weight) <= 1, (shared, weights, owner_id)
+    assert_round_robin_by_weight(team, weights, rounds=60)
 
 
 def test_an_account_owner_on_leave_or_inactive_gives_way_to_the_round_robin() -> None:
@@ -217,11 +222,7 @@ def test_territory_leads_are_no_round_robin_turns(weights: list[int], territoria
     for _ in range(rounds):
         assert team.take(WEDNESDAY_10_JST, kanto_lead).rule is Rule.TERRITORY
         team.take(WEDNESDAY_10_JST, elsewhere)
-    shared = Counter(decision.rep_id for _, decision in team.decisions
-                     if decision.rule is Rule.ROUND_ROBIN)
-    for i, weight in enumerate(weights):
-        # One off at most: strides of 1/3 add up with rounding, which may tip a last tie.
-        assert abs(shared[f"rep-{i}"] - 60 * weight) <= 1, (shared, weights, kanto)
+    assert_round_robin_by_weight(team, weights, rounds=60)
 
 
 def test_territory_leads_count_against_the_daily_capacity() -> None:
