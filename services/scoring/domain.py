@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from baton_runtime.text import clip
 from schemas.events import SHORT_TEXT_LENGTH, DealPhase, Tier, TouchpointType
-from services.scoring.model import ReasonLocale, ScoringModel, normalise
+from services.scoring.model import KeywordRule, ReasonLocale, ScoringModel, TitleRule, normalise
 
 T = TouchpointType
 PRICING_OR_CASE_STUDY = frozenset({T.PAGE_VIEW_PRICING, T.PAGE_VIEW_CASE_STUDY})
@@ -216,9 +216,32 @@ def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("|".join(parts) or r"(?!)")
 
 
-def mentions(text: str | None, keywords: tuple[str, ...]) -> bool:
-    """Return True if the normalised ``text`` contains one of ``keywords``."""
-    return bool(text) and _keyword_pattern(keywords).search(normalise(text or "")) is not None
+@functools.lru_cache(maxsize=256)
+def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    """Return a pattern matching ``phrases`` as keywords match, the longest of those
+    starting at one place first."""
+    # "assistant to the president and ceo" must hide its "ceo" too, not only the
+    # "assistant to the president" it starts with.
+    return _keyword_pattern(tuple(sorted(phrases, key=len, reverse=True)))
+
+
+# What a phrase in which keywords do not count is replaced with: a control character, which
+# no real keyword holds, and no letter, so that the words beside it stay whole words.
+HIDDEN = "\x00"
+
+
+def mentions(text: str | None, keywords: tuple[str, ...], except_in: tuple[str, ...] = ()
+             ) -> bool:
+    """Return True if the normalised ``text`` contains one of ``keywords`` outside the
+    phrases of ``except_in``."""
+    if not text:
+        return False
+    normalised = normalise(text)
+    if except_in:
+        # Even a keyword partly inside a phrase does not count: 執行役員秘書 (the executive
+        # officers' secretary) holds 執行役員, whose 役員 lies in the phrase 役員秘書.
+        normalised = _phrase_pattern(except_in).sub(HIDDEN, normalised)
+    return _keyword_pattern(keywords).search(normalised) is not None
 
 
 def seniority(title: str | None, model: ScoringModel) -> str | None:
@@ -226,7 +249,7 @@ def seniority(title: str | None, model: ScoringModel) -> str | None:
     if not title:
         return None
     for rule in model.fit.titles:
-        if mentions(title, rule.keywords):
+        if mentions(title, rule.keywords, rule.except_in):
             return rule.seniority
     return STAFF
 
@@ -287,7 +310,7 @@ def fit_reasons(facts: LeadFacts, model: ScoringModel, wording: Wording = ENGLIS
     """Return the points the lead's profile adds or removes (competitors aside)."""
     fit, say = model.fit, wording
     reasons: list[Reason] = []
-    if mentions(facts.title, fit.student.keywords):
+    if mentions(facts.title, fit.student.keywords, fit.student.except_in):
         reasons.append(Reason("fit.student", labelled(say.student, facts.title),
                               fit.student.points))
     elif (rank := seniority(facts.title, model)) is not None:
@@ -374,9 +397,10 @@ class _Rules:
             maxsize=PROFILES_CACHED)(functools.partial(_profile, model=model))
         self.seniority: Callable[[str | None], str | None] = functools.lru_cache(
             maxsize=PROFILES_CACHED)(functools.partial(seniority, model=model))
-        for keywords in (*(rule.keywords for rule in model.fit.titles),
-                         model.fit.student.keywords):
-            _keyword_pattern(keywords)  # compiled now rather than in a lead's first batch
+        keyworded: list[TitleRule | KeywordRule] = [*model.fit.titles, model.fit.student]
+        for rule in keyworded:
+            _keyword_pattern(rule.keywords)  # compiled now rather than in a lead's first batch
+            _phrase_pattern(rule.except_in)
 
 
 def _profile(facts: LeadFacts, language: ReasonLocale, model: ScoringModel) -> _Profile:

@@ -47,11 +47,20 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold().strip()
 
 
+def not_blank(text: str) -> str:
+    """Return ``text`` if it is not empty; raise ValueError otherwise."""
+    if not text:
+        raise ValueError("must not be blank: write the keyword or phrase, or remove the entry")
+    return text
+
+
 # Keywords and listed values are compared as normalised text, so they are stored so. The
 # length is checked after normalising (metadata applies in order): " " would otherwise be
 # stored as "" (matching every text) and one NFKC ligature can expand to 18 characters, so
-# a stored model would fail its own validation when read back.
-Keyword = Annotated[str, AfterValidator(normalise), Field(min_length=1, max_length=100)]
+# a stored model would fail its own validation when read back. not_blank words the
+# commonest mistake for sales ops; min_length stays for the published schema.
+Keyword = Annotated[str, AfterValidator(normalise), AfterValidator(not_blank),
+                    Field(min_length=1, max_length=100)]
 
 
 def _sorted(values: frozenset[Any]) -> list[Any]:
@@ -99,12 +108,35 @@ class Behaviour(Part):
         return timedelta(days=self.half_life_days)
 
 
+def check_phrases(keywords: tuple[str, ...], phrases: tuple[str, ...]) -> None:
+    """Raise ValueError naming the first phrase that holds none of ``keywords`` or is one."""
+    for phrase in phrases:
+        # A phrase holding no keyword silences nothing: most likely it sits under the
+        # wrong rule, or its keyword was renamed.
+        if not any(keyword in phrase for keyword in keywords):
+            raise ValueError(f"except_in: {phrase!r} holds none of this rule's keywords, so "
+                             "it would change nothing; list it under the rule whose keyword "
+                             "it holds, or remove it")
+        if phrase in keywords:
+            raise ValueError(f"except_in: {phrase!r} is one of this rule's keywords, which "
+                             "would then never count; remove it from keywords or from "
+                             "except_in")
+
+
 class TitleRule(Part):
-    """A seniority recognised by keywords in the job title."""
+    """A seniority recognised by keywords in the job title, except inside the phrases of
+    ``except_in`` (the president's secretary, 社長秘書, is no president)."""
 
     seniority: Annotated[str, Field(pattern=r"^[a-z][a-z_]*$", max_length=40)]
     points: Points
     keywords: Annotated[tuple[Keyword, ...], Field(min_length=1)]
+    except_in: tuple[Keyword, ...] = ()
+
+    @model_validator(mode="after")
+    def phrases_hold_keywords(self) -> Self:
+        """Return the rule if each of its phrases holds one of its keywords."""
+        check_phrases(self.keywords, self.except_in)
+        return self
 
 
 class ValueRule(Part):
@@ -119,10 +151,18 @@ class ValueRule(Part):
 
 
 class KeywordRule(Part):
-    """Points when a keyword appears in a text field."""
+    """Points when a keyword appears in a text field, except inside the phrases of
+    ``except_in``."""
 
     points: Points
     keywords: tuple[Keyword, ...]
+    except_in: tuple[Keyword, ...] = ()
+
+    @model_validator(mode="after")
+    def phrases_hold_keywords(self) -> Self:
+        """Return the rule if each of its phrases holds one of its keywords."""
+        check_phrases(self.keywords, self.except_in)
+        return self
 
 
 class Competitors(Part):

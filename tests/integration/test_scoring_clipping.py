@@ -20,7 +20,8 @@ T = TouchpointType
 
 @pytest.fixture
 async def scoring(infrastructure: Infrastructure) -> AsyncIterator[Scoring]:
-    async with scoring_service(infrastructure, ManualClock(datetime.now(UTC))) as service:
+    async with scoring_service(infrastructure, ManualClock(datetime.now(UTC)),
+                               scoring_reason_locale="en") as service:
         yield service
 
 

@@ -242,7 +242,7 @@ async def test_a_lead_posted_through_ingest_gets_the_documented_score_and_reason
     assert scored.last_touchpoint is TouchpointType.INQUIRY_DEMO_REQUEST
     explanation = await scoring.score(lead_id)
     assert (explanation["score"], explanation["tier"]) == (80, "A")
-    assert explanation["model_version"] == scored.model_version == "2026.1"
+    assert explanation["model_version"] == scored.model_version == "2026.2"
     assert explanation["reasons"][0]["label"] == "役職: 製造部 部長"  # reasons in ja by default
 
 
@@ -621,37 +621,37 @@ async def test_the_model_is_shown_replaced_as_a_new_version_and_old_scores_keep_
     await scoring.capture(before, T.INQUIRY_DEMO_REQUEST)
     await scoring.scored(before, 1)
     current = (await scoring.api.get("/v1/model")).json()
-    assert current["version"] == "2026.1"
+    assert current["version"] == "2026.2"
 
-    stricter = current["model"] | {"version": "2026.2"}
+    stricter = current["model"] | {"version": "2026.3"}
     stricter["tiers"] = stricter["tiers"] | {"a": 90}
     assert (await scoring.api.put("/v1/model", json=stricter)).status_code == 201
     assert (await scoring.api.put("/v1/model", json=stricter)).status_code == 200, "a retry"
     conflicting = stricter | {"description": "other rules, same version"}
     assert (await scoring.api.put("/v1/model", json=conflicting)).status_code == 409
-    invalid = await scoring.api.put("/v1/model", json=stricter | {"version": "2026.3",
+    invalid = await scoring.api.put("/v1/model", json=stricter | {"version": "2026.4",
                                                                   "surge": {"points": -1}})
     assert invalid.status_code == 422
     assert {tuple(error["loc"]) for error in invalid.json()["detail"]} == {
         ("body", "surge", "points"), ("body", "surge", "window_days")}
-    assert (await scoring.api.get("/v1/model")).json()["version"] == "2026.2"
+    assert (await scoring.api.get("/v1/model")).json()["version"] == "2026.3"
 
     after = uuid.uuid4()
     await scoring.capture(after, T.INQUIRY_DEMO_REQUEST, profile=MANAGER.model_copy(
         update={"email": "after@sample.co.jp"}))
     [scored] = await scoring.scored(after, 1)
     assert scored.score >= 80, "80, and 5 for the engaged colleague"
-    assert (scored.tier, scored.model_version) == (Tier.B, "2026.2")
-    assert (await scoring.score(before))["model_version"] == "2026.1", "old scores keep theirs"
+    assert (scored.tier, scored.model_version) == (Tier.B, "2026.3")
+    assert (await scoring.score(before))["model_version"] == "2026.2", "old scores keep theirs"
 
     # A restart with the packaged model keeps the newer version; changed rules under a
     # stored version stop the start-up.
     unit_of_work = scoring.running.context.unit_of_work
     restarted = ActiveModel(scoring.settings.scoring_model())
     await handlers.install_model(unit_of_work, restarted)
-    assert restarted.model.version == "2026.2"
+    assert restarted.model.version == "2026.3"
     changed = tmp_path / "model.yaml"
     changed.write_text(yaml.safe_dump(conflicting, allow_unicode=True), encoding="utf-8")
     settings = ScoringSettings(**environment(infrastructure, scoring_model_file=str(changed)))
-    with pytest.raises(ModelError, match=r"2026\.2 is already stored with different rules"):
+    with pytest.raises(ModelError, match=r"2026\.3 is already stored with different rules"):
         await handlers.install_model(unit_of_work, ActiveModel(settings.scoring_model()))

@@ -34,12 +34,17 @@ def document(**changes: Any) -> dict[str, Any]:
 
 
 def with_keywords(path: str, keywords: list[str]) -> dict[str, Any]:
-    """Return the packaged model as a document whose list at ``path`` (dotted) is replaced."""
+    """Return the packaged model as a document whose list at ``path`` (dotted) is replaced.
+
+    A rule's phrases go with its keywords: each must hold one of the rule's keywords.
+    """
     data = MODEL.model_dump(mode="json")
     *parents, last = path.split(".")
     section: Any = data
     for key in parents:
         section = section[int(key)] if isinstance(section, list) else section[key]
+    if last == "keywords":
+        section["except_in"] = []
     section[last] = keywords
     return data
 
@@ -61,6 +66,7 @@ def test_the_packaged_model_holds_the_design_defaults() -> None:
             MODEL.engagement.decision_maker_points) == (5, 15, 10)
     assert [(r.seniority, r.points) for r in MODEL.fit.titles] == [("executive", 15),
                                                                     ("manager", 10)]
+    assert (MODEL.fit.staff_points, MODEL.fit.student.points) == (3, -30)
     assert (MODEL.dormancy.dormant_days, MODEL.dormancy.excluded_days) == (90, 180)
 
 
@@ -88,6 +94,10 @@ def test_a_model_survives_json_and_yaml_round_trips_with_japanese_intact() -> No
     ({"dormancy": {"dormant_days": 200}}, "dormancy", "excluded_days must be longer"),
     ({"surge": {"points": 20, "window_days": 7, "typo": 1}}, "surge.typo", "not permitted"),
     ({"version": "2026 new"}, "version", "should match pattern"),
+    ({"fit": {"student": {"points": -30, "keywords": ["学生"], "except_in": ["社長室"]}}},
+     "fit.student", "'社長室' holds none of this rule's keywords"),
+    ({"fit": {"student": {"points": -30, "keywords": ["学生"], "except_in": ["学生"]}}},
+     "fit.student", "'学生' is one of this rule's keywords"),
 ])
 def test_an_invalid_model_is_refused_naming_the_field(changes: dict[str, Any], field: str,
                                                       message: str) -> None:
@@ -126,12 +136,13 @@ KEYWORD_FIELDS = ("fit.titles.0.keywords", "fit.industries.values", "fit.employe
                   "fit.disposable_domains.values", "fit.student.keywords",
                   "fit.competitors.domains", "fit.competitors.company_names",
                   "engagement.decision_maker_seniorities")
+PHRASE_FIELDS = ("fit.titles.0.except_in", "fit.student.except_in")
 
 
-@pytest.mark.parametrize("path", KEYWORD_FIELDS)
+@pytest.mark.parametrize("path", KEYWORD_FIELDS + PHRASE_FIELDS)
 @pytest.mark.parametrize(("keyword", "message"), [
-    (" ", "at least 1"),
-    ("\u3000\t", "at least 1"),  # an ideographic space is a space once NFKC
+    (" ", "blank: write the keyword or phrase, or remove the entry"),
+    ("\u3000\t", "blank: write"),  # an ideographic space is a space once NFKC
     ("\ufdfa" * 10, "at most 100"),  # 10 characters, 180 once NFKC
 ])
 def test_a_keyword_is_measured_once_normalised(path: str, keyword: str, message: str) -> None:
@@ -140,6 +151,18 @@ def test_a_keyword_is_measured_once_normalised(path: str, keyword: str, message:
     [problem] = raised.value.errors()
     assert ".".join(map(str, problem["loc"])) == f"{path}.1", problem
     assert message in problem["msg"], problem
+
+
+def test_a_phrase_in_which_keywords_do_not_count_is_stored_normalised() -> None:
+    data = with_keywords("fit.titles.0.except_in", [" ＡＳＳＩＳＴＡＮＴ TO THE CEO ", "社長室"])
+    assert ScoringModel.model_validate(data).fit.titles[0].except_in == (
+        "assistant to the ceo", "社長室")
+
+
+def test_a_title_rule_s_phrase_must_hold_one_of_its_keywords() -> None:
+    data = with_keywords("fit.titles.1.except_in", ["社長室"])  # the manager rule's
+    assert "fit.titles.1: Value error, except_in: '社長室' holds none of this rule's keywords" in (
+        error_of(data))
 
 
 def test_a_keyword_of_up_to_100_characters_once_normalised_is_accepted() -> None:
