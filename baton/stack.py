@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import sys
@@ -296,17 +297,26 @@ async def _stop_all(processes: Mapping[str, asyncio.subprocess.Process], grace: 
         await asyncio.gather(*(process.wait() for process in processes.values()))
 
 
+def _this_command() -> str:
+    """Return how to run this baton command again: the path it was started by, if known."""
+    started_by = sys.argv[0]
+    return started_by if os.path.basename(started_by) == "baton" else "baton"
+
+
 def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
                      notes: list[str]) -> None:
     """Print every address the stack started, and how to try it."""
     key = environment["BATON_INGEST_API_KEYS"].split(",")[0].partition("=")[2]
+    # A database of your own keeps its password to itself: you set it, so you know it.
+    database, broker = (environment["BATON_DATABASE_URL"],
+                        environment["BATON_KAFKA_BOOTSTRAP_SERVERS"])
     alerts = (environment.get("BATON_SLACK_WEBHOOK_URL")
               or "the console (set BATON_SLACK_WEBHOOK_URL for Slack)")
     lines = [
         "",
         "Baton is up.",
-        f"  broker     {environment['BATON_KAFKA_BOOTSTRAP_SERVERS']}",
-        f"  database   {without_password(environment['BATON_DATABASE_URL'])}",
+        f"  broker     {broker}",
+        f"  database   {without_password(database)}",
         *(f"  {name:<10} http://{LOOPBACK}:{port}  (API docs: /docs)"
           for name, port in ports.items()),
         f"  alerts go to {alerts}",
@@ -316,6 +326,10 @@ def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
         f"  curl -s -X POST http://{LOOPBACK}:{ports['ingest']}/v1/leads "
         f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
         f"    -d '{json.dumps(HOT_LEAD, ensure_ascii=False)}'",
+        "Use the baton command (keys, dlq, demo) against it from another terminal:",
+        f"  export BATON_DATABASE_URL={shlex.quote(without_password(database))} "
+        f"BATON_KAFKA_BOOTSTRAP_SERVERS={shlex.quote(broker)}",
+        f"  {shlex.quote(_this_command())} keys list",
         "Press Ctrl-C to stop.",
         "",
     ]
