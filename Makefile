@@ -33,6 +33,9 @@ help:
 	@echo "make deploy-check render and validate the Kubernetes manifests and the Dockerfile"
 	@echo "make demo         post realistic traffic to the running stack (after make run)"
 	@echo "make bench        the benchmarks, each beside a baseline measured in the same run"
+	@echo "make sync         install uv and the locked dependencies (run and test do it themselves)"
+	@echo "make schemas-check fail if the generated schema files differ from the event models"
+	@echo "make clean        remove the virtualenv, the tool directory and caches"
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv $(CURDIR)/.tools

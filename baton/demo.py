@@ -411,14 +411,19 @@ async def _call(client: httpx.AsyncClient, method: str, url: str, *,
     return response
 
 
+
+def _reps(count: int) -> str:
+    """Return ``count`` reps in words: "1 rep", "3 reps"."""
+    return f"{count} rep{'' if count == 1 else 's'}"
+
 async def set_up_sales_org(client: httpx.AsyncClient, routing_url: str) -> OrgPlan:
     """Create the demo reps routing lacks, unless the user has reps of their own; print what
     was set up; return the plan."""
     listed = await _call(client, "GET", f"{routing_url}/v1/reps")
     plan = plan_sales_org(rep["rep_id"] for rep in listed.json())
     if plan.own:
-        mixed = f" (and {len(plan.present)} demo reps)" if plan.present else ""
-        print(f"baton demo: routing has {len(plan.own)} reps of your own{mixed}; the demo adds "
+        mixed = f" (and {_reps(len(plan.present))} of the demo)" if plan.present else ""
+        print(f"baton demo: routing has {_reps(len(plan.own))} of your own{mixed}; the demo adds "
               "none: your reps get the demo's leads in their working hours", flush=True)
         return plan
     for rep in plan.missing:

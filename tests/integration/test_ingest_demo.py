@@ -88,4 +88,4 @@ async def test_the_demo_sets_up_reps_once_and_its_hot_leads_reach_reps_sqls_and_
     assert set(reps_again) == DEMO_REP_IDS, "no rep added twice"
     assert reps_again["demo-sdr-kobayashi"]["daily_capacity"] == 5, "the user's change is kept"
     assert plan.own == ("tanaka",) and not plan.missing
-    assert "1 reps of your own" in third, third
+    assert "1 rep of your own" in third, third

@@ -143,7 +143,7 @@ async def test_set_up_adds_no_demo_rep_beside_a_users_own(
         plan = await set_up_sales_org(client, ROUTING)
 
     assert routing.puts == [] and plan.own == ("tanaka",)
-    assert "1 reps of your own" in capsys.readouterr().out
+    assert "1 rep of your own" in capsys.readouterr().out
 
 
 async def test_set_up_says_what_failed_when_routing_cannot_be_reached() -> None:
