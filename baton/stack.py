@@ -326,6 +326,9 @@ def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
         f"  curl -s -X POST http://{LOOPBACK}:{ports['ingest']}/v1/leads "
         f"-H 'X-API-Key: {key}' -H 'Content-Type: application/json' \\",
         f"    -d '{json.dumps(HOT_LEAD, ensure_ascii=False)}'",
+        "  Leads go to reps: run `make demo` first to set some up (or add yours at "
+        f"http://{LOOPBACK}:{ports['routing']}/v1/reps);",
+        "  without one, the lead waits in its team's queue until a rep accepts it.",
         "Use the baton command (keys, dlq, demo) against it from another terminal:",
         f"  export BATON_DATABASE_URL={shlex.quote(without_password(database))} "
         f"BATON_KAFKA_BOOTSTRAP_SERVERS={shlex.quote(broker)}",
