@@ -17,6 +17,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
@@ -33,6 +34,9 @@ RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, de
 # Text the database cannot store, in a text column or a JSON value: a NUL character.
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 READINESS_TIMEOUT_SECONDS = 2.0
+# Swagger UI's and ReDoc's scripts, stylesheet and icon, served by the service under its
+# docs' own prefix: an ingress rule that restricts /docs restricts them too.
+DOCS_ASSETS_URL = "/docs/assets"
 
 
 def error_response(description: str) -> dict[str, Any]:
@@ -55,18 +59,23 @@ def create_app(
     readiness: Mapping[str, ReadinessCheck],
     middleware: Sequence[Middleware] = (),
 ) -> FastAPI:
-    """Return the service's app with /healthz, /readyz, /metrics and its routers.
+    """Return the service's app with /healthz, /readyz, /metrics, its routers and its docs
+    (/docs, /redoc).
 
     A body sent to a route that takes JSON must be application/json in UTF-8 (415), after
     ``middleware``: a service's own checks of bodies answer first.
     """
     routes = [route for router in routers for route in router.routes]
-    # Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry support would otherwise look
-    # for a configured provider in os.environ on every request.
-    app = FastAPI(title=f"Baton {service}", version=version,
-                  middleware=[Middleware(RequestMetrics), *middleware,
-                              Middleware(JsonBodies, routes=routes)],
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    # FastAPI's own /docs and /redoc load their scripts from a CDN, and come up blank without
+    # internet access: these load them from the service (a mount, outside the OpenAPI
+    # document). Metrics are Prometheus (/metrics); FastAPI's OpenTelemetry support would
+    # otherwise look for a configured provider in os.environ on every request.
+    app = FastAPIOffline(
+        title=f"Baton {service}", version=version,
+        docs_url="/docs", redoc_url="/redoc", static_url=DOCS_ASSETS_URL,
+        middleware=[Middleware(RequestMetrics), *middleware,
+                    Middleware(JsonBodies, routes=routes)],
+        telemetry={"tracing": False, "metrics": False, "logs": False})
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive.")
     async def healthz() -> dict[str, str]:
