@@ -98,7 +98,9 @@ deals = Table(
     Column("phase", Text, nullable=False),
     Column("outcome", Text, nullable=False),
     Column("opened_at", DateTime(timezone=True), nullable=False),
-    Column("closed_at", DateTime(timezone=True)),  # won, lost or recycled
+    # A recycled deal's closing time is also its lead's behaviour baseline if scoring
+    # stores the lead only after it without a placeholder (see RECORDING).
+    Column("closed_at", DateTime(timezone=True)),
     Column("changed_at", DateTime(timezone=True), nullable=False),  # of the event applied last
     # The lead's standing when the deal was first seen: what calibration compares.
     Column("score", Integer),
@@ -179,9 +181,12 @@ def _recorded_state(column: str) -> str:
 # A known lead is only locked here: save_scores writes its new profile with its score,
 # one new row version per batch instead of two. A lead whose deal was recycled before
 # its capture (they come on different topics) is known: a placeholder row holding its
-# baseline (see reset_baseline). A lead another transaction inserts meanwhile is in
-# neither ``added`` nor ``known`` (the snapshot predates it): record_touchpoints raises
-# LeadsInsertedMeanwhile, and the retry finds the lead known.
+# baseline (see reset_baseline). A new lead still starts from its latest recycled deal,
+# for deals recycled without a placeholder: before this version stored them, or by a
+# replica of it during a rolling upgrade (a probe of the deals' lead index per new lead).
+# A lead another transaction inserts meanwhile is in neither ``added`` nor ``known``
+# (the snapshot predates it): record_touchpoints raises LeadsInsertedMeanwhile, and the
+# retry finds the lead known.
 RECORDING = text(f"""
     WITH appended AS (
         INSERT INTO {activities.fullname} (lead_id, type, occurred_at, asset_id, interacted)
@@ -194,8 +199,13 @@ RECORDING = text(f"""
                         account_key text, partner text, decision_maker boolean)
     ), added AS (
         INSERT INTO {leads.fullname}
-            (lead_id, profile, account, source, account_key, partner, decision_maker)
-        SELECT * FROM incoming ORDER BY lead_id
+            (lead_id, profile, account, source, account_key, partner, decision_maker,
+             baseline_at)
+        SELECT incoming.*, (
+            SELECT max(deal.closed_at) FROM {deals.fullname} AS deal
+            WHERE deal.lead_id = incoming.lead_id
+              AND deal.outcome = '{DealOutcome.RECYCLED.value}')
+        FROM incoming ORDER BY lead_id
         ON CONFLICT (lead_id) DO NOTHING
         RETURNING {", ".join(column.name for column in STATE)}
     ), known AS (

@@ -54,17 +54,21 @@ async def test_a_lead_another_transaction_inserts_meanwhile_is_named_and_found_o
         await engine.dispose()
 
 
+@pytest.mark.parametrize("placeholder", [True, False])
 async def test_a_lead_stored_after_its_deals_were_recycled_starts_from_the_latest_recycling(
-    infrastructure: Infrastructure,
+    infrastructure: Infrastructure, placeholder: bool,
 ) -> None:
+    # The recycling handler resets the lead as it records the deal, storing a placeholder
+    # for a lead not stored yet; a deal recycled without one (by the version before, still
+    # running during a rolling upgrade, or before it) counts too.
     await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"),
                             infrastructure.database_url)
     engine = create_engine(infrastructure.database_url)
     recycled, untouched = (lead_captured(f"{name}-{uuid.uuid4().hex[:8]}@example.co.jp")
                            for name in ("recycled", "untouched"))
     start = datetime(2026, 6, 1, tzinfo=UTC)
-    # Only a recycled deal resets behaviour (the recycling handler resets it as it records
-    # the deal): a deal lost or still open later does not, nor another lead's recycled deal.
+    # Only a recycled deal resets behaviour: a deal lost or still open later does not, nor
+    # another lead's recycled deal.
     lead_id = recycled.lead_id
     deals = [(lead_id, DealOutcome.RECYCLED, 1), (lead_id, DealOutcome.RECYCLED, 3),
              (lead_id, DealOutcome.RECYCLED, 2), (lead_id, DealOutcome.LOST, 5),
@@ -75,15 +79,16 @@ async def test_a_lead_stored_after_its_deals_were_recycled_starts_from_the_lates
                 await store.record_deal(connection, deal_id=uuid.uuid4(), lead_id=deal_lead,
                                         phase="P1", outcome=deal_outcome,
                                         at=start + timedelta(days=day))
-                if deal_outcome is DealOutcome.RECYCLED:
+                if placeholder and deal_outcome is DealOutcome.RECYCLED:
                     await store.reset_baseline(connection, deal_lead, start + timedelta(days=day))
-            placeholder = await store.lead(connection, recycled.lead_id)
+            before = await store.lead(connection, recycled.lead_id)
             recorded = await store.record_touchpoints(
                 connection, [recycled, untouched],
                 decision_makers={recycled.lead_id: False, untouched.lead_id: False},
                 engaged_since=start, read=(3, 2))
             stored = await store.lead(connection, recycled.lead_id)
-        assert placeholder is not None and placeholder.score is None, "not scored until captured"
+        if placeholder:
+            assert before is not None and before.score is None, "not scored until captured"
         assert recorded[recycled.lead_id].state.baseline_at == start + timedelta(days=3)
         assert stored is not None and stored.baseline_at == start + timedelta(days=3)
         assert recorded[untouched.lead_id].state.baseline_at is None
