@@ -7,13 +7,13 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from baton_runtime.service import ServiceContext, context_of
 from schemas.events import ScoreReason, Tier
 from services.scoring import store
 from services.scoring.domain import MIN_CLOSED, Dormancy, calibrate
-from services.scoring.model import ActiveModel, ScoringModel
+from services.scoring.model import ActiveModel, ModelOrigin, ScoringModel
 
 router = APIRouter(prefix="/v1", tags=["scores"])
 Context = Annotated[ServiceContext, Depends(context_of)]
@@ -135,9 +135,13 @@ async def calibration(
 
 
 class ModelVersion(BaseModel):
-    """A stored scoring model and when it became the active one."""
+    """A stored scoring model, where it came from and when it became the active one."""
 
     version: str
+    origin: ModelOrigin = Field(description=(
+        "packaged: the model a release ships, replaced by the next release's; file: "
+        "BATON_SCORING_MODEL_FILE; api: PUT /v1/model. A model from a file or the API stays "
+        "active when a release brings a new packaged model."))
     activated_at: datetime
     model: ScoringModel
 
@@ -154,7 +158,8 @@ def model_router(active: ActiveModel) -> APIRouter:
             row = await store.latest_model(uow.connection)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no scoring model is stored yet")
-        return ModelVersion(version=row.version, activated_at=row.created_at,
+        return ModelVersion(version=row.version, origin=ModelOrigin(row.origin),
+                            activated_at=row.created_at,
                             model=ScoringModel.model_validate(row.definition))
 
     @models.put(
@@ -173,7 +178,7 @@ def model_router(active: ActiveModel) -> APIRouter:
         """
         async with context.unit_of_work() as uow:
             row = await store.add_model(uow.connection, model.version,
-                                        model.model_dump(mode="json"))
+                                        model.model_dump(mode="json"), ModelOrigin.API)
             if row is None:
                 latest = await store.latest_model(uow.connection)
                 assert latest is not None  # the conflicting version is stored
@@ -187,6 +192,7 @@ def model_router(active: ActiveModel) -> APIRouter:
                 row = latest
             await uow.commit()
         active.replace(model)
-        return ModelVersion(version=row.version, activated_at=row.created_at, model=model)
+        return ModelVersion(version=row.version, origin=ModelOrigin(row.origin),
+                            activated_at=row.created_at, model=model)
 
     return models

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import structlog
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Row
 
@@ -45,8 +46,15 @@ from services.scoring.domain import (
     score_lead,
     worth_announcing,
 )
-from services.scoring.model import ActiveModel, ModelError, ReasonLocale, ScoringModel
+from services.scoring.model import (
+    ActiveModel,
+    ModelError,
+    ModelOrigin,
+    ReasonLocale,
+    ScoringModel,
+)
 
+log = structlog.get_logger(__name__)
 SWEEP_LOCK = "scoring.decay-sweep"
 
 
@@ -279,16 +287,25 @@ async def sweep(unit_of_work: UnitOfWorkFactory, active: ActiveModel, clock: Clo
             return swept
 
 
-async def install_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel) -> None:
+async def install_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel,
+                        origin: ModelOrigin) -> None:
     """Store the configured model unless its version is known; then use the latest one.
 
+    The packaged model of a new release is not stored over a model someone chose (through
+    the API or a model file): it would replace their rules at the upgrade, unasked.
     Raise ModelError if the version is stored with different rules: a changed model
     needs a new version, or old scores would no longer say what produced them.
     """
     configured = active.model
     async with unit_of_work() as uow:
-        if await store.add_model(uow.connection, configured.version,
-                                 configured.model_dump(mode="json")) is None:
+        latest = await store.latest_model(uow.connection)
+        if (origin is ModelOrigin.PACKAGED and latest is not None
+                and latest.origin != ModelOrigin.PACKAGED.value
+                and latest.version != configured.version):
+            log.info("scoring model chosen by you kept; the packaged one is not installed",
+                     active=latest.version, origin=latest.origin, packaged=configured.version)
+        elif await store.add_model(uow.connection, configured.version,
+                                   configured.model_dump(mode="json"), origin) is None:
             stored = await store.model_version(uow.connection, configured.version)
             if stored is None or ScoringModel.model_validate(stored.definition) != configured:
                 raise ModelError(f"scoring model version {configured.version} is already "

@@ -11,7 +11,7 @@ from baton_runtime.periodic import run_periodically
 from baton_runtime.service import ServiceContext, ServiceDefinition, serve
 from schemas.events import DealPhaseChanged, DealRecycled, LeadCaptured
 from services.scoring import api, handlers, store
-from services.scoring.model import ActiveModel
+from services.scoring.model import ActiveModel, ModelOrigin
 from services.scoring.settings import ScoringSettings
 
 SETTINGS = ScoringSettings
@@ -20,7 +20,10 @@ MODEL_RELOAD_SECONDS = 5.0  # how soon a model replaced on another replica is us
 
 async def install_model(context: ServiceContext, *, active: ActiveModel) -> None:
     """Store the configured model if it is new, and start from the latest version."""
-    await handlers.install_model(context.unit_of_work, active)
+    settings: ScoringSettings = context.settings
+    await handlers.install_model(context.unit_of_work, active,
+                                 ModelOrigin.PACKAGED if settings.scoring_model_file is None
+                                 else ModelOrigin.FILE)
 
 
 async def decay_sweep(context: ServiceContext, stop: asyncio.Event, *,

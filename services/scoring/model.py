@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -323,6 +324,14 @@ def load_model(path: Path) -> ScoringModel:
     except OSError as error:
         raise ModelError(f"cannot read scoring model {path}: {error}") from None
     return parse_model(text, origin=str(path))
+
+
+class ModelOrigin(StrEnum):
+    """Where a stored model version came from."""
+
+    PACKAGED = "packaged"  # services/scoring/model.yaml, as the release shipped it
+    FILE = "file"  # BATON_SCORING_MODEL_FILE
+    API = "api"  # PUT /v1/model
 
 
 # The languages a score's reasons can be worded in (services.scoring.domain.WORDINGS).

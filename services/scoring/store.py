@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from baton_runtime.db import json_text, service_metadata
 from schemas.events import Account, LeadCaptured, LeadProfile, Tier, TouchpointType
 from services.scoring.domain import Activity, Colleague, DealOutcome, DealRecord
+from services.scoring.model import ModelOrigin
 
 metadata, plumbing = service_metadata("scoring")
 
@@ -88,6 +89,7 @@ models = Table(
     Column("id", BigInteger, primary_key=True, autoincrement=True),  # activation order
     Column("version", Text, nullable=False, unique=True),
     Column("definition", JSONB, nullable=False),
+    Column("origin", Text, nullable=False, server_default="api"),  # a ModelOrigin
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 deals = Table(
@@ -545,9 +547,9 @@ async def model_version(connection: AsyncConnection, version: str) -> Row[Any] |
 
 
 async def add_model(connection: AsyncConnection, version: str,
-                    definition: Mapping[str, Any]) -> Row[Any] | None:
+                    definition: Mapping[str, Any], origin: ModelOrigin) -> Row[Any] | None:
     """Store a model version as the active one; return None if the version already exists."""
     return (await connection.execute(
-        pg_insert(models).values(version=version, definition=definition)
+        pg_insert(models).values(version=version, definition=definition, origin=origin.value)
         .on_conflict_do_nothing(index_elements=["version"]).returning(*models.c)
     )).first()

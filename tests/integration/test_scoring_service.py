@@ -52,7 +52,7 @@ from services.scoring.domain import (
     score_lead,
 )
 from services.scoring.main import definition as scoring_definition
-from services.scoring.model import ActiveModel, ModelError
+from services.scoring.model import ActiveModel, ModelError, ModelOrigin
 from services.scoring.settings import ScoringSettings
 from tests.conftest import Infrastructure
 from tests.support.clock import ManualClock
@@ -621,7 +621,7 @@ async def test_the_model_is_shown_replaced_as_a_new_version_and_old_scores_keep_
     await scoring.capture(before, T.INQUIRY_DEMO_REQUEST)
     await scoring.scored(before, 1)
     current = (await scoring.api.get("/v1/model")).json()
-    assert current["version"] == "2026.2"
+    assert (current["version"], current["origin"]) == ("2026.2", "packaged")
 
     stricter = current["model"] | {"version": "2026.3"}
     stricter["tiers"] = stricter["tiers"] | {"a": 90}
@@ -634,7 +634,8 @@ async def test_the_model_is_shown_replaced_as_a_new_version_and_old_scores_keep_
     assert invalid.status_code == 422
     assert {tuple(error["loc"]) for error in invalid.json()["detail"]} == {
         ("body", "surge", "points"), ("body", "surge", "window_days")}
-    assert (await scoring.api.get("/v1/model")).json()["version"] == "2026.3"
+    shown = (await scoring.api.get("/v1/model")).json()
+    assert (shown["version"], shown["origin"]) == ("2026.3", "api")
 
     after = uuid.uuid4()
     await scoring.capture(after, T.INQUIRY_DEMO_REQUEST, profile=MANAGER.model_copy(
@@ -648,10 +649,11 @@ async def test_the_model_is_shown_replaced_as_a_new_version_and_old_scores_keep_
     # stored version stop the start-up.
     unit_of_work = scoring.running.context.unit_of_work
     restarted = ActiveModel(scoring.settings.scoring_model())
-    await handlers.install_model(unit_of_work, restarted)
+    await handlers.install_model(unit_of_work, restarted, ModelOrigin.PACKAGED)
     assert restarted.model.version == "2026.3"
     changed = tmp_path / "model.yaml"
     changed.write_text(yaml.safe_dump(conflicting, allow_unicode=True), encoding="utf-8")
     settings = ScoringSettings(**environment(infrastructure, scoring_model_file=str(changed)))
     with pytest.raises(ModelError, match=r"2026\.3 is already stored with different rules"):
-        await handlers.install_model(unit_of_work, ActiveModel(settings.scoring_model()))
+        await handlers.install_model(unit_of_work, ActiveModel(settings.scoring_model()),
+                                     ModelOrigin.FILE)

@@ -1,0 +1,91 @@
+"""A release's packaged scoring model at start-up: installed over the packaged model it
+follows, never over a model someone chose through the API or a model file."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from baton import registry
+from baton_runtime.db import create_engine
+from baton_runtime.migrations import upgrade
+from baton_runtime.uow import unit_of_work_factory
+from services.scoring import handlers, store
+from services.scoring.model import (
+    DEFAULT_MODEL_FILE,
+    ActiveModel,
+    ModelOrigin,
+    ScoringModel,
+    load_model,
+)
+from tests.support.infrastructure import PostgresServer
+
+pytestmark = pytest.mark.integration
+PACKAGED = load_model(DEFAULT_MODEL_FILE)
+
+
+def earlier(version: str) -> ScoringModel:
+    """Return the packaged model under another version, as an earlier one stored."""
+    return PACKAGED.model_copy(update={"version": version})
+
+
+@pytest.mark.parametrize(("stored", "active_after"), [
+    # The packaged model of the release before: the new release's replaces it.
+    ([("2026.1", ModelOrigin.PACKAGED)], PACKAGED.version),
+    # Chosen through PUT /v1/model or a model file, after the packaged one: it stays.
+    ([("2026.1", ModelOrigin.PACKAGED), ("acme-3", ModelOrigin.API)], "acme-3"),
+    ([("acme-file-1", ModelOrigin.FILE)], "acme-file-1"),
+    # A model chosen once, then the packaged one again (through the API): releases follow.
+    ([("acme-3", ModelOrigin.API), ("2026.1", ModelOrigin.PACKAGED)], PACKAGED.version),
+    ([], PACKAGED.version),
+])
+async def test_a_new_packaged_model_is_installed_only_over_a_packaged_one(
+        postgres: PostgresServer, stored: list[tuple[str, ModelOrigin]],
+        active_after: str) -> None:
+    database_url = await postgres.create_database()
+    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"), database_url)
+    engine = create_engine(database_url)
+    unit_of_work = unit_of_work_factory(engine, store.plumbing, "/scoring")
+    try:
+        async with unit_of_work() as uow:
+            for version, origin in stored:
+                await store.add_model(uow.connection, version,
+                                      earlier(version).model_dump(mode="json"), origin)
+            await uow.commit()
+        active = ActiveModel(PACKAGED)
+        await handlers.install_model(unit_of_work, active, ModelOrigin.PACKAGED)
+        assert active.model.version == active_after
+        async with unit_of_work() as uow:
+            latest = await store.latest_model(uow.connection)
+        assert latest is not None and latest.version == active_after, "replicas follow it"
+    finally:
+        await engine.dispose()
+
+
+async def test_the_migration_marks_the_released_packaged_model_and_keeps_a_chosen_one_active(
+        postgres: PostgresServer) -> None:
+    # Before the migration, models did not say where they came from: 2026.1 is the only
+    # packaged version released before it, so any other was chosen.
+    database_url = await postgres.create_database()
+    migrations = registry.migrations_dir("scoring")
+    await asyncio.to_thread(upgrade, migrations, database_url, "0002")
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as connection:
+            for version in ("2026.1", "acme-3"):
+                await connection.execute(store.models.insert().values(
+                    version=version, definition=earlier(version).model_dump(mode="json")))
+        await engine.dispose()
+        await asyncio.to_thread(upgrade, migrations, database_url)
+        async with engine.connect() as connection:
+            origins = dict((await connection.execute(
+                store.models.select().with_only_columns(
+                    store.models.c.version, store.models.c.origin))).all())
+        assert origins == {"2026.1": "packaged", "acme-3": "api"}
+        active = ActiveModel(PACKAGED)
+        await handlers.install_model(unit_of_work_factory(engine, store.plumbing, "/scoring"),
+                                     active, ModelOrigin.PACKAGED)
+        assert active.model.version == "acme-3"
+    finally:
+        await engine.dispose()
