@@ -18,6 +18,16 @@ MODEL = load_model(DEFAULT_MODEL_FILE)
     ("会長秘書", "staff", False),
     ("執行役員秘書", "staff", False),  # its 役員 lies in 役員秘書, so 執行役員 does not count
     ("営業代表", "staff", False),  # a sales representative
+    ("本部長秘書", "staff", False),
+    ("事業部長秘書", "staff", False),
+    ("専務秘書", "staff", False),
+    ("常務秘書", "staff", False),
+    ("取締役秘書", "staff", False),
+    ("代表秘書", "staff", False),
+    ("Executive Assistant to the CFO", "staff", False),
+    ("Assistant to the CTO", "staff", False),
+    ("EA to CEO", "staff", False),
+    ("PA to the CEO", "staff", False),
     ("社長室　担当", "staff", False),  # an ideographic space, NFKC
     ("Executive Assistant to the CEO", "staff", False),
     ("Assistant to the President", "staff", False),
