@@ -411,10 +411,10 @@ async def _call(client: httpx.AsyncClient, method: str, url: str, *,
     return response
 
 
-
 def _reps(count: int) -> str:
     """Return ``count`` reps in words: "1 rep", "3 reps"."""
     return f"{count} rep{'' if count == 1 else 's'}"
+
 
 async def set_up_sales_org(client: httpx.AsyncClient, routing_url: str) -> OrgPlan:
     """Create the demo reps routing lacks, unless the user has reps of their own; print what

@@ -307,9 +307,13 @@ def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
                      notes: list[str]) -> None:
     """Print every address the stack started, and how to try it."""
     key = environment["BATON_INGEST_API_KEYS"].split(",")[0].partition("=")[2]
-    # A database of your own keeps its password to itself: you set it, so you know it.
     database, broker = (environment["BATON_DATABASE_URL"],
                         environment["BATON_KAFKA_BOOTSTRAP_SERVERS"])
+    # A database of your own keeps its password off the screen: you set its URL, so the
+    # export names the broker alone (the embedded server has no password).
+    exported = {"BATON_KAFKA_BOOTSTRAP_SERVERS": broker}
+    if without_password(database) == database:
+        exported = {"BATON_DATABASE_URL": database, **exported}
     alerts = (environment.get("BATON_SLACK_WEBHOOK_URL")
               or "the console (set BATON_SLACK_WEBHOOK_URL for Slack)")
     lines = [
@@ -330,8 +334,8 @@ def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
         f"http://{LOOPBACK}:{ports['routing']}/v1/reps);",
         "  without one, the lead waits in its team's queue until a rep accepts it.",
         "Use the baton command (keys, dlq, demo) against it from another terminal:",
-        f"  export BATON_DATABASE_URL={shlex.quote(without_password(database))} "
-        f"BATON_KAFKA_BOOTSTRAP_SERVERS={shlex.quote(broker)}",
+        "  export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in exported.items())
+        + ("" if "BATON_DATABASE_URL" in exported else "  # and your BATON_DATABASE_URL"),
         f"  {shlex.quote(_this_command())} keys list",
         "Press Ctrl-C to stop.",
         "",

@@ -50,18 +50,18 @@ def test_the_printed_export_points_the_baton_command_at_the_stack(
         capsys: pytest.CaptureFixture[str]) -> None:
     # `baton keys` and `baton dlq` read these two variables; without them they stop with
     # "BATON_DATABASE_URL is required but not set".
-    for database, shown in (("postgresql://postgres@127.0.0.1:24871/baton",
-                             "postgresql://postgres@127.0.0.1:24871/baton"),
-                            ("postgresql://baton:s3cret@db:5432/baton",
-                             "postgresql://baton:***@db:5432/baton")):
+    # A database of your own is yours to export: its password stays off the screen.
+    embedded = "postgresql://postgres@127.0.0.1:24871/baton"
+    for database, shown in ((embedded, {"BATON_DATABASE_URL": embedded}),
+                            ("postgresql://baton:s3cret@db:5432/baton", {})):
         environment = {**stack.LOCAL_DEFAULTS, "BATON_DATABASE_URL": database,
                        "BATON_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092"}
         stack._print_addresses(environment, {name: registry.default_port(name)
                                              for name in registry.SERVICES}, [])
         lines = capsys.readouterr().out.splitlines()
         [export] = [line for line in lines if line.strip().startswith("export ")]
-        words = shlex.split(export)
+        words = shlex.split(export, comments=True)
         assert dict(word.split("=", 1) for word in words[1:]) == {
-            "BATON_DATABASE_URL": shown, "BATON_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092"}
+            **shown, "BATON_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092"}
         assert "s3cret" not in "\n".join(lines)
         assert lines[lines.index(export) + 1].split()[1:] == ["keys", "list"]
