@@ -225,7 +225,7 @@ async def sweep_everything(settings: ScoringSettings) -> float:
             leads = (await connection.execute(
                 store.leads.update().values(next_review_at=func.now()))).rowcount
         unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
-        active = ActiveModel(settings.scoring_model())
+        active = ActiveModel(settings.scoring_model(), settings.scoring_reason_locale)
         started = time.perf_counter()
         swept = await handlers.sweep(unit_of_work, active, system_clock,
                                      settings.scoring_sweep_batch_size)

@@ -342,7 +342,7 @@ class ActiveModel:
     """The model new scores use, shared by the handlers, the API and the reload worker,
     and the language their reasons are worded in."""
 
-    def __init__(self, model: ScoringModel, locale: ReasonLocale = "en") -> None:
+    def __init__(self, model: ScoringModel, locale: ReasonLocale) -> None:
         self._model = model
         self.locale = locale
 

@@ -53,7 +53,7 @@ async def test_a_new_packaged_model_is_installed_only_over_a_packaged_one(
                 await store.add_model(uow.connection, version,
                                       earlier(version).model_dump(mode="json"), origin)
             await uow.commit()
-        active = ActiveModel(PACKAGED)
+        active = ActiveModel(PACKAGED, "ja")
         await handlers.install_model(unit_of_work, active, ModelOrigin.PACKAGED)
         assert active.model.version == active_after
         async with unit_of_work() as uow:
@@ -83,7 +83,7 @@ async def test_the_migration_marks_the_released_packaged_model_and_keeps_a_chose
                 store.models.select().with_only_columns(
                     store.models.c.version, store.models.c.origin))).all())
         assert origins == {"2026.1": "packaged", "acme-3": "api"}
-        active = ActiveModel(PACKAGED)
+        active = ActiveModel(PACKAGED, "ja")
         await handlers.install_model(unit_of_work_factory(engine, store.plumbing, "/scoring"),
                                      active, ModelOrigin.PACKAGED)
         assert active.model.version == "acme-3"

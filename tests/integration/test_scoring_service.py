@@ -130,10 +130,15 @@ class Scoring:
     def api(self) -> httpx.AsyncClient:
         return self.running.api
 
+    def active_model(self) -> ActiveModel:
+        """Return the configured model in the configured reason locale, as the service
+        starts with."""
+        return ActiveModel(self.settings.scoring_model(), self.settings.scoring_reason_locale)
+
     async def sweep(self) -> int:
         """Run one decay sweep now with the latest stored model, as the workers do."""
         unit_of_work = self.running.context.unit_of_work
-        active = ActiveModel(self.settings.scoring_model())
+        active = self.active_model()
         await handlers.reload_model(unit_of_work, active)
         return await handlers.sweep(unit_of_work, active, self.clock, batch_size=100)
 
@@ -468,7 +473,7 @@ async def test_a_batch_announces_each_lead_once_and_reviews_colleagues_it_read_t
             [captured(manager, T.PAGE_VIEW_BLOG, MANAGER),
              captured(executive, T.EMAIL_CLICK, EXECUTIVE),
              captured(manager, T.INQUIRY_GENERAL, MANAGER)],
-            uow, active=ActiveModel(scoring.settings.scoring_model()), clock=scoring.clock)
+            uow, active=scoring.active_model(), clock=scoring.clock)
         await uow.commit()
 
     [once] = await scoring.scored(manager, 1)
@@ -499,7 +504,7 @@ async def test_a_colleague_another_transaction_holds_is_still_reviewed(
             await handlers.on_leads_captured([LeadCaptured(
                 lead_id=lead_id, source="web-form", profile=profile, account=SAMPLE_CO,
                 touchpoint=Touchpoint(type=T.EMAIL_CLICK, occurred_at=scoring.clock.now))],
-                uow, active=ActiveModel(scoring.settings.scoring_model()), clock=scoring.clock)
+                uow, active=scoring.active_model(), clock=scoring.clock)
             await uow.commit()
 
     await engage(colleague, staff)
@@ -532,7 +537,7 @@ async def test_in_a_large_account_one_more_engaged_contact_re_scores_nobody_else
                                                    "title": title}),
                 touchpoint=Touchpoint(type=T.EMAIL_CLICK, occurred_at=scoring.clock.now))
                 for lead_id, title in people],
-                uow, active=ActiveModel(model), clock=scoring.clock)
+                uow, active=ActiveModel(model, "en"), clock=scoring.clock)
             await uow.commit()
 
     staff = [(uuid.uuid4(), "担当") for _ in range(counted_contacts(model) + 3)]
@@ -648,12 +653,12 @@ async def test_the_model_is_shown_replaced_as_a_new_version_and_old_scores_keep_
     # A restart with the packaged model keeps the newer version; changed rules under a
     # stored version stop the start-up.
     unit_of_work = scoring.running.context.unit_of_work
-    restarted = ActiveModel(scoring.settings.scoring_model())
+    restarted = scoring.active_model()
     await handlers.install_model(unit_of_work, restarted, ModelOrigin.PACKAGED)
     assert restarted.model.version == "2026.3"
     changed = tmp_path / "model.yaml"
     changed.write_text(yaml.safe_dump(conflicting, allow_unicode=True), encoding="utf-8")
     settings = ScoringSettings(**environment(infrastructure, scoring_model_file=str(changed)))
     with pytest.raises(ModelError, match=r"2026\.3 is already stored with different rules"):
-        await handlers.install_model(unit_of_work, ActiveModel(settings.scoring_model()),
+        await handlers.install_model(unit_of_work, ActiveModel(settings.scoring_model(), "ja"),
                                      ModelOrigin.FILE)
