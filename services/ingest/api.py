@@ -8,6 +8,7 @@ every 4xx means nothing was written.
 # name dependencies local to ``router``.
 import codecs
 import inspect
+import json
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -44,22 +45,21 @@ from services.ingest.adapters import (
 from services.ingest.domain import decoy_event_id, fingerprint, lead_id_for
 from services.ingest.guard import NDJSON
 from services.ingest.handlers import Capture, IdempotencyConflict, ReplayedSignature
-from services.ingest.settings import IngestSettings
+from services.ingest.settings import MAX_BATCH_BYTES, MAX_BATCH_RECORDS, IngestSettings
 from services.ingest.submissions import (
+    BATCH_RECORD,
     Accepted,
-    ActivityRecord,
     ActivitySubmission,
-    BatchRecord,
     BatchResult,
     IdempotencyKey,
     LeadRecord,
     LeadSubmission,
     RecordResult,
+    batch_record,
 )
 
 API_KEY = APIKeyHeader(name="X-API-Key", auto_error=False,
                        description="A key from `baton keys create` or BATON_INGEST_API_KEYS.")
-BATCH_RECORDS: TypeAdapter[LeadRecord | ActivityRecord] = TypeAdapter(BatchRecord)
 IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(IdempotencyKey)
 ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
 API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
@@ -99,6 +99,14 @@ CAPTURED: Responses = {
 
 
 @dataclass(frozen=True)
+class BatchLimits:
+    """What one POST /v1/batch may hold: lines with a record, and bytes in all."""
+
+    records: int = MAX_BATCH_RECORDS
+    body_bytes: int = MAX_BATCH_BYTES
+
+
+@dataclass(frozen=True)
 class Caller:
     """An authenticated request: its key, and its signature to remember against replays."""
 
@@ -108,20 +116,22 @@ class Caller:
 
 @dataclass(frozen=True)
 class Collaborators:
-    """What the routes share beyond the service context: keys, rate limits, mappings, and
-    the transactions single captures commit in together."""
+    """What the routes share beyond the service context: keys, rate limits, mappings, the
+    transactions single captures commit in together, and the limits of a batch (which the
+    OpenAPI document states)."""
 
     keys: KeyRing
     limiter: RateLimiter
     mappings: MappingFile
     commits: GroupCommit[handlers.Submitted, handlers.Outcome]
+    batch: BatchLimits = BatchLimits()
 
 
 def router(collaborators: Collaborators) -> APIRouter:
     """Return the capture routes, bound to this process's keys, limits and mappings."""
     routes = APIRouter(prefix="/v1", tags=["capture"])
     keys, limiter, mappings = collaborators.keys, collaborators.limiter, collaborators.mappings
-    commits = collaborators.commits
+    commits, batch = collaborators.commits, collaborators.batch
 
     def throttle(key: ApiKey, context: ServiceContext) -> None:
         wait = limiter.acquire(key, context.clock().timestamp())
@@ -291,12 +301,10 @@ def router(collaborators: Collaborators) -> APIRouter:
         return await record_one(context, caller, capture, response)
 
     @routes.post(
-        "/batch", response_model=BatchResult, responses=AUTHENTICATED,
-        summary="Capture up to 1,000 leads and activities, one JSON object a line.",
-        openapi_extra={"requestBody": {"required": True, "content": {NDJSON: {"schema": {
-            "type": "string", "description": "NDJSON: each line a lead (`\"kind\": \"lead\"`) "
-            "or an activity (`\"kind\": \"activity\"`), with the fields of /v1/leads or "
-            "/v1/activities."}}}}},
+        "/batch", response_model=BatchResult, responses=batch_responses(batch),
+        summary=f"Capture up to {batch.records:,} leads and activities, one JSON object a line.",
+        # The body is read and split into lines by the endpoint, so FastAPI cannot document it.
+        openapi_extra={"requestBody": batch_body(batch)},
     )
     async def capture_batch(
         request: Request,
@@ -304,21 +312,20 @@ def router(collaborators: Collaborators) -> APIRouter:
         context: Annotated[ServiceContext, Depends(context_of)],
     ) -> BatchResult:
         """Record every valid line in one transaction; answer each line's outcome in order."""
-        settings: IngestSettings = context.settings
         # Some editors start UTF-8 files with a byte order mark; /v1/leads accepts it too.
         body = (await request.body()).removeprefix(codecs.BOM_UTF8)
         lines = [(number, line) for number, line in enumerate(body.split(b"\n"), start=1)
                  if line.strip()]
-        if not lines or len(lines) > settings.ingest_max_batch_records:
+        if not lines or len(lines) > batch.records:
             raise RequestValidationError([{
                 "loc": ("body",), "type": "batch_size",
-                "msg": f"send 1 to {settings.ingest_max_batch_records} records"}])
+                "msg": f"send 1 to {batch.records} records"}])
         results: dict[int, RecordResult] = {}
         captures: list[tuple[int, Capture]] = []
         now = context.clock()
         for number, line in lines:
             try:
-                parsed = BATCH_RECORDS.validate_json(line)
+                parsed = batch_record(line)
             except ValidationError as error:
                 results[number] = RecordResult(line=number, status=422, errors=_errors(error))
                 continue
@@ -514,3 +521,68 @@ def _errors(error: ValidationError, prefix: tuple[str, ...] = ()) -> list[dict[s
             for item in error.errors(include_url=False, include_context=False,
                                      include_input=False)]
 
+
+BATCH_EXAMPLE = "\n".join(json.dumps(line, ensure_ascii=False) for line in (
+    {"kind": "lead", "email": "hanako.sato@example.co.jp", "name": "佐藤 花子",
+     "company": "Example Corp", "touchpoint": {"type": "inquiry.demo_request"}},
+    {"kind": "activity", "email": "hanako.sato@example.co.jp", "type": "page_view.pricing",
+     "asset_id": "/pricing"},
+))
+
+
+def batch_body(limits: BatchLimits) -> dict[str, Any]:
+    """Return the OpenAPI request body of POST /v1/batch: its lines' schema, limits as set."""
+    return {"required": True, "content": {NDJSON: {"schema": {
+        "type": "array", "minItems": 1, "maxItems": limits.records,
+        "items": {**_standalone(BATCH_RECORD.json_schema()),
+                  "description": "A lead or an activity, as its `kind` says."},
+        "description": (
+            f"NDJSON in UTF-8: one JSON object a line, 1 to {limits.records:,} lines "
+            f"(BATON_INGEST_MAX_BATCH_RECORDS; blank lines are skipped) and at most "
+            f"{limits.body_bytes:,} bytes in all (BATON_INGEST_MAX_BATCH_BYTES). A line is a "
+            "lead, `\"kind\": \"lead\"` with the fields of a POST /v1/leads body, or an "
+            "activity, `\"kind\": \"activity\"` with the fields of a POST /v1/activities "
+            "body. The schema shows the lines as an array: send each object on a line of its "
+            "own, not a JSON array. Each line is answered on its own in the 200's `results`; "
+            "its `event_id` is its idempotency key."),
+    }, "example": BATCH_EXAMPLE}}}
+
+
+def batch_responses(limits: BatchLimits) -> Responses:
+    """Return the OpenAPI responses of POST /v1/batch, limits as set."""
+    return {
+        **AUTHENTICATED,
+        200: {"description": "Each line's outcome, in line order. The valid lines are "
+              "recorded together, whatever the other lines are."},
+        413: error_response(f"The body is over {limits.body_bytes:,} bytes "
+                            "(BATON_INGEST_MAX_BATCH_BYTES); refused before it was read. "
+                            "Send the lines in smaller batches."),
+        422: error_response(f"No line, or over {limits.records:,} lines "
+                            "(BATON_INGEST_MAX_BATCH_RECORDS): nothing was written. An invalid "
+                            "line is refused alone, in the 200's `results`."),
+    }
+
+
+def _standalone(schema: dict[str, Any]) -> dict[str, Any]:
+    """Return a JSON schema with its definitions written out where it refers to them, so
+    that it means the same anywhere in an OpenAPI document.
+
+    A discriminator goes too: it names its choices by reference, and a document's tools
+    do not consider inline ones. Each choice still holds its ``kind`` as a ``const``.
+    """
+    definitions = schema.get("$defs", {})
+
+    def written_out(node: Any) -> Any:
+        if isinstance(node, list):
+            return [written_out(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        reference = node.get("$ref")
+        if reference is not None:
+            node = {**definitions[reference.removeprefix("#/$defs/")],
+                    **{key: value for key, value in node.items() if key != "$ref"}}
+        return {key: written_out(value) for key, value in node.items()
+                if key != "$defs" and not (key == "discriminator" and "oneOf" in node)}
+
+    standalone: dict[str, Any] = written_out(schema)
+    return standalone

@@ -26,7 +26,9 @@ def definition(settings: IngestSettings) -> ServiceDefinition:
     collaborators = api.Collaborators(
         keys=keys, limiter=RateLimiter(settings.ingest_rate_limit_per_minute),
         mappings=load_mapping_file(settings.ingest_webhook_mapping_file),
-        commits=GroupCommit(handlers.record_all))
+        commits=GroupCommit(handlers.record_all),
+        batch=api.BatchLimits(records=settings.ingest_max_batch_records,
+                              body_bytes=settings.ingest_max_batch_bytes))
     routes = api.router(collaborators)
     return dataclasses.replace(
         service,

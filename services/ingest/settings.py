@@ -16,6 +16,9 @@ from services.ingest.adapters import load_mapping_file
 # A rate limit's bound, for the default and each key's own (the keys table's column is an
 # integer, and a limit of millions a minute is no limit).
 MOST_REQUESTS_PER_MINUTE = 1_000_000
+# A batch's limits unless set otherwise; capture routes built without settings hold them.
+MAX_BATCH_RECORDS = 1000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
 
 
 class IngestSettings(RuntimeSettings):
@@ -25,9 +28,9 @@ class IngestSettings(RuntimeSettings):
     ingest_api_keys: Annotated[dict[str, SecretStr], NoDecode] = Field(default_factory=dict)
     ingest_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     ingest_max_batch_bytes: int = Field(
-        default=4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024,
+        default=MAX_BATCH_BYTES, ge=1024, le=64 * 1024 * 1024,
         description="Body limit of POST /v1/batch: 1,000 records do not fit in 256 KiB.")
-    ingest_max_batch_records: int = Field(default=1000, ge=1, le=10_000)
+    ingest_max_batch_records: int = Field(default=MAX_BATCH_RECORDS, ge=1, le=10_000)
     ingest_rate_limit_per_minute: int = Field(
         default=600, ge=1, le=MOST_REQUESTS_PER_MINUTE,
         description="Requests a minute per API key and process, unless the key sets its own.")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from functools import partial
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -14,9 +15,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    TypeAdapter,
+    ValidationError,
     WithJsonSchema,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from schemas.events import PHONE_LENGTH, TouchpointType
 from services.ingest import domain
@@ -191,18 +195,70 @@ class ActivitySubmission(Contact):
 
 
 class LeadRecord(LeadSubmission):
-    """One line of a batch: a lead."""
+    """One line of a batch: a lead, with the fields of a POST /v1/leads body."""
 
-    kind: Literal["lead"]
+    kind: Literal["lead"] = Field(description="`lead`: the line is a lead.")
 
 
 class ActivityRecord(ActivitySubmission):
-    """One line of a batch: an activity."""
+    """One line of a batch: an activity, with the fields of a POST /v1/activities body."""
 
-    kind: Literal["activity"]
+    kind: Literal["activity"] = Field(description="`activity`: the line is an activity.")
 
 
 BatchRecord = Annotated[LeadRecord | ActivityRecord, Field(discriminator="kind")]
+BATCH_RECORD: TypeAdapter[LeadRecord | ActivityRecord] = TypeAdapter(BatchRecord)
+KINDS = ('"lead" for a lead (the other fields as in a POST /v1/leads body) or "activity" for '
+         'an activity (as in a POST /v1/activities body)')
+# What pydantic answers for a line whose kind picks no model: "Unable to extract tag using
+# discriminator 'kind'", or a tag shown as Python ('None', 'True'), both at no field.
+UNKNOWN_KIND = frozenset({"union_tag_not_found", "union_tag_invalid"})
+# A refused kind is shown back, but not at any length: it is repeated in the answer.
+SHOWN_KIND_LENGTH = 40
+
+
+def batch_record(line: bytes) -> LeadRecord | ActivityRecord:
+    """Return a batch line's lead or activity.
+
+    Raises ValidationError as validating a BatchRecord does, except that a missing or
+    unknown ``kind`` is refused as that field, with the kinds there are and what each holds.
+    """
+    try:
+        return BATCH_RECORD.validate_json(line)
+    except ValidationError as error:
+        first, *others = error.errors(include_url=False)
+        if (others or first["loc"] or first["type"] not in UNKNOWN_KIND
+                or not isinstance(first["input"], dict)):
+            raise
+        raise ValidationError.from_exception_data(
+            error.title, [_kind_error(first["input"])], input_type="json") from None
+
+
+def _kind_error(line: dict[str, Any]) -> InitErrorDetails:
+    """Return the error of a batch line (a JSON object) whose kind is missing or unknown."""
+    if "kind" not in line:
+        return {"type": PydanticCustomError(
+                    "missing", f"Field required: each line says what it holds with \"kind\": "
+                    f"{KINDS}"),
+                "loc": ("kind",), "input": line}
+    kind = line["kind"]
+    return {"type": PydanticCustomError("literal_error", f"Input should be {KINDS}, not {{sent}}",
+                                        {"sent": _shown(kind)}),
+            "loc": ("kind",), "input": kind}
+
+
+def _shown(value: object) -> str:
+    """Return a JSON value as a refused kind names it: a string quoted, null, true and false
+    as they are, anything else by its type."""
+    if isinstance(value, str):
+        if len(value) > SHOWN_KIND_LENGTH:
+            value = value[:SHOWN_KIND_LENGTH] + "…"
+        return json.dumps(value, ensure_ascii=False)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "an array"
+    return "an object" if isinstance(value, dict) else "a number"
 
 
 class Accepted(BaseModel):
@@ -213,14 +269,30 @@ class Accepted(BaseModel):
     event_id: str
 
 
+class LineError(BaseModel):
+    """What is wrong with a batch line, as a 422's `detail` says it of a single capture."""
+
+    loc: list[str | int] = Field(description="Where: the line's kind, then the field's path "
+                                 "(`[\"lead\", \"email\"]`: a lead's email); `[\"kind\"]`: "
+                                 "the kind itself; `[]`: a line that is no JSON object.")
+    msg: str = Field(description="What is wrong and what is expected instead.")
+    type: str = Field(description="The kind of error, as in a 422's `detail`.")
+
+
 class RecordResult(BaseModel):
     """The outcome of one batch line."""
 
-    line: int = Field(description="1-based line number in the request body.")
-    status: int = Field(description="202 accepted, 409 idempotency conflict, 422 invalid.")
-    lead_id: uuid.UUID | None = None
-    event_id: str | None = None
-    errors: list[dict[str, object]] | None = None
+    line: int = Field(description="1-based line number in the request body (blank lines "
+                      "count).")
+    status: Literal[202, 409, 422] = Field(
+        description="202 accepted (a record sent before with the same `event_id` gets its "
+        "first answer), 409 the `event_id` was used for another record, 422 invalid. A 409 or "
+        "422 line wrote nothing.")
+    lead_id: uuid.UUID | None = Field(default=None, description="With 202: the lead.")
+    event_id: str | None = Field(default=None, description="With 202: the id of the "
+                                 "lead.captured event.")
+    errors: list[LineError] | None = Field(default=None, description="With 409 and 422: what "
+                                           "is wrong with the line.")
 
 
 class BatchResult(BaseModel):

@@ -1030,3 +1030,29 @@ async def test_a_batch_may_start_with_a_byte_order_mark(
                                  headers={"Content-Type": "application/x-ndjson"})
     assert response.status_code == 200, response.text
     assert [item["status"] for item in response.json()["results"]] == [202, 202]
+
+
+async def test_a_batch_line_without_a_valid_kind_is_told_the_kinds_and_what_each_holds(
+        ingest: Ingest, client: httpx.AsyncClient) -> None:
+    # Lines shaped like /v1/leads bodies were refused at no field, with "Unable to extract
+    # tag using discriminator 'kind'"; a kind of 3 or null was read as the tag '3' or 'None'.
+    email = unique_email("kindless")
+    lines = [{"email": email}, {"kind": "Lead", "email": email}, {"kind": 3, "email": email},
+             {"kind": None, "email": email}, {"kind": {"is": "lead"}, "email": email}]
+    body = "\n".join([*(json.dumps(line) for line in lines), "{not json", "[]"])
+    response = await client.post("/v1/batch", content=body,
+                                 headers={"Content-Type": "application/x-ndjson"})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [item["status"] for item in results] == [422] * 7
+    errors = [error for item in results for error in item["errors"]]
+    assert [(error["loc"], error["type"]) for error in errors] == [
+        (["kind"], "missing"), *[(["kind"], "literal_error")] * 4,
+        ([], "json_invalid"), ([], "dict_type")]
+    for error in errors[:5]:
+        assert ('"lead" for a lead' in error["msg"] and "POST /v1/leads" in error["msg"]
+                and '"activity" for an activity' in error["msg"]
+                and "POST /v1/activities" in error["msg"]), error
+    assert [error["msg"].rpartition(", not ")[2] for error in errors[1:5]] == [
+        '"Lead"', "a number", "null", "an object"]
+    assert await ingest.count("leads", "email = :email", email=email) == 0
