@@ -65,9 +65,10 @@ ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
 API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
 REPLAYED_HEADER = "Idempotent-Replayed"
 REPLAYED_SIGNATURE = (
-    "this signed request was received before: resend it with the Idempotency-Key (or "
-    "event_id) its first sending was recorded under to get that answer, or sign it with a "
-    "new X-Baton-Timestamp to send it as a new request")
+    "this signed request was received before: to get its first answer, resend it with the "
+    "idempotency key its first sending was recorded under (the Idempotency-Key header or "
+    "event_id; in a batch, every line's event_id); to send it as a new request, sign it "
+    "with a new X-Baton-Timestamp")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
 DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]
@@ -349,18 +350,18 @@ def router(collaborators: Collaborators) -> APIRouter:
                 # recorded anew, which refuses the whole batch.
                 resent = caller.signature is not None and not await handlers.signature_is_new(
                     uow, caller.key.key_id, caller.signature)
-                answer = handlers.earlier_answer if resent else handlers.record
-                for number, capture in captures:
-                    try:
-                        outcome = await answer(uow, capture)
-                    except IdempotencyConflict:
-                        results[number] = RecordResult(line=number, status=409, errors=[{
+                if resent:
+                    outcomes = await handlers.earlier_answers(uow, [c for _, c in captures])
+                else:
+                    outcomes = [await handlers.record_or_conflict(uow, c) for _, c in captures]
+                for (number, _), outcome in zip(captures, outcomes, strict=True):
+                    results[number] = (
+                        RecordResult(line=number, status=409, errors=[{
                             "loc": ["event_id"], "type": "idempotency_conflict",
                             "msg": "this event id was used with a different record"}])
-                        continue
-                    results[number] = RecordResult(line=number, status=202,
-                                                   lead_id=outcome.accepted.lead_id,
-                                                   event_id=outcome.accepted.event_id)
+                        if outcome is None else
+                        RecordResult(line=number, status=202, lead_id=outcome.accepted.lead_id,
+                                     event_id=outcome.accepted.event_id))
                 await uow.commit()
         except ReplayedSignature:
             raise replayed(caller) from None

@@ -162,36 +162,57 @@ async def signature_is_new(uow: UnitOfWork, scope: str, signature: str) -> bool:
     return await store.remember_signature(uow.connection, scope, signature)
 
 
-async def earlier_answer(uow: UnitOfWork, capture: Capture) -> Outcome:
-    """Return the answer the first sending of a resent signed capture got; write nothing.
+async def earlier_answers(uow: UnitOfWork, captures: Sequence[Capture]
+                          ) -> list[Outcome | None]:
+    """Return the answer each capture of a resent signed request got at its first sending,
+    None for one whose idempotency key was used for different content; write nothing.
 
-    Raises ReplayedSignature if no request was recorded under the capture's idempotency
-    key (or it has none): answering would record it a second time. Raises
-    IdempotencyConflict if the key was used for different content.
+    One query, however many captures: a resend must cost no more than a refusal did.
+    Raises ReplayedSignature if a capture has no idempotency key, or none was recorded
+    under it: answering would record it a second time.
     """
-    key = capture.idempotency_key
-    prior = None if key is None else await store.prior_request(
-        uow.connection, source=capture.source, key=key)
-    if prior is None:
+    keys = [capture.idempotency_key for capture in captures]
+    if not captures:
+        return []
+    if None in keys:
         raise ReplayedSignature
-    return _repeated(prior, capture.fingerprint(), resent=True)
+    priors = await store.prior_requests(uow.connection, source=captures[0].source,
+                                        keys=[key for key in keys if key is not None])
+    answers: list[Outcome | None] = []
+    for capture in captures:
+        prior = priors.get(capture.idempotency_key or "")
+        if prior is None:
+            raise ReplayedSignature
+        try:
+            answers.append(_repeated(prior, capture.fingerprint(), resent=True))
+        except IdempotencyConflict:
+            answers.append(None)
+    return answers
+
+
+async def record_or_conflict(uow: UnitOfWork, capture: Capture) -> Outcome | None:
+    """Return ``record``'s outcome, None if the capture's key was used for other content."""
+    try:
+        return await record(uow, capture)
+    except IdempotencyConflict:
+        return None
 
 
 async def record_submitted(uow: UnitOfWork, item: Submitted) -> Outcome:
     """Return the outcome of a single capture: ``record``'s, or for a signature seen
-    before, ``earlier_answer``'s.
+    before, ``earlier_answers``'.
 
     Raises ReplayedSignature for a resent request that retries no request recorded under
     its idempotency key, and IdempotencyConflict as ``record`` does.
     """
     if item.signature is None or await signature_is_new(uow, *item.signature):
         return await record(uow, item.capture)
-    try:
-        return await earlier_answer(uow, item.capture)
-    except IdempotencyConflict:
+    [answer] = await earlier_answers(uow, [item.capture])
+    if answer is None:
         # The Idempotency-Key header is not signed: sent under another request's key, a
         # signed request seen before is no retry of its own.
-        raise ReplayedSignature from None
+        raise ReplayedSignature
+    return answer
 
 
 async def record(uow: UnitOfWork, capture: Capture) -> Outcome:

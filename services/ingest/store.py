@@ -129,6 +129,16 @@ async def claim_idempotency_key(connection: AsyncConnection, *, source: str, key
     return prior
 
 
+async def prior_requests(connection: AsyncConnection, *, source: str,
+                         keys: Sequence[str]) -> dict[str, PriorRequest]:
+    """Return the earlier requests that claimed ``keys``, by key, in one query."""
+    rows = await connection.execute(
+        select(idempotency_keys.c.key, idempotency_keys.c.fingerprint,
+               idempotency_keys.c.lead_id, idempotency_keys.c.event_id)
+        .where(idempotency_keys.c.source == source, idempotency_keys.c.key.in_(keys)))
+    return {row.key: PriorRequest(row.fingerprint, row.lead_id, row.event_id) for row in rows}
+
+
 async def prior_request(connection: AsyncConnection, *, source: str, key: str
                         ) -> PriorRequest | None:
     """Return the earlier request that claimed ``key``, or None if none did."""

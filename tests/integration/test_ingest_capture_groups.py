@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from baton import registry
 from baton.demo import TrafficGenerator
 from baton_runtime import migrations
-from baton_runtime.db import create_engine
+from baton_runtime.db import create_engine, driver_of
 from baton_runtime.group_commit import GroupCommit, Work, run_each
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory, unit_of_work_factory
 from services.ingest import handlers, main
@@ -255,3 +255,31 @@ async def test_a_capture_the_database_refuses_fails_alone_and_writes_nothing(
         written = (await connection.execute(text(
             "SELECT count(*) FROM ingest.leads WHERE email = 'nul@example.com'"))).scalar_one()
     assert written == 0
+
+
+async def test_a_resent_signed_batch_is_answered_with_one_query_whatever_its_size(
+        postgres: PostgresServer) -> None:
+    # Whoever saw a signed batch may send it again within the signature's five minutes,
+    # as often as they like (a resend spends no rate limit): answering it must cost what
+    # refusing it did, not a query per line.
+    db = await database(postgres)
+    captures = [lead({"email": f"resent-{n}@example.co.jp"}, key=f"evt-{n}") for n in range(50)]
+    other = lead({"email": "resent-other@example.co.jp"}, key="evt-7")  # line 7, other body
+    try:
+        async with db.unit_of_work() as uow:
+            first = [await handlers.record(uow, capture) for capture in captures]
+            await uow.commit()
+        queries: list[str] = []
+        async with db.unit_of_work() as uow:
+            driver = await driver_of(uow.connection)
+            driver.add_query_logger(lambda record: queries.append(record.query))
+            answers = await handlers.earlier_answers(uow, [*captures[:7], other, *captures[8:]])
+        assert len(queries) == 1, queries
+        assert [a.accepted if a else None for a in answers] == [
+            o.accepted if n != 7 else None for n, o in enumerate(first)]
+        async with db.unit_of_work() as uow:
+            with pytest.raises(handlers.ReplayedSignature):
+                await handlers.earlier_answers(uow, [*captures, lead(
+                    {"email": "resent-new@example.co.jp"}, key="evt-never-recorded")])
+    finally:
+        await db.engine.dispose()
