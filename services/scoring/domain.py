@@ -16,7 +16,14 @@ from typing import NamedTuple
 
 from baton_runtime.text import clip
 from schemas.events import SHORT_TEXT_LENGTH, DealPhase, Tier, TouchpointType
-from services.scoring.model import KeywordRule, ReasonLocale, ScoringModel, TitleRule, normalise
+from services.scoring.model import (
+    KeywordRule,
+    ReasonLocale,
+    ScoringModel,
+    TitleRule,
+    keyword_pattern,
+    normalise,
+)
 
 T = TouchpointType
 PRICING_OR_CASE_STUDY = frozenset({T.PAGE_VIEW_PRICING, T.PAGE_VIEW_CASE_STUDY})
@@ -197,32 +204,13 @@ def clip_score(raw: float) -> int:
     return 0 if rounded < 0 else 100 if rounded > 100 else rounded
 
 
-# CJK text runs English words into kanji, kana or hangul without a space ("CEO兼CTO"):
-# those characters end a word, though \b counts them as letters.
-CJK = ("\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
-       "\uac00-\ud7af\uf900-\ufaff")
-WORD_START, WORD_END = rf"(?<![^\W{CJK}])", rf"(?![^\W{CJK}])"
-
-
-@functools.lru_cache(maxsize=256)
-def _keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
-    """Return a pattern matching ASCII keywords as whole words and others anywhere."""
-    # The ASCII keywords share one pair of boundaries: each pair is two classes over the
-    # CJK ranges, and compiling a pair per keyword took 56 ms for the default model's
-    # titles (10 ms shared). A keyword whose boundary fails gives way to the next one.
-    words = "|".join(re.escape(k) for k in keywords if k.isascii())
-    parts = [rf"{WORD_START}(?:{words}){WORD_END}"] if words else []
-    parts += [re.escape(k) for k in keywords if not k.isascii()]
-    return re.compile("|".join(parts) or r"(?!)")
-
-
 @functools.lru_cache(maxsize=256)
 def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
     """Return a pattern matching ``phrases`` as keywords match, the longest of those
     starting at one place first."""
     # "assistant to the president and ceo" must hide its "ceo" too, not only the
     # "assistant to the president" it starts with.
-    return _keyword_pattern(tuple(sorted(phrases, key=len, reverse=True)))
+    return keyword_pattern(tuple(sorted(phrases, key=len, reverse=True)))
 
 
 # What a phrase in which keywords do not count is replaced with: a control character, which
@@ -241,7 +229,7 @@ def mentions(text: str | None, keywords: tuple[str, ...], except_in: tuple[str, 
         # Even a keyword partly inside a phrase does not count: 執行役員秘書 (the executive
         # officers' secretary) holds 執行役員, whose 役員 lies in the phrase 役員秘書.
         normalised = _phrase_pattern(except_in).sub(HIDDEN, normalised)
-    return _keyword_pattern(keywords).search(normalised) is not None
+    return keyword_pattern(keywords).search(normalised) is not None
 
 
 def seniority(title: str | None, model: ScoringModel) -> str | None:
@@ -399,7 +387,7 @@ class _Rules:
             maxsize=PROFILES_CACHED)(functools.partial(seniority, model=model))
         keyworded: list[TitleRule | KeywordRule] = [*model.fit.titles, model.fit.student]
         for rule in keyworded:
-            _keyword_pattern(rule.keywords)  # compiled now rather than in a lead's first batch
+            keyword_pattern(rule.keywords)  # compiled now rather than in a lead's first batch
             _phrase_pattern(rule.except_in)
 
 

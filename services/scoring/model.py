@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 import unicodedata
 from datetime import timedelta
 from enum import StrEnum
@@ -46,6 +48,25 @@ Bonus = Annotated[float, Field(ge=0, le=100)]
 def normalise(text: str) -> str:
     """Return ``text`` as keywords are compared: NFKC, case-folded, outer spaces removed."""
     return unicodedata.normalize("NFKC", text).casefold().strip()
+
+
+# CJK text runs English words into kanji, kana or hangul without a space ("CEO兼CTO"):
+# those characters end a word, though \b counts them as letters.
+CJK = ("\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
+       "\uac00-\ud7af\uf900-\ufaff")
+WORD_START, WORD_END = rf"(?<![^\W{CJK}])", rf"(?![^\W{CJK}])"
+
+
+@functools.lru_cache(maxsize=256)
+def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
+    """Return a pattern matching ASCII keywords as whole words and others anywhere."""
+    # The ASCII keywords share one pair of boundaries: each pair is two classes over the
+    # CJK ranges, and compiling a pair per keyword took 56 ms for the default model's
+    # titles (10 ms shared). A keyword whose boundary fails gives way to the next one.
+    words = "|".join(re.escape(k) for k in keywords if k.isascii())
+    parts = [rf"{WORD_START}(?:{words}){WORD_END}"] if words else []
+    parts += [re.escape(k) for k in keywords if not k.isascii()]
+    return re.compile("|".join(parts) or r"(?!)")
 
 
 def not_blank(text: str) -> str:
@@ -114,7 +135,7 @@ def check_phrases(keywords: tuple[str, ...], phrases: tuple[str, ...]) -> None:
     for phrase in phrases:
         # A phrase holding no keyword silences nothing: most likely it sits under the
         # wrong rule, or its keyword was renamed.
-        if not any(keyword in phrase for keyword in keywords):
+        if keyword_pattern(keywords).search(phrase) is None:
             raise ValueError(f"except_in: {phrase!r} holds none of this rule's keywords, so "
                              "it would change nothing; list it under the rule whose keyword "
                              "it holds, or remove it")

@@ -98,6 +98,9 @@ def test_a_model_survives_json_and_yaml_round_trips_with_japanese_intact() -> No
      "fit.student", "'社長室' holds none of this rule's keywords"),
     ({"fit": {"student": {"points": -30, "keywords": ["学生"], "except_in": ["学生"]}}},
      "fit.student", "'学生' is one of this rule's keywords"),
+    # An ASCII keyword counts as a whole word only: "doctoral" holds no "cto".
+    ({"fit": {"student": {"points": -30, "keywords": ["cto"], "except_in": ["doctoral"]}}},
+     "fit.student", "'doctoral' holds none of this rule's keywords"),
 ])
 def test_an_invalid_model_is_refused_naming_the_field(changes: dict[str, Any], field: str,
                                                       message: str) -> None:
