@@ -28,6 +28,12 @@ MODEL = load_model(DEFAULT_MODEL_FILE)
     ("Assistant to the CTO", "staff", False),
     ("EA to CEO", "staff", False),
     ("PA to the CEO", "staff", False),
+    ("代表取締役秘書", "staff", False),
+    ("代表取締役社長秘書", "staff", False),
+    ("専務取締役秘書", "staff", False),
+    ("常務取締役秘書", "staff", False),
+    ("取締役社長秘書", "staff", False),
+    ("EA to the CTO", "staff", False),
     ("社長室　担当", "staff", False),  # an ideographic space, NFKC
     ("Executive Assistant to the CEO", "staff", False),
     ("Assistant to the President", "staff", False),
