@@ -138,7 +138,8 @@ class ModelVersion(BaseModel):
     """A stored scoring model, where it came from and when it became the active one."""
 
     version: str
-    origin: ModelOrigin = Field(description=(
+    # Text, not the enum: a row a later version stored may name an origin this one lacks.
+    origin: str = Field(description=(
         "packaged: the model a release ships, replaced by the next release's; file: "
         "BATON_SCORING_MODEL_FILE; api: PUT /v1/model. A model from a file or the API stays "
         "active when a release brings a new packaged model."))
@@ -158,7 +159,7 @@ def model_router(active: ActiveModel) -> APIRouter:
             row = await store.latest_model(uow.connection)
         if row is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no scoring model is stored yet")
-        return ModelVersion(version=row.version, origin=ModelOrigin(row.origin),
+        return ModelVersion(version=row.version, origin=row.origin,
                             activated_at=row.created_at,
                             model=ScoringModel.model_validate(row.definition))
 
@@ -192,7 +193,7 @@ def model_router(active: ActiveModel) -> APIRouter:
                 row = latest
             await uow.commit()
         active.replace(model)
-        return ModelVersion(version=row.version, origin=ModelOrigin(row.origin),
+        return ModelVersion(version=row.version, origin=row.origin,
                             activated_at=row.created_at, model=model)
 
     return models

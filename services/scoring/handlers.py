@@ -299,9 +299,10 @@ async def install_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel,
     configured = active.model
     async with unit_of_work() as uow:
         latest = await store.latest_model(uow.connection)
+        # Whatever its version: a model someone chose under the packaged version's name
+        # is theirs, not the release's.
         if (origin is ModelOrigin.PACKAGED and latest is not None
-                and latest.origin != ModelOrigin.PACKAGED.value
-                and latest.version != configured.version):
+                and latest.origin != ModelOrigin.PACKAGED.value):
             log.info("scoring model chosen by you kept; the packaged one is not installed",
                      active=latest.version, origin=latest.origin, packaged=configured.version)
         elif await store.add_model(uow.connection, configured.version,

@@ -26,8 +26,9 @@ PACKAGED = load_model(DEFAULT_MODEL_FILE)
 
 
 def earlier(version: str) -> ScoringModel:
-    """Return the packaged model under another version, as an earlier one stored."""
-    return PACKAGED.model_copy(update={"version": version})
+    """Return a model of other rules than the packaged one's, as stored under ``version``."""
+    return PACKAGED.model_copy(update={"version": version,
+                                       "description": f"rules stored as {version}"})
 
 
 @pytest.mark.parametrize(("stored", "active_after"), [
@@ -36,7 +37,11 @@ def earlier(version: str) -> ScoringModel:
     # Chosen through PUT /v1/model or a model file, after the packaged one: it stays.
     ([("2026.1", ModelOrigin.PACKAGED), ("acme-3", ModelOrigin.API)], "acme-3"),
     ([("acme-file-1", ModelOrigin.FILE)], "acme-file-1"),
-    # A model chosen once, then the packaged one again (through the API): releases follow.
+    # Chosen under the packaged version's own name: still chosen, and start-up goes on.
+    ([("2026.1", ModelOrigin.PACKAGED), (PACKAGED.version, ModelOrigin.API)],
+     PACKAGED.version),
+    # A packaged model installed over a chosen one (as releases before this did): releases
+    # follow it again.
     ([("acme-3", ModelOrigin.API), ("2026.1", ModelOrigin.PACKAGED)], PACKAGED.version),
     ([], PACKAGED.version),
 ])
