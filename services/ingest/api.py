@@ -65,10 +65,10 @@ ACCEPTED: TypeAdapter[Accepted] = TypeAdapter(Accepted)
 API_KEY_HEADER = API_KEY.model.name.lower().encode("latin-1")
 REPLAYED_HEADER = "Idempotent-Replayed"
 REPLAYED_SIGNATURE = (
-    "this signed request was received before: to get its first answer, resend it with the "
-    "idempotency key its first sending was recorded under (the Idempotency-Key header or "
-    "event_id; in a batch, every line's event_id); to send it as a new request, sign it "
-    "with a new X-Baton-Timestamp")
+    "this signed request was received before and cannot be answered again: a resent "
+    "request gets its first answer only if it was recorded under an idempotency key (the "
+    "Idempotency-Key header or event_id; in a batch, every line's event_id). To send it as "
+    "a new request, sign it with a new X-Baton-Timestamp")
 ModelT = TypeVar("ModelT", bound=BaseModel)
 EndpointT = TypeVar("EndpointT", bound=Callable[..., Coroutine[Any, Any, Accepted]])
 DirectHandler = Callable[[Request], Coroutine[Any, Any, Response | None]]

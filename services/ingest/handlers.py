@@ -164,8 +164,9 @@ async def signature_is_new(uow: UnitOfWork, scope: str, signature: str) -> bool:
 
 async def earlier_answers(uow: UnitOfWork, captures: Sequence[Capture]
                           ) -> list[Outcome | None]:
-    """Return the answer each capture of a resent signed request got at its first sending,
-    None for one whose idempotency key was used for different content; write nothing.
+    """Return the answer each capture of a resent signed request (of one source, the
+    signing key's) got at its first sending, None for one whose idempotency key was used
+    for different content; write nothing.
 
     One query, however many captures: a resend must cost no more than a refusal did.
     Raises ReplayedSignature if a capture has no idempotency key, or none was recorded
@@ -176,7 +177,9 @@ async def earlier_answers(uow: UnitOfWork, captures: Sequence[Capture]
         return []
     if None in keys:
         raise ReplayedSignature
-    priors = await store.prior_requests(uow.connection, source=captures[0].source,
+    source = captures[0].source
+    assert all(capture.source == source for capture in captures), "one request, one source"
+    priors = await store.prior_requests(uow.connection, source=source,
                                         keys=[key for key in keys if key is not None])
     answers: list[Outcome | None] = []
     for capture in captures:

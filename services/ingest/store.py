@@ -16,12 +16,14 @@ from sqlalchemy import (
     LargeBinary,
     Table,
     Text,
+    any_,
+    bindparam,
     func,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -135,7 +137,10 @@ async def prior_requests(connection: AsyncConnection, *, source: str,
     rows = await connection.execute(
         select(idempotency_keys.c.key, idempotency_keys.c.fingerprint,
                idempotency_keys.c.lead_id, idempotency_keys.c.event_id)
-        .where(idempotency_keys.c.source == source, idempotency_keys.c.key.in_(keys)))
+        # One array parameter: IN with a parameter a key was a new statement for the driver
+        # to prepare at every distinct count.
+        .where(idempotency_keys.c.source == source, idempotency_keys.c.key == any_(
+            bindparam("keys", list(keys), type_=ARRAY(Text)))))
     return {row.key: PriorRequest(row.fingerprint, row.lead_id, row.event_id) for row in rows}
 
 
