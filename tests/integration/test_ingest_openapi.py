@@ -23,9 +23,10 @@ API_KEY = "openapi-test-key-0123456789"
 INGEST = InProcessService.build("ingest", ingest_api_keys={"web": API_KEY},
                                 ingest_rate_limit_per_minute=1_000_000)
 schema = INGEST.schema()
-# Addresses a generated batch line mostly takes: the document's pattern for an address is
-# not what its strings are generated from, and only a line with a valid one is recorded.
+# Addresses a generated capture or batch line mostly takes: the document's pattern for an
+# address is not what its strings are generated from, and only a valid one is recorded.
 ADDRESSES = ["hanako.sato@example.co.jp", "ichiro.tanaka@sample.co.jp", "k@example.com"]
+CAPTURES = frozenset({"/v1/leads", "/v1/activities"})
 
 
 @schemathesis.serializer(NDJSON)
@@ -39,11 +40,16 @@ def ndjson(context: Any, value: Any) -> bytes:
 
 
 def flatmap_body(context: schemathesis.HookContext, body: Any) -> st.SearchStrategy[Any]:
-    """Return a strategy of a generated body; a batch's lines mostly have a valid address."""
+    """Return a strategy of a generated body: a capture, or each line of a batch, mostly
+    has a valid address, so that generated captures are recorded too, not only refused."""
     operation = context.operation
-    if operation is None or operation.path != "/v1/batch" or not isinstance(body, list):
+    if operation is None:
         return st.just(body)
-    return st.tuples(*(_mostly_addressed(line) for line in body)).map(list)
+    if operation.path == "/v1/batch" and isinstance(body, list):
+        return st.tuples(*(_mostly_addressed(line) for line in body)).map(list)
+    if operation.path in CAPTURES:
+        return _mostly_addressed(body)
+    return st.just(body)
 
 
 def _mostly_addressed(line: Any) -> st.SearchStrategy[Any]:
