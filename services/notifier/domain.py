@@ -167,6 +167,17 @@ def late_stop_reports_breach(due_at: datetime, stopped_at: datetime, fired: int)
     return outcome(due_at, stopped_at) is Outcome.BREACHED and fired < Rung.BREACH
 
 
+def stop_clears_breach(ended: Outcome, *, breach_reported: bool) -> bool:
+    """Return True if a stop must tell who heard of a clock's breach that it was met after
+    all: the stop ended it met, and its breach had been reported (``breach_reported``).
+
+    The stop happened by the due time but was handled after the sweep alerted the breach
+    (its topic was behind). A late stop, or one taking the clock over after its breach
+    alert (``outcome_taken_over``), leaves the breach standing.
+    """
+    return ended is Outcome.MET and breach_reported
+
+
 def is_sales_activity(from_stage: LifecycleStage, to_stage: LifecycleStage) -> bool:
     """Return True if a lifecycle event is someone in sales acting, not the pipeline itself.
 
@@ -541,6 +552,7 @@ class AlertKind(StrEnum):
     SLA_REMINDER = "sla_reminder"
     SLA_BREACH = "sla_breach"
     SLA_ESCALATION = "sla_escalation"
+    SLA_CLEARED = "sla_cleared"  # a breach alerted before a stop in time was known
     DEAL_WON = "deal_won"
     DEAL_RECYCLED = "deal_recycled"
 
@@ -559,11 +571,24 @@ AUDIENCES: dict[AlertKind, tuple[Audience, ...]] = {
     AlertKind.SLA_REMINDER: (Audience.OWNER,),
     AlertKind.SLA_BREACH: (Audience.OWNER, Audience.MANAGER),
     AlertKind.SLA_ESCALATION: (Audience.TEAM_LEAD,),
+    # Its breach alert's; ``told_of_breach`` adds the team lead when the clock escalated.
+    AlertKind.SLA_CLEARED: (Audience.OWNER, Audience.MANAGER),
     AlertKind.DEAL_WON: (Audience.OWNER, Audience.TEAM),
     AlertKind.DEAL_RECYCLED: (Audience.OWNER, Audience.TEAM),
 }
 RUNG_ALERTS = {Rung.REMINDER: AlertKind.SLA_REMINDER, Rung.BREACH: AlertKind.SLA_BREACH,
                Rung.ESCALATION: AlertKind.SLA_ESCALATION}
+
+
+def told_of_breach(fired: int) -> tuple[Audience, ...]:
+    """Return who heard of a clock's breach: its alert's audiences and those of the later
+    rungs fired (``fired``; the breach alone when a late stop reported it)."""
+    told: list[Audience] = []
+    for rung, _ in LADDER:
+        if Rung.BREACH <= rung <= max(fired, Rung.BREACH):
+            told += [audience for audience in AUDIENCES[RUNG_ALERTS[rung]]
+                     if audience not in told]
+    return tuple(told)
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,9 @@ LABELS: dict[str, dict[str, str]] = {
         "unassigned": "(未割当)",
         "sla_reminder": "⏰ SLAリマインド", "sla_breach": "🚨 SLA違反",
         "sla_escalation": "📣 SLAエスカレーション", "sla_late": "🚨 SLA違反(期限後に完了)",
+        "sla_cleared": "✅ SLA違反の取り消し(期限内に完了)", "in_time": "期限内",
+        "cleared_because": "先ほどのSLA違反の通知は、期限内に完了していたことが分かる前に"
+                           "送られたものです。SLAは守られています。",
         "deadline": "期限", "started": "開始", "remaining": "残り", "overdue": "超過",
         "completed": "完了", "waiting_for": "待っていること",
         "deal_won": "🎉 受注", "deal_recycled": "♻️ 商談リサイクル", "amount": "金額",
@@ -59,6 +62,9 @@ LABELS: dict[str, dict[str, str]] = {
         "unassigned": "(unassigned)",
         "sla_reminder": "⏰ SLA reminder", "sla_breach": "🚨 SLA breached",
         "sla_escalation": "📣 SLA escalation", "sla_late": "🚨 SLA breached (completed late)",
+        "sla_cleared": "✅ SLA met after all", "in_time": "in time",
+        "cleared_because": "The SLA breach alert sent earlier went out before it was known "
+                           "that this was completed in time: the SLA was met.",
         "deadline": "Due", "started": "Started", "remaining": "Remaining", "overdue": "Overdue",
         "completed": "Completed", "waiting_for": "Waiting for",
         "deal_won": "🎉 Deal won", "deal_recycled": "♻️ Deal recycled", "amount": "Amount",
@@ -145,7 +151,8 @@ class LeadCard:
 
 @dataclass(frozen=True)
 class SlaNotice:
-    """An SLA rung that fired, or a clock that stopped after its due time."""
+    """An SLA rung that fired, a clock that stopped after its due time, or one that stopped
+    in time after its breach was alerted (``AlertKind.SLA_CLEARED``)."""
 
     kind: AlertKind
     clock: ClockKind
@@ -260,15 +267,19 @@ def hot_lead(event: LeadPromoted, due_at: datetime | None, locale: str,
 
 
 def sla_alert(notice: SlaNotice, locale: str, timezone: str) -> AlertMessage:
-    """Return an SLA reminder, breach, escalation, or the report of a late stop."""
+    """Return an SLA reminder, breach, escalation, the report of a late stop, or word that a
+    breach alerted was met after all."""
     label = LABELS[locale]
     zone = ZoneInfo(timezone)
     lead = notice.lead
     heading = label["sla_late"] if notice.stopped_late else label[notice.kind.value]
     company = lead.company or lead.name or lead.email
+    cleared = notice.kind is AlertKind.SLA_CLEARED
     if notice.stopped_late:
         late = span(notice.at - notice.due_at, locale)
         timing = (label["completed"], f"{when(notice.at, zone)} ({label['overdue']} {late})")
+    elif cleared:
+        timing = (label["completed"], f"{when(notice.at, zone)} ({label['in_time']})")
     elif notice.at < notice.due_at:
         timing = (label["remaining"], span(notice.due_at - notice.at, locale))
     else:
@@ -277,9 +288,12 @@ def sla_alert(notice: SlaNotice, locale: str, timezone: str) -> AlertMessage:
              (label["deadline"], when(notice.due_at, zone)), timing,
              (label["started"], when(notice.started_at, zone)), *_lead_pairs(lead, label)]
     title = f"{heading}: {company}"
-    blocks: list[Block] = [HeaderBlock(text=clip(title, HEADER_MAX)), _fields(pairs[:4]),
-                           _fields(pairs[4:])]
-    if notice.clock is ClockKind.MQL_ACCEPTANCE and not notice.stopped_late:
+    # Said first: the reader was told of a breach, and must not take this for another.
+    because = [SectionBlock(text=MarkdownTextObject(text=label["cleared_because"]))
+               ] if cleared else []
+    blocks: list[Block] = [HeaderBlock(text=clip(title, HEADER_MAX)), *because,
+                           _fields(pairs[:4]), _fields(pairs[4:])]
+    if notice.clock is ClockKind.MQL_ACCEPTANCE and not (notice.stopped_late or cleared):
         blocks.append(_buttons(lead, label))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=f"lead `{lead.lead_id}`")]))
     # The lead's name, as the hot-lead line has it: two leads of one company stay apart.
@@ -287,7 +301,9 @@ def sla_alert(notice: SlaNotice, locale: str, timezone: str) -> AlertMessage:
                        f"{lead.name or lead.email} / {lead.company or label['unknown']} / "
                        f"{label['deadline']} {when(notice.due_at, zone)} / "
                        f"{timing[0]} {timing[1]}")
-    return _render(title, pairs, blocks, text, extra=f"lead {lead.lead_id}")
+    extra = f"lead {lead.lead_id}"
+    return _render(title, pairs, blocks, text,
+                   extra=f"{label['cleared_because']}\n\n{extra}" if cleared else extra)
 
 
 def deal_alert(notice: DealNotice, locale: str) -> AlertMessage:

@@ -35,12 +35,14 @@ from services.notifier.domain import (
     plan_clock,
     rungs_to_alert,
     settle_late_start,
+    stop_clears_breach,
 )
 
 log = structlog.get_logger(__name__)
 SWEEP_BATCH = 200
 RUNGS_FIRED = Counter("baton_notifier_sla_rungs_total",
-                      "SLA escalation rungs fired, and breaches reported by late stops.",
+                      "SLA escalation rungs fired, breaches reported by late stops, and "
+                      "breaches alerted before a stop in time was known (cleared).",
                       ["clock", "rung"])
 
 
@@ -64,7 +66,8 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
     A start whose stop was handled first (the stop came on another topic, or that topic
     was behind) is recorded already stopped, as handling both in time would have ended
     it, and reported once if that stop was late. A scheduled start is set at the move's
-    time and starts at its own.
+    time and starts at its own. A stop in time handled after the sweep alerted the breach
+    sends word that the clock was met after all.
     """
     stopped = await store.stop_clocks(connection, [
         store.ClockStop(move.lead_id, move.changes.stop, move.at, move.reason,
@@ -81,6 +84,9 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
     for clock in stopped:
         if late_stop_reports_breach(clock.due_at, clock.stopped_at, clock.rungs_fired):
             await _report_late_stop(connection, policy, clock)
+        elif stop_clears_breach(Outcome(clock.status), breach_reported=breach_reported(
+                store.OPEN, clock.rungs_fired)):
+            await _report_cleared_breach(connection, policy, clock)
     await _end_replaced_meetings_earlier(connection, policy, moves)
     for clock in born_stopped:
         if clock.id in reported:
@@ -155,6 +161,14 @@ async def _report_late_stop(connection: AsyncConnection, policy: Policy, clock: 
                                   at=clock.stopped_at, stopped_late=completed)
 
 
+async def _report_cleared_breach(connection: AsyncConnection, policy: Policy,
+                                 clock: Row[Any]) -> None:
+    """Tell whoever heard of a clock's breach that a stop in time, handled after that alert,
+    ended it met."""
+    RUNGS_FIRED.labels(clock=clock.kind, rung="cleared").inc()
+    await alerts.record_sla_cleared(connection, policy, clock)
+
+
 def meeting_clocks(rows: Sequence[Row[Any]]) -> list[MeetingClock]:
     """Return the first-meeting clocks ``store.clocks_of_leads`` found, as the rules see them."""
     return [MeetingClock(row.set_at, row.started_at, row.stopped_at, row.replaced, row.recorded)
@@ -165,13 +179,15 @@ async def _end_clocks(connection: AsyncConnection, policy: Policy,
                       ends: Sequence[tuple[Row[Any], store.ClockEnd]], *, completed: bool
                       ) -> None:
     """End clocks as given (each with its row as read, locked); report a breach this records
-    and nobody reported before, once."""
+    and nobody reported before, once, and clear one reported before that this ends met."""
     before = {row.id: row for row, _ in ends}
     for clock in await store.end_clocks(connection, [end for _, end in ends]):
         read = before[clock.id]
-        if (clock.status == Outcome.BREACHED.value
-                and not breach_reported(read.status, read.rungs_fired)):
+        reported = breach_reported(read.status, read.rungs_fired)
+        if clock.status == Outcome.BREACHED.value and not reported:
             await _report_late_stop(connection, policy, clock, completed=completed)
+        elif stop_clears_breach(Outcome(clock.status), breach_reported=reported):
+            await _report_cleared_breach(connection, policy, clock)
 
 
 async def replace_meeting_clocks(connection: AsyncConnection, policy: Policy,

@@ -429,6 +429,31 @@ async def test_a_meeting_set_again_after_its_breach_keeps_it_breached_once(
         "the meeting set again completed nothing"
 
 
+async def test_a_record_in_time_handled_after_the_breach_alert_and_a_new_time_clears_it(
+        database: NotifierDatabase) -> None:
+    # Friday's meeting took place and the rep logged it on Tuesday 10:00, in time; at 12:00
+    # the partner set a follow-up for next week. lead.promoted was behind: the sweep alerted
+    # the breach, then the follow-up ended the clock breached (the breach stood), and only
+    # then came the record. Handled in time, it would have met the clock: the breach's
+    # audiences hear so, once.
+    lead_id = uuid.uuid4()
+    await handle_scored(database, appointment(lead_id))
+    await sweep(database, DUE)
+    await handle_scored(database, appointment(lead_id, NEXT_WEEK, at=jst(24, 12)))
+    record = logged(lead_id, jst(24, 10))
+    await handle(database, CONFIG, record, record)
+    old, new = await meeting_clocks(database, lead_id)
+    assert (old.status, old.stopped_at) == ("met", jst(24, 10))
+    assert (new.started_at, new.status) == (NEXT_WEEK, "superseded"), "no first meeting"
+    assert await meeting_alerts(database, lead_id) == [
+        ("sla_breach", TEAM), ("sla_breach", MANAGER),
+        ("sla_cleared", TEAM), ("sla_cleared", MANAGER)]
+    cleared = [row for row in await alert_rows(database) if row.kind == "sla_cleared"]
+    assert {row.clock_id for row in cleared} == {old.id}
+    assert "待っていること: 初回商談の記録" in cleared[0].message["body"]
+    assert "完了: 2026-11-24 10:00 JST (期限内)" in cleared[0].message["body"]
+
+
 async def test_the_same_meeting_set_again_changes_nothing(database: NotifierDatabase) -> None:
     lead_id = uuid.uuid4()
     await handle_scored(database, appointment(lead_id))

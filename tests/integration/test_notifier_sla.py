@@ -179,6 +179,62 @@ async def test_a_breach_already_alerted_is_not_reported_again_by_the_late_stop(
                                                            "sla_breach"]
 
 
+LEAD_HOOK = "https://hooks.slack.com/services/T/B/sdr-lead"
+WITH_LEAD = configure(TEAM_HOOK, manager={"slack_webhook_url": MANAGER_HOOK},
+                      teams={"sdr": {"lead": {"slack_webhook_url": LEAD_HOOK}}})
+
+
+@pytest.mark.parametrize(("swept_at", "told"), [
+    (jst(24, 10, 5), ["sla_breach", "sla_breach"]),
+    (jst(24, 10, 10), ["sla_breach", "sla_breach", "sla_escalation"])],
+    ids=["after-the-breach", "after-the-escalation"])
+async def test_a_stop_in_time_handled_after_the_breach_alert_is_followed_by_word_it_was_met(
+        database: NotifierDatabase, swept_at: datetime, told: list[str]) -> None:
+    config, lead_channel = WITH_LEAD, destination_of(WITH_LEAD, LEAD_HOOK)
+    event = promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_DEMO_REQUEST)
+    await handle(database, config, event)  # due 10:05, escalated at 10:10
+    await sweep(database, swept_at, config)
+    alerted = [row for row in await alert_rows(database) if row.kind != "hot_lead"]
+    assert [row.kind for row in alerted] == told
+    # The lead was accepted at 10:03, but lead.promoted was behind: its event comes after
+    # the sweep alerted the breach, and is delivered twice.
+    accepted = promoted(event.lead_id, at=jst(24, 10, 3), from_stage=S.MQL, to_stage=S.SAL,
+                        owner_id="rep-1")
+    await handle(database, config, accepted, accepted)
+    await sweep(database, jst(24, 12, 0), config)
+    [acceptance, _] = await clocks(database, event.lead_id)
+    assert (acceptance.status, acceptance.stopped_at) == ("met", jst(24, 10, 3))
+    cleared = [row for row in await alert_rows(database) if row.kind == "sla_cleared"]
+    assert [row.channel for row in cleared] == list(dict.fromkeys(
+        row.channel for row in alerted)), "once to everyone who heard of the breach"
+    assert {row.channel for row in cleared} == (
+        {TEAM, MANAGER, lead_channel} if "sla_escalation" in told else {TEAM, MANAGER})
+    assert {row.clock_id for row in cleared} == {acceptance.id}
+    message = cleared[0].message
+    assert message["title"] == "✅ SLA違反の取り消し(期限内に完了): 株式会社サンプル製作所"
+    for said in ("待っていること: MQLの受け入れ(SAL)", "完了: 2026-11-24 10:03 JST (期限内)",
+                 "期限: 2026-11-24 10:05 JST",
+                 "先ほどのSLA違反の通知は、期限内に完了していたことが分かる前に送られたものです"):
+        assert said in message["body"], said
+
+
+@pytest.mark.parametrize(("accepted_at", "swept_first"), [
+    (jst(24, 10, 3), False), (jst(24, 10, 7), True), (jst(24, 10, 7), False)],
+    ids=["in-time-before-the-due-time", "late-after-the-breach-alert", "late-unswept"])
+async def test_a_stop_that_leaves_no_false_breach_alert_sends_no_word_of_one(
+        database: NotifierDatabase, accepted_at: datetime, swept_first: bool) -> None:
+    event = promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_DEMO_REQUEST)
+    await handle(database, CONFIG, event)
+    if swept_first:
+        await sweep(database, jst(24, 10, 5))
+    await handle(database, CONFIG, promoted(event.lead_id, at=accepted_at, from_stage=S.MQL,
+                                            to_stage=S.SAL, owner_id="rep-1"))
+    await sweep(database, jst(24, 12, 0))
+    late = accepted_at > jst(24, 10, 5)
+    assert [kind for kind, _ in await kinds(database)] == (
+        ["hot_lead", "sla_breach", "sla_breach"] if late else ["hot_lead"])
+
+
 async def test_timers_survive_restarts_and_fire_once_with_several_replicas(
         database: NotifierDatabase) -> None:
     events = [promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_DEMO_REQUEST)
@@ -293,6 +349,8 @@ async def test_the_automatic_mql_supersedes_an_open_first_touch_clock_but_not_a_
     reported = [late, on_time] if swept_first else [late]
     assert sorted(breaches) == sorted(reported * 2), \
         "a late stop is still a breach, reported once to the team and the manager"
+    assert "sla_cleared" not in [kind for kind, _ in await kinds(database)], \
+        "a clock taken over after its breach alert stays breached"
 
 
 async def test_a_surge_during_the_tier_b_wait_brings_the_first_touch_due_forward(

@@ -162,6 +162,32 @@ def test_a_late_stop_says_it_completed_and_by_how_much_it_was_late() -> None:
     assert buttons(parse(message)) == [], "nothing is left to accept"
 
 
+@pytest.mark.parametrize(("locale", "heading", "completed", "deadline", "earlier"), [
+    ("ja", "✅ SLA違反の取り消し(期限内に完了)", "完了: 2026-11-20 10:03 JST (期限内)",
+     "期限: 2026-11-20 10:05 JST",
+     "先ほどのSLA違反の通知は、期限内に完了していたことが分かる前に送られたもの"),
+    ("en", "✅ SLA met after all", "Completed: 2026-11-20 10:03 JST (in time)",
+     "Due: 2026-11-20 10:05 JST", "The SLA breach alert sent earlier went out before")])
+def test_a_breach_cleared_says_what_was_done_when_by_which_deadline_and_why_it_was_alerted(
+        locale: str, heading: str, completed: str, deadline: str, earlier: str) -> None:
+    message = sla_alert(notice(AlertKind.SLA_CLEARED, ClockKind.MQL_ACCEPTANCE,
+                               DUE - timedelta(minutes=2)), locale, "Asia/Tokyo")
+    waiting = LABELS[locale][f"clock.{ClockKind.MQL_ACCEPTANCE}"]
+    assert message.title == f"{heading}: 株式会社サンプル"
+    for said in (waiting, completed, deadline, earlier):
+        assert said in message.body, said
+    assert f"{heading}: {waiting}" in message.text and "10:03 JST" in message.text
+    blocks = parse(message)
+    assert [b.type for b in blocks] == ["header", "section", "section", "section", "context"]
+    assert any(earlier in text for text in mrkdwn_texts(message)[1:]), "Slack shows why"
+    assert buttons(blocks) == [], "the lead was accepted: nothing is left to accept"
+
+
+@pytest.mark.parametrize("locale", ["ja", "en"])
+def test_every_alert_kind_has_a_heading_in_each_language(locale: str) -> None:
+    assert [kind for kind in AlertKind if kind.value not in LABELS[locale]] == []
+
+
 @pytest.mark.parametrize("locale", ["ja", "en"])
 @pytest.mark.parametrize("clock", list(ClockKind))
 def test_every_clock_says_what_it_waits_for_in_each_language(locale: str,

@@ -21,6 +21,7 @@ from services.notifier.domain import (
     Outcome,
     Rung,
     awaited_touch_at,
+    breach_reported,
     late_stop_reports_breach,
     meeting_owed,
     on_deal_phase,
@@ -31,6 +32,8 @@ from services.notifier.domain import (
     plan_clock,
     rungs_to_alert,
     settle_late_start,
+    stop_clears_breach,
+    told_of_breach,
 )
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -140,6 +143,31 @@ def test_a_stop_after_the_due_time_is_a_breach_and_reports_it_if_no_alert_did() 
     assert late_stop_reports_breach(due, due + timedelta(minutes=1), fired=Rung.REMINDER)
     assert not late_stop_reports_breach(due, due + timedelta(minutes=1), fired=Rung.BREACH)
     assert not late_stop_reports_breach(due, due - timedelta(minutes=1), fired=0)
+
+
+def test_a_stop_in_time_after_the_breach_alert_clears_it_and_no_other_stop_does() -> None:
+    # The stop's topic was behind: the sweep alerted the breach before the stop was known.
+    assert stop_clears_breach(Outcome.MET, breach_reported=breach_reported("open", Rung.BREACH))
+    assert stop_clears_breach(Outcome.MET,
+                              breach_reported=breach_reported("open", Rung.ESCALATION))
+    # A breach a late stop reported, ended again in time (a meeting's record handled late).
+    assert stop_clears_breach(Outcome.MET, breach_reported=breach_reported("breached", 0))
+    assert not stop_clears_breach(Outcome.MET,
+                                  breach_reported=breach_reported("open", Rung.REMINDER))
+    assert not stop_clears_breach(Outcome.BREACHED, breach_reported=True), "a late stop"
+    assert not stop_clears_breach(Outcome.BREACHED, breach_reported=False)
+    assert not stop_clears_breach(Outcome.SUPERSEDED, breach_reported=True)
+
+
+@pytest.mark.parametrize(("fired", "told"), [
+    (0, (Audience.OWNER, Audience.MANAGER)),  # a late stop reported the breach
+    (Rung.REMINDER, (Audience.OWNER, Audience.MANAGER)),
+    (Rung.BREACH, (Audience.OWNER, Audience.MANAGER)),
+    (Rung.ESCALATION, (Audience.OWNER, Audience.MANAGER, Audience.TEAM_LEAD)),
+])
+def test_who_heard_of_a_breach_is_who_its_alert_and_the_later_rungs_went_to(
+        fired: int, told: tuple[Audience, ...]) -> None:
+    assert told_of_breach(fired) == told
 
 
 def test_a_tier_a_mql_starts_the_acceptance_clock_and_acceptance_stops_it() -> None:
