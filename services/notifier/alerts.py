@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -12,31 +11,20 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.notifier import messages, store
-from services.notifier.domain import (
-    AUDIENCES,
-    RUNG_ALERTS,
-    AlertKind,
-    Audience,
-    ClockKind,
-    Policy,
-    Rung,
-    told_of_breach,
-)
+from services.notifier.domain import AUDIENCES, RUNG_ALERTS, AlertKind, ClockKind, Policy, Rung
 from services.notifier.messages import AlertMessage, LeadCard, SlaNotice
 
 
 async def record(connection: AsyncConnection, policy: Policy, kind: AlertKind,
                  message: AlertMessage, *, key: str, lead_id: uuid.UUID | None,
-                 owner_id: str | None, team: str | None, clock_id: int | None = None,
-                 audiences: Sequence[Audience] | None = None) -> int:
-    """Record ``message`` for each destination of ``kind``'s audience (or of ``audiences``);
-    return how many are new.
+                 owner_id: str | None, team: str | None, clock_id: int | None = None) -> int:
+    """Record ``message`` for each destination of ``kind``'s audience; return how many are
+    new.
 
     ``key`` names the alert; with the destination it is the dedupe key, so an
     event delivered twice, or a timer fired twice, records nothing the second time.
     """
-    destinations = policy.directory.destinations(
-        AUDIENCES[kind] if audiences is None else audiences, owner_id=owner_id, team=team)
+    destinations = policy.directory.destinations(AUDIENCES[kind], owner_id=owner_id, team=team)
     return await store.add_alerts(connection, key=key, kind=kind.value, channels=destinations,
                                   lead_id=lead_id, message=message.to_json(), clock_id=clock_id)
 
@@ -65,14 +53,19 @@ async def record_sla_alert(connection: AsyncConnection, policy: Policy, clock: R
 
 async def record_sla_cleared(connection: AsyncConnection, policy: Policy, clock: Row[Any]
                              ) -> int:
-    """Record word that a clock whose breach was reported was met after all, for whoever
-    heard of the breach; return how many records are new."""
+    """Record word that a clock whose breach was reported was met after all, for the
+    destinations its breach and escalation alerts went to; return how many are new."""
     card = card_of(await store.get_lead(connection, clock.lead_id), clock.lead_id)
     notice = SlaNotice(kind=AlertKind.SLA_CLEARED, clock=ClockKind(clock.kind), lead=card,
                        started_at=clock.started_at, due_at=clock.due_at, at=clock.stopped_at)
     message = messages.sla_alert(notice, policy.locale, str(policy.display_timezone))
-    # One per clock, whichever stop or redelivery finds it met first.
-    return await record(connection, policy, AlertKind.SLA_CLEARED, message,
-                        key=f"sla:{clock.id}:CLEARED", lead_id=clock.lead_id,
-                        owner_id=card.owner_id, team=card.team, clock_id=clock.id,
-                        audiences=told_of_breach(clock.rungs_fired))
+    # Where those alerts went, not where the directory points now: a rep who took the lead
+    # since never heard of its breach. One per clock, whichever stop or redelivery finds
+    # it met first.
+    told = await store.alerted_channels(
+        connection, lead_id=clock.lead_id, clock_id=clock.id,
+        kinds=(AlertKind.SLA_BREACH.value, AlertKind.SLA_ESCALATION.value))
+    return await store.add_alerts(connection, key=f"sla:{clock.id}:CLEARED",
+                                  kind=AlertKind.SLA_CLEARED.value, channels=told,
+                                  lead_id=clock.lead_id, message=message.to_json(),
+                                  clock_id=clock.id)

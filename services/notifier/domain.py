@@ -571,24 +571,11 @@ AUDIENCES: dict[AlertKind, tuple[Audience, ...]] = {
     AlertKind.SLA_REMINDER: (Audience.OWNER,),
     AlertKind.SLA_BREACH: (Audience.OWNER, Audience.MANAGER),
     AlertKind.SLA_ESCALATION: (Audience.TEAM_LEAD,),
-    # Its breach alert's; ``told_of_breach`` adds the team lead when the clock escalated.
-    AlertKind.SLA_CLEARED: (Audience.OWNER, Audience.MANAGER),
     AlertKind.DEAL_WON: (Audience.OWNER, Audience.TEAM),
     AlertKind.DEAL_RECYCLED: (Audience.OWNER, Audience.TEAM),
 }
 RUNG_ALERTS = {Rung.REMINDER: AlertKind.SLA_REMINDER, Rung.BREACH: AlertKind.SLA_BREACH,
                Rung.ESCALATION: AlertKind.SLA_ESCALATION}
-
-
-def told_of_breach(fired: int) -> tuple[Audience, ...]:
-    """Return who heard of a clock's breach: its alert's audiences and those of the later
-    rungs fired (``fired``; the breach alone when a late stop reported it)."""
-    told: list[Audience] = []
-    for rung, _ in LADDER:
-        if Rung.BREACH <= rung <= max(fired, Rung.BREACH):
-            told += [audience for audience in AUDIENCES[RUNG_ALERTS[rung]]
-                     if audience not in told]
-    return tuple(told)
 
 
 @dataclass(frozen=True)

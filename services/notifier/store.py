@@ -664,6 +664,18 @@ ADD_ALERTS = text(f"""
                 bindparam("clock_id", type_=BigInteger), bindparam("message", type_=JSONB))
 
 
+async def alerted_channels(connection: AsyncConnection, *, lead_id: uuid.UUID, clock_id: int,
+                           kinds: Collection[str]) -> list[str]:
+    """Return the destinations alerts of ``kinds`` about a clock went to, first recorded
+    first, each once."""
+    rows = await connection.execute(
+        select(alerts.c.channel)
+        .where(alerts.c.lead_id == lead_id, alerts.c.clock_id == clock_id,
+               alerts.c.kind.in_(list(kinds)))
+        .order_by(alerts.c.id))
+    return list(dict.fromkeys(row.channel for row in rows))
+
+
 async def add_alerts(connection: AsyncConnection, *, key: str, kind: str,
                      channels: Sequence[str], lead_id: uuid.UUID | None,
                      message: dict[str, Any], clock_id: int | None = None) -> int:

@@ -218,6 +218,25 @@ async def test_a_stop_in_time_handled_after_the_breach_alert_is_followed_by_word
         assert said in message["body"], said
 
 
+async def test_word_a_breach_was_met_goes_where_the_breach_alert_went_not_to_a_new_owner(
+        database: NotifierDatabase) -> None:
+    # The unowned MQL's breach went to the team channel; the rep who accepted it (in time,
+    # but handled late) has a channel of their own, which never heard of the breach.
+    rep_hook = "https://hooks.slack.com/services/T/B/rep-1"
+    config = configure(TEAM_HOOK, manager={"slack_webhook_url": MANAGER_HOOK},
+                       reps={"rep-1": {"slack_webhook_url": rep_hook}})
+    event = promoted(at=jst(24, 10, 0), trigger=TouchpointType.INQUIRY_DEMO_REQUEST)
+    await handle(database, config, event)
+    await sweep(database, jst(24, 10, 5), config)
+    await handle(database, config, promoted(event.lead_id, at=jst(24, 10, 3),
+                                            from_stage=S.MQL, to_stage=S.SAL,
+                                            owner_id="rep-1"))
+    rows = await alert_rows(database)
+    breach = [row.channel for row in rows if row.kind == "sla_breach"]
+    assert [row.channel for row in rows if row.kind == "sla_cleared"] == breach == [
+        TEAM, MANAGER]
+
+
 @pytest.mark.parametrize(("accepted_at", "swept_first"), [
     (jst(24, 10, 3), False), (jst(24, 10, 7), True), (jst(24, 10, 7), False)],
     ids=["in-time-before-the-due-time", "late-after-the-breach-alert", "late-unswept"])

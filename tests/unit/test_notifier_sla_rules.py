@@ -33,7 +33,6 @@ from services.notifier.domain import (
     rungs_to_alert,
     settle_late_start,
     stop_clears_breach,
-    told_of_breach,
 )
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -157,17 +156,6 @@ def test_a_stop_in_time_after_the_breach_alert_clears_it_and_no_other_stop_does(
     assert not stop_clears_breach(Outcome.BREACHED, breach_reported=True), "a late stop"
     assert not stop_clears_breach(Outcome.BREACHED, breach_reported=False)
     assert not stop_clears_breach(Outcome.SUPERSEDED, breach_reported=True)
-
-
-@pytest.mark.parametrize(("fired", "told"), [
-    (0, (Audience.OWNER, Audience.MANAGER)),  # a late stop reported the breach
-    (Rung.REMINDER, (Audience.OWNER, Audience.MANAGER)),
-    (Rung.BREACH, (Audience.OWNER, Audience.MANAGER)),
-    (Rung.ESCALATION, (Audience.OWNER, Audience.MANAGER, Audience.TEAM_LEAD)),
-])
-def test_who_heard_of_a_breach_is_who_its_alert_and_the_later_rungs_went_to(
-        fired: int, told: tuple[Audience, ...]) -> None:
-    assert told_of_breach(fired) == told
 
 
 def test_a_tier_a_mql_starts_the_acceptance_clock_and_acceptance_stops_it() -> None:
