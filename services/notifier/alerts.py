@@ -39,12 +39,9 @@ def card_of(lead: Row[Any] | None, lead_id: uuid.UUID) -> LeadCard:
 async def record_sla_alert(connection: AsyncConnection, policy: Policy, clock: Row[Any],
                            rung: Rung, *, at: datetime, stopped_late: bool = False) -> int:
     """Record the alert of a clock's ``rung``, or of a clock stopped after its due time."""
-    card = card_of(await store.get_lead(connection, clock.lead_id), clock.lead_id)
     kind = RUNG_ALERTS[rung]
-    notice = SlaNotice(kind=kind, clock=ClockKind(clock.kind), lead=card,
-                       started_at=clock.started_at, due_at=clock.due_at, at=at,
-                       stopped_late=stopped_late)
-    message = messages.sla_alert(notice, policy.locale, str(policy.display_timezone))
+    card, message = await _sla_message(connection, policy, clock, kind, at=at,
+                                       stopped_late=stopped_late)
     # A late stop uses the breach's key: the breach is reported once, whoever sees it first.
     return await record(connection, policy, kind, message, key=f"sla:{clock.id}:{rung.name}",
                         lead_id=clock.lead_id, owner_id=card.owner_id, team=card.team,
@@ -55,10 +52,8 @@ async def record_sla_cleared(connection: AsyncConnection, policy: Policy, clock:
                              ) -> int:
     """Record word that a clock whose breach was reported was met after all, for the
     destinations its breach and escalation alerts went to; return how many are new."""
-    card = card_of(await store.get_lead(connection, clock.lead_id), clock.lead_id)
-    notice = SlaNotice(kind=AlertKind.SLA_CLEARED, clock=ClockKind(clock.kind), lead=card,
-                       started_at=clock.started_at, due_at=clock.due_at, at=clock.stopped_at)
-    message = messages.sla_alert(notice, policy.locale, str(policy.display_timezone))
+    _, message = await _sla_message(connection, policy, clock, AlertKind.SLA_CLEARED,
+                                    at=clock.stopped_at)
     # Where those alerts went, not where the directory points now: a rep who took the lead
     # since never heard of its breach. One per clock, whichever stop or redelivery finds
     # it met first.
@@ -69,3 +64,14 @@ async def record_sla_cleared(connection: AsyncConnection, policy: Policy, clock:
                                   kind=AlertKind.SLA_CLEARED.value, channels=told,
                                   lead_id=clock.lead_id, message=message.to_json(),
                                   clock_id=clock.id)
+
+
+async def _sla_message(connection: AsyncConnection, policy: Policy, clock: Row[Any],
+                       kind: AlertKind, *, at: datetime, stopped_late: bool = False
+                       ) -> tuple[LeadCard, AlertMessage]:
+    """Return the card of a clock's lead and the SLA alert of ``kind`` about the clock."""
+    card = card_of(await store.get_lead(connection, clock.lead_id), clock.lead_id)
+    notice = SlaNotice(kind=kind, clock=ClockKind(clock.kind), lead=card,
+                       started_at=clock.started_at, due_at=clock.due_at, at=at,
+                       stopped_late=stopped_late)
+    return card, messages.sla_alert(notice, policy.locale, str(policy.display_timezone))
