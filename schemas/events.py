@@ -270,6 +270,9 @@ class LeadPromoted(Event):
     to_stage: LifecycleStage
     reason: ShortText
     owner_id: Annotated[str, Field(max_length=100)] | None = None
+    owner_name: ShortText | None = Field(
+        default=None, description="The owner's name in routing's rep directory, for people "
+                                  "to read; `owner_id` stays the key.")
     team: Annotated[str, Field(max_length=100)] | None = None
     sla_due_at: AwareDatetime | None = None
     profile: LeadProfile

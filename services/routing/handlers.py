@@ -38,12 +38,13 @@ SYSTEM = "system"
 
 def _emit(uow: UnitOfWork, lead: Row[Any], *, from_stage: LifecycleStage,
           to_stage: LifecycleStage, reason: str, now: datetime, owner_id: str | None,
-          team: str | None, sla_due_at: datetime | None,
+          owner_name: str | None, team: str | None, sla_due_at: datetime | None,
           contact: ContactKind | None = None) -> None:
     """Emit lead.promoted for ``lead`` with its profile, score and reasons."""
     uow.emit(LeadPromoted(
         lead_id=lead.lead_id, occurred_at=now, from_stage=from_stage, to_stage=to_stage,
-        reason=clip(reason, SHORT_TEXT_LENGTH), owner_id=owner_id, team=team, sla_due_at=sla_due_at,
+        reason=clip(reason, SHORT_TEXT_LENGTH), owner_id=owner_id, owner_name=owner_name,
+        team=team, sla_due_at=sla_due_at,
         profile=LeadProfile.model_validate(lead.profile),
         account=Account.model_validate(lead.account), score=lead.score, tier=Tier(lead.tier),
         top_reasons=[ScoreReason.model_validate(r) for r in lead.top_reasons],
@@ -60,11 +61,12 @@ async def move(uow: UnitOfWork, lead: Row[Any], target: LifecycleStage, *, reaso
     it, if one does) and emit lead.promoted."""
     current = LifecycleStage(lead.stage)
     domain.check_transition(current, target)
-    await store.record_transition(uow.connection, lead.lead_id, from_stage=current.value,
-                                  to_stage=target.value, reason=reason, owner_id=owner_id,
-                                  team=team, actor=actor, occurred_at=now, deal_id=deal_id)
+    owner_name = await store.record_transition(
+        uow.connection, lead.lead_id, from_stage=current.value, to_stage=target.value,
+        reason=reason, owner_id=owner_id, team=team, actor=actor, occurred_at=now,
+        deal_id=deal_id)
     _emit(uow, lead, from_stage=current, to_stage=target, reason=reason, now=now,
-          owner_id=owner_id, team=team, sla_due_at=sla_due_at)
+          owner_id=owner_id, owner_name=owner_name, team=team, sla_due_at=sla_due_at)
 
 
 def _routable(lead: Row[Any]) -> domain.RoutableLead:
@@ -353,6 +355,7 @@ async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: Co
             await _take(uow, lead, rep, now, "first contact")
             await store.set_owner(uow.connection, lead_id, rep_id)
             owner = rep_id
+    owner_name = await store.rep_name(uow.connection, owner) if owner else None
     _emit(uow, lead, from_stage=stage, to_stage=stage,
           reason=f"{kind.value} contact logged by {rep_id}", now=now, owner_id=owner,
-          team=team, sla_due_at=due, contact=kind)
+          owner_name=owner_name, team=team, sla_due_at=due, contact=kind)

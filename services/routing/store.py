@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -232,6 +232,7 @@ RECORDING_TRANSITION = text(f"""
     INSERT INTO {transitions.fullname}
         (lead_id, from_stage, to_stage, reason, owner_id, team, actor, occurred_at)
     VALUES (:lead_id, :from_stage, :to_stage, :reason, :owner_id, :team, :actor, :occurred_at)
+    RETURNING (SELECT name FROM {reps.fullname} WHERE rep_id = :owner_id)
 """).bindparams(bindparam("lead_id", type_=UUID(as_uuid=True)),
                 bindparam("deal_id", type_=UUID(as_uuid=True)))
 
@@ -239,13 +240,13 @@ RECORDING_TRANSITION = text(f"""
 async def record_transition(connection: AsyncConnection, lead_id: uuid.UUID, *,
                             from_stage: str, to_stage: str, reason: str, owner_id: str | None,
                             team: str | None, actor: str, occurred_at: datetime,
-                            deal_id: uuid.UUID | None = None) -> None:
-    """Move the lead to its new stage and owner (and deal, if ``deal_id``), and log the
-    transition (one statement)."""
-    await connection.execute(RECORDING_TRANSITION, {
+                            deal_id: uuid.UUID | None = None) -> str | None:
+    """Move the lead to its new stage and owner (and deal, if ``deal_id``), log the
+    transition, and return the owner's name, None without one (one statement)."""
+    return cast(str | None, await connection.scalar(RECORDING_TRANSITION, {
         "lead_id": lead_id, "from_stage": from_stage, "to_stage": to_stage, "reason": reason,
         "owner_id": owner_id, "team": team, "actor": actor, "occurred_at": occurred_at,
-        "deal_id": deal_id})
+        "deal_id": deal_id}))
 
 
 async def set_owner(connection: AsyncConnection, lead_id: uuid.UUID, owner_id: str) -> None:
@@ -315,6 +316,12 @@ async def lock_team(connection: AsyncConnection, team: str) -> None:
 async def get_rep(connection: AsyncConnection, rep_id: str) -> Row[Any] | None:
     """Return one rep."""
     return (await connection.execute(select(reps).where(reps.c.rep_id == rep_id))).first()
+
+
+async def rep_name(connection: AsyncConnection, rep_id: str) -> str | None:
+    """Return a rep's name, None if no rep has ``rep_id``."""
+    return cast(str | None, await connection.scalar(
+        select(reps.c.name).where(reps.c.rep_id == rep_id)))
 
 
 async def rep_by_slack_user(connection: AsyncConnection, slack_user_id: str

@@ -279,6 +279,29 @@ async def test_a_friday_evening_hand_off_is_due_when_the_notifiers_clocks_are(
         (S.OPPORTUNITY, datetime(2026, 12, 14, 10, 0, tzinfo=JST))]
 
 
+async def test_every_lead_promoted_names_its_owner_as_the_directory_does(
+        routing: Routing) -> None:
+    # Alerts show reps by name: routing keeps the directory, so its events carry the name.
+    await routing.put_rep("sato")
+    await routing.put_rep("tanaka", team="field_sales", name="田中 一郎")
+    lead_id = await new_mql(routing)
+    assert (await act(routing, lead_id, "accept", rep_id="sato")).status_code == 200
+    qualified = await act(routing, lead_id, "qualify", rep_id="sato", budget=True,
+                          authority=True, need=True, timeframe=True)
+    assert qualified.status_code == 200, qualified.text
+    called = await act(routing, lead_id, "contacts", rep_id="tanaka", kind="call",
+                       occurred_at=routing.clock.now.isoformat())
+    assert called.status_code == 200, called.text
+    rejected_id = await new_mql(routing)
+    rejected = await act(routing, rejected_id, "reject", rep_id="sato", reason="not_a_fit")
+    assert rejected.status_code == 200, rejected.text
+
+    assert [(e.to_stage, e.owner_id, e.owner_name) for e in await routing.promoted()] == [
+        (S.MQL, "sato", "佐藤 花子"), (S.SAL, "sato", "佐藤 花子"),
+        (S.SQL, "tanaka", "田中 一郎"), (S.SQL, "tanaka", "田中 一郎"),  # the contact
+        (S.MQL, "sato", "佐藤 花子"), (S.NURTURE, None, None)]
+
+
 async def new_sql(routing: Routing) -> uuid.UUID:
     """Return a lead that sato accepted and qualified, handed to tanaka of field sales."""
     await routing.put_rep("sato")
