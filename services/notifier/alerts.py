@@ -33,7 +33,17 @@ def card_of(lead: Row[Any] | None, lead_id: uuid.UUID) -> LeadCard:
     """Return the card of a lead as the notifier knows it, with its current owner and team."""
     if lead is None:
         return LeadCard(lead_id=lead_id, email="-")
-    return replace(LeadCard.from_json(lead.card), owner_id=lead.owner_id, team=lead.team)
+    return replace(LeadCard.from_json(lead.card), owner_id=lead.owner_id,
+                   owner_name=lead.owner_name, team=lead.team)
+
+
+async def name_of(connection: AsyncConnection, rep_id: str | None, card: LeadCard
+                  ) -> str | None:
+    """Return the name of ``rep_id`` (a deal's owner, say): as read with the lead's card if
+    they own the lead, else as last heard; None if unknown."""
+    if rep_id is None or rep_id == card.owner_id:
+        return card.owner_name if rep_id is not None else None
+    return await store.rep_name(connection, rep_id)
 
 
 async def record_sla_alert(connection: AsyncConnection, policy: Policy, clock: Row[Any],

@@ -36,6 +36,9 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
     hot-lead alerts are then recorded in the order their events came.
     """
     await store.lock_leads(uow.connection, {event.lead_id for event in events})
+    await store.record_rep_names(uow.connection, {
+        event.owner_id: event.owner_name for event in events
+        if event.owner_id is not None and event.owner_name is not None})
     for run in distinct_runs(events, key=lambda event: event.lead_id):
         await store.record_promotions(uow.connection, [
             {"lead_id": event.lead_id, "card": LeadCard.of(event).to_json(),
@@ -176,7 +179,9 @@ async def on_deal_phase_changed(event: DealPhaseChanged, uow: UnitOfWork, *,
         reason=f"deal {event.deal_id} -> {event.to_phase.value}")])
     if event.to_phase is DealPhase.WON:
         notice = DealNotice(kind=AlertKind.DEAL_WON, deal_id=event.deal_id, lead=card,
-                            owner_id=owner_id, amount=event.amount)
+                            owner_id=owner_id,
+                            owner_name=await alerts.name_of(uow.connection, owner_id, card),
+                            amount=event.amount)
         await alerts.record(uow.connection, policy, AlertKind.DEAL_WON,
                             messages.deal_alert(notice, policy.locale),
                             key=f"deal_won:{event.deal_id}", lead_id=event.lead_id,
@@ -196,7 +201,9 @@ async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, policy: Poli
         event.lead_id, domain.on_deal_recycled(), at=event.recycled_at,
         reason=f"deal {event.deal_id} recycled")])
     notice = DealNotice(kind=AlertKind.DEAL_RECYCLED, deal_id=event.deal_id, lead=card,
-                        owner_id=owner_id, phase=event.last_phase.value, reason=event.reason)
+                        owner_id=owner_id,
+                        owner_name=await alerts.name_of(uow.connection, owner_id, card),
+                        phase=event.last_phase.value, reason=event.reason)
     await alerts.record(uow.connection, policy, AlertKind.DEAL_RECYCLED,
                         messages.deal_alert(notice, policy.locale),
                         key=f"deal_recycled:{event.deal_id}:{event.recycled_at.isoformat()}",

@@ -118,6 +118,8 @@ class LeadCard:
     owner_id: str | None = None
     team: str | None = None
     reasons: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+    # Not stored with the card (see to_json): read with the lead, from the names routing sent.
+    owner_name: str | None = None
 
     @classmethod
     def of(cls, event: LeadPromoted) -> LeadCard:
@@ -126,7 +128,8 @@ class LeadCard:
                    company=event.profile.company or event.account.company_name,
                    title=event.profile.title, score=event.score, tier=event.tier.value,
                    owner_id=event.owner_id, team=event.team,
-                   reasons=tuple((r.label, r.points) for r in event.top_reasons))
+                   reasons=tuple((r.label, r.points) for r in event.top_reasons),
+                   owner_name=event.owner_name)
 
     @classmethod
     def scored(cls, event: LeadScored) -> LeadCard:
@@ -138,8 +141,14 @@ class LeadCard:
                    reasons=tuple((r.label, r.points) for r in top[:TOP_REASONS]))
 
     def to_json(self) -> dict[str, Any]:
-        """Return the card as the notifier stores it."""
-        return {**asdict(self), "lead_id": str(self.lead_id),
+        """Return the card as the notifier stores it, without the owner's name.
+
+        A name stored here would go stale when the lead changes hands, and replicas of the
+        previous version, reading cards during an upgrade, refuse keys they do not know.
+        """
+        stored = asdict(self)
+        del stored["owner_name"]
+        return {**stored, "lead_id": str(self.lead_id),
                 "reasons": [list(reason) for reason in self.reasons]}
 
     @classmethod
@@ -171,6 +180,7 @@ class DealNotice:
     deal_id: uuid.UUID
     lead: LeadCard
     owner_id: str | None
+    owner_name: str | None = None
     amount: int | None = None
     phase: str | None = None
     reason: str | None = None
@@ -209,13 +219,21 @@ def _fields(pairs: Sequence[tuple[str, str]]) -> SectionBlock:
         for key, value in pairs])
 
 
+def person(rep_id: str | None, name: str | None, label: dict[str, str]) -> str:
+    """Return a rep as alerts show them: ``佐藤 花子 (sato)``, the id alone while their name
+    is unknown, or the label of an unassigned lead."""
+    if rep_id is None:
+        return label["unassigned"]
+    return f"{name} ({rep_id})" if name else rep_id
+
+
 def _lead_pairs(lead: LeadCard, label: dict[str, str]) -> list[tuple[str, str]]:
     return [
         (label["name"], f"{lead.name or lead.email} <{lead.email}>"),
         (label["company"], lead.company or label["unknown"]),
         (label["title"], lead.title or label["unknown"]),
         (label["score"], f"{lead.score} (tier {lead.tier})" if lead.score is not None else "-"),
-        (label["owner"], lead.owner_id or label["unassigned"]),
+        (label["owner"], person(lead.owner_id, lead.owner_name, label)),
         (label["team"], lead.team or "-"),
     ]
 
@@ -312,7 +330,7 @@ def deal_alert(notice: DealNotice, locale: str) -> AlertMessage:
     lead = notice.lead
     company = lead.company or lead.name or lead.email
     pairs = [(label["company"], company), (label["name"], f"{lead.name or lead.email}"),
-             (label["owner"], notice.owner_id or lead.owner_id or label["unassigned"]),
+             (label["owner"], person(notice.owner_id, notice.owner_name, label)),
              (label["team"], lead.team or "-")]
     if notice.kind is AlertKind.DEAL_WON:
         pairs.append((label["amount"], f"¥{notice.amount:,}" if notice.amount is not None

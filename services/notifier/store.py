@@ -50,6 +50,15 @@ leads = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+# Reps' names as routing's lead.promoted last gave them: alerts show people, not ids.
+rep_names = Table(
+    "rep_names",
+    metadata,
+    Column("rep_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 RECYCLED = "recycled"  # a recycled deal's phase as the notifier keeps it
 deals = Table(
     "deals",
@@ -206,8 +215,42 @@ async def record_scores(connection: AsyncConnection, cards: Mapping[uuid.UUID, d
 
 
 async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> Row[Any] | None:
-    """Return what the notifier knows of a lead, or None."""
-    return (await connection.execute(select(leads).where(leads.c.lead_id == lead_id))).first()
+    """Return what the notifier knows of a lead, with its owner's name (``owner_name``,
+    None if unknown), or None."""
+    return (await connection.execute(
+        select(leads, rep_names.c.name.label("owner_name"))
+        .outerjoin(rep_names, rep_names.c.rep_id == leads.c.owner_id)
+        .where(leads.c.lead_id == lead_id))).first()
+
+
+# Only a changed name is written: an ON CONFLICT update would lock every rep's row for the
+# rest of the batch's transaction, each time their leads move.
+RECORDING_REP_NAMES = text(f"""
+    WITH heard AS (
+        SELECT * FROM unnest(CAST(:rep_ids AS text[]), CAST(:names AS text[]))
+            AS heard(rep_id, name)
+    ), renamed AS (
+        UPDATE {rep_names.fullname} AS rep SET name = heard.name, updated_at = now()
+        FROM heard WHERE rep.rep_id = heard.rep_id AND rep.name <> heard.name
+    )
+    INSERT INTO {rep_names.fullname} (rep_id, name)
+    SELECT rep_id, name FROM heard ON CONFLICT (rep_id) DO NOTHING
+""")
+
+
+async def record_rep_names(connection: AsyncConnection, names: Mapping[str, str]) -> None:
+    """Keep each rep's name, by rep id."""
+    if names:
+        rep_ids = sorted(names)  # in one order in every transaction: no deadlock on renames
+        await connection.execute(RECORDING_REP_NAMES, {
+            "rep_ids": rep_ids, "names": [names[rep_id] for rep_id in rep_ids]})
+
+
+async def rep_name(connection: AsyncConnection, rep_id: str) -> str | None:
+    """Return a rep's name as last heard, None if never heard."""
+    name: str | None = await connection.scalar(
+        select(rep_names.c.name).where(rep_names.c.rep_id == rep_id))
+    return name
 
 
 async def get_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]

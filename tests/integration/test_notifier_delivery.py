@@ -91,12 +91,14 @@ def configure(default_hook: str | None = None, *, smtp: bool = False,
 def promoted(lead_id: uuid.UUID | None = None, *, at: datetime | None = None,
              from_stage: LifecycleStage = LifecycleStage.LEAD,
              to_stage: LifecycleStage = LifecycleStage.MQL, owner_id: str | None = None,
-             team: str | None = "sdr", trigger: TouchpointType | None = None,
+             owner_name: str | None = None, team: str | None = "sdr",
+             trigger: TouchpointType | None = None,
              company: str = "株式会社サンプル製作所") -> LeadPromoted:
     """Return a lead.promoted event; by default a tier-A lead becoming an MQL now."""
     return LeadPromoted(
         lead_id=lead_id or uuid.uuid4(), occurred_at=at or datetime.now(UTC),
-        from_stage=from_stage, to_stage=to_stage, reason="test", owner_id=owner_id, team=team,
+        from_stage=from_stage, to_stage=to_stage, reason="test", owner_id=owner_id,
+        owner_name=owner_name, team=team,
         profile=LeadProfile(email="taro@sample.co.jp", name="山田 太郎", company=company,
                             title="製造部 部長"),
         account=Account(account_key="sample.co.jp", domain="sample.co.jp"),

@@ -548,6 +548,40 @@ async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clo
     assert all(c.status != "open" for c in await clocks(database, lead_id))
 
 
+async def test_alerts_show_reps_by_the_names_routing_gave_them(
+        database: NotifierDatabase) -> None:
+    hot_id, sql_id, unnamed_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    await handle(database, CONFIG,
+                 promoted(hot_id, at=jst(24, 10), owner_id="sato", owner_name="佐藤 花子"),
+                 promoted(sql_id, at=jst(24, 10), from_stage=S.SAL, to_stage=S.SQL,
+                          owner_id="fs-1", owner_name="田中 一郎", team="field_sales"),
+                 promoted(unnamed_id, at=jst(24, 10), owner_id="rep-9"))
+    await sweep(database, jst(24, 11, 1))  # the hot lead's hour to be accepted is over
+    # Renamed in routing's directory: the next event about any of the rep's leads says so.
+    await handle(database, CONFIG, promoted(sql_id, at=jst(24, 12), from_stage=S.SQL,
+                                            to_stage=S.SQL, owner_id="fs-1",
+                                            owner_name="田中 一朗", team="field_sales"))
+    for deal_id, owner_id in ((uuid.uuid4(), "fs-1"), (uuid.uuid4(), "sato")):
+        async with database.unit_of_work() as uow:
+            await handlers.on_deal_phase_changed(DealPhaseChanged(
+                deal_id=deal_id, lead_id=sql_id, occurred_at=jst(24, 16),
+                from_phase=DealPhase.P5, to_phase=DealPhase.WON, probability=100,
+                owner_id=owner_id, amount=1_000_000), uow, policy=CONFIG.policy)
+            await uow.commit()
+
+    def owners(kind: str) -> list[str]:
+        return [line.removeprefix("担当: ") for row in rows if row.kind == kind
+                for line in row.message["body"].splitlines() if line.startswith("担当: ")]
+
+    rows = [row for row in await alert_rows(database) if row.channel == TEAM]
+    assert owners("hot_lead") == ["佐藤 花子 (sato)", "rep-9"], "an owner never named: the id"
+    assert owners("sla_breach") == ["佐藤 花子 (sato)", "rep-9"]
+    # A deal's owner other than its lead's (sato) is named as last heard, too.
+    assert owners("deal_won") == ["田中 一朗 (fs-1)", "佐藤 花子 (sato)"]
+    hot = next(row for row in rows if row.kind == "hot_lead")
+    assert "佐藤 花子 (sato)" in str(hot.message["blocks"]), "Slack shows the name as e-mail does"
+
+
 async def test_a_deal_edit_is_activity_but_only_a_logged_contact_meets_the_first_contact(
         database: NotifierDatabase) -> None:
     lead_id, deal_id = uuid.uuid4(), uuid.uuid4()

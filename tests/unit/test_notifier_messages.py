@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -25,6 +26,7 @@ from services.notifier.messages import (
     deal_alert,
     digest,
     hot_lead,
+    person,
     sla_alert,
     span,
 )
@@ -219,6 +221,23 @@ def test_deal_alerts_are_valid_block_kit(locale: str) -> None:
     assert [b.type for b in parse(won)] == ["header", "section", "context"]
     assert "¥12,000,000" in won.body and "rep-7" in won.body
     assert "90日間フェーズ変更なし" in recycled.body and "P2" in recycled.body
+
+
+@pytest.mark.parametrize(("locale", "unassigned"), [("ja", "(未割当)"), ("en", "(unassigned)")])
+def test_a_rep_is_shown_by_name_and_id_the_id_alone_until_named(locale: str,
+                                                                unassigned: str) -> None:
+    label = LABELS[locale]
+    assert person("sato", "佐藤 花子", label) == "佐藤 花子 (sato)"
+    assert person("sato", None, label) == "sato"
+    assert person(None, None, label) == unassigned
+
+
+def test_a_stored_card_keeps_no_owner_name_and_cards_stored_before_read_as_ever() -> None:
+    named = replace(CARD, owner_id="sato", owner_name="佐藤 花子")
+    stored = named.to_json()
+    # The previous version builds cards from these keys alone (it refuses others).
+    assert "owner_name" not in stored
+    assert LeadCard.from_json(stored) == replace(named, owner_name=None)
 
 
 def test_a_digest_folds_alerts_and_keeps_every_lead_s_buttons() -> None:
