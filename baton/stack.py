@@ -332,7 +332,8 @@ def _print_addresses(environment: Mapping[str, str], ports: Mapping[str, int],
         f"    -d '{json.dumps(HOT_LEAD, ensure_ascii=False)}'",
         "  Leads go to reps: run `make demo` first to set some up (or add yours at "
         f"http://{LOOPBACK}:{ports['routing']}/v1/reps);",
-        "  without one, the lead waits in its team's queue until a rep accepts it.",
+        "  without one, the lead waits in its team's queue for the first rep who can take "
+        "it (tried every minute).",
         "Use the baton command (keys, dlq, demo) against it from another terminal:",
         "  export " + " ".join(f"{name}={shlex.quote(value)}" for name, value in exported.items())
         + ("" if "BATON_DATABASE_URL" in exported else "  # and your BATON_DATABASE_URL"),

@@ -14,7 +14,7 @@ from baton_runtime.business_time import BusinessCalendar
 from baton_runtime.clock import Clock
 from baton_runtime.consumer import distinct_runs
 from baton_runtime.text import clip
-from baton_runtime.uow import UnitOfWork
+from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
 from schemas.events import (
     SHORT_TEXT_LENGTH,
     Account,
@@ -90,7 +90,15 @@ async def _record(uow: UnitOfWork, lead: Row[Any], stage: LifecycleStage,
 async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,
                  stage: LifecycleStage, now: datetime, calendar: BusinessCalendar
                  ) -> domain.Decision:
-    """Decide who in ``team`` gets the lead, log why, and return the decision.
+    """Decide who in ``team`` gets the lead, log why, and return the decision."""
+    decision = await _decide(uow, lead, team, now, calendar)
+    await _record(uow, lead, stage, decision, now)
+    return decision
+
+
+async def _decide(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind, now: datetime,
+                  calendar: BusinessCalendar) -> domain.Decision:
+    """Return who in ``team`` gets the lead, the team locked until commit.
 
     Reps work their own hours, and on none of the days ``calendar`` closes every year.
     """
@@ -103,10 +111,48 @@ async def assign(uow: UnitOfWork, lead: Row[Any], team: domain.TeamKind,
                                        calendar.closed_days)
     today = await store.assigned_since(connection,
                                        {r.rep_id: r.hours.day_start(now) for r in lineup.reps})
-    decision = domain.assign(routable, team, lineup.reps, account_owner=lineup.account_owner,
-                             assigned_today=today, now=now)
-    await _record(uow, lead, stage, decision, now)
-    return decision
+    return domain.assign(routable, team, lineup.reps, account_owner=lineup.account_owner,
+                         assigned_today=today, now=now)
+
+
+async def assign_queued(uow: UnitOfWork, team: domain.TeamKind, now: datetime,
+                        calendar: BusinessCalendar, limit: int) -> int:
+    """Give up to ``limit`` of the team's queued leads, longest waiting first, to reps who
+    can take them now, and announce each new owner; return how many were given.
+
+    Reps become available as their working day starts, they come back from leave, their
+    capacity frees up or they join. A lead nobody can take yet stays queued and no decision
+    is logged for it: the queue is tried again at the next pass. Leads another transaction
+    holds are left to the next pass, and are locked before the team, in the order the
+    consumer locks them, so the two never wait for each other in a circle.
+    """
+    given = 0
+    for lead in await store.lock_queued(uow.connection, team.value, limit):
+        decision = await _decide(uow, lead, team, now, calendar)
+        if decision.rep_id is None:
+            continue
+        stage = LifecycleStage(lead.stage)
+        await _record(uow, lead, stage, decision, now)
+        await store.set_owner(uow.connection, lead.lead_id, decision.rep_id)
+        _emit(uow, lead, from_stage=stage, to_stage=stage,
+              reason=f"assigned from the queue: {decision.summary}", now=now,
+              owner_id=decision.rep_id,
+              owner_name=await store.rep_name(uow.connection, decision.rep_id),
+              team=team.value, sla_due_at=None)
+        given += 1
+    return given
+
+
+async def assign_all_queued(unit_of_work: UnitOfWorkFactory, clock: Clock,
+                            calendar: BusinessCalendar, limit: int) -> int:
+    """Run ``assign_queued`` for every team, each in a transaction of its own; return how
+    many leads were given."""
+    given = 0
+    for team in domain.TeamKind:
+        async with unit_of_work() as uow:
+            given += await assign_queued(uow, team, clock(), calendar, limit)
+            await uow.commit()
+    return given
 
 
 async def _take(uow: UnitOfWork, lead: Row[Any], rep: domain.Rep, now: datetime,

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from functools import partial
 
+from baton_runtime.business_time import BusinessCalendar
 from baton_runtime.clock import Clock, system_clock
 from baton_runtime.consumer import Batched
-from baton_runtime.service import ServiceDefinition, serve
+from baton_runtime.periodic import run_periodically
+from baton_runtime.service import ServiceContext, ServiceDefinition, serve
 from schemas.events import DealPhaseChanged, DealRecycled, LeadScored
 from services.routing import api, handlers, slack, store
 from services.routing.settings import RoutingSettings
 
 SETTINGS = RoutingSettings
+# A pass gives each team at most this many queued leads; the rest wait for the next pass.
+QUEUE_PASS_LIMIT = 100
+
+
+async def assign_queues(context: ServiceContext, stop: asyncio.Event, *,
+                        calendar: BusinessCalendar) -> None:
+    """Offer queued leads to reps who became available, every interval until ``stop``."""
+    settings: RoutingSettings = context.settings
+    await run_periodically(
+        "routing.queues", partial(handlers.assign_all_queued, context.unit_of_work,
+                                  context.clock, calendar, QUEUE_PASS_LIMIT),
+        interval_seconds=settings.routing_queue_interval_seconds, stop=stop)
 
 
 def definition(settings: RoutingSettings, clock: Clock = system_clock) -> ServiceDefinition:
@@ -32,6 +47,7 @@ def definition(settings: RoutingSettings, clock: Clock = system_clock) -> Servic
                                             calendar=calendar),
         },
         routers=[api.router, slack.router],
+        workers=[partial(assign_queues, calendar=calendar)],
         clock=clock,
     )
 

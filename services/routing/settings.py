@@ -43,6 +43,10 @@ class RoutingSettings(RuntimeSettings):
                                                "or 'none'.")
     # The funnel's fiscal quarters, named as pipeline's forecast names them.
     fiscal_year_start_month: FiscalYearStartMonth = 4
+    routing_queue_interval_seconds: float = Field(
+        default=60.0, gt=0, le=3600,
+        description="How often queued leads are offered to reps who became available "
+                    "(their day started, they came back from leave, capacity freed up).")
 
     @field_validator("slack_response_hosts", "routing_outbound_sources", mode="before")
     @classmethod

@@ -291,6 +291,22 @@ async def queue(connection: AsyncConnection, team: str) -> list[Row[Any]]:
     return list(rows)
 
 
+async def lock_queued(connection: AsyncConnection, team: str, limit: int) -> list[Row[Any]]:
+    """Return up to ``limit`` of the team's unowned leads, longest waiting first, locked;
+    leads another transaction holds (being scored, or acted on) are skipped."""
+    waiting_since = (select(func.max(transitions.c.occurred_at))
+                     .where(transitions.c.lead_id == leads.c.lead_id,
+                            transitions.c.to_stage.in_([stage.value for stage in HAND_OFFS]))
+                     .scalar_subquery())
+    rows = await connection.execute(
+        select(leads)
+        .where(leads.c.team == team, leads.c.owner_id.is_(None),
+               leads.c.stage.in_([stage.value for stage in QUEUED_STAGES]))
+        .order_by(waiting_since, leads.c.lead_id).limit(limit)
+        .with_for_update(skip_locked=True))
+    return list(rows)
+
+
 # --- teams and reps -----------------------------------------------------------------------
 
 
