@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -23,9 +24,12 @@ from services.notifier.messages import DealNotice, LeadCard
 
 
 def _is_hot_lead_alert(event: LeadPromoted) -> bool:
-    """Return True when the move makes a tier-A lead an MQL: a hot-lead alert."""
-    return (event.to_stage is LifecycleStage.MQL and event.from_stage is not LifecycleStage.MQL
-            and event.tier is Tier.A)
+    """Return True when the move makes a tier-A lead an MQL, or gives a queued one its owner
+    (routing's queue pass): a hot-lead alert, to the owner as well."""
+    if event.to_stage is not LifecycleStage.MQL or event.tier is not Tier.A:
+        return False
+    return event.from_stage is not LifecycleStage.MQL or (
+        event.owner_id is not None and event.contact is None)
 
 
 async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
@@ -56,11 +60,22 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
             for event in run])
         for event in filter(_is_hot_lead_alert, run):
             plan = plans[event.lead_id].get(ClockKind.MQL_ACCEPTANCE)
-            message = messages.hot_lead(event, plan.due_at if plan else event.sla_due_at,
-                                        policy.locale, str(policy.display_timezone))
+            # Given from the queue, the lead's clock runs on from when it became an MQL.
+            due_at = plan.due_at if plan else (
+                await _acceptance_due(uow, event.lead_id) or event.sla_due_at)
+            message = messages.hot_lead(event, due_at, policy.locale,
+                                        str(policy.display_timezone))
             await alerts.record(uow.connection, policy, AlertKind.HOT_LEAD, message,
                                 key=f"hot_lead:{event.lead_id}:{event.occurred_at.isoformat()}",
                                 lead_id=event.lead_id, owner_id=event.owner_id, team=event.team)
+
+
+async def _acceptance_due(uow: UnitOfWork, lead_id: uuid.UUID) -> datetime | None:
+    """Return when the lead's open MQL acceptance clock is due, None without one."""
+    clocks = (await store.clocks_of_leads(uow.connection, ClockKind.MQL_ACCEPTANCE,
+                                          {lead_id})).get(lead_id, [])
+    return next((clock.due_at for clock in reversed(clocks) if clock.status == store.OPEN),
+                None)
 
 
 async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *,

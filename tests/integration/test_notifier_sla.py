@@ -582,6 +582,32 @@ async def test_alerts_show_reps_by_the_names_routing_gave_them(
     assert "佐藤 花子 (sato)" in str(hot.message["blocks"]), "Slack shows the name as e-mail does"
 
 
+async def test_a_hot_lead_given_from_the_queue_is_alerted_to_its_owner_on_the_same_clock(
+        database: NotifierDatabase) -> None:
+    lead_id = uuid.uuid4()
+    sato_hook = "https://hooks.slack.com/services/T/B/sato"
+    config = configure(TEAM_HOOK, reps={"sato": {"slack_webhook_url": sato_hook}})
+    sato, team = destination_of(config, sato_hook), destination_of(config, TEAM_HOOK)
+    # Scored at night, nobody working: queued for the team; routing gives it at 09:05.
+    await handle(database, config, promoted(lead_id, at=jst(18, 20)))
+    await handle(database, config, promoted(lead_id, at=jst(19, 9, 5), from_stage=S.MQL,
+                                            to_stage=S.MQL, owner_id="sato",
+                                            owner_name="佐藤 花子"))
+
+    rows = await alert_rows(database)
+    assert [(row.kind, row.channel) for row in rows] == [
+        ("hot_lead", team), ("hot_lead", sato), ("hot_lead", team)]
+    given = rows[1].message["body"]
+    assert "佐藤 花子 (sato)" in given
+    # One business hour from 09:00, when the clock started: the hand-out restarts nothing.
+    assert "2026-11-19 10:00 JST" in given
+    [acceptance] = [c for c in await clocks(database, lead_id) if c.kind == "mql_acceptance"]
+    assert (acceptance.status, acceptance.due_at) == ("open", jst(19, 10))
+    await sweep(database, jst(19, 10, 1), config)
+    breaches = [row.channel for row in await alert_rows(database) if row.kind == "sla_breach"]
+    assert sato in breaches, "the breach goes to the rep who was given the lead"
+
+
 async def test_a_deal_edit_is_activity_but_only_a_logged_contact_meets_the_first_contact(
         database: NotifierDatabase) -> None:
     lead_id, deal_id = uuid.uuid4(), uuid.uuid4()
