@@ -178,6 +178,7 @@ def model_router(active: ActiveModel) -> APIRouter:
         Scores already given keep the version that computed them.
         """
         async with context.unit_of_work() as uow:
+            await store.lock_models(uow.connection)
             row = await store.add_model(uow.connection, model.version,
                                         model.model_dump(mode="json"), ModelOrigin.API)
             if row is None:

@@ -298,6 +298,8 @@ async def install_model(unit_of_work: UnitOfWorkFactory, active: ActiveModel,
     """
     configured = active.model
     async with unit_of_work() as uow:
+        # A model stored meanwhile (another replica starting, a PUT) is seen before deciding.
+        await store.lock_models(uow.connection)
         latest = await store.latest_model(uow.connection)
         # Whatever its version: a model someone chose under the packaged version's name
         # is theirs, not the release's.

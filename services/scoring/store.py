@@ -535,6 +535,12 @@ async def deal_records(connection: AsyncConnection,
             for row in await connection.execute(query)]
 
 
+async def lock_models(connection: AsyncConnection) -> None:
+    """Hold the model versions until commit: models are added, and a start-up's check of
+    what is active is made, one transaction at a time."""
+    await connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('scoring.models'))"))
+
+
 async def latest_model(connection: AsyncConnection) -> Row[Any] | None:
     """Return the model version activated last, with its definition."""
     return (await connection.execute(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton import registry
 from baton_runtime.db import create_engine
@@ -20,6 +21,8 @@ from services.scoring.model import (
     load_model,
 )
 from tests.support.infrastructure import PostgresServer
+from tests.support.kafka import wait_until
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 PACKAGED = load_model(DEFAULT_MODEL_FILE)
@@ -94,3 +97,42 @@ async def test_the_migration_marks_the_released_packaged_model_and_keeps_a_chose
         assert active.model.version == "acme-3"
     finally:
         await engine.dispose()
+
+
+async def test_a_model_chosen_while_a_replica_starts_stays_active(
+        postgres: PostgresServer) -> None:
+    # A PUT /v1/model (or a replica starting with a model file) commits its model while a
+    # replica of the new release starts: the start-up must see it before deciding, or it
+    # would store the packaged model after it and make that the active one.
+    database_url = await postgres.create_database()
+    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"), database_url)
+    engine = create_engine(database_url)
+    unit_of_work = unit_of_work_factory(engine, store.plumbing, "/scoring")
+    try:
+        async with unit_of_work() as uow:
+            await store.add_model(uow.connection, "2026.1",
+                                  earlier("2026.1").model_dump(mode="json"),
+                                  ModelOrigin.PACKAGED)
+            await uow.commit()
+        active = ActiveModel(PACKAGED, "ja")
+        async with unit_of_work() as chosen:
+            await store.lock_models(chosen.connection)
+            await store.add_model(chosen.connection, "acme-3",
+                                  earlier("acme-3").model_dump(mode="json"), ModelOrigin.API)
+            starting = asyncio.create_task(
+                handlers.install_model(unit_of_work, active, ModelOrigin.PACKAGED))
+            await wait_until(lambda: _waiting_or_done(engine, starting), 10,
+                             "the start-up to wait for the model being chosen, or finish")
+            await chosen.commit()
+        await starting
+        assert active.model.version == "acme-3"
+        async with unit_of_work() as uow:
+            latest = await store.latest_model(uow.connection)
+        assert latest is not None and latest.version == "acme-3", "replicas follow it"
+    finally:
+        await engine.dispose()
+
+
+async def _waiting_or_done(engine: AsyncEngine, task: asyncio.Task[None]) -> bool:
+    """Return True once ``task`` finished or some session waits for a lock."""
+    return task.done() or await waiting_for_a_lock(engine)
