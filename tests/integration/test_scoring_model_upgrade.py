@@ -4,6 +4,8 @@ follows, never over a model someone chose through the API or a model file."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -11,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from baton import registry
 from baton_runtime.db import create_engine
 from baton_runtime.migrations import upgrade
-from baton_runtime.uow import unit_of_work_factory
+from baton_runtime.uow import UnitOfWorkFactory, unit_of_work_factory
 from services.scoring import handlers, store
 from services.scoring.model import (
     DEFAULT_MODEL_FILE,
@@ -34,6 +36,39 @@ def earlier(version: str) -> ScoringModel:
                                        "description": f"rules stored as {version}"})
 
 
+@dataclass(frozen=True)
+class Models:
+    """Scoring's model versions in a freshly migrated database."""
+
+    engine: AsyncEngine
+    unit_of_work: UnitOfWorkFactory
+
+    async def store(self, *stored: tuple[str, ModelOrigin]) -> None:
+        """Store these versions (other rules than the packaged model's), in this order."""
+        async with self.unit_of_work() as uow:
+            for version, origin in stored:
+                await store.add_model(uow.connection, version,
+                                      earlier(version).model_dump(mode="json"), origin)
+            await uow.commit()
+
+    async def latest(self) -> str | None:
+        """Return the version replicas follow: the one stored last."""
+        async with self.unit_of_work() as uow:
+            latest = await store.latest_model(uow.connection)
+        return latest.version if latest is not None else None
+
+
+@pytest.fixture
+async def models(postgres: PostgresServer) -> AsyncIterator[Models]:
+    database_url = await postgres.create_database()
+    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"), database_url)
+    engine = create_engine(database_url)
+    try:
+        yield Models(engine, unit_of_work_factory(engine, store.plumbing, "/scoring"))
+    finally:
+        await engine.dispose()
+
+
 @pytest.mark.parametrize(("stored", "active_after"), [
     # The packaged model of the release before: the new release's replaces it.
     ([("2026.1", ModelOrigin.PACKAGED)], PACKAGED.version),
@@ -49,26 +84,12 @@ def earlier(version: str) -> ScoringModel:
     ([], PACKAGED.version),
 ])
 async def test_a_new_packaged_model_is_installed_only_over_a_packaged_one(
-        postgres: PostgresServer, stored: list[tuple[str, ModelOrigin]],
-        active_after: str) -> None:
-    database_url = await postgres.create_database()
-    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"), database_url)
-    engine = create_engine(database_url)
-    unit_of_work = unit_of_work_factory(engine, store.plumbing, "/scoring")
-    try:
-        async with unit_of_work() as uow:
-            for version, origin in stored:
-                await store.add_model(uow.connection, version,
-                                      earlier(version).model_dump(mode="json"), origin)
-            await uow.commit()
-        active = ActiveModel(PACKAGED, "ja")
-        await handlers.install_model(unit_of_work, active, ModelOrigin.PACKAGED)
-        assert active.model.version == active_after
-        async with unit_of_work() as uow:
-            latest = await store.latest_model(uow.connection)
-        assert latest is not None and latest.version == active_after, "replicas follow it"
-    finally:
-        await engine.dispose()
+        models: Models, stored: list[tuple[str, ModelOrigin]], active_after: str) -> None:
+    await models.store(*stored)
+    active = ActiveModel(PACKAGED, "ja")
+    await handlers.install_model(models.unit_of_work, active, ModelOrigin.PACKAGED)
+    assert active.model.version == active_after
+    assert await models.latest() == active_after, "replicas follow it"
 
 
 async def test_the_migration_marks_the_released_packaged_model_and_keeps_a_chosen_one_active(
@@ -99,40 +120,25 @@ async def test_the_migration_marks_the_released_packaged_model_and_keeps_a_chose
         await engine.dispose()
 
 
-async def test_a_model_chosen_while_a_replica_starts_stays_active(
-        postgres: PostgresServer) -> None:
+async def test_a_model_chosen_while_a_replica_starts_stays_active(models: Models) -> None:
     # A PUT /v1/model (or a replica starting with a model file) commits its model while a
     # replica of the new release starts: the start-up must see it before deciding, or it
     # would store the packaged model after it and make that the active one.
-    database_url = await postgres.create_database()
-    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"), database_url)
-    engine = create_engine(database_url)
-    unit_of_work = unit_of_work_factory(engine, store.plumbing, "/scoring")
-    try:
-        async with unit_of_work() as uow:
-            await store.add_model(uow.connection, "2026.1",
-                                  earlier("2026.1").model_dump(mode="json"),
-                                  ModelOrigin.PACKAGED)
-            await uow.commit()
-        active = ActiveModel(PACKAGED, "ja")
-        async with unit_of_work() as chosen:
-            await store.lock_models(chosen.connection)
-            await store.add_model(chosen.connection, "acme-3",
-                                  earlier("acme-3").model_dump(mode="json"), ModelOrigin.API)
-            starting = asyncio.create_task(
-                handlers.install_model(unit_of_work, active, ModelOrigin.PACKAGED))
-            await wait_until(lambda: _waiting_or_done(engine, starting), 10,
-                             "the start-up to wait for the model being chosen, or finish")
-            await chosen.commit()
-        await starting
-        assert active.model.version == "acme-3"
-        async with unit_of_work() as uow:
-            latest = await store.latest_model(uow.connection)
-        assert latest is not None and latest.version == "acme-3", "replicas follow it"
-    finally:
-        await engine.dispose()
+    await models.store(("2026.1", ModelOrigin.PACKAGED))
+    active = ActiveModel(PACKAGED, "ja")
+    async with models.unit_of_work() as chosen:
+        await store.lock_models(chosen.connection)
+        await store.add_model(chosen.connection, "acme-3",
+                              earlier("acme-3").model_dump(mode="json"), ModelOrigin.API)
+        starting = asyncio.create_task(
+            handlers.install_model(models.unit_of_work, active, ModelOrigin.PACKAGED))
 
+        async def waiting_or_done() -> bool:
+            return starting.done() or await waiting_for_a_lock(models.engine)
 
-async def _waiting_or_done(engine: AsyncEngine, task: asyncio.Task[None]) -> bool:
-    """Return True once ``task`` finished or some session waits for a lock."""
-    return task.done() or await waiting_for_a_lock(engine)
+        await wait_until(waiting_or_done, 10,
+                         "the start-up to wait for the model being chosen, or finish")
+        await chosen.commit()
+    await starting
+    assert active.model.version == "acme-3"
+    assert await models.latest() == "acme-3", "replicas follow it"
