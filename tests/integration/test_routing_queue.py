@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -16,6 +17,7 @@ from services.routing import handlers, store
 from services.routing.main import QUEUE_PASS_LIMIT
 from tests.integration.test_routing_harness import Routing, lead_scored, running_routing
 from tests.support.infrastructure import PostgresServer
+from tests.support.kafka import wait_until
 
 pytestmark = pytest.mark.integration
 S = LifecycleStage
@@ -105,3 +107,24 @@ async def test_a_queued_lead_another_transaction_holds_waits_for_the_next_pass(
         assert await queue_pass(routing) == 0
     assert await queue_pass(routing) == 1
     assert (await lead(routing, hot.lead_id))["owner_id"] == "sato"
+
+
+async def test_the_service_runs_the_pass_by_itself(postgres: PostgresServer) -> None:
+    async with running_routing(await postgres.create_database(),
+                               routing_queue_interval_seconds=0.05) as routing:
+        routing.clock.now = WEDNESDAY_EVENING
+        await routing.put_rep("sato")
+        hot = lead_scored()
+        await routing.handle(hot)
+        routing.clock.now = THURSDAY_MORNING
+        stop = asyncio.Event()
+        workers = [asyncio.create_task(worker(routing.context, stop))
+                   for worker in routing.definition.workers]
+        try:
+            async def given() -> bool:
+                return bool((await lead(routing, hot.lead_id))["owner_id"] == "sato")
+
+            await wait_until(given, 10, "the service's own pass to give the queued lead")
+        finally:
+            stop.set()
+            await asyncio.gather(*workers)
