@@ -259,7 +259,8 @@ class LeadScored(Event):
 
 
 class LeadPromoted(Event):
-    """Routing moved a lead from one lifecycle stage to another."""
+    """Routing moved a lead from one lifecycle stage to another, or in its stage logged a
+    contact (``contact``) or gave a queued lead its owner."""
 
     topic: ClassVar[str] = "lead.promoted"
     key_field: ClassVar[str] = "lead_id"

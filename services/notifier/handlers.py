@@ -32,6 +32,18 @@ def _is_hot_lead_alert(event: LeadPromoted) -> bool:
         event.owner_id is not None and event.contact is None)
 
 
+def _names_heard(events: Sequence[LeadPromoted]) -> dict[str, tuple[str, datetime]]:
+    """Return each named owner's latest name in ``events``, with the time it was given."""
+    names: dict[str, tuple[str, datetime]] = {}
+    for event in events:
+        if event.owner_id is None or event.owner_name is None:
+            continue
+        known = names.get(event.owner_id)
+        if known is None or known[1] < event.occurred_at:
+            names[event.owner_id] = (event.owner_name, event.occurred_at)
+    return names
+
+
 async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
                             policy: Policy) -> None:
     """Follow lifecycle moves: clocks stop and start; a tier-A MQL is a hot-lead alert.
@@ -40,9 +52,7 @@ async def on_leads_promoted(events: Sequence[LeadPromoted], uow: UnitOfWork, *,
     hot-lead alerts are then recorded in the order their events came.
     """
     await store.lock_leads(uow.connection, {event.lead_id for event in events})
-    await store.record_rep_names(uow.connection, {
-        event.owner_id: event.owner_name for event in events
-        if event.owner_id is not None and event.owner_name is not None})
+    await store.record_rep_names(uow.connection, _names_heard(events))
     for run in distinct_runs(events, key=lambda event: event.lead_id):
         await store.record_promotions(uow.connection, [
             {"lead_id": event.lead_id, "card": LeadCard.of(event).to_json(),

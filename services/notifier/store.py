@@ -56,6 +56,7 @@ rep_names = Table(
     metadata,
     Column("rep_id", Text, primary_key=True),
     Column("name", Text, nullable=False),
+    Column("named_at", DateTime(timezone=True), nullable=False),  # the naming event's time
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -223,27 +224,33 @@ async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> Row[Any] 
         .where(leads.c.lead_id == lead_id))).first()
 
 
-# Only a changed name is written: an ON CONFLICT update would lock every rep's row for the
-# rest of the batch's transaction, each time their leads move.
+# Only a newer name is written: an event delivered late (another partition's lane behind,
+# a replay) must not bring an old name back, and an ON CONFLICT update would lock every
+# rep's row for the rest of the batch's transaction, each time their leads move.
 RECORDING_REP_NAMES = text(f"""
     WITH heard AS (
-        SELECT * FROM unnest(CAST(:rep_ids AS text[]), CAST(:names AS text[]))
-            AS heard(rep_id, name)
+        SELECT * FROM unnest(CAST(:rep_ids AS text[]), CAST(:names AS text[]),
+                             CAST(:named_at AS timestamptz[])) AS heard(rep_id, name, named_at)
     ), renamed AS (
-        UPDATE {rep_names.fullname} AS rep SET name = heard.name, updated_at = now()
-        FROM heard WHERE rep.rep_id = heard.rep_id AND rep.name <> heard.name
+        UPDATE {rep_names.fullname} AS rep
+        SET name = heard.name, named_at = heard.named_at, updated_at = now()
+        FROM heard WHERE rep.rep_id = heard.rep_id AND rep.named_at < heard.named_at
+          AND rep.name <> heard.name
     )
-    INSERT INTO {rep_names.fullname} (rep_id, name)
-    SELECT rep_id, name FROM heard ON CONFLICT (rep_id) DO NOTHING
+    INSERT INTO {rep_names.fullname} (rep_id, name, named_at)
+    SELECT rep_id, name, named_at FROM heard ON CONFLICT (rep_id) DO NOTHING
 """)
 
 
-async def record_rep_names(connection: AsyncConnection, names: Mapping[str, str]) -> None:
-    """Keep each rep's name, by rep id."""
+async def record_rep_names(connection: AsyncConnection,
+                           names: Mapping[str, tuple[str, datetime]]) -> None:
+    """Keep each rep's name, by rep id, as named at the time given with it, unless a name
+    given later is kept already."""
     if names:
         rep_ids = sorted(names)  # in one order in every transaction: no deadlock on renames
         await connection.execute(RECORDING_REP_NAMES, {
-            "rep_ids": rep_ids, "names": [names[rep_id] for rep_id in rep_ids]})
+            "rep_ids": rep_ids, "names": [names[rep_id][0] for rep_id in rep_ids],
+            "named_at": [names[rep_id][1] for rep_id in rep_ids]})
 
 
 async def rep_name(connection: AsyncConnection, rep_id: str) -> str | None:

@@ -7,12 +7,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import structlog
 from pydantic import TypeAdapter
 from sqlalchemy.engine import Row
 
 from baton_runtime.business_time import BusinessCalendar
 from baton_runtime.clock import Clock
 from baton_runtime.consumer import distinct_runs
+from baton_runtime.periodic import holds_exclusive_lock
 from baton_runtime.text import clip
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
 from schemas.events import (
@@ -31,6 +33,7 @@ from schemas.events import (
 )
 from services.routing import domain, store
 
+log = structlog.get_logger(__name__)
 S = LifecycleStage
 TOP_REASONS = 3
 SYSTEM = "system"
@@ -120,38 +123,66 @@ async def assign_queued(uow: UnitOfWork, team: domain.TeamKind, now: datetime,
     """Give up to ``limit`` of the team's queued leads, longest waiting first, to reps who
     can take them now, and announce each new owner; return how many were given.
 
-    Reps become available as their working day starts, they come back from leave, their
-    capacity frees up or they join. A lead nobody can take yet stays queued and no decision
-    is logged for it: the queue is tried again at the next pass. Leads another transaction
-    holds are left to the next pass, and are locked before the team, in the order the
-    consumer locks them, so the two never wait for each other in a circle.
+    Reps become available as their working day starts (their capacity counts anew), they
+    come back from leave or they join. A lead nobody can take yet stays queued and no
+    decision is logged for it: the queue is tried again at the next pass. While nobody in
+    the team can take a lead, only a lead whose account has an owner is looked at (an
+    owner back from leave takes their account's leads at any hour).
     """
+    connection = uow.connection
+    # The team first, holding nothing else: the consumer holds leads while it waits for
+    # the team, or holds the team while it waits for the next run of its batch's leads.
+    # Leads are then taken here without waiting (those held are left to the next pass).
+    await store.lock_team(connection, team.value)
+    queued = await store.lock_queued(connection, team.value, limit)
+    if not queued:
+        return 0
+    lineup = await store.ROSTER.lineup(connection, team.value, None, calendar.closed_days)
+    today = await store.assigned_since(connection,
+                                       {r.rep_id: r.hours.day_start(now) for r in lineup.reps})
+    if all(domain.unavailable_because(rep, now, today.get(rep.rep_id, 0)) is not None
+           for rep in lineup.reps):
+        owned = await store.owned_accounts(connection, team.value, {
+            key for lead in queued if (key := _routable(lead).account_key) is not None})
+        queued = [lead for lead in queued if _routable(lead).account_key in owned]
     given = 0
-    for lead in await store.lock_queued(uow.connection, team.value, limit):
+    for lead in queued:
         decision = await _decide(uow, lead, team, now, calendar)
         if decision.rep_id is None:
             continue
         stage = LifecycleStage(lead.stage)
         await _record(uow, lead, stage, decision, now)
-        await store.set_owner(uow.connection, lead.lead_id, decision.rep_id)
+        await store.set_owner(connection, lead.lead_id, decision.rep_id)
         _emit(uow, lead, from_stage=stage, to_stage=stage,
               reason=f"assigned from the queue: {decision.summary}", now=now,
               owner_id=decision.rep_id,
-              owner_name=await store.rep_name(uow.connection, decision.rep_id),
+              owner_name=await store.rep_name(connection, decision.rep_id),
               team=team.value, sla_due_at=None)
         given += 1
     return given
 
 
+QUEUE_PASS_LOCK = "routing.queues"
+
+
 async def assign_all_queued(unit_of_work: UnitOfWorkFactory, clock: Clock,
                             calendar: BusinessCalendar, limit: int) -> int:
-    """Run ``assign_queued`` for every team, each in a transaction of its own; return how
-    many leads were given."""
+    """Run ``assign_queued`` for every team, each in a transaction of its own, on one
+    replica at a time (the others skip the pass); return how many leads were given.
+
+    A team whose pass fails is logged and left to the next pass; the other teams go on.
+    """
     given = 0
     for team in domain.TeamKind:
-        async with unit_of_work() as uow:
-            given += await assign_queued(uow, team, clock(), calendar, limit)
-            await uow.commit()
+        try:
+            async with unit_of_work() as uow:
+                if not await holds_exclusive_lock(uow.connection, f"{QUEUE_PASS_LOCK}.{team}"):
+                    continue
+                given += await assign_queued(uow, team, clock(), calendar, limit)
+                await uow.commit()
+        except Exception:
+            log.exception("queue pass failed for a team; it is tried again next pass",
+                          team=team.value)
     return given
 
 

@@ -25,8 +25,9 @@ async def assign_queues(context: ServiceContext, stop: asyncio.Event, *,
     """Offer queued leads to reps who became available, every interval until ``stop``."""
     settings: RoutingSettings = context.settings
     await run_periodically(
-        "routing.queues", partial(handlers.assign_all_queued, context.unit_of_work,
-                                  context.clock, calendar, QUEUE_PASS_LIMIT),
+        handlers.QUEUE_PASS_LOCK,
+        partial(handlers.assign_all_queued, context.unit_of_work, context.clock, calendar,
+                QUEUE_PASS_LIMIT),
         interval_seconds=settings.routing_queue_interval_seconds, stop=stop)
 
 

@@ -46,7 +46,7 @@ class RoutingSettings(RuntimeSettings):
     routing_queue_interval_seconds: float = Field(
         default=60.0, gt=0, le=3600,
         description="How often queued leads are offered to reps who became available "
-                    "(their day started, they came back from leave, capacity freed up).")
+                    "(their day started, they came back from leave, they joined).")
 
     @field_validator("slack_response_hosts", "routing_outbound_sources", mode="before")
     @classmethod

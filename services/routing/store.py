@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -305,6 +305,18 @@ async def lock_queued(connection: AsyncConnection, team: str, limit: int) -> lis
         .order_by(waiting_since, leads.c.lead_id).limit(limit)
         .with_for_update(skip_locked=True))
     return list(rows)
+
+
+async def owned_accounts(connection: AsyncConnection, team: str, account_keys: Collection[str]
+                         ) -> set[str]:
+    """Return which of ``account_keys`` have an owner in ``team``."""
+    if not account_keys:
+        return set()
+    rows = await connection.execute(
+        select(account_owners.c.account_key).where(
+            account_owners.c.team == team,
+            account_owners.c.account_key.in_(list(account_keys))))
+    return {row.account_key for row in rows}
 
 
 # --- teams and reps -----------------------------------------------------------------------

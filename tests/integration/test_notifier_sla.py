@@ -561,6 +561,10 @@ async def test_alerts_show_reps_by_the_names_routing_gave_them(
     await handle(database, CONFIG, promoted(sql_id, at=jst(24, 12), from_stage=S.SQL,
                                             to_stage=S.SQL, owner_id="fs-1",
                                             owner_name="田中 一朗", team="field_sales"))
+    # An event from before the rename, delivered late (its partition's lane was behind).
+    await handle(database, CONFIG, promoted(uuid.uuid4(), at=jst(24, 11), from_stage=S.SAL,
+                                            to_stage=S.SQL, owner_id="fs-1",
+                                            owner_name="田中 一郎", team="field_sales"))
     for deal_id, owner_id in ((uuid.uuid4(), "fs-1"), (uuid.uuid4(), "sato")):
         async with database.unit_of_work() as uow:
             await handlers.on_deal_phase_changed(DealPhaseChanged(

@@ -18,6 +18,7 @@ from services.routing.main import QUEUE_PASS_LIMIT
 from tests.integration.test_routing_harness import Routing, lead_scored, running_routing
 from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import wait_until
+from tests.support.locks import waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 S = LifecycleStage
@@ -128,3 +129,48 @@ async def test_the_service_runs_the_pass_by_itself(postgres: PostgresServer) -> 
         finally:
             stop.set()
             await asyncio.gather(*workers)
+
+
+async def test_a_pass_waits_for_a_team_being_assigned_without_holding_its_leads(
+        routing: Routing) -> None:
+    routing.clock.now = WEDNESDAY_EVENING
+    await routing.put_rep("sato")
+    hot = lead_scored()
+    await routing.handle(hot)
+    routing.clock.now = THURSDAY_MORNING
+    async with routing.engine.connect() as consumer, consumer.begin():
+        # As the consumer between two runs of a batch: the team held for the first run's
+        # assignment, the second run's leads (the queued one among them) still to lock.
+        await consumer.execute(select(store.teams.c.team)
+                               .where(store.teams.c.team == "sdr").with_for_update())
+        passing = asyncio.create_task(queue_pass(routing))
+
+        async def pass_waits() -> bool:
+            return passing.done() or await waiting_for_a_lock(routing.engine)
+
+        await wait_until(pass_waits, 10, "the pass to wait for the team")
+        await consumer.execute(select(store.leads.c.lead_id)
+                               .where(store.leads.c.lead_id == hot.lead_id).with_for_update())
+    assert await passing == 1
+    assert (await lead(routing, hot.lead_id))["owner_id"] == "sato"
+
+
+async def test_at_night_an_account_owner_back_from_leave_is_given_their_accounts_lead(
+        routing: Routing) -> None:
+    await routing.put_rep("sato")
+    await routing.put_rep("suzuki")
+    await routing.handle(lead_scored())  # sample.co.jp: sato's account from now on
+    leave = {"starts_at": "2026-11-18T12:00:00+09:00", "ends_at": "2026-11-19T00:00:00+09:00",
+             "note": "半休"}
+    await routing.put_rep("sato", out_of_office=[leave])
+    routing.clock.now = WEDNESDAY_EVENING  # sato away, suzuki's day over: both queued
+    account_lead, other_lead = lead_scored(), lead_scored(domain="other.co.jp")
+    await routing.handle(account_lead)
+    await routing.handle(other_lead)
+
+    routing.clock.now = datetime(2026, 11, 19, 1, 0, tzinfo=JST)  # back; nobody working
+    assert await queue_pass(routing) == 1
+    given = await lead(routing, account_lead.lead_id)
+    assert given["owner_id"] == "sato"
+    assert given["assignments"][-1]["rule"] == "account_owner"
+    assert (await lead(routing, other_lead.lead_id))["owner_id"] is None

@@ -232,11 +232,13 @@ def test_a_rep_is_shown_by_name_and_id_the_id_alone_until_named(locale: str,
     assert person(None, None, label) == unassigned
 
 
-def test_a_stored_card_keeps_no_owner_name_and_cards_stored_before_read_as_ever() -> None:
+def test_a_card_is_stored_with_the_keys_the_previous_version_reads_and_no_owner_name(
+        ) -> None:
     named = replace(CARD, owner_id="sato", owner_name="佐藤 花子")
     stored = named.to_json()
-    # The previous version builds cards from these keys alone (it refuses others).
-    assert "owner_name" not in stored
+    # The previous version builds a card from exactly these keys and refuses any other.
+    assert set(stored) == {"lead_id", "email", "name", "company", "title", "score", "tier",
+                           "owner_id", "team", "reasons"}
     assert LeadCard.from_json(stored) == replace(named, owner_name=None)
 
 

@@ -18,6 +18,7 @@ def upgrade() -> None:
         "rep_names",
         sa.Column("rep_id", sa.Text, primary_key=True),
         sa.Column("name", sa.Text, nullable=False),
+        sa.Column("named_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
                   server_default=sa.func.now()),
         schema=SCHEMA,
