@@ -41,8 +41,10 @@ async def name_of(connection: AsyncConnection, rep_id: str | None, card: LeadCar
                   ) -> str | None:
     """Return the name of ``rep_id`` (a deal's owner, say): as read with the lead's card if
     they own the lead, else as last heard; None if unknown."""
-    if rep_id is None or rep_id == card.owner_id:
-        return card.owner_name if rep_id is not None else None
+    if rep_id is None:
+        return None
+    if rep_id == card.owner_id:
+        return card.owner_name
     return await store.rep_name(connection, rep_id)
 
 

@@ -36,6 +36,7 @@ from services.routing import domain, store
 log = structlog.get_logger(__name__)
 S = LifecycleStage
 TOP_REASONS = 3
+QUEUE_PASS_LOCK = "routing.queues"  # a team's pass runs on one replica at a time
 SYSTEM = "system"
 
 
@@ -160,9 +161,6 @@ async def assign_queued(uow: UnitOfWork, team: domain.TeamKind, now: datetime,
               team=team.value, sla_due_at=None)
         given += 1
     return given
-
-
-QUEUE_PASS_LOCK = "routing.queues"
 
 
 async def assign_all_queued(unit_of_work: UnitOfWorkFactory, clock: Clock,
