@@ -277,9 +277,11 @@ def hot_lead(event: LeadPromoted, due_at: datetime | None, locale: str,
         ContextBlock(elements=[MarkdownTextObject(text=f"lead `{lead.lead_id}`")]),
     ]
     # The title is labelled: a bare job title (担当, staff) reads like the lead's owner.
+    # The owner ends the line: a lead given from the queue is alerted again, now owned.
     text = mrkdwn_safe(f"{label['hot_lead']}: {name} / {company} / "
                        f"{label['title']}: {lead.title or '-'} / "
-                       f"{label['score']} {lead.score} / {label['due']} {due}")
+                       f"{label['score']} {lead.score} / {label['due']} {due} / "
+                       f"{label['owner']}: {person(lead.owner_id, lead.owner_name, label)}")
     return _render(title, pairs, blocks, text, extra=f"{label['reasons']}:\n{reasons}\n\n"
                                                      f"lead {lead.lead_id}")
 

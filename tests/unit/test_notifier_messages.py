@@ -72,6 +72,16 @@ def test_hot_lead_message_is_valid_block_kit(locale: str, due: str) -> None:
     assert f"{due} 2026-11-20 10:05 JST" in message.text  # the due time in Tokyo
 
 
+@pytest.mark.parametrize(("locale", "unowned", "owned"), [
+    ("ja", "担当: (未割当)", "担当: 佐藤 花子 (sato)"),
+    ("en", "Owner: (unassigned)", "Owner: 佐藤 花子 (sato)")])
+def test_the_hot_lead_line_ends_with_its_owner(locale: str, unowned: str, owned: str) -> None:
+    # Queued, then given from the queue: the two alerts' lines must tell them apart.
+    given = EVENT.model_copy(update={"owner_id": "sato", "owner_name": "佐藤 花子"})
+    assert hot_lead(EVENT, DUE, locale, "Asia/Tokyo").text.endswith(unowned)
+    assert hot_lead(given, DUE, locale, "Asia/Tokyo").text.endswith(owned)
+
+
 def test_hot_lead_e_mail_body_carries_the_same_content() -> None:
     message = hot_lead(EVENT, DUE, "ja", "Asia/Tokyo")
     assert message.title == "🔥 ホットリード: 株式会社サンプル"
