@@ -33,13 +33,14 @@ def _is_hot_lead_alert(event: LeadPromoted) -> bool:
 
 
 def _names_heard(events: Sequence[LeadPromoted]) -> dict[str, tuple[str, datetime]]:
-    """Return each named owner's latest name in ``events``, with the time it was given."""
+    """Return each named owner's latest name in ``events`` (of equal times, the last one),
+    with the time it was given."""
     names: dict[str, tuple[str, datetime]] = {}
     for event in events:
         if event.owner_id is None or event.owner_name is None:
             continue
         known = names.get(event.owner_id)
-        if known is None or known[1] < event.occurred_at:
+        if known is None or known[1] <= event.occurred_at:
             names[event.owner_id] = (event.owner_name, event.occurred_at)
     return names
 

@@ -224,21 +224,16 @@ async def get_lead(connection: AsyncConnection, lead_id: uuid.UUID) -> Row[Any] 
         .where(leads.c.lead_id == lead_id))).first()
 
 
-# Only a newer name is written: an event delivered late (another partition's lane behind,
-# a replay) must not bring an old name back, and an ON CONFLICT update would lock every
-# rep's row for the rest of the batch's transaction, each time their leads move.
+# A name is kept with the time of the event that gave it, and only a later one replaces
+# it: an event delivered late (another partition's lane behind, a replay) must not bring
+# an old name back, whichever transaction inserted the rep first.
 RECORDING_REP_NAMES = text(f"""
-    WITH heard AS (
-        SELECT * FROM unnest(CAST(:rep_ids AS text[]), CAST(:names AS text[]),
-                             CAST(:named_at AS timestamptz[])) AS heard(rep_id, name, named_at)
-    ), renamed AS (
-        UPDATE {rep_names.fullname} AS rep
-        SET name = heard.name, named_at = heard.named_at, updated_at = now()
-        FROM heard WHERE rep.rep_id = heard.rep_id AND rep.named_at < heard.named_at
-          AND rep.name <> heard.name
-    )
-    INSERT INTO {rep_names.fullname} (rep_id, name, named_at)
-    SELECT rep_id, name, named_at FROM heard ON CONFLICT (rep_id) DO NOTHING
+    INSERT INTO {rep_names.fullname} AS rep (rep_id, name, named_at)
+    SELECT * FROM unnest(CAST(:rep_ids AS text[]), CAST(:names AS text[]),
+                         CAST(:named_at AS timestamptz[]))
+    ON CONFLICT (rep_id) DO UPDATE
+    SET name = excluded.name, named_at = excluded.named_at, updated_at = now()
+    WHERE rep.named_at < excluded.named_at
 """)
 
 
@@ -247,7 +242,7 @@ async def record_rep_names(connection: AsyncConnection,
     """Keep each rep's name, by rep id, as named at the time given with it, unless a name
     given later is kept already."""
     if names:
-        rep_ids = sorted(names)  # in one order in every transaction: no deadlock on renames
+        rep_ids = sorted(names)  # locked in one order by every transaction: no deadlock
         await connection.execute(RECORDING_REP_NAMES, {
             "rep_ids": rep_ids, "names": [names[rep_id][0] for rep_id in rep_ids],
             "named_at": [names[rep_id][1] for rep_id in rep_ids]})

@@ -135,19 +135,15 @@ async def assign_queued(uow: UnitOfWork, team: domain.TeamKind, now: datetime,
     # the team, or holds the team while it waits for the next run of its batch's leads.
     # Leads are then taken here without waiting (those held are left to the next pass).
     await store.lock_team(connection, team.value)
-    queued = await store.lock_queued(connection, team.value, limit)
-    if not queued:
-        return 0
     lineup = await store.ROSTER.lineup(connection, team.value, None, calendar.closed_days)
     today = await store.assigned_since(connection,
                                        {r.rep_id: r.hours.day_start(now) for r in lineup.reps})
-    if all(domain.unavailable_because(rep, now, today.get(rep.rep_id, 0)) is not None
-           for rep in lineup.reps):
-        owned = await store.owned_accounts(connection, team.value, {
-            key for lead in queued if (key := _routable(lead).account_key) is not None})
-        queued = [lead for lead in queued if _routable(lead).account_key in owned]
+    nobody_available = all(
+        domain.unavailable_because(rep, now, today.get(rep.rep_id, 0)) is not None
+        for rep in lineup.reps)
     given = 0
-    for lead in queued:
+    for lead in await store.lock_queued(connection, team.value, limit,
+                                        owned_accounts_only=nobody_available):
         decision = await _decide(uow, lead, team, now, calendar)
         if decision.rep_id is None:
             continue

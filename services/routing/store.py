@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -22,6 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     bindparam,
     case,
+    exists,
     func,
     null,
     select,
@@ -291,32 +292,26 @@ async def queue(connection: AsyncConnection, team: str) -> list[Row[Any]]:
     return list(rows)
 
 
-async def lock_queued(connection: AsyncConnection, team: str, limit: int) -> list[Row[Any]]:
-    """Return up to ``limit`` of the team's unowned leads, longest waiting first, locked;
-    leads another transaction holds (being scored, or acted on) are skipped."""
+async def lock_queued(connection: AsyncConnection, team: str, limit: int, *,
+                      owned_accounts_only: bool = False) -> list[Row[Any]]:
+    """Return up to ``limit`` of the team's unowned leads, longest waiting first, locked
+    (only those of accounts with an owner in the team, if ``owned_accounts_only``); leads
+    another transaction holds (being scored, or acted on) are skipped."""
     waiting_since = (select(func.max(transitions.c.occurred_at))
                      .where(transitions.c.lead_id == leads.c.lead_id,
                             transitions.c.to_stage.in_([stage.value for stage in HAND_OFFS]))
                      .scalar_subquery())
-    rows = await connection.execute(
-        select(leads)
-        .where(leads.c.team == team, leads.c.owner_id.is_(None),
-               leads.c.stage.in_([stage.value for stage in QUEUED_STAGES]))
-        .order_by(waiting_since, leads.c.lead_id).limit(limit)
-        .with_for_update(skip_locked=True))
-    return list(rows)
-
-
-async def owned_accounts(connection: AsyncConnection, team: str, account_keys: Collection[str]
-                         ) -> set[str]:
-    """Return which of ``account_keys`` have an owner in ``team``."""
-    if not account_keys:
-        return set()
-    rows = await connection.execute(
-        select(account_owners.c.account_key).where(
+    query = (select(leads)
+             .where(leads.c.team == team, leads.c.owner_id.is_(None),
+                    leads.c.stage.in_([stage.value for stage in QUEUED_STAGES])))
+    if owned_accounts_only:
+        query = query.where(exists().where(
             account_owners.c.team == team,
-            account_owners.c.account_key.in_(list(account_keys))))
-    return {row.account_key for row in rows}
+            account_owners.c.account_key == leads.c.account["account_key"].astext))
+    rows = await connection.execute(
+        query.order_by(waiting_since, leads.c.lead_id).limit(limit)
+        .with_for_update(of=leads, skip_locked=True))
+    return list(rows)
 
 
 # --- teams and reps -----------------------------------------------------------------------

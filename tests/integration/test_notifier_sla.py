@@ -548,6 +548,43 @@ async def test_deals_won_and_recycled_are_alerted_to_owner_and_team_and_move_clo
     assert all(c.status != "open" for c in await clocks(database, lead_id))
 
 
+async def test_a_reps_name_is_the_one_given_last_whatever_order_it_arrives_in(
+        database: NotifierDatabase) -> None:
+    async def record(name: str, at: datetime) -> None:
+        async with database.unit_of_work() as uow:
+            await store.record_rep_names(uow.connection, {"sato": (name, at)})
+            await uow.commit()
+
+    async def name() -> str | None:
+        async with database.engine.connect() as connection:
+            return await store.rep_name(connection, "sato")
+
+    # Named A, renamed B, renamed back to A; the event naming B arrives last.
+    for given, at in (("佐藤 花子", jst(24, 9)), ("佐藤 花子", jst(24, 11)),
+                      ("鈴木 花子", jst(24, 10))):
+        await record(given, at)
+    assert await name() == "佐藤 花子"
+
+    # Two lanes name a rep the notifier never heard of; the older commits first.
+    async with database.unit_of_work() as older:
+        await store.record_rep_names(older.connection, {"tanaka": ("田中 一郎", jst(24, 9))})
+        async with database.unit_of_work() as newer:
+            naming = asyncio.create_task(store.record_rep_names(
+                newer.connection, {"tanaka": ("田中 一朗", jst(24, 10))}))
+            await wait_until(lambda: waiting_or_done(database, naming), 10,
+                             "the newer name to wait for the older one's insert")
+            await older.commit()
+            await naming
+            await newer.commit()
+    async with database.engine.connect() as connection:
+        assert await store.rep_name(connection, "tanaka") == "田中 一朗"
+
+
+async def waiting_or_done(database: NotifierDatabase, task: asyncio.Task[None]) -> bool:
+    """Return True once ``task`` finished or a session of the database waits for a lock."""
+    return task.done() or await waiting_for_a_lock(database.engine)
+
+
 async def test_alerts_show_reps_by_the_names_routing_gave_them(
         database: NotifierDatabase) -> None:
     hot_id, sql_id, unnamed_id = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()

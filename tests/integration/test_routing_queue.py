@@ -33,11 +33,11 @@ async def routing(postgres: PostgresServer) -> AsyncIterator[Routing]:
         yield service
 
 
-async def queue_pass(routing: Routing) -> int:
+async def queue_pass(routing: Routing, limit: int = QUEUE_PASS_LIMIT) -> int:
     """Run one pass over every team's queue at the routing clock's time."""
     return await handlers.assign_all_queued(
         routing.context.unit_of_work, routing.clock,
-        routing.context.settings.business_calendar(), QUEUE_PASS_LIMIT)
+        routing.context.settings.business_calendar(), limit)
 
 
 async def lead(routing: Routing, lead_id: uuid.UUID) -> dict[str, Any]:
@@ -165,11 +165,13 @@ async def test_at_night_an_account_owner_back_from_leave_is_given_their_accounts
     await routing.put_rep("sato", out_of_office=[leave])
     routing.clock.now = WEDNESDAY_EVENING  # sato away, suzuki's day over: both queued
     account_lead, other_lead = lead_scored(), lead_scored(domain="other.co.jp")
-    await routing.handle(account_lead)
     await routing.handle(other_lead)
+    routing.clock.now = WEDNESDAY_EVENING.replace(minute=1)
+    await routing.handle(account_lead)
 
     routing.clock.now = datetime(2026, 11, 19, 1, 0, tzinfo=JST)  # back; nobody working
-    assert await queue_pass(routing) == 1
+    # A pass of one lead: the account's, though the other has waited longer.
+    assert await queue_pass(routing, limit=1) == 1
     given = await lead(routing, account_lead.lead_id)
     assert given["owner_id"] == "sato"
     assert given["assignments"][-1]["rule"] == "account_owner"
