@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from schemas.events import LifecycleStage
+from schemas.events import LeadScored, LifecycleStage
 from services.routing import handlers, store
 from services.routing.main import QUEUE_PASS_LIMIT
 from tests.integration.test_routing_harness import Routing, lead_scored, running_routing
@@ -45,6 +45,17 @@ async def lead(routing: Routing, lead_id: uuid.UUID) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+async def queued_overnight(routing: Routing) -> LeadScored:
+    """Return a hot lead scored on Wednesday evening, queued with sato gone home, and set the
+    clock to Thursday morning, sato's day begun."""
+    routing.clock.now = WEDNESDAY_EVENING
+    await routing.put_rep("sato")
+    hot = lead_scored()
+    await routing.handle(hot)
+    routing.clock.now = THURSDAY_MORNING
+    return hot
 
 
 async def test_a_lead_queued_at_night_goes_to_a_rep_when_their_day_starts(
@@ -96,11 +107,7 @@ async def test_a_queued_sql_goes_to_a_field_rep_who_joins_the_team(routing: Rout
 
 async def test_a_queued_lead_another_transaction_holds_waits_for_the_next_pass(
         routing: Routing) -> None:
-    routing.clock.now = WEDNESDAY_EVENING
-    await routing.put_rep("sato")
-    hot = lead_scored()
-    await routing.handle(hot)
-    routing.clock.now = THURSDAY_MORNING
+    hot = await queued_overnight(routing)
     async with routing.engine.connect() as holder, holder.begin():
         # As the consumer holds a lead it is scoring: the pass must neither wait nor take it.
         await holder.execute(select(store.leads.c.lead_id)
@@ -113,11 +120,7 @@ async def test_a_queued_lead_another_transaction_holds_waits_for_the_next_pass(
 async def test_the_service_runs_the_pass_by_itself(postgres: PostgresServer) -> None:
     async with running_routing(await postgres.create_database(),
                                routing_queue_interval_seconds=0.05) as routing:
-        routing.clock.now = WEDNESDAY_EVENING
-        await routing.put_rep("sato")
-        hot = lead_scored()
-        await routing.handle(hot)
-        routing.clock.now = THURSDAY_MORNING
+        hot = await queued_overnight(routing)
         stop = asyncio.Event()
         workers = [asyncio.create_task(worker(routing.context, stop))
                    for worker in routing.definition.workers]
@@ -133,11 +136,7 @@ async def test_the_service_runs_the_pass_by_itself(postgres: PostgresServer) -> 
 
 async def test_a_pass_waits_for_a_team_being_assigned_without_holding_its_leads(
         routing: Routing) -> None:
-    routing.clock.now = WEDNESDAY_EVENING
-    await routing.put_rep("sato")
-    hot = lead_scored()
-    await routing.handle(hot)
-    routing.clock.now = THURSDAY_MORNING
+    hot = await queued_overnight(routing)
     async with routing.engine.connect() as consumer, consumer.begin():
         # As the consumer between two runs of a batch: the team held for the first run's
         # assignment, the second run's leads (the queued one among them) still to lock.
