@@ -390,7 +390,12 @@ async def put_team(team: domain.TeamKind, body: TeamIn, context: Context) -> Tea
 
 @router.get("/teams/{team}/queue", response_model=list[QueuedLead], tags=["teams"])
 async def team_queue(team: domain.TeamKind, context: Context) -> list[QueuedLead]:
-    """Return the team's leads that nobody could take, oldest first."""
+    """Return the team's leads that nobody could take, oldest first.
+
+    A rep takes one by accepting it (or, for an SQL or opportunity, logging a contact);
+    routing also offers them again every `BATON_ROUTING_QUEUE_INTERVAL_SECONDS` (60) and
+    gives each to the first rep who can take it.
+    """
     async with context.unit_of_work() as uow:
         rows = await store.queue(uow.connection, team.value)
     return [QueuedLead(lead_id=row.lead_id, stage=row.stage, score=row.score, tier=row.tier,
