@@ -29,6 +29,14 @@ class OutboxRelay:
     and key is still unpublished in another replica's batch, so one key's events
     keep their order. Publishing is at least once; consumers dedupe by event id.
 
+    A batch that publishes rows is followed by the next no sooner than ``min_interval``
+    seconds after it began; rows committed meanwhile wait and leave together. A batch
+    costs three database round trips and a produce request, about 0.7 ms of CPU for one
+    row, and every commit wakes the relay: at 900 requests a second, ingest commits
+    groups of one to three captures and ran 250-350 batches a second, its process 87-88%
+    busy; 10 ms apart, 81-82%. After an empty batch (the relay was idle) the next starts
+    as soon as it is woken, so a quiet service waits for nothing.
+
     The relay keeps a connection of its own and sends its statement to asyncpg itself:
     a batch through SQLAlchemy's pool and execute cost about 500 us of CPU against
     about 175 us, and a busy service runs a hundred or more batches a second. A lost
@@ -43,12 +51,14 @@ class OutboxRelay:
         database_url: str,
         batch_size: int,
         poll_interval: float,
+        min_interval: float = 0.0,
     ) -> None:
         self._tables = tables
         self._publisher = publisher
         self._database_url = database_url
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._min_interval = min_interval
         self._connection: asyncpg.Connection | None = None
         schema = tables.schema
         self.application_name = f"{schema} outbox relay"
@@ -83,8 +93,10 @@ class OutboxRelay:
     async def run(self, stop: asyncio.Event) -> None:
         """Publish until ``stop`` is set, woken by NOTIFY and polling as a fallback."""
         try:
+            loop = asyncio.get_running_loop()
             async with Wakeup(self._database_url, self._tables.notify_channel) as wakeup:
                 while not stop.is_set():
+                    began = loop.time()
                     try:
                         published = await self.publish_batch()
                     except Exception:
@@ -92,6 +104,9 @@ class OutboxRelay:
                         log.exception("outbox relay batch failed; retrying")
                         published = 0
                     if published < self._batch_size:
+                        if published:
+                            await _unless_stopped(stop,
+                                                  began + self._min_interval - loop.time())
                         await wakeup.wait(stop, poll_seconds=self._poll_interval)
             # Publish what the consumer's last batch and the last HTTP requests committed
             # before the process goes (the service stops the relay after both).
@@ -103,6 +118,13 @@ class OutboxRelay:
                 with contextlib.suppress(Exception):
                     await self._connection.close()
                 self._connection = None
+
+
+async def _unless_stopped(stop: asyncio.Event, seconds: float) -> None:
+    """Return after ``seconds`` (none if not positive), or as soon as ``stop`` is set."""
+    if seconds > 0 and not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
 
 
 # Rows leave the table in the transaction that publishes them: until its commit they

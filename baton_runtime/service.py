@@ -167,6 +167,7 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
         database_url=settings.database_url,
         batch_size=settings.outbox_batch_size,
         poll_interval=settings.outbox_poll_interval_ms / 1000,
+        min_interval=settings.outbox_min_interval_ms / 1000,
     )
     server = _Server(uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                                     log_config=None, access_log=False, lifespan="off",

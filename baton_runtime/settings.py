@@ -99,6 +99,12 @@ class RuntimeSettings(DatabaseSettings, KafkaSettings):
     consumer_retry_backoff_ms: int = Field(default=200, ge=0, le=60_000)
     outbox_batch_size: BatchSize = 500
     outbox_poll_interval_ms: int = Field(default=1_000, ge=10, le=60_000)
+    outbox_min_interval_ms: int = Field(
+        default=10, ge=0, le=1_000,
+        description="After a relay batch that published events, the next begins no sooner "
+                    "than this: under load, the events committed meanwhile leave in one "
+                    "batch instead of one batch a transaction. An idle relay publishes at "
+                    "once.")
     shutdown_grace_seconds: float = Field(default=25.0, gt=0, le=600)
 
 

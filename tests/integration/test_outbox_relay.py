@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ TOPIC = "lead.captured"
 
 
 class CountingPublisher(KafkaPublisher):
-    """The real publisher, counting what it sent; a slow one pauses before each batch."""
+    """The real publisher, counting what it sent and noting each batch's size; a slow one
+    pauses before each batch."""
 
     def __init__(self, settings: KafkaSettings, client_id: str, pause: float = 0) -> None:
         super().__init__(settings, client_id)  # type: ignore[arg-type]
         self.sent = 0
+        self.batches: list[int] = []
         self._pause = pause
 
     async def send_batch(self, records: Sequence[KafkaRecord]) -> None:
@@ -42,6 +45,7 @@ class CountingPublisher(KafkaPublisher):
         await asyncio.sleep(self._pause)
         await super().send_batch(records)
         self.sent += len(records)
+        self.batches.append(len(records))
 
 
 def outbox_drained(engine: AsyncEngine) -> Callable[[], Awaitable[bool]]:
@@ -200,6 +204,57 @@ async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
         await running
         await publisher.stop()
     assert publisher.sent == 2
+
+
+async def test_rows_committed_within_the_minimum_interval_leave_in_one_batch(
+    infrastructure: Infrastructure, probe_database: ProbeDatabase,
+) -> None:
+    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+                             kafka_idempotent_producer=False)
+    await ensure_topics(settings, [TOPIC])
+    interval = 2.0
+    publisher = CountingPublisher(settings, "relay-interval")
+    # Polling too seldom to matter: only a wake-up makes this relay look.
+    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
+                        batch_size=100, poll_interval=60, min_interval=interval)
+    engine, stop = probe_database.engine, asyncio.Event()
+
+    async def emit(key: bytes) -> None:
+        async with probe_database.unit_of_work() as uow:
+            uow.emit_record(KafkaRecord(TOPIC, key, (), b"one transaction"))
+            await uow.commit()
+
+    async def idle() -> bool:
+        """Return True once the relay has looked at the empty outbox and is waiting."""
+        async with engine.connect() as connection:
+            states = await connection.exec_driver_sql(
+                "SELECT state FROM pg_stat_activity WHERE application_name = $1",
+                (relay.application_name,))
+            return states.scalars().all() == ["idle"]
+
+    await publisher.start()
+    running = asyncio.create_task(relay.run(stop))
+    try:
+        await wait_until(idle, 30, "the relay's first batch, of nothing")
+        await emit(b"alone")
+        await wait_until(outbox_drained(engine), interval / 2,
+                         "the idle relay to publish the row at once")
+        began = time.monotonic()
+        for number in range(10):  # ten transactions, each waking the relay
+            await emit(b"burst-%d" % number)
+        emitted_in = time.monotonic() - began
+        await wait_until(outbox_drained(engine), 30, "the relay to publish the ten rows")
+        stopping = time.monotonic()
+    finally:
+        stop.set()
+        await running
+        await publisher.stop()
+    assert publisher.batches[0] == 1
+    # One batch for each interval the ten commits spanned (one, unless the machine took
+    # over two seconds for them), not one a transaction.
+    assert sum(publisher.batches[1:]) == 10
+    assert len(publisher.batches) - 1 <= 1 + int(emitted_in / interval), publisher.batches
+    assert time.monotonic() - stopping < interval, "a stop ends the relay's wait at once"
 
 
 async def test_a_batch_does_not_pass_the_deleted_rows_once_a_row_whatever_the_statistics_say(
