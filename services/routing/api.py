@@ -533,7 +533,7 @@ async def put_rep(rep_id: RepIdPath, body: RepIn, context: Context) -> Rep:
                 raise HTTPException(status.HTTP_409_CONFLICT,
                                     f"Slack user {body.slack_user_id} is linked to rep "
                                     f"{linked.rep_id}")
-        await store.lock_team(connection, body.team.value)
+        await store.lock_teams(connection, [body.team.value])
         start = domain.starting_position(await store.team_positions(connection,
                                                                     body.team.value))
         hours = body.working_hours

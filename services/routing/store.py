@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -331,9 +331,18 @@ async def update_team(connection: AsyncConnection, team: str, **values: Any) -> 
     return row
 
 
-async def lock_team(connection: AsyncConnection, team: str) -> None:
-    """Hold the team until commit, so that its assignments are decided one at a time."""
-    await connection.execute(select(teams.c.team).where(teams.c.team == team).with_for_update())
+async def lock_teams(connection: AsyncConnection, names: Collection[str]) -> None:
+    """Hold the teams until commit, so that their assignments are decided one at a time;
+    taken in name order, as every transaction that holds two takes them."""
+    await connection.execute(select(teams.c.team).where(teams.c.team.in_(sorted(names)))
+                             .order_by(teams.c.team).with_for_update())
+
+
+async def lock_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]) -> None:
+    """Hold the leads stored under ``lead_ids`` until commit, taken in id order (as
+    ``upsert_leads`` writes them)."""
+    await connection.execute(select(leads.c.lead_id).where(leads.c.lead_id.in_(lead_ids))
+                             .order_by(leads.c.lead_id).with_for_update())
 
 
 async def get_rep(connection: AsyncConnection, rep_id: str) -> Row[Any] | None:

@@ -139,7 +139,7 @@ async def test_two_reps_linked_to_one_slack_user_at_once_get_a_200_and_a_409(
     # Two admins link the same Slack user to a rep of sdr and one of bdr at once: both
     # find the user free, and the later write meets the first's link.
     async with routing.context.unit_of_work() as assigning:
-        await store.lock_team(assigning.connection, "sdr")  # an assignment in progress
+        await store.lock_teams(assigning.connection, ["sdr"])  # an assignment in progress
         sato = asyncio.create_task(routing.client.put(
             "/v1/reps/sato", json=rep_body("sdr", slack_user_id="U0SHARED")))
         await wait_until(lambda: waiting_for_a_lock(routing.engine), 10,

@@ -1,0 +1,73 @@
+"""Routing's consumer takes its locks in one order, so its batches and API calls never
+deadlock: the batch's stored leads by id, then its teams by name, then nothing more."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from schemas.events import LifecycleStage, Tier
+from services.routing import store
+from tests.integration.test_routing_harness import Routing, lead_scored, running_routing
+from tests.support.infrastructure import PostgresServer
+from tests.support.kafka import wait_until
+from tests.support.locks import waiting_for_a_lock
+
+pytestmark = pytest.mark.integration
+# Long enough for a lock that is free to be granted on a busy machine; a lock that is never
+# granted fails the test instead of hanging it.
+GRANTED_WITHIN = 10.0
+
+
+@pytest.fixture
+async def routing(postgres: PostgresServer) -> AsyncIterator[Routing]:
+    async with running_routing(await postgres.create_database()) as service:
+        yield service
+
+
+async def stage_of(routing: Routing, lead_id: object) -> str:
+    response = await routing.client.get(f"/v1/leads/{lead_id}")
+    assert response.status_code == 200, response.text
+    stage: str = response.json()["stage"]
+    return stage
+
+
+async def test_a_batch_waiting_for_one_team_holds_no_other(routing: Routing) -> None:
+    inbound, outbound = lead_scored(), lead_scored(source="outbound")
+    async with routing.engine.connect() as elsewhere, elsewhere.begin():
+        # BDR held, as by another replica's batch assigning an outbound lead.
+        await store.lock_teams(elsewhere, ["bdr"])
+        batch = asyncio.create_task(routing.handle(inbound, outbound))
+
+        async def batch_waits() -> bool:
+            return batch.done() or await waiting_for_a_lock(routing.engine)
+
+        await wait_until(batch_waits, 10, "the batch to wait for BDR")
+        # A batch that took SDR for its inbound lead while it waited for BDR would block
+        # every inbound lead, and deadlock a batch holding BDR that needs SDR next.
+        await asyncio.wait_for(routing.handle(lead_scored()), GRANTED_WITHIN)
+    await batch
+    assert await stage_of(routing, inbound.lead_id) == LifecycleStage.MQL
+    assert await stage_of(routing, outbound.lead_id) == LifecycleStage.MQL
+
+
+async def test_a_batch_takes_its_later_runs_leads_before_any_team(routing: Routing) -> None:
+    cooling = lead_scored(tier=Tier.B, score=40)
+    await routing.handle(cooling)
+    hot = lead_scored()
+    async with routing.engine.connect() as api_call, api_call.begin():
+        # As an API call on the cooling lead: the lead held, then its team wanted.
+        await store.lock_leads(api_call, [cooling.lead_id])
+        # The hot lead repeats, so the batch runs in two: [hot], then [hot, cooling].
+        batch = asyncio.create_task(routing.handle(hot, hot, cooling))
+
+        async def batch_waits() -> bool:
+            return batch.done() or await waiting_for_a_lock(routing.engine)
+
+        await wait_until(batch_waits, 10, "the batch to wait for the cooling lead")
+        # Holding SDR from the first run's promotion, the batch would deadlock here.
+        await asyncio.wait_for(store.lock_teams(api_call, ["sdr"]), GRANTED_WITHIN)
+    await batch
+    assert await stage_of(routing, hot.lead_id) == LifecycleStage.MQL
