@@ -39,7 +39,7 @@ class OutboxRelay:
 
     The relay keeps a connection of its own and sends its statement to asyncpg itself:
     a batch through SQLAlchemy's pool and execute cost about 500 us of CPU against
-    about 175 us, and a busy service runs a hundred or more batches a second. A lost
+    about 175 us, and a busy service runs up to a hundred batches a second. A lost
     connection is replaced at the next batch.
     """
 
