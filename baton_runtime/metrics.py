@@ -18,6 +18,11 @@ CONSUMER_BATCH_SECONDS = Histogram(
 OUTBOX_PUBLISHED = Counter(
     "baton_outbox_published_total", "Events the outbox relay published.", ["topic"]
 )
+OUTBOX_BATCH_ROWS = Histogram(
+    "baton_outbox_relay_batch_rows",
+    "Rows of each outbox relay batch that published any (its count: batches published).",
+    buckets=(1, 2, 5, 10, 25, 50, 100, 250, 500),
+)
 OUTBOX_RELAY_ERRORS = Counter(
     "baton_outbox_relay_errors_total", "Outbox relay batches that failed and will be retried."
 )

@@ -12,7 +12,7 @@ import structlog
 
 from baton_runtime.db import PlumbingTables, connect_driver
 from baton_runtime.kafka import KafkaPublisher
-from baton_runtime.metrics import OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
+from baton_runtime.metrics import OUTBOX_BATCH_ROWS, OUTBOX_PUBLISHED, OUTBOX_RELAY_ERRORS
 from baton_runtime.wakeup import Wakeup
 from schemas.envelope import KafkaRecord
 
@@ -88,6 +88,7 @@ class OutboxRelay:
             await self._publisher.send_batch(records)
         for topic, published in Counter(record.topic for record in records).items():
             OUTBOX_PUBLISHED.labels(topic=topic).inc(published)
+        OUTBOX_BATCH_ROWS.observe(len(records))
         return len(records)
 
     async def run(self, stop: asyncio.Event) -> None:

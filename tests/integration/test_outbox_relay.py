@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton_runtime.db import connect_driver, create_engine
@@ -232,6 +233,10 @@ async def test_rows_committed_within_the_minimum_interval_leave_in_one_batch(
                 (relay.application_name,))
             return states.scalars().all() == ["idle"]
 
+    def batches_observed() -> float:
+        return REGISTRY.get_sample_value("baton_outbox_relay_batch_rows_count") or 0.0
+
+    observed_before = batches_observed()
     await publisher.start()
     running = asyncio.create_task(relay.run(stop))
     try:
@@ -255,6 +260,8 @@ async def test_rows_committed_within_the_minimum_interval_leave_in_one_batch(
     assert sum(publisher.batches[1:]) == 10
     assert len(publisher.batches) - 1 <= 1 + int(emitted_in / interval), publisher.batches
     assert time.monotonic() - stopping < interval, "a stop ends the relay's wait at once"
+    assert batches_observed() - observed_before == len(publisher.batches), (
+        "the metric counts the batches that published rows, not the empty ones")
 
 
 async def test_a_batch_does_not_pass_the_deleted_rows_once_a_row_whatever_the_statistics_say(
