@@ -186,7 +186,8 @@ async def run(deals: int) -> str:
             await publisher.start()
             relay = OutboxRelay(definition.tables, publisher, database_url=database_url,
                                 batch_size=settings.outbox_batch_size,
-                                poll_interval=settings.outbox_poll_interval_ms / 1000)
+                                poll_interval=settings.outbox_poll_interval_ms / 1000,
+                                min_interval=settings.outbox_min_interval_ms / 1000)
             start = await end_offsets(bootstrap)
             stop = asyncio.Event()
             relaying = asyncio.create_task(relay.run(stop))

@@ -131,9 +131,9 @@ async def assign_queued(uow: UnitOfWork, team: domain.TeamKind, now: datetime,
     owner back from leave takes their account's leads at any hour).
     """
     connection = uow.connection
-    # The team first, holding nothing else: the consumer holds leads while it waits for
-    # the team, or holds the team while it waits for the next run of its batch's leads.
-    # Leads are then taken here without waiting (those held are left to the next pass).
+    # The team first, holding nothing else: the consumer holds its batch's leads while it
+    # waits for the team. Leads are then taken here without waiting (those held are left
+    # to the next pass).
     await store.lock_teams(connection, [team.value])
     lineup = await store.ROSTER.lineup(connection, team.value, None, calendar.closed_days)
     today = await store.assigned_since(connection,
@@ -217,19 +217,18 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
     leads are then promoted one by one, in the order their events came.
     """
     now = clock()
-    runs = list(distinct_runs(events, key=lambda event: event.lead_id))
-    hot = [event for event in events if event.tier is Tier.A]
-    if hot:
-        # Every lock the batch may need, before it holds a team: its stored leads in id
-        # order (a single run's upsert takes them so), then its teams in name order. Taken
-        # as the events came, a batch held SDR while a later run waited for a lead that an
-        # API call held while it waited for SDR, and two replicas took SDR and BDR in
-        # opposite orders: both deadlocks, and one transaction aborted.
-        if len(runs) > 1:
-            await store.lock_leads(uow.connection, {event.lead_id for event in events})
-        await store.lock_teams(uow.connection, {
-            domain.team_for_source(event.source, outbound_sources).value for event in hot})
-    for run in runs:
+    if hot := [event for event in events if event.tier is Tier.A]:
+        # The locks a promotion needs, before any: the batch's stored leads in id order,
+        # then the teams of those that may become MQLs (new, or with marketing) in name
+        # order. Taken as the events came, a batch held SDR while a later run waited for a
+        # lead that a transaction held while it waited for SDR, and two replicas took SDR
+        # and BDR in opposite orders: deadlocks, each aborting one of the transactions.
+        stages = await store.lock_leads(uow.connection, {event.lead_id for event in events})
+        if teams := {domain.team_for_source(event.source, outbound_sources).value
+                     for event in hot
+                     if stages.get(event.lead_id, S.LEAD) in domain.MARKETING_STAGES}:
+            await store.lock_teams(uow.connection, teams)
+    for run in distinct_runs(events, key=lambda event: event.lead_id):
         leads = await store.upsert_leads(uow.connection, [_scored(e) for e in run],
                                          now=now)
         for event in run:

@@ -338,11 +338,14 @@ async def lock_teams(connection: AsyncConnection, names: Collection[str]) -> Non
                              .order_by(teams.c.team).with_for_update())
 
 
-async def lock_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]) -> None:
+async def lock_leads(connection: AsyncConnection, lead_ids: Collection[uuid.UUID]
+                     ) -> dict[uuid.UUID, str]:
     """Hold the leads stored under ``lead_ids`` until commit, taken in id order (as
-    ``upsert_leads`` writes them)."""
-    await connection.execute(select(leads.c.lead_id).where(leads.c.lead_id.in_(lead_ids))
-                             .order_by(leads.c.lead_id).with_for_update())
+    ``upsert_leads`` writes them); return their stages by id (none for a lead not stored)."""
+    rows = await connection.execute(
+        select(leads.c.lead_id, leads.c.stage).where(leads.c.lead_id.in_(lead_ids))
+        .order_by(leads.c.lead_id).with_for_update())
+    return {row.lead_id: row.stage for row in rows}
 
 
 async def get_rep(connection: AsyncConnection, rep_id: str) -> Row[Any] | None:

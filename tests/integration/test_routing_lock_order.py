@@ -1,5 +1,6 @@
-"""Routing's consumer takes its locks in one order, so its batches and API calls never
-deadlock: the batch's stored leads by id, then its teams by name, then nothing more."""
+"""Routing's consumer takes a batch's locks in one order before it promotes anyone: the
+batch's stored leads by id, then the teams it may assign in by name. So a batch waiting
+for one lock holds none that another replica's batch or an API call may be waiting for."""
 
 from __future__ import annotations
 
@@ -53,21 +54,35 @@ async def test_a_batch_waiting_for_one_team_holds_no_other(routing: Routing) -> 
     assert await stage_of(routing, outbound.lead_id) == LifecycleStage.MQL
 
 
-async def test_a_batch_takes_its_later_runs_leads_before_any_team(routing: Routing) -> None:
+@pytest.mark.parametrize("hot_events", [1, 2], ids=["one run", "two runs"])
+async def test_a_batch_takes_its_leads_before_any_team(routing: Routing,
+                                                       hot_events: int) -> None:
     cooling = lead_scored(tier=Tier.B, score=40)
     await routing.handle(cooling)
     hot = lead_scored()
     async with routing.engine.connect() as api_call, api_call.begin():
-        # As an API call on the cooling lead: the lead held, then its team wanted.
+        # As a transaction on the cooling lead: the lead held, then its team wanted.
         await store.lock_leads(api_call, [cooling.lead_id])
-        # The hot lead repeats, so the batch runs in two: [hot], then [hot, cooling].
-        batch = asyncio.create_task(routing.handle(hot, hot, cooling))
+        # A hot lead that repeats cuts the batch in two runs: [hot], then [hot, cooling].
+        batch = asyncio.create_task(routing.handle(*[hot] * hot_events, cooling))
 
         async def batch_waits() -> bool:
             return batch.done() or await waiting_for_a_lock(routing.engine)
 
         await wait_until(batch_waits, 10, "the batch to wait for the cooling lead")
-        # Holding SDR from the first run's promotion, the batch would deadlock here.
+        # Holding SDR while it waits for the cooling lead, the batch would deadlock here.
         await asyncio.wait_for(store.lock_teams(api_call, ["sdr"]), GRANTED_WITHIN)
     await batch
     assert await stage_of(routing, hot.lead_id) == LifecycleStage.MQL
+
+
+async def test_a_hot_lead_already_with_sales_does_not_wait_for_its_team(
+        routing: Routing) -> None:
+    promoted = lead_scored()
+    await routing.handle(promoted)
+    assert await stage_of(routing, promoted.lead_id) == LifecycleStage.MQL
+    async with routing.engine.connect() as queue_pass, queue_pass.begin():
+        await store.lock_teams(queue_pass, ["sdr"])  # a queue pass handing out SDR's leads
+        # Scored at tier A again, the MQL is not promoted: the batch needs no team.
+        await asyncio.wait_for(routing.handle(lead_scored(lead_id=promoted.lead_id)),
+                               GRANTED_WITHIN)
