@@ -78,6 +78,26 @@ async def probe_database(infrastructure: Infrastructure) -> AsyncIterator[ProbeD
         await engine.dispose()
 
 
+async def probe_relay(infrastructure: Infrastructure, name: str, *, poll_interval: float,
+                      min_interval: float = 0.0) -> tuple[CountingPublisher, OutboxRelay]:
+    """Return a counting publisher (not started) and a relay of the probe service's outbox
+    through it, in batches of up to 100; the topic exists."""
+    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
+                             kafka_idempotent_producer=False)
+    await ensure_topics(settings, [TOPIC])
+    publisher = CountingPublisher(settings, name)
+    return publisher, OutboxRelay(probe_service.tables, publisher,
+                                  database_url=infrastructure.database_url, batch_size=100,
+                                  poll_interval=poll_interval, min_interval=min_interval)
+
+
+async def emit_in_a_transaction(database: ProbeDatabase, key: bytes) -> None:
+    """Commit one outbox row of ``key`` in a transaction of its own."""
+    async with database.unit_of_work() as uow:
+        uow.emit_record(KafkaRecord(TOPIC, key, (), b"a row of its own"))
+        await uow.commit()
+
+
 async def test_three_relays_publish_every_row_once_in_per_key_order(
     infrastructure: Infrastructure,
 ) -> None:
@@ -173,23 +193,13 @@ async def test_outbox_rows_are_written_alike_before_and_after_the_transaction_be
 async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
     infrastructure: Infrastructure, probe_database: ProbeDatabase,
 ) -> None:
-    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-                             kafka_idempotent_producer=False)
-    await ensure_topics(settings, [TOPIC])
-    publisher = CountingPublisher(settings, "relay-reconnects")
-    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
-                        batch_size=100, poll_interval=0.2)
+    publisher, relay = await probe_relay(infrastructure, "relay-reconnects", poll_interval=0.2)
     engine, stop = probe_database.engine, asyncio.Event()
-
-    async def emit(key: bytes) -> None:
-        async with probe_database.unit_of_work() as uow:
-            uow.emit_record(KafkaRecord(TOPIC, key, (), b"after a lost connection"))
-            await uow.commit()
 
     await publisher.start()
     running = asyncio.create_task(relay.run(stop))
     try:
-        await emit(b"before")
+        await emit_in_a_transaction(probe_database, b"before")
         await wait_until(outbox_drained(engine), 30, "the relay to publish the first row")
         async with engine.connect() as connection:
             terminated = await connection.exec_driver_sql(
@@ -197,7 +207,7 @@ async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
                 "FROM pg_stat_activity WHERE application_name = $1",
                 (relay.application_name,))
             assert terminated.scalar_one() == 1, "the relay's own connection was cut"
-        await emit(b"after")
+        await emit_in_a_transaction(probe_database, b"after")
         await wait_until(outbox_drained(engine), 30,
                          "the relay to publish on a new connection")
     finally:
@@ -210,20 +220,11 @@ async def test_a_relay_whose_connection_is_lost_connects_again_and_goes_on(
 async def test_rows_committed_within_the_minimum_interval_leave_in_one_batch(
     infrastructure: Infrastructure, probe_database: ProbeDatabase,
 ) -> None:
-    settings = KafkaSettings(kafka_bootstrap_servers=infrastructure.bootstrap_servers,
-                             kafka_idempotent_producer=False)
-    await ensure_topics(settings, [TOPIC])
     interval = 2.0
-    publisher = CountingPublisher(settings, "relay-interval")
     # Polling too seldom to matter: only a wake-up makes this relay look.
-    relay = OutboxRelay(probe_service.tables, publisher, database_url=infrastructure.database_url,
-                        batch_size=100, poll_interval=60, min_interval=interval)
+    publisher, relay = await probe_relay(infrastructure, "relay-interval", poll_interval=60,
+                                         min_interval=interval)
     engine, stop = probe_database.engine, asyncio.Event()
-
-    async def emit(key: bytes) -> None:
-        async with probe_database.unit_of_work() as uow:
-            uow.emit_record(KafkaRecord(TOPIC, key, (), b"one transaction"))
-            await uow.commit()
 
     async def idle() -> bool:
         """Return True once the relay has looked at the empty outbox and is waiting."""
@@ -241,12 +242,12 @@ async def test_rows_committed_within_the_minimum_interval_leave_in_one_batch(
     running = asyncio.create_task(relay.run(stop))
     try:
         await wait_until(idle, 30, "the relay's first batch, of nothing")
-        await emit(b"alone")
+        await emit_in_a_transaction(probe_database, b"alone")
         await wait_until(outbox_drained(engine), interval / 2,
                          "the idle relay to publish the row at once")
         began = time.monotonic()
         for number in range(10):  # ten transactions, each waking the relay
-            await emit(b"burst-%d" % number)
+            await emit_in_a_transaction(probe_database, b"burst-%d" % number)
         emitted_in = time.monotonic() - began
         await wait_until(outbox_drained(engine), 30, "the relay to publish the ten rows")
         # The relay now waits out most of an interval after that batch; a stop ends it.
