@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from pydantic import TypeAdapter
@@ -246,6 +246,26 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
                        now=now, owner_id=decision.rep_id, team=team.value,
                        sla_due_at=domain.acceptance_due(event.last_touchpoint, now,
                                                         accept_within, calendar))
+
+
+DealEvent = TypeVar("DealEvent", DealRecycled, DealPhaseChanged)
+
+
+def leads_locked_first(handle: Callable[[DealEvent, UnitOfWork], Awaitable[None]]
+                       ) -> Callable[[Sequence[DealEvent], UnitOfWork], Awaitable[None]]:
+    """Return a batch handler that locks the events' stored leads in id order, as
+    ``on_leads_scored`` takes them, then runs ``handle`` on each event in order.
+
+    Deal events are keyed by deal: one by one, a batch took their leads in the order the
+    events came, and deadlocked with a transaction taking two of them the other way.
+    """
+
+    async def handle_all(events: Sequence[DealEvent], uow: UnitOfWork) -> None:
+        await store.lock_leads(uow.connection, {event.lead_id for event in events})
+        for event in events:
+            await handle(event, uow)
+
+    return handle_all
 
 
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock) -> None:

@@ -1,15 +1,18 @@
-"""Routing's consumer takes a batch's locks in one order before it promotes anyone: the
-batch's stored leads by id, then the teams it may assign in by name. So a batch waiting
-for one lock holds none that another replica's batch or an API call may be waiting for."""
+"""Routing's consumer takes a batch's locks in one order before it promotes anyone or
+follows a deal: the batch's stored leads by id, then the teams it may assign in by name.
+So a batch waiting for one lock holds none that another replica's batch or an API call
+may be waiting for."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
-from schemas.events import LifecycleStage, Tier
+from schemas.events import DealPhase, DealRecycled, LifecycleStage, Tier
 from services.routing import store
 from tests.integration.test_routing_harness import Routing, lead_scored, running_routing
 from tests.support.infrastructure import PostgresServer
@@ -86,3 +89,28 @@ async def test_a_hot_lead_already_with_sales_does_not_wait_for_its_team(
         # Scored at tier A again, the MQL is not promoted: the batch needs no team.
         await asyncio.wait_for(routing.handle(lead_scored(lead_id=promoted.lead_id)),
                                GRANTED_WITHIN)
+
+
+async def test_a_batch_of_deal_events_takes_their_leads_in_id_order(routing: Routing) -> None:
+    low, high = sorted((lead_scored(tier=Tier.B, score=40), lead_scored(tier=Tier.B, score=40)),
+                       key=lambda event: event.lead_id)
+    await routing.handle(low, high)
+
+    def recycled(lead_id: uuid.UUID) -> DealRecycled:
+        return DealRecycled(deal_id=uuid.uuid4(), lead_id=lead_id,
+                            recycled_at=datetime.now(UTC), last_phase=DealPhase.P3,
+                            reason="no answer for 90 days")
+
+    async with routing.engine.connect() as other, other.begin():
+        await store.lock_leads(other, [low.lead_id])
+        # Keyed by deal, the events come in any order of their leads: here the higher first.
+        batch = asyncio.create_task(routing.handle(recycled(high.lead_id),
+                                                   recycled(low.lead_id)))
+
+        async def batch_waits() -> bool:
+            return batch.done() or await waiting_for_a_lock(routing.engine)
+
+        await wait_until(batch_waits, 10, "the batch to wait for the lower lead")
+        # Holding the higher lead while it waits for the lower, the batch would deadlock.
+        await asyncio.wait_for(store.lock_leads(other, [high.lead_id]), GRANTED_WITHIN)
+    await batch
