@@ -9,7 +9,6 @@ import email.policy
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -18,18 +17,14 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from slack_sdk.models.blocks import ActionsBlock, Block
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 
-from baton import registry
 from baton_runtime.clock import system_clock
 from baton_runtime.db import create_engine
 from baton_runtime.embedded import LOOPBACK, free_port
 from baton_runtime.http import create_app
-from baton_runtime.migrations import upgrade
 from baton_runtime.service import ServiceContext
-from baton_runtime.uow import UnitOfWorkFactory, unit_of_work_factory
 from schemas.events import (
     Account,
     LeadProfile,
@@ -44,6 +39,7 @@ from services.notifier.channels import SlackBotChannel, allowed_hosts, host_guar
 from services.notifier.config import Environment, NotifierConfig, NotifierFile, build
 from services.notifier.delivery import DeliveryWorker
 from services.notifier.messages import AlertMessage
+from tests.support.databases import ServiceDatabase, migrated_database
 from tests.support.fake_slack import FakeSlack, ReceivedMessage, Reply
 from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import wait_until
@@ -52,25 +48,13 @@ pytestmark = pytest.mark.integration
 SOURCE = "/baton/notifier"
 
 
-@dataclass(frozen=True)
-class NotifierDatabase:
-    """A migrated notifier schema in a fresh database."""
-
-    url: str
-    engine: AsyncEngine
-    unit_of_work: UnitOfWorkFactory
+NotifierDatabase = ServiceDatabase  # a migrated notifier schema in a fresh database
 
 
-@contextlib.asynccontextmanager
-async def notifier_database(postgres: PostgresServer) -> AsyncIterator[NotifierDatabase]:
-    """Yield a fresh database with the notifier's migrations applied."""
-    url = await postgres.create_database()
-    await asyncio.to_thread(upgrade, registry.migrations_dir("notifier"), url)
-    engine = create_engine(url)
-    try:
-        yield NotifierDatabase(url, engine, unit_of_work_factory(engine, store.plumbing, SOURCE))
-    finally:
-        await engine.dispose()
+def notifier_database(postgres: PostgresServer
+                      ) -> contextlib.AbstractAsyncContextManager[NotifierDatabase]:
+    """Return a fresh database with the notifier's migrations applied."""
+    return migrated_database(postgres, "notifier", store.plumbing, SOURCE)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from services.scoring.model import (
     ScoringModel,
     load_model,
 )
+from tests.support.databases import migrated_database
 from tests.support.infrastructure import PostgresServer
 from tests.support.kafka import wait_until
 from tests.support.locks import waiting_for_a_lock
@@ -60,13 +61,8 @@ class Models:
 
 @pytest.fixture
 async def models(postgres: PostgresServer) -> AsyncIterator[Models]:
-    database_url = await postgres.create_database()
-    await asyncio.to_thread(upgrade, registry.migrations_dir("scoring"), database_url)
-    engine = create_engine(database_url)
-    try:
-        yield Models(engine, unit_of_work_factory(engine, store.plumbing, "/scoring"))
-    finally:
-        await engine.dispose()
+    async with migrated_database(postgres, "scoring", store.plumbing, "/scoring") as database:
+        yield Models(database.engine, database.unit_of_work)
 
 
 @pytest.mark.parametrize(("stored", "active_after"), [
