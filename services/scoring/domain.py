@@ -5,7 +5,6 @@ from __future__ import annotations
 import bisect
 import functools
 import math
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,8 +20,10 @@ from services.scoring.model import (
     ReasonLocale,
     ScoringModel,
     TitleRule,
+    compact,
     keyword_pattern,
     normalise,
+    phrase_pattern,
 )
 
 T = TouchpointType
@@ -204,15 +205,6 @@ def clip_score(raw: float) -> int:
     return 0 if rounded < 0 else 100 if rounded > 100 else rounded
 
 
-@functools.lru_cache(maxsize=256)
-def _phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
-    """Return a pattern matching ``phrases`` as keywords match, the longest of those
-    starting at one place first."""
-    # "assistant to the president and ceo" must hide its "ceo" too, not only the
-    # "assistant to the president" it starts with.
-    return keyword_pattern(tuple(sorted(phrases, key=len, reverse=True)))
-
-
 # What a phrase in which keywords do not count is replaced with: a control character, which
 # no real keyword holds, and no letter, so that the words beside it stay whole words.
 HIDDEN = "\x00"
@@ -228,7 +220,7 @@ def mentions(text: str | None, keywords: tuple[str, ...], except_in: tuple[str, 
     if except_in:
         # Even a keyword partly inside a phrase does not count: 執行役員秘書 (the executive
         # officers' secretary) holds 執行役員, whose 役員 lies in the phrase 役員秘書.
-        normalised = _phrase_pattern(except_in).sub(HIDDEN, normalised)
+        normalised = phrase_pattern(except_in).sub(HIDDEN, normalised)
     return keyword_pattern(keywords).search(normalised) is not None
 
 
@@ -280,8 +272,8 @@ def is_competitor(facts: LeadFacts, model: ScoringModel) -> bool:
     """Return True if the lead comes from a competitor's domain or company."""
     competitors = model.fit.competitors
     domain, company = facts.email_domain, facts.company
-    return ((domain is not None and normalise(domain) in competitors.domains)
-            or (company is not None and normalise(company) in competitors.company_names))
+    return ((domain is not None and compact(domain) in competitors.domains)
+            or (company is not None and compact(company) in competitors.company_names))
 
 
 def labelled(prefix: str, value: str | None) -> str:
@@ -388,7 +380,7 @@ class _Rules:
         keyworded: list[TitleRule | KeywordRule] = [*model.fit.titles, model.fit.student]
         for rule in keyworded:
             keyword_pattern(rule.keywords)  # compiled now rather than in a lead's first batch
-            _phrase_pattern(rule.except_in)
+            phrase_pattern(rule.except_in)
 
 
 def _profile(facts: LeadFacts, language: ReasonLocale, model: ScoringModel) -> _Profile:

@@ -46,15 +46,29 @@ Bonus = Annotated[float, Field(ge=0, le=100)]
 
 
 def normalise(text: str) -> str:
-    """Return ``text`` as keywords are compared: NFKC, case-folded, outer spaces removed."""
-    return unicodedata.normalize("NFKC", text).casefold().strip()
+    """Return ``text`` as keywords are compared: NFKC, case-folded, each run of spaces one
+    space, outer spaces removed."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+# Kanji and kana, which Japanese writes without spaces between words, though a form may
+# hold one anywhere ("社長 秘書", "代表取締役　秘書"). Not the voiced sound marks: NFKC
+# writes ゛ as a space and a combining mark, which would join the kana before it if the
+# space went.
+JAPANESE = ("\u3005-\u3007\u3040-\u3098\u309d-\u30ff\u31f0-\u31ff\u3400-\u4dbf"
+            "\u4e00-\u9fff\uf900-\ufaff")
 # CJK text runs English words into kanji, kana or hangul without a space ("CEO兼CTO"):
 # those characters end a word, though \b counts them as letters.
 CJK = ("\u3005-\u3007\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff"
        "\uac00-\ud7af\uf900-\ufaff")
 WORD_START, WORD_END = rf"(?<![^\W{CJK}])", rf"(?![^\W{CJK}])"
+_SPACE_IN_JAPANESE = re.compile(rf"(?<=[{JAPANESE}]) (?=[{JAPANESE}])")
+
+
+def compact(text: str) -> str:
+    """Return ``text`` normalised with no space between two Japanese characters: how
+    phrases and listed values are compared ("株式会社 サンプル" is "株式会社サンプル")."""
+    return _SPACE_IN_JAPANESE.sub("", normalise(text))
 
 
 @functools.lru_cache(maxsize=256)
@@ -67,6 +81,26 @@ def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
     parts = [rf"{WORD_START}(?:{words}){WORD_END}"] if words else []
     parts += [re.escape(k) for k in keywords if not k.isascii()]
     return re.compile("|".join(parts) or r"(?!)")
+
+
+@functools.lru_cache(maxsize=256)
+def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
+    """Return a pattern matching compacted ``phrases`` in normalised text as keywords
+    match, with or without a space between two of their Japanese characters, the
+    longest of those starting at one place first."""
+    # "assistant to the president and ceo" must hide its "ceo" too, not only the
+    # "assistant to the president" it starts with.
+    longest_first = sorted(phrases, key=len, reverse=True)
+    words = "|".join(re.escape(p) for p in longest_first if p.isascii())
+    parts = [rf"{WORD_START}(?:{words}){WORD_END}"] if words else []
+    parts += [_JAPANESE_PAIR.sub(r"\1 ?", re.escape(p)) for p in longest_first
+              if not p.isascii()]
+    return re.compile("|".join(parts) or r"(?!)")
+
+
+# A Japanese character followed by another, in an escaped phrase (re.escape leaves them
+# as they are).
+_JAPANESE_PAIR = re.compile(rf"([{JAPANESE}])(?=[{JAPANESE}])")
 
 
 def not_blank(text: str) -> str:
@@ -83,6 +117,10 @@ def not_blank(text: str) -> str:
 # commonest mistake for sales ops; min_length stays for the published schema.
 Keyword = Annotated[str, AfterValidator(normalise), AfterValidator(not_blank),
                     Field(min_length=1, max_length=100)]
+# Phrases and listed values are stored compacted: a space between two Japanese characters,
+# there or in the text, changes nothing. A keyword is not (営業部 長谷川 holds no 部長).
+Phrase = Annotated[str, AfterValidator(compact), AfterValidator(not_blank),
+                   Field(min_length=1, max_length=100)]
 
 
 def _sorted(values: frozenset[Any]) -> list[Any]:
@@ -90,7 +128,7 @@ def _sorted(values: frozenset[Any]) -> list[Any]:
     return sorted(values)
 
 
-Keywords = Annotated[frozenset[Keyword], PlainSerializer(_sorted, return_type=list[str])]
+Values = Annotated[frozenset[Phrase], PlainSerializer(_sorted, return_type=list[str])]
 Touchpoints = Annotated[frozenset[TouchpointType],
                         PlainSerializer(_sorted, return_type=list[TouchpointType])]
 
@@ -132,6 +170,8 @@ class Behaviour(Part):
 
 def check_phrases(keywords: tuple[str, ...], phrases: tuple[str, ...]) -> None:
     """Raise ValueError naming the first phrase that holds none of ``keywords`` or is one."""
+    # Phrases are compacted: so are the keywords they are checked against.
+    keywords = tuple(compact(keyword) for keyword in keywords)
     for phrase in phrases:
         # A phrase holding no keyword silences nothing: most likely it sits under the
         # wrong rule, or its keyword was renamed.
@@ -152,7 +192,7 @@ class TitleRule(Part):
     seniority: Annotated[str, Field(pattern=r"^[a-z][a-z_]*$", max_length=40)]
     points: Points
     keywords: Annotated[tuple[Keyword, ...], Field(min_length=1)]
-    except_in: tuple[Keyword, ...] = ()
+    except_in: tuple[Phrase, ...] = ()
 
     @model_validator(mode="after")
     def phrases_hold_keywords(self) -> Self:
@@ -165,11 +205,11 @@ class ValueRule(Part):
     """Points for an attribute whose value is one of a list (compared normalised)."""
 
     points: Points
-    values: Keywords
+    values: Values
 
     def matches(self, value: str | None) -> bool:
         """Return True if ``value`` is one of the listed values."""
-        return value is not None and normalise(value) in self.values
+        return value is not None and compact(value) in self.values
 
 
 class KeywordRule(Part):
@@ -178,7 +218,7 @@ class KeywordRule(Part):
 
     points: Points
     keywords: tuple[Keyword, ...]
-    except_in: tuple[Keyword, ...] = ()
+    except_in: tuple[Phrase, ...] = ()
 
     @model_validator(mode="after")
     def phrases_hold_keywords(self) -> Self:
@@ -190,8 +230,8 @@ class KeywordRule(Part):
 class Competitors(Part):
     """Leads from these mail domains or companies are disqualified (score 0)."""
 
-    domains: Keywords = frozenset()
-    company_names: Keywords = frozenset()
+    domains: Values = frozenset()
+    company_names: Values = frozenset()
 
 
 class Fit(Part):
@@ -223,7 +263,7 @@ class Engagement(Part):
     per_contact_points: Bonus
     max_points: Bonus
     decision_maker_points: Bonus
-    decision_maker_seniorities: Keywords
+    decision_maker_seniorities: Values
     ignored_touchpoints: Touchpoints = frozenset()
 
     @property

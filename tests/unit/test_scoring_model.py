@@ -17,7 +17,9 @@ from services.scoring.model import (
     DEFAULT_MODEL_FILE,
     ModelError,
     ScoringModel,
+    compact,
     load_model,
+    normalise,
     parse_model,
 )
 from services.scoring.settings import ScoringSettings
@@ -160,6 +162,32 @@ def test_a_phrase_in_which_keywords_do_not_count_is_stored_normalised() -> None:
     data = with_keywords("fit.titles.0.except_in", [" ＡＳＳＩＳＴＡＮＴ TO THE CEO ", "社長室"])
     assert ScoringModel.model_validate(data).fit.titles[0].except_in == (
         "assistant to the ceo", "社長室")
+
+
+def test_phrases_and_listed_values_are_stored_without_spaces_between_japanese_words() -> None:
+    data = with_keywords("fit.titles.0.except_in", ["社長　秘書", "Assistant  to the CEO"])
+    assert ScoringModel.model_validate(data).fit.titles[0].except_in == (
+        "社長秘書", "assistant to the ceo")
+    data = with_keywords("fit.industries.values", ["情報 通信業", "IT  services"])
+    assert ScoringModel.model_validate(data).fit.industries.values == {
+        "情報通信業", "it services"}
+    # A keyword keeps its spaces: it is searched for in titles, where a space between two
+    # Japanese words ends one of them.
+    data = with_keywords("fit.titles.0.keywords", ["代表 取締役"])
+    assert ScoringModel.model_validate(data).fit.titles[0].keywords == ("代表 取締役",)
+
+
+def test_a_phrase_holds_its_rule_s_keyword_whatever_spaces_either_has() -> None:
+    data = with_keywords("fit.titles.0.keywords", ["代表 取締役"])
+    data["fit"]["titles"][0]["except_in"] = ["代表取締役 秘書"]
+    assert ScoringModel.model_validate(data).fit.titles[0].except_in == ("代表取締役秘書",)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(st.one_of(st.characters(), st.sampled_from(" \u3000\t社長ぁァ゛゜\u3099ｶﾞ"))))
+def test_normalising_or_compacting_twice_changes_nothing(text: str) -> None:
+    assert normalise(normalise(text)) == normalise(text)
+    assert compact(compact(text)) == compact(text)
 
 
 def test_a_title_rule_s_phrase_must_hold_one_of_its_keywords() -> None:

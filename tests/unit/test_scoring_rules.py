@@ -19,6 +19,7 @@ from services.scoring.domain import (
     clip_score,
     decay_factor,
     fresh_inquiry,
+    is_competitor,
     mentions,
     score_lead,
     seniority,
@@ -242,6 +243,33 @@ def test_ascii_keywords_are_words_next_to_japanese_text_too() -> None:
     assert seniority("営業Managerです", MODEL) == "manager"
     assert seniority("Coordinator兼務", MODEL) == "staff"  # "coo" inside a word still
     assert seniority("Sub-Coordinator", MODEL) == "staff"
+
+
+def test_a_space_inside_a_phrase_does_not_undo_it() -> None:
+    # Forms put a space, often an ideographic one, between the words of a Japanese title.
+    assert seniority("社長　秘書", MODEL) == "staff"
+    assert seniority("代表取締役 秘書", MODEL) == "staff"
+    assert seniority("営業 代表", MODEL) == "staff"  # a sales representative
+    assert seniority("社長 室長", MODEL) == "manager"  # heads the president's office
+    assert seniority("Assistant to  the\tPresident", MODEL) == "staff"
+    assert seniority("学生 課 担当", MODEL) == "staff"  # works in the student office
+
+
+def test_a_keyword_is_not_found_across_a_space_between_japanese_words() -> None:
+    # 営業部 長谷川 names a department and a person: it holds no 部長 (head of department).
+    assert not mentions("営業部 長谷川", ("部長",))
+    assert mentions("営業部 部長", ("部長",))
+
+
+def test_listed_values_and_competitor_names_match_with_or_without_japanese_spaces() -> None:
+    model = variant(fit={"competitors": {"domains": [], "company_names": ["ライバル 株式会社"]},
+                         "industries": {"points": 10, "values": ["情報 通信業"]}})
+    for company in ("ライバル株式会社", "ライバル　株式会社", " ライバル  株式会社 "):
+        assert is_competitor(LeadFacts(None, False, company=company), model), company
+    assert not is_competitor(LeadFacts(None, False, company="ライバル"), model)
+    for industry in ("情報通信業", "情報　通信業"):
+        assert "fit.icp.industry" in points_by_code(
+            score_lead(LeadFacts(None, False, industry), [], NOW, model)), industry
 
 
 def test_a_keyword_cut_off_mid_word_gives_way_to_another_at_the_same_place() -> None:
