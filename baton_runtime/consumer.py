@@ -35,6 +35,10 @@ log = structlog.get_logger(__name__)
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 BatchHandler = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
 BatchHook = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
+# Takes, before any handler runs, the locks a batch's new events (of every topic, in order)
+# will need, in one order: a handler taking them as its events come can wait for one while
+# holding another that a transaction waiting for it holds.
+BatchLock = Callable[[Sequence[Any], UnitOfWork], Awaitable[None]]
 EventT = TypeVar("EventT")
 # A batch's messages by topic and outcome: added to CONSUMED once its offsets are committed.
 Outcomes = Counter[tuple[str, str]]
@@ -100,6 +104,17 @@ async def dispatch(handler: Handler | Batched, events: Sequence[Any], uow: UnitO
         return
     for event in events:
         await handler(event, uow)
+
+
+async def handle_in_order(handlers: Mapping[str, Handler | Batched],
+                          events: Sequence[tuple[str, Any]], uow: UnitOfWork,
+                          lock_first: BatchLock | None = None) -> None:
+    """Run ``lock_first`` on all the (topic, event) pairs, then each topic's handler on each
+    run of its consecutive events, in order."""
+    if lock_first is not None and events:
+        await lock_first([event for _, event in events], uow)
+    for topic, run in groupby(events, key=lambda item: item[0]):
+        await dispatch(handlers[topic], [event for _, event in run], uow)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -184,7 +199,8 @@ class ConsumerLoop:
     different partitions never had one (two replicas interleave them too).
 
     Each batch is handled in one transaction: its event ids are claimed in the inbox
-    at once, so redelivered events are skipped, and the handlers run. If anything
+    at once, so redelivered events are skipped, and the handlers run (after
+    ``lock_first``, if given, has taken the locks the new events need). If anything
     fails, the transaction's work is undone and the batch is handled again message
     by message, each in a savepoint, so a failing one is undone alone. A failure is
     retried with backoff; after the last attempt the message goes to ``<topic>.dlq``
@@ -205,10 +221,12 @@ class ConsumerLoop:
         batch_size: int,
         lanes: int = 1,
         after_db_commit: Sequence[BatchHook] = (),
+        lock_first: BatchLock | None = None,
     ) -> None:
         self._consumer = consumer
         self._group_id = group_id
         self._handlers = dict(handlers)
+        self._lock_first = lock_first
         self._unit_of_work = unit_of_work
         self._retry = retry
         self._batch_size = batch_size
@@ -341,8 +359,7 @@ class ConsumerLoop:
                 outcomes[message.topic, "processed"] += 1
             else:
                 outcomes[message.topic, "duplicate"] += 1
-        for topic, run in groupby(new, key=lambda item: item[0]):
-            await dispatch(self._handlers[topic], [event for _, event in run], uow)
+        await handle_in_order(self._handlers, new, uow, self._lock_first)
         return outcomes
 
     async def _handle(self, uow: UnitOfWork, message: ConsumerRecord, outcomes: Outcomes

@@ -22,7 +22,14 @@ from starlette.middleware import Middleware
 
 from baton_runtime import db
 from baton_runtime.clock import Clock, system_clock
-from baton_runtime.consumer import Batched, BatchHook, ConsumerLoop, Handler, RetryPolicy
+from baton_runtime.consumer import (
+    Batched,
+    BatchHook,
+    BatchLock,
+    ConsumerLoop,
+    Handler,
+    RetryPolicy,
+)
 from baton_runtime.db import PlumbingTables
 from baton_runtime.http import ReadinessCheck, create_app
 from baton_runtime.kafka import KafkaPublisher, build_consumer
@@ -85,6 +92,7 @@ class ServiceDefinition:
     startup: Sequence[StartupHook] = ()
     middleware: Sequence[Middleware] = ()
     after_db_commit: Sequence[BatchHook] = ()
+    lock_first: BatchLock | None = None
     clock: Clock = system_clock
 
     @property
@@ -156,6 +164,7 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
             batch_size=settings.consumer_batch_size,
             lanes=settings.consumer_lanes,
             after_db_commit=definition.after_db_commit,
+            lock_first=definition.lock_first,
         )
         readiness["consumer"] = _assigned_check(consumer)
     app = create_app(service=definition.name, version=VERSION, routers=definition.routers,

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 from pydantic import TypeAdapter
@@ -214,20 +214,10 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
     """Keep each lead's score; promote hot leads to MQL and assign them in their teams.
 
     The scores of a run of distinct leads are stored in one statement; the few hot
-    leads are then promoted one by one, in the order their events came.
+    leads are then promoted one by one, in the order their events came. The consumer
+    has taken the locks they need first (``lock_batch``).
     """
     now = clock()
-    if hot := [event for event in events if event.tier is Tier.A]:
-        # The locks a promotion needs, before any: the batch's stored leads in id order,
-        # then the teams of those that may become MQLs (new, or with marketing) in name
-        # order. Taken as the events came, a batch held SDR while a later run waited for a
-        # lead that a transaction held while it waited for SDR, and two replicas took SDR
-        # and BDR in opposite orders: deadlocks, each aborting one of the transactions.
-        stages = await store.lock_leads(uow.connection, {event.lead_id for event in events})
-        if teams := {domain.team_for_source(event.source, outbound_sources).value
-                     for event in hot
-                     if stages.get(event.lead_id, S.LEAD) in domain.MARKETING_STAGES}:
-            await store.lock_teams(uow.connection, teams)
     for run in distinct_runs(events, key=lambda event: event.lead_id):
         leads = await store.upsert_leads(uow.connection, [_scored(e) for e in run],
                                          now=now)
@@ -248,24 +238,26 @@ async def on_leads_scored(events: Sequence[LeadScored], uow: UnitOfWork, *, cloc
                                                         accept_within, calendar))
 
 
-DealEvent = TypeVar("DealEvent", DealRecycled, DealPhaseChanged)
+async def lock_batch(events: Sequence[LeadScored | DealRecycled | DealPhaseChanged],
+                     uow: UnitOfWork, *, outbound_sources: Iterable[str]) -> None:
+    """Lock what a batch's events may need before any is handled: their stored leads in id
+    order, then in name order the teams of the hot leads that may become MQLs (new, with
+    marketing, or with a deal event in the batch that may send them back to it).
 
-
-def leads_locked_first(handle: Callable[[DealEvent, UnitOfWork], Awaitable[None]]
-                       ) -> Callable[[Sequence[DealEvent], UnitOfWork], Awaitable[None]]:
-    """Return a batch handler that locks the events' stored leads in id order, as
-    ``on_leads_scored`` takes them, then runs ``handle`` on each event in order.
-
-    Deal events are keyed by deal: one by one, a batch took their leads in the order the
-    events came, and deadlocked with a transaction taking two of them the other way.
+    Taken as the events came, a batch held SDR while a later run waited for a lead that a
+    transaction held while it waited for SDR; two replicas took SDR and BDR in opposite
+    orders; deal events, keyed by deal, took their leads in any order: deadlocks, each
+    aborting one of the transactions. A hot lead already with sales takes no team: it is
+    not promoted, and its batch would wait for the queue pass.
     """
-
-    async def handle_all(events: Sequence[DealEvent], uow: UnitOfWork) -> None:
-        await store.lock_leads(uow.connection, {event.lead_id for event in events})
-        for event in events:
-            await handle(event, uow)
-
-    return handle_all
+    stages = await store.lock_leads(uow.connection, {event.lead_id for event in events})
+    followed = {event.lead_id for event in events if not isinstance(event, LeadScored)}
+    if teams := {domain.team_for_source(event.source, outbound_sources).value
+                 for event in events
+                 if isinstance(event, LeadScored) and event.tier is Tier.A and (
+                     event.lead_id in followed
+                     or stages.get(event.lead_id, S.LEAD) in domain.MARKETING_STAGES)}:
+        await store.lock_teams(uow.connection, teams)
 
 
 async def on_deal_recycled(event: DealRecycled, uow: UnitOfWork, *, clock: Clock) -> None:

@@ -43,11 +43,12 @@ def definition(settings: RoutingSettings, clock: Clock = system_clock) -> Servic
                 accept_within=timedelta(minutes=settings.mql_sla_minutes),
                 calendar=calendar,
                 outbound_sources=settings.routing_outbound_sources)),
-            DealRecycled.topic: Batched(handlers.leads_locked_first(
-                partial(handlers.on_deal_recycled, clock=clock))),
-            DealPhaseChanged.topic: Batched(handlers.leads_locked_first(
-                partial(handlers.on_deal_phase_changed, clock=clock, calendar=calendar))),
+            DealRecycled.topic: partial(handlers.on_deal_recycled, clock=clock),
+            DealPhaseChanged.topic: partial(handlers.on_deal_phase_changed, clock=clock,
+                                            calendar=calendar),
         },
+        lock_first=partial(handlers.lock_batch,
+                           outbound_sources=settings.routing_outbound_sources),
         routers=[api.router, slack.router],
         workers=[partial(assign_queues, calendar=calendar)],
         clock=clock,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
 from typing import cast
 
 import httpx
@@ -24,7 +26,7 @@ from baton_runtime.outbox import OutboxRelay
 from baton_runtime.settings import RuntimeSettings
 from baton_runtime.uow import UnitOfWork, unit_of_work_factory
 from schemas.envelope import KafkaRecord, decode, encode
-from schemas.events import LeadCaptured, LeadScored, TouchpointType
+from schemas.events import DealPhase, DealRecycled, LeadCaptured, LeadScored, TouchpointType
 from tests.conftest import Infrastructure
 from tests.support import probe_service
 from tests.support.kafka import (
@@ -473,6 +475,44 @@ async def probe_loop(consumer: RecordingConsumer, engine: AsyncEngine) -> Consum
         retry=RetryPolicy(1, 0.01), batch_size=100, lanes=1)
     await loop._rebalance.on_partitions_assigned(consumer.assigned)
     return loop
+
+
+async def test_lock_first_sees_a_batch_s_new_events_of_every_topic_before_any_handler(
+    engine: AsyncEngine,
+) -> None:
+    captured, recycled = (TopicPartition(LeadCaptured.topic, 0),
+                          TopicPartition(DealRecycled.topic, 0))
+    consumer = RecordingConsumer()
+    consumer.assigned = {captured, recycled}
+    calls: list[tuple[str, list[uuid.UUID]]] = []
+
+    async def lock_first(events: Sequence[LeadCaptured | DealRecycled], _: UnitOfWork) -> None:
+        calls.append(("lock", [event.lead_id for event in events]))
+
+    async def handle(event: LeadCaptured | DealRecycled, _: UnitOfWork) -> None:
+        calls.append((event.topic, [event.lead_id]))
+
+    definition = probe_service.definition()
+    loop = ConsumerLoop(
+        consumer, group_id="baton-probe",
+        handlers={LeadCaptured.topic: handle, DealRecycled.topic: handle},
+        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+        retry=RetryPolicy(1, 0.01), batch_size=100, lock_first=lock_first)
+    await loop._rebalance.on_partitions_assigned(consumer.assigned)
+    first, second = lead_captured("first@example.co.jp"), lead_captured("second@example.co.jp")
+    deal = DealRecycled(deal_id=uuid.uuid4(), lead_id=uuid.uuid4(), recycled_at=datetime.now(UTC),
+                        last_phase=DealPhase.P2, reason="no phase change for 90 days")
+    records = {captured: [as_consumed(encode(first, source="/tests"), 0, 0),
+                          as_consumed(encode(second, source="/tests"), 0, 1)],
+               recycled: [as_consumed(encode(deal, source="/tests"), 0, 0)]}
+    await loop._handle_when_settled(0, records, asyncio.Event())
+    assert calls == [("lock", [first.lead_id, second.lead_id, deal.lead_id]),
+                     (LeadCaptured.topic, [first.lead_id]),
+                     (LeadCaptured.topic, [second.lead_id]),
+                     (DealRecycled.topic, [deal.lead_id])]
+    calls.clear()
+    await loop._handle_when_settled(0, records, asyncio.Event())  # fetched again
+    assert calls == [], "duplicates are neither locked for nor handled"
 
 
 class OutvotedConsumer(RecordingConsumer):

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from baton import registry
-from baton_runtime.consumer import dispatch
+from baton_runtime.consumer import handle_in_order
 from baton_runtime.db import create_engine
 from baton_runtime.http import create_app
 from baton_runtime.migrations import upgrade
@@ -108,10 +108,12 @@ class Routing:
     clock: ManualClock
 
     async def handle(self, *events: Event) -> None:
-        """Run the events' handler on them in one unit of work, as the consumer loop runs a
-        batch of one topic."""
+        """Run the events' handlers on them in one unit of work, as the consumer loop runs a
+        batch: each topic's run of events in order, after the batch's locks."""
         async with self.context.unit_of_work() as uow:
-            await dispatch(self.definition.handlers[events[0].topic], events, uow)
+            await handle_in_order(self.definition.handlers,
+                                  [(event.topic, event) for event in events], uow,
+                                  self.definition.lock_first)
             await uow.commit()
 
     async def promoted(self) -> list[LeadPromoted]:

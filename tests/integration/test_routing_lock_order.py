@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from schemas.events import DealPhase, DealRecycled, LifecycleStage, Tier
+from schemas.events import DealPhase, DealPhaseChanged, DealRecycled, LifecycleStage, Tier
 from services.routing import store
 from tests.integration.test_routing_harness import Routing, lead_scored, running_routing
 from tests.support.infrastructure import PostgresServer
@@ -114,3 +114,27 @@ async def test_a_batch_of_deal_events_takes_their_leads_in_id_order(routing: Rou
         # Holding the higher lead while it waits for the lower, the batch would deadlock.
         await asyncio.wait_for(store.lock_leads(other, [high.lead_id]), GRANTED_WITHIN)
     await batch
+
+
+async def test_a_batch_of_several_topics_takes_all_its_leads_before_any_team(
+        routing: Routing) -> None:
+    followed = lead_scored(tier=Tier.B, score=40)
+    await routing.handle(followed)
+    hot = lead_scored()  # new and inbound: promoted in SDR
+    phase = DealPhaseChanged(deal_id=uuid.uuid4(), lead_id=followed.lead_id,
+                             occurred_at=datetime.now(UTC), to_phase=DealPhase.P2,
+                             probability=30, owner_id="tanaka")
+    async with routing.engine.connect() as api_call, api_call.begin():
+        await store.lock_leads(api_call, [followed.lead_id])  # the followed lead held
+        # A lead.scored run, then a deal.phase_changed run: one batch, one transaction.
+        batch = asyncio.create_task(routing.handle(hot, phase))
+
+        async def batch_waits() -> bool:
+            return batch.done() or await waiting_for_a_lock(routing.engine)
+
+        await wait_until(batch_waits, 10, "the batch to wait for the followed lead")
+        # Holding SDR from its first run while its second waits for the followed lead,
+        # the batch would deadlock here.
+        await asyncio.wait_for(store.lock_teams(api_call, ["sdr"]), GRANTED_WITHIN)
+    await batch
+    assert await stage_of(routing, hot.lead_id) == LifecycleStage.MQL
