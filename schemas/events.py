@@ -7,6 +7,7 @@ A breaking change needs a new ``SCHEMA_VERSION`` and a new topic contract.
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
@@ -98,12 +99,19 @@ Score = Annotated[int, Field(ge=0, le=100)]
 REP_ID_PATTERN = r"^[A-Za-z0-9._@-]+$"
 
 
+def is_blank(text: str) -> bool:
+    """Return True if ``text`` shows nothing: only spaces (full-width too) and invisible
+    format characters, such as the zero-width space or the byte-order mark a paste from a
+    spreadsheet may bring."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
 def refuse_blank(message: str) -> BeforeValidator:
-    """Return a validator refusing blank text (full-width spaces too) with ``message``: a
-    ``\\S`` pattern or a minimum length would refuse it too, but in their own terms."""
+    """Return a validator refusing blank text (``is_blank``) with ``message``: a ``\\S``
+    pattern or a minimum length would refuse some of it too, but in their own terms."""
 
     def said(value: object) -> object:
-        if isinstance(value, str) and not value.strip():
+        if isinstance(value, str) and is_blank(value):
             raise PydanticCustomError("value_error", message)
         return value
 

@@ -462,6 +462,19 @@ def _period_query(name: str, label: str | None, rules: PipelineRules) -> domain.
             {"loc": ["query", name], "msg": str(error), "type": "value_error"}]) from None
 
 
+def _instants(name: str, period: domain.Period | None, rules: PipelineRules
+              ) -> domain.TimeSpan | None:
+    """Return the instants of the period the query parameter ``name`` names, in the
+    pipeline's time zone (None if not given); 422 if they have no UTC time."""
+    if period is None:
+        return None
+    try:
+        return period.in_zone(rules.timezone)
+    except ValueError as error:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
+            {"loc": ["query", name], "msg": str(error), "type": "value_error"}]) from None
+
+
 def _invalid_query(error: domain.InvalidFilter) -> HTTPException:
     """Return the 422 that names the query parameter at fault."""
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [
@@ -585,8 +598,8 @@ async def list_deals(
     try:
         where = domain.deal_filter(owner_id=owner_id, team=team, phases=phase or (),
                                    is_open=is_open, outcomes=outcome or (), closing=closing,
-                                   closed=closed_in.in_zone(rules.timezone) if closed_in
-                                   else None, has_expected_close=has_expected_close)
+                                   closed=_instants("closed", closed_in, rules),
+                                   has_expected_close=has_expected_close)
         after = domain.ListPosition.from_cursor(cursor) if cursor is not None else None
     except domain.InvalidFilter as error:
         raise _invalid_query(error) from None

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from baton_runtime.fiscal import fiscal_year_of, parse_label, quarter_label, year_label
 from baton_runtime.text import clip
-from schemas.events import SHORT_TEXT_LENGTH, DealPhase
+from schemas.events import SHORT_TEXT_LENGTH, DealPhase, is_blank
 
 P = DealPhase
 OPEN_PHASES: tuple[DealPhase, ...] = (P.P1, P.P2, P.P3, P.P4, P.P5)
@@ -114,7 +114,7 @@ class ExitCriteria:
     def recorded(self, name: str) -> bool:
         """Return True if the criterion ``name`` is ticked or has non-blank text."""
         value = getattr(self, name)
-        return value is True or (isinstance(value, str) and value.strip() != "")
+        return value is True or (isinstance(value, str) and not is_blank(value))
 
     def as_dict(self) -> dict[str, bool | str | None]:
         """Return the criteria as a plain mapping (for storage)."""
@@ -123,13 +123,13 @@ class ExitCriteria:
     def blank_texts(self) -> list[str]:
         """Return the names of the text criteria holding only blanks (not entered)."""
         return [item.name for item in fields(self)
-                if isinstance(value := getattr(self, item.name), str) and not value.strip()]
+                if isinstance(value := getattr(self, item.name), str) and is_blank(value)]
 
     @classmethod
     def from_dict(cls, values: Mapping[str, object]) -> ExitCriteria:
         """Return criteria from a stored mapping; unknown keys are ignored, and blank text
         (stored before it was refused) reads as not entered."""
-        return cls(**{k: None if isinstance(v, str) and not v.strip() else v  # type: ignore[arg-type]
+        return cls(**{k: None if isinstance(v, str) and is_blank(v) else v  # type: ignore[arg-type]
                       for k, v in values.items() if k in CRITERIA_FIELDS})
 
 
@@ -472,7 +472,7 @@ def recycle(deal: Deal, now: datetime, reason: str) -> Changed:
 
 def _require_text(name: str, value: str) -> None:
     """Raise InvalidChange if ``value`` is blank."""
-    if not value.strip():
+    if is_blank(value):
         raise InvalidChange(name, f"{name} must not be blank")
 
 
@@ -605,9 +605,16 @@ class Period:
         return isinstance(day, date) and self.starts <= day < self.ends
 
     def in_zone(self, zone: ZoneInfo) -> TimeSpan:
-        """Return the instants of the period's days in ``zone``, midnight to midnight."""
-        return TimeSpan(datetime.combine(self.starts, time(), zone),
+        """Return the instants of the period's days in ``zone``, midnight to midnight;
+        raise ValueError if one has no UTC time (0001-01-01 in Tokyo begins in year 0)."""
+        span = TimeSpan(datetime.combine(self.starts, time(), zone),
                         datetime.combine(self.ends, time(), zone))
+        try:
+            span.starts.astimezone(UTC), span.ends.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"{self.label} begins or ends beyond the times stored (UTC "
+                             "years 1 to 9999)") from None
+        return span
 
 
 # Months are pipeline's own periods; fiscal years and quarters are named in baton_runtime.fiscal.

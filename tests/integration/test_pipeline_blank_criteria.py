@@ -26,15 +26,18 @@ async def test_blank_text_criteria_are_refused_naming_each_field_and_change_noth
         before = (await api.get(f"/v1/deals/{deal_id}")).json()
         blank = await api.patch(f"/v1/deals/{deal_id}", json={
             "rep_id": "sato",
+            # A zero-width space and a byte-order mark come with text pasted from elsewhere.
             "criteria": {"business_issue": " ", "problem": "", "solution": "\u3000",
-                         "benefit": "半日に短縮", "problem_agreed": True}})
+                         "approval_route": "\u200b", "benefit": "\ufeff 半日に短縮",
+                         "problem_agreed": True}})
         after = (await api.get(f"/v1/deals/{deal_id}")).json()
         history = (await api.get(f"/v1/deals/{deal_id}/history")).json()
 
     assert blank.status_code == 422, blank.text
     errors = blank.json()["detail"]
     assert [e["loc"] for e in errors] == [["body", "criteria", name]
-                                          for name in ("business_issue", "problem", "solution")]
+                                          for name in ("business_issue", "problem", "solution",
+                                                       "approval_route")]
     assert all("must not be blank" in e["msg"] for e in errors)
     assert after == before, "nothing changed"
     assert [h["action"] for h in history] == ["opened"]

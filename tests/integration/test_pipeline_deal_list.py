@@ -369,6 +369,7 @@ BAD_FILTERS: list[tuple[dict[str, str], str]] = [
     ({"phase": "lost", "outcome": "won"}, "outcome"),
     ({"closed": "2026-13"}, "closed"),
     ({"closed": "FY9999"}, "closed"),
+    ({"closed": "0001-01"}, "closed"),  # its first day begins in year 0 in UTC
     ({"is_open": "true", "closed": "2026-11"}, "closed"),
     ({"has_expected_close": "maybe"}, "has_expected_close"),
     ({"has_expected_close": "false", "expected_close": "2026-12"}, "has_expected_close"),

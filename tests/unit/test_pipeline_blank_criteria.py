@@ -21,7 +21,7 @@ def new_deal() -> Deal:
                      reason="opened by hand").deal
 
 
-@pytest.mark.parametrize("blank", ["", " ", "\u3000", " \t\n"])
+@pytest.mark.parametrize("blank", ["", " ", "\u3000", " \t\n", "\u200b", "\ufeff\u3000"])
 def test_an_update_refuses_a_blank_text_criterion_naming_it(blank: str) -> None:
     deal = new_deal()
     with pytest.raises(InvalidChange, match="must not be blank") as refused:
@@ -40,7 +40,7 @@ def test_an_update_records_only_the_criteria_that_really_changed() -> None:
 
 def test_blank_text_stored_before_is_read_back_as_not_entered() -> None:
     # Rows written before blanks were refused: they must not show as entered anywhere.
-    criteria = ExitCriteria.from_dict({"business_issue": " ", "problem": "\u3000",
+    criteria = ExitCriteria.from_dict({"business_issue": " \u200b", "problem": "\u3000",
                                        "solution": "在庫SaaS", "problem_agreed": True})
     assert (criteria.business_issue, criteria.problem, criteria.solution) == (
         None, None, "在庫SaaS")

@@ -172,9 +172,10 @@ def test_p2_needs_issue_problem_solution_and_benefit_recorded(left_out: str) -> 
     assert [m.field for m in refused.value.missing] == [left_out]
 
 
-def test_blank_text_even_full_width_does_not_count_as_recorded() -> None:
+@pytest.mark.parametrize("blank", ["\u3000 ", "\u200b", "\ufeff"])
+def test_blank_text_even_full_width_or_invisible_does_not_count_as_recorded(blank: str) -> None:
     with pytest.raises(ExitCriteriaNotMet, match="benefit"):
-        advance(deal_in(P.P2, replace(EVERYTHING, benefit="\u3000 ")), OPENED)
+        advance(deal_in(P.P2, replace(EVERYTHING, benefit=blank)), OPENED)
 
 
 @pytest.mark.parametrize(("demo", "proposal", "passes"),
