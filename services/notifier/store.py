@@ -290,7 +290,9 @@ _CLOCK_COLUMNS = ("lead_id", "kind", "rule", "started_at", "remind_at", "due_at"
 # The open-clock index is the arbiter, so that a clock committed by another replica since
 # this statement's snapshot is still found, locked and compared (a plain read would miss
 # it). A clock started later that falls due earlier supersedes the open one, which is
-# ended and opened anew in the same statement; otherwise the open one stays as it is.
+# ended and opened anew in the same statement; otherwise the open one stays as it is, and
+# so does one whose breach was alerted already (a start handled late): that breach stands
+# (domain.outcome_taken_over), and a clock opened past due would alert the wait again.
 # A start seen before (same lead, kind and moment) changes nothing, even if since stopped.
 START_CLOCK = text(f"""
     WITH proposed AS (
@@ -311,6 +313,7 @@ START_CLOCK = text(f"""
             status = '{Outcome.SUPERSEDED.value}', stopped_at = excluded.started_at,
             stop_reason = CAST(:superseded_because AS text), next_fire_at = NULL
         WHERE clock.due_at > excluded.due_at AND clock.started_at < excluded.started_at
+          AND clock.rungs_fired < {Rung.BREACH.value}
         RETURNING clock.status
     )
     INSERT INTO {sla_clocks.fullname} ({", ".join(_CLOCK_COLUMNS)})
@@ -322,7 +325,8 @@ START_CLOCK = text(f"""
 async def start_clocks(connection: AsyncConnection,
                        plans: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]]) -> None:
     """Open each lead's clocks, in order; where one of the kind is open, the one falling due
-    earlier wins, unless it started earlier (older news than the open clock's start).
+    earlier wins, unless it started earlier (older news than the open clock's start) or the
+    open one's breach was alerted already.
 
     A clock that loses is not opened; an open one that loses is ended as superseded. A start
     seen before (lead, kind and moment) changes nothing.
@@ -522,7 +526,7 @@ STOPPING_CLOCKS = text(f"""
       AND clock.status = '{OPEN}'
       AND CASE WHEN stop.cancels THEN coalesce(clock.set_at, clock.started_at)
                ELSE clock.started_at END < stop.at
-    RETURNING clock.*
+    RETURNING clock.*, stop.supersedes AS superseded
 """)
 
 
@@ -551,8 +555,8 @@ async def forget_stops_before(connection: AsyncConnection, cutoff: datetime) -> 
 async def stop_clocks(connection: AsyncConnection, stops: Sequence[ClockStop]
                       ) -> list[Row[Any]]:
     """End each lead's open clocks of the kinds given, started before the stop, and keep the
-    stop (with the stage a lifecycle event left); return the clocks as ended, oldest first.
-    Each lead may appear once.
+    stop (with the stage a lifecycle event left); return the clocks as ended, oldest first,
+    each with whether another clock took it over (``superseded``). Each lead may appear once.
 
     A clock the timer sweep holds is waited for, so the returned rows show every
     rung it fired.

@@ -83,14 +83,14 @@ async def apply(connection: AsyncConnection, policy: Policy, moves: Sequence[Clo
     born_stopped, reported = await _record_late_starts(connection, planned, late)
     for clock in stopped:
         if late_stop_reports_breach(clock.due_at, clock.stopped_at, clock.rungs_fired):
-            await _report_late_stop(connection, policy, clock)
+            await _report_late_stop(connection, policy, clock, completed=not clock.superseded)
         elif stop_clears_breach(Outcome(clock.status), breach_reported=breach_reported(
                 store.OPEN, clock.rungs_fired)):
             await _report_cleared_breach(connection, policy, clock)
     await _end_replaced_meetings_earlier(connection, policy, moves)
     for clock in born_stopped:
         if clock.id in reported:
-            await _report_late_stop(connection, policy, clock)
+            await _report_late_stop(connection, policy, clock, completed=reported[clock.id])
     ended = {start.index for start in late}
     await store.start_clocks(connection, [start for index, start in enumerate(planned)
                                           if index not in ended])
@@ -115,14 +115,15 @@ def _scheduled_plans(policy: Policy, move: ClockMove) -> list[tuple[SlaRule, Clo
 async def _record_late_starts(connection: AsyncConnection,
                               planned: Sequence[tuple[uuid.UUID, SlaRule, ClockPlan]],
                               late: Sequence[store.LateStart]
-                              ) -> tuple[list[Row[Any]], set[int]]:
-    """Record the starts a stop handled earlier ends; return the clocks recorded, and the
-    ids of those whose breach is to be reported."""
+                              ) -> tuple[list[Row[Any]], dict[int, bool]]:
+    """Record the starts a stop handled earlier ends; return the clocks recorded, and by id
+    those whose breach is to be reported, each with whether what it waited for was done
+    (not taken over by another clock)."""
     if not late:
-        return [], set()
+        return [], {}
     clocks: list[store.StoppedClock] = []
     superseded: list[tuple[int, datetime, str]] = []
-    reporting: set[tuple[uuid.UUID, str, datetime]] = set()
+    reporting: dict[tuple[uuid.UUID, str, datetime], bool] = {}
     for start in late:
         lead_id, rule, plan = planned[start.index]
         rival = start.rival
@@ -141,10 +142,10 @@ async def _record_late_starts(connection: AsyncConnection,
             superseded.append((rival.rival_id, settled.rival_superseded_at,
                                _superseded_because(rule.name, plan.started_at, plan.due_at)))
         if settled.reports_breach:
-            reporting.add((lead_id, rule.kind.value, plan.started_at))
+            reporting[lead_id, rule.kind.value, plan.started_at] = not start.supersedes
     recorded = await store.record_stopped_clocks(connection, clocks, superseded)
-    return recorded, {clock.id for clock in recorded
-                      if (clock.lead_id, clock.kind, clock.started_at) in reporting}
+    return recorded, {clock.id: reporting[key] for clock in recorded
+                      if (key := (clock.lead_id, clock.kind, clock.started_at)) in reporting}
 
 
 def _superseded_because(rule: str, started_at: datetime, due_at: datetime) -> str:
@@ -155,7 +156,8 @@ def _superseded_because(rule: str, started_at: datetime, due_at: datetime) -> st
 async def _report_late_stop(connection: AsyncConnection, policy: Policy, clock: Row[Any], *,
                             completed: bool = True) -> None:
     """Report the breach of a clock that stopped after its due time (``completed``: by what
-    it waited for, or the lead leaving sales; not by a meeting set again)."""
+    it waited for, or the lead leaving sales; not by a meeting set again, nor by another
+    clock taking it over, as the promotion to MQL takes over the first touch)."""
     RUNGS_FIRED.labels(clock=clock.kind, rung="late_stop").inc()
     await alerts.record_sla_alert(connection, policy, clock, Rung.BREACH,
                                   at=clock.stopped_at, stopped_late=completed)

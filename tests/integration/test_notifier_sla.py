@@ -350,6 +350,21 @@ async def test_a_score_seen_after_the_automatic_mql_is_recorded_superseded_by_it
     assert [kind for kind, _ in await kinds(database)] == ["hot_lead"]
 
 
+async def test_a_score_seen_after_a_late_automatic_mql_reports_a_breach_nobody_completed(
+        database: NotifierDatabase) -> None:
+    # Tier B on Friday 20th 15:00 waited for a first touch until Thursday 26th 15:00; the
+    # MQL of 16:00, handled first, took the clock over an hour late.
+    lead_id = uuid.uuid4()
+    await handle(database, CONFIG, promoted(lead_id, at=jst(26, 16, 0)))
+    await handle_scored(database, scored(lead_id, jst(20, 15, 0)))
+    first_touch = [c for c in await clocks(database, lead_id) if c.kind == "first_touch"]
+    assert [(c.status, c.stopped_at) for c in first_touch] == [("breached", jst(26, 16, 0))]
+    breaches = [row for row in await alert_rows(database) if row.kind == "sla_breach"]
+    assert len(breaches) == 2, "to the team and the manager"
+    assert all(row.message["title"].startswith("🚨 SLA違反:") for row in breaches), \
+        "taken over by the MQL clock, the first touch was never completed"
+
+
 @pytest.mark.parametrize("swept_first", [False, True], ids=["in-time", "handled-after-the-alert"])
 async def test_the_automatic_mql_supersedes_an_open_first_touch_clock_but_not_a_late_one(
         database: NotifierDatabase, swept_first: bool) -> None:
@@ -370,6 +385,8 @@ async def test_the_automatic_mql_supersedes_an_open_first_touch_clock_but_not_a_
         "a late stop is still a breach, reported once to the team and the manager"
     assert "sla_cleared" not in [kind for kind, _ in await kinds(database)], \
         "a clock taken over after its breach alert stays breached"
+    assert all("期限後に完了" not in row.message["title"] for row in await alert_rows(database)), \
+        "taken over by the MQL clock, the first touch was never completed"
 
 
 async def test_a_surge_during_the_tier_b_wait_brings_the_first_touch_due_forward(
@@ -390,6 +407,22 @@ async def test_a_surge_during_the_tier_b_wait_brings_the_first_touch_due_forward
     assert [(row.kind, row.clock_id) for row in await alert_rows(database)] == [
         ("sla_breach", surged.id), ("sla_breach", surged.id), ("sla_escalation", surged.id)]
     assert [clock.rungs_fired for clock in await clocks(database, lead_id)] == [0, 3]
+
+
+async def test_a_surge_handled_after_the_tier_b_breach_alert_leaves_that_breach_standing(
+        database: NotifierDatabase) -> None:
+    # The same surge as above, its lead.scored handled late: after the sweep alerted the
+    # tier-B clock's breach on Thursday.
+    lead_id = uuid.uuid4()
+    await handle_scored(database, scored(lead_id, jst(16, 10)))
+    await sweep(database, jst(19, 10, 30))
+    await handle_scored(database, scored(lead_id, jst(16, 11), previous=Tier.B, surge=True))
+    await sweep(database, jst(19, 11))
+    [tier_b] = await clocks(database, lead_id)
+    assert (tier_b.rule, tier_b.status, tier_b.rungs_fired) == ("first_touch", "open", 2)
+    assert [(row.kind, row.clock_id) for row in await alert_rows(database)] == [
+        ("sla_breach", tier_b.id), ("sla_breach", tier_b.id)], \
+        "the wait was alerted once: no second breach, no escalation of a surge clock"
 
 
 async def test_a_later_due_time_never_loosens_an_open_clock(
