@@ -250,9 +250,13 @@ def on_promotion(rules: SlaRules, *, from_stage: LifecycleStage, to_stage: Lifec
         stop |= {ClockKind.FIRST_CONTACT, ClockKind.OWNER_ACTIVITY}
         if from_stage is not to_stage:  # leaving sales; a contact on a nurtured lead is not
             cancel = frozenset({ClockKind.FIRST_MEETING})
-    elif owner_id is not None:
-        stop.add(ClockKind.OWNER_ACTIVITY)  # and start it again: every event resets idleness
-        start.append(rules.owner_activity)
+    else:
+        # Every event is activity: the idleness counted so far ends, and counts again from
+        # now for the owner. A lead queued with nobody to take it (an SQL no field rep is
+        # free for) has no owner to remind, as on_deal_phase has it.
+        stop.add(ClockKind.OWNER_ACTIVITY)
+        if owner_id is not None:
+            start.append(rules.owner_activity)
     if to_stage is S.MQL and from_stage is not S.MQL and tier is Tier.A:
         start.append(rules.mql_fast_lane if trigger in FAST_LANE_TRIGGERS
                      else rules.mql_acceptance)

@@ -196,6 +196,14 @@ def test_an_sql_starts_the_first_contact_clock_which_the_automatic_deal_does_not
     assert ClockKind.FIRST_CONTACT in contact.stop, "a logged contact is the first contact"
 
 
+def test_a_lead_queued_with_no_owner_ends_the_owner_s_idle_clock_and_starts_none() -> None:
+    # Qualified on day 9 of an accepted lead, with no field rep free: the lead is queued.
+    queued = on_promotion(RULES, from_stage=S.SAL, to_stage=S.SQL, tier=Tier.A, trigger=None,
+                          owner_id=None)
+    assert ClockKind.OWNER_ACTIVITY in queued.stop
+    assert RULES.owner_activity not in queued.start
+
+
 def test_only_a_logged_contact_or_leaving_sales_is_the_first_contact() -> None:
     # DESIGN: the SQL's clock waits for "first contact logged"; other activity is not one.
     kept = on_promotion(RULES, from_stage=S.OPPORTUNITY, to_stage=S.OPPORTUNITY, tier=Tier.A,
