@@ -131,6 +131,10 @@ class Advance(Strict):
 
     rep_id: ActorId
     to_phase: OpenPhase | None = None
+    from_phase: OpenPhase | None = Field(
+        default=None, description="The phase the deal is in as you saw it: if it is no longer "
+                                  "there, the advance is refused (409) instead of moving it "
+                                  "again. Send it when you leave out to_phase and may retry.")
 
 
 class MoveBack(Strict):
@@ -673,7 +677,9 @@ async def update_deal(deal_id: uuid.UUID, body: DealUpdate, context: Context) ->
 async def advance_deal(deal_id: uuid.UUID, body: Advance, context: Context) -> DealView:
     """Move the deal forward if the exit criteria of every phase it leaves are recorded."""
     target = DealPhase(body.to_phase) if body.to_phase else None
-    return await _change(context, deal_id, lambda deal, now: domain.advance(deal, now, target),
+    seen = DealPhase(body.from_phase) if body.from_phase else None
+    return await _change(context, deal_id,
+                         lambda deal, now: domain.advance(deal, now, target, seen),
                          actor=body.rep_id)
 
 

@@ -377,9 +377,15 @@ def _money(amount: int | None) -> str:
     return "none" if amount is None else f"{amount:,}"
 
 
-def advance(deal: Deal, now: datetime, to_phase: DealPhase | None = None) -> Changed:
-    """Return the deal moved forward (to the next phase by default) if its criteria allow."""
+def advance(deal: Deal, now: datetime, to_phase: DealPhase | None = None,
+            from_phase: DealPhase | None = None) -> Changed:
+    """Return the deal moved forward (to the next phase by default) if its criteria allow,
+    and if it is still in ``from_phase`` when that is given."""
     _require_open(deal)
+    if from_phase is not None and deal.phase is not from_phase:
+        # A request sent again after its answer was lost would move the deal on once more.
+        raise DealConflict(f"the deal is in {deal.phase.value}, not {from_phase.value}: it "
+                           "moved since you read it (a retried advance moved it already)")
     position = OPEN_PHASES.index(deal.phase)
     if to_phase is None:
         if position == len(OPEN_PHASES) - 1:

@@ -360,6 +360,11 @@ async def test_refused_changes_answer_4xx_with_field_detail_and_announce_nothing
         unknown = await api.post(f"/v1/deals/{deal_id}/advance",
                                  json={**sato, "to_phase": "P9"})
         assert unknown.status_code == 422
+        # A retried advance, its first sending having moved the deal from P1 to P2 as seen.
+        moved_since = await api.post(f"/v1/deals/{deal_id}/advance",
+                                     json={**sato, "from_phase": "P2"})
+        assert moved_since.status_code == 409
+        assert "the deal is in P1, not P2" in moved_since.json()["detail"]
         # A blank next action would restart the zombie rule's clock with nothing entered.
         blank = await api.patch(f"/v1/deals/{deal_id}", json={
             **sato, "next_action": {"due": "2026-11-27", "text": "\u3000"}})

@@ -222,6 +222,14 @@ def test_advance_only_goes_to_a_later_open_phase(current: DealPhase, target: Dea
         advance(deal_in(current), OPENED, target)
 
 
+def test_an_advance_from_a_phase_the_deal_has_left_is_refused() -> None:
+    # The answer to the first advance was lost, and the client sends it again.
+    once = advance(deal_in(P.P2), OPENED, from_phase=P.P2).deal
+    assert once.phase is P.P3
+    with pytest.raises(DealConflict, match="the deal is in P3, not P2"):
+        advance(once, OPENED, from_phase=P.P2)
+
+
 def test_p5_advances_only_by_closing() -> None:
     with pytest.raises(DealConflict, match="close the deal"):
         advance(deal_in(P.P5), OPENED)
