@@ -23,7 +23,7 @@ FREE_MAIL_DOMAINS = frozenset(
         # global consumer mail
         "gmail.com", "googlemail.com", "yahoo.com", "hotmail.com", "outlook.com", "live.com",
         "msn.com", "icloud.com", "me.com", "mac.com", "aol.com", "protonmail.com", "proton.me",
-        "gmx.com", "mail.com", "zoho.com", "yandex.com",
+        "gmx.com", "mail.com", "zoho.com", "yandex.com", "tutanota.com",
         # Japanese portals and ISPs
         "yahoo.co.jp", "ymail.ne.jp", "hotmail.co.jp", "outlook.jp", "live.jp", "nifty.com",
         "biglobe.ne.jp", "ocn.ne.jp", "so-net.ne.jp", "plala.or.jp", "excite.co.jp",
@@ -32,19 +32,61 @@ FREE_MAIL_DOMAINS = frozenset(
         "docomo.ne.jp", "ezweb.ne.jp", "au.com", "softbank.ne.jp", "i.softbank.jp",
         "disney.ne.jp", "ymobile.ne.jp", "y-mobile.ne.jp", "emnet.ne.jp", "pdx.ne.jp",
         "willcom.com", "wcm.ne.jp", "rakumail.jp", "uqmobile.jp", "povo.jp", "vodafone.ne.jp",
+        # China, Taiwan and Hong Kong
+        "qq.com", "foxmail.com", "163.com", "126.com", "yeah.net", "sina.com", "sohu.com",
+        "yahoo.com.tw", "yahoo.com.hk",
+        # Korea
+        "naver.com", "daum.net", "hanmail.net",
+        # Germany and Austria
+        "gmx.de", "gmx.net", "gmx.at", "web.de", "t-online.de", "freenet.de", "hotmail.de",
+        "yahoo.de",
+        # United Kingdom
+        "yahoo.co.uk", "hotmail.co.uk", "live.co.uk", "outlook.co.uk", "btinternet.com",
+        # France
+        "hotmail.fr", "yahoo.fr", "outlook.fr", "orange.fr", "wanadoo.fr", "free.fr", "sfr.fr",
+        "laposte.net",
+        # Italy and Spain
+        "libero.it", "virgilio.it", "yahoo.it", "hotmail.it", "yahoo.es", "hotmail.es",
+        # Russia
+        "mail.ru", "yandex.ru",
+        # Americas, Oceania and India
+        "yahoo.ca", "terra.com.br", "uol.com.br", "bol.com.br", "yahoo.com.au", "bigpond.com",
+        "rediffmail.com",
     }
 )
+# Hosts of many people's pages: a free-mail lead's "web site" there (a Facebook page, a blog,
+# a free site builder's subdomain) is the lead's own page, not a company's domain. Checked as
+# free mail is, parents included ("cafe.blog.fc2.com" is fc2.com's).
+SHARED_HOST_DOMAINS = frozenset(
+    {
+        # social networks and link pages
+        "facebook.com", "fb.com", "instagram.com", "linkedin.com", "x.com", "twitter.com",
+        "youtube.com", "youtu.be", "tiktok.com", "line.me", "lin.ee", "lit.link", "linktr.ee",
+        # blogs
+        "ameblo.jp", "note.com", "fc2.com", "blogspot.com", "wordpress.com", "hatenablog.com",
+        "hatenablog.jp",
+        # site builders and shops
+        "sites.google.com", "business.site", "wixsite.com", "jimdofree.com", "jimdosite.com",
+        "studio.site", "peraichi.com", "base.shop", "stores.jp",
+    }
+)
+# A free-mail lead's company domain is the account unless it is one of these.
+NO_COMPANY_DOMAINS = FREE_MAIL_DOMAINS | SHARED_HOST_DOMAINS
 # Legal forms dropped when companies are matched by name (free-mail leads). Japanese ones
 # go wherever they stand, as Japanese writes no spaces between words.
-JAPANESE_LEGAL_FORMS = ("株式会社", "有限会社", "合同会社", "合資会社", "(株)", "(有)")
+JAPANESE_LEGAL_FORMS = ("株式会社", "有限会社", "合同会社", "合資会社", "合名会社", "(株)", "(有)",
+                        "(同)", "(資)", "(名)")
 # Latin ones only as whole words, wherever they stand ("Acme Inc. Japan" is "Acme Japan"):
 # not next to a Latin letter or digit, so that "Zinc" keeps its "inc" but "アクメInc." is
 # "アクメ", as nothing spaces Japanese (or other scripts' text) from them either.
 LATIN_LETTER = r"0-9a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0300-\u036f\u1e00-\u1eff"
 # "Co." is a form with its period only ("co" alone is too often a word or part of one, as
-# in "Co-op"), and only if no letter follows the period ("x.co.jp" keeps its "co").
-LATIN_LEGAL_FORM = (rf"(?<![{LATIN_LETTER}])(?:co\.?,?\s*ltd|co\.|company|inc|ltd|llc"
-                    rf"|corp(?:oration)?|k\.?\s?k)(?![{LATIN_LETTER}])\.?")
+# in "Co-op"), and only if no letter follows the period ("x.co.jp" keeps its "co"). "Pte",
+# "Pty", "Pvt" and "Private" are forms only before "Ltd" or "Limited" ("Pte. Ltd."). "AG"
+# is none: as a word it is as often initials or agriculture ("AG Partners", "Ag Tech").
+LATIN_LEGAL_FORM = (rf"(?<![{LATIN_LETTER}])(?:(?:co|pte|pty|pvt|private)\.?,?\s*(?:ltd|limited)"
+                    rf"|co\.|company|inc|ltd|limited|llc|p\.?l\.?c|gmbh|corp(?:oration)?"
+                    rf"|k\.?\s?k)(?![{LATIN_LETTER}])\.?")
 LEGAL_FORM = rf"(?:{LATIN_LEGAL_FORM}|{'|'.join(map(re.escape, JAPANESE_LEGAL_FORMS))})"
 # What separates a form from the rest goes with it: spaces and commas always ("Acme, Inc.,
 # Japan" is "Acme Japan"); a mark ("・", "/", "-") stays once if the form stood between
@@ -73,10 +115,22 @@ LEGAL_FORM_OR_BRACKETED = "|".join(
 LEGAL_FORMS = re.compile(
     rf"(?<!{SEPARATOR})({SEPARATOR}*)(?:{LEGAL_FORM_OR_BRACKETED})"
     rf"(?:{SEPARATOR}*(?:{LEGAL_FORM_OR_BRACKETED}))*({SEPARATOR}*)")
+# What people write in a required company field when they have none to give. Each would
+# make every free-mail lead writing it one account, so it identifies no company. Compared
+# by letters and digits only ("N/A", "n.a." and "(なし)" alike); a name with no letter or
+# digit at all ("-", "・", "()") is no company either. Kinds of business (個人事業主, 自営業)
+# are no placeholders: they state a business, not the lack of one.
+PLACEHOLDER_COMPANIES = frozenset({
+    "na", "none", "nil", "null", "unknown", "tbd", "test", "なし", "無し", "特になし", "個人",
+    "不明",
+})
+NOT_LETTERS_OR_DIGITS = re.compile(r"[\W_]+")  # \w is what str.isalnum() is, and "_"
 # phonenumbers knows "ext", "x", "#" and others, not the Japanese "内線".
 JAPANESE_EXTENSION = "内線"
 
-DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
+# Labels of letters, digits and hyphens, no hyphen at either end (the last one too:
+# "example.com-" is none); the top-level domain starts with a letter.
+DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?")
 DOMAIN_LENGTH = 253  # DNS's limit, in ASCII form
 WEBINAR_REGISTRATION = "webinar.registration"
 """An activity type of its own: a registration is captured but is not attendance."""
@@ -105,12 +159,23 @@ def normalise_text(value: str | None, limit: int | None = None) -> str | None:
 
 
 def normalise_email(email: str) -> str:
-    """Return the e-mail address in NFKC and lower case, its domain in IDNA ASCII form."""
+    """Return the e-mail address in NFKC and lower case, its domain in IDNA ASCII form.
+
+    Raises ValueError if the domain is not a valid one.
+    """
     address = unicodedata.normalize("NFKC", storable(email)).strip().lower()
     local, at, domain = address.rpartition("@")
-    if not at or domain.isascii():
-        return address
-    return f"{local}@{_ascii_domain(domain)}"
+    if not at:
+        return address  # no domain to check: the address pattern refuses it
+    # ASCII domains are held to the rules of internationalised ones: unchecked,
+    # "example..com" and "-bad-.com" were each a lead and an account of their own. DOMAIN
+    # alone checks all the codec would of an ASCII one (no empty label, none over 63
+    # characters), at a fifth of the cost. One trailing dot is DNS's root ("example.com." is
+    # example.com); dropped once in ASCII, as IDNA maps "。" to a dot too.
+    host = (domain if domain.isascii() else _ascii_domain(domain)).removesuffix(".")
+    if not DOMAIN.fullmatch(host):
+        raise ValueError(f"not a valid domain: {domain!r}")
+    return f"{local}@{host}"
 
 
 def normalise_domain(value: str) -> str:
@@ -174,8 +239,13 @@ def is_free_mail(domain: str) -> bool:
     """Return True for consumer and carrier mail domains that do not identify a company."""
     # Carriers and ISPs hand out addresses at subdomains (Willcom's are all "xx.pdx.ne.jp",
     # OCN's mostly "xxx.ocn.ne.jp"): the domain or any parent of it counts.
+    return _in_or_under(domain, FREE_MAIL_DOMAINS)
+
+
+def _in_or_under(domain: str, domains: frozenset[str]) -> bool:
+    """Return True if ``domain`` or a parent of it (not its top-level domain) is in ``domains``."""
     labels = domain.split(".")
-    return any(".".join(labels[start:]) in FREE_MAIL_DOMAINS for start in range(len(labels) - 1))
+    return any(".".join(labels[start:]) in domains for start in range(len(labels) - 1))
 
 
 def company_key(company: str) -> str:
@@ -200,10 +270,19 @@ def _without_legal_forms(match: re.Match[str]) -> str:
     return marks[0] if marks else " "
 
 
+def identifies_a_company(key: str) -> bool:
+    """Return True unless a company key is a placeholder or holds no letter or digit."""
+    letters = NOT_LETTERS_OR_DIGITS.sub("", key)
+    # Kana and kanji are letters. A modifier letter is none on its own: "ー" and "々" only
+    # lengthen or repeat the one before them.
+    return letters not in PLACEHOLDER_COMPANIES and any(
+        unicodedata.category(char) != "Lm" for char in letters)
+
+
 def name_account_key(company: str) -> str:
     """Return the account key of a company known only by name ("" if nothing identifies it)."""
     name = company_key(company)
-    if not name:
+    if not identifies_a_company(name):
         return ""
     key = f"name:{name}"
     if len(key) <= ACCOUNT_KEY_LENGTH:
@@ -220,7 +299,9 @@ def account_key(email: str, company: str | None, company_domain: str | None = No
     domain = email_domain(email)
     if not is_free_mail(domain):
         return f"domain:{domain}"
-    if company_domain and not is_free_mail(company_domain):
+    # A page on a shared host ("facebook.com/cafe.a", "cafe.blog.fc2.com") is the lead's,
+    # not a company's domain.
+    if company_domain and not _in_or_under(company_domain, NO_COMPANY_DOMAINS):
         return f"domain:{company_domain}"
     return (company and name_account_key(company)) or f"person:{email}"
 
