@@ -250,9 +250,17 @@ def test_a_space_inside_a_phrase_does_not_undo_it() -> None:
     assert seniority("社長　秘書", MODEL) == "staff"
     assert seniority("代表取締役 秘書", MODEL) == "staff"
     assert seniority("営業 代表", MODEL) == "staff"  # a sales representative
-    assert seniority("社長 室長", MODEL) == "manager"  # heads the president's office
     assert seniority("Assistant to  the\tPresident", MODEL) == "staff"
     assert seniority("学生 課 担当", MODEL) == "staff"  # works in the student office
+
+
+def test_a_space_that_parts_two_posts_does_not_make_them_one_phrase() -> None:
+    # A director who also works in (or heads) the secretariat: 取締役秘書 is not written.
+    assert seniority("取締役 秘書室担当", MODEL) == "executive"
+    assert seniority("常務取締役 秘書室長", MODEL) == "executive"
+    assert seniority("専務 秘書室長", MODEL) == "executive"
+    assert seniority("役員 室長", MODEL) == "executive"
+    assert seniority("取締役秘書室担当", MODEL) == "staff"  # as before: the phrase as written
 
 
 def test_a_keyword_is_not_found_across_a_space_between_japanese_words() -> None:
@@ -262,12 +270,14 @@ def test_a_keyword_is_not_found_across_a_space_between_japanese_words() -> None:
 
 
 def test_listed_values_and_competitor_names_match_with_or_without_japanese_spaces() -> None:
-    model = variant(fit={"competitors": {"domains": [], "company_names": ["ライバル 株式会社"]},
-                         "industries": {"points": 10, "values": ["情報 通信業"]}})
-    for company in ("ライバル株式会社", "ライバル　株式会社", " ライバル  株式会社 "):
+    model = variant(fit={"competitors": {"domains": [],
+                                         "company_names": ["ライバル 株式会社", "株式会社ABC"]},
+                         "industries": {"points": 10, "values": ["情報 通信業", "ITサービス"]}})
+    for company in ("ライバル株式会社", "ライバル　株式会社", " ライバル  株式会社 ",
+                    "株式会社 ABC", "株式会社abc"):
         assert is_competitor(LeadFacts(None, False, company=company), model), company
     assert not is_competitor(LeadFacts(None, False, company="ライバル"), model)
-    for industry in ("情報通信業", "情報　通信業"):
+    for industry in ("情報通信業", "情報　通信業", "IT サービス"):
         assert "fit.icp.industry" in points_by_code(
             score_lead(LeadFacts(None, False, industry), [], NOW, model)), industry
 
