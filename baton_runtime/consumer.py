@@ -106,6 +106,18 @@ async def dispatch(handler: Handler | Batched, events: Sequence[Any], uow: UnitO
         await handler(event, uow)
 
 
+def _decodable_events(messages: Iterable[ConsumerRecord]) -> list[Any]:
+    """Return the events of the messages that decode, in order (the others are dead-lettered
+    one by one)."""
+    events = []
+    for message in messages:
+        try:
+            events.append(decode(message.topic, message.key, message.headers, message.value).event)
+        except Exception:  # as in _handle: what fails to decode has no event to lock for
+            continue
+    return events
+
+
 async def handle_in_order(handlers: Mapping[str, Handler | Batched],
                           events: Sequence[tuple[str, Any]], uow: UnitOfWork,
                           lock_first: BatchLock | None = None) -> None:
@@ -333,6 +345,10 @@ class ConsumerLoop:
                 log.info("batch failed as a whole; handling it message by message",
                          error=repr(error), messages=len(messages))
                 await uow.discard()
+                if self._lock_first is not None:
+                    # Message by message too, the batch's locks come first, in their order:
+                    # a batch that failed by a deadlock would otherwise meet it again here.
+                    await self._lock_first(_decodable_events(messages), uow)
                 for message in messages:
                     await self._handle(uow, message, outcomes)
             await uow.commit()

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 import structlog
 import uvicorn
 import uvloop
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaConnectionError, KafkaError
 from fastapi import APIRouter, Request
 from sqlalchemy.exc import DBAPIError
@@ -100,6 +101,14 @@ class ServiceDefinition:
         """Return the Kafka consumer group of this service."""
         return consumer_group_of(self.name)
 
+    def consumer_loop(self, consumer: AIOKafkaConsumer, unit_of_work: UnitOfWorkFactory, *,
+                      retry: RetryPolicy, batch_size: int, lanes: int = 1) -> ConsumerLoop:
+        """Return the loop that consumes this service's topics with its handlers and hooks."""
+        return ConsumerLoop(consumer, group_id=self.consumer_group, handlers=self.handlers,
+                            unit_of_work=unit_of_work, retry=retry, batch_size=batch_size,
+                            lanes=lanes, after_db_commit=self.after_db_commit,
+                            lock_first=self.lock_first)
+
     @property
     def source(self) -> str:
         """Return the CloudEvents source of events this service emits."""
@@ -154,18 +163,11 @@ async def run_service(definition: ServiceDefinition, settings: RuntimeSettings) 
         "shutdown": accepting_work,
     }
     if definition.handlers:
-        consumer = ConsumerLoop(
-            build_consumer(settings, definition.consumer_group, definition.name),
-            group_id=definition.consumer_group,
-            handlers=definition.handlers,
-            unit_of_work=unit_of_work,
+        consumer = definition.consumer_loop(
+            build_consumer(settings, definition.consumer_group, definition.name), unit_of_work,
             retry=RetryPolicy(settings.consumer_max_attempts,
                               settings.consumer_retry_backoff_ms / 1000),
-            batch_size=settings.consumer_batch_size,
-            lanes=settings.consumer_lanes,
-            after_db_commit=definition.after_db_commit,
-            lock_first=definition.lock_first,
-        )
+            batch_size=settings.consumer_batch_size, lanes=settings.consumer_lanes)
         readiness["consumer"] = _assigned_check(consumer)
     app = create_app(service=definition.name, version=VERSION, routers=definition.routers,
                      readiness=readiness, middleware=definition.middleware)

@@ -477,42 +477,75 @@ async def probe_loop(consumer: RecordingConsumer, engine: AsyncEngine) -> Consum
     return loop
 
 
+class LockingProbe:
+    """A loop over a batch of two lead.captured events and a deal.recycled, noting each
+    lock_first and handler call; its handler fails the first ``failures`` calls."""
+
+    def __init__(self, engine: AsyncEngine, failures: int = 0) -> None:
+        captured, recycled = (TopicPartition(LeadCaptured.topic, 0),
+                              TopicPartition(DealRecycled.topic, 0))
+        self.consumer = RecordingConsumer()
+        self.consumer.assigned = {captured, recycled}
+        self.calls: list[tuple[str, list[uuid.UUID]]] = []
+        self.failures = failures
+        definition = probe_service.definition()
+        self.loop = ConsumerLoop(
+            self.consumer, group_id="baton-probe",
+            handlers={LeadCaptured.topic: self.handle, DealRecycled.topic: self.handle},
+            unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
+            retry=RetryPolicy(1, 0.01), batch_size=100, lock_first=self.lock_first)
+        first, second = (lead_captured("first@example.co.jp"),
+                         lead_captured("second@example.co.jp"))
+        deal = DealRecycled(deal_id=uuid.uuid4(), lead_id=uuid.uuid4(),
+                            recycled_at=datetime.now(UTC), last_phase=DealPhase.P2,
+                            reason="no phase change for 90 days")
+        self.lead_ids = [first.lead_id, second.lead_id, deal.lead_id]
+        self.records = {captured: [as_consumed(encode(first, source="/tests"), 0, 0),
+                                   as_consumed(encode(second, source="/tests"), 0, 1)],
+                        recycled: [as_consumed(encode(deal, source="/tests"), 0, 0)]}
+
+    async def lock_first(self, events: Sequence[LeadCaptured | DealRecycled], _: UnitOfWork
+                         ) -> None:
+        self.calls.append(("lock", [event.lead_id for event in events]))
+
+    async def handle(self, event: LeadCaptured | DealRecycled, _: UnitOfWork) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("deadlock detected, say")
+        self.calls.append((event.topic, [event.lead_id]))
+
+    async def handle_batch(self) -> None:
+        """Handle the batch as a lane does."""
+        await self.loop._rebalance.on_partitions_assigned(self.consumer.assigned)
+        await self.loop._handle_when_settled(0, self.records, asyncio.Event())
+
+    def handled_in_order(self) -> list[tuple[str, list[uuid.UUID]]]:
+        """Return the handler calls expected of the batch, in order."""
+        first, second, deal = self.lead_ids
+        return [(LeadCaptured.topic, [first]), (LeadCaptured.topic, [second]),
+                (DealRecycled.topic, [deal])]
+
+
 async def test_lock_first_sees_a_batch_s_new_events_of_every_topic_before_any_handler(
     engine: AsyncEngine,
 ) -> None:
-    captured, recycled = (TopicPartition(LeadCaptured.topic, 0),
-                          TopicPartition(DealRecycled.topic, 0))
-    consumer = RecordingConsumer()
-    consumer.assigned = {captured, recycled}
-    calls: list[tuple[str, list[uuid.UUID]]] = []
+    probe = LockingProbe(engine)
+    await probe.handle_batch()
+    assert probe.calls == [("lock", probe.lead_ids), *probe.handled_in_order()]
+    probe.calls.clear()
+    await probe.handle_batch()  # fetched again
+    assert probe.calls == [], "duplicates are neither locked for nor handled"
 
-    async def lock_first(events: Sequence[LeadCaptured | DealRecycled], _: UnitOfWork) -> None:
-        calls.append(("lock", [event.lead_id for event in events]))
 
-    async def handle(event: LeadCaptured | DealRecycled, _: UnitOfWork) -> None:
-        calls.append((event.topic, [event.lead_id]))
-
-    definition = probe_service.definition()
-    loop = ConsumerLoop(
-        consumer, group_id="baton-probe",
-        handlers={LeadCaptured.topic: handle, DealRecycled.topic: handle},
-        unit_of_work=unit_of_work_factory(engine, definition.tables, definition.source),
-        retry=RetryPolicy(1, 0.01), batch_size=100, lock_first=lock_first)
-    await loop._rebalance.on_partitions_assigned(consumer.assigned)
-    first, second = lead_captured("first@example.co.jp"), lead_captured("second@example.co.jp")
-    deal = DealRecycled(deal_id=uuid.uuid4(), lead_id=uuid.uuid4(), recycled_at=datetime.now(UTC),
-                        last_phase=DealPhase.P2, reason="no phase change for 90 days")
-    records = {captured: [as_consumed(encode(first, source="/tests"), 0, 0),
-                          as_consumed(encode(second, source="/tests"), 0, 1)],
-               recycled: [as_consumed(encode(deal, source="/tests"), 0, 0)]}
-    await loop._handle_when_settled(0, records, asyncio.Event())
-    assert calls == [("lock", [first.lead_id, second.lead_id, deal.lead_id]),
-                     (LeadCaptured.topic, [first.lead_id]),
-                     (LeadCaptured.topic, [second.lead_id]),
-                     (DealRecycled.topic, [deal.lead_id])]
-    calls.clear()
-    await loop._handle_when_settled(0, records, asyncio.Event())  # fetched again
-    assert calls == [], "duplicates are neither locked for nor handled"
+async def test_a_batch_handled_message_by_message_takes_its_locks_first_again(
+    engine: AsyncEngine,
+) -> None:
+    # A batch that failed as a whole, by a deadlock say, goes message by message in a fresh
+    # transaction: without its locks first, it could meet the same deadlock there.
+    probe = LockingProbe(engine, failures=1)
+    await probe.handle_batch()
+    assert probe.calls == [("lock", probe.lead_ids), ("lock", probe.lead_ids),
+                           *probe.handled_in_order()]
 
 
 class OutvotedConsumer(RecordingConsumer):

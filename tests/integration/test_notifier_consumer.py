@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from baton import registry
 from baton_runtime.clock import system_clock
-from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.consumer import RetryPolicy
 from baton_runtime.db import create_engine
 from baton_runtime.kafka import build_consumer, ensure_topics
 from baton_runtime.migrations import upgrade
@@ -44,10 +44,9 @@ async def test_a_hot_lead_alert_arrives_once_when_its_event_is_delivered_twice(
         engine = create_engine(infrastructure.database_url)
         unit_of_work = unit_of_work_factory(engine, definition.tables, definition.source)
         context = ServiceContext("notifier", settings, engine, unit_of_work, system_clock)
-        loop = ConsumerLoop(
-            build_consumer(settings, definition.consumer_group, "notifier"),
-            group_id=definition.consumer_group, handlers=definition.handlers,
-            unit_of_work=unit_of_work, retry=RetryPolicy(3, 0.01), batch_size=100)
+        loop = definition.consumer_loop(
+            build_consumer(settings, definition.consumer_group, "notifier"), unit_of_work,
+            retry=RetryPolicy(3, 0.01), batch_size=100)
         event = promoted()
         record = encode(event, source="/baton/routing")
         re_emitted = encode(event, source="/baton/routing")  # the same event under a new id

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import baton.registry
 from baton_runtime import migrations
-from baton_runtime.consumer import ConsumerLoop, RetryPolicy, dispatch
+from baton_runtime.consumer import RetryPolicy, dispatch
 from baton_runtime.db import create_engine
 from baton_runtime.http import create_app
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
@@ -111,10 +111,9 @@ async def running(infrastructure: Infrastructure, *, consume: bool = True,
     stop = asyncio.Event()
     tasks = [asyncio.create_task(relay.run(stop))]
     if consume:
-        consumer = ConsumerLoop(
-            build_consumer(settings, definition.consumer_group, "pipeline"),
-            group_id=definition.consumer_group, handlers=definition.handlers,
-            unit_of_work=unit_of_work, retry=RetryPolicy(2, 0.01), batch_size=100)
+        consumer = definition.consumer_loop(
+            build_consumer(settings, definition.consumer_group, "pipeline"), unit_of_work,
+            retry=RetryPolicy(2, 0.01), batch_size=100)
         tasks.append(asyncio.create_task(consumer.run(stop)))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://pipeline") as client:

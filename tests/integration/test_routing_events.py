@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import pytest
 
-from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.consumer import RetryPolicy
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
 from baton_runtime.outbox import OutboxRelay
 from schemas.envelope import decode
@@ -44,11 +44,9 @@ async def consuming(infrastructure: Infrastructure) -> AsyncIterator[Routing]:
         settings = routing.context.settings
         definition = routing.definition
         await ensure_topics(settings)
-        loop = ConsumerLoop(
+        loop = definition.consumer_loop(
             build_consumer(settings, definition.consumer_group, definition.name),
-            group_id=definition.consumer_group, handlers=definition.handlers,
-            unit_of_work=routing.context.unit_of_work, retry=RetryPolicy(3, 0.01),
-            batch_size=100)
+            routing.context.unit_of_work, retry=RetryPolicy(3, 0.01), batch_size=100)
         publisher = KafkaPublisher(settings, definition.name)
         await publisher.start()
         relay = OutboxRelay(definition.tables, publisher,

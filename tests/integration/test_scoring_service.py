@@ -18,7 +18,7 @@ import yaml
 from sqlalchemy import func, select, text
 
 from baton import registry
-from baton_runtime.consumer import ConsumerLoop, RetryPolicy
+from baton_runtime.consumer import RetryPolicy
 from baton_runtime.db import create_engine
 from baton_runtime.http import create_app
 from baton_runtime.kafka import KafkaPublisher, build_consumer, ensure_topics
@@ -94,10 +94,9 @@ async def in_process(definition: ServiceDefinition, settings: RuntimeSettings
                             poll_interval=0.5)
         tasks.append(asyncio.create_task(relay.run(stop)))
         if definition.handlers:
-            loop = ConsumerLoop(
+            loop = definition.consumer_loop(
                 build_consumer(settings, definition.consumer_group, definition.name),
-                group_id=definition.consumer_group, handlers=definition.handlers,
-                unit_of_work=unit_of_work, retry=RetryPolicy(2, 0.01), batch_size=100)
+                unit_of_work, retry=RetryPolicy(2, 0.01), batch_size=100)
             tasks.append(asyncio.create_task(loop.run(stop)))
         app = create_app(service=definition.name, version="test", routers=definition.routers,
                          readiness={}, middleware=definition.middleware)
