@@ -68,6 +68,9 @@ SHARED_HOST_DOMAINS = frozenset(
         # site builders and shops
         "sites.google.com", "business.site", "wixsite.com", "jimdofree.com", "jimdosite.com",
         "studio.site", "peraichi.com", "base.shop", "stores.jp",
+        # directories, listings and short links: a shop's or a person's page under the host
+        "tabelog.com", "hotpepper.jp", "wantedly.com", "prtimes.jp", "threads.net",
+        "github.com", "medium.com", "g.page", "goo.gl", "maps.google.com", "bit.ly",
     }
 )
 # A free-mail lead's company domain is the account unless it is one of these.
@@ -82,11 +85,13 @@ JAPANESE_LEGAL_FORMS = ("株式会社", "有限会社", "合同会社", "合資�
 LATIN_LETTER = r"0-9a-z\u00c0-\u00d6\u00d8-\u00f6\u00f8-\u024f\u0300-\u036f\u1e00-\u1eff"
 # "Co." is a form with its period only ("co" alone is too often a word or part of one, as
 # in "Co-op"), and only if no letter follows the period ("x.co.jp" keeps its "co"). "Pte",
-# "Pty", "Pvt" and "Private" are forms only before "Ltd" or "Limited" ("Pte. Ltd."). "AG"
-# is none: as a word it is as often initials or agriculture ("AG Partners", "Ag Tech").
+# "Pty", "Pvt" and "Private" are forms only before "Ltd" or "Limited" ("Pte. Ltd."), and
+# "Limited" alone only where no Latin word follows it outside brackets: it ends a name
+# ("Acme Limited (Japan)"), while "Limited Run Games" is a name. "AG" is none: as a word
+# it is as often initials or agriculture ("AG Partners", "Ag Tech").
 LATIN_LEGAL_FORM = (rf"(?<![{LATIN_LETTER}])(?:(?:co|pte|pty|pvt|private)\.?,?\s*(?:ltd|limited)"
-                    rf"|co\.|company|inc|ltd|limited|llc|p\.?l\.?c|gmbh|corp(?:oration)?"
-                    rf"|k\.?\s?k)(?![{LATIN_LETTER}])\.?")
+                    rf"|co\.|company|inc|ltd|limited(?![^(]*[{LATIN_LETTER}])|llc|p\.?l\.?c|gmbh"
+                    rf"|corp(?:oration)?|k\.?\s?k)(?![{LATIN_LETTER}])\.?")
 LEGAL_FORM = rf"(?:{LATIN_LEGAL_FORM}|{'|'.join(map(re.escape, JAPANESE_LEGAL_FORMS))})"
 # What separates a form from the rest goes with it: spaces and commas always ("Acme, Inc.,
 # Japan" is "Acme Japan"); a mark ("・", "/", "-") stays once if the form stood between
@@ -121,8 +126,7 @@ LEGAL_FORMS = re.compile(
 # digit at all ("-", "・", "()") is no company either. Kinds of business (個人事業主, 自営業)
 # are no placeholders: they state a business, not the lack of one.
 PLACEHOLDER_COMPANIES = frozenset({
-    "na", "none", "nil", "null", "unknown", "tbd", "test", "なし", "無し", "特になし", "個人",
-    "不明",
+    "na", "none", "nil", "null", "unknown", "tbd", "なし", "無し", "特になし", "個人", "不明",
 })
 NOT_LETTERS_OR_DIGITS = re.compile(r"[\W_]+")  # \w is what str.isalnum() is, and "_"
 # phonenumbers knows "ext", "x", "#" and others, not the Japanese "内線".

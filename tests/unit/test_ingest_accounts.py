@@ -21,6 +21,11 @@ from services.ingest.submissions import LeadSubmission
     "https://cafe-a.jimdofree.com/", "https://cafe-a.jimdosite.com/",
     "https://cafe-a.studio.site/", "https://cafea.base.shop/", "https://cafea.stores.jp/",
     "https://peraichi.com/landing_pages/view/cafea", "https://cafea.business.site/",
+    "https://tabelog.com/tokyo/A1301/A130101/13000001/", "https://beauty.hotpepper.jp/slnH000000/",
+    "https://www.wantedly.com/companies/cafe-a", "https://prtimes.jp/main/html/searchrlp/company_id/1",
+    "https://www.threads.net/@cafe_a", "https://github.com/cafe-a", "https://medium.com/@cafe_a",
+    "https://g.page/cafe-a", "https://maps.app.goo.gl/abc", "https://maps.google.com/?cid=1",
+    "https://bit.ly/cafe-a",
 ])
 def test_a_page_on_a_shared_host_is_no_company_domain(website: str) -> None:
     # cafe.a@gmail.com and salon.b@yahoo.co.jp, each with a Facebook page as web site, were
@@ -39,7 +44,7 @@ def test_a_company_domain_is_no_shared_host_for_sharing_a_suffix() -> None:
 
 @pytest.mark.parametrize("company", [
     "-", "ー", "・", ".", "()", "N/A", "n/a", "N.A.", "なし", "無し", "特になし", "（なし）",
-    "個人", "none", "None.", "nil", "NULL", "unknown", "不明", "TBD", "test", "－", "---",
+    "個人", "none", "None.", "nil", "NULL", "unknown", "不明", "TBD", "－", "---",
     "ーー", "…", "?", "〃", "々",
 ])
 def test_a_placeholder_company_name_identifies_no_account(company: str) -> None:
@@ -55,6 +60,7 @@ def test_a_placeholder_company_name_identifies_no_account(company: str) -> None:
     ("個人事業主", "name:個人事業主"), ("自営業", "name:自営業"), ("コーヒー", "name:コーヒー"),
     ("なし農園", "name:なし農園"), ("3M", "name:3m"), ("N/A Labs", "name:n/alabs"),
     ("Testa Inc.", "name:testa"), ("Nonet", "name:nonet"), ("佐々木商店", "name:佐々木商店"),
+    ("TEST Inc.", "name:test"),  # a company's name, not a placeholder
 ])
 def test_a_name_that_only_looks_like_a_placeholder_is_a_company(company: str, key: str) -> None:
     assert account_key("a@gmail.com", company) == key
@@ -82,6 +88,7 @@ def test_more_legal_forms_are_dropped_like_the_others(name: str, key: str) -> No
     ("Unlimited Inc.", "unlimited"), ("Limitless", "limitless"), ("Splc", "splc"),
     ("Pte Partners", "ptepartners"), ("Private Labs Ltd.", "privatelabs"),
     ("AG Partners", "agpartners"), ("同志社", "同志社"), ("アクメ(同志)", "アクメ(同志)"),
+    ("Limited Run Games", "limitedrungames"),  # "Limited" ends a name where it is a form
 ])
 def test_new_legal_forms_inside_a_word_or_name_are_part_of_it(name: str, key: str) -> None:
     assert company_key(name) == key
