@@ -505,17 +505,18 @@ def _names(pool: Sequence[Rep]) -> str:
 
 
 def colleague_refusal(rep_id: str, action: str, lead_id: uuid.UUID, stage: LifecycleStage,
-                      owner_id: str | None, *, owner_active: bool,
+                      owner_id: str | None, *, owner_present: bool,
                       guarded: frozenset[LifecycleStage]) -> str | None:
     """Return why ``rep_id`` may not ``action`` a lead another rep holds, or None if they may.
 
-    In a ``guarded`` stage a lead is its owner's alone, unless the owner is inactive: a
-    departed rep's leads stay open to the team, as unowned (queued) ones are. An MQL
-    assigned to a colleague may still be taken, by accepting it.
+    In a ``guarded`` stage a lead is its owner's alone, unless the owner is no longer
+    present in its team (inactive, or moved to another): a departed rep's leads stay open
+    to the team, as unowned (queued) ones are. An MQL assigned to a colleague may still be
+    taken, by accepting it.
     """
     # A colleague's click on the same alert must not undo the owner's work nor act in
     # their name: a second accept does not take an accepted lead either.
-    if stage not in guarded or owner_id in (None, rep_id) or not owner_active:
+    if stage not in guarded or owner_id in (None, rep_id) or not owner_present:
         return None
     if stage is S.MQL:
         return (f"lead {lead_id} is assigned to {owner_id}; only they can {action} it "

@@ -307,19 +307,25 @@ async def _may_act(uow: UnitOfWork, rep: domain.Rep, lead: Row[Any], action: str
     """Return if ``rep`` may ``action`` the lead; raise ActionRefused otherwise.
 
     Only active reps of the lead's team act on it, and a lead in a ``guarded`` stage only
-    its owner, unless they are inactive (``domain.colleague_refusal``). Routing knows no
-    team leads: a manager acts as a rep.
+    its owner, unless they have left the team: inactive, or moved to another team
+    (``domain.colleague_refusal``). Routing knows no team leads: a manager acts as a rep.
     """
-    owner_active = False
+    owner_present = False
     # Whether the owner is still here matters only where the lead is theirs alone.
     if lead.stage in guarded and lead.owner_id not in (None, rep.rep_id):
-        owner = await store.get_rep(uow.connection, lead.owner_id)
-        owner_active = owner is not None and owner.active
+        owner_present = await _still_in_team(uow, lead.owner_id, lead.team)
     refusal = domain.actor_refusal(rep, lead.team) or domain.colleague_refusal(
         rep.rep_id, action, lead.lead_id, LifecycleStage(lead.stage), lead.owner_id,
-        owner_active=owner_active, guarded=guarded)
+        owner_present=owner_present, guarded=guarded)
     if refusal is not None:
         raise domain.ActionRefused(refusal)
+
+
+async def _still_in_team(uow: UnitOfWork, rep_id: str, team: str | None) -> bool:
+    """Return True if the rep is active in ``team``: one moved to another team may not act
+    on its leads (``domain.actor_refusal``), so they are the team's to work."""
+    row = await store.get_rep(uow.connection, rep_id)
+    return row is not None and row.active and row.team == team
 
 
 async def accept(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, *, now: datetime,
@@ -428,9 +434,10 @@ async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: Co
     """Log a contact with an accepted lead, or a first touch of one marketing holds, and
     emit it; a repeat changes nothing.
 
-    An unowned accepted lead (waiting in its team's queue) becomes the rep's; a lead
-    marketing holds stays with marketing. Contacts on an owned SAL, SQL or opportunity are
-    its owner's to log, unless they are inactive: they stop the owner's SLA clocks.
+    An unowned accepted lead (waiting in its team's queue), or one whose owner has left
+    the team, becomes the rep's; a lead marketing holds stays with marketing. Contacts on
+    an owned SAL, SQL or opportunity are its owner's to log otherwise: they stop the
+    owner's SLA clocks.
     """
     lead, rep = await _lead_and_rep(uow, lead_id, rep_id)
     stage = LifecycleStage(lead.stage)
@@ -445,8 +452,9 @@ async def log_contact(uow: UnitOfWork, lead_id: uuid.UUID, rep_id: str, kind: Co
     owner, team, due = None, None, None  # a lead marketing holds stays unowned
     if stage in domain.OWNED_STAGES:
         owner, team, due = lead.owner_id, lead.team, domain.due_after_contact(now, calendar)
-        if owner is None:
-            await _take(uow, lead, rep, now, "first contact")
+        if owner != rep_id:  # queued, or its owner left the team (else _may_act refused)
+            await _take(uow, lead, rep, now, "first contact" if owner is None
+                        else f"contact while its owner {owner} is away")
             await store.set_owner(uow.connection, lead_id, rep_id)
             owner = rep_id
     owner_name = await store.rep_name(uow.connection, owner) if owner else None

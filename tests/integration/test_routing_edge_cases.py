@@ -80,16 +80,27 @@ async def test_only_the_rep_who_accepted_a_lead_qualifies_disqualifies_or_logs_c
     assert "by sato" in (await routing.promoted())[-1].reason
 
 
+# How a rep leaves a team: marked inactive, or moved to another team (still active there).
+DEPARTURES: dict[str, dict[str, Any]] = {"inactive": {"active": False},
+                                         "moved": {"team": "bdr"}}
+
+
+@pytest.mark.parametrize("departure", DEPARTURES)
 @pytest.mark.parametrize("action", OWNERS_ACTIONS)
 async def test_a_departed_reps_accepted_lead_stays_open_to_the_team(routing: Routing,
-                                                                    action: str) -> None:
+                                                                    action: str,
+                                                                    departure: str) -> None:
     lead_id = await accepted_by_sato(routing)
-    await routing.put_rep("sato", slack_user_id="U0SATO1", active=False)
+    await routing.put_rep("sato", slack_user_id="U0SATO1", **DEPARTURES[departure])
     body, stage_after = OWNERS_ACTIONS[action]
     done = await act(routing, lead_id, action, rep_id="suzuki", **body)
     assert done.status_code == 200, done.text
     assert done.json()["stage"] == stage_after
-    assert "by suzuki" in (await routing.promoted())[-1].reason
+    last = (await routing.promoted())[-1]
+    assert "by suzuki" in last.reason
+    if action == "contacts":
+        # Worked by suzuki now, the lead is suzuki's: its SLA clocks name who works it.
+        assert (done.json()["owner_id"], last.owner_id) == ("suzuki", "suzuki")
 
 
 @pytest.mark.parametrize("occurred_at", ["0001-01-01T00:00:00+09:00",

@@ -305,14 +305,14 @@ ASK_THE_OWNER = ("(ask them to, or, if they have left the team, mark them inacti
 ])
 def test_only_the_rep_who_holds_a_lead_ends_it_unless_they_have_left(
         stage: LifecycleStage, held: str) -> None:
-    def refusal(rep_id: str, owner_id: str | None, owner_active: bool) -> str | None:
+    def refusal(rep_id: str, owner_id: str | None, owner_present: bool) -> str | None:
         return colleague_refusal(rep_id, "reject", LEAD_ID, stage, owner_id,
-                                 owner_active=owner_active, guarded=ENDED_BY_OWNER)
+                                 owner_present=owner_present, guarded=ENDED_BY_OWNER)
 
-    assert refusal("suzuki", "sato", owner_active=True) == f"lead {LEAD_ID} {held}"
-    assert refusal("sato", "sato", owner_active=True) is None, "the owner"
-    assert refusal("suzuki", "sato", owner_active=False) is None, "a departed owner"
-    assert refusal("suzuki", None, owner_active=False) is None, "a queued lead"
+    assert refusal("suzuki", "sato", owner_present=True) == f"lead {LEAD_ID} {held}"
+    assert refusal("sato", "sato", owner_present=True) is None, "the owner"
+    assert refusal("suzuki", "sato", owner_present=False) is None, "a departed owner"
+    assert refusal("suzuki", None, owner_present=False) is None, "a queued lead"
 
 
 @pytest.mark.parametrize(("guarded", "owners_alone"), [
@@ -322,5 +322,5 @@ def test_a_colleague_is_refused_only_in_the_guarded_stages(
         guarded: frozenset[LifecycleStage], owners_alone: set[LifecycleStage]) -> None:
     for stage in S:
         refusal = colleague_refusal("suzuki", "act on", LEAD_ID, stage, "sato",
-                                    owner_active=True, guarded=guarded)
+                                    owner_present=True, guarded=guarded)
         assert (refusal is not None) is (stage in owners_alone), stage
