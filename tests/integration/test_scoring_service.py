@@ -52,7 +52,13 @@ from services.scoring.domain import (
     score_lead,
 )
 from services.scoring.main import definition as scoring_definition
-from services.scoring.model import ActiveModel, ModelError, ModelOrigin
+from services.scoring.model import (
+    DEFAULT_MODEL_FILE,
+    ActiveModel,
+    ModelError,
+    ModelOrigin,
+    load_model,
+)
 from services.scoring.settings import ScoringSettings
 from tests.conftest import Infrastructure
 from tests.support.clock import ManualClock
@@ -62,6 +68,7 @@ pytestmark = pytest.mark.integration
 T = TouchpointType
 API_KEY = "scoring-test-key-0123456789"
 TOKYO = ZoneInfo("Asia/Tokyo")
+PACKAGED_VERSION = load_model(DEFAULT_MODEL_FILE).version
 
 
 @dataclass
@@ -246,7 +253,7 @@ async def test_a_lead_posted_through_ingest_gets_the_documented_score_and_reason
     assert scored.last_touchpoint is TouchpointType.INQUIRY_DEMO_REQUEST
     explanation = await scoring.score(lead_id)
     assert (explanation["score"], explanation["tier"]) == (80, "A")
-    assert explanation["model_version"] == scored.model_version == "2026.2"
+    assert explanation["model_version"] == scored.model_version == PACKAGED_VERSION
     assert explanation["reasons"][0]["label"] == "役職: 製造部 部長"  # reasons in ja by default
 
 
@@ -625,39 +632,40 @@ async def test_the_model_is_shown_replaced_as_a_new_version_and_old_scores_keep_
     await scoring.capture(before, T.INQUIRY_DEMO_REQUEST)
     await scoring.scored(before, 1)
     current = (await scoring.api.get("/v1/model")).json()
-    assert (current["version"], current["origin"]) == ("2026.2", "packaged")
+    assert (current["version"], current["origin"]) == (PACKAGED_VERSION, "packaged")
 
-    stricter = current["model"] | {"version": "2026.3"}
+    stricter = current["model"] | {"version": "acme-strict-1"}
     stricter["tiers"] = stricter["tiers"] | {"a": 90}
     assert (await scoring.api.put("/v1/model", json=stricter)).status_code == 201
     assert (await scoring.api.put("/v1/model", json=stricter)).status_code == 200, "a retry"
     conflicting = stricter | {"description": "other rules, same version"}
     assert (await scoring.api.put("/v1/model", json=conflicting)).status_code == 409
-    invalid = await scoring.api.put("/v1/model", json=stricter | {"version": "2026.4",
+    invalid = await scoring.api.put("/v1/model", json=stricter | {"version": "acme-strict-2",
                                                                   "surge": {"points": -1}})
     assert invalid.status_code == 422
     assert {tuple(error["loc"]) for error in invalid.json()["detail"]} == {
         ("body", "surge", "points"), ("body", "surge", "window_days")}
     shown = (await scoring.api.get("/v1/model")).json()
-    assert (shown["version"], shown["origin"]) == ("2026.3", "api")
+    assert (shown["version"], shown["origin"]) == ("acme-strict-1", "api")
 
     after = uuid.uuid4()
     await scoring.capture(after, T.INQUIRY_DEMO_REQUEST, profile=MANAGER.model_copy(
         update={"email": "after@sample.co.jp"}))
     [scored] = await scoring.scored(after, 1)
     assert scored.score >= 80, "80, and 5 for the engaged colleague"
-    assert (scored.tier, scored.model_version) == (Tier.B, "2026.3")
-    assert (await scoring.score(before))["model_version"] == "2026.2", "old scores keep theirs"
+    assert (scored.tier, scored.model_version) == (Tier.B, "acme-strict-1")
+    assert (await scoring.score(before))["model_version"] == PACKAGED_VERSION, \
+        "old scores keep theirs"
 
     # A restart with the packaged model keeps the newer version; changed rules under a
     # stored version stop the start-up.
     unit_of_work = scoring.running.context.unit_of_work
     restarted = scoring.active_model()
     await handlers.install_model(unit_of_work, restarted, ModelOrigin.PACKAGED)
-    assert restarted.model.version == "2026.3"
+    assert restarted.model.version == "acme-strict-1"
     changed = tmp_path / "model.yaml"
     changed.write_text(yaml.safe_dump(conflicting, allow_unicode=True), encoding="utf-8")
     settings = ScoringSettings(**environment(infrastructure, scoring_model_file=str(changed)))
-    with pytest.raises(ModelError, match=r"2026\.3 is already stored with different rules"):
+    with pytest.raises(ModelError, match="acme-strict-1 is already stored with different rules"):
         await handlers.install_model(unit_of_work, ActiveModel(settings.scoring_model(), "ja"),
                                      ModelOrigin.FILE)

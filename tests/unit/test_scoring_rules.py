@@ -236,6 +236,17 @@ def test_titles_match_ascii_keywords_as_words_and_japanese_anywhere() -> None:
     assert seniority(None, MODEL) is None
 
 
+def test_senior_titles_written_other_ways_are_recognised() -> None:
+    # Model 2026.3: each of these was staff (3 points, no decision maker) in 2026.2.
+    for title in ("SVP Sales", "EVP, Marketing", "Chairman", "CRO", "Chief Revenue Officer",
+                  "営業局長"):
+        assert seniority(title, MODEL) == "executive", title
+    for title in ("マネジャー", "ゼネラルマネジャー", "カスタマーセンター長"):
+        assert seniority(title, MODEL) == "manager", title
+    for title in ("CEO秘書", "CEO 秘書", "Secretary to the Chairman", "局長秘書", "Product Owner"):
+        assert seniority(title, MODEL) == "staff", title
+
+
 def test_ascii_keywords_are_words_next_to_japanese_text_too() -> None:
     # Japanese titles run English titles into kanji or kana with no space between.
     assert seniority("CEO兼CTO", MODEL) == "executive"
