@@ -97,9 +97,18 @@ class BusinessCalendar:
 
     def is_business_day(self, day: date) -> bool:
         """Return True on a working weekday that is neither a public holiday nor a closed day."""
-        if day.isoweekday() not in self.workdays or (day.month, day.day) in self.closed_days:
-            return False
-        return not (self.holidays and day in public_holidays(self.holidays, day.year))
+        return self.day_off(day) is None
+
+    def day_off(self, day: date) -> str | None:
+        """Return why ``day`` is no business day ("not a workday", "a closed day" or "a
+        public holiday"), or None if it is one."""
+        if day.isoweekday() not in self.workdays:
+            return "not a workday"
+        if (day.month, day.day) in self.closed_days:
+            return "a closed day"
+        if self.holidays and day in public_holidays(self.holidays, day.year):
+            return "a public holiday"
+        return None
 
     def is_open(self, at: datetime) -> bool:
         """Return True if ``at`` falls inside opening hours on a business day."""

@@ -339,6 +339,10 @@ def unavailable_because(rep: Rep, now: datetime, assigned_today: int) -> str | N
         return absent
     if not rep.hours.is_open(now):
         hours = rep.hours
+        day = now.astimezone(hours.zone).date()
+        # Said as such: "outside 09:00-18:00" at 11:00 on a holiday left the reader guessing.
+        if (day_off := hours.day_off(day)) is not None:
+            return f"{day.isoformat()} is {day_off} ({hours.timezone})"
         return (f"outside working hours ({hours.opens:%H:%M}-{hours.closes:%H:%M} "
                 f"{hours.timezone})")
     if assigned_today >= rep.daily_capacity:

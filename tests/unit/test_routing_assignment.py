@@ -319,6 +319,15 @@ def test_a_lead_nobody_can_take_is_queued_with_every_reason() -> None:
     assert "gone: inactive" in decision.reason
     assert [c.rep_id for c in decision.considered] == ["away", "full", "gone"]
     assert unavailable_because(rep("x"), saturday, 0) == (
+        "2026-11-21 is not a workday (Asia/Tokyo)")
+    culture_day = datetime(2026, 11, 3, 11, tzinfo=WEDNESDAY_10_JST.tzinfo)
+    assert unavailable_because(rep("x"), culture_day, 0) == (
+        "2026-11-03 is a public holiday (Asia/Tokyo)")
+    year_end = rep("x", hours=BusinessCalendar(closed_days=frozenset({(12, 30)})))
+    assert unavailable_because(year_end, datetime(2026, 12, 30, 11, tzinfo=WEDNESDAY_10_JST.tzinfo),
+                               0) == (
+        "2026-12-30 is a closed day (Asia/Tokyo)")
+    assert unavailable_because(rep("x"), WEDNESDAY_10_JST + timedelta(hours=10), 0) == (
         "outside working hours (09:00-18:00 Asia/Tokyo)")
     empty = assign(LEAD, SDR, [], account_owner=None, assigned_today={}, now=WEDNESDAY_10_JST)
     assert "the team has no reps" in empty.reason
