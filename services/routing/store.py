@@ -385,17 +385,21 @@ async def put_rep(connection: AsyncConnection, rep_id: str, *, starting_position
                   **values: Any) -> Row[Any]:
     """Return the rep after creating or replacing it.
 
-    A new rep, or one changing team, starts at ``starting_position`` in the round robin;
-    one changing team or territory has no place in a territory rotation until their next
+    A new rep, or one changing team, starts at ``starting_position`` (the team's front
+    runner's place) in the round robin; one whose weight changes keeps their distance from
+    it in turns, rescaled to the new weight: each lead moved them back by the old stride.
+    One changing team or territory has no place in a territory rotation until their next
     territory lead (``domain.assign`` puts them level with its front runner).
     """
     insert = pg_insert(reps).values(rep_id=rep_id, position=starting_position, **values)
     same_team = reps.c.team == insert.excluded.team
+    rescaled = insert.excluded.position + (
+        (reps.c.position - insert.excluded.position) * reps.c.weight / insert.excluded.weight)
     row: Row[Any] | None = (await connection.execute(insert.on_conflict_do_update(
         index_elements=["rep_id"],
         # clock_timestamp: each write of a rep gets its own version, even within a transaction.
         set_={**values, "updated_at": func.clock_timestamp(),
-              "position": case((same_team, reps.c.position), else_=insert.excluded.position),
+              "position": case((same_team, rescaled), else_=insert.excluded.position),
               "territory_position": case(
                   (same_team & reps.c.territory.is_not_distinct_from(insert.excluded.territory),
                    reps.c.territory_position), else_=null())},

@@ -73,6 +73,22 @@ def comparable(event: LeadPromoted) -> dict[str, Any]:
     return event.model_dump(mode="json", exclude={"lead_id"})
 
 
+async def test_a_rep_whose_weight_changes_takes_turns_at_the_new_weight_at_once(
+        routing: Routing) -> None:
+    # A new hire ramping at weight 0.1 took a lead, which moved them 10 turns back; at
+    # weight 1 they take one in five of the next five, not one after 40 more.
+    for rep_id in ("a", "b", "c", "d"):
+        await routing.put_rep(rep_id)
+    await routing.put_rep("new", weight=0.1)
+    owners = [(await state(routing, await new_mql(routing, domain=f"c{i}.co.jp")))["owner_id"]
+              for i in range(5)]
+    assert owners.count("new") == 1, owners
+    await routing.put_rep("new", weight=1)
+    owners = [(await state(routing, await new_mql(routing, domain=f"d{i}.co.jp")))["owner_id"]
+              for i in range(5)]
+    assert owners.count("new") == 1, owners
+
+
 async def test_a_hot_lead_becomes_an_mql_for_the_next_rep_and_the_reason_is_logged(
         routing: Routing) -> None:
     await routing.put_rep("sato", slack_user_id="U0SATO1", weight=2)
