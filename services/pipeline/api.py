@@ -436,7 +436,8 @@ def _view(deal: Deal, rules: PipelineRules, now: datetime) -> DealView:
         missing = domain.missing_criteria(deal.phase, target, deal.criteria)
     return DealView(
         deal_id=deal.deal_id, lead_id=deal.lead_id, phase=deal.phase,
-        probability=deal.probability, is_open=deal.is_open, outcome=deal.outcome,
+        probability=domain.probability(deal, rules.probabilities), is_open=deal.is_open,
+        outcome=deal.outcome,
         close_reason=deal.close_reason, owner_id=deal.owner_id, team=deal.team,
         company=deal.company, amount=deal.amount, expected_close_date=deal.expected_close_date,
         next_action=NextActionView(due=deal.next_action.due, text=deal.next_action.text,
@@ -507,15 +508,15 @@ DealChange = Callable[[Deal, datetime], Changed | None]
 async def _change(context: ServiceContext, deal_id: uuid.UUID, change: DealChange, *,
                   actor: str) -> DealView:
     """Apply a change ``actor`` made in one unit of work and return the deal after it."""
-    now = context.clock()
+    now, rules = context.clock(), _rules(context)
     async with context.unit_of_work() as uow:
         try:
             deal = await handlers.change_deal(uow, deal_id, now, lambda d: change(d, now),
-                                              actor=actor)
+                                              actor=actor, probabilities=rules.probabilities)
         except (domain.UnknownDeal, domain.DealRuleError) as error:
             raise _http_error(error) from None
         await uow.commit()
-    return _view(deal, _rules(context), now)
+    return _view(deal, rules, now)
 
 
 def _group(owner_id: str | None, team: str | None) -> GroupKey | None:
@@ -540,7 +541,7 @@ def _group(owner_id: str | None, team: str | None) -> GroupKey | None:
                  422: {"description": INVALID_CHANGE}})
 async def create_deal(body: DealCreate, context: Context) -> DealView:
     """Open a deal in P1 for a lead; emits deal.phase_changed."""
-    now = context.clock()
+    now, rules = context.clock(), _rules(context)
     opened = domain.open_deal(
         deal_id=uuid.uuid4(), lead_id=body.lead_id, owner_id=body.owner_id, team=body.team,
         company=body.company, now=now, reason="opened by hand", amount=body.amount,
@@ -549,11 +550,12 @@ async def create_deal(body: DealCreate, context: Context) -> DealView:
         if body.next_action else None)
     async with context.unit_of_work() as uow:
         try:
-            deal = await handlers.create_deal(uow, opened, actor=body.rep_id)
+            deal = await handlers.create_deal(uow, opened, actor=body.rep_id,
+                                              probabilities=rules.probabilities)
         except domain.DealRuleError as error:
             raise _http_error(error) from None
         await uow.commit()
-    return _view(deal, _rules(context), now)
+    return _view(deal, rules, now)
 
 
 @router.get("/deals", response_model=DealPage, responses=LIST_ERRORS, tags=["deals"])
@@ -770,7 +772,8 @@ async def get_forecast(
         closed = await store.closed_counts(connection, now - rules.win_rate_lookback)
         targets = await store.targets_for(connection, [p.label for p in calendar.periods(year)])
     groups = domain.forecast(fiscal_year=year, calendar=calendar, open_slices=open_slices,
-                             won_slices=won_slices, closed=closed, targets=targets, only=only)
+                             won_slices=won_slices, closed=closed, targets=targets,
+                             probabilities=rules.probabilities, only=only)
     return ForecastView(fiscal_year=year, starts=span.starts, ends=span.ends,
                         fiscal_year_start_month=calendar.start_month,
                         win_rate_lookback_days=rules.win_rate_lookback.days,

@@ -10,7 +10,7 @@ import re
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
@@ -21,9 +21,12 @@ from schemas.events import SHORT_TEXT_LENGTH, DealPhase, is_blank
 
 P = DealPhase
 OPEN_PHASES: tuple[DealPhase, ...] = (P.P1, P.P2, P.P3, P.P4, P.P5)
+# The design's win probabilities by phase, in percent: the default of
+# PipelineRules.probabilities (BATON_PHASE_PROBABILITIES sets the open phases').
 PROBABILITY: dict[DealPhase, int] = {
     P.P1: 10, P.P2: 30, P.P3: 60, P.P4: 80, P.P5: 90, P.WON: 100, P.LOST: 0,
 }
+Probabilities = Mapping[DealPhase, int]
 COMMIT_PHASES = frozenset({P.P4, P.P5})
 
 
@@ -224,11 +227,6 @@ class Deal:
         """Return True until the deal is won, lost or recycled."""
         return self.closed_at is None
 
-    @property
-    def probability(self) -> int:
-        """Return the win probability: the phase's, or 0 once recycled."""
-        return 0 if self.outcome is Outcome.RECYCLED else PROBABILITY[self.phase]
-
     # Both idle clocks count from the later of their own event and the deal's latest
     # start. A new deal starts at its opening, which both already record (phase_changed_at
     # is its opening, the next-action clock falls back to opened_at); a deal kept for a
@@ -377,6 +375,11 @@ def _money(amount: int | None) -> str:
     return "none" if amount is None else f"{amount:,}"
 
 
+def probability(deal: Deal, probabilities: Probabilities) -> int:
+    """Return the deal's win probability in percent: its phase's, or 0 once recycled."""
+    return 0 if deal.outcome is Outcome.RECYCLED else probabilities[deal.phase]
+
+
 def advance(deal: Deal, now: datetime, to_phase: DealPhase | None = None,
             from_phase: DealPhase | None = None) -> Changed:
     """Return the deal moved forward (to the next phase by default) if its criteria allow,
@@ -507,6 +510,7 @@ class PipelineRules:
     max_hold: timedelta = timedelta(days=180)
     win_rate_lookback: timedelta = timedelta(days=365)
     fiscal_year_start_month: int = 4
+    probabilities: Probabilities = field(default_factory=lambda: dict(PROBABILITY))
 
     def today(self, now: datetime) -> date:
         """Return the business day ``now`` falls on."""
@@ -783,11 +787,11 @@ class _Sums:
     won: int = 0
     won_deals: int = 0
 
-    def add_open(self, item: Slice) -> None:
-        """Count an open slice in."""
+    def add_open(self, item: Slice, probabilities: Probabilities) -> None:
+        """Count an open slice in, weighted by its phase's probability."""
         self.deals += item.deals
         self.pipeline += item.amount
-        self.weighted_cents += item.amount * PROBABILITY[item.phase]
+        self.weighted_cents += item.amount * probabilities[item.phase]
         self.commit += item.amount if item.phase in COMMIT_PHASES else 0
 
     @property
@@ -828,7 +832,8 @@ def win_rates(closed: Iterable[ClosedCount]) -> dict[GroupKey, float]:
 
 def forecast(*, fiscal_year: int, calendar: FiscalCalendar, open_slices: Iterable[Slice],
              won_slices: Iterable[Slice], closed: Iterable[ClosedCount],
-             targets: Iterable[Target], only: GroupKey | None = None) -> list[GroupForecast]:
+             targets: Iterable[Target], probabilities: Probabilities = PROBABILITY,
+             only: GroupKey | None = None) -> list[GroupForecast]:
     """Return the forecast of every group (or ``only`` one) for the fiscal year.
 
     Open deals count in the period of their expected close date (those without one in the
@@ -844,10 +849,10 @@ def forecast(*, fiscal_year: int, calendar: FiscalCalendar, open_slices: Iterabl
     for item in open_slices:
         for key in _groups_of(item.owner_id, item.team):
             if item.month is None:
-                undated[key].add_open(item)
+                undated[key].add_open(item, probabilities)
             for period in periods:
                 if item.month in period:
-                    sums[key][period.label].add_open(item)
+                    sums[key][period.label].add_open(item, probabilities)
     for item in won_slices:
         for key in _groups_of(item.owner_id, item.team):
             for period in periods:

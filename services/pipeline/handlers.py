@@ -18,14 +18,15 @@ OPENED_FROM_SQL = "opened from SQL"
 DEAL_STAGES = frozenset({LifecycleStage.SQL, LifecycleStage.OPPORTUNITY})
 
 
-def phase_changed(changed: Changed, now: datetime) -> DealPhaseChanged:
+def phase_changed(changed: Changed, now: datetime, probabilities: domain.Probabilities
+                  ) -> DealPhaseChanged:
     """Return the deal.phase_changed event that announces a change."""
     deal, change = changed.deal, changed.change
     return DealPhaseChanged(
         deal_id=deal.deal_id, lead_id=deal.lead_id, occurred_at=now,
         from_phase=change.from_phase, to_phase=change.to_phase,
-        probability=deal.probability, owner_id=deal.owner_id, amount=deal.amount,
-        reason=change.reason)
+        probability=domain.probability(deal, probabilities), owner_id=deal.owner_id,
+        amount=deal.amount, reason=change.reason)
 
 
 def recycled(changed: Changed, now: datetime) -> DealRecycled:
@@ -41,7 +42,8 @@ def recycled(changed: Changed, now: datetime) -> DealRecycled:
 OPEN_DEAL_ATTEMPTS = 3
 
 
-async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock) -> None:
+async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock,
+                           probabilities: domain.Probabilities) -> None:
     """Open one deal in P1, owned by the assigned rep, when a lead becomes an SQL, and keep
     a lead's open deal with the rep who owns the lead.
 
@@ -62,7 +64,7 @@ async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock
                                       company=event.profile.company, now=now,
                                       reason=OPENED_FROM_SQL)
             if await store.insert_deal(uow.connection, opened):
-                uow.emit(phase_changed(opened, now))
+                uow.emit(phase_changed(opened, now, probabilities))
                 return
         # Locked first: no change comes between reading when it last changed and using that.
         deal_id = await store.open_deal_of(uow.connection, event.lead_id, lock=True)
@@ -80,22 +82,24 @@ async def on_lead_promoted(event: LeadPromoted, uow: UnitOfWork, *, clock: Clock
     await change_deal(uow, deal_id, now, lambda deal: domain.follow_lead(
         deal, owner_id=event.owner_id, team=event.team,
         qualified_at=event.occurred_at if handed_off else None, last_change_at=last_change_at),
-        actor=None)
+        actor=None, probabilities=probabilities)
 
 
-async def create_deal(uow: UnitOfWork, opened: Changed, *, actor: str) -> Deal:
+async def create_deal(uow: UnitOfWork, opened: Changed, *, actor: str,
+                      probabilities: domain.Probabilities) -> Deal:
     """Store a deal ``actor`` opened through the API and return it; raise DealConflict if
     its lead has an open one."""
     opened = domain.made_by(opened, actor)
     if not await store.insert_deal(uow.connection, opened):
         existing = await store.open_deal_of(uow.connection, opened.deal.lead_id)
         raise domain.DealConflict(f"lead {opened.deal.lead_id} already has open deal {existing}")
-    uow.emit(phase_changed(opened, opened.deal.opened_at))
+    uow.emit(phase_changed(opened, opened.deal.opened_at, probabilities))
     return opened.deal
 
 
 async def change_deal(uow: UnitOfWork, deal_id: uuid.UUID, now: datetime,
-                      change: Callable[[Deal], Changed | None], *, actor: str | None) -> Deal:
+                      change: Callable[[Deal], Changed | None], *, actor: str | None,
+                      probabilities: domain.Probabilities) -> Deal:
     """Apply ``change`` to the locked deal, record it as made by ``actor`` (None: by the
     service itself) and announce it; return the deal after.
 
@@ -109,5 +113,5 @@ async def change_deal(uow: UnitOfWork, deal_id: uuid.UUID, now: datetime,
         return deal
     changed = domain.made_by(changed, actor)
     await store.save_change(uow.connection, changed, at=now)
-    uow.emit(phase_changed(changed, now))
+    uow.emit(phase_changed(changed, now, probabilities))
     return replace(changed.deal, changed_at=now)

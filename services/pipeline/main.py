@@ -29,7 +29,8 @@ def definition(settings: PipelineSettings, clock: Clock = system_clock) -> Servi
     return ServiceDefinition(
         name="pipeline",
         tables=store.plumbing,
-        handlers={LeadPromoted.topic: partial(handlers.on_lead_promoted, clock=clock)},
+        handlers={LeadPromoted.topic: partial(handlers.on_lead_promoted, clock=clock,
+                                              probabilities=settings.rules().probabilities)},
         routers=[api.router],
         workers=[sweep_zombies],
         clock=clock,

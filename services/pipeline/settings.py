@@ -11,7 +11,8 @@ from pydantic_settings import NoDecode
 
 from baton_runtime.business_time import TimeZoneName
 from baton_runtime.settings import FiscalYearStartMonth, Port, RuntimeSettings
-from services.pipeline.domain import PipelineRules
+from schemas.events import DealPhase
+from services.pipeline.domain import OPEN_PHASES, PROBABILITY, PipelineRules
 
 DEFAULT_LOST_REASONS = ("price", "competitor", "no_budget", "timing", "no_decision",
                         "requirements_not_met", "no_response", "other")
@@ -33,6 +34,11 @@ class PipelineSettings(RuntimeSettings):
     win_rate_lookback_days: int = Field(default=365, ge=1, le=3650)
     zombie_sweep_interval_seconds: float = Field(default=600.0, ge=0.05, le=86_400)
     zombie_sweep_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    phase_probabilities: Annotated[dict[DealPhase, int], NoDecode] = Field(
+        default_factory=lambda: {phase: PROBABILITY[phase] for phase in OPEN_PHASES},
+        description="Win probability in percent of each open phase, as "
+                    "P1=10,P2=30,P3=60,P4=80,P5=90: never lower in a later phase. A won "
+                    "deal counts 100, a lost or recycled one 0.")
 
     @field_validator("lost_reasons", mode="before")
     @classmethod
@@ -54,6 +60,32 @@ class PipelineSettings(RuntimeSettings):
             raise ValueError("a lost reason has at most 100 characters")
         return value
 
+    @field_validator("phase_probabilities", mode="before")
+    @classmethod
+    def phase_percentages(cls, value: object) -> object:
+        """Return ``P1=10,P2=30,...`` as a mapping of phase to percent."""
+        if not isinstance(value, str):
+            return value
+        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
+        if any(len(pair) != 2 for pair in pairs):
+            raise ValueError("write each phase as P1=10, comma-separated")
+        return {phase.strip(): percent.strip() for phase, percent in pairs}
+
+    @field_validator("phase_probabilities")
+    @classmethod
+    def every_open_phase_rising(cls, value: dict[DealPhase, int]) -> dict[DealPhase, int]:
+        """Return the probabilities if every open phase has one, in 0..100, none lower than
+        the phase's before."""
+        if set(value) != set(OPEN_PHASES):
+            raise ValueError("give P1, P2, P3, P4 and P5 each a probability, and no other "
+                             "phase (won is 100, lost 0)")
+        percents = [value[phase] for phase in OPEN_PHASES]
+        if not all(0 <= percent <= 100 for percent in percents):
+            raise ValueError("a probability is a percentage, 0 to 100")
+        if percents != sorted(percents):
+            raise ValueError("a later phase's probability must not be lower than an earlier's")
+        return value
+
     def rules(self) -> PipelineRules:
         """Return the pipeline rules these settings describe."""
         return PipelineRules(
@@ -65,4 +97,5 @@ class PipelineSettings(RuntimeSettings):
             max_hold=timedelta(days=self.max_hold_days),
             win_rate_lookback=timedelta(days=self.win_rate_lookback_days),
             fiscal_year_start_month=self.fiscal_year_start_month,
+            probabilities={**self.phase_probabilities, DealPhase.WON: 100, DealPhase.LOST: 0},
         )

@@ -69,15 +69,16 @@ async def test_the_history_names_the_rep_behind_every_kind_of_change(
 async def test_changes_the_service_makes_itself_have_no_actor(postgres: PostgresServer) -> None:
     lead_id = uuid.uuid4()
     async with deal_api(postgres) as api:
+        probabilities = api.context.settings.rules().probabilities
         async with api.context.unit_of_work() as uow:
             await handlers.on_lead_promoted(promoted(lead_id, owner_id=OWNER), uow,
-                                            clock=api.clock)
+                                            clock=api.clock, probabilities=probabilities)
             await uow.commit()
         api.clock.advance(days=1)
         async with api.context.unit_of_work() as uow:
             await handlers.on_lead_promoted(promoted(lead_id, owner_id="field-suzuki")
                                             .model_copy(update={"occurred_at": api.clock()}),
-                                            uow, clock=api.clock)
+                                            uow, clock=api.clock, probabilities=probabilities)
             await uow.commit()
         [deal] = (await api.client.get(f"/v1/leads/{lead_id}/deals")).json()
         await api.send("PATCH", f"/v1/deals/{deal['deal_id']}",

@@ -88,12 +88,13 @@ class DealApi:
 
 
 @contextlib.asynccontextmanager
-async def deal_api(postgres: PostgresServer) -> AsyncIterator[DealApi]:
-    """Yield pipeline's API over a fresh, migrated database."""
+async def deal_api(postgres: PostgresServer, **overrides: Any) -> AsyncIterator[DealApi]:
+    """Yield pipeline's API over a fresh, migrated database (with settings ``overrides``)."""
     database_url = await postgres.create_database()
     await asyncio.to_thread(migrations.upgrade, registry.migrations_dir("pipeline"),
                             database_url)
-    settings = PipelineSettings(database_url=database_url, kafka_bootstrap_servers=NO_BROKER)
+    settings = PipelineSettings(database_url=database_url, kafka_bootstrap_servers=NO_BROKER,
+                                **overrides)
     clock = ManualClock(START)
     definition = main.definition(settings, clock)
     engine = create_engine(database_url)
@@ -490,3 +491,12 @@ async def test_the_migration_dates_existing_deals_by_their_latest_history_entry(
 
     assert changed == {deal_id: START + timedelta(days=3),  # the latest history entry
                        orphan: START + timedelta(days=2)}  # no history: its latest own time
+
+
+async def test_deals_show_the_configured_phase_probabilities(postgres: PostgresServer) -> None:
+    async with deal_api(postgres, phase_probabilities="P1=5,P2=20,P3=50,P4=70,P5=95") as api:
+        opened = await api.send("POST", "/v1/deals", {**OPS, "lead_id": str(uuid.uuid4()),
+                                                      "owner_id": "sato"})
+        assert opened["probability"] == 5
+        listed = (await api.client.get("/v1/deals")).json()["deals"]
+        assert [deal["probability"] for deal in listed] == [5]

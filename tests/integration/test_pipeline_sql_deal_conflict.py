@@ -84,11 +84,12 @@ class Rep:
         opened = domain.open_deal(deal_id=uuid.uuid4(), lead_id=self.lead_id,
                                   owner_id="field-suzuki", team="field-east", company=None,
                                   now=now, reason="opened by hand")
+        rules = self.pipeline.settings.rules()
         async with self.unit_of_work() as uow:
-            await handlers.create_deal(uow, opened, actor="field-suzuki")
+            await handlers.create_deal(uow, opened, actor="field-suzuki",
+                                       probabilities=rules.probabilities)
             await uow.commit()
         deal_id = opened.deal.deal_id
-        lost_reasons = self.pipeline.settings.rules().lost_reasons
         async with self.unit_of_work() as uow:
             assert await store.get_deal(uow.connection, deal_id, lock=True) is not None
             await self.gate("pg_advisory_unlock")
@@ -96,7 +97,8 @@ class Rep:
                              "the hand-off to wait for the rep's lock on the deal it met")
             await self.gate("pg_advisory_lock")  # its next attempt waits at the gate
             await handlers.change_deal(uow, deal_id, now, lambda deal: domain.lose(
-                deal, now, "no_budget", lost_reasons), actor="field-suzuki")
+                deal, now, "no_budget", rules.lost_reasons), actor="field-suzuki",
+                probabilities=rules.probabilities)
             await uow.commit()
         self.lost.append(deal_id)
 

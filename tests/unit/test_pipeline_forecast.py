@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from baton_runtime.settings import SettingsError, load_settings
 from schemas.events import DealPhase
 from services.pipeline.domain import (
+    PROBABILITY,
     ClosedCount,
     Deal,
     FiscalCalendar,
@@ -317,7 +318,8 @@ def test_a_closed_period_with_open_deals_only_is_refused_naming_it() -> None:
 @pytest.fixture
 def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("BATON_LOST_REASONS", "BATON_PIPELINE_TIMEZONE",
-                 "BATON_FISCAL_YEAR_START_MONTH", "BATON_ZOMBIE_NO_PHASE_CHANGE_DAYS"):
+                 "BATON_FISCAL_YEAR_START_MONTH", "BATON_ZOMBIE_NO_PHASE_CHANGE_DAYS",
+                 "BATON_PHASE_PROBABILITIES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BATON_DATABASE_URL", "postgresql://u@localhost/baton")
     monkeypatch.setenv("BATON_KAFKA_BOOTSTRAP_SERVERS", "localhost:9092")
@@ -333,12 +335,30 @@ def test_rules_come_from_the_variables(environment: pytest.MonkeyPatch) -> None:
     assert rules.fiscal.start_month == 1
     assert rules.zombie_no_phase_change == timedelta(days=45)
     assert rules.zombie_no_next_action == timedelta(days=60)
+    assert rules.probabilities == PROBABILITY, "the design's, by default"
+
+
+def test_phase_probabilities_come_from_the_variable_and_weight_the_forecast(
+        environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("BATON_PHASE_PROBABILITIES", "P1=5, P2=20,P3=50,P4=70,P5=95")
+    rules = load_settings(PipelineSettings).rules()
+    assert rules.probabilities == {P.P1: 5, P.P2: 20, P.P3: 50, P.P4: 70, P.P5: 95,
+                                   P.WON: 100, P.LOST: 0}
+    groups = forecast(fiscal_year=2026, calendar=APRIL, open_slices=OPEN, won_slices=[],
+                      closed=[], targets=[], probabilities=rules.probabilities)
+    # 10,000,000 in P1 at 5 %, 5,000,000 in P4 at 70 %, 3,000,000 in P5 at 95 %.
+    assert period(groups, ALL, "FY2026-Q1").weighted == 500_000 + 3_500_000 + 2_850_000
 
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("BATON_LOST_REASONS", "price,price"), ("BATON_LOST_REASONS", " , "),
     ("BATON_PIPELINE_TIMEZONE", "Mars/Olympus"), ("BATON_FISCAL_YEAR_START_MONTH", "13"),
     ("BATON_ZOMBIE_NO_PHASE_CHANGE_DAYS", "0"),
+    ("BATON_PHASE_PROBABILITIES", "P1=10,P2=30,P3=60,P4=80"),  # P5 left out
+    ("BATON_PHASE_PROBABILITIES", "P1=10,P2=30,P3=60,P4=80,P5=90,WON=100"),
+    ("BATON_PHASE_PROBABILITIES", "P1=10,P2=5,P3=60,P4=80,P5=90"),  # lower later
+    ("BATON_PHASE_PROBABILITIES", "P1=10,P2=30,P3=60,P4=80,P5=101"),
+    ("BATON_PHASE_PROBABILITIES", "P1:10"), ("BATON_PHASE_PROBABILITIES", "P1=ten"),
 ])
 def test_a_bad_rule_is_named_at_start_up(environment: pytest.MonkeyPatch, variable: str,
                                          value: str) -> None:

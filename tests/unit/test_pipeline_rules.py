@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from schemas.events import DealPhase
 from services.pipeline.domain import (
     OPEN_PHASES,
+    PROBABILITY,
     Action,
     Changed,
     Deal,
@@ -35,6 +36,7 @@ from services.pipeline.domain import (
     move_back,
     open_deal,
     place_hold,
+    probability,
     recycle,
     release_hold,
     update,
@@ -148,7 +150,8 @@ def test_a_kept_deal_is_stuck_30_days_after_its_hand_off_and_says_how_long_in_ph
 def test_a_new_deal_is_open_in_p1_at_ten_percent() -> None:
     opened = open_deal(deal_id=uuid.uuid4(), lead_id=uuid.uuid4(), owner_id="sato", team=None,
                        company=None, now=OPENED, reason="opened from SQL")
-    assert (opened.deal.phase, opened.deal.probability, opened.deal.is_open) == (P.P1, 10, True)
+    assert (opened.deal.phase, probability(opened.deal, PROBABILITY), opened.deal.is_open) == (
+        P.P1, 10, True)
     assert (opened.change.action, opened.change.from_phase, opened.change.to_phase) == (
         Action.OPENED, None, P.P1)
 
@@ -212,7 +215,7 @@ def test_skipping_phases_needs_every_skipped_phases_criteria() -> None:
     assert [m.field for m in refused.value.missing] == [
         "business_issue", "problem", "solution", "benefit", "demo_done", "approval_route"]
     moved = advance(deal_in(P.P1), OPENED, P.P4)
-    assert (moved.deal.phase, moved.deal.probability) == (P.P4, 80)
+    assert (moved.deal.phase, probability(moved.deal, PROBABILITY)) == (P.P4, 80)
     assert (moved.change.from_phase, moved.change.to_phase) == (P.P1, P.P4)
 
 
@@ -264,7 +267,8 @@ def test_moving_back_needs_an_earlier_phase_and_a_reason() -> None:
 
 def test_winning_from_p5_closes_at_a_hundred_percent() -> None:
     won = win(deal_in(P.P5), OPENED + timedelta(days=1), "稟議承認")
-    assert (won.deal.phase, won.deal.outcome, won.deal.probability) == (P.WON, Outcome.WON, 100)
+    assert (won.deal.phase, won.deal.outcome, probability(won.deal, PROBABILITY)) == (
+        P.WON, Outcome.WON, 100)
     assert not won.deal.is_open and won.deal.closed_at == OPENED + timedelta(days=1)
     assert (won.change.from_phase, won.change.to_phase, won.change.reason) == (
         P.P5, P.WON, "稟議承認")
@@ -281,7 +285,7 @@ def test_winning_early_needs_every_criterion_through_p5() -> None:
 def test_a_deal_is_lost_from_any_phase_with_a_listed_reason(phase: DealPhase) -> None:
     lost = lose(deal_in(phase, ExitCriteria()), OPENED, "competitor", RULES.lost_reasons,
                 "他社が値下げ")
-    assert (lost.deal.phase, lost.deal.outcome, lost.deal.probability) == (P.LOST,
+    assert (lost.deal.phase, lost.deal.outcome, probability(lost.deal, PROBABILITY)) == (P.LOST,
                                                                            Outcome.LOST, 0)
     assert lost.deal.close_reason == "competitor"
     assert lost.change.reason == "competitor: 他社が値下げ"
@@ -461,7 +465,8 @@ def test_closed_deals_are_never_zombies() -> None:
 
 def test_recycling_keeps_the_last_phase_and_drops_the_probability() -> None:
     recycled = recycle(deal_in(P.P3), OPENED, "no phase change for 90 days")
-    assert (recycled.deal.phase, recycled.deal.outcome, recycled.deal.probability) == (
+    deal = recycled.deal
+    assert (deal.phase, deal.outcome, probability(deal, PROBABILITY)) == (
         P.P3, Outcome.RECYCLED, 0)
     assert (recycled.change.from_phase, recycled.change.to_phase) == (P.P3, P.P3)
     assert recycled.deal.close_reason == "no phase change for 90 days"
