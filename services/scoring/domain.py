@@ -741,18 +741,25 @@ def score_lead(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
     profile = rules.profile(facts, language)
     engagement = _engagement_reasons(colleagues, model, rules, wording)
     static_points = sum(r.points for r in (*profile.reasons, *engagement))
+    counted = ledger if baseline_at is None else [a for a in ledger
+                                                  if a.occurred_at > baseline_at]
+    found = _behaviour(counted, now, rules, language)
     if profile.competitor:
+        # Every reason is shown, and the competitor line takes away what they add up to:
+        # above nothing it would read as a gain (+40 under a student's -30 and free mail's
+        # -10); a negative sum is floored like any score.
+        reasons = _explained([*profile.shown, *(_shown(r) for r in engagement)], found,
+                             wording)
+        total = sum(r.points for r in reasons)
         label = labelled(wording.competitor, facts.company or facts.email_domain)
-        shown = [*profile.shown, *(_shown(r) for r in engagement),
-                 _shown(Reason("fit.competitor", label, -static_points))]
-        return ScoreResult(0, Tier.C, False, dormancy, tuple(shown), (), model.version,
+        reasons = (*reasons, Reason("fit.competitor", label, -round(max(total, 0), 2)))
+        if total < 0:
+            reasons = with_clipping(reasons, 0, wording)
+        return ScoreResult(0, Tier.C, False, dormancy, reasons, (), model.version,
                            _next_review(tier=Tier.C, static_points=0, behaviour=0,
                                         surge_began=None, occurred=occurred, last=last,
                                         counted=(), colleagues=(), now=now, model=model,
                                         rules=rules))
-    counted = ledger if baseline_at is None else [a for a in ledger
-                                                  if a.occurred_at > baseline_at]
-    found = _behaviour(counted, now, rules, language)
     behaviour_points = sum(found.points)
     raw = static_points + behaviour_points
     score = clip_score(raw)

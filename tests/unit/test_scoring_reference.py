@@ -303,17 +303,21 @@ def reference_score(facts: LeadFacts, ledger: Sequence[Activity], now: datetime,
     colleagues = engaged_colleagues(colleagues, now, model.engagement.window)
     static = fit_reasons(facts, model) + engagement_reasons(colleagues, now, model)
     static_points = sum(r.points for r in static)
-    if is_competitor(facts, model):
-        label = f"competitor: {facts.company or facts.email_domain}"
-        reasons = [*static, Reason("fit.competitor", label, -static_points)]
-        return ScoreResult(0, Tier.C, False, dormancy, _explained(reasons, ()), (),
-                           model.version,
-                           _next_review(tier=Tier.C, static_points=0, behaviour=0,
-                                        surge_began=None, ledger=ledger, counted=(),
-                                        colleagues=(), now=now, model=model))
     counted = after_baseline(ledger, baseline_at)
     contributions = _contributions(counted, model)
     behaviour = _decayed(contributions, now, model)
+    if is_competitor(facts, model):
+        shown = _explained(static, behaviour)
+        total = sum(r.points for r in shown)
+        label = f"competitor: {facts.company or facts.email_domain}"
+        shown += (Reason("fit.competitor", label, -round(max(total, 0), 2)),)
+        if total < 0:
+            shown += (Reason("score.clipped", "score floored at 0",
+                             round(-sum(r.points for r in shown), 2)),)
+        return ScoreResult(0, Tier.C, False, dormancy, shown, (), model.version,
+                           _next_review(tier=Tier.C, static_points=0, behaviour=0,
+                                        surge_began=None, ledger=ledger, counted=(),
+                                        colleagues=(), now=now, model=model))
     behaviour_points = sum(r.points for r in behaviour)
     score = clip_score(static_points + behaviour_points)
     signals = high_intent_signals(ledger, now, model, colleagues=colleagues,

@@ -211,6 +211,20 @@ def test_a_competitor_is_disqualified_whatever_it_does() -> None:
         assert sum(r.points for r in result.reasons) == 0
 
 
+def test_a_competitor_s_explanation_shows_its_touchpoints_and_no_gain() -> None:
+    model = variant(fit={"competitors": {"domains": [], "company_names": ["Rival"]}})
+    student = LeadFacts("Student intern", True, company="Rival")
+    demo = [at(1, T.INQUIRY_DEMO_REQUEST)]
+    for ledger, last in (([], "score.clipped"), (demo, "fit.competitor")):
+        result = score_lead(student, ledger, NOW, model)
+        points = points_by_code(result)
+        # -30 and -10 came with a competitor line of +40, the top reason sales saw.
+        assert points["fit.competitor"] <= 0, result.reasons
+        assert ("inquiry.demo_request" in points) == bool(ledger), "its touchpoints are shown"
+        assert result.reasons[-1].code == last
+        assert round(sum(r.points for r in result.reasons), 2) == result.score == 0
+
+
 def test_labels_of_the_longest_profile_texts_are_cut_to_what_an_event_may_carry() -> None:
     longest = "あ" * SHORT_TEXT_LENGTH
     model = variant(fit={"competitors": {"domains": ["rival.example"], "company_names": []}})
