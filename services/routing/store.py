@@ -499,17 +499,23 @@ ROSTER = TeamRoster()
 # --- assignment ---------------------------------------------------------------------------
 
 
+# A lead a colleague took from the rep since (accepting it, say) is no longer theirs to count.
 ASSIGNED_SINCE = text(f"""
     SELECT a.rep_id, count(DISTINCT a.lead_id) AS leads
     FROM unnest(CAST(:rep_ids AS text[]), CAST(:moments AS timestamptz[])) AS since(rep_id, at)
     JOIN {assignments.fullname} AS a ON a.rep_id = since.rep_id AND a.decided_at >= since.at
+    WHERE NOT EXISTS (SELECT FROM {assignments.fullname} AS taken
+                      WHERE taken.lead_id = a.lead_id AND taken.id > a.id
+                        AND taken.rule = '{domain.Rule.TAKEN.value}'
+                        AND taken.rep_id <> a.rep_id)
     GROUP BY a.rep_id
 """)
 
 
 async def assigned_since(connection: AsyncConnection, since: Mapping[str, datetime]
                          ) -> dict[str, int]:
-    """Return how many leads each rep was given since their own moment in ``since``.
+    """Return how many leads each rep was given since their own moment in ``since`` and
+    still holds as far as assignment knows: not those a colleague took from them since.
 
     One statement built once, whatever the number of reps: an OR of a condition per rep
     cost more to build than to run.

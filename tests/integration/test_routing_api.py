@@ -144,6 +144,22 @@ async def test_an_account_stays_with_its_owner_while_they_are_on_leave(
     assert (decision["rep_id"], decision["rule"]) == ("sato", "account_owner")
 
 
+async def test_a_lead_a_colleague_took_no_longer_counts_against_the_first_assignee(
+        routing: Routing) -> None:
+    # suzuki is away (so never assigned) but accepts sato's MQL: sato, with a capacity of
+    # one a day, holds nothing and takes the next lead.
+    leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
+             "note": "出張"}
+    await routing.put_rep("sato", daily_capacity=1)
+    await routing.put_rep("suzuki", out_of_office=[leave])
+    first = await new_mql(routing, domain="first.co.jp")
+    assert (await state(routing, first))["owner_id"] == "sato"
+    assert (await act(routing, first, "accept", rep_id="suzuki")).status_code == 200
+    second = await new_mql(routing, domain="second.co.jp")
+    decision = (await state(routing, second))["assignments"][0]
+    assert (decision["rep_id"], decision["rule"]) == ("sato", "round_robin"), decision
+
+
 async def test_a_lead_nobody_can_take_waits_in_the_team_queue_and_says_so(
         routing: Routing) -> None:
     leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
