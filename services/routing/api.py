@@ -534,12 +534,14 @@ async def put_rep(rep_id: RepIdPath, body: RepIn, context: Context) -> Rep:
                                     f"Slack user {body.slack_user_id} is linked to rep "
                                     f"{linked.rep_id}")
         await store.lock_teams(connection, [body.team.value])
-        start = domain.starting_position(await store.team_positions(connection,
-                                                                    body.team.value))
+        stored = await store.get_rep(connection, rep_id)
+        position = domain.round_robin_place(
+            await store.team_positions(connection, body.team.value), body.team, body.weight,
+            store.rep_from_row(stored) if stored is not None else None)
         hours = body.working_hours
         try:
             row = await store.put_rep(
-                connection, rep_id, starting_position=start, name=body.name,
+                connection, rep_id, position=position, name=body.name,
                 team=body.team.value, email=body.email, slack_user_id=body.slack_user_id,
                 weight=body.weight, daily_capacity=body.daily_capacity,
                 timezone=hours.timezone, work_starts=hours.starts, work_ends=hours.ends,

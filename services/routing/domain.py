@@ -544,6 +544,24 @@ def starting_position(team_positions: Iterable[float]) -> float:
     return min(team_positions, default=0.0)
 
 
+def round_robin_place(team_positions: Sequence[float], team: TeamKind, weight: float,
+                      current: Rep | None) -> float:
+    """Return where a rep put in ``team`` at ``weight`` stands in its round robin, given the
+    positions of its active reps and the rep as stored (None if new).
+
+    New to the team, they start level with its front runner. Staying, they keep their
+    place; if their weight changes, as many turns behind the front runner as before: each
+    lead moved them back by 1 / weight, so their distance is rescaled to the new weight.
+    Measured from their own place where it is the front (a team of no active reps, say).
+    """
+    if current is None or current.team is not team:
+        return starting_position(team_positions)
+    if current.weight == weight:
+        return current.position
+    front = min([*team_positions, current.position])
+    return front + (current.position - front) * current.weight / weight
+
+
 # --- qualification ------------------------------------------------------------------------
 
 

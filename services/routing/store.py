@@ -381,25 +381,21 @@ async def team_positions(connection: AsyncConnection, team: str) -> list[float]:
     return [row.position for row in rows]
 
 
-async def put_rep(connection: AsyncConnection, rep_id: str, *, starting_position: float,
+async def put_rep(connection: AsyncConnection, rep_id: str, *, position: float,
                   **values: Any) -> Row[Any]:
-    """Return the rep after creating or replacing it.
+    """Return the rep after creating or replacing it, at ``position`` in the round robin
+    (``domain.round_robin_place``).
 
-    A new rep, or one changing team, starts at ``starting_position`` (the team's front
-    runner's place) in the round robin; one whose weight changes keeps their distance from
-    it in turns, rescaled to the new weight: each lead moved them back by the old stride.
     One changing team or territory has no place in a territory rotation until their next
     territory lead (``domain.assign`` puts them level with its front runner).
     """
-    insert = pg_insert(reps).values(rep_id=rep_id, position=starting_position, **values)
+    insert = pg_insert(reps).values(rep_id=rep_id, position=position, **values)
     same_team = reps.c.team == insert.excluded.team
-    rescaled = insert.excluded.position + (
-        (reps.c.position - insert.excluded.position) * reps.c.weight / insert.excluded.weight)
     row: Row[Any] | None = (await connection.execute(insert.on_conflict_do_update(
         index_elements=["rep_id"],
         # clock_timestamp: each write of a rep gets its own version, even within a transaction.
         set_={**values, "updated_at": func.clock_timestamp(),
-              "position": case((same_team, rescaled), else_=insert.excluded.position),
+              "position": insert.excluded.position,
               "territory_position": case(
                   (same_team & reps.c.territory.is_not_distinct_from(insert.excluded.territory),
                    reps.c.territory_position), else_=null())},
@@ -499,15 +495,20 @@ ROSTER = TeamRoster()
 # --- assignment ---------------------------------------------------------------------------
 
 
-# A lead a colleague took from the rep since (accepting it, say) is no longer theirs to count.
+# A lead a colleague took from the rep (accepting it, say: the lead's next decision, in the
+# same team) is no longer theirs to count. One they worked and passed on (qualified for
+# field sales, rejected and later taken from the queue) still is.
 ASSIGNED_SINCE = text(f"""
     SELECT a.rep_id, count(DISTINCT a.lead_id) AS leads
     FROM unnest(CAST(:rep_ids AS text[]), CAST(:moments AS timestamptz[])) AS since(rep_id, at)
     JOIN {assignments.fullname} AS a ON a.rep_id = since.rep_id AND a.decided_at >= since.at
-    WHERE NOT EXISTS (SELECT FROM {assignments.fullname} AS taken
-                      WHERE taken.lead_id = a.lead_id AND taken.id > a.id
-                        AND taken.rule = '{domain.Rule.TAKEN.value}'
-                        AND taken.rep_id <> a.rep_id)
+    WHERE NOT EXISTS (
+        SELECT FROM {assignments.fullname} AS taken
+        WHERE taken.lead_id = a.lead_id AND taken.id > a.id AND taken.team = a.team
+          AND taken.rule = '{domain.Rule.TAKEN.value}' AND taken.rep_id <> a.rep_id
+          AND NOT EXISTS (SELECT FROM {assignments.fullname} AS other
+                          WHERE other.lead_id = a.lead_id AND other.id > a.id
+                            AND other.id < taken.id))
     GROUP BY a.rep_id
 """)
 

@@ -160,6 +160,25 @@ async def test_a_lead_a_colleague_took_no_longer_counts_against_the_first_assign
     assert (decision["rep_id"], decision["rule"]) == ("sato", "round_robin"), decision
 
 
+async def test_a_lead_the_rep_worked_still_counts_when_a_colleague_takes_it_later(
+        routing: Routing) -> None:
+    # sato rejected her MQL; a demo request made it an MQL again (hers again, as its
+    # account's owner), and suzuki took that one: sato still handled one lead today.
+    leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
+             "note": "出張"}
+    await routing.put_rep("sato", daily_capacity=1)
+    await routing.put_rep("suzuki", out_of_office=[leave])
+    first = await new_mql(routing, domain="first.co.jp")
+    assert (await act(routing, first, "reject", rep_id="sato", reason="時期尚早")
+            ).status_code == 200
+    await routing.handle(lead_scored(lead_id=first, domain="first.co.jp",
+                                     touchpoint=TouchpointType.INQUIRY_DEMO_REQUEST))
+    assert (await act(routing, first, "accept", rep_id="suzuki")).status_code == 200
+    second = await new_mql(routing, domain="second.co.jp")
+    decision = (await state(routing, second))["assignments"][0]
+    assert (decision["rep_id"], decision["rule"]) == (None, "queued"), decision
+
+
 async def test_a_lead_nobody_can_take_waits_in_the_team_queue_and_says_so(
         routing: Routing) -> None:
     leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",

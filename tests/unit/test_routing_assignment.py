@@ -21,6 +21,7 @@ from services.routing.domain import (
     TeamKind,
     Territory,
     assign,
+    round_robin_place,
     starting_position,
     unavailable_because,
 )
@@ -156,6 +157,34 @@ def test_a_new_rep_joins_level_with_the_team_rather_than_taking_every_lead() -> 
     for _ in range(300):
         team.take(WEDNESDAY_10_JST)
     assert (team.counts() - before)["c"] == 100
+
+
+def test_a_rep_whose_weight_changes_takes_turns_at_the_new_weight_from_where_they_were() -> None:
+    # A new hire ramping at weight 0.1 took a lead: 10 turns back. At weight 1 they are one
+    # turn back, and take one lead in three of a team of three.
+    team = Team([rep("a", hours=ALWAYS), rep("b", hours=ALWAYS),
+                 rep("new", hours=ALWAYS, weight=0.1)])
+    while team.counts()["new"] == 0:
+        team.take(WEDNESDAY_10_JST)
+    stored = team.reps["new"]
+    positions = [r.position for r in team.reps.values()]
+    team.reps["new"] = dataclasses.replace(
+        stored, weight=1.0, position=round_robin_place(positions, SDR, 1.0, stored))
+    before = team.counts()
+    for _ in range(30):
+        team.take(WEDNESDAY_10_JST)
+    assert (team.counts() - before)["new"] == 10
+
+
+def test_a_rep_put_again_keeps_their_place_unless_their_weight_or_team_changes() -> None:
+    stored = rep("x", position=7.0, weight=2.0)
+    assert round_robin_place([5.0, 7.0], SDR, 2.0, stored) == 7.0, "nothing changed"
+    assert round_robin_place([5.0, 7.0], SDR, 1.0, stored) == 5.0 + 2.0 * 2.0
+    assert round_robin_place([5.0, 7.0], TeamKind.BDR, 2.0, stored) == 5.0, "a new team's front"
+    assert round_robin_place([5.0, 7.0], SDR, 2.0, None) == 5.0, "a new rep"
+    # A team with no active rep (all brought back one by one): no front to measure from.
+    assert round_robin_place([], SDR, 4.0, stored) == 7.0
+    assert round_robin_place([9.0], SDR, 4.0, stored) == 7.0, "ahead of the front: stays"
 
 
 @settings(max_examples=200, deadline=None)
