@@ -6,6 +6,7 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -252,12 +253,13 @@ def test_titles_match_ascii_keywords_as_words_and_japanese_anywhere() -> None:
 
 def test_senior_titles_written_other_ways_are_recognised() -> None:
     # Model 2026.3: each of these was staff (3 points, no decision maker) in 2026.2.
-    for title in ("SVP Sales", "EVP, Marketing", "Chairman", "CRO", "Chief Revenue Officer",
-                  "営業局長"):
+    for title in ("SVP Sales", "EVP, Marketing", "Chairman", "Chief Revenue Officer", "CDO"):
         assert seniority(title, MODEL) == "executive", title
-    for title in ("マネジャー", "ゼネラルマネジャー", "カスタマーセンター長"):
+    for title in ("マネジャー", "ゼネラルマネジャー", "カスタマーセンター長", "営業局長",
+                  "郵便局長", "薬局長", "CRO事業部 課長"):
         assert seniority(title, MODEL) == "manager", title
-    for title in ("CEO秘書", "CEO 秘書", "Secretary to the Chairman", "局長秘書", "Product Owner"):
+    for title in ("CEO秘書", "CEO 秘書", "Secretary to the Chairman", "EA to the Chairman",
+                  "Assistant to the SVP", "局長秘書", "Product Owner", "CRO営業", "CSO MR"):
         assert seniority(title, MODEL) == "staff", title
 
 
@@ -276,7 +278,16 @@ def test_a_space_inside_a_phrase_does_not_undo_it() -> None:
     assert seniority("代表取締役 秘書", MODEL) == "staff"
     assert seniority("営業 代表", MODEL) == "staff"  # a sales representative
     assert seniority("Assistant to  the\tPresident", MODEL) == "staff"
-    assert seniority("学生 課 担当", MODEL) == "staff"  # works in the student office
+
+
+@pytest.mark.parametrize("title", ["学生 課 担当", "学生 相談室 カウンセラー",
+                                   "学生 支援センター 職員", "学生 生活課 主任",
+                                   "学生 募集室 担当"])
+def test_a_student_office_written_with_spaces_is_no_student(title: str) -> None:
+    # Its phrase goes on into the office's name: a space there parts no posts.
+    student = MODEL.fit.student
+    assert not mentions(title, student.keywords, student.except_in), title
+    assert mentions("学生 (工学部)", student.keywords, student.except_in)
 
 
 def test_a_space_that_parts_two_posts_does_not_make_them_one_phrase() -> None:
