@@ -346,13 +346,28 @@ class ConsumerLoop:
                          error=repr(error), messages=len(messages))
                 await uow.discard()
                 if self._lock_first is not None:
-                    # Message by message too, the batch's locks come first, in their order:
-                    # a batch that failed by a deadlock would otherwise meet it again here.
-                    await self._lock_first(_decodable_events(messages), uow)
+                    await self._lock_before_one_by_one(uow, messages)
                 for message in messages:
                     await self._handle(uow, message, outcomes)
             await uow.commit()
         return {partition: messages[-1].offset + 1 for partition, messages in batch.items()}
+
+    async def _lock_before_one_by_one(self, uow: UnitOfWork,
+                                      messages: list[ConsumerRecord]) -> None:
+        """Take the batch's locks before it is handled message by message, or go on without
+        them if that fails.
+
+        A batch that failed by a deadlock would otherwise meet it again here; but a failure
+        of the locks themselves must not keep its messages from their retries and, in the
+        end, their dead letters.
+        """
+        assert self._lock_first is not None
+        try:
+            await self._lock_first(_decodable_events(messages), uow)
+        except Exception as error:
+            log.warning("batch locks failed; handling it message by message without them",
+                        error=repr(error), messages=len(messages))
+            await uow.discard()
 
     async def _handle_all_at_once(self, uow: UnitOfWork, messages: list[ConsumerRecord]
                                   ) -> Outcomes:

@@ -481,13 +481,16 @@ class LockingProbe:
     """A loop over a batch of two lead.captured events and a deal.recycled, noting each
     lock_first and handler call; its handler fails the first ``failures`` calls."""
 
-    def __init__(self, engine: AsyncEngine, failures: int = 0) -> None:
+    def __init__(self, engine: AsyncEngine, failures: int = 0,
+                 failing_locks: frozenset[int] = frozenset()) -> None:
         captured, recycled = (TopicPartition(LeadCaptured.topic, 0),
                               TopicPartition(DealRecycled.topic, 0))
         self.consumer = RecordingConsumer()
         self.consumer.assigned = {captured, recycled}
         self.calls: list[tuple[str, list[uuid.UUID]]] = []
         self.failures = failures
+        self.failing_locks = failing_locks  # which lock_first calls fail, counted from 1
+        self.locks = 0
         definition = probe_service.definition()
         self.loop = ConsumerLoop(
             self.consumer, group_id="baton-probe",
@@ -507,6 +510,9 @@ class LockingProbe:
     async def lock_first(self, events: Sequence[LeadCaptured | DealRecycled], _: UnitOfWork
                          ) -> None:
         self.calls.append(("lock", [event.lead_id for event in events]))
+        self.locks += 1
+        if self.locks in self.failing_locks:
+            raise RuntimeError("lock timeout, say")
 
     async def handle(self, event: LeadCaptured | DealRecycled, _: UnitOfWork) -> None:
         if self.failures:
@@ -546,6 +552,17 @@ async def test_a_batch_handled_message_by_message_takes_its_locks_first_again(
     await probe.handle_batch()
     assert probe.calls == [("lock", probe.lead_ids), ("lock", probe.lead_ids),
                            *probe.handled_in_order()]
+
+
+async def test_a_batch_whose_locks_fail_message_by_message_is_still_handled(
+    engine: AsyncEngine,
+) -> None:
+    # The locks must not keep the messages from their retries and dead letters.
+    probe = LockingProbe(engine, failures=1, failing_locks=frozenset({2}))
+    await probe.handle_batch()
+    assert probe.calls == [("lock", probe.lead_ids), ("lock", probe.lead_ids),
+                           *probe.handled_in_order()]
+    assert probe.consumer.committed, "the batch committed"
 
 
 class OutvotedConsumer(RecordingConsumer):
