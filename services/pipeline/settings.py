@@ -66,10 +66,16 @@ class PipelineSettings(RuntimeSettings):
         """Return ``P1=10,P2=30,...`` as a mapping of phase to percent."""
         if not isinstance(value, str):
             return value
-        pairs = [part.split("=", 1) for part in value.split(",") if part.strip()]
-        if any(len(pair) != 2 for pair in pairs):
-            raise ValueError("write each phase as P1=10, comma-separated")
-        return {phase.strip(): percent.strip() for phase, percent in pairs}
+        percents: dict[str, int] = {}
+        for part in filter(str.strip, value.split(",")):
+            phase, equals, percent = (text.strip() for text in part.partition("="))
+            if not equals or not percent.isdecimal():
+                raise ValueError(f"{part.strip()!r}: write each phase as P1=10 (a whole "
+                                 "percentage), comma-separated")
+            if phase.upper() in percents:
+                raise ValueError(f"{phase} is given twice")
+            percents[phase.upper()] = int(percent)
+        return percents
 
     @field_validator("phase_probabilities")
     @classmethod

@@ -338,9 +338,21 @@ def test_rules_come_from_the_variables(environment: pytest.MonkeyPatch) -> None:
     assert rules.probabilities == PROBABILITY, "the design's, by default"
 
 
+@pytest.mark.parametrize(("value", "said"), [
+    ("P1=10,P2=thirty,P3=60,P4=80,P5=90", "'P2=thirty': write each phase as P1=10"),
+    ("P1=10,P1=20,P2=30,P3=60,P4=80,P5=90", "P1 is given twice"),
+    ("P1=10,P2=30,P3=60,P4=80,P5=90,P1=95", "P1 is given twice"),
+])
+def test_a_bad_phase_probability_is_named(environment: pytest.MonkeyPatch, value: str,
+                                          said: str) -> None:
+    environment.setenv("BATON_PHASE_PROBABILITIES", value)
+    with pytest.raises(SettingsError, match=said):
+        load_settings(PipelineSettings)
+
+
 def test_phase_probabilities_come_from_the_variable_and_weight_the_forecast(
         environment: pytest.MonkeyPatch) -> None:
-    environment.setenv("BATON_PHASE_PROBABILITIES", "P1=5, P2=20,P3=50,P4=70,P5=95")
+    environment.setenv("BATON_PHASE_PROBABILITIES", "P1=5, p2=20,P3 = 50,P4=70,P5=95")
     rules = load_settings(PipelineSettings).rules()
     assert rules.probabilities == {P.P1: 5, P.P2: 20, P.P3: 50, P.P4: 70, P.P5: 95,
                                    P.WON: 100, P.LOST: 0}
@@ -359,6 +371,7 @@ def test_phase_probabilities_come_from_the_variable_and_weight_the_forecast(
     ("BATON_PHASE_PROBABILITIES", "P1=10,P2=5,P3=60,P4=80,P5=90"),  # lower later
     ("BATON_PHASE_PROBABILITIES", "P1=10,P2=30,P3=60,P4=80,P5=101"),
     ("BATON_PHASE_PROBABILITIES", "P1:10"), ("BATON_PHASE_PROBABILITIES", "P1=ten"),
+    ("BATON_PHASE_PROBABILITIES", "P1=10,P1=20,P2=30,P3=60,P4=80,P5=90"),
 ])
 def test_a_bad_rule_is_named_at_start_up(environment: pytest.MonkeyPatch, variable: str,
                                          value: str) -> None:
