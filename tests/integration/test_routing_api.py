@@ -144,16 +144,22 @@ async def test_an_account_stays_with_its_owner_while_they_are_on_leave(
     assert (decision["rep_id"], decision["rule"]) == ("sato", "account_owner")
 
 
-async def test_a_lead_a_colleague_took_no_longer_counts_against_the_first_assignee(
-        routing: Routing) -> None:
-    # suzuki is away (so never assigned) but accepts sato's MQL: sato, with a capacity of
-    # one a day, holds nothing and takes the next lead.
+async def sato_s_first_mql(routing: Routing) -> uuid.UUID:
+    """Return the day's first MQL of team sdr, assigned to sato, whose capacity is one lead a
+    day; suzuki is away (so never assigned), but may act on sato's leads."""
     leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
              "note": "出張"}
     await routing.put_rep("sato", daily_capacity=1)
     await routing.put_rep("suzuki", out_of_office=[leave])
     first = await new_mql(routing, domain="first.co.jp")
     assert (await state(routing, first))["owner_id"] == "sato"
+    return first
+
+
+async def test_a_lead_a_colleague_took_no_longer_counts_against_the_first_assignee(
+        routing: Routing) -> None:
+    # suzuki accepts sato's MQL: sato holds nothing and takes the next lead.
+    first = await sato_s_first_mql(routing)
     assert (await act(routing, first, "accept", rep_id="suzuki")).status_code == 200
     second = await new_mql(routing, domain="second.co.jp")
     decision = (await state(routing, second))["assignments"][0]
@@ -164,11 +170,7 @@ async def test_a_lead_the_rep_worked_still_counts_when_a_colleague_takes_it_late
         routing: Routing) -> None:
     # sato rejected her MQL; a demo request made it an MQL again (hers again, as its
     # account's owner), and suzuki took that one: sato still handled one lead today.
-    leave = {"starts_at": "2026-11-17T00:00:00+09:00", "ends_at": "2026-11-20T00:00:00+09:00",
-             "note": "出張"}
-    await routing.put_rep("sato", daily_capacity=1)
-    await routing.put_rep("suzuki", out_of_office=[leave])
-    first = await new_mql(routing, domain="first.co.jp")
+    first = await sato_s_first_mql(routing)
     assert (await act(routing, first, "reject", rep_id="sato", reason="時期尚早")
             ).status_code == 200
     await routing.handle(lead_scored(lead_id=first, domain="first.co.jp",
