@@ -492,7 +492,7 @@ class RepIn(Strict):
     email: Annotated[str, Field(max_length=320)] | None = None
     slack_user_id: Annotated[str, Field(pattern=SLACK_USER)] | None = Field(
         default=None, description="Links Slack button clicks to this rep, e.g. `U024BE7LH`.")
-    weight: Annotated[float, Field(gt=0, le=100)] = Field(
+    weight: Annotated[float, Field(ge=0.01, le=100)] = Field(
         default=1.0, description=("Share of the round robin, and of a territory's leads, "
                                   "relative to teammates."))
     daily_capacity: Annotated[int, Field(ge=1, le=1000)] = Field(

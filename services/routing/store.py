@@ -375,10 +375,13 @@ async def list_reps(connection: AsyncConnection, team: str | None = None) -> lis
 
 
 async def team_positions(connection: AsyncConnection, team: str) -> list[float]:
-    """Return the round-robin positions of the team's active reps."""
-    rows = await connection.execute(
-        select(reps.c.position).where(reps.c.team == team, reps.c.active))
-    return [row.position for row in rows]
+    """Return the round-robin positions of the team's active reps, or of all its reps while
+    none is active: those come back where they were, and a rep joining meanwhile must
+    start level with them, not at 0, ahead of them all."""
+    rows = (await connection.execute(
+        select(reps.c.position, reps.c.active).where(reps.c.team == team))).all()
+    active = [row.position for row in rows if row.active]
+    return active or [row.position for row in rows]
 
 
 async def put_rep(connection: AsyncConnection, rep_id: str, *, position: float,
@@ -497,19 +500,23 @@ ROSTER = TeamRoster()
 
 # A lead a colleague took from the rep (accepting it, say: the lead's next decision, in the
 # same team) is no longer theirs to count. One they worked and passed on (qualified for
-# field sales, rejected and later taken from the queue) still is.
+# field sales, rejected and later taken from the queue) still is. Each rep's decisions
+# are read through the (rep_id, decided_at) index and each lead's next decision through
+# the lead_id one: a join the planner chose to make by hash read the whole table.
 ASSIGNED_SINCE = text(f"""
-    SELECT a.rep_id, count(DISTINCT a.lead_id) AS leads
+    SELECT since.rep_id, count(DISTINCT a.lead_id) AS leads
     FROM unnest(CAST(:rep_ids AS text[]), CAST(:moments AS timestamptz[])) AS since(rep_id, at)
-    JOIN {assignments.fullname} AS a ON a.rep_id = since.rep_id AND a.decided_at >= since.at
+    CROSS JOIN LATERAL (
+        SELECT mine.id, mine.lead_id, mine.team FROM {assignments.fullname} AS mine
+        WHERE mine.rep_id = since.rep_id AND mine.decided_at >= since.at OFFSET 0) AS a
     WHERE NOT EXISTS (
-        SELECT FROM {assignments.fullname} AS taken
-        WHERE taken.lead_id = a.lead_id AND taken.id > a.id AND taken.team = a.team
-          AND taken.rule = '{domain.Rule.TAKEN.value}' AND taken.rep_id <> a.rep_id
-          AND NOT EXISTS (SELECT FROM {assignments.fullname} AS other
-                          WHERE other.lead_id = a.lead_id AND other.id > a.id
-                            AND other.id < taken.id))
-    GROUP BY a.rep_id
+        SELECT FROM (SELECT later.rule, later.team, later.rep_id
+                     FROM {assignments.fullname} AS later
+                     WHERE later.lead_id = a.lead_id AND later.id > a.id
+                     ORDER BY later.id LIMIT 1) AS following
+        WHERE following.rule = '{domain.Rule.TAKEN.value}' AND following.team = a.team
+          AND following.rep_id <> since.rep_id)
+    GROUP BY since.rep_id
 """)
 
 

@@ -89,6 +89,23 @@ async def test_a_rep_whose_weight_changes_takes_turns_at_the_new_weight_at_once(
     assert owners.count("new") == 1, owners
 
 
+async def test_a_rep_joining_a_team_of_inactive_reps_starts_level_with_them(
+        routing: Routing) -> None:
+    # a and b took 20 leads, then were both set inactive; c joined; a and b came back.
+    await routing.put_rep("a")
+    await routing.put_rep("b")
+    for i in range(20):
+        await new_mql(routing, domain=f"e{i}.co.jp")
+    await routing.put_rep("a", active=False)
+    await routing.put_rep("b", active=False)
+    await routing.put_rep("c")
+    await routing.put_rep("a")
+    await routing.put_rep("b")
+    owners = [(await state(routing, await new_mql(routing, domain=f"f{i}.co.jp")))["owner_id"]
+              for i in range(6)]
+    assert sorted(owners) == ["a", "a", "b", "b", "c", "c"], "c at 0 would take all six"
+
+
 async def test_a_hot_lead_becomes_an_mql_for_the_next_rep_and_the_reason_is_logged(
         routing: Routing) -> None:
     await routing.put_rep("sato", slack_user_id="U0SATO1", weight=2)
@@ -715,6 +732,7 @@ async def test_reps_and_teams_are_managed_through_the_api_with_field_level_error
                              "ends_at": "2026-12-01T00:00:00+09:00"}]},
          ("body", "out_of_office", "0")),
         ({"weight": 0}, ("body", "weight")),
+        ({"weight": 1e-320}, ("body", "weight")),  # its stride would be infinite
         ({"team": "marketing"}, ("body", "team")),
         ({"territory": {}}, ("body", "territory")),
     ]
