@@ -16,8 +16,10 @@ from typing import NamedTuple
 from baton_runtime.text import clip
 from schemas.events import SHORT_TEXT_LENGTH, DealPhase, Tier, TouchpointType
 from services.scoring.model import (
+    KeywordRule,
     ReasonLocale,
     ScoringModel,
+    TitleRule,
     compact,
     keyword_pattern,
     normalise,
@@ -208,17 +210,17 @@ def clip_score(raw: float) -> int:
 HIDDEN = "\x00"
 
 
-def mentions(text: str | None, keywords: tuple[str, ...], except_in: tuple[str, ...] = (),
-             *, posts: bool = False) -> bool:
+def mentions(text: str | None, keywords: tuple[str, ...], except_in: tuple[str, ...] = ()
+             ) -> bool:
     """Return True if the normalised ``text`` contains one of ``keywords`` outside the
-    phrases of ``except_in`` (``posts``: a job title's, see ``phrase_pattern``)."""
+    phrases of ``except_in``."""
     if not text:
         return False
     normalised = normalise(text)
     if except_in:
         # Even a keyword partly inside a phrase does not count: 執行役員秘書 (the executive
         # officers' secretary) holds 執行役員, whose 役員 lies in the phrase 役員秘書.
-        normalised = phrase_pattern(except_in, posts).sub(HIDDEN, normalised)
+        normalised = phrase_pattern(except_in).sub(HIDDEN, normalised)
     return keyword_pattern(keywords).search(normalised) is not None
 
 
@@ -227,7 +229,7 @@ def seniority(title: str | None, model: ScoringModel) -> str | None:
     if not title:
         return None
     for rule in model.fit.titles:
-        if mentions(title, rule.keywords, rule.except_in, posts=True):
+        if mentions(title, rule.keywords, rule.except_in):
             return rule.seniority
     return STAFF
 
@@ -375,12 +377,10 @@ class _Rules:
             maxsize=PROFILES_CACHED)(functools.partial(_profile, model=model))
         self.seniority: Callable[[str | None], str | None] = functools.lru_cache(
             maxsize=PROFILES_CACHED)(functools.partial(seniority, model=model))
-        # Compiled now rather than in a lead's first batch.
-        for title in model.fit.titles:
-            keyword_pattern(title.keywords)
-            phrase_pattern(title.except_in, posts=True)
-        keyword_pattern(model.fit.student.keywords)
-        phrase_pattern(model.fit.student.except_in)
+        keyworded: list[TitleRule | KeywordRule] = [*model.fit.titles, model.fit.student]
+        for rule in keyworded:
+            keyword_pattern(rule.keywords)  # compiled now rather than in a lead's first batch
+            phrase_pattern(rule.except_in)
 
 
 def _profile(facts: LeadFacts, language: ReasonLocale, model: ScoringModel) -> _Profile:

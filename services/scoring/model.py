@@ -90,24 +90,22 @@ def keyword_pattern(keywords: tuple[str, ...]) -> re.Pattern[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def phrase_pattern(phrases: tuple[str, ...], posts: bool = False) -> re.Pattern[str]:
+def phrase_pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
     """Return a pattern matching compacted ``phrases`` in normalised text as keywords
-    match, the longest of those starting at one place first, also written with a space
-    beside a Japanese character; with ``posts``, that only where the phrase ends a word.
+    match, the longest of those starting at one place first; written with a space beside
+    a Japanese character, only where the phrase ends a word.
 
-    In a job title a space parts two posts as often as it spaces one: 社長 秘書 is the
-    president's secretary, but 取締役 秘書室担当 a director who also works in the
-    secretariat, whose 取締役 the phrase 取締役秘書 must not hide. An office's name goes
-    on past its phrase either way (学生 相談室 カウンセラー is no student).
+    The space parts two words as often as it spaces one: 社長 秘書 is the president's
+    secretary, but 取締役 秘書室担当 a director who also works in the secretariat, whose
+    取締役 the phrase 取締役秘書 must not hide, and 学生 生活科学部 a student of a
+    faculty, whose 学生 the phrase 学生生活 must not hide.
     """
     # "assistant to the president and ceo" must hide its "ceo" too, not only the
     # "assistant to the president" it starts with.
     longest_first = sorted(phrases, key=len, reverse=True)
     words = "|".join(re.escape(p) for p in longest_first if p.isascii())
     parts = [rf"{WORD_START}(?:{words}){WORD_END}"] if words else []
-    word_end = r"(?!\w)" if posts else ""
-    parts += [rf"{_spaced(p)}{word_end}|{re.escape(p)}" for p in longest_first
-              if not p.isascii()]
+    parts += [rf"{_spaced(p)}(?!\w)|{re.escape(p)}" for p in longest_first if not p.isascii()]
     return re.compile("|".join(parts) or r"(?!)")
 
 
