@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
+from baton_runtime.db import RETRYABLE_SQLSTATES, sqlstate_of
 from baton_runtime.dead_letters import dead_letter, undecodable_event_id
 from baton_runtime.metrics import CONSUMED, CONSUMER_BATCH_SECONDS
 from baton_runtime.uow import UnitOfWork, UnitOfWorkFactory
@@ -359,12 +360,15 @@ class ConsumerLoop:
 
         A batch that failed by a deadlock would otherwise meet it again here; but a failure
         of the locks themselves must not keep its messages from their retries and, in the
-        end, their dead letters.
+        end, their dead letters. The database aborting them to break a deadlock is raised:
+        the batch is fetched again, rather than handled unlocked into more deadlocks.
         """
         assert self._lock_first is not None
         try:
             await self._lock_first(_decodable_events(messages), uow)
         except Exception as error:
+            if sqlstate_of(error) in RETRYABLE_SQLSTATES:
+                raise
             log.warning("batch locks failed; handling it message by message without them",
                         error=repr(error), messages=len(messages))
             await uow.discard()

@@ -26,13 +26,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, BYTEA
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import InvalidatePoolError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 # A connection used this recently is trusted without a ping; a busy pool pings nothing.
 PING_AFTER_IDLE_SECONDS = 5.0
 _IDLE_SINCE = "baton_idle_since"
+
+
+# PostgreSQL aborted the transaction to break a deadlock or keep it serializable: nothing
+# was written, and the same work will most likely pass if done again.
+RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+
+
+def sqlstate_of(error: BaseException) -> str | None:
+    """Return the SQLSTATE of a database error, raised through SQLAlchemy or by the driver
+    itself; None for any other error."""
+    return getattr(error.orig if isinstance(error, DBAPIError) else error, "sqlstate", None)
 
 
 def asyncpg_url(url: str) -> str:

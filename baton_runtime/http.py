@@ -24,13 +24,13 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from baton_runtime.db import RETRYABLE_SQLSTATES, sqlstate_of
 from baton_runtime.json_body import FASTAPI_PARSE_ERROR, NOT_UTF8, JsonBodies, takes_json_body
 from baton_runtime.metrics import HTTP_REQUESTS
 
 log = structlog.get_logger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[None]]
-RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 # Text the database cannot store, in a text column or a JSON value: a NUL character.
 UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
 READINESS_TIMEOUT_SECONDS = 2.0
@@ -129,8 +129,7 @@ def create_app(
     @app.exception_handler(DBAPIError)
     @app.exception_handler(asyncpg.PostgresError)  # from statements sent to the driver itself
     async def database_refused(request: Request, error: Exception) -> Response:
-        sqlstate = getattr(error.orig if isinstance(error, DBAPIError) else error, "sqlstate",
-                           None)
+        sqlstate = sqlstate_of(error)
         if sqlstate in UNSTORABLE_TEXT_SQLSTATES:
             # Only a request's own text can hold what PostgreSQL refuses to store.
             return JSONResponse({"detail": [{

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
+import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -482,10 +483,12 @@ class LockingProbe:
     lock_first and handler call; its handler fails the first ``failures`` calls."""
 
     def __init__(self, engine: AsyncEngine, failures: int = 0,
-                 failing_locks: frozenset[int] = frozenset()) -> None:
+                 failing_locks: frozenset[int] = frozenset(),
+                 lock_error: Exception | None = None) -> None:
         captured, recycled = (TopicPartition(LeadCaptured.topic, 0),
                               TopicPartition(DealRecycled.topic, 0))
-        self.consumer = RecordingConsumer()
+        self.consumer = RewindingConsumer()
+        self.lock_error = lock_error or RuntimeError("lock timeout, say")
         self.consumer.assigned = {captured, recycled}
         self.calls: list[tuple[str, list[uuid.UUID]]] = []
         self.failures = failures
@@ -512,7 +515,7 @@ class LockingProbe:
         self.calls.append(("lock", [event.lead_id for event in events]))
         self.locks += 1
         if self.locks in self.failing_locks:
-            raise RuntimeError("lock timeout, say")
+            raise self.lock_error
 
     async def handle(self, event: LeadCaptured | DealRecycled, _: UnitOfWork) -> None:
         if self.failures:
@@ -563,6 +566,18 @@ async def test_a_batch_whose_locks_fail_message_by_message_is_still_handled(
     assert probe.calls == [("lock", probe.lead_ids), ("lock", probe.lead_ids),
                            *probe.handled_in_order()]
     assert probe.consumer.committed, "the batch committed"
+
+
+async def test_a_batch_whose_locks_deadlock_message_by_message_is_fetched_again(
+    engine: AsyncEngine,
+) -> None:
+    # Handled unlocked, it would meet more deadlocks, and use up its messages' retries.
+    probe = LockingProbe(engine, failures=1, failing_locks=frozenset({2}),
+                         lock_error=asyncpg.DeadlockDetectedError("deadlock detected"))
+    await probe.handle_batch()
+    assert probe.calls == [("lock", probe.lead_ids), ("lock", probe.lead_ids)]
+    assert sorted(offset for _, offset in probe.consumer.seeks) == [0, 0], "rewound"
+    assert not probe.consumer.committed
 
 
 class OutvotedConsumer(RecordingConsumer):
